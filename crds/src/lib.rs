@@ -1,0 +1,29 @@
+//! Keyward's custom resources (group `keyward.io`, version `v1alpha1`) and
+//! the key lifecycle state machine shared by the operator and the webhook.
+//!
+//! - [`ManagedKey`]: a key held by a KMS or HSM.
+//! - [`KeyRotationPolicy`]: when and how keys rotate.
+//! - [`SealedSecret`]: values encrypted under a ManagedKey, safe for Git.
+//!
+//! Every spec has a `validate()` for the checks the OpenAPI schema cannot
+//! express; its messages are meant to be shown to users unchanged.
+#![forbid(unsafe_code)]
+
+pub mod conditions;
+pub mod duration;
+pub mod generate;
+pub mod lifecycle;
+pub mod sealed_secret;
+pub mod validation;
+
+pub use duration::{HumanDuration, ParseDurationError};
+pub use lifecycle::{IllegalTransition, KeyState, Transition, transition};
+pub use sealed_secret::{
+    Access, KeyReference, Scope, SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate,
+};
+pub use validation::{FieldError, Invalid};
+
+/// API group of every Keyward resource.
+pub const GROUP: &str = "keyward.io";
+/// API version of every Keyward resource.
+pub const VERSION: &str = "v1alpha1";
