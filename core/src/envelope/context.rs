@@ -1,0 +1,186 @@
+use crate::provider::WrapContext;
+use std::fmt;
+use std::str::FromStr;
+
+/// What a sealed value is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    /// Namespace, secret name, item name and key: the value opens only where it was sealed for.
+    #[default]
+    Strict,
+    /// Namespace and key: the value may move between secrets of one namespace.
+    Namespace,
+}
+
+impl Scope {
+    pub fn code(self) -> u8 {
+        match self {
+            Scope::Strict => 1,
+            Scope::Namespace => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Scope::Strict),
+            2 => Some(Scope::Namespace),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Strict => "strict",
+            Scope::Namespace => "namespace",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" => Ok(Scope::Strict),
+            "namespace" => Ok(Scope::Namespace),
+            _ => Err(format!("unknown scope `{s}`; use `strict` or `namespace`")),
+        }
+    }
+}
+
+/// The secret a set of values is sealed for: everything in the context
+/// except the item name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretTarget {
+    pub scope: Scope,
+    pub namespace: String,
+    pub secret_name: String,
+    /// The ManagedKey reference (`name` or `namespace/name`).
+    pub key_ref: String,
+}
+
+impl SecretTarget {
+    pub fn item(&self, item: &str) -> ScopeContext {
+        ScopeContext::new(
+            self.scope,
+            &self.namespace,
+            &self.secret_name,
+            item,
+            &self.key_ref,
+        )
+    }
+
+    /// The context the DEK is wrapped under. Items are not part of it: one
+    /// DEK serves all items of a secret.
+    pub fn wrap_context(&self) -> WrapContext {
+        let mut context = WrapContext::new();
+        context.insert("keyward.io/scope".into(), self.scope.as_str().into());
+        context.insert("keyward.io/namespace".into(), self.namespace.clone());
+        context.insert("keyward.io/key".into(), self.key_ref.clone());
+        if self.scope == Scope::Strict {
+            context.insert("keyward.io/secret".into(), self.secret_name.clone());
+        }
+        context
+    }
+}
+
+/// The full context of one sealed value, as recorded in its header. Fields a
+/// scope does not bind are empty, so the header is canonical.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeContext {
+    pub scope: Scope,
+    pub namespace: String,
+    pub secret_name: String,
+    pub item: String,
+    pub key_ref: String,
+}
+
+impl ScopeContext {
+    pub fn new(
+        scope: Scope,
+        namespace: &str,
+        secret_name: &str,
+        item: &str,
+        key_ref: &str,
+    ) -> Self {
+        let (secret_name, item) = match scope {
+            Scope::Strict => (secret_name, item),
+            Scope::Namespace => ("", ""),
+        };
+        ScopeContext {
+            scope,
+            namespace: namespace.to_owned(),
+            secret_name: secret_name.to_owned(),
+            item: item.to_owned(),
+            key_ref: key_ref.to_owned(),
+        }
+    }
+
+    /// The first field where `self` (the header) differs from `expected`.
+    pub(crate) fn first_difference(
+        &self,
+        expected: &ScopeContext,
+    ) -> Option<(&'static str, String, String)> {
+        let scope = |s: &ScopeContext| s.scope.as_str().to_owned();
+        let fields: [(&'static str, fn(&ScopeContext) -> String); 5] = [
+            ("scope", scope),
+            ("namespace", |s| s.namespace.clone()),
+            ("secret name", |s| s.secret_name.clone()),
+            ("item", |s| s.item.clone()),
+            ("key", |s| s.key_ref.clone()),
+        ];
+        fields.into_iter().find_map(|(name, get)| {
+            let (sealed, opened) = (get(self), get(expected));
+            (sealed != opened).then_some((name, sealed, opened))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_scope_drops_secret_and_item() {
+        let context = ScopeContext::new(Scope::Namespace, "ns", "db", "password", "k");
+        assert_eq!(
+            (context.secret_name.as_str(), context.item.as_str()),
+            ("", "")
+        );
+    }
+
+    #[test]
+    fn wrap_context_binds_secret_only_in_strict_scope() {
+        let mut target = SecretTarget {
+            scope: Scope::Strict,
+            namespace: "ns".into(),
+            secret_name: "db".into(),
+            key_ref: "k".into(),
+        };
+        assert_eq!(
+            target
+                .wrap_context()
+                .get("keyward.io/secret")
+                .map(String::as_str),
+            Some("db")
+        );
+        target.scope = Scope::Namespace;
+        assert!(!target.wrap_context().contains_key("keyward.io/secret"));
+    }
+
+    #[test]
+    fn first_difference_names_the_field() {
+        let sealed = ScopeContext::new(Scope::Strict, "a", "db", "pw", "k");
+        let opened = ScopeContext::new(Scope::Strict, "b", "db", "pw", "k");
+        assert_eq!(
+            sealed.first_difference(&opened),
+            Some(("namespace", "a".into(), "b".into()))
+        );
+        assert_eq!(sealed.first_difference(&sealed), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! Envelope format v1: one sealed value, self-describing and versioned.
+//! The byte layout is specified in `docs/envelope-format.md`; test vectors
+//! live in `core/tests/vectors/envelope-v1.json`.
+
+mod context;
+mod error;
+mod format;
+mod secret;
+
+pub use context::{Scope, ScopeContext, SecretTarget};
+pub use error::{EnvelopeError, ItemError};
+pub use format::{Envelope, MAGIC, VERSION};
+pub use secret::{PublicSealingKey, Wrapping, open_secret, seal_secret};

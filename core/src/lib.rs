@@ -1,0 +1,15 @@
+//! Keyward core: the envelope format, the key-provider interface, the embedded
+//! `local` provider and the secret-memory types they share.
+//!
+//! Nothing here talks to Kubernetes; the operator, webhook and CLI build on it.
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod envelope;
+pub mod local;
+pub mod provider;
+pub mod secret;
+
+pub use envelope::{EnvelopeError, Scope, ScopeContext};
+pub use provider::{KeyProvider, ProviderError};
+pub use secret::{Dek, SecretBytes};

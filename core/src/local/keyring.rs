@@ -1,0 +1,450 @@
+//! The keyring document and its operations, with no I/O: the store loads it,
+//! applies one of these, and writes it back.
+
+use crate::crypto::{RsaKeySize, RsaPrivateKey, fill_random};
+use crate::provider::{
+    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result, VersionInfo,
+    VersionState,
+};
+use crate::secret::SecretBytes;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize, Default)]
+pub struct Keyring {
+    pub format: u32,
+    pub keys: Vec<LocalKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct LocalKey {
+    pub id: String,
+    pub name: String,
+    pub algorithm: KeyAlgorithm,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub primary: u32,
+    pub deletion_at: Option<u64>,
+    pub versions: Vec<LocalVersion>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct LocalVersion {
+    pub version: u32,
+    pub state: VersionState,
+    pub created_at: u64,
+    pub deletion_at: Option<u64>,
+    /// AES key bytes or RSA PKCS#8 DER; empty once destroyed.
+    #[serde(with = "super::material")]
+    pub material: SecretBytes,
+}
+
+pub fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn system_time(seconds: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(seconds)
+}
+
+fn new_material(algorithm: KeyAlgorithm) -> SecretBytes {
+    match algorithm {
+        KeyAlgorithm::Aes256 => {
+            let mut key = vec![0u8; 32];
+            fill_random(&mut key);
+            SecretBytes::new(key)
+        }
+        KeyAlgorithm::Rsa3072 => {
+            SecretBytes::from(RsaPrivateKey::generate(RsaKeySize::Bits3072).pkcs8_der())
+        }
+        KeyAlgorithm::Rsa4096 => {
+            SecretBytes::from(RsaPrivateKey::generate(RsaKeySize::Bits4096).pkcs8_der())
+        }
+    }
+}
+
+fn new_key_id() -> String {
+    let mut bytes = [0u8; 8];
+    fill_random(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("local-{hex}")
+}
+
+fn new_version(version: u32, algorithm: KeyAlgorithm, now: u64) -> LocalVersion {
+    LocalVersion {
+        version,
+        state: VersionState::Enabled,
+        created_at: now,
+        deletion_at: None,
+        material: new_material(algorithm),
+    }
+}
+
+impl Keyring {
+    pub fn new() -> Self {
+        Keyring {
+            format: FORMAT,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Finds a key by id or by name.
+    pub fn find(&self, key: &str) -> Result<&LocalKey> {
+        self.keys
+            .iter()
+            .find(|k| k.id == key || k.name == key)
+            .ok_or_else(|| ProviderError::UnknownKey(key.to_owned()))
+    }
+
+    fn find_mut(&mut self, key: &str) -> Result<&mut LocalKey> {
+        self.keys
+            .iter_mut()
+            .find(|k| k.id == key || k.name == key)
+            .ok_or_else(|| ProviderError::UnknownKey(key.to_owned()))
+    }
+
+    pub fn create(&mut self, spec: &KeySpec, now: u64) -> Result<KeyInfo> {
+        if spec.owner.is_some()
+            && let Some(existing) = self.keys.iter().find(|k| k.owner == spec.owner)
+        {
+            return Ok(existing.info());
+        }
+        if spec.name.is_empty() || spec.name.starts_with("local-") {
+            return Err(ProviderError::InvalidRequest(format!(
+                "`{}` is not a usable key name (empty, or starting with the id prefix `local-`)",
+                spec.name
+            )));
+        }
+        if self.keys.iter().any(|k| k.name == spec.name) {
+            return Err(ProviderError::InvalidRequest(format!(
+                "a key named `{}` already exists; pick another name or rotate the existing key",
+                spec.name
+            )));
+        }
+        let key = LocalKey {
+            id: new_key_id(),
+            name: spec.name.clone(),
+            algorithm: spec.algorithm,
+            owner: spec.owner.clone(),
+            description: spec.description.clone(),
+            primary: 1,
+            deletion_at: None,
+            versions: vec![new_version(1, spec.algorithm, now)],
+        };
+        let info = key.info();
+        self.keys.push(key);
+        Ok(info)
+    }
+
+    pub fn rotate(&mut self, key: &str, now: u64) -> Result<KeyInfo> {
+        let key = self.find_mut(key)?;
+        key.refuse_if_pending_deletion()?;
+        let next = key.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        key.versions.push(new_version(next, key.algorithm, now));
+        key.primary = next;
+        Ok(key.info())
+    }
+
+    pub fn set_enabled(&mut self, key: &str, version: u32, enabled: bool) -> Result<()> {
+        let key = self.find_mut(key)?;
+        key.refuse_if_pending_deletion()?;
+        let id = key.id.clone();
+        let version = key.version_mut(version)?;
+        match version.state {
+            VersionState::Enabled | VersionState::Disabled => {
+                version.state = if enabled {
+                    VersionState::Enabled
+                } else {
+                    VersionState::Disabled
+                };
+                Ok(())
+            }
+            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
+                key: id,
+                version: version.version,
+            }),
+            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+                key: id,
+                version: version.version,
+            }),
+        }
+    }
+
+    pub fn schedule_deletion(
+        &mut self,
+        key: &str,
+        target: DeletionTarget,
+        window: Duration,
+        now: u64,
+    ) -> Result<SystemTime> {
+        let at = now.saturating_add(window.as_secs());
+        let key = self.find_mut(key)?;
+        match target {
+            DeletionTarget::WholeKey => {
+                key.deletion_at = Some(*key.deletion_at.get_or_insert(at));
+                Ok(system_time(key.deletion_at.unwrap_or(at)))
+            }
+            DeletionTarget::Version(number) => {
+                if number == key.primary {
+                    return Err(ProviderError::InvalidRequest(format!(
+                        "version {number} is the primary version of `{}`; rotate the key first, or delete the whole key",
+                        key.name
+                    )));
+                }
+                let id = key.id.clone();
+                let version = key.version_mut(number)?;
+                match version.state {
+                    VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+                        key: id,
+                        version: number,
+                    }),
+                    VersionState::PendingDeletion => {
+                        Ok(system_time(version.deletion_at.unwrap_or(at)))
+                    }
+                    _ => {
+                        version.state = VersionState::PendingDeletion;
+                        version.deletion_at = Some(at);
+                        Ok(system_time(at))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cancelled version comes back disabled, as in AWS KMS: enabling it
+    /// again is a separate, deliberate step.
+    pub fn cancel_deletion(&mut self, key: &str, target: DeletionTarget) -> Result<()> {
+        let key = self.find_mut(key)?;
+        match target {
+            DeletionTarget::WholeKey => {
+                key.deletion_at = None;
+                Ok(())
+            }
+            DeletionTarget::Version(number) => {
+                let id = key.id.clone();
+                let version = key.version_mut(number)?;
+                match version.state {
+                    VersionState::PendingDeletion => {
+                        version.state = VersionState::Disabled;
+                        version.deletion_at = None;
+                        Ok(())
+                    }
+                    VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+                        key: id,
+                        version: number,
+                    }),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Destroys what is due: versions lose their material, keys disappear.
+    /// Returns whether anything changed.
+    pub fn purge_due(&mut self, now: u64) -> bool {
+        let before = self.keys.len();
+        self.keys
+            .retain(|key| key.deletion_at.is_none_or(|at| at > now));
+        let mut changed = self.keys.len() != before;
+        for version in self.keys.iter_mut().flat_map(|k| k.versions.iter_mut()) {
+            if version.state == VersionState::PendingDeletion
+                && version.deletion_at.is_some_and(|at| at <= now)
+            {
+                version.state = VersionState::Destroyed;
+                version.material = SecretBytes::default();
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+impl LocalKey {
+    pub fn info(&self) -> KeyInfo {
+        KeyInfo {
+            key_id: self.id.clone(),
+            name: self.name.clone(),
+            algorithm: self.algorithm,
+            owner: self.owner.clone(),
+            primary_version: self.primary,
+            versions: self
+                .versions
+                .iter()
+                .map(|v| VersionInfo {
+                    version: v.version,
+                    state: v.state,
+                    created_at: system_time(v.created_at),
+                    deletion_at: v.deletion_at.map(system_time),
+                })
+                .collect(),
+            deletion_at: self.deletion_at.map(system_time),
+        }
+    }
+
+    pub fn version(&self, number: u32) -> Result<&LocalVersion> {
+        self.versions
+            .iter()
+            .find(|v| v.version == number && v.state != VersionState::Destroyed)
+            .ok_or_else(|| ProviderError::UnknownVersion {
+                key: self.id.clone(),
+                version: number,
+            })
+    }
+
+    fn version_mut(&mut self, number: u32) -> Result<&mut LocalVersion> {
+        let id = self.id.clone();
+        self.versions
+            .iter_mut()
+            .find(|v| v.version == number)
+            .ok_or(ProviderError::UnknownVersion {
+                key: id,
+                version: number,
+            })
+    }
+
+    fn refuse_if_pending_deletion(&self) -> Result<()> {
+        match self.deletion_at {
+            Some(_) => Err(ProviderError::PendingDeletion {
+                key: self.id.clone(),
+                version: self.primary,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn usable(&self, version: &LocalVersion) -> Result<()> {
+        self.refuse_if_pending_deletion()?;
+        let (key, number) = (self.id.clone(), version.version);
+        match version.state {
+            VersionState::Enabled => Ok(()),
+            VersionState::Disabled => Err(ProviderError::VersionDisabled {
+                key,
+                version: number,
+            }),
+            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
+                key,
+                version: number,
+            }),
+            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+                key,
+                version: number,
+            }),
+        }
+    }
+
+    pub fn primary_for_wrap(&self) -> Result<&LocalVersion> {
+        let version = self.version(self.primary)?;
+        self.usable(version)?;
+        Ok(version)
+    }
+
+    pub fn version_for_unwrap(&self, number: u32) -> Result<&LocalVersion> {
+        let version = self.version(number)?;
+        self.usable(version)?;
+        Ok(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, owner: Option<&str>) -> KeySpec {
+        KeySpec {
+            name: name.into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: owner.map(Into::into),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn create_is_idempotent_per_owner_and_names_are_unique() {
+        let mut ring = Keyring::new();
+        let first = ring.create(&spec("a", Some("uid-1")), 0).unwrap();
+        let again = ring.create(&spec("a", Some("uid-1")), 5).unwrap();
+        assert_eq!(first.key_id, again.key_id);
+        assert_eq!(ring.keys.len(), 1);
+        let clash = ring.create(&spec("a", Some("uid-2")), 0).unwrap_err();
+        assert!(clash.to_string().contains("already exists"), "{clash}");
+    }
+
+    #[test]
+    fn rotation_moves_primary_and_keeps_old_versions_for_unwrap() {
+        let mut ring = Keyring::new();
+        ring.create(&spec("a", None), 0).unwrap();
+        let info = ring.rotate("a", 10).unwrap();
+        assert_eq!(info.primary_version, 2);
+        let key = ring.find("a").unwrap();
+        assert_eq!(key.primary_for_wrap().unwrap().version, 2);
+        assert!(key.version_for_unwrap(1).is_ok());
+    }
+
+    #[test]
+    fn deletion_window_then_purge_destroys_only_due_versions() {
+        let mut ring = Keyring::new();
+        ring.create(&spec("a", None), 0).unwrap();
+        ring.rotate("a", 0).unwrap();
+        let primary = ring.schedule_deletion("a", DeletionTarget::Version(2), Duration::ZERO, 0);
+        assert!(
+            primary
+                .unwrap_err()
+                .to_string()
+                .contains("rotate the key first")
+        );
+        ring.schedule_deletion("a", DeletionTarget::Version(1), Duration::from_secs(100), 0)
+            .unwrap();
+        assert!(matches!(
+            ring.find("a").unwrap().version_for_unwrap(1),
+            Err(ProviderError::PendingDeletion { .. })
+        ));
+        assert!(!ring.purge_due(99));
+        ring.cancel_deletion("a", DeletionTarget::Version(1))
+            .unwrap();
+        assert_eq!(
+            ring.find("a").unwrap().version(1).unwrap().state,
+            VersionState::Disabled
+        );
+        ring.schedule_deletion("a", DeletionTarget::Version(1), Duration::from_secs(100), 0)
+            .unwrap();
+        assert!(ring.purge_due(100));
+        let key = ring.find("a").unwrap();
+        assert!(matches!(
+            key.version(1),
+            Err(ProviderError::UnknownVersion { .. })
+        ));
+        assert!(key.versions[0].material.is_empty());
+    }
+
+    #[test]
+    fn whole_key_deletion_removes_the_key_when_due() {
+        let mut ring = Keyring::new();
+        ring.create(&spec("a", None), 0).unwrap();
+        ring.schedule_deletion("a", DeletionTarget::WholeKey, Duration::from_secs(7), 0)
+            .unwrap();
+        assert!(matches!(
+            ring.rotate("a", 1),
+            Err(ProviderError::PendingDeletion { .. })
+        ));
+        assert!(ring.purge_due(7));
+        assert!(matches!(ring.find("a"), Err(ProviderError::UnknownKey(_))));
+    }
+
+    #[test]
+    fn disabled_versions_neither_wrap_nor_unwrap() {
+        let mut ring = Keyring::new();
+        ring.create(&spec("a", None), 0).unwrap();
+        ring.set_enabled("a", 1, false).unwrap();
+        let key = ring.find("a").unwrap();
+        assert!(matches!(
+            key.primary_for_wrap(),
+            Err(ProviderError::VersionDisabled { .. })
+        ));
+        assert!(matches!(
+            key.version_for_unwrap(1),
+            Err(ProviderError::VersionDisabled { .. })
+        ));
+    }
+}

@@ -1,0 +1,153 @@
+//! The embedded `local` provider: a keyring of versioned key-encryption keys
+//! in one file, encrypted under a root key. The default, so Keyward works on
+//! a bare cluster or a laptop with no KMS.
+
+mod keyring;
+mod material;
+mod root_key;
+mod store;
+mod wrap;
+
+pub use root_key::RootKey;
+pub use store::{KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
+
+use crate::provider::{
+    DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
+    WrapContext, WrappedDek,
+};
+use crate::secret::Dek;
+use async_trait::async_trait;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub struct LocalProvider {
+    store: Arc<KeyringStore>,
+}
+
+impl LocalProvider {
+    pub fn new(store: KeyringStore) -> Self {
+        LocalProvider {
+            store: Arc::new(store),
+        }
+    }
+
+    /// Opens `dir/keyring.kwk` with the root key in `dir/root.key`.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        let root = RootKey::load(&dir.join(ROOT_KEY_FILE))?;
+        Ok(Self::new(KeyringStore::new(dir, root)))
+    }
+
+    pub fn store(&self) -> &KeyringStore {
+        &self.store
+    }
+
+    /// Runs blocking keyring I/O off the async threads.
+    async fn blocking<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&KeyringStore) -> Result<T> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| ProviderError::Storage(format!("keyring task failed: {e}")))?
+    }
+}
+
+fn now() -> u64 {
+    keyring::unix_seconds(SystemTime::now())
+}
+
+#[async_trait]
+impl KeyProvider for LocalProvider {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
+        let spec = spec.clone();
+        self.blocking(move |store| store.update(|ring| ring.create(&spec, now())))
+            .await
+    }
+
+    async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
+        let key = key.to_owned();
+        self.blocking(move |store| store.read(|ring| Ok(ring.find(&key)?.info())))
+            .await
+    }
+
+    async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {
+        let key_id = key_id.to_owned();
+        self.blocking(move |store| store.update(|ring| ring.rotate(&key_id, now())))
+            .await
+    }
+
+    async fn set_version_enabled(&self, key_id: &str, version: u32, enabled: bool) -> Result<()> {
+        let key_id = key_id.to_owned();
+        self.blocking(move |store| store.update(|ring| ring.set_enabled(&key_id, version, enabled)))
+            .await
+    }
+
+    async fn schedule_deletion(
+        &self,
+        key_id: &str,
+        target: DeletionTarget,
+        window: Duration,
+    ) -> Result<SystemTime> {
+        let key_id = key_id.to_owned();
+        self.blocking(move |store| {
+            store.update(|ring| ring.schedule_deletion(&key_id, target, window, now()))
+        })
+        .await
+    }
+
+    async fn cancel_deletion(&self, key_id: &str, target: DeletionTarget) -> Result<()> {
+        let key_id = key_id.to_owned();
+        self.blocking(move |store| store.update(|ring| ring.cancel_deletion(&key_id, target)))
+            .await
+    }
+
+    async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
+        let (key_id, dek, context) = (key_id.to_owned(), dek.clone(), context.clone());
+        self.blocking(move |store| {
+            store.read(|ring| {
+                let key = ring.find(&key_id)?;
+                let version = key.primary_for_wrap()?;
+                wrap::wrap(key, version, &dek, &context)
+            })
+        })
+        .await
+    }
+
+    async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
+        let (wrapped, context) = (wrapped.clone(), context.clone());
+        self.blocking(move |store| {
+            store.read(|ring| {
+                let key = ring.find(&wrapped.key_id)?;
+                let version = key.version_for_unwrap(wrapped.version)?;
+                wrap::unwrap(key, version, &wrapped, &context)
+            })
+        })
+        .await
+    }
+
+    async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
+        let key_id = key_id.to_owned();
+        self.blocking(move |store| {
+            store.read(|ring| {
+                let key = ring.find(&key_id)?;
+                let version = key.version(version.unwrap_or(key.primary))?;
+                Ok(PublicKeyInfo {
+                    key_id: key.id.clone(),
+                    version: version.version,
+                    public_key: wrap::public_key(key, version)?,
+                })
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+use crate::provider::ProviderError;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// The 256-bit key the local keyring file is encrypted under. Stored as one
+/// line of base64; in a cluster it comes from a Kubernetes Secret.
+#[derive(Clone)]
+pub struct RootKey(Zeroizing<[u8; 32]>);
+
+impl RootKey {
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        crate::crypto::fill_random(&mut key[..]);
+        RootKey(key)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProviderError> {
+        let array: [u8; 32] = bytes.try_into().map_err(|_| {
+            ProviderError::InvalidRequest(format!(
+                "a root key is 32 bytes, this one has {}",
+                bytes.len()
+            ))
+        })?;
+        Ok(RootKey(Zeroizing::new(array)))
+    }
+
+    /// Accepts the base64 text written by [`RootKey::save_new`].
+    pub fn from_base64(text: &str) -> Result<Self, ProviderError> {
+        let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| {
+            ProviderError::InvalidRequest("the root key is not valid base64".into())
+        })?);
+        Self::from_bytes(&bytes)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ProviderError> {
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                "; create a keyring with `keyward local init`"
+            } else {
+                ""
+            };
+            ProviderError::Storage(format!(
+                "cannot read root key {}: {e}{hint}",
+                path.display()
+            ))
+        })?);
+        refuse_world_readable(path)?;
+        Self::from_base64(&text)
+            .map_err(|e| ProviderError::Storage(format!("root key {}: {e}", path.display())))
+    }
+
+    /// Writes the key to a new file with mode 0600. Never overwrites: losing
+    /// a root key loses every key in its keyring.
+    pub fn save_new(&self, path: &Path) -> Result<(), ProviderError> {
+        let io_error =
+            |e: std::io::Error| ProviderError::Storage(format!("{}: {e}", path.display()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ProviderError::InvalidRequest(format!(
+                    "{} already exists; refusing to overwrite a root key",
+                    path.display()
+                ))
+            } else {
+                io_error(e)
+            }
+        })?;
+        let text = Zeroizing::new(format!("{}\n", STANDARD.encode(&self.0[..])));
+        file.write_all(text.as_bytes()).map_err(io_error)?;
+        file.sync_all().map_err(io_error)
+    }
+
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+#[cfg(unix)]
+fn refuse_world_readable(path: &Path) -> Result<(), ProviderError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| ProviderError::Storage(format!("{}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o007 != 0 {
+        return Err(ProviderError::Storage(format!(
+            "root key {} is accessible to all users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_world_readable(_: &Path) -> Result<(), ProviderError> {
+    Ok(())
+}
+
+impl fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootKey(<redacted>)")
+    }
+}

@@ -1,0 +1,118 @@
+//! DEK wrapping with local key versions. Symmetric blob layout:
+//! `0x01 | nonce[12] | AES-256-GCM(kek, dek) || tag`, with AAD binding the key
+//! id, version and the wrap context. Asymmetric keys use plain RSA-OAEP-SHA256,
+//! exactly what an offline sealer produces from the public key.
+
+use super::keyring::{LocalKey, LocalVersion};
+use crate::crypto::{self, RsaPrivateKey, RsaPublicKey};
+use crate::provider::{ProviderError, Result, WrapAlgorithm, WrapContext, WrappedDek};
+use crate::secret::Dek;
+
+const BLOB_VERSION: u8 = 1;
+const BLOB_LEN: usize = 1 + crypto::NONCE_LEN + Dek::LEN + crypto::TAG_LEN;
+
+/// Length-prefixed, so no two different contexts encode alike.
+pub fn context_aad(key_id: &str, version: u32, context: &WrapContext) -> Vec<u8> {
+    let mut aad = b"keyward/local-wrap/v1".to_vec();
+    let mut put = |bytes: &[u8]| {
+        aad.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        aad.extend_from_slice(bytes);
+    };
+    put(key_id.as_bytes());
+    put(&version.to_be_bytes());
+    for (name, value) in context {
+        put(name.as_bytes());
+        put(value.as_bytes());
+    }
+    aad
+}
+
+fn aes_key(version: &LocalVersion) -> Result<&[u8; 32]> {
+    version
+        .material
+        .expose()
+        .try_into()
+        .map_err(|_| ProviderError::Storage("a symmetric key version is not 32 bytes".into()))
+}
+
+fn rsa_key(version: &LocalVersion) -> Result<RsaPrivateKey> {
+    RsaPrivateKey::from_pkcs8_der(version.material.expose())
+        .map_err(|e| ProviderError::Storage(format!("stored RSA key is unusable: {e}")))
+}
+
+pub fn wrap(
+    key: &LocalKey,
+    version: &LocalVersion,
+    dek: &Dek,
+    context: &WrapContext,
+) -> Result<WrappedDek> {
+    let blob = match key.algorithm.wrap_algorithm() {
+        WrapAlgorithm::Symmetric => {
+            let nonce = crypto::random_nonce();
+            let aad = context_aad(&key.id, version.version, context);
+            let mut blob = vec![BLOB_VERSION];
+            blob.extend_from_slice(&nonce);
+            blob.extend_from_slice(&crypto::seal(aes_key(version)?, &nonce, &aad, dek.expose()));
+            blob
+        }
+        WrapAlgorithm::RsaOaepSha256 => rsa_key(version)?.public_key().encrypt(dek.expose()),
+    };
+    Ok(WrappedDek {
+        key_id: key.id.clone(),
+        version: version.version,
+        algorithm: key.algorithm.wrap_algorithm(),
+        blob,
+    })
+}
+
+pub fn unwrap(
+    key: &LocalKey,
+    version: &LocalVersion,
+    wrapped: &WrappedDek,
+    context: &WrapContext,
+) -> Result<Dek> {
+    if wrapped.algorithm != key.algorithm.wrap_algorithm() {
+        return Err(ProviderError::WrongKeyType {
+            key: key.id.clone(),
+            expected: match wrapped.algorithm {
+                WrapAlgorithm::Symmetric => "a symmetric key",
+                WrapAlgorithm::RsaOaepSha256 => "an RSA key",
+            },
+            actual: key.algorithm.describe(),
+        });
+    }
+    let plaintext = match wrapped.algorithm {
+        WrapAlgorithm::Symmetric => {
+            let blob = &wrapped.blob;
+            if blob.len() != BLOB_LEN || blob[0] != BLOB_VERSION {
+                return Err(ProviderError::UnwrapFailed);
+            }
+            let nonce: [u8; crypto::NONCE_LEN] = blob[1..1 + crypto::NONCE_LEN]
+                .try_into()
+                .expect("length checked");
+            let aad = context_aad(&key.id, version.version, context);
+            crypto::open(
+                aes_key(version)?,
+                &nonce,
+                &aad,
+                &blob[1 + crypto::NONCE_LEN..],
+            )
+            .map_err(|_| ProviderError::UnwrapFailed)?
+        }
+        WrapAlgorithm::RsaOaepSha256 => rsa_key(version)?
+            .decrypt(&wrapped.blob)
+            .map_err(|_| ProviderError::UnwrapFailed)?,
+    };
+    Dek::from_slice(&plaintext).ok_or(ProviderError::UnwrapFailed)
+}
+
+pub fn public_key(key: &LocalKey, version: &LocalVersion) -> Result<RsaPublicKey> {
+    if !key.algorithm.is_asymmetric() {
+        return Err(ProviderError::WrongKeyType {
+            key: key.id.clone(),
+            expected: "an asymmetric (RSA) key",
+            actual: key.algorithm.describe(),
+        });
+    }
+    Ok(rsa_key(version)?.public_key())
+}

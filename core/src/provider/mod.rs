@@ -1,0 +1,71 @@
+//! The key-provider interface every backend implements (local, AWS KMS, Cloud
+//! KMS, PKCS#11). Providers are values injected where they are needed; there
+//! is no global registry.
+//!
+//! A provider knows keys, their versions and whether each version is enabled.
+//! The NIST SP 800-57 lifecycle (active, deactivated, compromised...) lives in
+//! the operator, which maps it onto these few operations: only the primary
+//! version wraps, older enabled versions only unwrap, disabled versions do
+//! neither.
+
+mod error;
+mod types;
+
+pub use error::ProviderError;
+pub use types::{
+    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, PublicKeyInfo, VersionInfo, VersionState,
+    WrapAlgorithm, WrapContext, WrappedDek,
+};
+
+use crate::secret::Dek;
+use async_trait::async_trait;
+use std::time::{Duration, SystemTime};
+
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait KeyProvider: Send + Sync {
+    /// Short name used in logs and status (`local`, `aws`, `gcp`, `pkcs11`).
+    fn kind(&self) -> &'static str;
+
+    /// Creates a key, or returns the existing one when a key with the same
+    /// `spec.owner` already exists, so a retried reconcile never makes two.
+    async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo>;
+
+    /// Looks a key up by provider key id or by name/alias.
+    async fn describe_key(&self, key: &str) -> Result<KeyInfo>;
+
+    /// Makes a new version the primary one; older versions keep unwrapping.
+    async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo>;
+
+    /// Enables or disables one version (suspend/resume).
+    async fn set_version_enabled(&self, key_id: &str, version: u32, enabled: bool) -> Result<()>;
+
+    /// Schedules destruction after `window`; returns when it will happen.
+    async fn schedule_deletion(
+        &self,
+        key_id: &str,
+        target: DeletionTarget,
+        window: Duration,
+    ) -> Result<SystemTime>;
+
+    /// Cancels a scheduled destruction that has not happened yet.
+    async fn cancel_deletion(&self, key_id: &str, target: DeletionTarget) -> Result<()>;
+
+    /// Wraps `dek` under the key's primary version, bound to `context`
+    /// where the algorithm allows (symmetric keys; RSA-OAEP has no context).
+    async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek>;
+
+    /// Unwraps a DEK with the version named in `wrapped`.
+    async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek>;
+
+    /// The public key of an asymmetric (`Seal`) key version, for offline sealing.
+    async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo>;
+
+    /// Re-wraps a DEK under the primary version. Providers with a native
+    /// re-encrypt (AWS `ReEncrypt`) override this so the DEK never leaves them.
+    async fn rewrap(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<WrappedDek> {
+        let dek = self.unwrap_dek(wrapped, context).await?;
+        self.wrap_dek(&wrapped.key_id, &dek, context).await
+    }
+}
