@@ -1,0 +1,18 @@
+//! Helpers for Keyward's end-to-end tests against a real cluster.
+//!
+//! `e2e/run.sh` starts a throwaway cluster (see `e2e/cluster/`), exports
+//! `KUBECONFIG` and runs `cargo test -p keyward-e2e`. The same tests run
+//! against any cluster given `KEYWARD_E2E_KUBECONFIG`. Without a cluster
+//! every test fails: an e2e run that tests nothing must not look green.
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod crds;
+pub mod helm;
+pub mod namespace;
+pub mod pods;
+
+pub use namespace::with_temp_ns;
+
+/// Field manager for everything the tests apply server-side.
+pub const FIELD_MANAGER: &str = "keyward-e2e";
