@@ -210,6 +210,36 @@ mod tests {
         );
     }
 
+    /// The labelled Wycheproof vectors need `decrypt_with_label`, which is
+    /// crate-private (Keyward itself never uses a label); the unlabelled and
+    /// invalid ones run through the public API in `tests/wycheproof.rs`.
+    #[test]
+    fn wycheproof_labelled_vectors_open_with_their_label() {
+        use wycheproof::rsa_oaep::{TestName, TestSet};
+        let mut labelled = 0;
+        for name in [
+            TestName::Rsa3072Sha256Mgf1Sha256,
+            TestName::Rsa4096Sha256Mgf1Sha256,
+        ] {
+            for group in TestSet::load(name).unwrap().test_groups {
+                let key = || PrivateDecryptingKey::from_pkcs8(&group.pkcs8).unwrap();
+                for test in group.tests.iter().filter(|t| !t.label.is_empty()) {
+                    let result = decrypt_with_label(key(), &test.ct, Some(&test.label));
+                    if test.result.must_fail() {
+                        assert!(result.is_err(), "tc {}", test.tc_id);
+                    } else {
+                        assert_eq!(&result.unwrap()[..], &test.pt[..], "tc {}", test.tc_id);
+                        let mut wrong = test.label.to_vec();
+                        wrong[0] ^= 1;
+                        assert!(decrypt_with_label(key(), &test.ct, Some(&wrong)).is_err());
+                    }
+                    labelled += 1;
+                }
+            }
+        }
+        assert_eq!(labelled, 16, "8 labelled vectors per key size");
+    }
+
     #[test]
     fn pem_errors_are_specific() {
         assert_eq!(

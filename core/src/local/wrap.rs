@@ -116,3 +116,65 @@ pub fn public_key(key: &LocalKey, version: &LocalVersion) -> Result<RsaPublicKey
     }
     Ok(rsa_key(version)?.public_key())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{KeyAlgorithm, VersionState};
+    use crate::secret::SecretBytes;
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Replays the committed local-wrap vector through this module's own
+    /// `context_aad` and `unwrap` (the nonce is random in `wrap`, so only the
+    /// unwrap direction can be checked against fixed bytes).
+    #[test]
+    fn committed_local_wrap_vector_unwraps() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/envelope-v1.json")).unwrap();
+        let case = &file["local_symmetric_wrap"][0];
+        let text = |field: &str| case[field].as_str().unwrap().to_owned();
+        let context: WrapContext = serde_json::from_value(case["wrap_context"].clone()).unwrap();
+        let number = u32::try_from(case["key_version"].as_u64().unwrap()).unwrap();
+        let version = LocalVersion {
+            version: number,
+            state: VersionState::Enabled,
+            created_at: 0,
+            deletion_at: None,
+            material: SecretBytes::new(unhex(&text("kek_hex"))),
+        };
+        let key = LocalKey {
+            id: text("key_id"),
+            name: "vector".into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: None,
+            description: None,
+            primary: number,
+            deletion_at: None,
+            versions: Vec::new(),
+        };
+        assert_eq!(
+            context_aad(&key.id, number, &context),
+            unhex(&text("aad_hex"))
+        );
+        let wrapped = WrappedDek {
+            key_id: key.id.clone(),
+            version: number,
+            algorithm: WrapAlgorithm::Symmetric,
+            blob: unhex(&text("blob_hex")),
+        };
+        let dek = unwrap(&key, &version, &wrapped, &context).unwrap();
+        assert_eq!(&dek.expose()[..], &unhex(&text("dek_hex"))[..]);
+        let mut other = context.clone();
+        other.insert("keyward.io/namespace".into(), "elsewhere".into());
+        assert!(matches!(
+            unwrap(&key, &version, &wrapped, &other),
+            Err(ProviderError::UnwrapFailed)
+        ));
+    }
+}
