@@ -9,15 +9,31 @@
 //! express; its messages are meant to be shown to users unchanged.
 #![forbid(unsafe_code)]
 
+pub mod algorithm;
 pub mod conditions;
+pub mod cryptoperiod;
 pub mod duration;
 pub mod generate;
 pub mod lifecycle;
+pub mod managed_key;
+pub mod managed_key_status;
+pub mod provider;
+pub mod rotation_policy;
 pub mod sealed_secret;
 pub mod validation;
 
+pub use algorithm::{Algorithm, KeyUsage};
 pub use duration::{HumanDuration, ParseDurationError};
 pub use lifecycle::{IllegalTransition, KeyState, Transition, transition};
+pub use managed_key::{ManagedKey, ManagedKeySpec, PolicyReference};
+pub use managed_key_status::{KeyVersionStatus, ManagedKeyStatus};
+pub use provider::{
+    AwsProvider, GcpProtectionLevel, GcpProvider, LocalProvider, Pkcs11Provider, ProviderKind,
+    ProviderSpec,
+};
+pub use rotation_policy::{
+    EffectivePolicy, KeyRotationPolicy, KeyRotationPolicySpec, RewrapMode, RotationStrategy,
+};
 pub use sealed_secret::{
     Access, KeyReference, Scope, SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate,
 };

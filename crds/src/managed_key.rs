@@ -1,0 +1,253 @@
+//! `ManagedKey`: a key held by a KMS or HSM, declared in YAML.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use crate::algorithm::{Algorithm, KeyUsage};
+use crate::managed_key_status::ManagedKeyStatus;
+use crate::provider::{ProviderKind, ProviderSpec};
+use crate::validation::{Collector, DNS_SUBDOMAIN_PATTERN, Invalid, is_dns_subdomain};
+use crate::{HumanDuration, KeyState};
+
+/// Shortest deletion window (AWS KMS's minimum pending window).
+pub const MIN_DELETION_WINDOW_DAYS: u64 = 7;
+/// Longest deletion window (AWS KMS's maximum pending window).
+pub const MAX_DELETION_WINDOW_DAYS: u64 = 30;
+/// Whole days from 7d to 30d.
+const DELETION_WINDOW_PATTERN: &str = "^([7-9]|[12][0-9]|30)d$";
+
+/// A key held by a KMS or HSM. Keyward creates it, rotates it per its
+/// KeyRotationPolicy, moves its versions through the NIST SP 800-57
+/// lifecycle, and destroys them when no SealedSecret needs them.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "keyward.io",
+    version = "v1alpha1",
+    kind = "ManagedKey",
+    plural = "managedkeys",
+    shortname = "mk",
+    category = "keyward",
+    namespaced,
+    status = "ManagedKeyStatus",
+    derive = "PartialEq",
+    doc = "A key held by a KMS or HSM (local, AWS KMS, Google Cloud KMS or PKCS#11), rotated on schedule and moved through the NIST SP 800-57 lifecycle by the Keyward operator.",
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Lifecycle state of the primary version"
+    ),
+    printcolumn(
+        name = "Primary",
+        type_ = "integer",
+        json_path = ".status.primaryVersion",
+        description = "Version that encrypts new data"
+    ),
+    printcolumn(
+        name = "Next-Rotation",
+        type_ = "string",
+        json_path = ".status.nextRotationAt",
+        description = "When the next version becomes primary"
+    ),
+    printcolumn(
+        name = "Algorithm",
+        type_ = "string",
+        json_path = ".spec.algorithm",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Usage",
+        type_ = "string",
+        json_path = ".spec.usage",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedKeySpec {
+    /// Where the key lives. Set exactly one of `local`, `aws`, `gcp` or
+    /// `pkcs11`.
+    pub provider: ProviderSpec,
+
+    /// Key algorithm: `AES256` (default; usage Wrap), `RSA3072` or `RSA4096`
+    /// (usage Seal or Sign), `ECP256` or `ED25519` (usage Sign).
+    #[serde(default)]
+    pub algorithm: Algorithm,
+
+    /// What the key does: `Wrap` (default; symmetric key-encryption key that
+    /// wraps SealedSecret data keys), `Seal` (RSA-OAEP, so anyone can seal
+    /// offline from the published public key; only the provider unwraps), or
+    /// `Sign`.
+    #[serde(default)]
+    pub usage: KeyUsage,
+
+    /// Desired state of the primary version: PreActivation, Active (default),
+    /// Suspended, Deactivated, Compromised or Destroyed. Legal moves:
+    /// PreActivation->Active, Active<->Suspended, Active->Deactivated,
+    /// Active|Suspended|Deactivated->Compromised (rotates at once and
+    /// re-wraps every SealedSecret), Deactivated|Compromised->Destroyed.
+    #[serde(default = "default_state")]
+    pub state: KeyState,
+
+    /// When set and in the future, the first version stays PreActivation
+    /// until this time (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activate_at: Option<Time>,
+
+    /// KeyRotationPolicy in this namespace that decides when to rotate.
+    /// Without one, the key rotates yearly (NIST SP 800-57 defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_policy_ref: Option<PolicyReference>,
+
+    /// How long a version scheduled for destruction can still be recovered
+    /// before the provider deletes it: whole days from `7d` to `30d`
+    /// (default `30d`, the AWS KMS range).
+    #[serde(default = "default_deletion_window")]
+    #[schemars(schema_with = "deletion_window_schema")]
+    pub deletion_window: HumanDuration,
+
+    /// Alias (name) for the key at the provider, e.g. `payments/db`;
+    /// defaults to `keyward/<namespace>/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 250), regex(pattern = r"^[a-zA-Z0-9/_-]+$"))]
+    pub alias: Option<String>,
+
+    /// Tags (AWS) or labels (GCP) put on the provider key; at most 50.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub tags: BTreeMap<String, String>,
+
+    /// Free-text description stored with the provider key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192))]
+    pub description: Option<String>,
+}
+
+/// Reference to a KeyRotationPolicy in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct PolicyReference {
+    /// Name of the KeyRotationPolicy.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+}
+
+fn default_state() -> KeyState {
+    KeyState::Active
+}
+
+fn default_deletion_window() -> HumanDuration {
+    HumanDuration::from_days(MAX_DELETION_WINDOW_DAYS)
+}
+
+fn deletion_window_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "pattern": DELETION_WINDOW_PATTERN,
+    })
+}
+
+impl ManagedKeySpec {
+    /// The configured provider, when exactly one is set.
+    pub fn provider_kind(&self) -> Option<ProviderKind<'_>> {
+        self.provider.kind()
+    }
+
+    /// Checks what the OpenAPI schema cannot express, with messages the
+    /// admission webhook returns to the user as is.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut errors = Collector::default();
+        self.provider.check("spec.provider", &mut errors);
+        if !self.algorithm.usages().contains(&self.usage) {
+            let fits: Vec<&str> = self.usage.algorithms().iter().map(|a| a.as_str()).collect();
+            let can: Vec<&str> = self.algorithm.usages().iter().map(|u| u.as_str()).collect();
+            errors.push(
+                "spec.usage",
+                format!(
+                    "{} keys cannot be used for {}; use algorithm {} for {}, or usage {} for {}",
+                    self.algorithm,
+                    self.usage,
+                    fits.join(" or "),
+                    self.usage,
+                    can.join(" or "),
+                    self.algorithm
+                ),
+            );
+        }
+        if matches!(self.provider.kind(), Some(ProviderKind::Local(_)))
+            && matches!(self.algorithm, Algorithm::EcP256 | Algorithm::Ed25519)
+        {
+            errors.push(
+                "spec.algorithm",
+                format!(
+                    "the local provider does not support {}; use AES256, RSA3072 or RSA4096, or a KMS/HSM provider",
+                    self.algorithm
+                ),
+            );
+        }
+        self.check_deletion_window(&mut errors);
+        if let Some(policy) = &self.rotation_policy_ref
+            && !is_dns_subdomain(&policy.name)
+        {
+            errors.push(
+                "spec.rotationPolicyRef.name",
+                format!("`{}` is not a valid KeyRotationPolicy name", policy.name),
+            );
+        }
+        if let Some(alias) = &self.alias {
+            if alias.starts_with("aws/") || alias.starts_with("alias/") {
+                errors.push(
+                    "spec.alias",
+                    "omit the `alias/` prefix, and `aws/` is reserved for AWS-managed keys",
+                );
+            } else if alias.is_empty()
+                || alias.len() > 250
+                || !alias
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-'))
+            {
+                errors.push(
+                    "spec.alias",
+                    format!(
+                        "`{alias}` may only contain letters, digits, '/', '_' and '-' (1 to 250)"
+                    ),
+                );
+            }
+        }
+        if self.tags.len() > 50 {
+            errors.push(
+                "spec.tags",
+                format!("has {} tags; providers accept at most 50", self.tags.len()),
+            );
+        }
+        errors.finish()
+    }
+
+    fn check_deletion_window(&self, errors: &mut Collector) {
+        let secs = self.deletion_window.as_secs();
+        let days = secs / 86_400;
+        let in_range = (MIN_DELETION_WINDOW_DAYS..=MAX_DELETION_WINDOW_DAYS).contains(&days);
+        if secs % 86_400 != 0 || !in_range {
+            errors.push(
+                "spec.deletionWindow",
+                format!(
+                    "is {}; it must be whole days from {MIN_DELETION_WINDOW_DAYS}d to {MAX_DELETION_WINDOW_DAYS}d (e.g. `30d`), so a mistaken destruction can be cancelled in time",
+                    self.deletion_window
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Where a ManagedKey lives: exactly one of `local`, `aws`, `gcp`, `pkcs11`.
+//!
+//! Modelled as a struct of optional fields rather than a Rust enum so the
+//! CRD schema stays structural on Kubernetes 1.20 (no CEL): the API server
+//! enforces "exactly one" with `minProperties`/`maxProperties`, and unknown
+//! providers are pruned, which leaves an empty object that fails
+//! `minProperties`. [`ProviderSpec::kind`] gives the operator an enum view.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::validation::Collector;
+
+/// Names of the providers, in the order they are documented.
+pub const PROVIDER_NAMES: [&str; 4] = ["local", "aws", "gcp", "pkcs11"];
+
+/// Where the key lives. Set exactly one of `local`, `aws`, `gcp` or
+/// `pkcs11`; the provider cannot be changed after creation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct ProviderSpec {
+    /// Keyward's embedded keyring (a file encrypted under a root key). For
+    /// laptops, CI and clusters without a KMS. Takes no settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalProvider>,
+
+    /// AWS KMS. Credentials come from the operator's environment (IRSA or
+    /// the default chain), never from this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsProvider>,
+
+    /// Google Cloud KMS. Credentials come from the operator's environment
+    /// (Workload Identity or application default credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpProvider>,
+
+    /// A PKCS#11 HSM (SoftHSM2, Thales Luna, AWS CloudHSM, ...). The module
+    /// path and user PIN are operator settings, not part of this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Provider>,
+}
+
+/// The embedded provider has no per-key settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct LocalProvider {}
+
+/// Settings for a key in AWS KMS.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsProvider {
+    /// AWS region that holds the key, e.g. `eu-west-1`.
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: String,
+
+    /// KMS endpoint URL override, e.g. a VPC endpoint or LocalStack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub endpoint: Option<String>,
+
+    /// Create a multi-Region primary key, so replicas can decrypt in other
+    /// regions. Cannot be combined with `customKeyStoreId`.
+    #[serde(default)]
+    pub multi_region: bool,
+
+    /// Create the key in this custom key store (CloudHSM or external key
+    /// store), e.g. `cks-1234567890abcdef0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^cks-[a-z0-9]+$"))]
+    pub custom_key_store_id: Option<String>,
+}
+
+/// Settings for a key in Google Cloud KMS.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpProvider {
+    /// Google Cloud project ID, e.g. `acme-prod`.
+    #[schemars(regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
+    pub project: String,
+
+    /// KMS location, e.g. `europe-west1` or `global`.
+    #[schemars(regex(pattern = r"^[a-z][-a-z0-9]*[a-z0-9]$"))]
+    pub location: String,
+
+    /// Existing key ring that will hold the key.
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]{1,63}$"))]
+    pub key_ring: String,
+
+    /// `SOFTWARE` (default) or `HSM` (FIPS 140-2 Level 3 Cloud HSM).
+    #[serde(default)]
+    pub protection_level: GcpProtectionLevel,
+}
+
+/// Cloud KMS protection level.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GcpProtectionLevel {
+    /// Software-backed key.
+    #[default]
+    Software,
+    /// Cloud HSM-backed key.
+    Hsm,
+}
+
+/// Settings for a key in a PKCS#11 token.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pkcs11Provider {
+    /// Label of the token (partition) that holds the key; PKCS#11 limits
+    /// labels to 32 bytes.
+    #[schemars(length(min = 1, max = 32))]
+    pub token_label: String,
+
+    /// Slot number, when several tokens share a label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u64>,
+}
+
+/// Borrowed view of the one configured provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind<'a> {
+    /// The embedded keyring.
+    Local(&'a LocalProvider),
+    /// AWS KMS.
+    Aws(&'a AwsProvider),
+    /// Google Cloud KMS.
+    Gcp(&'a GcpProvider),
+    /// A PKCS#11 HSM.
+    Pkcs11(&'a Pkcs11Provider),
+}
+
+impl ProviderKind<'_> {
+    /// The provider's name as written in YAML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderKind::Local(_) => "local",
+            ProviderKind::Aws(_) => "aws",
+            ProviderKind::Gcp(_) => "gcp",
+            ProviderKind::Pkcs11(_) => "pkcs11",
+        }
+    }
+}
+
+impl ProviderSpec {
+    /// Names of the providers that are set, in documentation order.
+    pub fn configured(&self) -> Vec<&'static str> {
+        let set = [
+            self.local.is_some(),
+            self.aws.is_some(),
+            self.gcp.is_some(),
+            self.pkcs11.is_some(),
+        ];
+        PROVIDER_NAMES
+            .into_iter()
+            .zip(set)
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect()
+    }
+
+    /// The provider, when exactly one is set.
+    pub fn kind(&self) -> Option<ProviderKind<'_>> {
+        match (&self.local, &self.aws, &self.gcp, &self.pkcs11) {
+            (Some(p), None, None, None) => Some(ProviderKind::Local(p)),
+            (None, Some(p), None, None) => Some(ProviderKind::Aws(p)),
+            (None, None, Some(p), None) => Some(ProviderKind::Gcp(p)),
+            (None, None, None, Some(p)) => Some(ProviderKind::Pkcs11(p)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn check(&self, field: &str, errors: &mut Collector) {
+        let options = PROVIDER_NAMES.join(", ");
+        match self.configured().as_slice() {
+            [] => errors.push(
+                field,
+                format!("no provider is set; set exactly one of {options} (e.g. `local: {{}}`)"),
+            ),
+            [_] => {}
+            many => errors.push(
+                field,
+                format!(
+                    "sets {} providers ({}); a key lives in exactly one, so keep one of them",
+                    many.len(),
+                    many.join(", ")
+                ),
+            ),
+        }
+        if let Some(aws) = &self.aws
+            && aws.multi_region
+            && aws.custom_key_store_id.is_some()
+        {
+            errors.push(
+                format!("{field}.aws.multiRegion"),
+                "AWS KMS cannot create multi-Region keys in a custom key store; drop one of multiRegion or customKeyStoreId",
+            );
+        }
+        if let Some(aws) = &self.aws
+            && aws.region.trim().is_empty()
+        {
+            errors.push(
+                format!("{field}.aws.region"),
+                "is empty; name the AWS region, e.g. `eu-west-1`",
+            );
+        }
+        if let Some(gcp) = &self.gcp {
+            for (name, value) in [
+                ("project", &gcp.project),
+                ("location", &gcp.location),
+                ("keyRing", &gcp.key_ring),
+            ] {
+                if value.trim().is_empty() {
+                    errors.push(format!("{field}.gcp.{name}"), "is empty");
+                }
+            }
+        }
+        if let Some(p) = &self.pkcs11
+            && (p.token_label.is_empty() || p.token_label.len() > 32)
+        {
+            errors.push(
+                format!("{field}.pkcs11.tokenLabel"),
+                "must be 1 to 32 bytes long (the PKCS#11 token label limit)",
+            );
+        }
+    }
+}
