@@ -30,6 +30,7 @@ def main():
         (r'bin_dir = "/opt/cni/bin"', f'bin_dir = "{args.cni_bin_dir}"'),
         (r'conf_dir = "/etc/cni/net.d"', f'conf_dir = "{args.cni_conf_dir}"'),
         (r'path = "/opt/containerd"', f'path = "{args.root}/opt"'),
+        (r'(runtimes\.runc\.options\]\n(?:[ \t]+.*\n)*?[ \t]+Root = )""', rf'\1"{args.state}/runc"'),
     ]
     for pattern, repl in edits:
         text, n = re.subn(pattern, repl, text, count=1)

@@ -52,7 +52,7 @@ where
 
     match outcome {
         Ok(Ok(())) => {}
-        Ok(Err(err)) => panic!("test failed in namespace {ns}: {err:?}"),
+        Ok(Err(err)) => panic!("test failed in namespace {ns}: {err:#}"),
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
         Err(join) => panic!("test in namespace {ns} did not finish: {join}"),
     }
@@ -70,16 +70,31 @@ pub async fn create_temp_ns(client: &Client) -> Result<String> {
         .await
         .with_context(|| format!("creating namespace {name}"))?;
 
+    // Before 1.24 the ServiceAccount admission plugin refuses pods until the
+    // account's token Secret exists, so wait for that too on old servers.
+    let needs_secret = server_minor(client).await? < 24;
     let sas = Api::<ServiceAccount>::namespaced(client.clone(), &name);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while sas.get_opt("default").await?.is_none() {
+    loop {
+        let sa = sas.get_opt("default").await?;
+        let ready = sa.is_some_and(|sa| !needs_secret || sa.secrets.is_some_and(|s| !s.is_empty()));
+        if ready {
+            return Ok(name);
+        }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "ServiceAccount {name}/default was not created within 60s; is kube-controller-manager running?"
+            "ServiceAccount {name}/default (with its token Secret) was not ready within 60s; \
+             is kube-controller-manager running?"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(name)
+}
+
+/// The API server's minor version (`"20+"` reads as 20).
+async fn server_minor(client: &Client) -> Result<u32> {
+    let info = client.apiserver_version().await?;
+    let digits: String = info.minor.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().with_context(|| format!("unexpected server minor version {:?}", info.minor))
 }
 
 /// Print what a failed test left in its namespace, to stderr. Best effort.

@@ -47,10 +47,13 @@ def build_layer(files, links):
             info.mode = 0o755 if os.access(src, os.X_OK) else 0o644
             with open(src, "rb") as fh:
                 layer.addfile(info, fh)
+        files_in_image = {spec.partition("=")[2] or "/bin/" + os.path.basename(spec) for spec in files}
         for spec in links:
             name, _, target = spec.partition("=")
             if not target:
                 sys.exit(f"--link {spec!r}: expected NAME=TARGET")
+            if name in files_in_image:
+                sys.exit(f"--link {spec!r} would replace a file of the image")
             add_dir(layer, os.path.dirname(name), seen)
             info = tarfile.TarInfo(name.lstrip("/"))
             info.type = tarfile.SYMTYPE
