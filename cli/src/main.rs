@@ -1,1 +1,45 @@
-fn main() {}
+//! `keyward`: seal secrets for Git, inspect and unseal them, and manage a
+//! local keyring. Errors end the program with one line that says what to do.
+#![forbid(unsafe_code)]
+
+mod args;
+mod inspect;
+mod keyring;
+mod local;
+mod manifest;
+mod seal;
+mod unseal;
+
+use args::{Cli, Command};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::anyhow!("cannot start the async runtime: {error}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Seal(args) => seal::run(args).await,
+            Command::Unseal(args) => unseal::run(args).await,
+            Command::Inspect(args) => inspect::run(args),
+            Command::Local(args) => local::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+/// One line: the context chain joined with `: `.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+    eprintln!("error: {}", chain.join(": "));
+    ExitCode::FAILURE
+}

@@ -1,0 +1,159 @@
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use keyward_core::provider::KeyAlgorithm;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "keyward",
+    version,
+    about = "Seal Kubernetes secrets for Git and manage Keyward keys"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Encrypt values into a SealedSecret manifest that is safe to commit.
+    Seal(SealArgs),
+    /// Decrypt a SealedSecret (needs access to the key; for admins and debugging).
+    Unseal(UnsealArgs),
+    /// Show what a SealedSecret is sealed for, without decrypting it.
+    Inspect(InspectArgs),
+    /// Manage a local keyring (the embedded `local` provider) on this machine.
+    Local(LocalArgs),
+}
+
+#[derive(Args)]
+pub struct KeyringArgs {
+    /// Directory of the local keyring (root.key + keyring.kwk).
+    #[arg(long, env = "KEYWARD_KEYRING", value_name = "DIR")]
+    pub keyring: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+pub enum ScopeArg {
+    /// Bind each value to namespace, secret name and item name.
+    #[default]
+    Strict,
+    /// Bind values to the namespace only.
+    Namespace,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Args)]
+pub struct SealArgs {
+    /// A value as KEY=VALUE (repeatable).
+    #[arg(long = "from-literal", value_name = "KEY=VALUE")]
+    pub literals: Vec<String>,
+    /// A value from a file, as [KEY=]PATH; KEY defaults to the file name (repeatable).
+    #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+    pub files: Vec<String>,
+    /// A Kubernetes Secret manifest to seal (`-` for stdin). Read from stdin
+    /// when no --from-literal/--from-file is given.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub secret_manifest: Option<PathBuf>,
+    /// Namespace of the SealedSecret (default: the Secret manifest's).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Name of the SealedSecret (default: the Secret manifest's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// ManagedKey to seal with, as NAME or NAMESPACE/NAME (default with --cert: the key named in the file).
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub scope: ScopeArg,
+    /// Seal offline with a public key file from `keyward local public-key`
+    /// (or a ManagedKey's status.publicKey); no key access needed.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// ServiceAccount allowed to unseal (repeatable; default: any in the namespace).
+    #[arg(long = "service-account", value_name = "NAME")]
+    pub service_accounts: Vec<String>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+    #[command(flatten)]
+    pub keyring: KeyringArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum UnsealFormat {
+    /// A Kubernetes Secret manifest (YAML).
+    #[default]
+    Yaml,
+    /// A Kubernetes Secret manifest (JSON).
+    Json,
+}
+
+#[derive(Args)]
+pub struct UnsealArgs {
+    /// The SealedSecret manifest (`-` for stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print only this item's raw bytes.
+    #[arg(long)]
+    pub item: Option<String>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: UnsealFormat,
+    #[command(flatten)]
+    pub keyring: KeyringArgs,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The SealedSecret manifest (`-` for stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LocalArgs {
+    #[command(subcommand)]
+    pub command: LocalCommand,
+    #[command(flatten)]
+    pub keyring: KeyringArgs,
+}
+
+#[derive(Subcommand)]
+pub enum LocalCommand {
+    /// Create a keyring (root key + keyring file) with a first key.
+    Init {
+        /// Name of the first key.
+        #[arg(long, default_value = "default")]
+        key: String,
+        #[arg(long, default_value = "AES256", value_parser = parse_algorithm)]
+        algorithm: KeyAlgorithm,
+    },
+    /// Add a key to an existing keyring.
+    CreateKey {
+        name: String,
+        #[arg(long, default_value = "AES256", value_parser = parse_algorithm)]
+        algorithm: KeyAlgorithm,
+    },
+    /// Add a new primary version to a key; older versions still unseal.
+    Rotate { key: String },
+    /// List keys and their versions.
+    List,
+    /// Print the public key of an RSA key, for `keyward seal --cert`.
+    PublicKey {
+        key: String,
+        /// Version (default: the primary version).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+}
+
+fn parse_algorithm(text: &str) -> Result<KeyAlgorithm, String> {
+    text.parse()
+}

@@ -1,0 +1,139 @@
+use crate::args::{Format, ScopeArg, SealArgs};
+use crate::{keyring, manifest};
+use anyhow::{Context, Result, anyhow, bail};
+use keyward_core::SecretBytes;
+use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
+use keyward_core::provider::KeyProvider;
+use keyward_crds::{Access, KeyReference, SealedSecret, SealedSecretSpec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub async fn run(args: SealArgs) -> Result<()> {
+    let from_manifest = match (
+        &args.secret_manifest,
+        args.literals.is_empty() && args.files.is_empty(),
+    ) {
+        (Some(path), _) => Some(read_secret_manifest(path)?),
+        (None, true) => Some(read_secret_manifest(Path::new("-"))?),
+        (None, false) => None,
+    };
+    let (mut values, manifest_name, manifest_namespace) = match from_manifest {
+        Some(input) => (input.values, input.name, input.namespace),
+        None => (BTreeMap::new(), None, None),
+    };
+    for literal in &args.literals {
+        let (item, value) = literal
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--from-literal `{}` is not KEY=VALUE", redact(literal)))?;
+        insert_once(&mut values, item, SecretBytes::from(value.as_bytes()))?;
+    }
+    for spec in &args.files {
+        let (item, path) = file_item(spec)?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("--from-file: cannot read {}", path.display()))?;
+        insert_once(&mut values, &item, SecretBytes::new(bytes))?;
+    }
+    if values.is_empty() {
+        bail!("nothing to seal: give --from-literal, --from-file or a Secret with data");
+    }
+
+    let namespace = args.namespace.or(manifest_namespace).ok_or_else(|| {
+        anyhow!("no namespace: pass -n/--namespace or set metadata.namespace in the Secret")
+    })?;
+    let name = args
+        .name
+        .or(manifest_name)
+        .ok_or_else(|| anyhow!("no name: pass --name or set metadata.name in the Secret"))?;
+
+    let public = match &args.cert {
+        Some(path) => Some(keyring::read_public_key_file(path)?),
+        None => None,
+    };
+    let key = args
+        .key
+        .or_else(|| public.as_ref().and_then(|(_, named)| named.clone()))
+        .ok_or_else(|| anyhow!("no key: pass --key NAME (a ManagedKey)"))?;
+    let key_ref = keyring::canonical_key_ref(&key, &namespace)?;
+    let scope = match args.scope {
+        ScopeArg::Strict => Scope::Strict,
+        ScopeArg::Namespace => Scope::Namespace,
+    };
+    let target = SecretTarget {
+        scope,
+        namespace: namespace.clone(),
+        secret_name: name.clone(),
+        key_ref: key_ref.clone(),
+    };
+
+    let encrypted_data = match &public {
+        Some((public, _)) => seal_secret(&target, Wrapping::PublicKey(public), &values).await?,
+        None => {
+            let provider = keyring::open(args.keyring.keyring.as_deref())?;
+            let info = keyring::find_key(&provider, &key_ref).await?;
+            let wrapping = Wrapping::Provider {
+                provider: &provider as &dyn KeyProvider,
+                key_id: &info.key_id,
+            };
+            seal_secret(&target, wrapping, &values).await?
+        }
+    };
+
+    let (key_namespace, key_name) = key_ref.split_once('/').expect("canonical reference");
+    let spec = SealedSecretSpec {
+        key_ref: KeyReference {
+            name: key_name.to_owned(),
+            namespace: (key_namespace != namespace).then(|| key_namespace.to_owned()),
+        },
+        scope: match scope {
+            Scope::Strict => keyward_crds::Scope::Strict,
+            Scope::Namespace => keyward_crds::Scope::Namespace,
+        },
+        access: (!args.service_accounts.is_empty()).then(|| Access {
+            service_accounts: args.service_accounts.clone(),
+        }),
+        encrypted_data,
+        template: None,
+    };
+    let mut sealed = SealedSecret::new(&name, spec);
+    sealed.metadata.namespace = Some(namespace);
+    manifest::print(&sealed, args.output == Format::Json)
+}
+
+fn read_secret_manifest(path: &Path) -> Result<manifest::SecretInput> {
+    let text = manifest::read_input(path)?;
+    manifest::parse_secret(&text, &manifest::source_name(path))
+}
+
+fn insert_once(
+    values: &mut BTreeMap<String, SecretBytes>,
+    item: &str,
+    value: SecretBytes,
+) -> Result<()> {
+    if values.insert(item.to_owned(), value).is_some() {
+        bail!("item `{item}` is given twice");
+    }
+    Ok(())
+}
+
+/// `KEY=PATH` or `PATH` (the key is then the file name).
+fn file_item(spec: &str) -> Result<(String, PathBuf)> {
+    if let Some((item, path)) = spec.split_once('=') {
+        return Ok((item.to_owned(), PathBuf::from(path)));
+    }
+    let path = PathBuf::from(spec);
+    let item = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .ok_or_else(|| anyhow!("--from-file {spec}: cannot derive an item name; use KEY=PATH"))?
+        .to_owned();
+    Ok((item, path))
+}
+
+/// The key part of a malformed literal, never its value.
+fn redact(literal: &str) -> String {
+    if literal.len() > 16 {
+        format!("{}…", &literal[..literal.floor_char_boundary(8)])
+    } else {
+        "…".into()
+    }
+}
