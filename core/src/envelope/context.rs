@@ -126,18 +126,16 @@ impl ScopeContext {
         &self,
         expected: &ScopeContext,
     ) -> Option<(&'static str, String, String)> {
-        let scope = |s: &ScopeContext| s.scope.as_str().to_owned();
-        let fields: [(&'static str, fn(&ScopeContext) -> String); 5] = [
-            ("scope", scope),
-            ("namespace", |s| s.namespace.clone()),
-            ("secret name", |s| s.secret_name.clone()),
-            ("item", |s| s.item.clone()),
-            ("key", |s| s.key_ref.clone()),
-        ];
-        fields.into_iter().find_map(|(name, get)| {
-            let (sealed, opened) = (get(self), get(expected));
-            (sealed != opened).then_some((name, sealed, opened))
-        })
+        [
+            ("scope", self.scope.as_str(), expected.scope.as_str()),
+            ("namespace", &self.namespace, &expected.namespace),
+            ("secret name", &self.secret_name, &expected.secret_name),
+            ("item", &self.item, &expected.item),
+            ("key", &self.key_ref, &expected.key_ref),
+        ]
+        .into_iter()
+        .find(|(_, sealed, opened)| sealed != opened)
+        .map(|(field, sealed, opened)| (field, sealed.to_owned(), opened.to_owned()))
     }
 }
 
