@@ -17,7 +17,9 @@ pub mod generate;
 pub mod lifecycle;
 pub mod managed_key;
 pub mod managed_key_status;
+pub mod manifest;
 pub mod provider;
+pub mod pruning;
 pub mod rotation_policy;
 pub mod sealed_secret;
 pub mod validation;
@@ -43,3 +45,5 @@ pub use validation::{FieldError, Invalid};
 pub const GROUP: &str = "keyward.io";
 /// API version of every Keyward resource.
 pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every Keyward object.
+pub const API_VERSION: &str = "keyward.io/v1alpha1";

@@ -70,6 +70,18 @@ impl Collector {
         });
     }
 
+    /// Adds every error of an already finished check.
+    pub(crate) fn extend(&mut self, invalid: Invalid) {
+        self.errors.extend(invalid.errors);
+    }
+
+    /// The errors so far; callers only use it after pushing at least one.
+    pub(crate) fn into_invalid(self) -> Invalid {
+        Invalid {
+            errors: self.errors,
+        }
+    }
+
     pub(crate) fn finish(self) -> Result<(), Invalid> {
         if self.errors.is_empty() {
             Ok(())
