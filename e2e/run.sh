@@ -1,20 +1,35 @@
 #!/usr/bin/env bash
 # Run Keyward's end-to-end tests against a real cluster.
 #
-#   e2e/run.sh [cargo test args...]     e.g. e2e/run.sh -- --test-threads=1
+#   e2e/run.sh [cargo args] [-- test args]   e.g. e2e/run.sh --test smoke -- --nocapture
 #
 # Starts a throwaway cluster with e2e/cluster/up (or uses the one in
-# KEYWARD_E2E_KUBECONFIG), runs `cargo test -p keyward-e2e` with KUBECONFIG
-# exported, always tears the cluster down, and exits with the tests' status.
+# KEYWARD_E2E_KUBECONFIG), runs the tests of `cargo test -p keyward-e2e` with
+# KUBECONFIG exported, always tears the cluster down, and exits with the tests' status.
 # On failure the cluster logs are kept in $KEYWARD_E2E_LOGS
 # (default /tmp/keyward-e2e-logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source e2e/cluster/lib.sh
 
+# Arguments before `--` go to cargo, after it to the test binaries.
+cargo_args=() test_args=()
+while [ $# -gt 0 ] && [ "$1" != -- ]; do cargo_args+=("$1"); shift; done
+[ $# -gt 0 ] && shift && test_args=("$@")
+
+# Build first, so a compile error costs no cluster start, and the tests then
+# run without waiting on cargo's lock of a target dir shared with other builds.
 t0=$(now)
 log "building the e2e tests"
-cargo test -p keyward-e2e --no-run "$@" 2>&1 | { grep -v '^\s*Compiling' || true; } >&2
+mapfile -t test_bins < <(
+  cargo test -p keyward-e2e --no-run --message-format=json-render-diagnostics "${cargo_args[@]}" |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg["profile"]["test"]:
+        print(msg["executable"])'
+)
+[ ${#test_bins[@]} -gt 0 ] || die "cargo built no e2e test binaries"
 t_build=$(elapsed "$t0")
 
 status=1
@@ -30,10 +45,11 @@ eval "$(e2e/cluster/env)"
 t_cluster=$(elapsed "$t_up")
 
 t_tests=$(now)
-set +e
-cargo test -p keyward-e2e "$@"
-status=$?
-set -e
+status=0
+for bin in "${test_bins[@]}"; do
+  log "running $(basename "$bin")"
+  (cd e2e && "$bin" "${test_args[@]}") || status=$?
+done
 
 log "timings (s): build tests ${t_build}, cluster up ${t_cluster}, tests $(elapsed "$t_tests"), total $(elapsed "$t0")"
 if [ -f "$STATE/timings" ]; then
