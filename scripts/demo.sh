@@ -46,4 +46,7 @@ section "rotation: old secrets still open, new ones use version 2"
 "$keyward" unseal -f "$work/db.sealed.yaml" --item username; echo
 "$keyward" seal -n shop --name db2 --key payments --from-literal k=v | grep -c 'k:' >/dev/null
 "$keyward" local list
+
+section "keyward audit verify: every key operation and unseal above, hash-chained"
+"$keyward" audit verify
 section "demo finished"

@@ -23,6 +23,25 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Manage a local keyring (the embedded `local` provider) on this machine.
     Local(LocalArgs),
+    /// Check the hash chain of an audit log.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+    /// The log to check (default: audit.log in the local keyring).
+    #[arg(short = 'f', long = "filename", global = true)]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub keyring: KeyringArgs,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify every record chains to the one before and none was edited.
+    Verify,
 }
 
 #[derive(Args)]

@@ -21,9 +21,10 @@ pub fn keyring_dir(flag: Option<&Path>) -> Result<PathBuf> {
     Ok(config.join("keyward").join("keyring"))
 }
 
-pub fn open(flag: Option<&Path>) -> Result<LocalProvider> {
+/// The keyring's provider and its directory (where the audit log lives).
+pub fn open(flag: Option<&Path>) -> Result<(LocalProvider, PathBuf)> {
     let dir = keyring_dir(flag)?;
-    Ok(LocalProvider::open_dir(&dir)?)
+    Ok((LocalProvider::open_dir(&dir)?, dir))
 }
 
 /// A ManagedKey reference made canonical: always `namespace/name`.

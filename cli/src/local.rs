@@ -1,5 +1,5 @@
 use crate::args::{LocalArgs, LocalCommand};
-use crate::keyring;
+use crate::{audit, keyring};
 use anyhow::{Context, Result};
 use keyward_core::envelope::PublicSealingKey;
 use keyward_core::local::{KeyringStore, LocalProvider, ROOT_KEY_FILE, RootKey};
@@ -13,6 +13,7 @@ pub async fn run(args: LocalArgs) -> Result<()> {
         LocalCommand::CreateKey { name, algorithm } => {
             let provider = LocalProvider::open_dir(&dir)?;
             let info = provider.create_key(&spec(&name, algorithm)).await?;
+            key_event(&dir, "key.create", &info.name, 1)?;
             println!(
                 "created key `{}` ({}, {}), version 1",
                 info.name, info.key_id, info.algorithm
@@ -22,6 +23,7 @@ pub async fn run(args: LocalArgs) -> Result<()> {
         LocalCommand::Rotate { key } => {
             let provider = LocalProvider::open_dir(&dir)?;
             let info = provider.rotate_key(&key).await?;
+            key_event(&dir, "key.rotate", &info.name, info.primary_version)?;
             println!(
                 "key `{}` rotated: version {} is now primary; older versions still unseal",
                 info.name, info.primary_version
@@ -65,6 +67,11 @@ pub async fn run(args: LocalArgs) -> Result<()> {
     }
 }
 
+fn key_event(dir: &Path, action: &str, key: &str, version: u32) -> Result<()> {
+    let detail = [("version".to_owned(), version.to_string())].into();
+    audit::record(dir, action, key, "ok", detail)
+}
+
 fn spec(name: &str, algorithm: KeyAlgorithm) -> KeySpec {
     KeySpec {
         name: name.into(),
@@ -95,6 +102,7 @@ async fn init(dir: &Path, key: &str, algorithm: KeyAlgorithm) -> Result<()> {
     store.initialise()?;
     let provider = LocalProvider::new(store);
     let info = provider.create_key(&spec(key, algorithm)).await?;
+    key_event(dir, "key.create", &info.name, 1)?;
     println!(
         "created keyring in {} with key `{}` ({})",
         dir.display(),

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod audit;
 mod inspect;
 mod keyring;
 mod local;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
             Command::Unseal(args) => unseal::run(args).await,
             Command::Inspect(args) => inspect::run(args),
             Command::Local(args) => local::run(args).await,
+            Command::Audit(args) => audit::run(args),
         }
     });
     match result {

@@ -1,5 +1,5 @@
 use crate::args::{Format, ScopeArg, SealArgs};
-use crate::{keyring, manifest};
+use crate::{audit, keyring, manifest};
 use anyhow::{Context, Result, anyhow, bail};
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
@@ -68,13 +68,24 @@ pub async fn run(args: SealArgs) -> Result<()> {
     let encrypted_data = match &public {
         Some((public, _)) => seal_secret(&target, Wrapping::PublicKey(public), &values).await?,
         None => {
-            let provider = keyring::open(args.keyring.keyring.as_deref())?;
+            let (provider, dir) = keyring::open(args.keyring.keyring.as_deref())?;
             let info = keyring::find_key(&provider, &key_ref).await?;
             let wrapping = Wrapping::Provider {
                 provider: &provider as &dyn KeyProvider,
                 key_id: &info.key_id,
             };
-            seal_secret(&target, wrapping, &values).await?
+            let sealed = seal_secret(&target, wrapping, &values).await?;
+            let detail = [
+                ("key".to_owned(), key_ref.clone()),
+                ("version".to_owned(), info.primary_version.to_string()),
+                (
+                    "items".to_owned(),
+                    values.keys().cloned().collect::<Vec<_>>().join(","),
+                ),
+            ];
+            let subject = format!("{namespace}/{name}");
+            audit::record(&dir, "secret.seal", &subject, "ok", detail.into())?;
+            sealed
         }
     };
 

@@ -1,18 +1,19 @@
 use crate::args::{UnsealArgs, UnsealFormat};
-use crate::{keyring, manifest};
+use crate::{audit, keyring, manifest};
 use anyhow::{Result, anyhow};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keyward_core::envelope::{Scope, SecretTarget, open_secret};
 use keyward_crds::SealedSecret;
+use std::collections::BTreeMap;
 use std::io::Write;
 
 pub async fn run(args: UnsealArgs) -> Result<()> {
     let source = manifest::source_name(&args.file);
     let sealed = manifest::parse_sealed_secret(&manifest::read_input(&args.file)?, &source)?;
     let target = target_of(&sealed, &source)?;
-    let provider = keyring::open(args.keyring.keyring.as_deref())?;
+    let (provider, dir) = keyring::open(args.keyring.keyring.as_deref())?;
 
     let mut encrypted = sealed.spec.encrypted_data.clone();
     if let Some(item) = &args.item {
@@ -21,7 +22,19 @@ pub async fn run(args: UnsealArgs) -> Result<()> {
             .ok_or_else(|| anyhow!("{source} has no item `{item}`"))?;
         encrypted = [(item.clone(), value)].into();
     }
-    let values = open_secret(&target, &provider, &encrypted).await?;
+    let opened = open_secret(&target, &provider, &encrypted).await;
+    let subject = format!("{}/{}", target.namespace, target.secret_name);
+    let mut detail: BTreeMap<String, String> = [(
+        "items".to_owned(),
+        encrypted.keys().cloned().collect::<Vec<_>>().join(","),
+    )]
+    .into();
+    if let Err(error) = &opened {
+        detail.insert("reason".into(), error.to_string());
+    }
+    let outcome = if opened.is_ok() { "ok" } else { "failed" };
+    audit::record(&dir, "secret.unseal", &subject, outcome, detail)?;
+    let values = opened?;
 
     if let Some(item) = &args.item {
         let mut stdout = std::io::stdout().lock();

@@ -4,6 +4,7 @@
 //! Nothing here talks to Kubernetes; the operator, webhook and CLI build on it.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod crypto;
 pub mod envelope;
 pub mod local;
