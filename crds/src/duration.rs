@@ -164,7 +164,7 @@ impl fmt::Display for HumanDuration {
         }
         let (unit, scale) = UNITS
             .iter()
-            .find(|(_, scale)| self.secs % scale == 0)
+            .find(|(_, scale)| self.secs.is_multiple_of(*scale))
             .copied()
             .unwrap_or(("s", 1));
         write!(f, "{}{unit}", self.secs / scale)

@@ -23,6 +23,8 @@ const DELETION_WINDOW_PATTERN: &str = "^([7-9]|[12][0-9]|30)d$";
 /// A key held by a KMS or HSM. Keyward creates it, rotates it per its
 /// KeyRotationPolicy, moves its versions through the NIST SP 800-57
 /// lifecycle, and destroys them when no SealedSecret needs them.
+// kube's `printcolumn(...)` repeats `type_ =` etc. per column by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "keyward.io",
@@ -240,7 +242,7 @@ impl ManagedKeySpec {
         let secs = self.deletion_window.as_secs();
         let days = secs / 86_400;
         let in_range = (MIN_DELETION_WINDOW_DAYS..=MAX_DELETION_WINDOW_DAYS).contains(&days);
-        if secs % 86_400 != 0 || !in_range {
+        if !secs.is_multiple_of(86_400) || !in_range {
             errors.push(
                 "spec.deletionWindow",
                 format!(

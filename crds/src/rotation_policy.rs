@@ -22,6 +22,8 @@ const AWS_NATIVE_RANGE_DAYS: (u64, u64) = (90, 2560);
 /// When ManagedKeys that reference this policy rotate, and how long
 /// retired versions keep decrypting. Unset durations take the NIST SP
 /// 800-57 Part 1 Rev. 5 defaults for the key's algorithm and usage.
+// kube's `printcolumn(...)` repeats `type_ =` etc. per column by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "keyward.io",
@@ -242,21 +244,20 @@ impl KeyRotationPolicySpec {
                 Some(ProviderKind::Aws(_)) => {
                     let days = period.as_secs() / 86_400;
                     let (min, max) = AWS_NATIVE_RANGE_DAYS;
-                    if period.as_secs() % 86_400 != 0 || !(min..=max).contains(&days) {
+                    if !period.as_secs().is_multiple_of(86_400) || !(min..=max).contains(&days) {
                         errors.push(
                             "spec.rotationPeriod",
                             format!("is {period}; AWS KMS rotates natively every {min}d to {max}d, so pick a period in that range or use strategy Managed"),
                         );
                     }
                 }
-                Some(ProviderKind::Gcp(_)) => {
-                    if period.as_secs() < 86_400 {
-                        errors.push(
-                            "spec.rotationPeriod",
-                            format!("is {period}; Cloud KMS rotates natively at most daily, so pick `1d` or more or use strategy Managed"),
-                        );
-                    }
+                Some(ProviderKind::Gcp(_)) if period.as_secs() < 86_400 => {
+                    errors.push(
+                        "spec.rotationPeriod",
+                        format!("is {period}; Cloud KMS rotates natively at most daily, so pick `1d` or more or use strategy Managed"),
+                    );
                 }
+                Some(ProviderKind::Gcp(_)) => {}
                 Some(other) => errors.push(
                     "spec.strategy",
                     format!(

@@ -20,6 +20,8 @@ pub const ITEM_NAME_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 
 /// Values encrypted under a ManagedKey, one envelope per item. Commit these
 /// to Git; only the key's provider can decrypt them.
+// kube's `printcolumn(...)` repeats `type_ =` etc. per column by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "keyward.io",
@@ -286,7 +288,7 @@ fn is_padded_base64(text: &str) -> bool {
     let body = text.trim_end_matches('=');
     let padding = text.len() - body.len();
     !text.is_empty()
-        && text.len() % 4 == 0
+        && text.len().is_multiple_of(4)
         && padding <= 2
         && body
             .bytes()
