@@ -4,10 +4,12 @@
 The tarball holds manifest.json, the image config and one layer, which is
 all `ctr images import` needs. No registry, no Docker.
 
-    mkimage.py --tag NAME:TAG --out image.tar [--entrypoint /bin/x]
+    mkimage.py --tag NAME:TAG --out image.tar [--entrypoint /bin/x] [--with-libs]
                [--link /bin/sh=/bin/busybox] FILE[=/path/in/image] ...
 
-A FILE without `=` lands in /bin/<basename>.
+A FILE without `=` lands in /bin/<basename>. With --with-libs, the shared
+libraries a dynamically linked binary needs (glibc, libgcc_s, the loader)
+are packed at their host paths, so a plain `cargo build` binary runs.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import time
@@ -32,10 +35,29 @@ def add_dir(layer, path, seen):
             layer.addfile(info)
 
 
+def shared_libs(binary):
+    """Paths of the shared libraries (and loader) `binary` needs, per ldd."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    if out.returncode != 0 or "not a dynamic executable" in out.stdout + out.stderr:
+        return []
+    libs = []
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if "=>" in parts:
+            path = parts[parts.index("=>") + 1]
+        elif parts and parts[0].startswith("/"):
+            path = parts[0]  # the loader
+        else:
+            continue  # linux-vdso.so.1
+        if path.startswith("/"):
+            libs.append(path)
+    return libs
+
+
 def build_layer(files, links):
     buf = io.BytesIO()
     seen = set()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as layer:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, dereference=True) as layer:
         add_dir(layer, "/tmp", seen)
         for spec in files:
             src, _, dest = spec.partition("=")
@@ -68,8 +90,13 @@ def main():
     ap.add_argument("--out", required=True, help="where to write the docker-archive tarball")
     ap.add_argument("--entrypoint", help="entrypoint path inside the image")
     ap.add_argument("--link", action="append", default=[], help="symlink NAME=TARGET")
+    ap.add_argument("--with-libs", action="store_true",
+                    help="also pack the shared libraries the files need (per ldd), at their host paths")
     ap.add_argument("files", nargs="+", help="FILE or FILE=/path/in/image")
     args = ap.parse_args()
+    if args.with_libs:
+        wanted = {f"{lib}={lib}" for f in args.files for lib in shared_libs(f.partition("=")[0])}
+        args.files += sorted(wanted)
 
     layer = build_layer(args.files, args.link)
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
