@@ -24,7 +24,13 @@ const NONCE: [u8; 12] = [0x22; 12];
 const AAD: [u8; 120] = [0x33; 120];
 
 fn context() -> ScopeContext {
-    ScopeContext::new(Scope::Strict, "prod", "db-credentials", "password", "default")
+    ScopeContext::new(
+        Scope::Strict,
+        "prod",
+        "db-credentials",
+        "password",
+        "default",
+    )
 }
 
 fn wrapped() -> WrappedDek {
@@ -44,20 +50,30 @@ fn bench_seal(c: &mut Criterion) {
         let plaintext = vec![0x5a; size];
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(BenchmarkId::new("envelope", label), &plaintext, |b, p| {
-            b.iter(|| {
-                Envelope::seal_with(context(), &wrapped, &dek, NONCE, black_box(p)).unwrap()
-            })
+            b.iter(|| Envelope::seal_with(context(), &wrapped, &dek, NONCE, black_box(p)).unwrap())
         });
-        group.bench_with_input(BenchmarkId::new("raw-aws-lc-rs", label), &plaintext, |b, p| {
-            b.iter(|| crypto::seal(&KEY, &NONCE, &AAD, black_box(p)))
-        });
-        group.bench_with_input(BenchmarkId::new("rustcrypto-aes-gcm", label), &plaintext, |b, p| {
-            b.iter(|| {
-                Aes256Gcm::new(&KEY.into())
-                    .encrypt(&NONCE.into(), Payload { msg: black_box(p), aad: &AAD })
-                    .unwrap()
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("raw-aws-lc-rs", label),
+            &plaintext,
+            |b, p| b.iter(|| crypto::seal(&KEY, &NONCE, &AAD, black_box(p))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("rustcrypto-aes-gcm", label),
+            &plaintext,
+            |b, p| {
+                b.iter(|| {
+                    Aes256Gcm::new(&KEY.into())
+                        .encrypt(
+                            &NONCE.into(),
+                            Payload {
+                                msg: black_box(p),
+                                aad: &AAD,
+                            },
+                        )
+                        .unwrap()
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -77,13 +93,23 @@ fn bench_open(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("raw-aws-lc-rs", label), &raw, |b, ct| {
             b.iter(|| crypto::open(&KEY, &NONCE, &AAD, black_box(ct)).unwrap())
         });
-        group.bench_with_input(BenchmarkId::new("rustcrypto-aes-gcm", label), &raw, |b, ct| {
-            b.iter(|| {
-                Aes256Gcm::new(&KEY.into())
-                    .decrypt(&NONCE.into(), Payload { msg: black_box(ct), aad: &AAD })
-                    .unwrap()
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("rustcrypto-aes-gcm", label),
+            &raw,
+            |b, ct| {
+                b.iter(|| {
+                    Aes256Gcm::new(&KEY.into())
+                        .decrypt(
+                            &NONCE.into(),
+                            Payload {
+                                msg: black_box(ct),
+                                aad: &AAD,
+                            },
+                        )
+                        .unwrap()
+                })
+            },
+        );
     }
     group.finish();
 }
