@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod cryptoperiod;
 pub mod duration;
 pub mod generate;
+mod key_changes;
 pub mod lifecycle;
 pub mod managed_key;
 pub mod managed_key_status;
