@@ -49,13 +49,18 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn hash_of(body: &Body) -> String {
-    hex(&sha256(&serde_json::to_vec(body).expect("audit record serialises")))
+    hex(&sha256(
+        &serde_json::to_vec(body).expect("audit record serialises"),
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("audit log is broken at line {line}: {reason}")]
     Broken { line: usize, reason: String },
 }
@@ -68,16 +73,33 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn new(path: &Path) -> Self {
-        AuditLog { path: path.to_owned() }
+        AuditLog {
+            path: path.to_owned(),
+        }
     }
 
     pub fn append(&self, event: Event) -> Result<(), AuditError> {
-        let io = |error| AuditError::Io { path: self.path.clone(), error };
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&self.path).map_err(io)?;
+        let io = |error| AuditError::Io {
+            path: self.path.clone(),
+            error,
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
         file.lock().map_err(io)?;
         let (seq, prev) = last_link(&file, &self.path)?;
-        let time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let body = Body { seq, time, prev, event };
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let body = Body {
+            seq,
+            time,
+            prev,
+            event,
+        };
         let hash = hash_of(&body);
         let mut line = serde_json::to_vec(&Record { body, hash }).expect("audit record serialises");
         line.push(b'\n');
@@ -101,7 +123,10 @@ pub struct Summary {
 
 /// Checks every link of the chain in `path`.
 pub fn verify(path: &Path) -> Result<Summary, AuditError> {
-    let file = File::open(path).map_err(|error| AuditError::Io { path: path.to_owned(), error })?;
+    let file = File::open(path).map_err(|error| AuditError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
     verify_reader(BufReader::new(file), path)
 }
 
@@ -110,18 +135,29 @@ fn verify_reader(reader: impl BufRead, path: &Path) -> Result<Summary, AuditErro
     let mut records = 0u64;
     for (index, line) in reader.lines().enumerate() {
         let line_no = index + 1;
-        let broken = |reason: String| AuditError::Broken { line: line_no, reason };
-        let line = line.map_err(|error| AuditError::Io { path: path.to_owned(), error })?;
-        let record: Record =
-            serde_json::from_str(&line).map_err(|e| broken(format!("not an audit record ({e})")))?;
+        let broken = |reason: String| AuditError::Broken {
+            line: line_no,
+            reason,
+        };
+        let line = line.map_err(|error| AuditError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        let record: Record = serde_json::from_str(&line)
+            .map_err(|e| broken(format!("not an audit record ({e})")))?;
         if record.body.seq != records {
-            return Err(broken(format!("sequence {} where {records} was expected (a record is missing or reordered)", record.body.seq)));
+            return Err(broken(format!(
+                "sequence {} where {records} was expected (a record is missing or reordered)",
+                record.body.seq
+            )));
         }
         if record.body.prev != head {
             return Err(broken("does not chain to the previous record".into()));
         }
         if hash_of(&record.body) != record.hash {
-            return Err(broken("its content does not match its hash (edited)".into()));
+            return Err(broken(
+                "its content does not match its hash (edited)".into(),
+            ));
         }
         head = record.hash;
         records += 1;
@@ -172,7 +208,12 @@ mod tests {
         assert!(verify(&path).unwrap_err().to_string().contains("line 1"));
 
         std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
-        assert!(verify(&path).unwrap_err().to_string().contains("missing or reordered"));
+        assert!(
+            verify(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("missing or reordered")
+        );
 
         std::fs::write(&path, format!("{}\n", lines[1])).unwrap();
         assert!(verify(&path).is_err());
@@ -181,7 +222,9 @@ mod tests {
     #[test]
     fn appending_to_a_broken_chain_is_refused() {
         let (_dir, path) = log_with_three();
-        let edited = std::fs::read_to_string(&path).unwrap().replace("key.rotate", "key.rotatE");
+        let edited = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("key.rotate", "key.rotatE");
         std::fs::write(&path, edited).unwrap();
         assert!(AuditLog::new(&path).append(event("x")).is_err());
     }
