@@ -26,9 +26,14 @@ pub async fn install_keyward_crds(client: &Client) -> Result<Vec<String>> {
 /// allowed) and wait until each is Established. Returns the CRD names.
 pub async fn apply_crds_from_dir(client: &Client, dir: &Path) -> Result<Vec<String>> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading CRD dir {}", dir.display()))? {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("reading CRD dir {}", dir.display()))?
+    {
         let path = entry?.path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             files.push(path);
         }
     }
@@ -44,7 +49,10 @@ pub async fn apply_crds_from_dir(client: &Client, dir: &Path) -> Result<Vec<Stri
         for doc in read_yaml_docs(file)? {
             let kind = doc.get("kind").and_then(|k| k.as_str());
             if kind != Some("CustomResourceDefinition") {
-                bail!("{}: expected only CustomResourceDefinitions, found kind {kind:?}", file.display());
+                bail!(
+                    "{}: expected only CustomResourceDefinitions, found kind {kind:?}",
+                    file.display()
+                );
             }
             let name = doc
                 .pointer("/metadata/name")
@@ -69,7 +77,8 @@ pub async fn apply_crds_from_dir(client: &Client, dir: &Path) -> Result<Vec<Stri
 }
 
 fn read_yaml_docs(file: &Path) -> Result<Vec<serde_json::Value>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut docs = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let value = serde_json::Value::deserialize(doc)

@@ -93,8 +93,14 @@ pub async fn create_temp_ns(client: &Client) -> Result<String> {
 /// The API server's minor version (`"20+"` reads as 20).
 async fn server_minor(client: &Client) -> Result<u32> {
     let info = client.apiserver_version().await?;
-    let digits: String = info.minor.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().with_context(|| format!("unexpected server minor version {:?}", info.minor))
+    let digits: String = info
+        .minor
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .with_context(|| format!("unexpected server minor version {:?}", info.minor))
 }
 
 /// Print what a failed test left in its namespace, to stderr. Best effort.
@@ -109,13 +115,19 @@ pub async fn dump_namespace(client: &Client, ns: &str) {
                     "pod {} phase={} node={} reason={} message={}",
                     pod.name_any(),
                     status.phase.as_deref().unwrap_or("?"),
-                    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("-"),
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .unwrap_or("-"),
                     status.reason.as_deref().unwrap_or("-"),
                     status.message.as_deref().unwrap_or("-"),
                 );
                 let statuses = status.init_container_statuses.iter().flatten();
                 for cs in statuses.chain(status.container_statuses.iter().flatten()) {
-                    eprintln!("  container {} ready={} state={:?}", cs.name, cs.ready, cs.state);
+                    eprintln!(
+                        "  container {} ready={} state={:?}",
+                        cs.name, cs.ready, cs.state
+                    );
                     match pods::container_log(client, &pod, &cs.name).await {
                         Ok(log) => eprintln!("  --- log of {}:\n{log}", cs.name),
                         Err(err) => eprintln!("  (no log for {}: {err:#})", cs.name),
@@ -125,7 +137,10 @@ pub async fn dump_namespace(client: &Client, ns: &str) {
         }
         Err(err) => eprintln!("listing pods failed: {err}"),
     }
-    match Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+    match Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+    {
         Ok(list) => {
             for ev in list {
                 eprintln!(

@@ -28,7 +28,10 @@ pub async fn wait_for_completion(api: &Api<Pod>, name: &str, timeout: Duration) 
 
 /// The pod's phase, or `"?"` when it has no status yet.
 pub fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("?")
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("?")
 }
 
 /// The log of one container of the pod: from the node's log directory when
@@ -44,8 +47,13 @@ pub async fn container_log(client: &Client, pod: &Pod, container: &str) -> Resul
             read_cri_log(&dir).await
         }
         None => {
-            let params = LogParams { container: Some(container.to_owned()), ..LogParams::default() };
-            Ok(Api::<Pod>::namespaced(client.clone(), &ns).logs(&pod.name_any(), &params).await?)
+            let params = LogParams {
+                container: Some(container.to_owned()),
+                ..LogParams::default()
+            };
+            Ok(Api::<Pod>::namespaced(client.clone(), &ns)
+                .logs(&pod.name_any(), &params)
+                .await?)
         }
     }
 }

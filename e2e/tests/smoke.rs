@@ -8,19 +8,25 @@ use anyhow::{Context, ensure};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use keyward_e2e::{FIELD_MANAGER, cluster, crds, helm::Helm, pods, with_temp_ns};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client, ResourceExt};
-use keyward_e2e::{FIELD_MANAGER, cluster, crds, helm::Helm, pods, with_temp_ns};
 use serde_json::json;
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
 }
 
 fn widgets(client: Client, ns: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("e2e.keyward.io", "v1alpha1", "Widget");
-    Api::namespaced_with(client, ns, &ApiResource::from_gvk_with_plural(&gvk, "widgets"))
+    Api::namespaced_with(
+        client,
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "widgets"),
+    )
 }
 
 fn is_invalid<T>(result: &kube::Result<T>) -> bool {
@@ -31,7 +37,10 @@ fn is_invalid<T>(result: &kube::Result<T>) -> bool {
 async fn custom_resource_is_applied_validated_status_patched_and_watched() {
     with_temp_ns(|client, ns| async move {
         let names = crds::apply_crds_from_dir(&client, &fixture("crds")).await?;
-        ensure!(names == ["widgets.e2e.keyward.io"], "applied CRDs {names:?}");
+        ensure!(
+            names == ["widgets.e2e.keyward.io"],
+            "applied CRDs {names:?}"
+        );
 
         let api = widgets(client, &ns);
         let apply = PatchParams::apply(FIELD_MANAGER);
@@ -41,31 +50,65 @@ async fn custom_resource_is_applied_validated_status_patched_and_watched() {
                 "metadata": { "name": "w1" }, "spec": { "size": size },
             })
         };
-        let created = api.patch("w1", &apply, &Patch::Apply(widget(json!(3)))).await?;
-        ensure!(created.data["spec"]["size"] == 3, "spec after apply: {:?}", created.data);
-        let managers: Vec<_> =
-            created.managed_fields().iter().filter_map(|m| m.manager.as_deref()).collect();
-        ensure!(managers.contains(&FIELD_MANAGER), "server-side apply managers: {managers:?}");
+        let created = api
+            .patch("w1", &apply, &Patch::Apply(widget(json!(3))))
+            .await?;
+        ensure!(
+            created.data["spec"]["size"] == 3,
+            "spec after apply: {:?}",
+            created.data
+        );
+        let managers: Vec<_> = created
+            .managed_fields()
+            .iter()
+            .filter_map(|m| m.manager.as_deref())
+            .collect();
+        ensure!(
+            managers.contains(&FIELD_MANAGER),
+            "server-side apply managers: {managers:?}"
+        );
 
         // The structural schema is enforced by the API server. (A wrong type
         // through apply is a 500 on 1.20, so that case goes through create.)
         let mut wrong_type = widget(json!("three"));
         wrong_type["metadata"]["name"] = json!("w-wrong-type");
-        let err = api.create(&PostParams::default(), &serde_json::from_value(wrong_type)?).await;
-        ensure!(is_invalid(&err), "a string size must be rejected with 422, got {err:?}");
-        let err = api.patch("w1", &apply, &Patch::Apply(widget(json!(0)))).await;
-        ensure!(is_invalid(&err), "size 0 is below the minimum and must be rejected, got {err:?}");
+        let err = api
+            .create(&PostParams::default(), &serde_json::from_value(wrong_type)?)
+            .await;
+        ensure!(
+            is_invalid(&err),
+            "a string size must be rejected with 422, got {err:?}"
+        );
+        let err = api
+            .patch("w1", &apply, &Patch::Apply(widget(json!(0))))
+            .await;
+        ensure!(
+            is_invalid(&err),
+            "size 0 is below the minimum and must be rejected, got {err:?}"
+        );
 
         // Watch from the version we created, then write the status subresource.
         let rv = created.resource_version().context("no resourceVersion")?;
-        let mut watch = api.watch(&WatchParams::default().timeout(30), &rv).await?.boxed();
+        let mut watch = api
+            .watch(&WatchParams::default().timeout(30), &rv)
+            .await?
+            .boxed();
         let status = json!({
             "apiVersion": "e2e.keyward.io/v1alpha1", "kind": "Widget",
             "status": { "ready": true, "observedGeneration": 1 },
         });
-        let patched = api.patch_status("w1", &apply.clone().force(), &Patch::Apply(status)).await?;
-        ensure!(patched.data["status"]["ready"] == true, "status after patch: {:?}", patched.data);
-        ensure!(patched.metadata.generation == created.metadata.generation, "status write bumped generation");
+        let patched = api
+            .patch_status("w1", &apply.clone().force(), &Patch::Apply(status))
+            .await?;
+        ensure!(
+            patched.data["status"]["ready"] == true,
+            "status after patch: {:?}",
+            patched.data
+        );
+        ensure!(
+            patched.metadata.generation == created.metadata.generation,
+            "status write bumped generation"
+        );
 
         let seen = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(event) = watch.try_next().await? {
@@ -85,8 +128,16 @@ async fn custom_resource_is_applied_validated_status_patched_and_watched() {
         let mut with_status = widget(json!(4));
         with_status["status"] = json!({ "ready": false });
         let updated = api.patch("w1", &apply, &Patch::Apply(with_status)).await?;
-        ensure!(updated.data["spec"]["size"] == 4, "spec not updated: {:?}", updated.data);
-        ensure!(updated.data["status"]["ready"] == true, "main resource wrote status: {:?}", updated.data);
+        ensure!(
+            updated.data["spec"]["size"] == 4,
+            "spec not updated: {:?}",
+            updated.data
+        );
+        ensure!(
+            updated.data["status"]["ready"] == true,
+            "main resource wrote status: {:?}",
+            updated.data
+        );
         Ok(())
     })
     .await;
@@ -182,17 +233,34 @@ async fn helm_installs_upgrades_and_uninstalls_a_chart() {
         let cms = Api::<ConfigMap>::namespaced(client, &ns);
         let greeting = |cm: ConfigMap| cm.data.and_then(|d| d.get("greeting").cloned());
 
-        helm.install("smoke", &chart, &ns, &json!({ "greeting": "hello" })).await?;
-        let cm = cms.get("smoke-greeting").await.context("chart's ConfigMap after install")?;
-        ensure!(greeting(cm).as_deref() == Some("hello"), "greeting after install");
+        helm.install("smoke", &chart, &ns, &json!({ "greeting": "hello" }))
+            .await?;
+        let cm = cms
+            .get("smoke-greeting")
+            .await
+            .context("chart's ConfigMap after install")?;
+        ensure!(
+            greeting(cm).as_deref() == Some("hello"),
+            "greeting after install"
+        );
 
-        helm.upgrade("smoke", &chart, &ns, &json!({ "greeting": "bonjour" })).await?;
+        helm.upgrade("smoke", &chart, &ns, &json!({ "greeting": "bonjour" }))
+            .await?;
         let cm = cms.get("smoke-greeting").await?;
-        ensure!(greeting(cm).as_deref() == Some("bonjour"), "greeting after upgrade");
+        ensure!(
+            greeting(cm).as_deref() == Some("bonjour"),
+            "greeting after upgrade"
+        );
 
         helm.uninstall("smoke", &ns).await?;
-        ensure!(cms.get_opt("smoke-greeting").await?.is_none(), "ConfigMap left after uninstall");
-        ensure!(helm.status("smoke", &ns).await.is_err(), "release still known after uninstall");
+        ensure!(
+            cms.get_opt("smoke-greeting").await?.is_none(),
+            "ConfigMap left after uninstall"
+        );
+        ensure!(
+            helm.status("smoke", &ns).await.is_err(),
+            "release still known after uninstall"
+        );
         Ok(())
     })
     .await;
