@@ -69,6 +69,11 @@ impl Walk {
                 ));
             }
         }
+        if map.contains_key("nullable") {
+            self.problems.push(format!(
+                "{path}: nullable makes Kubernetes 1.20 publish the field untyped (`kubectl explain` shows <>)"
+            ));
+        }
         if map.get("x-kubernetes-preserve-unknown-fields").is_some()
             && !PRESERVE_UNKNOWN_ALLOWED.contains(&path)
         {
