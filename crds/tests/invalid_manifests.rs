@@ -265,3 +265,25 @@ fn a_minimal_key_is_accepted_by_both() {
     assert_eq!(api_server_verdict(&object), Ok(()));
     check(object).expect("a local AES256 key with every default is valid");
 }
+
+/// The manifests `crds/check-apiserver.sh` sends to a real 1.20 API server
+/// are refused here too, by the emulated schema check and by `validate()`.
+#[test]
+fn api_server_fixtures_are_refused_by_both_layers() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apiserver");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).expect("tests/apiserver exists") {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("# expect: "),
+            "{} has no expect line",
+            path.display()
+        );
+        let object = object(&text);
+        assert!(api_server_verdict(&object).is_err(), "{}", path.display());
+        assert!(check(object).is_err(), "{}", path.display());
+        count += 1;
+    }
+    assert!(count >= 4, "expected the four issue cases, found {count}");
+}
