@@ -24,7 +24,7 @@ pub async fn run(args: SealArgs) -> Result<()> {
     for literal in &args.literals {
         let (item, value) = literal
             .split_once('=')
-            .ok_or_else(|| anyhow!("--from-literal `{}` is not KEY=VALUE", redact(literal)))?;
+            .ok_or_else(|| anyhow!("a --from-literal argument is not KEY=VALUE (it has no `=`)"))?;
         insert_once(&mut values, item, SecretBytes::from(value.as_bytes()))?;
     }
     for spec in &args.files {
@@ -138,13 +138,4 @@ fn file_item(spec: &str) -> Result<(String, PathBuf)> {
         .ok_or_else(|| anyhow!("--from-file {spec}: cannot derive an item name; use KEY=PATH"))?
         .to_owned();
     Ok((item, path))
-}
-
-/// The key part of a malformed literal, never its value.
-fn redact(literal: &str) -> String {
-    if literal.len() > 16 {
-        format!("{}…", &literal[..literal.floor_char_boundary(8)])
-    } else {
-        "…".into()
-    }
 }

@@ -86,7 +86,8 @@ fn flipping_any_byte_of_a_sealed_value_is_rejected() {
 #[test]
 fn user_errors_say_what_to_do() {
     let keyward = Keyward::new();
-    let cases: Vec<(Vec<&str>, Option<&[u8]>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Option<&'a [u8]>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["unseal", "-f", "/no/such/file.yaml"],
             None,
