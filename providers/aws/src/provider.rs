@@ -1,0 +1,880 @@
+//! [`KeyProvider`] on AWS KMS with the "managed" version strategy: every
+//! Keyward key version is its own KMS key, so versions can be disabled and
+//! destroyed one by one (AWS native rotation keeps all material under one
+//! key id and cannot; see [`crate::rotation`] for it).
+
+use crate::config::AwsKmsConfig;
+use crate::errors::{At, from_sdk};
+use crate::naming::{self, TAG_KEY, TAG_MANAGED_BY, TAG_OWNER, TAG_VERSION};
+use async_trait::async_trait;
+use aws_sdk_kms::Client;
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::primitives::{Blob, DateTime};
+use aws_sdk_kms::types::{
+    EncryptionAlgorithmSpec, KeyMetadata, KeySpec as KmsKeySpec, KeyState, KeyUsageType, Tag,
+};
+use keyward_core::crypto::RsaPublicKey;
+use keyward_core::provider::{
+    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo,
+    Result, VersionInfo, VersionState, WrapAlgorithm, WrapContext, WrappedDek,
+};
+use keyward_core::secret::Dek;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+use zeroize::Zeroizing;
+
+pub struct AwsKmsProvider {
+    pub(crate) client: Client,
+    pub(crate) config: AwsKmsConfig,
+    /// KMS key ARN/id -> Keyward version. A KMS key's version never changes,
+    /// so this never goes stale; it saves a tag lookup per wrap.
+    versions_by_arn: Mutex<HashMap<String, u32>>,
+    /// Keyward key id -> algorithm, to pick the Encrypt parameters.
+    algorithms: Mutex<HashMap<String, KeyAlgorithm>>,
+}
+
+impl std::fmt::Debug for AwsKmsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsKmsProvider")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One KMS key of a Keyward key, as read from `DescribeKey` + tags.
+#[derive(Debug, Clone)]
+pub(crate) struct KmsVersion {
+    pub kms_key_id: String,
+    pub version: u32,
+    pub state: VersionState,
+    pub created_at: SystemTime,
+    pub deletion_at: Option<SystemTime>,
+}
+
+/// Everything about a Keyward key, resolved from its primary alias.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub key_id: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub algorithm: KeyAlgorithm,
+    pub primary: KmsVersion,
+}
+
+impl AwsKmsProvider {
+    /// Builds the SDK client; does not call AWS yet.
+    pub async fn connect(config: AwsKmsConfig) -> Result<Self> {
+        naming::validate_prefix(&config.alias_prefix)?;
+        let client = config.sdk_client().await;
+        Ok(AwsKmsProvider {
+            client,
+            config,
+            versions_by_arn: Mutex::new(HashMap::new()),
+            algorithms: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The primary alias (Keyward key id) for any reference a caller holds.
+    pub(crate) async fn key_id_for(&self, reference: &str) -> Result<String> {
+        if let Some(alias) = naming::alias_for_reference(&self.config.alias_prefix, reference)? {
+            return Ok(alias);
+        }
+        // A KMS key id or ARN of one of our versions: its tags name the key.
+        let tags = self.tags(reference, At::key(reference)).await?;
+        let name = tags
+            .get(TAG_KEY)
+            .ok_or_else(|| ProviderError::UnknownKey(format!("{reference} (not a Keyward key)")))?;
+        naming::primary_alias(&self.config.alias_prefix, name)
+    }
+
+    async fn describe_kms(&self, kms_ref: &str, at: At<'_>) -> Result<KeyMetadata> {
+        let output = self
+            .client
+            .describe_key()
+            .key_id(kms_ref)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, at))?;
+        output
+            .key_metadata
+            .ok_or_else(|| ProviderError::Unavailable("DescribeKey returned no metadata".into()))
+    }
+
+    async fn tags(&self, kms_ref: &str, at: At<'_>) -> Result<BTreeMap<String, String>> {
+        let mut tags = BTreeMap::new();
+        let mut marker = None;
+        loop {
+            let output = self
+                .client
+                .list_resource_tags()
+                .key_id(kms_ref)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, at))?;
+            for tag in output.tags() {
+                tags.insert(tag.tag_key().to_owned(), tag.tag_value().to_owned());
+            }
+            marker = output.next_marker;
+            if !output.truncated || marker.is_none() {
+                return Ok(tags);
+            }
+        }
+    }
+
+    /// Reads the key behind a primary alias. A name whose alias is taken by
+    /// a different name (`a.b` vs `a_b`) is reported unknown.
+    pub(crate) async fn resolve(&self, key_id: &str, name: Option<&str>) -> Result<Resolved> {
+        let at = At::key(key_id);
+        let metadata = self.describe_kms(key_id, at).await?;
+        let tags = self.tags(metadata.key_id(), at).await?;
+        let (Some(tag_name), Some(version)) = (
+            tags.get(TAG_KEY),
+            tags.get(TAG_VERSION).and_then(|v| v.parse::<u32>().ok()),
+        ) else {
+            return Err(ProviderError::InvalidRequest(format!(
+                "{key_id} points at a KMS key without Keyward tags; remove the alias or choose another name"
+            )));
+        };
+        if name.is_some_and(|n| n != tag_name) {
+            return Err(ProviderError::UnknownKey(
+                name.unwrap_or_default().to_owned(),
+            ));
+        }
+        let algorithm = algorithm_of(&metadata, key_id)?;
+        self.remember(key_id, algorithm, &metadata, version);
+        Ok(Resolved {
+            key_id: key_id.to_owned(),
+            name: tag_name.clone(),
+            owner: tags.get(TAG_OWNER).cloned(),
+            algorithm,
+            primary: kms_version(&metadata, version),
+        })
+    }
+
+    fn remember(
+        &self,
+        key_id: &str,
+        algorithm: KeyAlgorithm,
+        metadata: &KeyMetadata,
+        version: u32,
+    ) {
+        self.algorithms
+            .lock()
+            .expect("cache lock")
+            .insert(key_id.to_owned(), algorithm);
+        let mut versions = self.versions_by_arn.lock().expect("cache lock");
+        versions.insert(metadata.key_id().to_owned(), version);
+        if let Some(arn) = metadata.arn() {
+            versions.insert(arn.to_owned(), version);
+        }
+    }
+
+    /// One version's KMS key, or `None` once it has been deleted.
+    pub(crate) async fn version(&self, key_id: &str, version: u32) -> Result<Option<KmsVersion>> {
+        let alias = naming::version_alias(key_id, version);
+        match self
+            .describe_kms(&alias, At::version(key_id, version))
+            .await
+        {
+            Ok(metadata) => Ok(Some(kms_version(&metadata, version))),
+            Err(ProviderError::UnknownVersion { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn existing_version(&self, key_id: &str, version: u32) -> Result<KmsVersion> {
+        self.version(key_id, version)
+            .await?
+            .ok_or_else(|| ProviderError::UnknownVersion {
+                key: key_id.to_owned(),
+                version,
+            })
+    }
+
+    async fn info(&self, resolved: &Resolved) -> Result<KeyInfo> {
+        let mut versions = Vec::new();
+        for number in 1..resolved.primary.version {
+            versions.push(match self.version(&resolved.key_id, number).await? {
+                Some(found) => version_info(&found),
+                None => VersionInfo {
+                    version: number,
+                    state: VersionState::Destroyed,
+                    created_at: SystemTime::UNIX_EPOCH,
+                    deletion_at: None,
+                },
+            });
+        }
+        versions.push(version_info(&resolved.primary));
+        Ok(KeyInfo {
+            key_id: resolved.key_id.clone(),
+            name: resolved.name.clone(),
+            algorithm: resolved.algorithm,
+            owner: resolved.owner.clone(),
+            primary_version: resolved.primary.version,
+            versions,
+            deletion_at: (resolved.primary.state == VersionState::PendingDeletion)
+                .then_some(resolved.primary.deletion_at)
+                .flatten(),
+        })
+    }
+
+    /// Creates the KMS key for one version and its version alias. If the
+    /// alias already exists (a retried call after a crash), reuses that key
+    /// when its tags say it is the same key and version.
+    async fn create_version(
+        &self,
+        key_id: &str,
+        name: &str,
+        owner: Option<&str>,
+        algorithm: KeyAlgorithm,
+        description: Option<&str>,
+        version: u32,
+    ) -> Result<KmsVersion> {
+        let alias = naming::version_alias(key_id, version);
+        let at = At::version(key_id, version);
+        if let Some(found) = self
+            .adopt_version(&alias, key_id, name, owner, version)
+            .await?
+        {
+            return Ok(found);
+        }
+        let mut tags = vec![
+            tag(TAG_MANAGED_BY, naming::MANAGED_BY)?,
+            tag(TAG_KEY, name)?,
+            tag(TAG_VERSION, &version.to_string())?,
+        ];
+        if let Some(owner) = owner {
+            tags.push(tag(TAG_OWNER, owner)?);
+        }
+        let description = match description {
+            Some(text) => format!("Keyward key {name} version {version}: {text}"),
+            None => format!("Keyward key {name} version {version}"),
+        };
+        let created = self
+            .client
+            .create_key()
+            .key_spec(kms_key_spec(algorithm))
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .description(description)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, at))?;
+        let metadata = created
+            .key_metadata
+            .ok_or_else(|| ProviderError::Unavailable("CreateKey returned no metadata".into()))?;
+        let made = self
+            .client
+            .create_alias()
+            .alias_name(&alias)
+            .target_key_id(metadata.key_id())
+            .send()
+            .await;
+        if let Err(error) = made {
+            // Lost a race with another creator: give our key back, use theirs.
+            if error.code() == Some("AlreadyExistsException") {
+                self.discard(metadata.key_id()).await;
+                return self
+                    .adopt_version(&alias, key_id, name, owner, version)
+                    .await?
+                    .ok_or_else(|| ProviderError::Unavailable(format!("{alias} vanished")));
+            }
+            self.discard(metadata.key_id()).await;
+            return Err(from_sdk(error, at));
+        }
+        tracing::info!(
+            key = key_id,
+            version,
+            kms_key = metadata.key_id(),
+            "created KMS key"
+        );
+        Ok(kms_version(&metadata, version))
+    }
+
+    /// The existing KMS key behind a version alias, if it is ours.
+    async fn adopt_version(
+        &self,
+        alias: &str,
+        key_id: &str,
+        name: &str,
+        owner: Option<&str>,
+        version: u32,
+    ) -> Result<Option<KmsVersion>> {
+        let at = At::version(key_id, version);
+        let metadata = match self.describe_kms(alias, at).await {
+            Ok(metadata) => metadata,
+            Err(ProviderError::UnknownVersion { .. }) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        let tags = self.tags(metadata.key_id(), at).await?;
+        let same = tags.get(TAG_KEY).map(String::as_str) == Some(name)
+            && tags.get(TAG_VERSION) == Some(&version.to_string())
+            && tags.get(TAG_OWNER).map(String::as_str) == owner;
+        if !same {
+            return Err(ProviderError::InvalidRequest(format!(
+                "{alias} already points at a KMS key of another owner; pick another key name or alias prefix"
+            )));
+        }
+        Ok(Some(kms_version(&metadata, version)))
+    }
+
+    /// Schedules an unused KMS key for deletion after a failed create.
+    async fn discard(&self, kms_key_id: &str) {
+        let result = self
+            .client
+            .schedule_key_deletion()
+            .key_id(kms_key_id)
+            .pending_window_in_days(naming::MIN_DELETION_DAYS as i32)
+            .send()
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(kms_key = kms_key_id, error = %from_sdk(error, At::key(kms_key_id)),
+                "could not discard an unused KMS key; it is tagged keyward.io/* and can be deleted by hand");
+        }
+    }
+
+    async fn point_primary_alias(
+        &self,
+        key_id: &str,
+        kms_key_id: &str,
+        create: bool,
+    ) -> Result<()> {
+        let at = At::key(key_id);
+        if create {
+            self.client
+                .create_alias()
+                .alias_name(key_id)
+                .target_key_id(kms_key_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| from_sdk(e, at))
+        } else {
+            self.client
+                .update_alias()
+                .alias_name(key_id)
+                .target_key_id(kms_key_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| from_sdk(e, at))
+        }
+    }
+
+    async fn algorithm(&self, key_id: &str) -> Result<KeyAlgorithm> {
+        if let Some(known) = self.algorithms.lock().expect("cache lock").get(key_id) {
+            return Ok(*known);
+        }
+        Ok(self.resolve(key_id, None).await?.algorithm)
+    }
+
+    fn forget(&self, key_id: &str) {
+        self.algorithms.lock().expect("cache lock").remove(key_id);
+    }
+
+    /// The Keyward version of the KMS key an operation actually used.
+    async fn version_of(&self, key_id: &str, kms_key: Option<&str>) -> Result<u32> {
+        let kms_key = kms_key.ok_or_else(|| {
+            ProviderError::Unavailable("AWS KMS did not say which key it used".into())
+        })?;
+        if let Some(version) = self
+            .versions_by_arn
+            .lock()
+            .expect("cache lock")
+            .get(kms_key)
+        {
+            return Ok(*version);
+        }
+        let tags = self.tags(kms_key, At::key(key_id)).await?;
+        let version = tags
+            .get(TAG_VERSION)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                ProviderError::InvalidRequest(format!(
+                    "{key_id} points at a KMS key without a keyward.io/version tag"
+                ))
+            })?;
+        self.versions_by_arn
+            .lock()
+            .expect("cache lock")
+            .insert(kms_key.to_owned(), version);
+        Ok(version)
+    }
+
+    /// With `verify_key_state`, refuses to use a version AWS would refuse.
+    async fn preflight(&self, key_id: &str, version: u32) -> Result<()> {
+        if !self.config.verify_key_state {
+            return Ok(());
+        }
+        let found = self.existing_version(key_id, version).await?;
+        state_allows_use(key_id, &found)
+    }
+
+    /// After a failed wrap: which version is primary, for the message.
+    async fn primary_error(&self, key_id: &str, error: ProviderError) -> ProviderError {
+        match error {
+            ProviderError::VersionDisabled { version: 0, .. }
+            | ProviderError::PendingDeletion { version: 0, .. } => {
+                match self.resolve(key_id, None).await {
+                    Ok(resolved) => match state_allows_use(key_id, &resolved.primary) {
+                        Err(precise) => precise,
+                        Ok(()) => error,
+                    },
+                    Err(_) => error,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl KeyProvider for AwsKmsProvider {
+    fn kind(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
+        let key_id = naming::primary_alias(&self.config.alias_prefix, &spec.name)?;
+        match self.resolve(&key_id, None).await {
+            Ok(existing)
+                if existing.owner.is_some()
+                    && existing.owner == spec.owner
+                    && existing.name == spec.name =>
+            {
+                if existing.algorithm != spec.algorithm {
+                    return Err(ProviderError::InvalidRequest(format!(
+                        "key `{}` exists as {}, not {}; algorithms cannot change",
+                        spec.name,
+                        existing.algorithm.describe(),
+                        spec.algorithm.describe()
+                    )));
+                }
+                return self.info(&existing).await;
+            }
+            Ok(_) => {
+                return Err(ProviderError::InvalidRequest(format!(
+                    "a key named `{}` already exists in this AWS account and Region ({key_id}); pick another name or rotate the existing key",
+                    spec.name
+                )));
+            }
+            Err(ProviderError::UnknownKey(_)) => {}
+            Err(other) => return Err(other),
+        }
+        let first = self
+            .create_version(
+                &key_id,
+                &spec.name,
+                spec.owner.as_deref(),
+                spec.algorithm,
+                spec.description.as_deref(),
+                1,
+            )
+            .await?;
+        if let Err(error) = self
+            .point_primary_alias(&key_id, &first.kms_key_id, true)
+            .await
+        {
+            // A concurrent create of the same owner made the alias first.
+            if !matches!(error, ProviderError::InvalidRequest(ref m) if m.contains("AlreadyExists"))
+            {
+                return Err(error);
+            }
+        }
+        let resolved = self.resolve(&key_id, Some(&spec.name)).await?;
+        if resolved.owner != spec.owner {
+            return Err(ProviderError::InvalidRequest(format!(
+                "a key named `{}` was just created by another owner; pick another name",
+                spec.name
+            )));
+        }
+        self.info(&resolved).await
+    }
+
+    async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
+        let key_id = self.key_id_for(key).await?;
+        let by_name =
+            (!key.starts_with("alias/") && !key.starts_with("arn:") && !naming::is_kms_key_id(key))
+                .then_some(key);
+        let resolved = match self.resolve(&key_id, by_name).await {
+            Err(ProviderError::UnknownKey(_)) => {
+                return Err(ProviderError::UnknownKey(key.to_owned()));
+            }
+            other => other?,
+        };
+        self.info(&resolved).await
+    }
+
+    async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {
+        let key_id = self.key_id_for(key_id).await?;
+        let current = self.resolve(&key_id, None).await?;
+        if current.primary.state == VersionState::PendingDeletion {
+            return Err(ProviderError::PendingDeletion {
+                key: key_id,
+                version: current.primary.version,
+            });
+        }
+        let next = current.primary.version + 1;
+        let made = self
+            .create_version(
+                &key_id,
+                &current.name,
+                current.owner.as_deref(),
+                current.algorithm,
+                None,
+                next,
+            )
+            .await?;
+        self.point_primary_alias(&key_id, &made.kms_key_id, false)
+            .await?;
+        tracing::info!(key = %key_id, version = next, "rotated: primary alias moved");
+        let resolved = self.resolve(&key_id, None).await?;
+        self.info(&resolved).await
+    }
+
+    async fn set_version_enabled(&self, key_id: &str, version: u32, enabled: bool) -> Result<()> {
+        let key_id = self.key_id_for(key_id).await?;
+        let found = self.existing_version(&key_id, version).await?;
+        if found.state == VersionState::PendingDeletion {
+            return Err(ProviderError::PendingDeletion {
+                key: key_id,
+                version,
+            });
+        }
+        let at = At::version(&key_id, version);
+        if enabled {
+            self.client
+                .enable_key()
+                .key_id(&found.kms_key_id)
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, at))?;
+        } else {
+            self.client
+                .disable_key()
+                .key_id(&found.kms_key_id)
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, at))?;
+        }
+        tracing::info!(key = %key_id, version, enabled, "changed version state");
+        Ok(())
+    }
+
+    async fn schedule_deletion(
+        &self,
+        key_id: &str,
+        target: DeletionTarget,
+        window: Duration,
+    ) -> Result<SystemTime> {
+        let days = naming::deletion_days(window)?;
+        let key_id = self.key_id_for(key_id).await?;
+        let resolved = self.resolve(&key_id, None).await?;
+        let targets = match target {
+            DeletionTarget::WholeKey => {
+                let mut all = Vec::new();
+                for number in 1..resolved.primary.version {
+                    if let Some(found) = self.version(&key_id, number).await? {
+                        all.push(found);
+                    }
+                }
+                all.push(resolved.primary.clone());
+                all
+            }
+            DeletionTarget::Version(number) if number == resolved.primary.version => {
+                return Err(ProviderError::InvalidRequest(format!(
+                    "version {number} is the primary version of `{}`; rotate the key first, or delete the whole key",
+                    resolved.name
+                )));
+            }
+            DeletionTarget::Version(number) => vec![self.existing_version(&key_id, number).await?],
+        };
+        let mut latest = SystemTime::now() + Duration::from_secs(days as u64 * 24 * 3600);
+        for found in targets {
+            if let (VersionState::PendingDeletion, Some(at)) = (found.state, found.deletion_at) {
+                latest = latest.max(at);
+                continue;
+            }
+            let output = self
+                .client
+                .schedule_key_deletion()
+                .key_id(&found.kms_key_id)
+                .pending_window_in_days(days)
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, At::version(&key_id, found.version)))?;
+            if let Some(at) = output.deletion_date().and_then(to_system_time) {
+                latest = latest.max(at);
+            }
+        }
+        tracing::info!(key = %key_id, ?target, days, "scheduled deletion");
+        Ok(latest)
+    }
+
+    async fn cancel_deletion(&self, key_id: &str, target: DeletionTarget) -> Result<()> {
+        let key_id = self.key_id_for(key_id).await?;
+        let resolved = self.resolve(&key_id, None).await?;
+        let numbers: Vec<u32> = match target {
+            DeletionTarget::WholeKey => (1..=resolved.primary.version).collect(),
+            DeletionTarget::Version(number) => vec![number],
+        };
+        for number in numbers {
+            let found = if number == resolved.primary.version {
+                Some(resolved.primary.clone())
+            } else {
+                self.version(&key_id, number).await?
+            };
+            let Some(found) = found else {
+                if target != DeletionTarget::WholeKey {
+                    return Err(ProviderError::UnknownVersion {
+                        key: key_id,
+                        version: number,
+                    });
+                }
+                continue;
+            };
+            if found.state != VersionState::PendingDeletion {
+                continue;
+            }
+            self.client
+                .cancel_key_deletion()
+                .key_id(&found.kms_key_id)
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, At::version(&key_id, number)))?;
+        }
+        // AWS leaves a cancelled key Disabled; enabling it is a separate,
+        // explicit decision (set_version_enabled).
+        tracing::info!(key = %key_id, ?target, "cancelled deletion; versions stay disabled until enabled");
+        Ok(())
+    }
+
+    async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
+        let key_id = self.key_id_for(key_id).await?;
+        let algorithm = self.algorithm(&key_id).await?;
+        if self.config.verify_key_state {
+            let resolved = self.resolve(&key_id, None).await?;
+            state_allows_use(&key_id, &resolved.primary)?;
+        }
+        let mut request = self
+            .client
+            .encrypt()
+            .key_id(&key_id)
+            .plaintext(Blob::new(dek.expose().to_vec()));
+        request = match algorithm.wrap_algorithm() {
+            WrapAlgorithm::Symmetric => request.set_encryption_context(Some(kms_context(context))),
+            WrapAlgorithm::RsaOaepSha256 => {
+                request.encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+            }
+        };
+        let output = match request.send().await {
+            Ok(output) => output,
+            Err(error) => {
+                self.forget(&key_id);
+                let error = from_sdk(error, At::key(&key_id));
+                return Err(self.primary_error(&key_id, error).await);
+            }
+        };
+        let version = self.version_of(&key_id, output.key_id()).await?;
+        let blob = output
+            .ciphertext_blob
+            .ok_or_else(|| ProviderError::Unavailable("Encrypt returned no ciphertext".into()))?;
+        Ok(WrappedDek {
+            key_id,
+            version,
+            algorithm: algorithm.wrap_algorithm(),
+            blob: blob.into_inner(),
+        })
+    }
+
+    async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
+        let key_id = self.key_id_for(&wrapped.key_id).await?;
+        self.preflight(&key_id, wrapped.version).await?;
+        let mut request = self
+            .client
+            .decrypt()
+            .key_id(naming::version_alias(&key_id, wrapped.version))
+            .ciphertext_blob(Blob::new(wrapped.blob.clone()));
+        request = match wrapped.algorithm {
+            WrapAlgorithm::Symmetric => request.set_encryption_context(Some(kms_context(context))),
+            WrapAlgorithm::RsaOaepSha256 => {
+                request.encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+            }
+        };
+        let mut output = request
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, At::version(&key_id, wrapped.version)))?;
+        let plaintext = Zeroizing::new(
+            output
+                .plaintext
+                .take()
+                .ok_or(ProviderError::UnwrapFailed)?
+                .into_inner(),
+        );
+        Dek::from_slice(&plaintext).ok_or(ProviderError::UnwrapFailed)
+    }
+
+    async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
+        let key_id = self.key_id_for(key_id).await?;
+        let algorithm = self.algorithm(&key_id).await?;
+        if !algorithm.is_asymmetric() {
+            return Err(ProviderError::WrongKeyType {
+                key: key_id,
+                expected: "an asymmetric (RSA) key",
+                actual: algorithm.describe(),
+            });
+        }
+        let (kms_ref, at) = match version {
+            Some(number) => (
+                naming::version_alias(&key_id, number),
+                At::version(&key_id, number),
+            ),
+            None => (key_id.clone(), At::key(&key_id)),
+        };
+        let output = self
+            .client
+            .get_public_key()
+            .key_id(kms_ref)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, at))?;
+        let version = match version {
+            Some(number) => number,
+            None => self.version_of(&key_id, output.key_id()).await?,
+        };
+        let der = output
+            .public_key()
+            .ok_or_else(|| ProviderError::Unavailable("GetPublicKey returned no key".into()))?;
+        let public_key = RsaPublicKey::from_spki_der(der.as_ref()).map_err(|e| {
+            ProviderError::InvalidRequest(format!("AWS KMS returned an unusable public key: {e}"))
+        })?;
+        Ok(PublicKeyInfo {
+            key_id,
+            version,
+            public_key,
+        })
+    }
+
+    /// `ReEncrypt`: KMS decrypts under the old version and encrypts under
+    /// the primary internally, so the DEK never reaches this process.
+    async fn rewrap(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<WrappedDek> {
+        let key_id = self.key_id_for(&wrapped.key_id).await?;
+        self.preflight(&key_id, wrapped.version).await?;
+        if self.config.verify_key_state {
+            let resolved = self.resolve(&key_id, None).await?;
+            state_allows_use(&key_id, &resolved.primary)?;
+        }
+        let mut request = self
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(wrapped.blob.clone()))
+            .source_key_id(naming::version_alias(&key_id, wrapped.version))
+            .destination_key_id(&key_id);
+        request = match wrapped.algorithm {
+            WrapAlgorithm::Symmetric => request
+                .set_source_encryption_context(Some(kms_context(context)))
+                .set_destination_encryption_context(Some(kms_context(context))),
+            WrapAlgorithm::RsaOaepSha256 => request
+                .source_encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+                .destination_encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256),
+        };
+        let output = request
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, At::version(&key_id, wrapped.version)))?;
+        let version = self.version_of(&key_id, output.key_id()).await?;
+        let blob = output
+            .ciphertext_blob
+            .ok_or_else(|| ProviderError::Unavailable("ReEncrypt returned no ciphertext".into()))?;
+        Ok(WrappedDek {
+            key_id,
+            version,
+            algorithm: wrapped.algorithm,
+            blob: blob.into_inner(),
+        })
+    }
+}
+
+fn tag(key: &str, value: &str) -> Result<Tag> {
+    Tag::builder()
+        .tag_key(key)
+        .tag_value(value)
+        .build()
+        .map_err(|e| ProviderError::InvalidRequest(format!("bad tag {key}: {e}")))
+}
+
+fn kms_context(context: &WrapContext) -> HashMap<String, String> {
+    context
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn kms_key_spec(algorithm: KeyAlgorithm) -> KmsKeySpec {
+    match algorithm {
+        KeyAlgorithm::Aes256 => KmsKeySpec::SymmetricDefault,
+        KeyAlgorithm::Rsa3072 => KmsKeySpec::Rsa3072,
+        KeyAlgorithm::Rsa4096 => KmsKeySpec::Rsa4096,
+    }
+}
+
+fn algorithm_of(metadata: &KeyMetadata, key_id: &str) -> Result<KeyAlgorithm> {
+    match metadata.key_spec() {
+        Some(KmsKeySpec::SymmetricDefault) => Ok(KeyAlgorithm::Aes256),
+        Some(KmsKeySpec::Rsa3072) => Ok(KeyAlgorithm::Rsa3072),
+        Some(KmsKeySpec::Rsa4096) => Ok(KeyAlgorithm::Rsa4096),
+        other => Err(ProviderError::InvalidRequest(format!(
+            "{key_id} is a {} KMS key, which Keyward does not use",
+            other.map(|s| s.as_str()).unwrap_or("unknown")
+        ))),
+    }
+}
+
+fn kms_version(metadata: &KeyMetadata, version: u32) -> KmsVersion {
+    KmsVersion {
+        kms_key_id: metadata.key_id().to_owned(),
+        version,
+        state: match metadata.key_state() {
+            Some(KeyState::Enabled) => VersionState::Enabled,
+            Some(KeyState::PendingDeletion | KeyState::PendingReplicaDeletion) => {
+                VersionState::PendingDeletion
+            }
+            _ => VersionState::Disabled,
+        },
+        created_at: metadata
+            .creation_date()
+            .and_then(to_system_time)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+        deletion_at: metadata.deletion_date().and_then(to_system_time),
+    }
+}
+
+fn version_info(found: &KmsVersion) -> VersionInfo {
+    VersionInfo {
+        version: found.version,
+        state: found.state,
+        created_at: found.created_at,
+        deletion_at: found.deletion_at,
+    }
+}
+
+fn state_allows_use(key_id: &str, found: &KmsVersion) -> Result<()> {
+    let (key, version) = (key_id.to_owned(), found.version);
+    match found.state {
+        VersionState::Enabled => Ok(()),
+        VersionState::Disabled => Err(ProviderError::VersionDisabled { key, version }),
+        VersionState::PendingDeletion => Err(ProviderError::PendingDeletion { key, version }),
+        VersionState::Destroyed => Err(ProviderError::UnknownVersion { key, version }),
+    }
+}
+
+fn to_system_time(time: &DateTime) -> Option<SystemTime> {
+    SystemTime::try_from(*time).ok()
+}

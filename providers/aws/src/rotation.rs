@@ -1,0 +1,104 @@
+//! AWS *native* rotation: KMS replaces the key material of one KMS key on a
+//! schedule (`EnableKeyRotation` with `RotationPeriodInDays`) or on demand
+//! (`RotateKeyOnDemand`), keeps every old material for decryption, and picks
+//! the right one from the ciphertext. Nothing changes on the Keyward side:
+//! the key keeps its version number, wrapped DEKs keep working, and old
+//! material cannot be disabled or destroyed on its own. The operator uses
+//! this when a `KeyRotationPolicy` asks for native rotation; managed rotation
+//! (a new KMS key per version) is
+//! [`keyward_core::provider::KeyProvider::rotate_key`].
+//!
+//! Only symmetric keys rotate natively; AWS refuses RSA keys.
+
+use crate::errors::{At, from_sdk};
+use crate::naming::NATIVE_ROTATION_DAYS;
+use crate::provider::AwsKmsProvider;
+use keyward_core::provider::{ProviderError, Result};
+use std::time::SystemTime;
+
+/// What AWS reports about native rotation of a key's primary version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeRotation {
+    pub enabled: bool,
+    pub period_days: Option<u32>,
+    pub next_rotation: Option<SystemTime>,
+}
+
+impl AwsKmsProvider {
+    /// Turns on scheduled native rotation of the primary version's KMS key.
+    pub async fn enable_native_rotation(&self, key: &str, period_days: u32) -> Result<()> {
+        if !NATIVE_ROTATION_DAYS.contains(&period_days) {
+            return Err(ProviderError::InvalidRequest(format!(
+                "AWS KMS rotates every 90 to 2560 days; {period_days} is outside that range"
+            )));
+        }
+        let (key_id, kms_key_id) = self.symmetric_primary(key).await?;
+        self.client
+            .enable_key_rotation()
+            .key_id(kms_key_id)
+            .rotation_period_in_days(period_days as i32)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, At::key(&key_id)))?;
+        tracing::info!(key = %key_id, period_days, "enabled native rotation");
+        Ok(())
+    }
+
+    pub async fn disable_native_rotation(&self, key: &str) -> Result<()> {
+        let (key_id, kms_key_id) = self.symmetric_primary(key).await?;
+        self.client
+            .disable_key_rotation()
+            .key_id(kms_key_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, At::key(&key_id)))?;
+        Ok(())
+    }
+
+    /// Rotates the primary version's key material now (AWS allows a few
+    /// on-demand rotations per key in its lifetime; see the AWS quotas).
+    pub async fn rotate_native_now(&self, key: &str) -> Result<()> {
+        let (key_id, kms_key_id) = self.symmetric_primary(key).await?;
+        self.client
+            .rotate_key_on_demand()
+            .key_id(kms_key_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, At::key(&key_id)))?;
+        tracing::info!(key = %key_id, "rotated key material on demand");
+        Ok(())
+    }
+
+    pub async fn native_rotation(&self, key: &str) -> Result<NativeRotation> {
+        let (key_id, kms_key_id) = self.symmetric_primary(key).await?;
+        let output = self
+            .client
+            .get_key_rotation_status()
+            .key_id(kms_key_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, At::key(&key_id)))?;
+        Ok(NativeRotation {
+            enabled: output.key_rotation_enabled(),
+            period_days: output
+                .rotation_period_in_days()
+                .and_then(|d| u32::try_from(d).ok()),
+            next_rotation: output
+                .next_rotation_date()
+                .and_then(|d| SystemTime::try_from(*d).ok()),
+        })
+    }
+
+    async fn symmetric_primary(&self, key: &str) -> Result<(String, String)> {
+        let key_id = self.key_id_for(key).await?;
+        let resolved = self.resolve(&key_id, None).await?;
+        if resolved.algorithm.is_asymmetric() {
+            return Err(ProviderError::WrongKeyType {
+                key: key_id,
+                expected: "a symmetric key (AWS rotates only those natively)",
+                actual: resolved.algorithm.describe(),
+            });
+        }
+        Ok((key_id, resolved.primary.kms_key_id))
+    }
+}
