@@ -2,12 +2,16 @@
 //! in one file, encrypted under a root key. The default, so Keyward works on
 //! a bare cluster or a laptop with no KMS.
 
+mod backend;
+mod file_backend;
 mod keyring;
 mod material;
 mod root_key;
 mod store;
 mod wrap;
 
+pub use backend::{KeyringBackend, LockGuard, Revision, Stored, WriteError};
+pub use file_backend::FileBackend;
 pub use root_key::RootKey;
 pub use store::{KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
 
@@ -30,6 +34,17 @@ impl LocalProvider {
         LocalProvider {
             store: Arc::new(store),
         }
+    }
+
+    /// A fresh keyring in `backend` if it has none yet; an existing one is
+    /// kept as it is (several replicas may race to initialise).
+    pub fn open_or_initialise(store: KeyringStore) -> Result<Self> {
+        match store.initialise() {
+            Ok(()) => {}
+            Err(ProviderError::InvalidRequest(_)) if store.exists() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Self::new(store))
     }
 
     /// Opens `dir/keyring.kwk` with the root key in `dir/root.key`.
