@@ -77,8 +77,32 @@ async fn throttling_is_retried_with_backoff_then_reported_and_recovers() {
         "throttling: 2 throttles absorbed in {absorbed:?}; 3 attempts exhausted in {exhausted:?}"
     );
 
-    // The quota refills: the same provider works again without a restart.
-    proxy.inject(throttling(Some("Decrypt")), 0);
+    proxy.clear_faults();
+
+    // The production defaults (4 attempts, 200 ms initial, 5 s cap, full
+    // jitter): three throttles in a row cost at most 0.2+0.4+0.8 s.
+    let defaults = {
+        let mut config = common::config(&proxy.endpoint());
+        config.verify_key_state = false;
+        config.retry = keyward_provider_aws::RetrySettings::default();
+        AwsKmsProvider::connect(config).await.unwrap()
+    };
+    proxy.reset_calls();
+    proxy.inject(throttling(Some("Decrypt")), 3);
+    let started = Instant::now();
+    defaults.unwrap_dek(&wrapped, &context()).await.unwrap();
+    let with_defaults = started.elapsed();
+    assert_eq!(proxy.calls("Decrypt"), 4);
+    assert!(
+        with_defaults < Duration::from_millis(1400 + 500),
+        "{with_defaults:?}"
+    );
+    eprintln!("throttling, default retry settings: 3 throttles absorbed in {with_defaults:?}");
+
+    // Throttling stops: the first provider works again without a restart.
+    proxy.inject(throttling(Some("Decrypt")), 5);
+    assert!(provider.unwrap_dek(&wrapped, &context()).await.is_err());
+    proxy.clear_faults();
     let mut recovered = false;
     for _ in 0..5 {
         match provider.unwrap_dek(&wrapped, &context()).await {

@@ -373,3 +373,69 @@ async fn versions_are_deleted_one_by_one_within_the_aws_window() {
         Err(ProviderError::UnknownVersion { version: 9, .. })
     ));
 }
+
+#[tokio::test]
+async fn create_finishes_a_create_that_stopped_half_way() {
+    let moto = common::Moto::start();
+    let provider = common::provider(&moto.endpoint()).await;
+    let first = provider
+        .create_key(&spec("half", KeyAlgorithm::Aes256))
+        .await
+        .unwrap();
+    // As if the operator crashed after creating version 1 but before the
+    // primary alias: the retried create adopts the tagged key.
+    provider
+        .client()
+        .delete_alias()
+        .alias_name(&first.key_id)
+        .send()
+        .await
+        .unwrap();
+    let again = provider
+        .create_key(&spec("half", KeyAlgorithm::Aes256))
+        .await
+        .unwrap();
+    assert_eq!(again.key_id, first.key_id);
+    let keys = provider.client().list_keys().send().await.unwrap();
+    assert_eq!(keys.keys().len(), 1, "no second KMS key");
+}
+
+/// Not a benchmark: per-operation latency on loopback, for the report.
+#[tokio::test]
+async fn latency_per_operation_on_loopback() {
+    let moto = common::Moto::start();
+    let mut config = common::config(&moto.endpoint());
+    config.verify_key_state = false; // as in production: one call per operation
+    let provider = keyward_provider_aws::AwsKmsProvider::connect(config)
+        .await
+        .unwrap();
+    let key = provider
+        .create_key(&spec("latency", KeyAlgorithm::Aes256))
+        .await
+        .unwrap();
+    provider.rotate_key(&key.key_id).await.unwrap();
+    let dek = Dek::generate();
+    let old = provider
+        .wrap_dek(&key.key_id, &dek, &context("a"))
+        .await
+        .unwrap();
+    const N: u32 = 30;
+    let mut report = Vec::new();
+    macro_rules! measure {
+        ($name:expr, $op:expr) => {{
+            let started = std::time::Instant::now();
+            for _ in 0..N {
+                $op.await.unwrap();
+            }
+            report.push(format!("{} {:?}", $name, started.elapsed() / N));
+        }};
+    }
+    measure!("wrap", provider.wrap_dek(&key.key_id, &dek, &context("a")));
+    measure!("unwrap", provider.unwrap_dek(&old, &context("a")));
+    measure!("rewrap", provider.rewrap(&old, &context("a")));
+    measure!("describe(2 versions)", provider.describe_key(&key.key_id));
+    eprintln!(
+        "moto loopback latency per call (mean of {N}): {}",
+        report.join(", ")
+    );
+}

@@ -190,6 +190,10 @@ impl Proxy {
         self.state.faults.lock().unwrap().push((fault, times));
     }
 
+    pub fn clear_faults(&self) {
+        self.state.faults.lock().unwrap().clear();
+    }
+
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
     }
