@@ -21,14 +21,17 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do cargo_args+=("$1"); shift; done
 # run without waiting on cargo's lock of a target dir shared with other builds.
 t0=$(now)
 log "building the e2e tests"
-mapfile -t test_bins < <(
-  cargo test -p keyward-e2e --no-run --message-format=json-render-diagnostics "${cargo_args[@]}" |
-    python3 -c 'import json, sys
-for line in sys.stdin:
+artifacts=$(mktemp)
+if ! cargo test -p keyward-e2e --no-run --message-format=json-render-diagnostics "${cargo_args[@]}" >"$artifacts"; then
+  rm -f "$artifacts"
+  die "building the e2e tests failed (see cargo's output above)"
+fi
+mapfile -t test_bins < <(python3 -c 'import json, sys
+for line in open(sys.argv[1]):
     msg = json.loads(line)
     if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg["profile"]["test"]:
-        print(msg["executable"])'
-)
+        print(msg["executable"])' "$artifacts")
+rm -f "$artifacts"
 [ ${#test_bins[@]} -gt 0 ] || die "cargo built no e2e test binaries"
 t_build=$(elapsed "$t0")
 
