@@ -9,7 +9,13 @@ use keyward_core::{Dek, EnvelopeError, Scope, ScopeContext};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(envelope: &Envelope, dek: &Dek) {
-    let expected = ScopeContext::new(Scope::Strict, "prod", "db-credentials", "password", "default");
+    let expected = ScopeContext::new(
+        Scope::Strict,
+        "prod",
+        "db-credentials",
+        "password",
+        "default",
+    );
     let _ = envelope.check_context(&expected);
     let _ = envelope.check_context(&envelope.context);
     // A random envelope must not open with an unrelated DEK, except with
