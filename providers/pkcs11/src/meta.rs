@@ -1,0 +1,416 @@
+//! Key metadata and its lifecycle rules, with no token I/O. PKCS#11 has no
+//! portable place for "owner", "primary version", "disabled" or "destroy on
+//! date", so each key keeps them in one JSON document stored on the token as a
+//! private CKO_DATA object (see `token.rs`).
+
+use keyward_core::provider::{
+    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result, VersionInfo,
+    VersionState,
+};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const FORMAT: u32 = 1;
+/// Prefix of every key id; names may not start with it, so an id and a name
+/// never collide in `describe_key`.
+pub const ID_PREFIX: &str = "p11k-";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMeta {
+    pub format: u32,
+    /// Bumped on every write; when a crash leaves two documents for one key,
+    /// the higher generation wins.
+    pub generation: u64,
+    pub id: String,
+    pub name: String,
+    pub algorithm: KeyAlgorithm,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub primary: u32,
+    pub deletion_at: Option<u64>,
+    pub versions: Vec<VersionMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionMeta {
+    pub version: u32,
+    pub state: VersionState,
+    pub created_at: u64,
+    pub deletion_at: Option<u64>,
+}
+
+/// What `due` found: the whole key, or single versions, to destroy now.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Due {
+    pub whole_key: bool,
+    pub versions: Vec<u32>,
+}
+
+pub fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn system_time(seconds: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(seconds)
+}
+
+pub fn new_key_id() -> String {
+    let mut bytes = [0u8; 8];
+    keyward_core::crypto::fill_random(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{ID_PREFIX}{hex}")
+}
+
+pub fn check_name(name: &str) -> Result<()> {
+    let usable = !name.is_empty()
+        && !name.starts_with(ID_PREFIX)
+        && name.len() <= 200
+        && !name.chars().any(|c| c.is_control());
+    if usable {
+        Ok(())
+    } else {
+        Err(ProviderError::InvalidRequest(format!(
+            "`{name}` is not a usable key name (empty, over 200 bytes, control characters, or starting with the id prefix `{ID_PREFIX}`)"
+        )))
+    }
+}
+
+impl KeyMeta {
+    pub fn new(spec: &KeySpec, id: String, now: u64) -> Self {
+        KeyMeta {
+            format: FORMAT,
+            generation: 0,
+            id,
+            name: spec.name.clone(),
+            algorithm: spec.algorithm,
+            owner: spec.owner.clone(),
+            description: spec.description.clone(),
+            primary: 1,
+            deletion_at: None,
+            versions: vec![VersionMeta::new(1, now)],
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("key metadata always serialises")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let meta: KeyMeta = serde_json::from_slice(bytes).map_err(|e| {
+            ProviderError::Storage(format!("unreadable Keyward key metadata on the token: {e}"))
+        })?;
+        if meta.format != FORMAT {
+            return Err(ProviderError::Storage(format!(
+                "key metadata format {} on the token is not supported (expected {FORMAT}); upgrade Keyward",
+                meta.format
+            )));
+        }
+        Ok(meta)
+    }
+
+    pub fn info(&self) -> KeyInfo {
+        KeyInfo {
+            key_id: self.id.clone(),
+            name: self.name.clone(),
+            algorithm: self.algorithm,
+            owner: self.owner.clone(),
+            primary_version: self.primary,
+            versions: self
+                .versions
+                .iter()
+                .map(|v| VersionInfo {
+                    version: v.version,
+                    state: v.state,
+                    created_at: system_time(v.created_at),
+                    deletion_at: v.deletion_at.map(system_time),
+                })
+                .collect(),
+            deletion_at: self.deletion_at.map(system_time),
+        }
+    }
+
+    pub fn next_version(&self) -> u32 {
+        self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1
+    }
+
+    /// Records a version whose token objects now exist and makes it primary.
+    pub fn add_primary(&mut self, version: u32, now: u64) {
+        self.versions.push(VersionMeta::new(version, now));
+        self.primary = version;
+    }
+
+    pub fn refuse_if_pending_deletion(&self) -> Result<()> {
+        match self.deletion_at {
+            Some(_) => Err(ProviderError::PendingDeletion {
+                key: self.id.clone(),
+                version: self.primary,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn version_mut(&mut self, number: u32) -> Result<&mut VersionMeta> {
+        let id = self.id.clone();
+        self.versions
+            .iter_mut()
+            .find(|v| v.version == number)
+            .ok_or(ProviderError::UnknownVersion {
+                key: id,
+                version: number,
+            })
+    }
+
+    pub fn version(&self, number: u32) -> Result<&VersionMeta> {
+        self.versions
+            .iter()
+            .find(|v| v.version == number && v.state != VersionState::Destroyed)
+            .ok_or_else(|| ProviderError::UnknownVersion {
+                key: self.id.clone(),
+                version: number,
+            })
+    }
+
+    pub fn set_enabled(&mut self, number: u32, enabled: bool) -> Result<()> {
+        self.refuse_if_pending_deletion()?;
+        let id = self.id.clone();
+        let version = self.version_mut(number)?;
+        match version.state {
+            VersionState::Enabled | VersionState::Disabled => {
+                version.state = if enabled {
+                    VersionState::Enabled
+                } else {
+                    VersionState::Disabled
+                };
+                Ok(())
+            }
+            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
+                key: id,
+                version: number,
+            }),
+            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+                key: id,
+                version: number,
+            }),
+        }
+    }
+
+    pub fn schedule_deletion(
+        &mut self,
+        target: DeletionTarget,
+        window: Duration,
+        now: u64,
+    ) -> Result<SystemTime> {
+        let at = now.saturating_add(window.as_secs());
+        match target {
+            DeletionTarget::WholeKey => {
+                let at = *self.deletion_at.get_or_insert(at);
+                Ok(system_time(at))
+            }
+            DeletionTarget::Version(number) => {
+                if number == self.primary {
+                    return Err(ProviderError::InvalidRequest(format!(
+                        "version {number} is the primary version of `{}`; rotate the key first, or delete the whole key",
+                        self.name
+                    )));
+                }
+                let id = self.id.clone();
+                let version = self.version_mut(number)?;
+                match version.state {
+                    VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+                        key: id,
+                        version: number,
+                    }),
+                    VersionState::PendingDeletion => {
+                        Ok(system_time(version.deletion_at.unwrap_or(at)))
+                    }
+                    _ => {
+                        version.state = VersionState::PendingDeletion;
+                        version.deletion_at = Some(at);
+                        Ok(system_time(at))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cancelled version comes back disabled, as in AWS KMS and the local
+    /// provider: enabling it again is a separate, deliberate step.
+    pub fn cancel_deletion(&mut self, target: DeletionTarget) -> Result<()> {
+        match target {
+            DeletionTarget::WholeKey => {
+                self.deletion_at = None;
+                Ok(())
+            }
+            DeletionTarget::Version(number) => {
+                let id = self.id.clone();
+                let version = self.version_mut(number)?;
+                match version.state {
+                    VersionState::PendingDeletion => {
+                        version.state = VersionState::Disabled;
+                        version.deletion_at = None;
+                        Ok(())
+                    }
+                    VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+                        key: id,
+                        version: number,
+                    }),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    pub fn due(&self, now: u64) -> Due {
+        Due {
+            whole_key: self.deletion_at.is_some_and(|at| at <= now),
+            versions: self
+                .versions
+                .iter()
+                .filter(|v| {
+                    v.state == VersionState::PendingDeletion
+                        && v.deletion_at.is_some_and(|at| at <= now)
+                })
+                .map(|v| v.version)
+                .collect(),
+        }
+    }
+
+    pub fn mark_destroyed(&mut self, number: u32) {
+        if let Ok(version) = self.version_mut(number) {
+            version.state = VersionState::Destroyed;
+        }
+    }
+
+    fn usable(&self, number: u32) -> Result<u32> {
+        self.refuse_if_pending_deletion()?;
+        let version = self.version(number)?;
+        let key = self.id.clone();
+        match version.state {
+            VersionState::Enabled => Ok(number),
+            VersionState::Disabled => Err(ProviderError::VersionDisabled {
+                key,
+                version: number,
+            }),
+            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
+                key,
+                version: number,
+            }),
+            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+                key,
+                version: number,
+            }),
+        }
+    }
+
+    pub fn primary_for_wrap(&self) -> Result<u32> {
+        self.usable(self.primary)
+    }
+
+    pub fn version_for_unwrap(&self, number: u32) -> Result<u32> {
+        self.usable(number)
+    }
+}
+
+impl VersionMeta {
+    fn new(version: u32, now: u64) -> Self {
+        VersionMeta {
+            version,
+            state: VersionState::Enabled,
+            created_at: now,
+            deletion_at: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> KeyMeta {
+        let spec = KeySpec {
+            name: "payments".into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: Some("uid-1".into()),
+            description: None,
+        };
+        KeyMeta::new(&spec, new_key_id(), 0)
+    }
+
+    #[test]
+    fn json_round_trip_and_format_check() {
+        let mut meta = key();
+        meta.add_primary(2, 5);
+        assert_eq!(KeyMeta::from_json(&meta.to_json()).unwrap(), meta);
+        meta.format = 9;
+        let error = KeyMeta::from_json(&meta.to_json()).unwrap_err();
+        assert!(error.to_string().contains("upgrade Keyward"), "{error}");
+        assert!(matches!(
+            KeyMeta::from_json(b"{"),
+            Err(ProviderError::Storage(_))
+        ));
+    }
+
+    #[test]
+    fn names_that_look_like_ids_are_refused() {
+        assert!(check_name("payments/db").is_ok());
+        assert!(check_name("p11k-0011").is_err());
+        assert!(check_name("").is_err());
+        assert!(check_name("a\nb").is_err());
+    }
+
+    #[test]
+    fn disabled_and_pending_versions_are_refused() {
+        let mut meta = key();
+        meta.add_primary(2, 1);
+        meta.set_enabled(1, false).unwrap();
+        assert!(matches!(
+            meta.version_for_unwrap(1),
+            Err(ProviderError::VersionDisabled { .. })
+        ));
+        assert_eq!(meta.primary_for_wrap().unwrap(), 2);
+        meta.set_enabled(1, true).unwrap();
+        meta.schedule_deletion(DeletionTarget::Version(1), Duration::from_secs(10), 0)
+            .unwrap();
+        assert!(matches!(
+            meta.version_for_unwrap(1),
+            Err(ProviderError::PendingDeletion { .. })
+        ));
+        assert!(
+            meta.schedule_deletion(DeletionTarget::Version(2), Duration::ZERO, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("rotate the key first")
+        );
+        assert_eq!(meta.due(9), Due::default());
+        assert_eq!(meta.due(10).versions, [1]);
+        meta.mark_destroyed(1);
+        assert!(matches!(
+            meta.version_for_unwrap(1),
+            Err(ProviderError::UnknownVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn cancelled_version_comes_back_disabled_and_whole_key_deletion_blocks_use() {
+        let mut meta = key();
+        meta.add_primary(2, 1);
+        meta.schedule_deletion(DeletionTarget::Version(1), Duration::from_secs(10), 0)
+            .unwrap();
+        meta.cancel_deletion(DeletionTarget::Version(1)).unwrap();
+        assert_eq!(meta.versions[0].state, VersionState::Disabled);
+        let at = meta
+            .schedule_deletion(DeletionTarget::WholeKey, Duration::from_secs(7), 0)
+            .unwrap();
+        let again = meta
+            .schedule_deletion(DeletionTarget::WholeKey, Duration::from_secs(99), 3)
+            .unwrap();
+        assert_eq!(at, again, "a second request keeps the first date");
+        assert!(matches!(
+            meta.primary_for_wrap(),
+            Err(ProviderError::PendingDeletion { .. })
+        ));
+        assert!(meta.due(7).whole_key);
+        meta.cancel_deletion(DeletionTarget::WholeKey).unwrap();
+        assert_eq!(meta.primary_for_wrap().unwrap(), 2);
+    }
+}
