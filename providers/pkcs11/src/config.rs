@@ -38,7 +38,11 @@ fn default_max_sessions() -> usize {
 }
 
 impl Pkcs11Config {
-    pub fn new(module: impl Into<PathBuf>, token_label: impl Into<String>, pin_file: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        module: impl Into<PathBuf>,
+        token_label: impl Into<String>,
+        pin_file: impl Into<PathBuf>,
+    ) -> Self {
         Pkcs11Config {
             module: module.into(),
             token_label: token_label.into(),

@@ -54,11 +54,14 @@ struct Shared {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn write(lock: &RwLock<()>) -> RwLockWriteGuard<'_, ()> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn read(lock: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
@@ -144,7 +147,7 @@ fn purge_locked(session: &Session, stored: StoredMeta) -> OpResult<Option<Stored
         tracing::info!(key = %meta.id, version, "destroyed key version on the token after its deletion window");
     }
     token::write_meta(session, Some(stored), &mut meta)?;
-    Ok(token::find_meta(session, &meta.id)?)
+    token::find_meta(session, &meta.id)
 }
 
 /// Loads a key for use, destroying what is due first.

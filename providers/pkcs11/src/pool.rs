@@ -82,13 +82,16 @@ fn module(path: &Path) -> Result<Pkcs11> {
 /// thread of the same process reads them (its file locks are per process),
 /// and metadata updates must not interleave anyway.
 fn token_lock(module: &Path, slot: Slot) -> Arc<RwLock<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<(PathBuf, u64), Arc<RwLock<()>>>>> = OnceLock::new();
+    type Locks = Mutex<HashMap<(PathBuf, u64), Arc<RwLock<()>>>>;
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
     let mut locks = lock(LOCKS.get_or_init(Default::default));
     Arc::clone(locks.entry((module.to_owned(), slot.id())).or_default())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub struct Token {
@@ -212,16 +215,17 @@ impl Token {
     /// Maps a module error to what the caller can act on.
     pub fn error(&self, error: CkError) -> ProviderError {
         match error {
-            CkError::Pkcs11(rv, function) if breaks_session(rv) || rv == RvError::UserNotLoggedIn => {
+            CkError::Pkcs11(rv, function)
+                if breaks_session(rv) || rv == RvError::UserNotLoggedIn =>
+            {
                 ProviderError::Unavailable(format!(
                     "{} is not reachable ({function} returned {rv:?}); check that the HSM is up and the token present",
                     self.name
                 ))
             }
-            CkError::Pkcs11(rv, function) => ProviderError::Storage(format!(
-                "{}: PKCS#11 {function} returned {rv:?}",
-                self.name
-            )),
+            CkError::Pkcs11(rv, function) => {
+                ProviderError::Storage(format!("{}: PKCS#11 {function} returned {rv:?}", self.name))
+            }
             CkError::LibraryLoading(e) => {
                 ProviderError::Unavailable(format!("PKCS#11 module could not be used: {e}"))
             }

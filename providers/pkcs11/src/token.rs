@@ -85,10 +85,8 @@ pub fn find_meta(session: &Session, key_id: &str) -> OpResult<Option<StoredMeta>
 /// Every Keyward key on the token (for lookups by name or owner, and the
 /// deletion sweep).
 pub fn all_meta(session: &Session) -> OpResult<Vec<StoredMeta>> {
-    let handles = session.find_objects(&[
-        Attribute::Class(ObjectClass::DATA),
-        Attribute::Token(true),
-    ])?;
+    let handles =
+        session.find_objects(&[Attribute::Class(ObjectClass::DATA), Attribute::Token(true)])?;
     let mut by_key: std::collections::BTreeMap<Vec<u8>, Vec<ObjectHandle>> = Default::default();
     for handle in handles {
         let attributes = session.get_attributes(handle, &[AttributeType::Application])?;
@@ -111,7 +109,11 @@ pub fn all_meta(session: &Session) -> OpResult<Vec<StoredMeta>> {
 /// Replacing rather than C_SetAttributeValue on CKA_VALUE works on every
 /// token (some refuse to modify data objects); a crash in between leaves two
 /// documents, and the newer one wins on the next read.
-pub fn write_meta(session: &Session, stored: Option<StoredMeta>, meta: &mut KeyMeta) -> OpResult<()> {
+pub fn write_meta(
+    session: &Session,
+    stored: Option<StoredMeta>,
+    meta: &mut KeyMeta,
+) -> OpResult<()> {
     meta.generation = stored
         .as_ref()
         .map_or(meta.generation, |s| s.meta.generation.max(meta.generation))
@@ -206,7 +208,11 @@ pub fn generate_version(session: &Session, meta: &KeyMeta, version: u32) -> OpRe
 }
 
 /// All objects of one version (secret key, or both halves of a pair).
-pub fn version_objects(session: &Session, key_id: &str, version: u32) -> OpResult<Vec<ObjectHandle>> {
+pub fn version_objects(
+    session: &Session,
+    key_id: &str,
+    version: u32,
+) -> OpResult<Vec<ObjectHandle>> {
     Ok(session.find_objects(&[
         Attribute::Token(true),
         Attribute::Id(version_id(key_id, version)),
@@ -389,13 +395,17 @@ pub fn unwrap_rsa(
             result => return dek_from(result),
         }
     }
-    let em = Zeroizing::new(session.decrypt(&Mechanism::RsaX509, key, blob).map_err(|e| {
-        if is_bad_ciphertext(&e) {
-            OpError::Provider(ProviderError::UnwrapFailed)
-        } else {
-            OpError::Token(e)
-        }
-    })?);
+    let em = Zeroizing::new(
+        session
+            .decrypt(&Mechanism::RsaX509, key, blob)
+            .map_err(|e| {
+                if is_bad_ciphertext(&e) {
+                    OpError::Provider(ProviderError::UnwrapFailed)
+                } else {
+                    OpError::Token(e)
+                }
+            })?,
+    );
     Ok(crate::oaep::decode_dek(&em, modulus_len).ok_or(ProviderError::UnwrapFailed)?)
 }
 
@@ -410,9 +420,10 @@ pub fn wrap_rsa(session: &Session, key_id: &str, version: u32, dek: &Dek) -> OpR
 pub fn public_key(session: &Session, key_id: &str, version: u32) -> OpResult<RsaPublicKey> {
     let key = version_object(session, key_id, version, ObjectClass::PUBLIC_KEY)?;
     let (mut modulus, mut exponent) = (None, None);
-    for attribute in
-        session.get_attributes(key, &[AttributeType::Modulus, AttributeType::PublicExponent])?
-    {
+    for attribute in session.get_attributes(
+        key,
+        &[AttributeType::Modulus, AttributeType::PublicExponent],
+    )? {
         match attribute {
             Attribute::Modulus(n) => modulus = Some(n),
             Attribute::PublicExponent(e) => exponent = Some(e),

@@ -11,7 +11,9 @@ use cryptoki::object::{Attribute, AttributeType};
 use cryptoki::session::Session;
 use keyward_conformance::Capabilities;
 use keyward_core::crypto::{public_key_from_pem, public_key_to_pem};
-use keyward_core::envelope::{PublicSealingKey, Scope, SecretTarget, Wrapping, open_secret, seal_secret};
+use keyward_core::envelope::{
+    PublicSealingKey, Scope, SecretTarget, Wrapping, open_secret, seal_secret,
+};
 use keyward_core::local::{KeyringStore, LocalProvider, ROOT_KEY_FILE, RootKey};
 use keyward_core::provider::{
     DeletionTarget, KeyAlgorithm, KeyProvider, KeySpec, ProviderError, WrapContext,
@@ -65,9 +67,7 @@ fn context(namespace: &str) -> WrapContext {
 }
 
 fn bool_attributes(session: &Session, id: &[u8]) -> Vec<(String, bool)> {
-    let handles = session
-        .find_objects(&[Attribute::Id(id.to_vec())])
-        .unwrap();
+    let handles = session.find_objects(&[Attribute::Id(id.to_vec())]).unwrap();
     assert!(!handles.is_empty(), "no objects with CKA_ID {id:?}");
     let mut seen = Vec::new();
     for handle in handles {
@@ -213,7 +213,10 @@ async fn the_dek_leaves_the_token_only_wrapped() {
             .unwrap();
         assert_eq!(wrapped.blob.len(), 1 + 12 + 32 + 16);
         assert!(
-            !wrapped.blob.windows(8).any(|w| dek.expose().windows(8).any(|d| d == w)),
+            !wrapped
+                .blob
+                .windows(8)
+                .any(|w| dek.expose().windows(8).any(|d| d == w)),
             "the wrapped blob contains DEK bytes"
         );
         let opened = provider.unwrap_dek(&wrapped, &context("a")).await.unwrap();
@@ -235,7 +238,12 @@ fn local_provider(dir: &std::path::Path) -> LocalProvider {
 }
 
 /// Wraps and unwraps `per_task` DEKs from each of `tasks` tasks; returns wraps/s.
-async fn hammer(provider: Arc<dyn KeyProvider>, key_id: &str, tasks: usize, per_task: usize) -> f64 {
+async fn hammer(
+    provider: Arc<dyn KeyProvider>,
+    key_id: &str,
+    tasks: usize,
+    per_task: usize,
+) -> f64 {
     let started = Instant::now();
     let mut handles = Vec::new();
     for task in 0..tasks {
@@ -308,7 +316,10 @@ async fn a_wrong_pin_says_to_check_the_pin_file() {
         "{message}"
     );
     assert!(message.contains("wrong.pin"), "names the file: {message}");
-    assert!(!message.contains("not-the-pin"), "never prints the PIN: {message}");
+    assert!(
+        !message.contains("not-the-pin"),
+        "never prints the PIN: {message}"
+    );
 }
 
 #[tokio::test]
@@ -370,20 +381,28 @@ async fn offline_seal_with_the_exported_public_key_opens_through_the_token() {
         secret_name: "db".into(),
         key_ref: format!("shop/{}", key.name),
     };
-    let items: BTreeMap<String, SecretBytes> =
-        [("password".to_owned(), SecretBytes::from(&b"sealed offline"[..]))].into();
+    let items: BTreeMap<String, SecretBytes> = [(
+        "password".to_owned(),
+        SecretBytes::from(&b"sealed offline"[..]),
+    )]
+    .into();
     let sealed = seal_secret(&target, Wrapping::PublicKey(&sealing), &items)
         .await
         .unwrap();
     let opened = open_secret(&target, &provider, &sealed).await.unwrap();
     assert_eq!(opened, items);
     // A second provider instance (another replica) reads the same token state.
-    let replica = Pkcs11Provider::connect(softhsm().config(TOKEN)).await.unwrap();
+    let replica = Pkcs11Provider::connect(softhsm().config(TOKEN))
+        .await
+        .unwrap();
     assert_eq!(
         replica.describe_key(&key.name).await.unwrap().key_id,
         key.key_id
     );
-    assert_eq!(open_secret(&target, &replica, &sealed).await.unwrap(), items);
+    assert_eq!(
+        open_secret(&target, &replica, &sealed).await.unwrap(),
+        items
+    );
 }
 
 #[tokio::test]
