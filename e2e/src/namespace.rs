@@ -28,7 +28,7 @@ where
 {
     let client = match cluster::client().await {
         Ok(client) => client,
-        Err(err) => panic!("no cluster to test against: {err:#}"),
+        Err(err) => panic!("{err:#}"),
     };
     let ns = match create_temp_ns(&client).await {
         Ok(ns) => ns,
