@@ -442,3 +442,59 @@ async fn due_deletions_destroy_the_token_objects() {
     assert!(matches!(gone, ProviderError::UnknownKey(_)), "{gone:?}");
     assert_eq!(objects(2), 0, "version 2 must be gone from the token");
 }
+
+#[tokio::test]
+async fn rsa_4096_keys_open_offline_sealed_values() {
+    let provider = provider().await;
+    let key = provider
+        .create_key(&spec("rsa4096", KeyAlgorithm::Rsa4096))
+        .await
+        .unwrap();
+    let public = provider.public_key(&key.key_id, None).await.unwrap();
+    assert_eq!(public.public_key.bits(), 4096);
+    let dek = Dek::generate();
+    let wrapped = keyward_core::provider::WrappedDek {
+        key_id: key.key_id.clone(),
+        version: public.version,
+        algorithm: keyward_core::provider::WrapAlgorithm::RsaOaepSha256,
+        blob: public.public_key.encrypt(dek.expose()),
+    };
+    let opened = provider
+        .unwrap_dek(&wrapped, &WrapContext::new())
+        .await
+        .unwrap();
+    assert_eq!(opened.expose(), dek.expose());
+    // Online wrapping with the same key gives the same kind of blob.
+    let online = provider
+        .wrap_dek(&key.key_id, &dek, &WrapContext::new())
+        .await
+        .unwrap();
+    assert_eq!(online.blob.len(), 512);
+    let opened = provider
+        .unwrap_dek(&online, &WrapContext::new())
+        .await
+        .unwrap();
+    assert_eq!(opened.expose(), dek.expose());
+}
+
+/// SoftHSM2 does not generate GCM IVs, so asking it to must fail clearly
+/// rather than wrap under an all-zero IV.
+#[tokio::test]
+async fn token_generated_iv_is_refused_when_the_token_does_not_write_one() {
+    let hsm = softhsm();
+    let provider = Pkcs11Provider::connect(Pkcs11Config {
+        token_generates_iv: true,
+        ..hsm.config(TOKEN)
+    })
+    .await
+    .unwrap();
+    let key = provider
+        .create_key(&spec("token-iv", KeyAlgorithm::Aes256))
+        .await
+        .unwrap();
+    let error = provider
+        .wrap_dek(&key.key_id, &Dek::generate(), &context("a"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("tokenGeneratesIv"), "{error}");
+}
