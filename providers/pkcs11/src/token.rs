@@ -318,7 +318,7 @@ fn is_bad_ciphertext(error: &CkError) -> bool {
     )
 }
 
-fn dek_from(plaintext: CkResultPlain) -> OpResult<Dek> {
+fn dek_from(plaintext: Result<Vec<u8>, CkError>) -> OpResult<Dek> {
     let plaintext = Zeroizing::new(plaintext.map_err(|e| {
         if is_bad_ciphertext(&e) {
             OpError::Provider(ProviderError::UnwrapFailed)
@@ -328,8 +328,6 @@ fn dek_from(plaintext: CkResultPlain) -> OpResult<Dek> {
     })?);
     Ok(Dek::from_slice(&plaintext).ok_or(ProviderError::UnwrapFailed)?)
 }
-
-type CkResultPlain = Result<Vec<u8>, CkError>;
 
 pub fn unwrap_symmetric(
     session: &Session,
