@@ -59,8 +59,17 @@ impl Moto {
         let server = moto_server_path();
         let log = std::env::temp_dir().join(format!("keyward-moto-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("moto log file");
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // A shell holds moto and kills it when our end of its stdin closes,
+        // which also happens if this test process is killed outright: no
+        // moto outlives its test.
+        let child = Command::new("bash")
+            .args([
+                "-c",
+                r#"exec 3<&0; "$0" -H 127.0.0.1 -p "$1" & m=$!; (cat <&3 >/dev/null; kill $m 2>/dev/null) & wait $m"#,
+            ])
+            .arg(&server)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -90,7 +99,7 @@ impl Moto {
     }
 
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
+        drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
 }
