@@ -1,0 +1,27 @@
+#![forbid(unsafe_code)]
+
+use anyhow::Context as _;
+use clap::Parser;
+use keyward_operator::{Config, http, metrics::Metrics};
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::parse();
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client: run in a pod or set KUBECONFIG")?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = http::Readiness::default();
+    let listener = http::bind(&config.metrics_addr).await?;
+    tracing::info!(address = %config.metrics_addr, "serving /healthz, /readyz and /metrics");
+    tokio::spawn(http::serve(listener, Arc::clone(&metrics), ready.clone()));
+    keyward_operator::run(client, &config, metrics, ready).await?;
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! The Apply arm: make the provider key exist, drive the lifecycle from
+//! `spec.state`, rotate when due or asked, and report it all in status.
+
+use super::outcome::Outcome;
+use super::status::{
+    compromise_handled, set_condition, set_dependants, sync_versions, timestamp, version_mut,
+    versions_with_dependants,
+};
+use super::{lifecycle, provider_key_name};
+use crate::annotations::{self, ManualRotation};
+use crate::context::{Context, FIELD_MANAGER};
+use crate::dependants;
+use crate::error::{Error, Result};
+use crate::schedule;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use keyward_core::ProviderError;
+use keyward_core::crypto::public_key_to_pem;
+use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
+use keyward_crds::conditions::{DEGRADED, READY};
+use keyward_crds::{
+    Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, ManagedKey, ManagedKeyStatus,
+    ProviderKind, SealedSecret,
+};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+
+pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
+    let now = Timestamp::now();
+    let namespace = key
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let mut status = key.status.clone().unwrap_or_default();
+    status.observed_generation = key.metadata.generation;
+    let mut out = Outcome::default();
+
+    let algorithm = match supported(&key) {
+        Ok(algorithm) => algorithm,
+        Err((reason, message)) => {
+            out.degrade(reason, message);
+            return finish(&key, &namespace, status, out, ctx, now).await;
+        }
+    };
+    let Some(mut info) = ensure_key(&key, algorithm, &mut status, ctx, &mut out).await? else {
+        return finish(&key, &namespace, status, out, ctx, now).await;
+    };
+
+    let recorded_primary = status.primary_version.unwrap_or(info.primary_version);
+    let fresh_state = if status.state.is_none() {
+        KeyState::PreActivation
+    } else {
+        KeyState::Active
+    };
+    sync_versions(&mut status.versions, &info, fresh_state, now);
+    status.primary_version = Some(info.primary_version);
+
+    let secrets = ctx
+        .api::<SealedSecret>()
+        .list(&ListParams::default())
+        .await?;
+    let counts = dependants::count(&secrets.items, &namespace, &key.name_any(), &info.key_id);
+    set_dependants(&mut status.versions, &counts);
+
+    info = lifecycle::drive(
+        &key,
+        &mut status,
+        info,
+        recorded_primary,
+        ctx,
+        &mut out,
+        now,
+    )
+    .await?;
+
+    let rotating = key.spec.state == KeyState::Active && status.state == Some(KeyState::Active);
+    status.next_rotation_at = None;
+    if rotating {
+        info = rotate_if_due(&key, &namespace, &mut status, info, ctx, &mut out, now).await?;
+    }
+
+    if algorithm.is_asymmetric() {
+        if status.public_key.is_none() || recorded_primary != info.primary_version {
+            let public = ctx.provider.public_key(&info.key_id, None).await?;
+            status.public_key = Some(public_key_to_pem(&public.public_key));
+        }
+    } else {
+        status.public_key = None;
+    }
+    finish(&key, &namespace, status, out, ctx, now).await
+}
+
+/// The provider key algorithm, or why this build cannot serve the key.
+fn supported(key: &ManagedKey) -> Result<KeyAlgorithm, (&'static str, String)> {
+    match key.spec.provider_kind() {
+        Some(ProviderKind::Local(_)) => {}
+        Some(other) => {
+            return Err((
+                "ProviderUnsupported",
+                format!(
+                    "provider {} is not supported by this operator build yet; use provider `local`",
+                    other.name()
+                ),
+            ));
+        }
+        None => {
+            return Err((
+                "ProviderMissing",
+                "set exactly one of spec.provider.local, aws, gcp or pkcs11".into(),
+            ));
+        }
+    }
+    match key.spec.algorithm {
+        Algorithm::Aes256 => Ok(KeyAlgorithm::Aes256),
+        Algorithm::Rsa3072 => Ok(KeyAlgorithm::Rsa3072),
+        Algorithm::Rsa4096 => Ok(KeyAlgorithm::Rsa4096),
+        other => Err((
+            "AlgorithmUnsupported",
+            format!("the local provider does not support {other}; use AES256, RSA3072 or RSA4096"),
+        )),
+    }
+}
+
+/// The provider key, created on first sight. Creation is keyed by the
+/// resource uid, so a restart before status was written finds the same key.
+async fn ensure_key(
+    key: &ManagedKey,
+    algorithm: KeyAlgorithm,
+    status: &mut ManagedKeyStatus,
+    ctx: &Context,
+    out: &mut Outcome,
+) -> Result<Option<KeyInfo>> {
+    if let Some(id) = &status.provider_key_id {
+        return match ctx.provider.describe_key(id).await {
+            Ok(info) => Ok(Some(info)),
+            Err(ProviderError::UnknownKey(_)) => {
+                out.degrade(
+                    "ProviderKeyMissing",
+                    format!(
+                        "provider key {id} no longer exists (destroyed after its deletion window?); create a new ManagedKey"
+                    ),
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    let uid = key.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    let spec = KeySpec {
+        name: provider_key_name(key),
+        algorithm,
+        owner: Some(uid),
+        description: key.spec.description.clone(),
+    };
+    ctx.metrics.provider_call();
+    let info = match ctx.provider.create_key(&spec).await {
+        Ok(info) => info,
+        Err(ProviderError::InvalidRequest(message)) => {
+            out.degrade("ProviderRefused", message);
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    status.provider_key_id = Some(info.key_id.clone());
+    out.event(
+        false,
+        "Created",
+        "CreateKey",
+        format!("provider key {} created with version 1", info.key_id),
+    );
+    out.audit(
+        "key.create",
+        &[
+            ("providerKeyId", info.key_id.clone()),
+            ("algorithm", info.algorithm.to_string()),
+        ],
+    );
+    Ok(Some(info))
+}
+
+/// The policy in force, or the NIST defaults (Degraded when the named
+/// policy does not exist).
+async fn policy(
+    key: &ManagedKey,
+    namespace: &str,
+    ctx: &Context,
+    out: &mut Outcome,
+) -> Result<EffectivePolicy> {
+    let defaults = EffectivePolicy::default_for(key.spec.algorithm, key.spec.usage);
+    let Some(reference) = &key.spec.rotation_policy_ref else {
+        return Ok(defaults);
+    };
+    let api: Api<KeyRotationPolicy> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.get_opt(&reference.name).await? {
+        Some(policy) => Ok(policy.spec.effective(key.spec.algorithm, key.spec.usage)),
+        None => {
+            out.degrade(
+                "PolicyNotFound",
+                format!(
+                    "KeyRotationPolicy {namespace}/{} does not exist; rotating on the default schedule until it does",
+                    reference.name
+                ),
+            );
+            Ok(defaults)
+        }
+    }
+}
+
+/// Rotates for a manual request or when the primary version's rotation
+/// period has passed, and sets `nextRotationAt`.
+async fn rotate_if_due(
+    key: &ManagedKey,
+    namespace: &str,
+    status: &mut ManagedKeyStatus,
+    mut info: KeyInfo,
+    ctx: &Context,
+    out: &mut Outcome,
+    now: Timestamp,
+) -> Result<KeyInfo> {
+    let annotations = key.annotations();
+    let manual = annotations::manual_rotation(
+        annotations.get(annotations::ROTATE).map(String::as_str),
+        annotations
+            .get(annotations::ROTATE_HANDLED)
+            .map(String::as_str),
+        info.primary_version,
+    );
+    match manual {
+        ManualRotation::Nothing => {}
+        ManualRotation::Record(handled) => {
+            // Record first: a restart then finishes this rotation, never repeats it.
+            let api: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), namespace);
+            let patch = json!({"metadata": {"annotations": {annotations::ROTATE_HANDLED: handled.render()}}});
+            api.patch(
+                &key.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+            info = lifecycle::rotate(status, &info, ctx, out, "manual", now).await?;
+        }
+        ManualRotation::Finish => {
+            info = lifecycle::rotate(status, &info, ctx, out, "manual", now).await?;
+        }
+    }
+
+    let policy = policy(key, namespace, ctx, out).await?;
+    let created = |info: &KeyInfo| {
+        info.versions
+            .iter()
+            .find(|v| v.version == info.primary_version)
+            .map(|v| timestamp(v.created_at))
+    };
+    if let Some(created) = created(&info)
+        && schedule::is_due(
+            schedule::next_rotation(created, policy.rotation_period),
+            now,
+        )
+    {
+        info = lifecycle::rotate(status, &info, ctx, out, "scheduled", now).await?;
+    }
+    if let Some(created) = created(&info) {
+        let next = schedule::next_rotation(created, policy.rotation_period);
+        status.next_rotation_at = Some(Time(next));
+        out.deadlines.push(next);
+    }
+    Ok(info)
+}
+
+/// Conditions, status (server-side apply), Events, audit, and when to come back.
+async fn finish(
+    key: &ManagedKey,
+    namespace: &str,
+    mut status: ManagedKeyStatus,
+    out: Outcome,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action> {
+    let generation = key.metadata.generation;
+    let state = status.state;
+    let primary = status.primary_version.unwrap_or(0);
+    let (ready, reason, message) = match state {
+        Some(KeyState::Active) if status.provider_key_id.is_some() => (
+            true,
+            "Active",
+            format!("version {primary} is primary and encrypts new data"),
+        ),
+        Some(KeyState::PreActivation) => (
+            false,
+            "PreActivation",
+            match &key.spec.activate_at {
+                Some(at) => format!("the key activates at {}", at.0),
+                None => "the key is not activated yet; set spec.state: Active".into(),
+            },
+        ),
+        Some(KeyState::Suspended) => (
+            false,
+            "Suspended",
+            "the key is Suspended and neither encrypts nor decrypts; set spec.state: Active to resume".into(),
+        ),
+        Some(KeyState::Deactivated) => (
+            false,
+            "Deactivated",
+            "the key only decrypts; re-seal its SealedSecrets under another key".into(),
+        ),
+        Some(KeyState::Compromised) => (
+            false,
+            "Compromised",
+            "the key is Compromised and only decrypts for re-wrapping".into(),
+        ),
+        Some(KeyState::Destroyed) => (
+            false,
+            "Destroyed",
+            "the key is scheduled for destruction".into(),
+        ),
+        _ => (false, "NotCreated", "the provider key does not exist yet".into()),
+    };
+    set_condition(
+        &mut status.conditions,
+        READY,
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    match &out.degraded {
+        Some((reason, message)) => set_condition(
+            &mut status.conditions,
+            DEGRADED,
+            true,
+            reason,
+            message.clone(),
+            generation,
+            now,
+        ),
+        None => set_condition(
+            &mut status.conditions,
+            DEGRADED,
+            false,
+            "AsExpected",
+            String::new(),
+            generation,
+            now,
+        ),
+    }
+    if let Some((reason, message)) = &out.degraded {
+        tracing::warn!(key = %key.name_any(), namespace, reason, message, "key degraded");
+    }
+
+    let api: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({
+        "apiVersion": keyward_crds::API_VERSION,
+        "kind": "ManagedKey",
+        "status": status,
+    });
+    api.patch_status(
+        &key.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+
+    let deadlines = out.deadlines.clone();
+    out.publish(key, ctx).await;
+    Ok(match schedule::requeue_after(now, deadlines) {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// Versions that block destruction, unless the force annotation is set.
+pub fn destruction_blocker(key: &ManagedKey, status: &ManagedKeyStatus) -> Option<String> {
+    let forced = key
+        .annotations()
+        .get(annotations::FORCE_DESTROY)
+        .is_some_and(|v| v == "true");
+    let blocking = versions_with_dependants(&status.versions);
+    if forced || blocking.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = blocking
+        .iter()
+        .map(|(version, count)| format!("version {version} by {count} SealedSecret(s)"))
+        .collect();
+    Some(format!(
+        "not destroying: still needed by {}; re-seal or delete them first, or set annotation {}: \"true\"",
+        list.join(", "),
+        annotations::FORCE_DESTROY
+    ))
+}
+
+/// Marks the recorded primary version with `state`.
+pub fn mark(status: &mut ManagedKeyStatus, version: u32, state: KeyState) {
+    if let Some(entry) = version_mut(&mut status.versions, version) {
+        entry.state = state;
+    }
+}
+
+pub fn handled_compromise(status: &ManagedKeyStatus, primary: u32) -> bool {
+    compromise_handled(&status.versions, primary)
+}

@@ -1,0 +1,88 @@
+//! The Cleanup arm: deleting a ManagedKey schedules the provider key's
+//! deletion after its deletion window (never immediate), then lets the
+//! finalizer go. SealedSecrets that still need the key block it.
+
+use super::apply::destruction_blocker;
+use super::status::set_dependants;
+use crate::context::Context;
+use crate::dependants;
+use crate::error::{Error, Result};
+use k8s_openapi::jiff::Timestamp;
+use keyward_core::ProviderError;
+use keyward_core::provider::DeletionTarget;
+use keyward_crds::{ManagedKey, ProviderKind, SealedSecret};
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
+    let namespace = key
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let mut status = key.status.clone().unwrap_or_default();
+    let Some(key_id) = status.provider_key_id.clone() else {
+        return Ok(Action::await_change());
+    };
+    if !matches!(key.spec.provider_kind(), Some(ProviderKind::Local(_))) {
+        return Ok(Action::await_change());
+    }
+    let secrets = ctx
+        .api::<SealedSecret>()
+        .list(&ListParams::default())
+        .await?;
+    let counts = dependants::count(&secrets.items, &namespace, &key.name_any(), &key_id);
+    set_dependants(&mut status.versions, &counts);
+    if let Some(message) = destruction_blocker(&key, &status) {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "DeletionBlocked".into(),
+            note: Some(message.clone()),
+            action: "ScheduleDeletion".into(),
+            secondary: None,
+        };
+        let _ = ctx.recorder.publish(&event, &key.object_ref(&())).await;
+        return Err(Error::Blocked(message));
+    }
+    let window = Duration::from_secs(key.spec.deletion_window.as_secs());
+    ctx.metrics.provider_call();
+    let at = match ctx
+        .provider
+        .schedule_deletion(&key_id, DeletionTarget::WholeKey, window)
+        .await
+    {
+        Ok(at) => Timestamp::try_from(at)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        Err(ProviderError::UnknownKey(_)) => "already destroyed".into(),
+        Err(e) => return Err(e.into()),
+    };
+    let subject = format!("{namespace}/{}", key.name_any());
+    let detail = [
+        ("providerKeyId".to_owned(), key_id.clone()),
+        ("at".to_owned(), at.clone()),
+        ("cause".to_owned(), "ManagedKey deleted".to_owned()),
+    ]
+    .into();
+    if let Err(error) = ctx
+        .audit
+        .record("key.schedule-deletion", &subject, "ok", detail)
+        .await
+    {
+        tracing::error!(%error, key = %subject, "audit record not written");
+    }
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "DestructionScheduled".into(),
+        note: Some(format!(
+            "ManagedKey deleted: provider key {key_id} will be destroyed at {at}"
+        )),
+        action: "ScheduleDeletion".into(),
+        secondary: None,
+    };
+    let _ = ctx.recorder.publish(&event, &key.object_ref(&())).await;
+    tracing::info!(key = %subject, provider_key = %key_id, at, "provider deletion scheduled");
+    Ok(Action::await_change())
+}

@@ -1,0 +1,101 @@
+//! The ManagedKey controller: `reconcile` wrapped in kube's `finalizer()`,
+//! with the Apply arm in `apply.rs` and the Cleanup arm in `cleanup.rs`.
+
+mod apply;
+mod cleanup;
+mod lifecycle;
+mod outcome;
+pub mod status;
+
+use crate::annotations::FINALIZER;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metrics::Controller as Metric;
+use futures::StreamExt;
+use keyward_crds::{KeyRotationPolicy, ManagedKey, SealedSecret};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The provider's name for the key: `spec.alias`, or `keyward/<ns>/<name>`.
+pub fn provider_key_name(key: &ManagedKey) -> String {
+    key.spec.alias.clone().unwrap_or_else(|| {
+        format!(
+            "keyward/{}/{}",
+            key.namespace().unwrap_or_default(),
+            key.name_any()
+        )
+    })
+}
+
+async fn reconcile(key: Arc<ManagedKey>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciled(Metric::ManagedKey);
+    let namespace = key
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let api: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, key, |event| async {
+        match event {
+            Event::Apply(key) => apply::apply(key, &ctx).await,
+            Event::Cleanup(key) => cleanup::cleanup(key, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn error_policy(key: Arc<ManagedKey>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(Metric::ManagedKey, error.metric_label());
+    tracing::warn!(key = %key.name_any(), namespace = ?key.namespace(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs until the watch streams end (shutdown signal or task abort).
+pub async fn run(ctx: Arc<Context>) {
+    let keys: Api<ManagedKey> = ctx.api();
+    let controller = Controller::new(keys, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(
+            ctx.api::<KeyRotationPolicy>(),
+            watcher::Config::default(),
+            move |policy: KeyRotationPolicy| {
+                let namespace = policy.namespace();
+                let name = policy.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|key| {
+                        key.namespace() == namespace
+                            && key
+                                .spec
+                                .rotation_policy_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name)
+                    })
+                    .map(|key| ObjectRef::from_obj(&*key))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            ctx.api::<SealedSecret>(),
+            watcher::Config::default(),
+            |secret: SealedSecret| {
+                secret
+                    .key_namespace()
+                    .map(|ns| ObjectRef::new(&secret.spec.key_ref.name).within(ns))
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "ManagedKey controller event");
+            }
+        })
+        .await;
+}

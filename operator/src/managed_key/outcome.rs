@@ -1,0 +1,68 @@
+//! What one reconcile decided besides the status: Events, audit records,
+//! a Degraded reason, and the deadlines to come back at.
+
+use crate::context::Context;
+use k8s_openapi::jiff::Timestamp;
+use keyward_crds::ManagedKey;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType};
+use std::collections::BTreeMap;
+
+#[derive(Default)]
+pub struct Outcome {
+    events: Vec<Event>,
+    audits: Vec<(&'static str, BTreeMap<String, String>)>,
+    pub degraded: Option<(&'static str, String)>,
+    pub deadlines: Vec<Timestamp>,
+}
+
+impl Outcome {
+    pub fn event(&mut self, warning: bool, reason: &str, action: &str, note: String) {
+        self.events.push(Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        });
+    }
+
+    pub fn audit(&mut self, action: &'static str, detail: &[(&str, String)]) {
+        let detail = detail
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        self.audits.push((action, detail));
+    }
+
+    pub fn degrade(&mut self, reason: &'static str, message: String) {
+        self.degraded = Some((reason, message));
+    }
+
+    /// Writes the audit records and publishes the Events. Failures are
+    /// logged and counted, not retried: the key operation already happened.
+    pub async fn publish(self, key: &ManagedKey, ctx: &Context) {
+        let subject = format!(
+            "{}/{}",
+            key.metadata.namespace.as_deref().unwrap_or_default(),
+            key.metadata.name.as_deref().unwrap_or_default()
+        );
+        for (action, detail) in self.audits {
+            if let Err(error) = ctx.audit.record(action, &subject, "ok", detail).await {
+                tracing::error!(%error, action, key = %subject, "audit record not written");
+                ctx.metrics
+                    .failed(crate::metrics::Controller::ManagedKey, "audit");
+            }
+        }
+        let reference = key.object_ref(&());
+        for event in self.events {
+            if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, reason = event.reason, key = %subject, "event not published");
+            }
+        }
+    }
+}
