@@ -280,18 +280,25 @@ async fn pod_init_container_writes_memory_volume_that_app_reads() {
             "spec": {
                 "hostNetwork": true,
                 "restartPolicy": "Never",
-                "volumes": [{ "name": "secrets", "emptyDir": { "medium": "Memory" } }],
+                "volumes": [
+                    { "name": "secrets", "emptyDir": { "medium": "Memory" } },
+                    { "name": "identity", "projected": { "sources": [{ "serviceAccountToken": {
+                        "audience": "keyward", "expirationSeconds": 600, "path": "token" } }] } },
+                ],
                 "initContainers": [{
                     "name": "writer", "image": image, "imagePullPolicy": pull,
                     "command": ["/bin/sh", "-c",
-                        "id -u > /keyward/secrets/writer-uid && echo s3cr3t-value > /keyward/secrets/greeting && chmod 0400 /keyward/secrets/greeting"],
+                        "id -u > /keyward/secrets/writer-uid && wc -c < /var/run/keyward/token > /keyward/secrets/token-bytes && echo s3cr3t-value > /keyward/secrets/greeting && chmod 0400 /keyward/secrets/greeting"],
                     "securityContext": restricted,
-                    "volumeMounts": [{ "name": "secrets", "mountPath": "/keyward/secrets" }],
+                    "volumeMounts": [
+                        { "name": "secrets", "mountPath": "/keyward/secrets" },
+                        { "name": "identity", "mountPath": "/var/run/keyward", "readOnly": true },
+                    ],
                 }],
                 "containers": [{
                     "name": "app", "image": image, "imagePullPolicy": pull,
                     "command": ["/bin/sh", "-c",
-                        "echo \"greeting=$(cat /keyward/secrets/greeting)\"; echo \"writer-uid=$(cat /keyward/secrets/writer-uid)\"; echo \"mode=$(stat -c %a /keyward/secrets/greeting)\"; grep ' /keyward/secrets ' /proc/mounts"],
+                        "echo \"greeting=$(cat /keyward/secrets/greeting)\"; echo \"writer-uid=$(cat /keyward/secrets/writer-uid)\"; echo \"token-bytes=$(cat /keyward/secrets/token-bytes)\"; echo \"mode=$(stat -c %a /keyward/secrets/greeting)\"; grep ' /keyward/secrets ' /proc/mounts"],
                     "securityContext": restricted,
                     "volumeMounts": [{ "name": "secrets", "mountPath": "/keyward/secrets", "readOnly": true }],
                 }],
@@ -308,6 +315,12 @@ async fn pod_init_container_writes_memory_volume_that_app_reads() {
         ensure!(lines.contains(&"greeting=s3cr3t-value"), "app did not read the file: {log}");
         ensure!(lines.contains(&"writer-uid=1000"), "init container was not uid 1000: {log}");
         ensure!(lines.contains(&"mode=400"), "file mode not 0400: {log}");
+        // The init container could read its projected `keyward` token (a JWT, hundreds of bytes).
+        let token_bytes = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("token-bytes="))
+            .and_then(|n| n.trim().parse::<usize>().ok());
+        ensure!(token_bytes.is_some_and(|n| n > 100), "no projected token read: {log}");
         ensure!(
             lines.iter().any(|l| l.starts_with("tmpfs /keyward/secrets tmpfs ro,")),
             "volume is not a read-only tmpfs in the app: {log}"
