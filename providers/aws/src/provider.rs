@@ -339,32 +339,32 @@ impl AwsKmsProvider {
         }
     }
 
-    async fn point_primary_alias(
-        &self,
-        key_id: &str,
-        kms_key_id: &str,
-        create: bool,
-    ) -> Result<()> {
-        let at = At::key(key_id);
-        if create {
-            self.client
-                .create_alias()
-                .alias_name(key_id)
-                .target_key_id(kms_key_id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| from_sdk(e, at))
-        } else {
-            self.client
-                .update_alias()
-                .alias_name(key_id)
-                .target_key_id(kms_key_id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| from_sdk(e, at))
+    /// Creates the primary alias; `false` when it already exists (a
+    /// concurrent create got there first).
+    async fn create_primary_alias(&self, key_id: &str, kms_key_id: &str) -> Result<bool> {
+        match self
+            .client
+            .create_alias()
+            .alias_name(key_id)
+            .target_key_id(kms_key_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("AlreadyExistsException") => Ok(false),
+            Err(error) => Err(from_sdk(error, At::key(key_id))),
         }
+    }
+
+    async fn move_primary_alias(&self, key_id: &str, kms_key_id: &str) -> Result<()> {
+        self.client
+            .update_alias()
+            .alias_name(key_id)
+            .target_key_id(kms_key_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk(e, At::key(key_id)))
     }
 
     async fn algorithm(&self, key_id: &str) -> Result<KeyAlgorithm> {
@@ -477,16 +477,10 @@ impl KeyProvider for AwsKmsProvider {
                 1,
             )
             .await?;
-        if let Err(error) = self
-            .point_primary_alias(&key_id, &first.kms_key_id, true)
-            .await
-        {
-            // A concurrent create of the same owner made the alias first.
-            if !matches!(error, ProviderError::InvalidRequest(ref m) if m.contains("AlreadyExists"))
-            {
-                return Err(error);
-            }
-        }
+        // When a concurrent create made the alias first, the owner check
+        // below decides whether it was the same ManagedKey.
+        self.create_primary_alias(&key_id, &first.kms_key_id)
+            .await?;
         let resolved = self.resolve(&key_id, Some(&spec.name)).await?;
         if resolved.owner != spec.owner {
             return Err(ProviderError::InvalidRequest(format!(
@@ -531,8 +525,7 @@ impl KeyProvider for AwsKmsProvider {
                 next,
             )
             .await?;
-        self.point_primary_alias(&key_id, &made.kms_key_id, false)
-            .await?;
+        self.move_primary_alias(&key_id, &made.kms_key_id).await?;
         tracing::info!(key = %key_id, version = next, "rotated: primary alias moved");
         let resolved = self.resolve(&key_id, None).await?;
         self.info(&resolved).await
