@@ -13,5 +13,9 @@ async fn local_provider_passes_the_conformance_suite() {
     let provider = LocalProvider::new(store);
 
     let ran = run(&provider, &Capabilities::default()).await;
-    assert_eq!(ran.len(), 10, "every check must run against the local provider: {ran:?}");
+    assert_eq!(
+        ran.len(),
+        10,
+        "every check must run against the local provider: {ran:?}"
+    );
 }
