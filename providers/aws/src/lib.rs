@@ -10,6 +10,7 @@
 
 mod config;
 mod errors;
+mod keys;
 pub mod naming;
 mod provider;
 pub mod rotation;
