@@ -35,6 +35,16 @@ rm -f "$artifacts"
 [ ${#test_bins[@]} -gt 0 ] || die "cargo built no e2e test binaries"
 t_build=$(elapsed "$t0")
 
+# Another run with the same state dir (e.g. a colleague's) would be torn
+# down by our `up`: wait for it instead.
+mkdir -p "$KEYWARD_CACHE"
+exec 9>"$RUN_LOCK"
+if ! flock -n 9; then
+  log "another e2e run is using $STATE; waiting for it"
+  flock 9
+fi
+export KEYWARD_E2E_RUN_LOCKED=1
+
 status=1
 teardown() {
   [ "$status" -eq 0 ] || export KEYWARD_E2E_LOGS=${KEYWARD_E2E_LOGS:-/tmp/keyward-e2e-logs}

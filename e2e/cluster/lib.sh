@@ -19,6 +19,10 @@ APT_PACKAGES=(golang-go etcd-server jq rsync golang-github-modern-go-reflect2-de
   containerd runc containernetworking-plugins busybox-static gcc libc6-dev
   openssl python3-venv iproute2 procps util-linux)
 
+# One e2e run per state dir at a time: `run.sh` holds this lock throughout,
+# a standalone `up` checks it. Kept in the cache so /tmp stays clean.
+RUN_LOCK=$KEYWARD_CACHE/e2e-run$(echo "$STATE" | tr / -).lock
+
 log() { printf '[keyward-e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -63,7 +67,8 @@ wait_for() {
 start_daemon() {
   local name=$1; shift
   mkdir -p "$STATE/pids" "$STATE/logs"
-  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  # fds 8 and 9 may hold the run lock; a daemon must not keep it.
+  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$STATE/pids/$name"
   log "started $name (pid $!), log: $STATE/logs/$name.log"
 }

@@ -3,7 +3,7 @@
 //! the operator aborts that task mid-flight.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,8 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(client: &Client, ns: &str, audit: &PathBuf) -> Self {
-        let config = Config::for_namespace(ns, audit.clone());
+    fn start(client: &Client, ns: &str, audit: &Path) -> Self {
+        let config = Config::for_namespace(ns, audit.to_path_buf());
         let metrics = Arc::new(Metrics::default());
         let (client, task_metrics) = (client.clone(), Arc::clone(&metrics));
         let task = tokio::spawn(async move {
