@@ -1,0 +1,27 @@
+//! Keyward key provider for Google Cloud KMS.
+//!
+//! One Keyward key is one CryptoKey in a configured key ring, labelled
+//! with its owner's uid (`keyward-owner`) so a retried create finds it
+//! again; Keyward versions are CryptoKeyVersions. Symmetric keys wrap with
+//! `Encrypt`/`Decrypt` and the wrap context as additional authenticated
+//! data; RSA-OAEP keys (`ASYMMETRIC_DECRYPT`) publish their public key for
+//! offline sealing and unwrap with `AsymmetricDecrypt`. Native automatic
+//! rotation is a provider-specific method ([`rotation`]).
+//!
+//! Built on the official `google-cloud-kms-v1` client (REST/JSON over
+//! HTTPS). The tests run against a test double of the Cloud KMS REST API
+//! under `tests/double/`, not against Google's service.
+#![forbid(unsafe_code)]
+
+mod config;
+mod errors;
+mod keys;
+pub mod naming;
+mod provider;
+mod retry;
+pub mod rotation;
+
+pub use config::{CredentialSource, GcpKmsConfig, ProtectionLevel, RetrySettings, Timeouts};
+pub use errors::{At, classify};
+pub use provider::GcpKmsProvider;
+pub use rotation::NativeRotation;
