@@ -33,6 +33,11 @@ struct Operator {
 
 impl Operator {
     fn start(client: &Client, ns: &str, audit: &Path) -> Self {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "keyward_operator=info".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
         let config = Config::for_namespace(ns, audit.to_path_buf());
         let metrics = Arc::new(Metrics::default());
         let (client, task_metrics) = (client.clone(), Arc::clone(&metrics));

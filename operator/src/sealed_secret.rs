@@ -114,7 +114,7 @@ async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                     DEGRADED,
                     false,
                     "AsExpected",
-                    String::new(),
+                    "nothing needs attention".into(),
                     generation,
                     now,
                 ),

@@ -341,7 +341,7 @@ async fn finish(
             DEGRADED,
             false,
             "AsExpected",
-            String::new(),
+            "nothing needs attention".into(),
             generation,
             now,
         ),

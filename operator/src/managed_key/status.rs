@@ -112,6 +112,12 @@ pub fn set_condition(
     now: Timestamp,
 ) {
     let status = if is_true { "True" } else { "False" };
+    // The API server refuses an empty message (it serialises as null).
+    let message = if message.is_empty() {
+        reason.to_owned()
+    } else {
+        message
+    };
     let last_transition_time = conditions
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
