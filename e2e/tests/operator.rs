@@ -625,3 +625,98 @@ async fn keyring_secret_writes_conflict_and_concurrent_writers_lose_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn activation_waits_for_activate_at_and_compromise_rotates_at_once() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let audit = audit_path(&dir);
+        let operator = Operator::start(&client, &ns, &audit);
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        let provider = keyring(&client, &ns).await?;
+
+        // PreActivation until activateAt: the provider refuses to wrap, then it works.
+        let activate_at = k8s_openapi::jiff::Timestamp::now()
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(4))?;
+        let activate_at = k8s_openapi::jiff::Timestamp::from_second(activate_at.as_second())?;
+        keys.create(
+            &PostParams::default(),
+            &managed_key(
+                "later",
+                json!({"provider": {"local": {}}, "activateAt": activate_at.to_string()}),
+            )?,
+        )
+        .await?;
+        let waiting = wait_key(&keys, "later", "PreActivation", |k| {
+            k.status.as_ref().and_then(|s| s.state) == Some(KeyState::PreActivation)
+        })
+        .await?;
+        let key_id = waiting
+            .status
+            .as_ref()
+            .and_then(|s| s.provider_key_id.clone())
+            .context("id")?;
+        let context: BTreeMap<String, String> =
+            [("keyward.io/namespace".into(), ns.clone())].into();
+        ensure!(
+            provider
+                .wrap_dek(&key_id, &Dek::generate(), &context)
+                .await
+                .is_err(),
+            "a PreActivation key wrapped"
+        );
+        wait_key(&keys, "later", "Ready", ready).await?;
+        let lateness = activate_at.duration_until(k8s_openapi::jiff::Timestamp::now());
+        eprintln!("MEASURE activation observed {lateness:?} after activateAt (poll 50ms)");
+        ensure!(
+            lateness.as_secs_f64() >= 0.0 && lateness.as_secs_f64() < 3.0,
+            "{lateness:?}"
+        );
+        let dek = Dek::generate();
+        let wrapped_v1 = provider.wrap_dek(&key_id, &dek, &context).await?;
+
+        // Compromised: a new primary at once; v1 decrypt-only, marked, audited.
+        set_state(&keys, "later", "Compromised").await?;
+        let replaced = wait_key(&keys, "later", "replaced", |k| primary(k) == Some(2)).await?;
+        ensure!(
+            version_state(&replaced, 1) == Some(KeyState::Compromised),
+            "{:?}",
+            replaced.status
+        );
+        ensure!(version_state(&replaced, 2) == Some(KeyState::Active));
+        ensure!(ready(&replaced));
+        ensure!(provider.unwrap_dek(&wrapped_v1, &context).await?.expose() == dek.expose());
+        ensure!(provider.wrap_dek(&key_id, &dek, &context).await?.version == 2);
+        ensure!(
+            event_reasons(&client, &ns)
+                .await?
+                .iter()
+                .any(|r| r == "Compromised")
+        );
+
+        // Handled once: a restart does not rotate again.
+        operator.kill().await;
+        let operator = Operator::start(&client, &ns, &audit);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ensure!(
+            describe(&provider, &key_id).await?.primary_version == 2,
+            "compromise handled twice"
+        );
+        set_state(&keys, "later", "Active").await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let acknowledged = keys.get("later").await?;
+        ensure!(
+            degraded_reason(&acknowledged).is_none(),
+            "{:?}",
+            degraded_reason(&acknowledged)
+        );
+        ensure!(primary(&acknowledged) == Some(2));
+        operator.kill().await;
+        let log = std::fs::read_to_string(&audit)?;
+        ensure!(log.contains("key.compromise") && log.contains("key.activate"));
+        keyward_core::audit::verify(&audit)?;
+        Ok(())
+    })
+    .await;
+}
