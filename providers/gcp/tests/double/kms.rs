@@ -1,0 +1,615 @@
+//! The double's state and the state rules of the Cloud KMS REST API:
+//! crypto keys, versions, primary versions, destruction, and the
+//! cryptographic calls.
+
+use super::wire::{self, Answer, Route, Status};
+use keyward_core::crypto::{self, RsaKeySize, RsaPrivateKey};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+enum Material {
+    Aes(Box<[u8; 32]>),
+    Rsa(Box<RsaPrivateKey>),
+    Generating,
+}
+
+struct Version {
+    state: &'static str,
+    material: Material,
+    created: SystemTime,
+    destroy_time: Option<SystemTime>,
+}
+
+struct Key {
+    purpose: &'static str,
+    algorithm: &'static str,
+    protection: &'static str,
+    labels: BTreeMap<String, String>,
+    destroy_secs: i64,
+    primary: Option<u32>,
+    versions: BTreeMap<u32, Version>,
+    created: SystemTime,
+    rotation_period: Option<i64>,
+    next_rotation: Option<i64>,
+}
+
+/// What a test may look at.
+#[derive(Debug, Clone)]
+pub struct KeySnapshot {
+    pub purpose: &'static str,
+    pub algorithm: &'static str,
+    pub protection_level: &'static str,
+    pub labels: BTreeMap<String, String>,
+    pub destroy_scheduled_secs: i64,
+    pub rotation_period_secs: Option<i64>,
+    pub next_rotation_secs: Option<i64>,
+    pub versions: usize,
+}
+
+pub struct Kms {
+    rings: Vec<String>,
+    keys: HashMap<String, Key>,
+}
+
+type Shared = Arc<Mutex<Kms>>;
+
+fn fail<T>(status: Status, message: impl Into<String>) -> Result<T, (Status, String)> {
+    Err((status, message.into()))
+}
+
+impl Kms {
+    pub fn new(ring: &str) -> Kms {
+        Kms {
+            rings: vec![ring.to_owned()],
+            keys: HashMap::new(),
+        }
+    }
+
+    pub fn snapshot(&self, name: &str) -> Option<KeySnapshot> {
+        let key = self.keys.get(name)?;
+        Some(KeySnapshot {
+            purpose: key.purpose,
+            algorithm: key.algorithm,
+            protection_level: key.protection,
+            labels: key.labels.clone(),
+            destroy_scheduled_secs: key.destroy_secs,
+            rotation_period_secs: key.rotation_period,
+            next_rotation_secs: key.next_rotation,
+            versions: key.versions.len(),
+        })
+    }
+
+    fn key(&mut self, name: &str) -> Result<&mut Key, (Status, String)> {
+        match self.keys.get_mut(name) {
+            Some(key) => Ok(key),
+            None => fail(Status::NotFound, format!("{name} not found.")),
+        }
+    }
+}
+
+fn version_json(key_name: &str, key: &Key, number: u32) -> Value {
+    let version = &key.versions[&number];
+    let mut value = json!({
+        "name": format!("{key_name}/cryptoKeyVersions/{number}"),
+        "state": version.state,
+        "protectionLevel": key.protection,
+        "algorithm": key.algorithm,
+        "createTime": wire::timestamp(version.created),
+    });
+    if let Some(at) = version.destroy_time {
+        value["destroyTime"] = json!(wire::timestamp(at));
+    }
+    value
+}
+
+fn key_json(name: &str, key: &Key) -> Value {
+    let mut value = json!({
+        "name": name,
+        "purpose": key.purpose,
+        "createTime": wire::timestamp(key.created),
+        "versionTemplate": { "protectionLevel": key.protection, "algorithm": key.algorithm },
+        "labels": key.labels,
+        "destroyScheduledDuration": format!("{}s", key.destroy_secs),
+    });
+    if let Some(primary) = key.primary {
+        value["primary"] = version_json(name, key, primary);
+    }
+    if let Some(period) = key.rotation_period {
+        value["rotationPeriod"] = json!(format!("{period}s"));
+    }
+    if let Some(next) = key.next_rotation {
+        value["nextRotationTime"] = json!(wire::timestamp(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(next as u64)
+        ));
+    }
+    value
+}
+
+/// Adds a version; RSA material is generated in the background, as Cloud
+/// KMS does (`PENDING_GENERATION` until then).
+fn add_version(shared: &Shared, kms: &mut Kms, key_name: &str) -> Result<u32, (Status, String)> {
+    let key = kms.key(key_name)?;
+    let number = key.versions.keys().max().copied().unwrap_or(0) + 1;
+    let (state, material) = match key.algorithm {
+        "GOOGLE_SYMMETRIC_ENCRYPTION" => {
+            let mut bytes = Box::new([0u8; 32]);
+            crypto::fill_random(bytes.as_mut());
+            ("ENABLED", Material::Aes(bytes))
+        }
+        algorithm => {
+            let size = if algorithm == "RSA_DECRYPT_OAEP_3072_SHA256" {
+                RsaKeySize::Bits3072
+            } else {
+                RsaKeySize::Bits4096
+            };
+            let shared = shared.clone();
+            let name = key_name.to_owned();
+            tokio::spawn(async move {
+                let private = tokio::task::spawn_blocking(move || RsaPrivateKey::generate(size))
+                    .await
+                    .expect("RSA key generation");
+                let mut kms = shared.lock().unwrap();
+                if let Some(version) = kms
+                    .keys
+                    .get_mut(&name)
+                    .and_then(|k| k.versions.get_mut(&number))
+                {
+                    version.material = Material::Rsa(Box::new(private));
+                    version.state = "ENABLED";
+                }
+            });
+            ("PENDING_GENERATION", Material::Generating)
+        }
+    };
+    key.versions.insert(
+        number,
+        Version {
+            state,
+            material,
+            created: SystemTime::now(),
+            destroy_time: None,
+        },
+    );
+    Ok(number)
+}
+
+fn not_enabled(version_name: &str, state: &str) -> (Status, String) {
+    (
+        Status::FailedPrecondition,
+        format!("{version_name} is not enabled, current state is: {state}."),
+    )
+}
+
+pub fn dispatch(
+    shared: &Shared,
+    route: &Route,
+    query: &HashMap<String, String>,
+    body: &Value,
+) -> Answer {
+    let mut kms = shared.lock().unwrap();
+    if !kms.rings.contains(&route.ring) {
+        return fail(Status::NotFound, format!("{} not found.", route.ring));
+    }
+    let key_name = route.key.clone().unwrap_or_default();
+    let version_number = || -> Result<u32, (Status, String)> {
+        match route.version.as_deref().map(str::parse::<u32>) {
+            Some(Ok(n)) if n > 0 => Ok(n),
+            _ => fail(Status::InvalidArgument, "invalid crypto key version id"),
+        }
+    };
+    let version_name = |n: u32| format!("{key_name}/cryptoKeyVersions/{n}");
+    match route.rpc {
+        "CreateCryptoKey" => {
+            let id = query.get("cryptoKeyId").cloned().unwrap_or_default();
+            let valid = !id.is_empty()
+                && id.len() <= 63
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                return fail(
+                    Status::InvalidArgument,
+                    format!("invalid crypto_key_id `{id}`"),
+                );
+            }
+            let name = format!("{}/cryptoKeys/{id}", route.ring);
+            if kms.keys.contains_key(&name) {
+                return fail(Status::AlreadyExists, format!("{name} already exists."));
+            }
+            let purpose = wire::enum_name(&body["purpose"], wire::PURPOSES)
+                .ok_or((Status::InvalidArgument, "purpose is required".to_owned()))?;
+            let template = &body["versionTemplate"];
+            let protection = wire::enum_name(&template["protectionLevel"], wire::PROTECTION_LEVELS)
+                .unwrap_or("SOFTWARE");
+            let algorithm = match (
+                purpose,
+                wire::enum_name(&template["algorithm"], wire::ALGORITHMS),
+            ) {
+                ("ENCRYPT_DECRYPT", None | Some("GOOGLE_SYMMETRIC_ENCRYPTION")) => {
+                    "GOOGLE_SYMMETRIC_ENCRYPTION"
+                }
+                ("ASYMMETRIC_DECRYPT", Some(a)) if a.starts_with("RSA_DECRYPT") => a,
+                _ => {
+                    return fail(
+                        Status::InvalidArgument,
+                        "the version template algorithm does not match the purpose (or is not served by the double)",
+                    );
+                }
+            };
+            let destroy_secs = if body["destroyScheduledDuration"].is_null() {
+                30 * 86_400
+            } else {
+                wire::duration_secs(&body["destroyScheduledDuration"]).ok_or((
+                    Status::InvalidArgument,
+                    "invalid destroy_scheduled_duration".to_owned(),
+                ))?
+            };
+            if !(86_400..=120 * 86_400).contains(&destroy_secs) {
+                return fail(
+                    Status::InvalidArgument,
+                    "destroy_scheduled_duration must be between 24 hours and 120 days",
+                );
+            }
+            let mut labels = BTreeMap::new();
+            if let Some(map) = body["labels"].as_object() {
+                for (k, v) in map {
+                    let v = v.as_str().unwrap_or_default().to_owned();
+                    let fits = |s: &str| {
+                        s.len() <= 63
+                            && s.chars().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
+                            })
+                    };
+                    if k.is_empty() || !fits(k) || !fits(&v) {
+                        return fail(Status::InvalidArgument, format!("invalid label `{k}`"));
+                    }
+                    labels.insert(k.clone(), v);
+                }
+            }
+            kms.keys.insert(
+                name.clone(),
+                Key {
+                    purpose,
+                    algorithm,
+                    protection,
+                    labels,
+                    destroy_secs,
+                    primary: None,
+                    versions: BTreeMap::new(),
+                    created: SystemTime::now(),
+                    rotation_period: None,
+                    next_rotation: None,
+                },
+            );
+            if query.get("skipInitialVersionCreation").map(String::as_str) != Some("true") {
+                let first = add_version(shared, &mut kms, &name)?;
+                if purpose == "ENCRYPT_DECRYPT" {
+                    kms.key(&name)?.primary = Some(first);
+                }
+            }
+            let key = kms.key(&name)?;
+            Ok(key_json(&name, key))
+        }
+        "GetCryptoKey" => {
+            let key = kms.key(&key_name)?;
+            Ok(key_json(&key_name, key))
+        }
+        "UpdateCryptoKey" => {
+            let mask = query.get("updateMask").cloned().unwrap_or_default();
+            let key = kms.key(&key_name)?;
+            for field in mask.split(',').filter(|f| !f.is_empty()) {
+                match field {
+                    "rotation_period" | "rotationPeriod" => {
+                        if key.purpose != "ENCRYPT_DECRYPT" && !body["rotationPeriod"].is_null() {
+                            return fail(
+                                Status::InvalidArgument,
+                                "automatic rotation is only supported for ENCRYPT_DECRYPT keys",
+                            );
+                        }
+                        key.rotation_period = wire::duration_secs(&body["rotationPeriod"]);
+                        if key.rotation_period.is_some_and(|p| p < 86_400) {
+                            return fail(
+                                Status::InvalidArgument,
+                                "rotation_period must be at least 24 hours",
+                            );
+                        }
+                    }
+                    "next_rotation_time" | "nextRotationTime" => {
+                        key.next_rotation = body["nextRotationTime"]
+                            .as_str()
+                            .and_then(wire::parse_timestamp);
+                    }
+                    other => {
+                        return fail(
+                            Status::InvalidArgument,
+                            format!("unsupported update_mask path `{other}`"),
+                        );
+                    }
+                }
+            }
+            if key.rotation_period.is_some() != key.next_rotation.is_some() {
+                return fail(
+                    Status::InvalidArgument,
+                    "rotation_period and next_rotation_time must be set together",
+                );
+            }
+            Ok(key_json(&key_name, key))
+        }
+        "ListCryptoKeyVersions" => {
+            let key = kms.key(&key_name)?;
+            let size: usize = query
+                .get("pageSize")
+                .and_then(|s| s.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(25);
+            let start: usize = query
+                .get("pageToken")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let numbers: Vec<u32> = key.versions.keys().copied().collect();
+            let page: Vec<Value> = numbers
+                .iter()
+                .skip(start)
+                .take(size)
+                .map(|n| version_json(&key_name, key, *n))
+                .collect();
+            let mut value = json!({ "cryptoKeyVersions": page, "totalSize": numbers.len() });
+            if start + size < numbers.len() {
+                value["nextPageToken"] = json!((start + size).to_string());
+            }
+            Ok(value)
+        }
+        "CreateCryptoKeyVersion" => {
+            let number = add_version(shared, &mut kms, &key_name)?;
+            let key = kms.key(&key_name)?;
+            Ok(version_json(&key_name, key, number))
+        }
+        "GetCryptoKeyVersion" => {
+            let number = version_number()?;
+            let key = kms.key(&key_name)?;
+            if !key.versions.contains_key(&number) {
+                return fail(
+                    Status::NotFound,
+                    format!("{} not found.", version_name(number)),
+                );
+            }
+            Ok(version_json(&key_name, key, number))
+        }
+        "UpdateCryptoKeyPrimaryVersion" => {
+            let id = body["cryptoKeyVersionId"]
+                .as_str()
+                .and_then(|s| s.parse::<u32>().ok());
+            let key = kms.key(&key_name)?;
+            if key.purpose != "ENCRYPT_DECRYPT" {
+                return fail(
+                    Status::FailedPrecondition,
+                    "only ENCRYPT_DECRYPT keys have a primary version",
+                );
+            }
+            let Some(id) = id.filter(|id| key.versions.contains_key(id)) else {
+                return fail(Status::NotFound, "crypto key version not found.");
+            };
+            let state = key.versions[&id].state;
+            if state != "ENABLED" {
+                return Err(not_enabled(&version_name(id), state));
+            }
+            key.primary = Some(id);
+            Ok(key_json(&key_name, key))
+        }
+        "UpdateCryptoKeyVersion" => {
+            let number = version_number()?;
+            let mask = query.get("updateMask").cloned().unwrap_or_default();
+            if mask != "state" {
+                return fail(
+                    Status::InvalidArgument,
+                    format!("unsupported update_mask `{mask}`"),
+                );
+            }
+            let wanted = wire::enum_name(&body["state"], wire::STATES);
+            let name = version_name(number);
+            let key = kms.key(&key_name)?;
+            let Some(version) = key.versions.get_mut(&number) else {
+                return fail(Status::NotFound, format!("{name} not found."));
+            };
+            match (version.state, wanted) {
+                ("ENABLED" | "DISABLED", Some(state @ ("ENABLED" | "DISABLED"))) => {
+                    version.state = state
+                }
+                (_, Some("ENABLED" | "DISABLED")) => {
+                    return fail(
+                        Status::FailedPrecondition,
+                        format!(
+                            "The request cannot be fulfilled. Resource {name} is in state {}.",
+                            version.state
+                        ),
+                    );
+                }
+                _ => {
+                    return fail(
+                        Status::InvalidArgument,
+                        "state may only be set to ENABLED or DISABLED",
+                    );
+                }
+            }
+            Ok(version_json(&key_name, key, number))
+        }
+        "DestroyCryptoKeyVersion" => {
+            let number = version_number()?;
+            let name = version_name(number);
+            let key = kms.key(&key_name)?;
+            let destroy_secs = key.destroy_secs;
+            let Some(version) = key.versions.get_mut(&number) else {
+                return fail(Status::NotFound, format!("{name} not found."));
+            };
+            if !matches!(version.state, "ENABLED" | "DISABLED") {
+                return fail(
+                    Status::FailedPrecondition,
+                    format!(
+                        "The request cannot be fulfilled. Resource {name} is in state {}.",
+                        version.state
+                    ),
+                );
+            }
+            version.state = "DESTROY_SCHEDULED";
+            version.destroy_time =
+                Some(SystemTime::now() + Duration::from_secs(destroy_secs as u64));
+            Ok(version_json(&key_name, key, number))
+        }
+        "RestoreCryptoKeyVersion" => {
+            let number = version_number()?;
+            let name = version_name(number);
+            let key = kms.key(&key_name)?;
+            let Some(version) = key.versions.get_mut(&number) else {
+                return fail(Status::NotFound, format!("{name} not found."));
+            };
+            if version.state != "DESTROY_SCHEDULED" {
+                return fail(
+                    Status::FailedPrecondition,
+                    format!(
+                        "The request cannot be fulfilled. Resource {name} is in state {}.",
+                        version.state
+                    ),
+                );
+            }
+            // Restored versions come back DISABLED.
+            version.state = "DISABLED";
+            version.destroy_time = None;
+            Ok(version_json(&key_name, key, number))
+        }
+        "Encrypt" => {
+            let key = kms.key(&key_name)?;
+            if key.purpose != "ENCRYPT_DECRYPT" {
+                return fail(
+                    Status::FailedPrecondition,
+                    format!("{key_name} is not an ENCRYPT_DECRYPT key."),
+                );
+            }
+            let plaintext = wire::unb64(&body["plaintext"])
+                .ok_or((Status::InvalidArgument, "invalid plaintext".to_owned()))?;
+            let aad = wire::unb64(&body["additionalAuthenticatedData"]).ok_or((
+                Status::InvalidArgument,
+                "invalid additional_authenticated_data".to_owned(),
+            ))?;
+            if plaintext.len() > 64 * 1024 || aad.len() > 64 * 1024 {
+                return fail(
+                    Status::InvalidArgument,
+                    "plaintext and AAD are limited to 64 KiB",
+                );
+            }
+            let Some(primary) = key.primary else {
+                return fail(
+                    Status::FailedPrecondition,
+                    format!("{key_name} has no primary version."),
+                );
+            };
+            let version = &key.versions[&primary];
+            let Material::Aes(secret) = &version.material else {
+                return Err(not_enabled(&version_name(primary), version.state));
+            };
+            if version.state != "ENABLED" {
+                return Err(not_enabled(&version_name(primary), version.state));
+            }
+            // Ciphertext: version number, nonce, AES-256-GCM(plaintext)
+            // bound to the key name and the caller's AAD.
+            let nonce = crypto::random_nonce();
+            let bound = [key_name.as_bytes(), &[0], &aad].concat();
+            let mut ciphertext = primary.to_be_bytes().to_vec();
+            ciphertext.extend_from_slice(&nonce);
+            ciphertext.extend(crypto::seal(secret, &nonce, &bound, &plaintext));
+            Ok(json!({
+                "name": version_name(primary),
+                "ciphertext": wire::b64(&ciphertext),
+                "protectionLevel": key.protection,
+            }))
+        }
+        "Decrypt" => {
+            let key = kms.key(&key_name)?;
+            if key.purpose != "ENCRYPT_DECRYPT" {
+                return fail(
+                    Status::FailedPrecondition,
+                    format!("{key_name} is not an ENCRYPT_DECRYPT key."),
+                );
+            }
+            let ciphertext = wire::unb64(&body["ciphertext"])
+                .ok_or((Status::InvalidArgument, "invalid ciphertext".to_owned()))?;
+            let aad = wire::unb64(&body["additionalAuthenticatedData"]).ok_or((
+                Status::InvalidArgument,
+                "invalid additional_authenticated_data".to_owned(),
+            ))?;
+            let failed = || {
+                fail::<Value>(
+                    Status::InvalidArgument,
+                    "Decryption failed: verify that 'name' refers to the correct CryptoKey.",
+                )
+            };
+            if ciphertext.len() < 4 + crypto::NONCE_LEN + crypto::TAG_LEN {
+                return failed();
+            }
+            let number = u32::from_be_bytes(ciphertext[..4].try_into().expect("4 bytes"));
+            let Some(version) = key.versions.get(&number) else {
+                return failed();
+            };
+            if version.state != "ENABLED" {
+                return Err(not_enabled(&version_name(number), version.state));
+            }
+            let Material::Aes(secret) = &version.material else {
+                return failed();
+            };
+            let nonce: [u8; crypto::NONCE_LEN] = ciphertext[4..4 + crypto::NONCE_LEN]
+                .try_into()
+                .expect("nonce");
+            let bound = [key_name.as_bytes(), &[0], &aad].concat();
+            match crypto::open(secret, &nonce, &bound, &ciphertext[4 + crypto::NONCE_LEN..]) {
+                Ok(plaintext) => Ok(json!({
+                    "plaintext": wire::b64(&plaintext),
+                    "usedPrimary": key.primary == Some(number),
+                    "protectionLevel": key.protection,
+                })),
+                Err(_) => failed(),
+            }
+        }
+        "AsymmetricDecrypt" | "GetPublicKey" => {
+            let number = version_number()?;
+            let name = version_name(number);
+            let key = kms.key(&key_name)?;
+            if key.purpose != "ASYMMETRIC_DECRYPT" {
+                return fail(
+                    Status::FailedPrecondition,
+                    format!("{name} is not an ASYMMETRIC_DECRYPT key version."),
+                );
+            }
+            let Some(version) = key.versions.get(&number) else {
+                return fail(Status::NotFound, format!("{name} not found."));
+            };
+            if version.state != "ENABLED" {
+                return Err(not_enabled(&name, version.state));
+            }
+            let Material::Rsa(private) = &version.material else {
+                return Err(not_enabled(&name, version.state));
+            };
+            if route.rpc == "GetPublicKey" {
+                return Ok(json!({
+                    "pem": crypto::public_key_to_pem(&private.public_key()),
+                    "algorithm": key.algorithm,
+                    "name": name,
+                    "protectionLevel": key.protection,
+                }));
+            }
+            let ciphertext = wire::unb64(&body["ciphertext"])
+                .ok_or((Status::InvalidArgument, "invalid ciphertext".to_owned()))?;
+            match private.decrypt(&ciphertext) {
+                Ok(plaintext) => Ok(json!({
+                    "plaintext": wire::b64(&plaintext),
+                    "protectionLevel": key.protection,
+                })),
+                Err(_) => fail(Status::InvalidArgument, "Decryption failed."),
+            }
+        }
+        other => fail(
+            Status::NotFound,
+            format!("{other} is not served by the double"),
+        ),
+    }
+}
