@@ -16,7 +16,7 @@ use keyward_core::provider::{
 use std::time::{Duration, Instant, SystemTime};
 
 pub(crate) fn to_system_time(ts: Option<&google_cloud_wkt::Timestamp>) -> Option<SystemTime> {
-    ts.and_then(|t| SystemTime::try_from(t.clone()).ok())
+    ts.and_then(|t| SystemTime::try_from(*t).ok())
 }
 
 /// The Keyward algorithm of a crypto key, if it is one Keyward can use.
@@ -83,14 +83,13 @@ pub(crate) fn primary_of(
     algorithm: KeyAlgorithm,
     versions: &[VersionInfo],
 ) -> u32 {
-    if !algorithm.is_asymmetric() {
-        if let Some(number) = key
+    if !algorithm.is_asymmetric()
+        && let Some(number) = key
             .primary
             .as_ref()
             .and_then(|v| naming::version_number(&v.name))
-        {
-            return number;
-        }
+    {
+        return number;
     }
     let newest = |keep: &dyn Fn(&VersionInfo) -> bool| {
         versions.iter().filter(|v| keep(v)).map(|v| v.version).max()
