@@ -51,6 +51,24 @@ impl Operator {
         Operator { task, metrics }
     }
 
+    /// Deletes every ManagedKey in `ns` and waits for the finalizers to go,
+    /// so the namespace can be deleted on clusters that outlive the test.
+    async fn delete_keys_and_stop(self, client: &Client, ns: &str) -> Result<()> {
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
+        keys.delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !keys.list(&ListParams::default()).await?.items.is_empty() {
+            ensure!(
+                Instant::now() < deadline,
+                "ManagedKeys kept their finalizers"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.kill().await;
+        Ok(())
+    }
+
     /// Like `kill -9` for an in-process operator: drop it at its next await.
     async fn kill(self) {
         self.task.abort();
@@ -301,7 +319,7 @@ async fn key_lifecycle_restart_rotation_suspend_and_audit() {
 
         let text = operator.metrics.render();
         ensure!(text.contains("keyward_reconciles_total{controller=\"managedkey\"}"));
-        operator.kill().await;
+        operator.delete_keys_and_stop(&client, &ns).await?;
 
         let summary = keyward_core::audit::verify(&audit)?;
         // create x2, rotate, suspend, resume at least.
@@ -467,7 +485,7 @@ async fn sealed_secret_dependants_block_destruction_and_deletion_schedules_it() 
                 .iter()
                 .any(|r| r == "DestructionScheduled")
         );
-        operator.kill().await;
+        operator.delete_keys_and_stop(&client, &ns).await?;
         Ok(())
     })
     .await;
@@ -557,7 +575,7 @@ async fn policy_rotation_happens_at_the_due_time() {
                 .render()
                 .contains("keyward_rotations_total{reason=\"scheduled\"} 1")
         );
-        operator.kill().await;
+        operator.delete_keys_and_stop(&client, &ns).await?;
         Ok(())
     })
     .await;
@@ -712,7 +730,7 @@ async fn activation_waits_for_activate_at_and_compromise_rotates_at_once() {
             degraded_reason(&acknowledged)
         );
         ensure!(primary(&acknowledged) == Some(2));
-        operator.kill().await;
+        operator.delete_keys_and_stop(&client, &ns).await?;
         let log = std::fs::read_to_string(&audit)?;
         ensure!(log.contains("key.compromise") && log.contains("key.activate"));
         keyward_core::audit::verify(&audit)?;
