@@ -5,26 +5,21 @@
 
 use super::keyring::{LocalKey, LocalVersion};
 use crate::crypto::{self, RsaPrivateKey, RsaPublicKey};
-use crate::provider::{ProviderError, Result, WrapAlgorithm, WrapContext, WrappedDek};
+use crate::provider::{
+    ProviderError, Result, WrapAlgorithm, WrapContext, WrappedDek, wrap_context_aad,
+};
 use crate::secret::Dek;
 
 const BLOB_VERSION: u8 = 1;
 const BLOB_LEN: usize = 1 + crypto::NONCE_LEN + Dek::LEN + crypto::TAG_LEN;
 
-/// Length-prefixed, so no two different contexts encode alike.
 pub fn context_aad(key_id: &str, version: u32, context: &WrapContext) -> Vec<u8> {
-    let mut aad = b"keyward/local-wrap/v1".to_vec();
-    let mut put = |bytes: &[u8]| {
-        aad.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-        aad.extend_from_slice(bytes);
-    };
-    put(key_id.as_bytes());
-    put(&version.to_be_bytes());
-    for (name, value) in context {
-        put(name.as_bytes());
-        put(value.as_bytes());
-    }
-    aad
+    let version = version.to_be_bytes();
+    wrap_context_aad(
+        b"keyward/local-wrap/v1",
+        &[key_id.as_bytes(), &version],
+        context,
+    )
 }
 
 fn aes_key(version: &LocalVersion) -> Result<&[u8; 32]> {

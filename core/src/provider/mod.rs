@@ -8,8 +8,11 @@
 //! version wraps, older enabled versions only unwrap, disabled versions do
 //! neither.
 
+mod context_aad;
 mod error;
 mod types;
+
+pub use context_aad::wrap_context_aad;
 
 pub use error::ProviderError;
 pub use types::{

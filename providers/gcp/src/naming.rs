@@ -2,7 +2,7 @@
 //! owner label, and the canonical AAD encoding of a wrap context.
 
 use keyward_core::crypto::sha256;
-use keyward_core::provider::{ProviderError, Result, WrapContext};
+use keyward_core::provider::{ProviderError, Result, WrapContext, wrap_context_aad};
 
 /// Label holding the owning resource's uid: makes `create_key` idempotent.
 pub const OWNER_LABEL: &str = "keyward-owner";
@@ -112,19 +112,10 @@ pub fn short_id(crypto_key: &str) -> &str {
     crypto_key.rsplit('/').next().unwrap_or(crypto_key)
 }
 
-/// The wrap context as Cloud KMS `additionalAuthenticatedData`: a domain
-/// tag, then every pair in key order, each string length-prefixed (u32,
-/// big-endian), so no two contexts encode the same.
+/// The wrap context as Cloud KMS `additionalAuthenticatedData`, in the
+/// canonical encoding of `keyward_core::provider::wrap_context_aad`.
 pub fn aad(context: &WrapContext) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(AAD_DOMAIN);
-    for (key, value) in context {
-        for part in [key, value] {
-            let len = u32::try_from(part.len()).map_err(|_| too_long())?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(part.as_bytes());
-        }
-    }
+    let out = wrap_context_aad(AAD_DOMAIN, &[], context);
     if out.len() > MAX_AAD_LEN {
         return Err(too_long());
     }

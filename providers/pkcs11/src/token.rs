@@ -21,7 +21,7 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use keyward_core::crypto::RsaPublicKey;
-use keyward_core::provider::{KeyAlgorithm, ProviderError, WrapContext};
+use keyward_core::provider::{KeyAlgorithm, ProviderError, WrapContext, wrap_context_aad};
 use keyward_core::secret::Dek;
 use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
@@ -245,21 +245,14 @@ fn version_object(
     })
 }
 
-/// Length-prefixed, so no two different (key, version, context) triples
-/// encode alike; the context map is already sorted.
+/// The wrap context bound as GCM additional data, with the key id and version.
 pub fn context_aad(key_id: &str, version: u32, context: &WrapContext) -> Vec<u8> {
-    let mut aad = b"keyward/pkcs11-wrap/v1".to_vec();
-    let mut put = |bytes: &[u8]| {
-        aad.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-        aad.extend_from_slice(bytes);
-    };
-    put(key_id.as_bytes());
-    put(&version.to_be_bytes());
-    for (name, value) in context {
-        put(name.as_bytes());
-        put(value.as_bytes());
-    }
-    aad
+    let version = version.to_be_bytes();
+    wrap_context_aad(
+        b"keyward/pkcs11-wrap/v1",
+        &[key_id.as_bytes(), &version],
+        context,
+    )
 }
 
 /// CKM_AES_GCM inside the token: the DEK goes in, the blob comes out.
