@@ -704,8 +704,17 @@ async fn activation_waits_for_activate_at_and_compromise_rotates_at_once() {
         );
         ensure!(version_state(&replaced, 2) == Some(KeyState::Active));
         ensure!(ready(&replaced));
-        ensure!(provider.unwrap_dek(&wrapped_v1, &context).await?.expose() == dek.expose());
         ensure!(provider.wrap_dek(&key_id, &dek, &context).await?.version == 2);
+        // No SealedSecret needs v1, so it is scheduled for destruction at once
+        // (after the deletion window) and no longer unwraps.
+        wait_key(&keys, "later", "v1 destruction scheduled", |k| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.version(1))
+                .is_some_and(|v| v.destroy_scheduled_at.is_some())
+        })
+        .await?;
+        ensure!(provider.unwrap_dek(&wrapped_v1, &context).await.is_err());
         ensure!(
             event_reasons(&client, &ns)
                 .await?

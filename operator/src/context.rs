@@ -5,7 +5,8 @@ use crate::metrics::Metrics;
 use keyward_core::KeyProvider;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Field manager of every status the operator applies.
 pub const FIELD_MANAGER: &str = "keyward-operator";
@@ -18,6 +19,11 @@ pub struct Context {
     pub audit: Audit,
     /// Namespace to watch, or all.
     pub watch_namespace: Option<String>,
+    /// Wraps and unwraps the operator made per (provider key id, version)
+    /// that the ManagedKey controller has not yet added to
+    /// `versions[].operations` (the SealedSecret controller does not write
+    /// ManagedKey status itself).
+    operations: Mutex<BTreeMap<(String, u32), u64>>,
 }
 
 impl Context {
@@ -39,6 +45,34 @@ impl Context {
             metrics,
             audit,
             watch_namespace,
+            operations: Mutex::default(),
+        }
+    }
+
+    /// Records `count` provider operations on a key version.
+    pub fn count_operations(&self, key_id: &str, version: u32, count: u64) {
+        let mut pending = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        *pending.entry((key_id.to_owned(), version)).or_default() += count;
+    }
+
+    /// Takes the operations not yet recorded for `key_id` (version -> count).
+    pub fn take_operations(&self, key_id: &str) -> BTreeMap<u32, u64> {
+        let mut pending = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        let versions: Vec<u32> = pending
+            .keys()
+            .filter(|(id, _)| id == key_id)
+            .map(|(_, v)| *v)
+            .collect();
+        versions
+            .into_iter()
+            .filter_map(|v| Some((v, pending.remove(&(key_id.to_owned(), v))?)))
+            .collect()
+    }
+
+    /// Puts back operations taken for a status write that failed.
+    pub fn restore_operations(&self, key_id: &str, taken: &BTreeMap<u32, u64>) {
+        for (version, count) in taken {
+            self.count_operations(key_id, *version, *count);
         }
     }
 

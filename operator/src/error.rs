@@ -21,6 +21,12 @@ pub enum Error {
     #[error("{0}")]
     Blocked(String),
 
+    #[error("sealed value {0}")]
+    Item(#[from] keyward_core::envelope::ItemError),
+
+    #[error("leadership: {0}")]
+    Leadership(String),
+
     #[error("the object has no {0}")]
     MissingObjectKey(&'static str),
 
@@ -53,6 +59,8 @@ impl Error {
             },
             Error::Audit(_) => "audit",
             Error::Blocked(_) => "blocked",
+            Error::Item(_) => "envelope",
+            Error::Leadership(_) => "leadership",
             Error::MissingObjectKey(_) => "invalid_object",
             Error::Keyring(_) => "keyring",
             Error::Task(_) => "task",

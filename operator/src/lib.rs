@@ -14,7 +14,9 @@ pub mod error;
 pub mod http;
 pub mod keyring_secret;
 pub mod managed_key;
+pub mod materialise;
 pub mod metrics;
+pub mod rewrap;
 pub mod schedule;
 pub mod sealed_secret;
 

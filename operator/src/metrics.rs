@@ -12,6 +12,10 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rotations: Mutex<BTreeMap<&'static str, u64>>,
     provider_calls: AtomicU64,
+    rewraps: Mutex<BTreeMap<&'static str, u64>>,
+    /// (namespace, name) -> seconds until the primary version's rotation is due.
+    expiry: Mutex<BTreeMap<(String, String), i64>>,
+    leader: AtomicU64,
 }
 
 /// Which controller a counter belongs to.
@@ -48,6 +52,31 @@ impl Metrics {
 
     pub fn provider_call(&self) {
         self.provider_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A SealedSecret re-wrapped; `reason`: `eager`, `lazy` or `compromised`.
+    pub fn rewrapped(&self, reason: &'static str) {
+        let mut rewraps = self.rewraps.lock().unwrap_or_else(|e| e.into_inner());
+        *rewraps.entry(reason).or_default() += 1;
+    }
+
+    /// Seconds until a key's primary version is due for rotation (`None`:
+    /// no longer tracked, e.g. the key is not Active or is gone).
+    pub fn set_expiry(&self, namespace: &str, name: &str, seconds: Option<i64>) {
+        let mut expiry = self.expiry.lock().unwrap_or_else(|e| e.into_inner());
+        let id = (namespace.to_owned(), name.to_owned());
+        match seconds {
+            Some(seconds) => {
+                expiry.insert(id, seconds);
+            }
+            None => {
+                expiry.remove(&id);
+            }
+        }
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.store(u64::from(leading), Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -89,6 +118,30 @@ impl Metrics {
             "keyward_provider_calls_total {}",
             self.provider_calls.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP keyward_rewraps_total SealedSecrets re-wrapped onto a newer key version, by reason.\n");
+        out.push_str("# TYPE keyward_rewraps_total counter\n");
+        let rewraps = self.rewraps.lock().unwrap_or_else(|e| e.into_inner());
+        for (reason, count) in rewraps.iter() {
+            let _ = writeln!(out, "keyward_rewraps_total{{reason=\"{reason}\"}} {count}");
+        }
+        drop(rewraps);
+        out.push_str("# HELP keyward_key_expiry_seconds Seconds until the key's primary version is due for rotation.\n");
+        out.push_str("# TYPE keyward_key_expiry_seconds gauge\n");
+        let expiry = self.expiry.lock().unwrap_or_else(|e| e.into_inner());
+        for ((namespace, name), seconds) in expiry.iter() {
+            let _ = writeln!(
+                out,
+                "keyward_key_expiry_seconds{{namespace=\"{namespace}\",name=\"{name}\"}} {seconds}"
+            );
+        }
+        drop(expiry);
+        out.push_str("# HELP keyward_leader 1 while this replica holds the leader Lease.\n");
+        out.push_str("# TYPE keyward_leader gauge\n");
+        let _ = writeln!(
+            out,
+            "keyward_leader {}",
+            self.leader.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -111,5 +164,15 @@ mod tests {
             "keyward_reconcile_errors_total{controller=\"sealedsecret\",reason=\"kube\"} 1\n"
         ));
         assert!(text.contains("keyward_rotations_total{reason=\"manual\"} 1\n"));
+        metrics.rewrapped("eager");
+        metrics.set_expiry("apps", "db", Some(42));
+        metrics.set_expiry("apps", "gone", Some(1));
+        metrics.set_expiry("apps", "gone", None);
+        metrics.set_leader(true);
+        let text = metrics.render();
+        assert!(text.contains("keyward_rewraps_total{reason=\"eager\"} 1\n"));
+        assert!(text.contains("keyward_key_expiry_seconds{namespace=\"apps\",name=\"db\"} 42\n"));
+        assert!(!text.contains("gone"));
+        assert!(text.contains("keyward_leader 1\n"));
     }
 }

@@ -21,6 +21,13 @@ pub fn next_rotation(primary_created: Timestamp, period: HumanDuration) -> Times
         .unwrap_or(Timestamp::MAX)
 }
 
+/// When to start warning: `expiry_notice` before `next`.
+pub fn notice_at(next: Timestamp, notice: HumanDuration) -> Timestamp {
+    let secs = i64::try_from(notice.as_secs()).unwrap_or(i64::MAX);
+    next.checked_sub(SignedDuration::from_secs(secs))
+        .unwrap_or(Timestamp::MIN)
+}
+
 pub fn is_due(deadline: Timestamp, now: Timestamp) -> bool {
     deadline <= now
 }

@@ -7,15 +7,23 @@ use crate::context::{Context, FIELD_MANAGER};
 use crate::dependants::item_versions;
 use crate::error::{Error, Result};
 use crate::managed_key::status::set_condition;
+use crate::materialise;
 use crate::metrics::Controller as Metric;
+use crate::rewrap;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use keyward_crds::conditions::{DEGRADED, READY};
-use keyward_crds::{KeyState, ManagedKey, SealedSecret, SealedSecretStatus};
+use keyward_crds::{
+    KeyRotationPolicy, KeyState, ManagedKey, ManagedKeyStatus, RewrapMode, SealedSecret,
+    SealedSecretStatus,
+};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,8 +74,26 @@ async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     let namespace = secret
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
-    let generation = secret.metadata.generation;
+    let mut secret = secret;
     let mut status: SealedSecretStatus = secret.status.clone().unwrap_or_default();
+    // The spec changed since the operator last wrote status: someone applied
+    // it (usually from Git), so Git is no longer behind.
+    let touched = status.observed_generation != secret.metadata.generation;
+    if touched && status.observed_generation.is_some() {
+        status.rewrapped_since_git = false;
+    }
+    let key_namespace = secret.key_namespace().unwrap_or(&namespace).to_owned();
+    let keys: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), &key_namespace);
+    let key = keys.get_opt(&secret.spec.key_ref.name).await?;
+    if let (Ok(items), Some(key)) = (item_versions(&secret), key.as_ref()) {
+        let mode = rewrap_mode(key, &key_namespace, &ctx).await?;
+        let key_status = key.status.clone().unwrap_or_default();
+        if let Some(reason) = rewrap::decide(&items, &key_status, mode, touched) {
+            secret = rewrap_secret(&secret, &key_status, reason, &ctx).await?;
+            status.rewrapped_since_git = true;
+        }
+    }
+    let generation = secret.metadata.generation;
     status.observed_generation = generation;
     match item_versions(&secret) {
         Ok(items) => {
@@ -75,9 +101,6 @@ async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 .iter()
                 .map(|(item, (v, _))| (item.clone(), *v))
                 .collect();
-            let key_namespace = secret.key_namespace().unwrap_or(&namespace).to_owned();
-            let keys: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), &key_namespace);
-            let key = keys.get_opt(&secret.spec.key_ref.name).await?;
             let versions: Vec<String> = status
                 .key_versions
                 .values()
@@ -99,7 +122,11 @@ async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 generation,
                 now,
             );
-            match assess(&items, key.as_ref()) {
+            let mut assessment = assess(&items, key.as_ref());
+            if assessment.is_none() && secret.spec.template.is_some() {
+                assessment = materialise::secret(&secret, &ctx).await?;
+            }
+            match assessment {
                 Some((reason, message)) => set_condition(
                     &mut status.conditions,
                     DEGRADED,
@@ -148,6 +175,103 @@ async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     Ok(Action::await_change())
 }
 
+/// The key's policy's re-wrap mode (Eager without a policy, as the default).
+async fn rewrap_mode(key: &ManagedKey, namespace: &str, ctx: &Context) -> Result<RewrapMode> {
+    let Some(reference) = &key.spec.rotation_policy_ref else {
+        return Ok(RewrapMode::default());
+    };
+    let api: Api<KeyRotationPolicy> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api
+        .get_opt(&reference.name)
+        .await?
+        .map(|p| p.spec.rewrap)
+        .unwrap_or_default())
+}
+
+/// Re-wraps the items onto the key's primary version and writes them to the
+/// cluster copy (only if nobody changed it meanwhile); returns the new object.
+async fn rewrap_secret(
+    secret: &SealedSecret,
+    key: &ManagedKeyStatus,
+    reason: rewrap::Reason,
+    ctx: &Context,
+) -> Result<Arc<SealedSecret>> {
+    let (Some(key_id), Some(primary), Some(target)) = (
+        key.provider_key_id.as_deref(),
+        key.primary_version,
+        rewrap::target_of(secret),
+    ) else {
+        return Err(Error::MissingObjectKey("metadata.name"));
+    };
+    let done = rewrap::rewrap(
+        &target,
+        &secret.spec.encrypted_data,
+        key_id,
+        primary,
+        ctx.provider.as_ref(),
+    )
+    .await?;
+    for (version, count) in &done.operations {
+        ctx.count_operations(key_id, *version, *count);
+    }
+    let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &target.namespace);
+    // resourceVersion makes it a compare-and-swap: a concurrent edit wins
+    // and this reconcile runs again on it.
+    let patch = json!({
+        "metadata": { "resourceVersion": secret.resource_version() },
+        "spec": { "encryptedData": done.data },
+    });
+    let updated = api
+        .patch(
+            &target.secret_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    ctx.metrics.rewrapped(reason.label());
+    let from: Vec<String> = done.from.iter().map(u32::to_string).collect();
+    let subject = format!("{}/{}", target.namespace, target.secret_name);
+    let detail = [
+        ("key".to_owned(), target.key_ref.clone()),
+        ("providerKeyId".to_owned(), key_id.to_owned()),
+        ("from".to_owned(), from.join(",")),
+        ("to".to_owned(), done.to.to_string()),
+        ("items".to_owned(), done.items.len().to_string()),
+        ("reason".to_owned(), reason.label().to_owned()),
+    ]
+    .into();
+    if let Err(error) = ctx
+        .audit
+        .record("secret.rewrap", &subject, "ok", detail)
+        .await
+    {
+        tracing::error!(%error, secret = %subject, "audit record not written");
+        ctx.metrics.failed(Metric::SealedSecret, "audit");
+    }
+    let event = Event {
+        type_: if reason == rewrap::Reason::Compromised {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: "Rewrapped".into(),
+        note: Some(format!(
+            "{} item(s) re-wrapped from key version(s) {} to {} ({} re-wrap); the cluster copy is now ahead of Git: run `keyward rewrap` and commit",
+            done.items.len(),
+            from.join(", "),
+            done.to,
+            reason.label()
+        )),
+        action: "Rewrap".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &secret.object_ref(&())).await {
+        tracing::warn!(%error, secret = %subject, "event not published");
+    }
+    tracing::info!(secret = %subject, from = %from.join(","), to = done.to, reason = reason.label(), "re-wrapped");
+    Ok(Arc::new(updated))
+}
+
 fn error_policy(secret: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .failed(Metric::SealedSecret, error.metric_label());
@@ -155,8 +279,35 @@ fn error_policy(secret: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(5))
 }
 
+/// Runs until the watch streams end (shutdown signal or task abort). Key
+/// changes (a rotation, a compromise) re-reconcile the secrets that use the
+/// key, which is what makes eager re-wrapping happen; owned Secrets are
+/// watched so a deleted or edited one is put back.
 pub async fn run(ctx: Arc<Context>) {
-    Controller::new(ctx.api::<SealedSecret>(), watcher::Config::default())
+    let controller = Controller::new(ctx.api::<SealedSecret>(), watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(
+            ctx.api::<ManagedKey>(),
+            watcher::Config::default(),
+            move |key: ManagedKey| {
+                let namespace = key.namespace();
+                let name = key.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|secret| {
+                        secret.spec.key_ref.name == name
+                            && secret.key_namespace().map(str::to_owned) == namespace
+                    })
+                    .map(|secret| ObjectRef::from_obj(&*secret))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .owns(
+            ctx.api::<Secret>(),
+            watcher::Config::default().labels(materialise::MANAGED_BY_SELECTOR),
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

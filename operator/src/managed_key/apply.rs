@@ -6,7 +6,7 @@ use super::status::{
     compromise_handled, set_condition, set_dependants, sync_versions, timestamp, version_mut,
     versions_with_dependants,
 };
-use super::{lifecycle, provider_key_name};
+use super::{lifecycle, provider_key_name, retention};
 use crate::annotations::{self, ManualRotation};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::dependants;
@@ -19,13 +19,14 @@ use keyward_core::crypto::public_key_to_pem;
 use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
 use keyward_crds::conditions::{DEGRADED, READY};
 use keyward_crds::{
-    Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, ManagedKey, ManagedKeyStatus,
-    ProviderKind, SealedSecret,
+    Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyVersionStatus, ManagedKey,
+    ManagedKeyStatus, ProviderKind, SealedSecret,
 };
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
@@ -44,10 +45,44 @@ pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
             return finish(&key, &namespace, status, out, ctx, now).await;
         }
     };
-    let Some(mut info) = ensure_key(&key, algorithm, &mut status, ctx, &mut out).await? else {
+    let Some(info) = ensure_key(&key, algorithm, &mut status, ctx, &mut out).await? else {
         return finish(&key, &namespace, status, out, ctx, now).await;
     };
 
+    // Wraps and unwraps the operator made since the last status write; put
+    // back if this reconcile fails before writing status.
+    let operations = ctx.take_operations(&info.key_id);
+    let key_id = info.key_id.clone();
+    let result = apply_key(
+        &key,
+        &namespace,
+        status,
+        info,
+        algorithm,
+        &operations,
+        ctx,
+        out,
+        now,
+    )
+    .await;
+    if result.is_err() {
+        ctx.restore_operations(&key_id, &operations);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_key(
+    key: &ManagedKey,
+    namespace: &str,
+    mut status: ManagedKeyStatus,
+    mut info: KeyInfo,
+    algorithm: KeyAlgorithm,
+    operations: &BTreeMap<u32, u64>,
+    ctx: &Context,
+    mut out: Outcome,
+    now: Timestamp,
+) -> Result<Action> {
     let recorded_primary = status.primary_version.unwrap_or(info.primary_version);
     let fresh_state = if status.state.is_none() {
         KeyState::PreActivation
@@ -56,29 +91,51 @@ pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     };
     sync_versions(&mut status.versions, &info, fresh_state, now);
     status.primary_version = Some(info.primary_version);
+    add_operations(&mut status.versions, operations);
 
     let secrets = ctx
         .api::<SealedSecret>()
         .list(&ListParams::default())
         .await?;
-    let counts = dependants::count(&secrets.items, &namespace, &key.name_any(), &info.key_id);
+    let counts = dependants::count(&secrets.items, namespace, &key.name_any(), &info.key_id);
     set_dependants(&mut status.versions, &counts);
 
-    info = lifecycle::drive(
-        &key,
-        &mut status,
-        info,
-        recorded_primary,
-        ctx,
-        &mut out,
-        now,
-    )
-    .await?;
+    info = lifecycle::drive(key, &mut status, info, recorded_primary, ctx, &mut out, now).await?;
 
+    let policy = policy(key, namespace, ctx, &mut out).await?;
     let rotating = key.spec.state == KeyState::Active && status.state == Some(KeyState::Active);
     status.next_rotation_at = None;
     if rotating {
-        info = rotate_if_due(&key, &namespace, &mut status, info, ctx, &mut out, now).await?;
+        info = rotate_if_due(
+            key,
+            namespace,
+            &policy,
+            &mut status,
+            info,
+            ctx,
+            &mut out,
+            now,
+        )
+        .await?;
+    }
+    expiry_notice(key, namespace, &policy, &mut status, ctx, &mut out, now);
+    if status.state != Some(KeyState::Destroyed) && key.spec.state != KeyState::Destroyed {
+        let forced = key
+            .annotations()
+            .get(annotations::FORCE_DESTROY)
+            .is_some_and(|v| v == "true");
+        retention::destroy_retired(
+            &mut status.versions,
+            &info.key_id,
+            info.primary_version,
+            policy.decrypt_retention,
+            key.spec.deletion_window,
+            forced,
+            ctx,
+            &mut out,
+            now,
+        )
+        .await?;
     }
 
     if algorithm.is_asymmetric() {
@@ -89,7 +146,76 @@ pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     } else {
         status.public_key = None;
     }
-    finish(&key, &namespace, status, out, ctx, now).await
+    finish(key, namespace, status, out, ctx, now).await
+}
+
+/// Adds operations counted elsewhere to the versions' running totals.
+pub fn add_operations(versions: &mut [KeyVersionStatus], operations: &BTreeMap<u32, u64>) {
+    for (version, count) in operations {
+        if let Some(entry) = version_mut(versions, *version) {
+            entry.operations = entry.operations.saturating_add(*count);
+        }
+    }
+}
+
+/// Condition type set while the primary version is within the policy's
+/// expiry notice of its rotation.
+pub const EXPIRING: &str = "ExpiringSoon";
+
+/// Exports seconds-until-rotation and, on entering the notice period, says
+/// so once with a Warning Event (the condition remembers it across restarts).
+#[allow(clippy::too_many_arguments)]
+fn expiry_notice(
+    key: &ManagedKey,
+    namespace: &str,
+    policy: &EffectivePolicy,
+    status: &mut ManagedKeyStatus,
+    ctx: &Context,
+    out: &mut Outcome,
+    now: Timestamp,
+) {
+    let name = key.name_any();
+    let Some(next) = status.next_rotation_at.as_ref().map(|t| t.0) else {
+        ctx.metrics.set_expiry(namespace, &name, None);
+        status.conditions.retain(|c| c.type_ != EXPIRING);
+        return;
+    };
+    let left = now.duration_until(next).as_secs();
+    ctx.metrics.set_expiry(namespace, &name, Some(left));
+    let notice_at = schedule::notice_at(next, policy.expiry_notice);
+    let within = now >= notice_at;
+    let was = keyward_crds::conditions::is_true(&status.conditions, EXPIRING);
+    let primary = status.primary_version.unwrap_or(0);
+    if within && !was {
+        out.event(
+            true,
+            "ExpiringSoon",
+            "ExpiryNotice",
+            format!(
+                "version {primary} is due for rotation at {next} (in {left}s); the operator rotates it then"
+            ),
+        );
+    }
+    if !within {
+        out.deadlines.push(notice_at);
+    }
+    let (reason, message) = if within {
+        (
+            "WithinNotice",
+            format!("version {primary} rotates at {next}"),
+        )
+    } else {
+        ("NotDue", format!("version {primary} rotates at {next}"))
+    };
+    set_condition(
+        &mut status.conditions,
+        EXPIRING,
+        within,
+        reason,
+        message,
+        key.metadata.generation,
+        now,
+    );
 }
 
 /// The provider key algorithm, or why this build cannot serve the key.
@@ -210,9 +336,11 @@ async fn policy(
 
 /// Rotates for a manual request or when the primary version's rotation
 /// period has passed, and sets `nextRotationAt`.
+#[allow(clippy::too_many_arguments)]
 async fn rotate_if_due(
     key: &ManagedKey,
     namespace: &str,
+    policy: &EffectivePolicy,
     status: &mut ManagedKeyStatus,
     mut info: KeyInfo,
     ctx: &Context,
@@ -246,7 +374,14 @@ async fn rotate_if_due(
         }
     }
 
-    let policy = policy(key, namespace, ctx, out).await?;
+    let used = status
+        .version(info.primary_version)
+        .map_or(0, |v| v.operations);
+    if let Some(max) = policy.max_operations
+        && used >= max
+    {
+        info = lifecycle::rotate(status, &info, ctx, out, "max-operations", now).await?;
+    }
     let created = |info: &KeyInfo| {
         info.versions
             .iter()

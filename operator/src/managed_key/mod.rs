@@ -5,6 +5,7 @@ mod apply;
 mod cleanup;
 mod lifecycle;
 mod outcome;
+mod retention;
 pub mod status;
 
 use crate::annotations::FINALIZER;

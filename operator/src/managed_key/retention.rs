@@ -1,0 +1,178 @@
+//! Old versions at the end of their life: a Deactivated version whose
+//! decrypt retention has passed, or a Compromised one whose dependants have
+//! all been re-wrapped, is scheduled for destruction at the provider after
+//! the key's deletion window. Never while a SealedSecret still needs it,
+//! unless `keyward.io/force-destroy: "true"`.
+
+use super::outcome::Outcome;
+use super::status::{timestamp, version_mut};
+use crate::context::Context;
+use crate::error::Result;
+use crate::schedule;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use keyward_core::ProviderError;
+use keyward_core::provider::DeletionTarget;
+use keyward_crds::{HumanDuration, KeyState, KeyVersionStatus};
+use std::time::Duration;
+
+/// What to do about retired versions now.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Retirement {
+    /// Versions to schedule for destruction now.
+    pub due: Vec<u32>,
+    /// Versions past retention that dependants still hold.
+    pub held: Vec<(u32, u32)>,
+    /// The earliest retention end still ahead.
+    pub next: Option<Timestamp>,
+}
+
+pub fn retirement(
+    versions: &[KeyVersionStatus],
+    primary: u32,
+    retention: HumanDuration,
+    forced: bool,
+    now: Timestamp,
+) -> Retirement {
+    let mut out = Retirement::default();
+    for v in versions {
+        if v.version == primary || v.destroy_scheduled_at.is_some() {
+            continue;
+        }
+        let ends = match v.state {
+            // Decrypt-only for re-wrapping: gone as soon as nothing needs it.
+            KeyState::Compromised => now,
+            KeyState::Deactivated => match &v.deactivated_at {
+                Some(at) => schedule::next_rotation(at.0, retention),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if ends > now {
+            out.next = Some(out.next.map_or(ends, |n: Timestamp| n.min(ends)));
+        } else if v.dependants == 0 || forced {
+            out.due.push(v.version);
+        } else {
+            out.held.push((v.version, v.dependants));
+        }
+    }
+    out
+}
+
+/// Schedules the due versions' destruction and records when.
+#[allow(clippy::too_many_arguments)]
+pub async fn destroy_retired(
+    versions: &mut [KeyVersionStatus],
+    key_id: &str,
+    primary: u32,
+    retention: HumanDuration,
+    window: HumanDuration,
+    forced: bool,
+    ctx: &Context,
+    out: &mut Outcome,
+    now: Timestamp,
+) -> Result<()> {
+    let plan = retirement(versions, primary, retention, forced, now);
+    out.deadlines.extend(plan.next);
+    for (version, count) in &plan.held {
+        tracing::debug!(
+            key_id,
+            version,
+            count,
+            "retention over, but SealedSecrets still need the version"
+        );
+    }
+    for version in plan.due {
+        ctx.metrics.provider_call();
+        let window = Duration::from_secs(window.as_secs());
+        let at = match ctx
+            .provider
+            .schedule_deletion(key_id, DeletionTarget::Version(version), window)
+            .await
+        {
+            Ok(at) => Time(timestamp(at)),
+            Err(ProviderError::UnknownVersion { .. }) => Time(now),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(entry) = version_mut(versions, version) else {
+            continue;
+        };
+        let was = entry.state;
+        entry.destroy_scheduled_at = Some(at.clone());
+        out.event(
+            was == KeyState::Compromised,
+            "VersionDestructionScheduled",
+            "ScheduleDeletion",
+            format!(
+                "version {version} ({was}) is needed by no SealedSecret{}; it will be destroyed at {}",
+                if forced { " (or force-destroy is set)" } else { "" },
+                at.0
+            ),
+        );
+        out.audit(
+            "key.version.schedule-deletion",
+            &[
+                ("providerKeyId", key_id.to_owned()),
+                ("version", version.to_string()),
+                ("state", was.to_string()),
+                ("at", at.0.to_string()),
+                ("forced", forced.to_string()),
+            ],
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(
+        n: u32,
+        state: KeyState,
+        deactivated: Option<i64>,
+        dependants: u32,
+    ) -> KeyVersionStatus {
+        KeyVersionStatus {
+            version: n,
+            provider_version_id: None,
+            state,
+            created_at: None,
+            activated_at: None,
+            deactivated_at: deactivated.map(|s| Time(Timestamp::from_second(s).unwrap())),
+            destroy_scheduled_at: None,
+            destroyed_at: None,
+            operations: 0,
+            dependants,
+        }
+    }
+
+    #[test]
+    fn retired_versions_go_only_when_retention_passed_and_nothing_needs_them() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let retention = HumanDuration::from_secs(100);
+        let versions = [
+            version(1, KeyState::Deactivated, Some(800), 0), // due
+            version(2, KeyState::Deactivated, Some(850), 2), // held
+            version(3, KeyState::Deactivated, Some(950), 0), // at 1050
+            version(4, KeyState::Compromised, Some(990), 0), // due at once
+            version(5, KeyState::Compromised, Some(990), 1), // held until re-wrapped
+            version(6, KeyState::Suspended, None, 0),        // not retired
+            version(7, KeyState::Active, None, 0),           // primary
+        ];
+        let plan = retirement(&versions, 7, retention, false, now);
+        assert_eq!(plan.due, [1, 4]);
+        assert_eq!(plan.held, [(2, 2), (5, 1)]);
+        assert_eq!(plan.next, Some(Timestamp::from_second(1_050).unwrap()));
+        let forced = retirement(&versions, 7, retention, true, now);
+        assert_eq!(forced.due, [1, 2, 4, 5]);
+        let mut scheduled = versions.clone();
+        for v in &mut scheduled {
+            v.destroy_scheduled_at = Some(Time(now));
+        }
+        assert_eq!(
+            retirement(&scheduled, 7, retention, true, now),
+            Retirement::default()
+        );
+    }
+}

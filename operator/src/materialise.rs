@@ -1,0 +1,158 @@
+//! The optional Kubernetes Secret of a SealedSecret with `spec.template`:
+//! same name and namespace, owned by the SealedSecret (so the garbage
+//! collector deletes it with it), written by server-side apply. Never
+//! created without a template, and never over a Secret someone else owns.
+
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::Result;
+use crate::rewrap::target_of;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use keyward_core::envelope::open_secret;
+use keyward_crds::SealedSecret;
+use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use std::collections::BTreeMap;
+
+/// Label on every materialised Secret; the controller watches only these.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "keyward-operator");
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=keyward-operator";
+
+/// The owner reference that ties the Secret to `sealed`.
+pub fn owner_reference(sealed: &SealedSecret) -> Option<OwnerReference> {
+    sealed.controller_owner_ref(&())
+}
+
+/// The Secret to apply (without data), or why it cannot be.
+pub fn desired(sealed: &SealedSecret) -> Option<Secret> {
+    let template = sealed.spec.template.as_ref()?;
+    let mut labels = template.labels.clone();
+    labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
+    Some(Secret {
+        metadata: ObjectMeta {
+            name: sealed.metadata.name.clone(),
+            namespace: sealed.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: (!template.annotations.is_empty()).then(|| template.annotations.clone()),
+            owner_references: Some(vec![owner_reference(sealed)?]),
+            ..ObjectMeta::default()
+        },
+        type_: Some(template.type_.clone().unwrap_or_else(|| "Opaque".into())),
+        ..Secret::default()
+    })
+}
+
+/// Creates or updates the Secret; `Some((reason, message))` when it cannot.
+pub async fn secret(
+    sealed: &SealedSecret,
+    ctx: &Context,
+) -> Result<Option<(&'static str, String)>> {
+    let (Some(mut secret), Some(target)) = (desired(sealed), target_of(sealed)) else {
+        return Ok(None);
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &target.namespace);
+    if let Some(existing) = api.get_opt(&target.secret_name).await? {
+        let ours = existing
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == sealed.uid().as_ref());
+        if !ours {
+            return Ok(Some((
+                "SecretExists",
+                format!(
+                    "Secret {}/{} exists and is not owned by this SealedSecret; delete or rename it, or remove spec.template",
+                    target.namespace, target.secret_name
+                ),
+            )));
+        }
+    }
+    let opened =
+        match open_secret(&target, ctx.provider.as_ref(), &sealed.spec.encrypted_data).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                return Ok(Some((
+                    "UnsealFailed",
+                    format!("cannot create the Secret: {error}"),
+                )));
+            }
+        };
+    let versions: std::collections::BTreeSet<(String, u32)> = sealed
+        .spec
+        .encrypted_data
+        .values()
+        .filter_map(|t| keyward_core::envelope::Envelope::decode(t).ok())
+        .map(|e| (e.provider_key_id, e.key_version))
+        .collect();
+    for (key_id, version) in versions {
+        ctx.count_operations(&key_id, version, 1);
+    }
+    let data: BTreeMap<String, ByteString> = opened
+        .iter()
+        .map(|(item, value)| (item.clone(), ByteString(value.expose().to_vec())))
+        .collect();
+    secret.data = Some(data);
+    let mut patch = serde_json::to_value(&secret).map_err(|e| crate::Error::Task(e.to_string()))?;
+    patch["apiVersion"] = "v1".into();
+    patch["kind"] = "Secret".into();
+    let applied = api
+        .patch(
+            &target.secret_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await;
+    // The request body held the values: drop it now rather than later.
+    drop(patch);
+    drop(secret);
+    applied?;
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyward_crds::{KeyReference, SealedSecretSpec, SecretTemplate};
+
+    fn sealed(template: Option<SecretTemplate>) -> SealedSecret {
+        let mut s = SealedSecret::new(
+            "creds",
+            SealedSecretSpec {
+                key_ref: KeyReference {
+                    name: "db".into(),
+                    namespace: None,
+                },
+                scope: Default::default(),
+                access: None,
+                encrypted_data: BTreeMap::new(),
+                template,
+            },
+        );
+        s.metadata.namespace = Some("apps".into());
+        s.metadata.uid = Some("uid-1".into());
+        s
+    }
+
+    #[test]
+    fn only_a_template_makes_a_secret_and_it_is_owned() {
+        assert!(desired(&sealed(None)).is_none());
+        let template = SecretTemplate {
+            type_: Some("kubernetes.io/basic-auth".into()),
+            labels: [("team".to_owned(), "pay".to_owned())].into(),
+            annotations: BTreeMap::new(),
+        };
+        let secret = desired(&sealed(Some(template))).unwrap();
+        assert_eq!(secret.metadata.name.as_deref(), Some("creds"));
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        let labels = secret.metadata.labels.unwrap();
+        assert_eq!(labels["team"], "pay");
+        assert_eq!(labels[MANAGED_BY.0], MANAGED_BY.1);
+        let owner = &secret.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("SealedSecret", "uid-1")
+        );
+        assert_eq!(owner.controller, Some(true));
+        assert!(secret.metadata.annotations.is_none());
+    }
+}
