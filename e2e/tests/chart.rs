@@ -1,0 +1,850 @@
+//! The Helm chart (`charts/keyward`) against the real API server: lint,
+//! install, upgrade and uninstall through Helm 4 (helm-sdkpy), the objects
+//! it creates, its RBAC checked with SubjectAccessReviews, and its values
+//! schema refusing bad values.
+//!
+//! The chart's pods are not expected to run here: the image
+//! `keyward.local/keyward:e2e` is not imported (there is no Docker engine to
+//! build the Dockerfile), so the Deployments are checked as objects only.
+//!
+//! The webhook configurations the chart installs are cluster-wide, so every
+//! install in this file happens in the one sequential test
+//! `chart_installs_upgrades_and_uninstalls`; the other tests install nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use keyward_e2e::{helm::Helm, with_temp_ns};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const RELEASE: &str = "kw";
+const CRDS: [&str; 3] = [
+    "keyrotationpolicies.keyward.io",
+    "managedkeys.keyward.io",
+    "sealedsecrets.keyward.io",
+];
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/keyward")
+}
+
+/// Values for this cluster: an image that is not pulled, no HTTP probes
+/// (the kubelet cannot reach pod addresses on the loopback cluster).
+fn base_values() -> Value {
+    json!({
+        "image": { "repository": "keyward.local/keyward", "tag": "e2e", "pullPolicy": "Never" },
+        "probes": false,
+    })
+}
+
+fn merge(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+fn values(overlay: Value) -> Value {
+    let mut values = base_values();
+    merge(&mut values, overlay);
+    values
+}
+
+/// Names the chart gives its objects for release `kw` in `ns`.
+struct Names {
+    operator: String,
+    webhook: String,
+    cluster: String,
+}
+
+impl Names {
+    fn new(ns: &str) -> Self {
+        Names {
+            operator: format!("{RELEASE}-keyward-operator"),
+            webhook: format!("{RELEASE}-keyward-webhook"),
+            cluster: format!("{ns}-{RELEASE}-keyward"),
+        }
+    }
+    fn mutating(&self) -> String {
+        format!("{}-mutate", self.cluster)
+    }
+    fn validating(&self) -> String {
+        format!("{}-validate", self.cluster)
+    }
+}
+
+#[test]
+fn chart_crds_are_the_generated_ones() {
+    let generated = keyward_e2e::crds::keyward_crds_dir();
+    let in_chart = chart().join("crds");
+    let list = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let names = list(&generated);
+    assert_eq!(
+        names,
+        list(&in_chart),
+        "charts/keyward/crds/ must hold exactly the files of crds/generated/"
+    );
+    for name in names {
+        let a = std::fs::read(generated.join(&name)).expect("generated CRD");
+        let b = std::fs::read(in_chart.join(&name)).expect("chart CRD");
+        assert!(
+            a == b,
+            "charts/keyward/crds/{name} differs from crds/generated/{name}; \
+             run: cp crds/generated/*.yaml charts/keyward/crds/"
+        );
+    }
+}
+
+#[tokio::test]
+async fn chart_lints() {
+    let helm = Helm::from_env().expect("helm");
+    helm.lint(&chart())
+        .await
+        .expect("helm lint of charts/keyward");
+}
+
+#[tokio::test]
+async fn values_schema_rejects_bad_values_with_a_clear_message() {
+    with_temp_ns(|_client, ns| async move {
+        let helm = Helm::from_env()?;
+        let cases = [
+            (json!({ "webhook": { "replicas": "two" } }), "replicas"),
+            (json!({ "providers": { "azure": { "enabled": true } } }), "azure"),
+            (json!({ "operator": { "replicas": 2 } }), "replicas"),
+            (
+                json!({ "webhook": { "admission": { "mutating": { "failurePolicy": "Sometimes" } } } }),
+                "failurePolicy",
+            ),
+            (json!({ "webhook": { "tls": { "mode": "letsencrypt" } } }), "mode"),
+        ];
+        for (overlay, field) in cases {
+            let shown = overlay.to_string();
+            let err = match helm.install(RELEASE, &chart(), &ns, &values(overlay)).await {
+                Ok(_) => bail!("helm install accepted bad values {shown}"),
+                Err(err) => format!("{err:#}"),
+            };
+            ensure!(
+                err.contains("schema") && err.contains(field),
+                "the error for {shown} should name the schema and `{field}`: {err}"
+            );
+            println!("REJECTED {shown}: {}", err.lines().last().unwrap_or(&err));
+        }
+        ensure!(
+            helm.status(RELEASE, &ns).await.is_err(),
+            "a release exists after only rejected installs"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chart_installs_upgrades_and_uninstalls() {
+    with_temp_ns(|client, ns| async move {
+        // On 1.20 namespaces carry no kubernetes.io/metadata.name label: the
+        // chart's NOTES tell users to label the release namespace instead.
+        Api::<Namespace>::all(client.clone())
+            .patch(
+                &ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "labels": { "keyward.io/ignore": "true" } } })),
+            )
+            .await?;
+        let names = Names::new(&ns);
+        let result = lifecycle(&client, &ns, &names).await;
+        // Cluster-scoped objects outlive the namespace: never leave the
+        // webhook configurations behind for the next test binary.
+        remove_cluster_scoped(&client, &names).await;
+        result
+    })
+    .await;
+}
+
+async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
+    let helm = Helm::from_env()?;
+
+    let started = Instant::now();
+    helm.install(RELEASE, &chart(), ns, &base_values())
+        .await
+        .context("helm install with default values")?;
+    println!(
+        "MEASURE helm install (defaults): {} ms",
+        started.elapsed().as_millis()
+    );
+
+    check_crds(client).await?;
+    check_workloads(client, ns, names).await?;
+    check_webhook_configurations(client, ns, names).await?;
+    check_rbac(client, ns, names).await?;
+
+    // A key and a sealed secret that must survive the uninstall.
+    let keys = keyward_api(client, ns, "ManagedKey", "managedkeys");
+    keys.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
+            "metadata": { "name": "app" },
+            "spec": { "provider": { "local": {} } },
+        }))?,
+    )
+    .await
+    .context("ManagedKey with the chart's CRDs")?;
+
+    // Every provider's settings, and changed webhook values.
+    let started = Instant::now();
+    helm.upgrade(
+        RELEASE,
+        &chart(),
+        ns,
+        &values(json!({
+            "webhook": { "replicas": 3, "podAntiAffinity": "hard" },
+            "providers": {
+                "aws": {
+                    "enabled": true, "region": "eu-west-1",
+                    "operatorRoleArn": "arn:aws:iam::123456789012:role/keyward-admin",
+                    "webhookRoleArn": "arn:aws:iam::123456789012:role/keyward-unseal",
+                },
+                "gcp": {
+                    "enabled": true,
+                    "operatorServiceAccount": "keyward-admin@demo.iam.gserviceaccount.com",
+                    "webhookServiceAccount": "keyward-unseal@demo.iam.gserviceaccount.com",
+                },
+                "pkcs11": {
+                    "enabled": true, "tokenLabel": "keyward",
+                    "moduleVolume": { "hostPath": { "path": "/usr/lib/softhsm", "type": "Directory" } },
+                },
+            },
+            "networkPolicy": { "restrictEgress": true },
+        })),
+    )
+    .await
+    .context("helm upgrade with every provider")?;
+    println!(
+        "MEASURE helm upgrade (providers): {} ms",
+        started.elapsed().as_millis()
+    );
+    check_providers(client, ns, names).await?;
+
+    let started = Instant::now();
+    helm.uninstall(RELEASE, ns).await?;
+    println!(
+        "MEASURE helm uninstall: {} ms",
+        started.elapsed().as_millis()
+    );
+    ensure!(
+        helm.status(RELEASE, ns).await.is_err(),
+        "release still known after uninstall"
+    );
+    ensure!(
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt(&names.webhook)
+            .await?
+            .is_none(),
+        "webhook Deployment left after uninstall"
+    );
+    ensure!(
+        Api::<MutatingWebhookConfiguration>::all(client.clone())
+            .get_opt(&names.mutating())
+            .await?
+            .is_none(),
+        "MutatingWebhookConfiguration left after uninstall"
+    );
+    check_crds(client).await.context("CRDs after uninstall")?;
+    ensure!(
+        keys.get_opt("app").await?.is_some(),
+        "ManagedKey lost on uninstall"
+    );
+    Ok(())
+}
+
+fn keyward_api(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("keyward.io", "v1alpha1", kind);
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+async fn check_crds(client: &Client) -> Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for name in CRDS {
+        let crd = api.get(name).await.with_context(|| format!("CRD {name}"))?;
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        ensure!(established, "CRD {name} is not Established");
+    }
+    Ok(())
+}
+
+async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()> {
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    for (name, replicas) in [(&names.operator, 1), (&names.webhook, 2)] {
+        let d = deployments
+            .get(name)
+            .await
+            .with_context(|| format!("Deployment {name}"))?;
+        let spec = d.spec.context("spec")?;
+        ensure!(
+            spec.replicas == Some(replicas),
+            "{name}: replicas {:?}",
+            spec.replicas
+        );
+        let pod = spec.template.spec.context("pod spec")?;
+        let psc = pod.security_context.context("pod securityContext")?;
+        ensure!(psc.run_as_non_root == Some(true), "{name}: runAsNonRoot");
+        ensure!(
+            psc.seccomp_profile.map(|s| s.type_).as_deref() == Some("RuntimeDefault"),
+            "{name}: seccomp RuntimeDefault"
+        );
+        for c in &pod.containers {
+            let sc = c
+                .security_context
+                .clone()
+                .context("container securityContext")?;
+            ensure!(
+                sc.read_only_root_filesystem == Some(true),
+                "{name}: read-only root fs"
+            );
+            ensure!(
+                sc.allow_privilege_escalation == Some(false),
+                "{name}: privilege escalation"
+            );
+            let drop = sc.capabilities.and_then(|c| c.drop).unwrap_or_default();
+            ensure!(drop == ["ALL"], "{name}: capabilities drop {drop:?}");
+        }
+        ensure!(
+            pod.service_account_name.as_deref() == Some(name.as_str()),
+            "{name}: runs as its own ServiceAccount"
+        );
+    }
+    let webhook = deployments.get(&names.webhook).await?;
+    let anti = webhook
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.affinity)
+        .and_then(|a| a.pod_anti_affinity);
+    ensure!(anti.is_some(), "webhook without pod anti-affinity");
+
+    for sa in [&names.operator, &names.webhook] {
+        Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .get(sa)
+            .await
+            .with_context(|| format!("ServiceAccount {sa}"))?;
+    }
+    Api::<Service>::namespaced(client.clone(), ns)
+        .get(&names.webhook)
+        .await
+        .context("webhook Service")?;
+    for np in [&names.operator, &names.webhook] {
+        Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+            .get(np)
+            .await
+            .with_context(|| format!("NetworkPolicy {np}"))?;
+    }
+    // policy/v1beta1 on 1.20, policy/v1 from 1.21: look it up either way.
+    let mut pdb = None;
+    for version in ["v1", "v1beta1"] {
+        let gvk = GroupVersionKind::gvk("policy", version, "PodDisruptionBudget");
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            ns,
+            &ApiResource::from_gvk_with_plural(&gvk, "poddisruptionbudgets"),
+        );
+        if let Ok(Some(found)) = api.get_opt(&names.webhook).await {
+            pdb = Some(found);
+            break;
+        }
+    }
+    let pdb = pdb.context("webhook PodDisruptionBudget")?;
+    ensure!(
+        pdb.data.pointer("/spec/minAvailable") == Some(&json!(1)),
+        "PDB minAvailable: {:?}",
+        pdb.data.pointer("/spec")
+    );
+    // The self-bootstrapped TLS Secret exists (empty) so the webhook needs no create.
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get(&format!("{}-tls", names.webhook))
+        .await
+        .context("webhook TLS Secret placeholder")?;
+    Ok(())
+}
+
+fn excludes(selector: &Option<LabelSelector>, ns: &str) -> bool {
+    let exprs = selector
+        .as_ref()
+        .and_then(|s| s.match_expressions.clone())
+        .unwrap_or_default();
+    let by_name = exprs.iter().any(|e| {
+        e.key == "kubernetes.io/metadata.name"
+            && e.operator == "NotIn"
+            && e.values
+                .as_ref()
+                .is_some_and(|v| v.iter().any(|n| n == ns) && v.iter().any(|n| n == "kube-system"))
+    });
+    let by_label = exprs.iter().any(|e| {
+        e.key == "keyward.io/ignore"
+            && e.operator == "NotIn"
+            && e.values.as_deref() == Some(&["true".to_owned()])
+    });
+    by_name && by_label
+}
+
+async fn check_webhook_configurations(client: &Client, ns: &str, names: &Names) -> Result<()> {
+    let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(&names.mutating())
+        .await
+        .context("MutatingWebhookConfiguration")?;
+    let hooks = mutating.webhooks.unwrap_or_default();
+    ensure!(hooks.len() == 1, "{} mutating webhooks", hooks.len());
+    let m = &hooks[0];
+    ensure!(
+        excludes(&m.namespace_selector, ns),
+        "mutating namespaceSelector does not exclude {ns} and kube-system: {:?}",
+        m.namespace_selector
+    );
+    ensure!(m.failure_policy.as_deref() == Some("Fail"), "failurePolicy");
+    ensure!(m.timeout_seconds == Some(10), "timeoutSeconds");
+    ensure!(
+        m.reinvocation_policy.as_deref() == Some("IfNeeded"),
+        "reinvocationPolicy"
+    );
+    ensure!(m.side_effects == "None", "sideEffects");
+    let service = m
+        .client_config
+        .service
+        .as_ref()
+        .context("service clientConfig")?;
+    ensure!(
+        service.namespace == ns && service.name == names.webhook,
+        "mutating webhook calls {service:?}"
+    );
+    ensure!(service.path.as_deref() == Some("/mutate"), "mutate path");
+
+    let validating = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .get(&names.validating())
+        .await
+        .context("ValidatingWebhookConfiguration")?;
+    let hooks = validating.webhooks.unwrap_or_default();
+    ensure!(hooks.len() == 1, "{} validating webhooks", hooks.len());
+    let v = &hooks[0];
+    ensure!(
+        excludes(&v.namespace_selector, ns),
+        "validating namespaceSelector does not exclude {ns}: {:?}",
+        v.namespace_selector
+    );
+    ensure!(v.side_effects == "None", "sideEffects");
+    ensure!(v.failure_policy.as_deref() == Some("Fail"), "failurePolicy");
+    let rules = v.rules.clone().unwrap_or_default();
+    ensure!(
+        rules.iter().any(|r| r
+            .resources
+            .as_ref()
+            .is_some_and(|res| res.iter().any(|x| x == "managedkeys"))),
+        "validating rules: {rules:?}"
+    );
+    Ok(())
+}
+
+struct Check<'a> {
+    verb: &'a str,
+    group: &'a str,
+    resource: &'a str,
+    subresource: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+fn check<'a>(verb: &'a str, group: &'a str, resource: &'a str) -> Check<'a> {
+    Check {
+        verb,
+        group,
+        resource,
+        subresource: None,
+        namespace: None,
+        name: None,
+    }
+}
+
+impl<'a> Check<'a> {
+    fn ns(mut self, ns: &'a str) -> Self {
+        self.namespace = Some(ns);
+        self
+    }
+    fn named(mut self, name: &'a str) -> Self {
+        self.name = Some(name);
+        self
+    }
+    fn sub(mut self, sub: &'a str) -> Self {
+        self.subresource = Some(sub);
+        self
+    }
+}
+
+/// Ask the API server whether ServiceAccount `ns/sa` may do `c`.
+async fn allowed(client: &Client, ns: &str, sa: &str, c: &Check<'_>) -> Result<bool> {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!("system:serviceaccount:{ns}:{sa}")),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(c.verb.into()),
+                group: Some(c.group.into()),
+                resource: Some(c.resource.into()),
+                subresource: c.subresource.map(Into::into),
+                namespace: c.namespace.map(Into::into),
+                name: c.name.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
+    for name in [
+        format!("{}-operator", names.cluster),
+        format!("{}-webhook", names.cluster),
+    ] {
+        Api::<ClusterRole>::all(client.clone())
+            .get(&name)
+            .await
+            .with_context(|| format!("ClusterRole {name}"))?;
+        Api::<ClusterRoleBinding>::all(client.clone())
+            .get(&name)
+            .await
+            .with_context(|| format!("ClusterRoleBinding {name}"))?;
+    }
+    for name in [
+        format!("{}-keyring", names.operator),
+        format!("{}-secrets", names.webhook),
+    ] {
+        Api::<Role>::namespaced(client.clone(), ns)
+            .get(&name)
+            .await
+            .with_context(|| format!("Role {name}"))?;
+        Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .get(&name)
+            .await
+            .with_context(|| format!("RoleBinding {name}"))?;
+    }
+
+    let kw = "keyward.io";
+    let keyring = "keyward-local-keyring";
+    let root_key = "keyward-local-root-key";
+    let other_ns = "default";
+    // (who, what, expected)
+    let webhook = names.webhook.as_str();
+    let operator = names.operator.as_str();
+    let cases: Vec<(&str, Check, bool)> = vec![
+        // The webhook: unseal only.
+        (
+            webhook,
+            check("create", "authentication.k8s.io", "tokenreviews"),
+            true,
+        ),
+        (
+            webhook,
+            check("create", "authorization.k8s.io", "subjectaccessreviews"),
+            true,
+        ),
+        (
+            webhook,
+            check("get", "", "pods").ns(other_ns).named("app"),
+            true,
+        ),
+        (
+            webhook,
+            check("list", kw, "sealedsecrets").ns(other_ns),
+            true,
+        ),
+        (
+            webhook,
+            check("watch", kw, "managedkeys").ns(other_ns),
+            true,
+        ),
+        (
+            webhook,
+            check("get", "", "secrets").ns(ns).named(keyring),
+            true,
+        ),
+        (
+            webhook,
+            check("get", "", "secrets").ns(ns).named(root_key),
+            true,
+        ),
+        (
+            webhook,
+            check("create", kw, "managedkeys").ns(other_ns),
+            false,
+        ),
+        (
+            webhook,
+            check("delete", kw, "managedkeys").ns(other_ns).named("app"),
+            false,
+        ),
+        (
+            webhook,
+            check("patch", kw, "managedkeys").ns(other_ns).named("app"),
+            false,
+        ),
+        (
+            webhook,
+            check("patch", kw, "managedkeys")
+                .ns(ns)
+                .named("app")
+                .sub("status"),
+            false,
+        ),
+        (
+            webhook,
+            check("update", "", "secrets").ns(ns).named(keyring),
+            false,
+        ),
+        (
+            webhook,
+            check("delete", "", "secrets").ns(ns).named(root_key),
+            false,
+        ),
+        (webhook, check("create", "", "secrets").ns(ns), false),
+        (
+            webhook,
+            check("get", "", "secrets").ns(ns).named("someone-elses"),
+            false,
+        ),
+        (
+            webhook,
+            check("get", "", "secrets").ns(other_ns).named(keyring),
+            false,
+        ),
+        (webhook, check("list", "", "secrets").ns(ns), false),
+        (webhook, check("list", "", "pods").ns(other_ns), false),
+        // The operator: key admin, its own Secrets only.
+        (
+            operator,
+            check("watch", kw, "managedkeys").ns(other_ns),
+            true,
+        ),
+        (
+            operator,
+            check("patch", kw, "managedkeys").ns(other_ns).named("app"),
+            true,
+        ),
+        (
+            operator,
+            check("patch", kw, "managedkeys")
+                .ns(other_ns)
+                .named("app")
+                .sub("status"),
+            true,
+        ),
+        (
+            operator,
+            check("patch", kw, "sealedsecrets")
+                .ns(other_ns)
+                .named("s")
+                .sub("status"),
+            true,
+        ),
+        (
+            operator,
+            check("list", kw, "keyrotationpolicies").ns(other_ns),
+            true,
+        ),
+        (
+            operator,
+            check("create", "events.k8s.io", "events").ns(other_ns),
+            true,
+        ),
+        (
+            operator,
+            check("get", "", "secrets").ns(ns).named(keyring),
+            true,
+        ),
+        (
+            operator,
+            check("update", "", "secrets").ns(ns).named(keyring),
+            true,
+        ),
+        (
+            operator,
+            check("get", "", "secrets").ns(ns).named(root_key),
+            true,
+        ),
+        (operator, check("create", "", "secrets").ns(ns), true),
+        (
+            operator,
+            check("create", "coordination.k8s.io", "leases").ns(ns),
+            true,
+        ),
+        (
+            operator,
+            check("get", "", "secrets").ns(ns).named("someone-elses"),
+            false,
+        ),
+        (operator, check("create", "", "secrets").ns(other_ns), false),
+        (operator, check("list", "", "secrets").ns(ns), false),
+        (
+            operator,
+            check("delete", "", "secrets").ns(ns).named(root_key),
+            false,
+        ),
+        (
+            operator,
+            check("create", "authentication.k8s.io", "tokenreviews"),
+            false,
+        ),
+        (
+            operator,
+            check("get", "", "pods").ns(other_ns).named("app"),
+            false,
+        ),
+        (
+            operator,
+            check("delete", kw, "managedkeys").ns(other_ns).named("app"),
+            false,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (sa, c, expected) in &cases {
+        let got = allowed(client, ns, sa, c).await?;
+        if got != *expected {
+            wrong.push(format!(
+                "{sa} {} {}/{}{} {}/{}: allowed={got}, expected {expected}",
+                c.verb,
+                c.group,
+                c.resource,
+                c.subresource.map(|s| format!("/{s}")).unwrap_or_default(),
+                c.namespace.unwrap_or("*"),
+                c.name.unwrap_or("*"),
+            ));
+        }
+    }
+    ensure!(wrong.is_empty(), "RBAC:\n{}", wrong.join("\n"));
+    println!("RBAC: {} SubjectAccessReviews as expected", cases.len());
+    Ok(())
+}
+
+async fn check_providers(client: &Client, ns: &str, names: &Names) -> Result<()> {
+    let sas = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    for (sa, role, gsa) in [
+        (&names.operator, "keyward-admin", "keyward-admin@"),
+        (&names.webhook, "keyward-unseal", "keyward-unseal@"),
+    ] {
+        let ann = sas.get(sa).await?.metadata.annotations.unwrap_or_default();
+        ensure!(
+            ann.get("eks.amazonaws.com/role-arn")
+                .is_some_and(|a| a.ends_with(&format!("role/{role}"))),
+            "{sa}: IRSA annotation {ann:?}"
+        );
+        ensure!(
+            ann.get("iam.gke.io/gcp-service-account")
+                .is_some_and(|a| a.starts_with(gsa)),
+            "{sa}: Workload Identity annotation {ann:?}"
+        );
+    }
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get(&format!("{RELEASE}-keyward-pkcs11"))
+        .await
+        .context("PKCS#11 ConfigMap")?;
+    let config = cm
+        .data
+        .and_then(|d| d.get("pkcs11.yaml").cloned())
+        .unwrap_or_default();
+    ensure!(
+        config.contains("pinFile: /etc/keyward/pkcs11-pin/pin") && config.contains("keyward"),
+        "pkcs11.yaml: {config}"
+    );
+    let webhook = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(&names.webhook)
+        .await?;
+    let spec = webhook.spec.context("spec")?;
+    ensure!(
+        spec.replicas == Some(3),
+        "upgrade did not change replicas: {:?}",
+        spec.replicas
+    );
+    let pod = spec.template.spec.context("pod spec")?;
+    let volumes: Vec<String> = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    for want in ["pkcs11-module", "pkcs11-config", "pkcs11-pin"] {
+        ensure!(
+            volumes.iter().any(|v| v == want),
+            "webhook volumes {volumes:?}"
+        );
+    }
+    let hard = pod
+        .affinity
+        .and_then(|a| a.pod_anti_affinity)
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution);
+    ensure!(hard.is_some(), "podAntiAffinity: hard not applied");
+    Ok(())
+}
+
+async fn remove_cluster_scoped(client: &Client, names: &Names) {
+    let dp = DeleteParams::default();
+    let _ = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .delete(&names.mutating(), &dp)
+        .await;
+    let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .delete(&names.validating(), &dp)
+        .await;
+    for role in ["operator", "webhook"] {
+        let name = format!("{}-{role}", names.cluster);
+        let _ = Api::<ClusterRole>::all(client.clone())
+            .delete(&name, &dp)
+            .await;
+        let _ = Api::<ClusterRoleBinding>::all(client.clone())
+            .delete(&name, &dp)
+            .await;
+    }
+}
