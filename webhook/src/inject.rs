@@ -1,0 +1,254 @@
+//! The init container: prove the pod's identity with its projected token,
+//! ask the unseal API for the secrets, write each item as a 0400 file in
+//! the memory volume. All or nothing: a pod never starts with half its
+//! secrets. Core dumps are disabled first, so no plaintext lands on disk.
+
+use crate::unseal::{UnsealRequest, UnsealResponse};
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+pub struct InjectConfig {
+    pub unseal_url: String,
+    pub ca_pem: String,
+    pub token_file: PathBuf,
+    pub mount_path: PathBuf,
+    pub namespace: String,
+    pub pod: String,
+    pub secrets: Vec<String>,
+    pub deadline: Duration,
+}
+
+/// Why a request did not succeed, and whether trying again may help.
+enum Attempt {
+    Retry(String),
+    Fatal(anyhow::Error),
+}
+
+pub fn disable_core_dumps() -> Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )
+    .context("cannot disable core dumps (setrlimit RLIMIT_CORE)")?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("cannot mark the process non-dumpable")?;
+    Ok(())
+}
+
+pub async fn run(config: &InjectConfig) -> Result<()> {
+    disable_core_dumps()?;
+    for name in &config.secrets {
+        check_file_name(name).with_context(|| format!("SealedSecret name `{name}`"))?;
+    }
+    let token = Zeroizing::new(
+        std::fs::read_to_string(&config.token_file)
+            .with_context(|| {
+                format!(
+                    "reading the projected token {}",
+                    config.token_file.display()
+                )
+            })?
+            .trim()
+            .to_owned(),
+    );
+    let body = Zeroizing::new(serde_json::to_vec(&UnsealRequest {
+        token: token.to_string(),
+        namespace: config.namespace.clone(),
+        pod: config.pod.clone(),
+        secrets: config.secrets.clone(),
+    })?);
+    let client = Client::new(&config.unseal_url, &config.ca_pem)?;
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    let response = loop {
+        match client.post(&body).await {
+            Ok(response) => break response,
+            Err(Attempt::Fatal(error)) => return Err(error),
+            Err(Attempt::Retry(why)) if started.elapsed() + backoff < config.deadline => {
+                eprintln!("keyward-inject: {why}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(Attempt::Retry(why)) => bail!("gave up after {:?}: {why}", config.deadline),
+        }
+    };
+    write_all(&config.mount_path, &config.secrets, &response)
+}
+
+fn check_file_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        bail!("not a usable file name");
+    }
+    Ok(())
+}
+
+/// Writes every item, each atomically (temp file, fsync, rename).
+fn write_all(mount: &Path, secrets: &[String], response: &UnsealResponse) -> Result<()> {
+    for name in secrets {
+        let items = response
+            .secrets
+            .get(name)
+            .ok_or_else(|| anyhow!("the webhook returned nothing for SealedSecret `{name}`"))?;
+        let dir = mount.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (item, encoded) in items {
+            check_file_name(item).with_context(|| format!("item `{item}` of `{name}`"))?;
+            let value = Zeroizing::new(
+                STANDARD
+                    .decode(encoded.as_bytes())
+                    .map_err(|_| anyhow!("item `{item}` of `{name}` is not base64"))?,
+            );
+            let path = dir.join(item);
+            let temp = dir.join(format!(".{item}.tmp"));
+            let _ = std::fs::remove_file(&temp);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .open(&temp)
+                .with_context(|| format!("creating {}", temp.display()))?;
+            file.write_all(&value)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", temp.display()))?;
+            std::fs::rename(&temp, &path)
+                .with_context(|| format!("renaming to {}", path.display()))?;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500))
+            .with_context(|| format!("making {} read-only", dir.display()))?;
+        eprintln!(
+            "keyward-inject: wrote {} item(s) of `{name}` to {}",
+            items.len(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A one-endpoint HTTPS client that trusts only the given CA.
+struct Client {
+    host: String,
+    port: u16,
+    path: String,
+    server_name: ServerName<'static>,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl Client {
+    fn new(url: &str, ca_pem: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| anyhow!("the unseal URL must start with https://, not `{url}`"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].to_owned()),
+            None => (rest, "/v1/unseal".to_owned()),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
+                host,
+                port.parse().with_context(|| format!("port in `{url}`"))?,
+            ),
+            _ => (authority, 443),
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots
+                .add(cert.context("reading the CA PEM")?)
+                .context("adding the CA")?;
+        }
+        if roots.is_empty() {
+            bail!("no CA certificate to trust the webhook with (set KEYWARD_CA_PEM or --ca-file)");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name =
+            ServerName::try_from(host.clone()).with_context(|| format!("host in `{url}`"))?;
+        Ok(Client {
+            host,
+            port,
+            path,
+            server_name,
+            connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+        })
+    }
+
+    async fn post(&self, body: &[u8]) -> Result<UnsealResponse, Attempt> {
+        let retry = |what: &str, e: &dyn std::fmt::Display| Attempt::Retry(format!("{what}: {e}"));
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| {
+                retry(
+                    &format!("cannot connect to {}:{}", self.host, self.port),
+                    &e,
+                )
+            })?;
+        let tls = self
+            .connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| Attempt::Fatal(anyhow!("TLS with the webhook failed: {e}")))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| retry("HTTP handshake", &e))?;
+        tokio::spawn(connection);
+        let request = hyper::Request::post(&self.path)
+            .header("host", &self.host)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(|e| Attempt::Fatal(e.into()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| retry("request", &e))?;
+        let status = response.status();
+        let bytes = Zeroizing::new(
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| retry("reading the response", &e))?
+                .to_bytes()
+                .to_vec(),
+        );
+        match status.as_u16() {
+            200 => serde_json::from_slice(&bytes).map_err(|e| {
+                Attempt::Fatal(anyhow!(
+                    "the webhook's answer is not an unseal response: {e}"
+                ))
+            }),
+            403 => Err(Attempt::Fatal(anyhow!(
+                "denied: the webhook refused to unseal for this pod (the reason is in the keyward audit log)"
+            ))),
+            429 | 500..=599 => Err(Attempt::Retry(format!(
+                "webhook answered {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))),
+            _ => Err(Attempt::Fatal(anyhow!(
+                "webhook answered {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))),
+        }
+    }
+}

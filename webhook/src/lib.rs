@@ -1,0 +1,19 @@
+//! Keyward webhook: mutates opted-in pods, validates ManagedKeys and
+//! SealedSecrets at admission, and serves the unseal API to injectors.
+//! The same binary is the injector (`keyward-webhook inject`).
+//!
+//! Where things are decided: `mutate` (what an opted-in pod gets),
+//! `validate` (what admission refuses), `unseal::authorise` (who may read
+//! which secret), `tls` (certificates), `inject` (the init container).
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod annotations;
+pub mod inject;
+pub mod mutate;
+pub mod server;
+pub mod tls;
+pub mod unseal;
+pub mod validate;
+
+pub use server::{AppState, router};

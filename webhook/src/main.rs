@@ -1,0 +1,229 @@
+//! `keyward-webhook serve` (admission + unseal API) and
+//! `keyward-webhook inject` (the init container).
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use keyward_webhook::inject::{self, InjectConfig};
+use keyward_webhook::mutate::InjectorConfig;
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
+use keyward_webhook::{AppState, router, server, tls};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "keyward-webhook", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve /mutate, /validate and /v1/unseal over TLS.
+    Serve(Box<ServeArgs>),
+    /// Run as the init container: unseal and write the pod's secrets.
+    Inject(InjectArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, env = "KEYWARD_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Image of the injected init container (this binary's image).
+    #[arg(long, env = "KEYWARD_INJECTOR_IMAGE")]
+    injector_image: String,
+    #[arg(long, env = "KEYWARD_INJECTOR_PULL_POLICY")]
+    injector_pull_policy: Option<String>,
+    /// The unseal API as injectors reach it, e.g. https://keyward-webhook.keyward.svc/v1/unseal.
+    #[arg(long, env = "KEYWARD_UNSEAL_URL")]
+    unseal_url: String,
+    /// Namespace of the local keyring Secrets (the operator's).
+    #[arg(long, env = "KEYWARD_NAMESPACE", default_value = "keyward-system")]
+    namespace: String,
+    #[arg(long, default_value = "keyward-local-keyring")]
+    keyring_secret: String,
+    #[arg(long, default_value = "keyward-local-root-key")]
+    root_key_secret: String,
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_LOG",
+        default_value = "/var/log/keyward/unseal-audit.log"
+    )]
+    audit_log: PathBuf,
+    /// Unseal requests a pod may burst before it is rate-limited (429).
+    #[arg(long, default_value_t = 5)]
+    rate_burst: u32,
+    #[arg(long, default_value_t = 1.0)]
+    rate_per_second: f64,
+    /// How long an unwrapped data key is reused (0 turns the cache off).
+    #[arg(long, default_value_t = 30)]
+    dek_cache_seconds: u64,
+    #[arg(long, default_value_t = 1024)]
+    dek_cache_entries: usize,
+}
+
+#[derive(Args)]
+struct TlsArgs {
+    /// Serving certificate (PEM), e.g. from a cert-manager Secret.
+    #[arg(long, requires = "tls_key_file", conflicts_with = "tls_san")]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Self-bootstrap: names (DNS or IP) for a generated serving certificate.
+    #[arg(long)]
+    tls_san: Vec<String>,
+    /// Self-bootstrap: also write the generated CA here.
+    #[arg(long)]
+    ca_out: Option<PathBuf>,
+    /// Self-bootstrap: patch the CA into these webhook configurations.
+    #[arg(long)]
+    mutating_webhook_config: Option<String>,
+    #[arg(long)]
+    validating_webhook_config: Option<String>,
+}
+
+#[derive(Args)]
+struct InjectArgs {
+    /// SealedSecret names, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    secrets: Vec<String>,
+    #[arg(long, default_value = keyward_webhook::annotations::DEFAULT_MOUNT_PATH)]
+    mount_path: PathBuf,
+    #[arg(long)]
+    token_file: PathBuf,
+    #[arg(long, env = "KEYWARD_UNSEAL_URL")]
+    unseal_url: String,
+    /// PEM of the CA to trust (the value itself).
+    #[arg(long, env = "KEYWARD_CA_PEM", hide_env_values = true)]
+    ca_pem: Option<String>,
+    #[arg(long, env = "KEYWARD_CA_FILE", conflicts_with = "ca_pem")]
+    ca_file: Option<PathBuf>,
+    #[arg(long, env = "KEYWARD_POD_NAMESPACE")]
+    namespace: String,
+    #[arg(long, env = "KEYWARD_POD_NAME")]
+    pod: String,
+    /// Give up (and fail the pod) after this long.
+    #[arg(long, default_value_t = 60)]
+    deadline_seconds: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("keyward-webhook: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Inject(args) => runtime.block_on(run_inject(args)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("keyward-inject: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_inject(args: InjectArgs) -> Result<()> {
+    let ca_pem = match (args.ca_pem, args.ca_file) {
+        (Some(pem), _) => pem,
+        (None, Some(file)) => std::fs::read_to_string(&file)
+            .with_context(|| format!("reading the CA file {}", file.display()))?,
+        (None, None) => {
+            anyhow::bail!("no CA to trust the webhook with: set KEYWARD_CA_PEM or --ca-file")
+        }
+    };
+    inject::run(&InjectConfig {
+        unseal_url: args.unseal_url,
+        ca_pem,
+        token_file: args.token_file,
+        mount_path: args.mount_path,
+        namespace: args.namespace,
+        pod: args.pod,
+        secrets: args.secrets,
+        deadline: Duration::from_secs(args.deadline_seconds),
+    })
+    .await
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("keyward_webhook=info")),
+        )
+        .init();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the API server")?;
+    let (tls_config, ca_pem) = match (&args.tls.tls_cert_file, &args.tls.tls_key_file) {
+        (Some(cert), Some(key)) => (tls::from_files(cert, key)?, None),
+        _ => {
+            let made = tls::bootstrap(&args.tls.tls_san)?;
+            if let Some(out) = &args.tls.ca_out {
+                std::fs::write(out, &made.ca_pem)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            tls::patch_ca_bundle(
+                &client,
+                args.tls.mutating_webhook_config.as_deref(),
+                args.tls.validating_webhook_config.as_deref(),
+                &made.ca_pem,
+            )
+            .await?;
+            (
+                tls::server_config(&made.cert_pem, &made.key_pem)?,
+                Some(made.ca_pem),
+            )
+        }
+    };
+    let provider = keyward_kubeutil::keyring_secret::open_local_provider(
+        client.clone(),
+        &args.namespace,
+        &args.keyring_secret,
+        &args.root_key_secret,
+    )
+    .await?;
+    if let Some(dir) = args.audit_log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let state = AppState {
+        injector: Arc::new(InjectorConfig {
+            image: args.injector_image,
+            image_pull_policy: args.injector_pull_policy,
+            unseal_url: args.unseal_url,
+            ca_pem,
+        }),
+        unsealer: Some(Arc::new(Unsealer {
+            client,
+            provider: Arc::new(DecryptOnly::new(
+                Arc::new(provider),
+                Duration::from_secs(args.dek_cache_seconds),
+                args.dek_cache_entries,
+            )),
+            audit: Arc::new(keyward_core::audit::AuditLog::new(&args.audit_log)),
+            limiter: RateLimiter::new(args.rate_burst, args.rate_per_second),
+            audience: keyward_webhook::annotations::AUDIENCE.to_owned(),
+        })),
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(address = %args.listen, "serving /mutate, /validate, /v1/unseal over TLS");
+    tokio::select! {
+        () = server::serve_tls(listener, tls_config, router(state)) => Ok(()),
+        signal = tokio::signal::ctrl_c() => signal.context("waiting for a signal"),
+    }
+}

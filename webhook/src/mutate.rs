@@ -1,0 +1,190 @@
+//! What an opted-in pod gets: a memory volume, the `keyward-inject` init
+//! container with a projected token, and the volume mounted read-only in
+//! every app container. Each addition is checked for separately, so a
+//! second admission of an already mutated pod adds nothing.
+
+use crate::annotations::{self as a, requested_secrets};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::{Value, json};
+
+/// How the init container is built.
+#[derive(Debug, Clone)]
+pub struct InjectorConfig {
+    /// The injector image (the webhook's own image).
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    /// The unseal API as the injector reaches it.
+    pub unseal_url: String,
+    /// PEM of the CA that signed the webhook's serving certificate.
+    pub ca_pem: Option<String>,
+}
+
+/// The uid the injector runs as when the pod does not name one.
+pub const INJECTOR_UID: i64 = 65532;
+
+/// JSONPatch operations for `pod`; empty when the pod does not opt in or
+/// already has everything. An opted-in pod with a bad annotation is an error.
+pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, String> {
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let Some(value) = annotations.get(a::INJECT) else {
+        return Ok(Vec::new());
+    };
+    let secrets = requested_secrets(value);
+    if secrets.is_empty() {
+        return Err(format!(
+            "annotation {} is empty; list SealedSecret names, e.g. `db,api`",
+            a::INJECT
+        ));
+    }
+    let mount_path = annotations
+        .get(a::MOUNT_PATH)
+        .map(String::as_str)
+        .unwrap_or(a::DEFAULT_MOUNT_PATH);
+    if !mount_path.starts_with('/') || mount_path.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "annotation {} must be an absolute path without `..`, not `{mount_path}`",
+            a::MOUNT_PATH
+        ));
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return Err("the pod has no spec".into());
+    };
+
+    let mut ops = Vec::new();
+    let volumes = spec.volumes.as_deref().unwrap_or_default();
+    let new_volumes: Vec<Value> = [
+        (a::SECRETS_VOLUME, secrets_volume()),
+        (a::TOKEN_VOLUME, token_volume()),
+    ]
+    .into_iter()
+    .filter(|(name, _)| !volumes.iter().any(|v| v.name == *name))
+    .map(|(_, v)| v)
+    .collect();
+    push_all(
+        &mut ops,
+        "/spec/volumes",
+        spec.volumes.is_some(),
+        new_volumes,
+    );
+
+    let init = spec.init_containers.as_deref().unwrap_or_default();
+    if !init.iter().any(|c| c.name == a::INIT_CONTAINER) {
+        let container = init_container(pod, config, &secrets, mount_path);
+        // First, so other init containers may use the secrets too.
+        if spec.init_containers.is_some() {
+            ops.push(json!({"op": "add", "path": "/spec/initContainers/0", "value": container}));
+        } else {
+            ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": [container]}));
+        }
+    }
+    for (index, container) in spec.containers.iter().enumerate() {
+        mount_in(&mut ops, "containers", index, container, mount_path);
+    }
+    for (index, container) in init.iter().enumerate() {
+        if container.name != a::INIT_CONTAINER {
+            // Indices shift by one when the injector is inserted first.
+            let shifted = index + usize::from(!init.iter().any(|c| c.name == a::INIT_CONTAINER));
+            mount_in(&mut ops, "initContainers", shifted, container, mount_path);
+        }
+    }
+    Ok(ops)
+}
+
+fn push_all(ops: &mut Vec<Value>, path: &str, exists: bool, values: Vec<Value>) {
+    if values.is_empty() {
+        return;
+    }
+    if exists {
+        for value in values {
+            ops.push(json!({"op": "add", "path": format!("{path}/-"), "value": value}));
+        }
+    } else {
+        ops.push(json!({"op": "add", "path": path, "value": values}));
+    }
+}
+
+fn mount_in(ops: &mut Vec<Value>, list: &str, index: usize, container: &Container, path: &str) {
+    let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+    if mounts
+        .iter()
+        .any(|m| m.name == a::SECRETS_VOLUME || m.mount_path == path)
+    {
+        return;
+    }
+    let mount = json!({"name": a::SECRETS_VOLUME, "mountPath": path, "readOnly": true});
+    push_all(
+        ops,
+        &format!("/spec/{list}/{index}/volumeMounts"),
+        container.volume_mounts.is_some(),
+        vec![mount],
+    );
+}
+
+fn secrets_volume() -> Value {
+    json!({"name": a::SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "4Mi"}})
+}
+
+fn token_volume() -> Value {
+    json!({
+        "name": a::TOKEN_VOLUME,
+        "projected": {"sources": [{"serviceAccountToken": {
+            "audience": a::AUDIENCE,
+            "expirationSeconds": a::TOKEN_EXPIRY_SECONDS,
+            "path": a::TOKEN_FILE,
+        }}]}
+    })
+}
+
+/// The pod's own non-root uid if it sets one, so the app can read the
+/// 0400 files the injector writes; otherwise a fixed non-root uid.
+fn injector_uid(pod: &Pod) -> i64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.run_as_user)
+        .filter(|uid| *uid != 0)
+        .unwrap_or(INJECTOR_UID)
+}
+
+fn init_container(pod: &Pod, config: &InjectorConfig, secrets: &[String], mount: &str) -> Value {
+    let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
+    let mut env = vec![
+        json!({"name": "KEYWARD_UNSEAL_URL", "value": config.unseal_url}),
+        json!({"name": "KEYWARD_POD_NAME", "valueFrom": field("metadata.name")}),
+        json!({"name": "KEYWARD_POD_NAMESPACE", "valueFrom": field("metadata.namespace")}),
+    ];
+    if let Some(ca) = &config.ca_pem {
+        env.push(json!({"name": "KEYWARD_CA_PEM", "value": ca}));
+    }
+    let mut container = json!({
+        "name": a::INIT_CONTAINER,
+        "image": config.image,
+        "args": [
+            "inject",
+            "--secrets", secrets.join(","),
+            "--mount-path", mount,
+            "--token-file", format!("{}/{}", a::TOKEN_DIR, a::TOKEN_FILE),
+        ],
+        "env": env,
+        "volumeMounts": [
+            {"name": a::SECRETS_VOLUME, "mountPath": mount},
+            {"name": a::TOKEN_VOLUME, "mountPath": a::TOKEN_DIR, "readOnly": true},
+        ],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"},
+            "limits": {"memory": "64Mi"},
+        },
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": injector_uid(pod),
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false,
+            "privileged": false,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    });
+    if let Some(policy) = &config.image_pull_policy {
+        container["imagePullPolicy"] = json!(policy);
+    }
+    container
+}

@@ -1,0 +1,162 @@
+//! The HTTP surface: routes, shared state, and serving over TLS.
+
+use crate::admission::{self, Review};
+use crate::mutate::{self, InjectorConfig};
+use crate::unseal::{self, Unsealer};
+use crate::validate;
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionResponse, AdmissionReview};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Shared by every request; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub injector: Arc<InjectorConfig>,
+    /// `None` serves admission only (e.g. in unit tests without a cluster).
+    pub unsealer: Option<Arc<Unsealer>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate_pod))
+        .route("/validate", post(validate_object))
+        .route("/v1/unseal", post(unseal::handle))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+type ReviewResult = Json<AdmissionReview<DynamicObject>>;
+
+/// kube serialises `patch` as a JSON array of bytes; the API's canonical
+/// form for `[]byte` is a base64 string, which every API server accepts.
+trait Base64Patch {
+    fn map_patch_base64(self) -> Json<serde_json::Value>;
+}
+
+impl Base64Patch for ReviewResult {
+    fn map_patch_base64(self) -> Json<serde_json::Value> {
+        let mut value = serde_json::to_value(&self.0).unwrap_or_default();
+        if let Some(response) = value.get_mut("response")
+            && let Some(patch) = response.get_mut("patch")
+            && let Some(bytes) = patch.as_array()
+        {
+            let bytes: Vec<u8> = bytes
+                .iter()
+                .filter_map(|b| b.as_u64())
+                .filter_map(|b| u8::try_from(b).ok())
+                .collect();
+            *patch = serde_json::Value::String(STANDARD.encode(bytes));
+        }
+        Json(value)
+    }
+}
+
+async fn mutate_pod(
+    State(state): State<AppState>,
+    Json(review): Json<Review>,
+) -> Json<serde_json::Value> {
+    mutate_review(&state, review).map_patch_base64()
+}
+
+fn mutate_review(state: &AppState, review: Review) -> ReviewResult {
+    let request = match admission::request(review) {
+        Ok(request) => request,
+        Err(answer) => return Json(*answer),
+    };
+    let response = AdmissionResponse::from(&request);
+    let pod = match admission::typed::<k8s_openapi::api::core::v1::Pod>(&request, false) {
+        Ok(Some(pod)) => pod,
+        Ok(None) => return Json(response.into_review()),
+        Err(reason) => return Json(response.deny(reason).into_review()),
+    };
+    let ops = match mutate::patch_for(&pod, &state.injector) {
+        Ok(ops) => ops,
+        Err(reason) => return Json(response.deny(reason).into_review()),
+    };
+    if ops.is_empty() {
+        return Json(response.into_review());
+    }
+    let patch: json_patch::Patch = match serde_json::from_value(serde_json::Value::Array(ops)) {
+        Ok(patch) => patch,
+        Err(error) => {
+            tracing::error!(%error, "built an invalid JSONPatch");
+            return Json(
+                response
+                    .deny("internal error building the patch")
+                    .into_review(),
+            );
+        }
+    };
+    match response.clone().with_patch(patch) {
+        Ok(patched) => Json(patched.into_review()),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialise the JSONPatch");
+            Json(
+                response
+                    .deny("internal error building the patch")
+                    .into_review(),
+            )
+        }
+    }
+}
+
+async fn validate_object(Json(review): Json<Review>) -> ReviewResult {
+    let request = match admission::request(review) {
+        Ok(request) => request,
+        Err(answer) => return Json(*answer),
+    };
+    let response = AdmissionResponse::from(&request);
+    match validate::check(&request) {
+        Ok(()) => Json(response.into_review()),
+        Err(reason) => Json(response.deny(reason).into_review()),
+    }
+}
+
+/// Serves `app` over TLS on `listener` until the task is dropped.
+pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+}

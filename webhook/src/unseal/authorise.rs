@@ -1,0 +1,224 @@
+//! Where unseal is authorised. Each check returns the reason for the audit
+//! log; the caller only ever sees a generic denial.
+
+use crate::annotations::{self as a, requested_secrets};
+use k8s_openapi::api::authentication::v1::TokenReviewStatus;
+use k8s_openapi::api::core::v1::Pod;
+use keyward_crds::SealedSecret;
+
+pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
+pub const POD_UID_EXTRA: &str = "authentication.kubernetes.io/pod-uid";
+
+/// The identity a TokenReview proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `system:serviceaccount:<namespace>:<name>`.
+    pub username: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub pod_name: String,
+    pub pod_uid: String,
+}
+
+/// Why a request was refused: for the audit log, never for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial(pub String);
+
+fn deny<T>(reason: impl Into<String>) -> Result<T, Denial> {
+    Err(Denial(reason.into()))
+}
+
+/// Reads the caller from a TokenReview status: authenticated, for our
+/// audience, a ServiceAccount, and bound to a pod.
+pub fn caller(status: &TokenReviewStatus, audience: &str) -> Result<Caller, Denial> {
+    if status.authenticated != Some(true) {
+        let why = status.error.as_deref().unwrap_or("not authenticated");
+        return deny(format!("TokenReview rejected the token: {why}"));
+    }
+    // The API server lists the audiences the token was accepted for.
+    if let Some(audiences) = &status.audiences
+        && !audiences.iter().any(|a| a == audience)
+    {
+        return deny(format!("token is not for audience `{audience}`"));
+    }
+    let Some(user) = &status.user else {
+        return deny("TokenReview returned no user");
+    };
+    let username = user.username.clone().unwrap_or_default();
+    let Some(rest) = username.strip_prefix("system:serviceaccount:") else {
+        return deny(format!("`{username}` is not a ServiceAccount"));
+    };
+    let Some((namespace, service_account)) = rest.split_once(':') else {
+        return deny(format!("malformed ServiceAccount user `{username}`"));
+    };
+    let extra = |key: &str| {
+        user.extra
+            .as_ref()
+            .and_then(|e| e.get(key))
+            .and_then(|v| v.first())
+            .cloned()
+    };
+    let (Some(pod_name), Some(pod_uid)) = (extra(POD_NAME_EXTRA), extra(POD_UID_EXTRA)) else {
+        return deny("token is not bound to a pod");
+    };
+    Ok(Caller {
+        username: username.clone(),
+        namespace: namespace.to_owned(),
+        service_account: service_account.to_owned(),
+        pod_name,
+        pod_uid,
+    })
+}
+
+/// The caller's claims in the request body must match its token.
+pub fn matches_request(caller: &Caller, namespace: &str, pod: &str) -> Result<(), Denial> {
+    if caller.namespace != namespace {
+        return deny(format!(
+            "token is for namespace `{}`, request names `{namespace}`",
+            caller.namespace
+        ));
+    }
+    if caller.pod_name != pod {
+        return deny(format!(
+            "token is bound to pod `{}`, request names `{pod}`",
+            caller.pod_name
+        ));
+    }
+    Ok(())
+}
+
+/// The live pod must be the one the token is bound to, run as the token's
+/// ServiceAccount and be annotated for every requested secret.
+pub fn pod_may_read(caller: &Caller, pod: &Pod, secrets: &[String]) -> Result<(), Denial> {
+    if pod.metadata.uid.as_deref() != Some(caller.pod_uid.as_str()) {
+        return deny("pod was replaced: its uid differs from the token's");
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return deny("pod is being deleted");
+    }
+    let service_account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .unwrap_or("default");
+    if service_account != caller.service_account {
+        return deny(format!(
+            "pod runs as ServiceAccount `{service_account}`, token is for `{}`",
+            caller.service_account
+        ));
+    }
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(a::INJECT))
+        .map(|v| requested_secrets(v))
+        .unwrap_or_default();
+    if let Some(missing) = secrets.iter().find(|s| !annotated.contains(s)) {
+        return deny(format!(
+            "pod is not annotated {} for SealedSecret `{missing}`",
+            a::INJECT
+        ));
+    }
+    Ok(())
+}
+
+/// `spec.access.serviceAccounts`, when set, must name the caller's.
+pub fn service_account_may_read(caller: &Caller, sealed: &SealedSecret) -> Result<(), Denial> {
+    match &sealed.spec.access {
+        Some(access)
+            if !access.service_accounts.is_empty()
+                && !access.service_accounts.contains(&caller.service_account) =>
+        {
+            deny(format!(
+                "ServiceAccount `{}` is not in spec.access.serviceAccounts",
+                caller.service_account
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::authentication::v1::UserInfo;
+    use serde_json::json;
+
+    fn status(audiences: &[&str], extra: bool) -> TokenReviewStatus {
+        let mut map = std::collections::BTreeMap::new();
+        if extra {
+            map.insert(POD_NAME_EXTRA.to_owned(), vec!["app".to_owned()]);
+            map.insert(POD_UID_EXTRA.to_owned(), vec!["uid-1".to_owned()]);
+        }
+        TokenReviewStatus {
+            authenticated: Some(true),
+            audiences: Some(audiences.iter().map(|s| s.to_string()).collect()),
+            user: Some(UserInfo {
+                username: Some("system:serviceaccount:team:api".into()),
+                extra: Some(map),
+                ..UserInfo::default()
+            }),
+            error: None,
+        }
+    }
+
+    fn pod(annotation: &str, sa: &str, uid: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "app", "namespace": "team", "uid": uid,
+                          "annotations": {a::INJECT: annotation}},
+            "spec": {"serviceAccountName": sa, "containers": []},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn caller_needs_audience_and_pod_binding() {
+        let ok = caller(&status(&["keyward"], true), "keyward").unwrap();
+        assert_eq!(ok.service_account, "api");
+        assert_eq!(ok.namespace, "team");
+        assert!(caller(&status(&["other"], true), "keyward").is_err());
+        let unbound = caller(&status(&["keyward"], false), "keyward").unwrap_err();
+        assert!(unbound.0.contains("not bound to a pod"));
+        let mut rejected = status(&["keyward"], true);
+        rejected.authenticated = Some(false);
+        assert!(caller(&rejected, "keyward").is_err());
+    }
+
+    #[test]
+    fn pod_checks() {
+        let who = caller(&status(&["keyward"], true), "keyward").unwrap();
+        let db = vec!["db".to_owned()];
+        assert!(pod_may_read(&who, &pod("db, api", "api", "uid-1"), &db).is_ok());
+        let not_annotated = pod_may_read(&who, &pod("api", "api", "uid-1"), &db).unwrap_err();
+        assert!(
+            not_annotated.0.contains("not annotated"),
+            "{not_annotated:?}"
+        );
+        assert!(pod_may_read(&who, &pod("db", "other", "uid-1"), &db).is_err());
+        assert!(pod_may_read(&who, &pod("db", "api", "uid-2"), &db).is_err());
+        assert!(matches_request(&who, "team", "app").is_ok());
+        assert!(matches_request(&who, "team", "other").is_err());
+        assert!(matches_request(&who, "prod", "app").is_err());
+    }
+
+    #[test]
+    fn access_list_is_enforced_when_set() {
+        let who = caller(&status(&["keyward"], true), "keyward").unwrap();
+        let sealed = |sas: serde_json::Value| -> SealedSecret {
+            serde_json::from_value(json!({
+                "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
+                "metadata": {"name": "db", "namespace": "team"},
+                "spec": {"keyRef": {"name": "k"}, "encryptedData": {}, "access": sas},
+            }))
+            .unwrap()
+        };
+        assert!(
+            service_account_may_read(&who, &sealed(json!({"serviceAccounts": ["api"]}))).is_ok()
+        );
+        assert!(service_account_may_read(&who, &sealed(json!({"serviceAccounts": []}))).is_ok());
+        assert!(
+            service_account_may_read(&who, &sealed(json!({"serviceAccounts": ["web"]}))).is_err()
+        );
+    }
+}

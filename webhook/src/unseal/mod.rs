@@ -1,0 +1,301 @@
+//! `POST /v1/unseal`: the injector sends its pod-bound token and the
+//! SealedSecrets it wants; after TokenReview and the checks in
+//! [`authorise`], each secret is opened with the provider and returned as
+//! item -> base64. Every request is audited; denials get a generic 403.
+
+pub mod authorise;
+pub mod dek_cache;
+pub mod rate_limit;
+
+use authorise::{Caller, Denial};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::core::v1::Pod;
+use keyward_core::audit::{AuditLog, Event};
+use keyward_core::envelope::{Envelope, open_secret};
+use keyward_crds::SealedSecret;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+pub use dek_cache::DecryptOnly;
+pub use rate_limit::RateLimiter;
+
+/// What the injector sends.
+#[derive(Deserialize, Serialize)]
+pub struct UnsealRequest {
+    pub token: String,
+    pub namespace: String,
+    pub pod: String,
+    pub secrets: Vec<String>,
+}
+
+impl fmt::Debug for UnsealRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnsealRequest")
+            .field("token", &"<redacted>")
+            .field("namespace", &self.namespace)
+            .field("pod", &self.pod)
+            .field("secrets", &self.secrets)
+            .finish()
+    }
+}
+
+/// SealedSecret -> item -> base64 value. Zeroized when dropped.
+#[derive(Serialize, Deserialize, Default)]
+pub struct UnsealResponse {
+    pub secrets: BTreeMap<String, BTreeMap<String, Zeroizing<String>>>,
+}
+
+impl fmt::Debug for UnsealResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UnsealResponse(<redacted>)")
+    }
+}
+
+/// The generic body every denial gets; the reason is in the audit log.
+pub const DENIED: &str = "unseal denied; the reason is in the keyward audit log";
+
+/// Everything the unseal API needs.
+pub struct Unsealer {
+    pub client: Client,
+    pub provider: Arc<DecryptOnly>,
+    pub audit: Arc<AuditLog>,
+    pub limiter: RateLimiter,
+    pub audience: String,
+}
+
+enum Failure {
+    Denied(Denial),
+    Limited,
+    Internal(String),
+}
+
+impl From<Denial> for Failure {
+    fn from(d: Denial) -> Self {
+        Failure::Denied(d)
+    }
+}
+
+pub async fn handle(
+    State(state): State<crate::AppState>,
+    body: Result<Json<UnsealRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(unsealer) = state.unsealer.clone() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the unseal API is not enabled",
+        )
+            .into_response();
+    };
+    let Ok(Json(request)) = body else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected JSON {token, namespace, pod, secrets}",
+        )
+            .into_response();
+    };
+    let started = std::time::Instant::now();
+    let subject = format!("{}/{}", request.namespace, request.secrets.join(","));
+    match unsealer.unseal(&request).await {
+        Ok(response) => {
+            tracing::info!(namespace = %request.namespace, pod = %request.pod, secrets = ?request.secrets, elapsed_ms = started.elapsed().as_millis() as u64, "unsealed");
+            Json(response).into_response()
+        }
+        Err(Failure::Denied(Denial(reason))) => {
+            tracing::warn!(%subject, pod = %request.pod, %reason, "unseal denied");
+            (StatusCode::FORBIDDEN, DENIED).into_response()
+        }
+        Err(Failure::Limited) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many unseal requests from this pod; retry shortly",
+        )
+            .into_response(),
+        Err(Failure::Internal(error)) => {
+            tracing::error!(%subject, pod = %request.pod, %error, "unseal failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unseal failed; see the webhook log",
+            )
+                .into_response()
+        }
+    }
+}
+
+impl Unsealer {
+    async fn unseal(&self, request: &UnsealRequest) -> Result<UnsealResponse, Failure> {
+        let pod_key = format!("{}/{}", request.namespace, request.pod);
+        if !self.limiter.allow(&pod_key) {
+            self.record(
+                "unknown",
+                &pod_key,
+                &request.secrets,
+                "denied",
+                [("reason", "rate limited".into())],
+            )
+            .await?;
+            return Err(Failure::Limited);
+        }
+        let caller = match self.authenticate(request).await {
+            Ok(caller) => caller,
+            Err(Failure::Denied(Denial(reason))) => {
+                self.record(
+                    "unauthenticated",
+                    &pod_key,
+                    &request.secrets,
+                    "denied",
+                    [("reason", reason.clone())],
+                )
+                .await?;
+                return Err(Failure::Denied(Denial(reason)));
+            }
+            Err(other) => return Err(other),
+        };
+        let mut response = UnsealResponse::default();
+        for name in &request.secrets {
+            match self.open(&caller, name).await {
+                Ok((values, versions)) => {
+                    self.record(
+                        &caller.username,
+                        &pod_key,
+                        std::slice::from_ref(name),
+                        "ok",
+                        [("key_versions", versions)],
+                    )
+                    .await?;
+                    response.secrets.insert(name.clone(), values);
+                }
+                Err(Failure::Denied(Denial(reason))) => {
+                    self.record(
+                        &caller.username,
+                        &pod_key,
+                        std::slice::from_ref(name),
+                        "denied",
+                        [("reason", reason.clone())],
+                    )
+                    .await?;
+                    return Err(Failure::Denied(Denial(reason)));
+                }
+                Err(Failure::Internal(error)) => {
+                    self.record(
+                        &caller.username,
+                        &pod_key,
+                        std::slice::from_ref(name),
+                        "failed",
+                        [("reason", error.clone())],
+                    )
+                    .await?;
+                    return Err(Failure::Internal(error));
+                }
+                Err(Failure::Limited) => return Err(Failure::Limited),
+            }
+        }
+        Ok(response)
+    }
+
+    /// TokenReview, then the live pod.
+    async fn authenticate(&self, request: &UnsealRequest) -> Result<Caller, Failure> {
+        if request.secrets.is_empty() {
+            return Err(Denial("no secrets requested".into()).into());
+        }
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(request.token.clone()),
+                audiences: Some(vec![self.audience.clone()]),
+            },
+            ..TokenReview::default()
+        };
+        let reviewed = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| Failure::Internal(format!("TokenReview failed: {e}")))?;
+        let status = reviewed.status.unwrap_or_default();
+        let caller = authorise::caller(&status, &self.audience)?;
+        authorise::matches_request(&caller, &request.namespace, &request.pod)?;
+        let pod = Api::<Pod>::namespaced(self.client.clone(), &caller.namespace)
+            .get_opt(&caller.pod_name)
+            .await
+            .map_err(|e| Failure::Internal(format!("reading the pod: {e}")))?
+            .ok_or_else(|| Denial("the token's pod no longer exists".into()))?;
+        authorise::pod_may_read(&caller, &pod, &request.secrets)?;
+        Ok(caller)
+    }
+
+    /// One SealedSecret: access list, then decrypt. Returns values and
+    /// `item=version` pairs for the audit record.
+    async fn open(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(BTreeMap<String, Zeroizing<String>>, String), Failure> {
+        let sealed = Api::<SealedSecret>::namespaced(self.client.clone(), &caller.namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| Failure::Internal(format!("reading SealedSecret {name}: {e}")))?
+            .ok_or_else(|| Denial(format!("SealedSecret `{name}` does not exist")))?;
+        authorise::service_account_may_read(caller, &sealed)?;
+        let target = crate::validate::target_of(&sealed, &caller.namespace, name);
+        let versions = sealed
+            .spec
+            .encrypted_data
+            .iter()
+            .map(|(item, text)| match Envelope::decode(text) {
+                Ok(e) => format!("{item}={}", e.key_version),
+                Err(_) => format!("{item}=?"),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let opened = open_secret(&target, self.provider.as_ref(), &sealed.spec.encrypted_data)
+            .await
+            .map_err(|e| {
+                use keyward_core::EnvelopeError::*;
+                match &e.error {
+                    Provider(p) if p.is_retryable() => Failure::Internal(e.to_string()),
+                    Provider(keyward_core::ProviderError::Storage(_)) => {
+                        Failure::Internal(e.to_string())
+                    }
+                    _ => Failure::Denied(Denial(format!("cannot open SealedSecret `{name}`: {e}"))),
+                }
+            })?;
+        let values = opened
+            .into_iter()
+            .map(|(item, value)| (item, Zeroizing::new(STANDARD.encode(value.expose()))))
+            .collect();
+        Ok((values, versions))
+    }
+
+    async fn record<const N: usize>(
+        &self,
+        actor: &str,
+        pod: &str,
+        secrets: &[String],
+        outcome: &str,
+        detail: [(&str, String); N],
+    ) -> Result<(), Failure> {
+        let namespace = pod.split('/').next().unwrap_or_default();
+        let mut details: BTreeMap<String, String> =
+            detail.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        details.insert("pod".into(), pod.to_owned());
+        let event = Event {
+            actor: actor.to_owned(),
+            action: "secret.unseal".into(),
+            subject: format!("{namespace}/{}", secrets.join(",")),
+            outcome: outcome.to_owned(),
+            detail: details,
+        };
+        let audit = Arc::clone(&self.audit);
+        tokio::task::spawn_blocking(move || audit.append(event))
+            .await
+            .map_err(|e| Failure::Internal(format!("audit task: {e}")))?
+            .map_err(|e| Failure::Internal(format!("cannot write the audit log: {e}")))
+    }
+}
