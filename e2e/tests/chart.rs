@@ -22,7 +22,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -398,11 +398,22 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
         "PDB minAvailable: {:?}",
         pdb.data.pointer("/spec")
     );
-    // The self-bootstrapped TLS Secret exists (empty) so the webhook needs no create.
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .get(&format!("{}-tls", names.webhook))
-        .await
-        .context("webhook TLS Secret placeholder")?;
+    // Self-bootstrapped TLS: the webhook patches caBundle into exactly its
+    // own two configurations.
+    let args = deployments
+        .get(&names.webhook)
+        .await?
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.first().and_then(|c| c.args.clone()))
+        .unwrap_or_default();
+    for want in [
+        format!("--mutating-webhook-config={}", names.mutating()),
+        format!("--validating-webhook-config={}", names.validating()),
+        format!("--tls-san={}.{ns}.svc", names.webhook),
+    ] {
+        ensure!(args.contains(&want), "webhook args {args:?} lack {want}");
+    }
     Ok(())
 }
 
@@ -581,6 +592,7 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
     // (who, what, expected)
     let webhook = names.webhook.as_str();
     let operator = names.operator.as_str();
+    let (mutating, validating) = (names.mutating(), names.validating());
     let cases: Vec<(&str, Check, bool)> = vec![
         // The webhook: unseal only.
         (
@@ -664,6 +676,36 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
         ),
         (webhook, check("list", "", "secrets").ns(ns), false),
         (webhook, check("list", "", "pods").ns(other_ns), false),
+        (
+            webhook,
+            check(
+                "patch",
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+            )
+            .named(&mutating),
+            true,
+        ),
+        (
+            webhook,
+            check(
+                "patch",
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+            )
+            .named(&validating),
+            true,
+        ),
+        (
+            webhook,
+            check(
+                "patch",
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+            )
+            .named("another"),
+            false,
+        ),
         // The operator: key admin, its own Secrets only.
         (
             operator,
