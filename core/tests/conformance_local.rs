@@ -19,3 +19,22 @@ async fn local_provider_passes_the_conformance_suite() {
         "every check must run against the local provider: {ran:?}"
     );
 }
+
+/// `cargo test -p keyward-core --test conformance_local -- --nocapture` prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_provider_latency_and_dek_cache_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = RootKey::generate();
+    root.save_new(&dir.path().join(ROOT_KEY_FILE)).unwrap();
+    let store = KeyringStore::new(dir.path(), root);
+    store.initialise().unwrap();
+    let provider = LocalProvider::new(store);
+
+    let measured = keyward_conformance::measure(&provider, "conformance", 100).await;
+    println!("{measured}");
+    assert_eq!(measured.calls_without_cache, 100);
+    assert_eq!(
+        measured.calls_with_cache, 1,
+        "100 concurrent unwraps must cost one provider call"
+    );
+}

@@ -9,10 +9,12 @@
 //! neither.
 
 mod context_aad;
+mod dek_cache;
 mod error;
 mod types;
 
 pub use context_aad::wrap_context_aad;
+pub use dek_cache::DekCache;
 
 pub use error::ProviderError;
 pub use types::{

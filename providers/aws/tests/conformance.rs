@@ -29,3 +29,18 @@ async fn aws_provider_passes_the_conformance_suite() {
     );
     assert_eq!(ran.len(), 9, "{ran:?}");
 }
+
+/// Per-operation latency against moto on loopback, and what the DEK cache
+/// saves: `cargo test -p keyward-provider-aws --test conformance -- --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_latency_and_dek_cache_effect() {
+    let moto = common::Moto::start();
+    let provider = common::provider(&moto.endpoint()).await;
+    let measured = keyward_conformance::measure(&provider, "aws", 100).await;
+    eprintln!("{measured}");
+    assert_eq!(measured.calls_without_cache, 100);
+    assert_eq!(
+        measured.calls_with_cache, 1,
+        "100 concurrent unwraps must cost one KMS call"
+    );
+}

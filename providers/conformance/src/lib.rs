@@ -6,6 +6,9 @@
 //! which promise of the trait the provider broke.
 #![forbid(unsafe_code)]
 
+mod measure;
+pub use measure::{CountingProvider, Measurement, measure};
+
 use keyward_core::envelope::{
     PublicSealingKey, Scope, SecretTarget, Wrapping, open_secret, seal_secret,
 };
@@ -75,7 +78,7 @@ fn spec(caps: &Capabilities, name: &str, algorithm: KeyAlgorithm) -> KeySpec {
     }
 }
 
-fn unique_suffix() -> String {
+pub(crate) fn unique_suffix() -> String {
     let mut bytes = [0u8; 4];
     keyward_core::crypto::fill_random(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()

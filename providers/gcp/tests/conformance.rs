@@ -30,3 +30,18 @@ async fn gcp_provider_passes_the_conformance_suite() {
     );
     assert_eq!(ran.len(), 10, "{ran:?}");
 }
+
+/// Per-operation latency against the double on loopback, and what the DEK
+/// cache saves: `cargo test -p keyward-provider-gcp --test conformance -- --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_latency_and_dek_cache_effect() {
+    let kms = double::Double::start().await;
+    let provider = common::provider(&kms.endpoint()).await;
+    let measured = keyward_conformance::measure(&provider, "gcp", 100).await;
+    eprintln!("{measured}");
+    assert_eq!(measured.calls_without_cache, 100);
+    assert_eq!(
+        measured.calls_with_cache, 1,
+        "100 concurrent unwraps must cost one Cloud KMS call"
+    );
+}

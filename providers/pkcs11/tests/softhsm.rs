@@ -204,7 +204,17 @@ async fn the_dek_leaves_the_token_only_wrapped() {
         .await
         .unwrap();
     let session = inspector();
-    let objects_before = session.find_objects(&[]).unwrap().len();
+    // Other tests create keys on this token concurrently, so count only what
+    // a leaking wrap would add: session objects (an imported DEK) and token
+    // objects under this key's label.
+    let label = format!("keyward/{}/v1", key.name).into_bytes();
+    let count = |template: &[Attribute]| session.find_objects(template).unwrap().len();
+    let session_objects_before = count(&[Attribute::Token(false)]);
+    assert_eq!(
+        count(&[Attribute::Label(label.clone())]),
+        1,
+        "the key's own object"
+    );
     for _ in 0..20 {
         let dek = Dek::generate();
         let wrapped = provider
@@ -223,9 +233,14 @@ async fn the_dek_leaves_the_token_only_wrapped() {
         assert_eq!(opened.expose(), dek.expose());
     }
     assert_eq!(
-        session.find_objects(&[]).unwrap().len(),
-        objects_before,
-        "wrapping must not leave key objects (session or token) behind"
+        count(&[Attribute::Token(false)]),
+        session_objects_before,
+        "wrapping must not leave session objects behind"
+    );
+    assert_eq!(
+        count(&[Attribute::Label(label)]),
+        1,
+        "wrapping must not add objects under the key's label"
     );
 }
 

@@ -2,6 +2,7 @@
 //! module is missing (CI is a fresh Debian machine, running as root), makes a
 //! private token directory, and initialises the tokens the tests use. Any
 //! failure panics: these tests never skip.
+#![allow(dead_code)] // each test binary uses a different part of this module
 
 use keyward_provider_pkcs11::Pkcs11Config;
 use std::path::{Path, PathBuf};
