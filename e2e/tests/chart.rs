@@ -770,6 +770,11 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
             false,
         ),
         (operator, check("create", "", "secrets").ns(other_ns), false),
+        (
+            operator,
+            check("get", "", "secrets").ns(other_ns).named("db"),
+            false,
+        ),
         (operator, check("list", "", "secrets").ns(ns), false),
         (
             operator,
