@@ -33,12 +33,15 @@ struct Operator {
 
 impl Operator {
     fn start(client: &Client, ns: &str, audit: &Path) -> Self {
+        Self::start_with(client, Config::for_namespace(ns, audit.to_path_buf()))
+    }
+
+    fn start_with(client: &Client, config: Config) -> Self {
         let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "keyward_operator=info".into());
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
             .try_init();
-        let config = Config::for_namespace(ns, audit.to_path_buf());
         let metrics = Arc::new(Metrics::default());
         let (client, task_metrics) = (client.clone(), Arc::clone(&metrics));
         let task = tokio::spawn(async move {
@@ -743,6 +746,392 @@ async fn activation_waits_for_activate_at_and_compromise_rotates_at_once() {
         let log = std::fs::read_to_string(&audit)?;
         ensure!(log.contains("key.compromise") && log.contains("key.activate"));
         keyward_core::audit::verify(&audit)?;
+        Ok(())
+    })
+    .await;
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Seals `items` for SealedSecret `name` against the in-cluster keyring, as
+/// `keyward seal` does online, and creates it (with `template` if given).
+async fn create_sealed(
+    client: &Client,
+    ns: &str,
+    provider: &LocalProvider,
+    key: &str,
+    key_id: &str,
+    name: &str,
+    items: &[(&str, &str)],
+    template: Option<serde_json::Value>,
+) -> Result<(SecretTarget, BTreeMap<String, String>)> {
+    let target = SecretTarget {
+        scope: Scope::Strict,
+        namespace: ns.to_owned(),
+        secret_name: name.to_owned(),
+        key_ref: format!("{ns}/{key}"),
+    };
+    let values: BTreeMap<String, SecretBytes> = items
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), SecretBytes::new(v.as_bytes().to_vec())))
+        .collect();
+    let sealed = seal_secret(&target, Wrapping::Provider { provider, key_id }, &values).await?;
+    let mut spec = json!({ "keyRef": { "name": key }, "encryptedData": sealed });
+    if let Some(template) = template {
+        spec["template"] = template;
+    }
+    let secret: SealedSecret = serde_json::from_value(json!({
+        "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
+        "metadata": { "name": name }, "spec": spec,
+    }))?;
+    let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), ns);
+    secrets.create(&PostParams::default(), &secret).await?;
+    Ok((target, sealed))
+}
+
+async fn wait_sealed(
+    api: &Api<SealedSecret>,
+    name: &str,
+    what: &str,
+    done: impl Fn(&SealedSecret) -> bool,
+) -> Result<SealedSecret> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let secret = api.get(name).await?;
+        if done(&secret) {
+            return Ok(secret);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "SealedSecret {name}: not {what} within 60s; status: {}",
+                serde_json::to_string(&secret.status)?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn all_on(secret: &SealedSecret, version: u32) -> bool {
+    secret.status.as_ref().is_some_and(|s| {
+        !s.key_versions.is_empty() && s.key_versions.values().all(|v| *v == version)
+    }) && secret.spec.encrypted_data.values().all(|t| {
+        keyward_core::envelope::Envelope::decode(t).is_ok_and(|e| e.key_version == version)
+    })
+}
+
+fn key_id_of(key: &ManagedKey) -> Result<String> {
+    key.status
+        .as_ref()
+        .and_then(|s| s.provider_key_id.clone())
+        .context("no providerKeyId")
+}
+
+async fn open_values(
+    target: &SecretTarget,
+    provider: &LocalProvider,
+    data: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    Ok(keyward_core::envelope::open_secret(target, provider, data)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, v.expose().to_vec()))
+        .collect())
+}
+
+#[tokio::test]
+async fn eager_rewrap_after_rotation_compromise_rewraps_and_template_secret_is_owned() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let audit = audit_path(&dir);
+        let operator = Operator::start(&client, &ns, &audit);
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
+        let plain: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        keys.create(
+            &PostParams::default(),
+            &managed_key(
+                "k",
+                json!({"provider": {"local": {}}, "deletionWindow": "7d"}),
+            )?,
+        )
+        .await?;
+        let key_id = key_id_of(&wait_key(&keys, "k", "Ready", ready).await?)?;
+        let provider = keyring(&client, &ns).await?;
+        let (target, git_copy) = create_sealed(
+            &client,
+            &ns,
+            &provider,
+            "k",
+            &key_id,
+            "creds",
+            &[("user", "admin"), ("password", "hunter2")],
+            Some(json!({"type": "kubernetes.io/basic-auth", "labels": {"team": "pay"}})),
+        )
+        .await?;
+        let expected: BTreeMap<String, Vec<u8>> = [
+            ("password".to_owned(), b"hunter2".to_vec()),
+            ("user".to_owned(), b"admin".to_vec()),
+        ]
+        .into();
+        wait_sealed(&secrets, "creds", "recorded on v1", |s| all_on(s, 1)).await?;
+
+        // The template makes an owned Secret with the values.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let owned = loop {
+            if let Some(s) = plain.get_opt("creds").await? {
+                break s;
+            }
+            ensure!(Instant::now() < deadline, "no Secret from the template");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let data: BTreeMap<String, Vec<u8>> = owned
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        ensure!(data == expected, "Secret data differs");
+        ensure!(owned.type_.as_deref() == Some("kubernetes.io/basic-auth"));
+        let owner = owned.owner_references().first().context("no owner")?;
+        ensure!(owner.kind == "SealedSecret" && owner.name == "creds");
+
+        // Manual rotation: eager (the default) re-wraps the cluster copy to v2.
+        let started = Instant::now();
+        annotate(&keys, "k", "keyward.io/rotate", "now").await?;
+        wait_key(&keys, "k", "rotated", |k| primary(k) == Some(2)).await?;
+        let rewrapped = wait_sealed(&secrets, "creds", "re-wrapped to v2", |s| {
+            all_on(s, 2) && s.status.as_ref().is_some_and(|st| st.rewrapped_since_git)
+        })
+        .await?;
+        eprintln!(
+            "MEASURE rotate annotation -> cluster copy re-wrapped: {:?}",
+            started.elapsed()
+        );
+        ensure!(open_values(&target, &provider, &rewrapped.spec.encrypted_data).await? == expected);
+        // The Git copy (v1 only) still opens while v1 is Deactivated.
+        let key = keys.get("k").await?;
+        ensure!(version_state(&key, 1) == Some(KeyState::Deactivated));
+        ensure!(open_values(&target, &provider, &git_copy).await? == expected);
+        wait_key(&keys, "k", "dependants moved to v2", |k| {
+            let s = k.status.as_ref();
+            s.and_then(|s| s.version(1))
+                .is_some_and(|v| v.dependants == 0)
+                && s.and_then(|s| s.version(2))
+                    .is_some_and(|v| v.dependants == 1)
+        })
+        .await?;
+        let counted = wait_key(&keys, "k", "operations counted", |k| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.version(1))
+                .is_some_and(|v| v.operations >= 1)
+        })
+        .await?;
+        ensure!(
+            counted
+                .status
+                .as_ref()
+                .and_then(|s| s.version(2))
+                .is_some_and(|v| v.operations >= 1)
+        );
+
+        // Compromise v2: v3 at once, the secret re-wrapped, then v2 scheduled for destruction.
+        set_state(&keys, "k", "Compromised").await?;
+        wait_sealed(&secrets, "creds", "re-wrapped to v3", |s| all_on(s, 3)).await?;
+        let retired = wait_key(&keys, "k", "v2 destruction scheduled", |k| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.version(2))
+                .is_some_and(|v| v.destroy_scheduled_at.is_some())
+        })
+        .await?;
+        ensure!(version_state(&retired, 2) == Some(KeyState::Compromised));
+        ensure!(primary(&retired) == Some(3));
+        // v1 keeps its (long, default) decrypt retention.
+        ensure!(
+            retired
+                .status
+                .as_ref()
+                .and_then(|s| s.version(1))
+                .is_some_and(|v| v.destroy_scheduled_at.is_none())
+        );
+        let info = describe(&provider, &key_id).await?;
+        let v2 = info
+            .versions
+            .iter()
+            .find(|v| v.version == 2)
+            .context("v2")?;
+        let window = v2
+            .deletion_at
+            .context("v2 not pending deletion")?
+            .duration_since(std::time::SystemTime::now())?;
+        ensure!(window > Duration::from_secs(6 * 86_400), "{window:?}");
+        let now_secret = secrets.get("creds").await?;
+        ensure!(
+            open_values(&target, &provider, &now_secret.spec.encrypted_data).await? == expected
+        );
+        let reasons = event_reasons(&client, &ns).await?;
+        for reason in ["Rewrapped", "Compromised", "VersionDestructionScheduled"] {
+            ensure!(
+                reasons.iter().any(|r| r == reason),
+                "no {reason} Event: {reasons:?}"
+            );
+        }
+        let log = std::fs::read_to_string(&audit)?;
+        ensure!(log.contains("secret.rewrap") && log.contains("key.version.schedule-deletion"));
+        ensure!(
+            operator
+                .metrics
+                .render()
+                .contains("keyward_rewraps_total{reason=\"compromised\"} 1")
+        );
+
+        // Deleting the SealedSecret lets the garbage collector delete its Secret.
+        secrets.delete("creds", &DeleteParams::default()).await?;
+        let started = Instant::now();
+        while plain.get_opt("creds").await?.is_some() {
+            ensure!(
+                started.elapsed() < Duration::from_secs(90),
+                "owned Secret not garbage-collected"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "MEASURE owned Secret garbage-collected {:?} after its SealedSecret",
+            started.elapsed()
+        );
+        operator.delete_keys_and_stop(&client, &ns).await?;
+        keyward_core::audit::verify(&audit)?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retention_destruction_waits_for_dependants() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let operator = Operator::start(&client, &ns, &audit_path(&dir));
+        let policies: Api<kube::core::DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &kube::core::ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk("keyward.io", "v1alpha1", "KeyRotationPolicy"),
+                "keyrotationpolicies",
+            ),
+        );
+        let policy = json!({
+            "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
+            "metadata": { "name": "short" },
+            "spec": { "decryptRetention": "2s", "rewrap": "Manual" },
+        });
+        policies
+            .create(&PostParams::default(), &serde_json::from_value(policy)?)
+            .await?;
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
+        keys.create(
+            &PostParams::default(),
+            &managed_key(
+                "r",
+                json!({"provider": {"local": {}}, "rotationPolicyRef": {"name": "short"}, "deletionWindow": "7d"}),
+            )?,
+        )
+        .await?;
+        let key_id = key_id_of(&wait_key(&keys, "r", "Ready", ready).await?)?;
+        let provider = keyring(&client, &ns).await?;
+        create_sealed(&client, &ns, &provider, "r", &key_id, "old", &[("a", "1")], None).await?;
+        wait_sealed(&secrets, "old", "recorded on v1", |s| all_on(s, 1)).await?;
+        annotate(&keys, "r", "keyward.io/rotate", "1").await?;
+        wait_key(&keys, "r", "rotated with v1 counted", |k| {
+            primary(k) == Some(2)
+                && k.status.as_ref().and_then(|s| s.version(1)).is_some_and(|v| v.dependants == 1)
+        })
+        .await?;
+        // Retention (2s) passes; Manual re-wrap leaves the secret on v1: v1 stays.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let held = keys.get("r").await?;
+        ensure!(
+            held.status.as_ref().and_then(|s| s.version(1)).is_some_and(|v| v.destroy_scheduled_at.is_none()),
+            "v1 scheduled although a SealedSecret needs it"
+        );
+        ensure!(all_on(&secrets.get("old").await?, 1), "Manual re-wrap re-wrapped");
+        let info = describe(&provider, &key_id).await?;
+        ensure!(info.versions.iter().all(|v| v.deletion_at.is_none()));
+        // The dependant goes: v1 is scheduled (7 day window).
+        secrets.delete("old", &DeleteParams::default()).await?;
+        wait_key(&keys, "r", "v1 destruction scheduled", |k| {
+            k.status.as_ref().and_then(|s| s.version(1)).is_some_and(|v| v.destroy_scheduled_at.is_some())
+        })
+        .await?;
+        let info = describe(&provider, &key_id).await?;
+        let v1 = info.versions.iter().find(|v| v.version == 1).context("v1")?;
+        ensure!(v1.deletion_at.is_some(), "provider not asked");
+        ensure!(info.versions.iter().find(|v| v.version == 2).is_some_and(|v| v.deletion_at.is_none()));
+        operator.delete_keys_and_stop(&client, &ns).await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn standby_takes_over_when_the_leader_dies() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let config = |identity: &str| {
+            let mut config = Config::for_namespace(&ns, dir.path().join(format!("{identity}.log")));
+            config.identity = Some(identity.into());
+            config.lease_duration_secs = 3;
+            config.renew_interval_ms = 300;
+            config
+        };
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(client.clone(), &ns);
+        let holder = || async {
+            Ok::<_, anyhow::Error>(
+                leases
+                    .get_opt("keyward-operator")
+                    .await?
+                    .and_then(|l| l.spec)
+                    .and_then(|s| s.holder_identity),
+            )
+        };
+        let leader = Operator::start_with(&client, config("a"));
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        keys.create(&PostParams::default(), &managed_key("one", json!({"provider": {"local": {}}}))?)
+            .await?;
+        wait_key(&keys, "one", "Ready", ready).await?;
+        ensure!(holder().await?.as_deref() == Some("a"));
+        let standby = Operator::start_with(&client, config("b"));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ensure!(holder().await?.as_deref() == Some("a"), "the standby took a live lease");
+        ensure!(
+            standby.metrics.render().contains("keyward_reconciles_total{controller=\"managedkey\"} 0"),
+            "the standby reconciled"
+        );
+        leader.kill().await;
+        let killed = Instant::now();
+        while holder().await?.as_deref() != Some("b") {
+            ensure!(killed.elapsed() < Duration::from_secs(30), "no takeover");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let takeover = killed.elapsed();
+        keys.create(&PostParams::default(), &managed_key("two", json!({"provider": {"local": {}}}))?)
+            .await?;
+        wait_key(&keys, "two", "Ready under the new leader", ready).await?;
+        eprintln!(
+            "MEASURE leader killed -> standby holds the Lease after {takeover:?} (lease 3s, renew/retry 300ms); new key Ready after {:?}",
+            killed.elapsed()
+        );
+        ensure!(
+            takeover <= Duration::from_millis(3_000 + 300 + 1_500),
+            "takeover took {takeover:?}"
+        );
+        ensure!(standby.metrics.render().contains("keyward_leader 1"));
+        standby.delete_keys_and_stop(&client, &ns).await?;
         Ok(())
     })
     .await;

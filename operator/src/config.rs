@@ -45,6 +45,22 @@ pub struct Config {
         default_value = "/var/lib/keyward/audit.log"
     )]
     pub audit_log: PathBuf,
+
+    /// Lease that elects the one replica running the controllers.
+    #[arg(long, env = "KEYWARD_LEASE_NAME", default_value = "keyward-operator")]
+    pub lease_name: String,
+
+    /// This replica's name in the Lease (default: the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// How long a Lease holds without renewal before a standby takes over (seconds).
+    #[arg(long, env = "KEYWARD_LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration_secs: u64,
+
+    /// How often the leader renews, and a standby retries (milliseconds).
+    #[arg(long, env = "KEYWARD_LEASE_RENEW_MS", default_value_t = 2_000)]
+    pub renew_interval_ms: u64,
 }
 
 impl Config {
@@ -58,6 +74,27 @@ impl Config {
             root_key_secret: "keyward-local-root-key".into(),
             metrics_addr: "127.0.0.1:0".into(),
             audit_log,
+            lease_name: "keyward-operator".into(),
+            identity: Some("in-process".into()),
+            lease_duration_secs: 4,
+            renew_interval_ms: 500,
+        }
+    }
+
+    pub fn election(&self) -> crate::leader::Election {
+        let identity = self.identity.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| format!("keyward-operator-{}", std::process::id()))
+        });
+        crate::leader::Election {
+            namespace: self.namespace.clone(),
+            lease_name: self.lease_name.clone(),
+            identity,
+            lease_duration: std::time::Duration::from_secs(self.lease_duration_secs.max(1)),
+            renew_interval: std::time::Duration::from_millis(self.renew_interval_ms.max(50)),
         }
     }
 }

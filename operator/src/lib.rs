@@ -2,7 +2,7 @@
 //! rotation) and SealedSecrets (key versions, dependants), auditing every
 //! key operation. The only component with key-admin rights.
 //!
-//! Runs as one replica for now: leader election (a Lease) comes later.
+//! Any number of replicas: a Lease elects the one that runs the controllers.
 #![forbid(unsafe_code)]
 
 pub mod annotations;
@@ -13,6 +13,7 @@ pub mod dependants;
 pub mod error;
 pub mod http;
 pub mod keyring_secret;
+pub mod leader;
 pub mod managed_key;
 pub mod materialise;
 pub mod metrics;
@@ -25,14 +26,20 @@ pub use error::{Error, Result};
 
 use std::sync::Arc;
 
-/// Opens the in-cluster keyring and runs both controllers until shutdown.
-/// `ready` is set once they are running.
+/// Waits to be elected leader, then opens the in-cluster keyring and runs
+/// both controllers until shutdown (the Lease is released) or until
+/// leadership is lost (an error: the process should exit and restart as a
+/// standby). `ready` is set once the controllers run.
 pub async fn run(
     client: kube::Client,
     config: &Config,
     metrics: Arc<metrics::Metrics>,
     ready: http::Readiness,
 ) -> Result<()> {
+    let election = config.election();
+    election.acquire(&client).await;
+    metrics.set_leader(true);
+    tracing::info!(identity = %election.identity, lease = %election.lease_name, "elected leader");
     let provider = keyring_secret::local_provider(
         client.clone(),
         &config.namespace,
@@ -49,7 +56,7 @@ pub async fn run(
         })?;
     }
     let ctx = Arc::new(context::Context::new(
-        client,
+        client.clone(),
         Arc::new(provider),
         metrics,
         audit::Audit::new(config.audit_log.clone()),
@@ -60,8 +67,19 @@ pub async fn run(
         namespace = %config.namespace,
         watch = config.watch_namespace.as_deref().unwrap_or("all namespaces"),
         audit = %config.audit_log.display(),
-        "operator started (single replica: no leader election yet)"
+        "operator started"
     );
-    tokio::join!(managed_key::run(Arc::clone(&ctx)), sealed_secret::run(ctx));
-    Ok(())
+    let metrics = Arc::clone(&ctx.metrics);
+    let controllers = async {
+        tokio::join!(managed_key::run(Arc::clone(&ctx)), sealed_secret::run(ctx));
+    };
+    let result = tokio::select! {
+        () = controllers => {
+            election.release(&client).await;
+            Ok(())
+        }
+        lost = election.hold(&client) => Err(lost),
+    };
+    metrics.set_leader(false);
+    result
 }

@@ -166,12 +166,20 @@ async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         "kind": "SealedSecret",
         "status": status,
     });
-    api.patch_status(
-        &secret.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    match api
+        .patch_status(
+            &secret.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        // Deleted meanwhile (e.g. an owned Secret's deletion woke us): nothing to say.
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        other => {
+            other?;
+        }
+    }
     Ok(Action::await_change())
 }
 
