@@ -252,3 +252,20 @@ impl Client {
         }
     }
 }
+
+/// One unseal call without retries, for tests and tools. A denial is an
+/// error whose message starts with `denied`.
+pub async fn unseal_once(
+    url: &str,
+    ca_pem: &str,
+    request: &UnsealRequest,
+) -> Result<UnsealResponse> {
+    let body = Zeroizing::new(serde_json::to_vec(request)?);
+    Client::new(url, ca_pem)?
+        .post(&body)
+        .await
+        .map_err(|attempt| match attempt {
+            Attempt::Retry(message) => anyhow!(message),
+            Attempt::Fatal(error) => error,
+        })
+}

@@ -1,0 +1,552 @@
+//! The webhook against a real API server and node: it runs in-process on
+//! 127.0.0.1 with a self-generated certificate, url-based webhook
+//! configurations point the API server at it, and pods on the node run the
+//! real `keyward-webhook inject` binary as their init container.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use base64::Engine;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use keyward_core::SecretBytes;
+use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
+use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
+use keyward_crds::{ManagedKey, SealedSecret};
+use keyward_e2e::{cluster, crds, pods, with_temp_ns};
+use keyward_kubeutil::keyring_secret;
+use keyward_webhook::mutate::InjectorConfig;
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
+use keyward_webhook::{AppState, inject, router, server, tls};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+
+const KEYRING: &str = "keyward-local-keyring";
+const ROOT_KEY: &str = "keyward-local-root-key";
+const IMAGE: &str = "keyward.local/keyward-webhook:e2e";
+const SELECTOR_LABEL: &str = "keyward.io/webhook-e2e";
+const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// The injector image: built from this checkout and imported into the node
+/// once per test binary, or given by `KEYWARD_E2E_WEBHOOK_IMAGE`.
+async fn injector_image() -> Result<(String, &'static str)> {
+    static IMAGE_READY: OnceCell<String> = OnceCell::const_new();
+    if let Ok(image) = std::env::var("KEYWARD_E2E_WEBHOOK_IMAGE") {
+        return Ok((image, "IfNotPresent"));
+    }
+    ensure!(
+        cluster::is_local(),
+        "set KEYWARD_E2E_WEBHOOK_IMAGE to an injector image the cluster can pull"
+    );
+    let image = IMAGE_READY
+        .get_or_try_init(|| async {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let started = Instant::now();
+            let output = tokio::process::Command::new(env!("CARGO"))
+                .current_dir(&root)
+                .args(["build", "-p", "keyward-webhook", "--bin", "keyward-webhook"])
+                .args(["--message-format=json-render-diagnostics"])
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .await?;
+            ensure!(
+                output.status.success(),
+                "cargo build -p keyward-webhook failed"
+            );
+            let binary = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|m| {
+                    m["reason"] == "compiler-artifact" && m["target"]["name"] == "keyward-webhook"
+                })
+                .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+                .next_back()
+                .context("cargo reported no keyward-webhook executable")?;
+            let status = tokio::process::Command::new(root.join("e2e/cluster/image"))
+                .args(["--with-libs", "--entrypoint", "/bin/keyward-webhook", IMAGE])
+                .arg(&binary)
+                .status()
+                .await?;
+            ensure!(status.success(), "e2e/cluster/image failed");
+            println!(
+                "injector image built and imported in {:?}",
+                started.elapsed()
+            );
+            Ok::<_, anyhow::Error>(IMAGE.to_owned())
+        })
+        .await?;
+    Ok((image.clone(), "Never"))
+}
+
+/// The webhook served in-process, and the configurations pointing at it.
+struct Webhook {
+    task: JoinHandle<()>,
+    url: String,
+    ca_pem: String,
+    audit: PathBuf,
+    config_name: String,
+}
+
+impl Webhook {
+    async fn start(client: &Client, ns: &str, dir: &Path, image: (String, &str)) -> Result<Self> {
+        let made = tls::bootstrap(&["127.0.0.1".to_owned()])?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("https://{}", listener.local_addr()?);
+        let provider =
+            keyring_secret::open_local_provider(client.clone(), ns, KEYRING, ROOT_KEY).await?;
+        let audit = dir.join("unseal-audit.log");
+        let state = AppState {
+            injector: Arc::new(InjectorConfig {
+                image: image.0,
+                image_pull_policy: Some(image.1.to_owned()),
+                unseal_url: format!("{url}/v1/unseal"),
+                ca_pem: Some(made.ca_pem.clone()),
+            }),
+            unsealer: Some(Arc::new(Unsealer {
+                client: client.clone(),
+                provider: Arc::new(DecryptOnly::new(
+                    Arc::new(provider),
+                    Duration::from_secs(30),
+                    64,
+                )),
+                audit: Arc::new(keyward_core::audit::AuditLog::new(&audit)),
+                limiter: RateLimiter::new(20, 5.0),
+                audience: "keyward".into(),
+            })),
+        };
+        let tls_config = tls::server_config(&made.cert_pem, &made.key_pem)?;
+        let task = tokio::spawn(server::serve_tls(listener, tls_config, router(state)));
+        let webhook = Webhook {
+            task,
+            url,
+            ca_pem: made.ca_pem,
+            audit,
+            config_name: format!("keyward-e2e-{ns}"),
+        };
+        webhook.register(client, ns).await?;
+        Ok(webhook)
+    }
+
+    /// Url-based configurations scoped to the test namespace by a label
+    /// (1.20 has no automatic `kubernetes.io/metadata.name` label).
+    async fn register(&self, client: &Client, ns: &str) -> Result<()> {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let label = json!({"metadata": {"labels": {SELECTOR_LABEL: ns}}});
+        namespaces
+            .patch(ns, &PatchParams::default(), &Patch::Merge(&label))
+            .await?;
+        let bundle = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let common = |path: &str, rules: Value| {
+            json!({
+                "name": format!("{}.keyward.io", path.trim_start_matches('/')),
+                "clientConfig": {"url": format!("{}{path}", self.url), "caBundle": bundle},
+                "rules": rules,
+                "namespaceSelector": {"matchLabels": {SELECTOR_LABEL: ns}},
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+            })
+        };
+        let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": self.config_name},
+            "webhooks": [common("/mutate", json!([{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["pods"]}]))],
+        }))?;
+        let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": self.config_name},
+            "webhooks": [common("/validate", json!([{"apiGroups": ["keyward.io"], "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["managedkeys", "sealedsecrets"]}]))],
+        }))?;
+        Api::<MutatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &mutating)
+            .await?;
+        Api::<ValidatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &validating)
+            .await?;
+        // The API server picks configurations up from a watch: wait until a
+        // dry-run pod comes back mutated.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let probe = app_pod("probe", "db", "true")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let created = pods
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..PostParams::default()
+                    },
+                    &probe,
+                )
+                .await?;
+            let init = created
+                .spec
+                .and_then(|s| s.init_containers)
+                .unwrap_or_default();
+            if init.iter().any(|c| c.name == "keyward-inject") {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the API server never called the mutating webhook"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn stop(self, client: &Client) {
+        let _ = Api::<MutatingWebhookConfiguration>::all(client.clone())
+            .delete(&self.config_name, &DeleteParams::default())
+            .await;
+        let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+            .delete(&self.config_name, &DeleteParams::default())
+            .await;
+        self.task.abort();
+    }
+
+    fn audit_log(&self) -> String {
+        std::fs::read_to_string(&self.audit).unwrap_or_default()
+    }
+}
+
+/// A hostNetwork pod whose app container prints what it was given.
+fn app_pod(name: &str, inject: &str, script: &str) -> Result<Pod> {
+    let (busybox, pull) = cluster::busybox_image();
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name, "annotations": {"keyward.io/inject": inject}},
+        "spec": {
+            "hostNetwork": true,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "app", "image": busybox, "imagePullPolicy": pull,
+                "command": ["sh", "-c", script],
+            }],
+        },
+    }))?)
+}
+
+/// Creates the keyring (as the operator does on start), a key in it, and
+/// a SealedSecret `name` in `ns` sealed for `sealed_for_ns`.
+async fn sealed_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    sealed_for_ns: &str,
+) -> Result<SealedSecret> {
+    let provider = keyring_secret::local_provider(client.clone(), ns, KEYRING, ROOT_KEY).await?;
+    let key = provider
+        .create_key(&KeySpec {
+            name: format!("{ns}-db"),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: Some(format!("e2e-{ns}")),
+            description: None,
+        })
+        .await?;
+    let target = SecretTarget {
+        scope: Scope::Strict,
+        namespace: sealed_for_ns.to_owned(),
+        secret_name: name.to_owned(),
+        key_ref: format!("{sealed_for_ns}/db"),
+    };
+    let items: BTreeMap<String, SecretBytes> = [(
+        "password".to_owned(),
+        SecretBytes::new(PASSWORD.as_bytes().to_vec()),
+    )]
+    .into();
+    let wrapping = Wrapping::Provider {
+        provider: &provider,
+        key_id: &key.key_id,
+    };
+    let encrypted = seal_secret(&target, wrapping, &items).await?;
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"keyRef": {"name": "db"}, "encryptedData": encrypted},
+    }))?)
+}
+
+fn container_started(pod: &Pod, name: &str) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.name == name)
+        .any(|c| {
+            c.state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+        })
+}
+
+async fn token_for(client: &Client, ns: &str, pod: &Pod, audience: &str) -> Result<String> {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.to_owned()],
+            expiration_seconds: Some(600),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod.name_any()),
+                uid: pod.uid(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let made = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request("default", &PostParams::default(), &request)
+        .await?;
+    made.status
+        .map(|s| s.token)
+        .context("TokenRequest returned no token")
+}
+
+#[tokio::test]
+async fn annotated_pod_reads_its_secret_and_everything_else_is_denied() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let image = injector_image().await?;
+        let dir = tempfile::tempdir()?;
+        let sealed = sealed_secret(&client, &ns, "db", &ns).await?;
+        let webhook = Webhook::start(&client, &ns, dir.path(), image).await?;
+        let result = injection_flow(&client, &ns, &webhook, sealed).await;
+        if result.is_err() {
+            println!("audit log:\n{}", webhook.audit_log());
+        }
+        webhook.stop(&client).await;
+        result
+    })
+    .await;
+}
+
+async fn injection_flow(
+    client: &Client,
+    ns: &str,
+    webhook: &Webhook,
+    sealed: SealedSecret,
+) -> Result<()> {
+    Api::<SealedSecret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sealed)
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+
+    // /mutate through the API server: a dry run round trip.
+    let probe = app_pod("latency", "db", "true")?;
+    let mut dry_runs = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        pods.create(
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &probe,
+        )
+        .await?;
+        dry_runs.push(started.elapsed());
+    }
+    dry_runs.sort();
+    println!(
+        "pod create (dry run, through /mutate): p50 {:?}, max {:?}",
+        dry_runs[10], dry_runs[19]
+    );
+
+    // The happy path: the real injector writes the file, the app reads it.
+    let script = "cat /run/keyward/db/password; echo; ls -ln /run/keyward/db";
+    let created = Instant::now();
+    let pod = pods
+        .create(&PostParams::default(), &app_pod("reader", "db", script)?)
+        .await?;
+    let spec = pod.spec.clone().context("spec")?;
+    ensure!(
+        spec.init_containers
+            .as_ref()
+            .is_some_and(|c| c[0].name == "keyward-inject"),
+        "the pod was not mutated: {:?}",
+        spec.init_containers
+    );
+    let done = pods::wait_for_completion(&pods, "reader", Duration::from_secs(120)).await?;
+    let to_done = created.elapsed();
+    let app_log = pods::container_log(client, &done, "app")
+        .await
+        .unwrap_or_default();
+    let inject_log = pods::container_log(client, &done, "keyward-inject")
+        .await
+        .unwrap_or_default();
+    ensure!(
+        pods::phase(&done) == "Succeeded",
+        "reader ended {}; injector said: {inject_log}; app said: {app_log}",
+        pods::phase(&done)
+    );
+    ensure!(
+        app_log.contains(PASSWORD),
+        "app log lacks the value: {app_log}"
+    );
+    ensure!(
+        app_log.contains("-r--------"),
+        "file is not 0400: {app_log}"
+    );
+    println!("pod create -> Succeeded with injection: {to_done:?}");
+
+    // The audit log names the pod, secret and key version, never the value.
+    let audit = webhook.audit_log();
+    ensure!(
+        audit.contains("\"outcome\":\"ok\"") && audit.contains("password=1"),
+        "{audit}"
+    );
+    ensure!(!audit.contains(PASSWORD), "the audit log holds the value");
+
+    // Directly, with a token for the reader pod: audience keyward works,
+    // another audience is refused.
+    let url = format!("{}/v1/unseal", webhook.url);
+    let request = |token: String| UnsealRequest {
+        token,
+        namespace: ns.to_owned(),
+        pod: "reader".into(),
+        secrets: vec!["db".into()],
+    };
+    let good = token_for(client, ns, &done, "keyward").await?;
+    let mut latencies = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let opened = inject::unseal_once(&url, &webhook.ca_pem, &request(good.clone())).await?;
+        latencies.push(started.elapsed());
+        ensure!(opened.secrets["db"].contains_key("password"));
+    }
+    latencies.sort();
+    println!(
+        "unseal (TokenReview + pod + SealedSecret reads, cached DEK): p50 {:?}, max {:?}",
+        latencies[5], latencies[9]
+    );
+    let other = token_for(client, ns, &done, "other").await?;
+    match inject::unseal_once(&url, &webhook.ca_pem, &request(other)).await {
+        Err(e) if e.to_string().starts_with("denied") => {}
+        Err(e) => bail!("wrong audience: expected a denial, got {e}"),
+        Ok(_) => bail!("a token for another audience was accepted"),
+    }
+    ensure!(
+        webhook
+            .audit_log()
+            .contains("TokenReview rejected the token")
+            || webhook.audit_log().contains("audience"),
+        "no audience denial in the audit log"
+    );
+
+    // A pod not annotated for the secret: the same init container, written
+    // by hand (the webhook leaves an un-annotated pod alone), is refused.
+    let mut sneaky =
+        serde_json::to_value(app_pod("sneaky", "db", "cat /run/keyward/db/password")?)?;
+    let patch = keyward_webhook::mutate::patch_for(
+        &serde_json::from_value(sneaky.clone())?,
+        &webhook_injector(webhook)?,
+    )
+    .map_err(anyhow::Error::msg)?;
+    json_patch_apply(&mut sneaky, patch)?;
+    sneaky["metadata"]["annotations"] = json!({"keyward.io/inject": "other-secret"});
+    // Annotated for something else, so the webhook sees it as mutated already.
+    let sneaky: Pod = serde_json::from_value(sneaky)?;
+    pods.create(&PostParams::default(), &sneaky).await?;
+    let denied = pods::wait_for_completion(&pods, "sneaky", Duration::from_secs(120)).await?;
+    let log = pods::container_log(client, &denied, "keyward-inject")
+        .await
+        .unwrap_or_default();
+    ensure!(
+        pods::phase(&denied) == "Failed",
+        "sneaky pod ended {}",
+        pods::phase(&denied)
+    );
+    ensure!(log.contains("denied"), "injector log: {log}");
+    ensure!(
+        !container_started(&denied, "app"),
+        "the app container started without its secrets"
+    );
+    ensure!(
+        webhook.audit_log().contains("not annotated"),
+        "no annotation denial in the audit log"
+    );
+    Ok(())
+}
+
+fn webhook_injector(webhook: &Webhook) -> Result<InjectorConfig> {
+    let (image, pull) = match std::env::var("KEYWARD_E2E_WEBHOOK_IMAGE") {
+        Ok(image) => (image, "IfNotPresent"),
+        Err(_) => (IMAGE.to_owned(), "Never"),
+    };
+    Ok(InjectorConfig {
+        image,
+        image_pull_policy: Some(pull.into()),
+        unseal_url: format!("{}/v1/unseal", webhook.url),
+        ca_pem: Some(webhook.ca_pem.clone()),
+    })
+}
+
+fn json_patch_apply(doc: &mut Value, ops: Vec<Value>) -> Result<()> {
+    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))?;
+    json_patch::patch(doc, &patch)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn admission_rejects_illegal_transitions_and_foreign_envelopes() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        // Sealed for another namespace, built before the webhook is up.
+        let foreign = sealed_secret(&client, &ns, "copied", "elsewhere").await?;
+        let webhook =
+            Webhook::start(&client, &ns, dir.path(), ("unused:e2e".into(), "Never")).await?;
+        let result = admission_flow(&client, &ns, foreign).await;
+        webhook.stop(&client).await;
+        result
+    })
+    .await;
+}
+
+async fn admission_flow(client: &Client, ns: &str, foreign: SealedSecret) -> Result<()> {
+    let keys: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
+    let key: ManagedKey = serde_json::from_value(json!({
+        "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
+        "metadata": {"name": "db"}, "spec": {"provider": {"local": {}}},
+    }))?;
+    keys.create(&PostParams::default(), &key).await?;
+    // No operator runs, so the reported state is PreActivation.
+    let illegal = json!({"spec": {"state": "Suspended"}});
+    match keys
+        .patch("db", &PatchParams::default(), &Patch::Merge(&illegal))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            ensure!(
+                status.message.contains("spec.state") && status.message.contains("Active"),
+                "the denial does not name the legal next state: {}",
+                status.message
+            );
+            println!("illegal transition refused: {}", status.message);
+        }
+        other => bail!("an illegal transition was admitted: {other:?}"),
+    }
+
+    let sealed: Api<SealedSecret> = Api::namespaced(client.clone(), ns);
+    match sealed.create(&PostParams::default(), &foreign).await {
+        Err(kube::Error::Api(status)) => {
+            ensure!(
+                status.message.contains("namespace") && status.message.contains("elsewhere"),
+                "the denial does not name the namespace: {}",
+                status.message
+            );
+            println!("foreign envelope refused: {}", status.message);
+        }
+        other => bail!("a SealedSecret sealed for another namespace was admitted: {other:?}"),
+    }
+    Ok(())
+}
