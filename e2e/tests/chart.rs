@@ -3,13 +3,17 @@
 //! it creates, its RBAC checked with SubjectAccessReviews, and its values
 //! schema refusing bad values.
 //!
-//! The chart's pods are not expected to run here: the image
-//! `keyward.local/keyward:e2e` is not imported (there is no Docker engine to
-//! build the Dockerfile), so the Deployments are checked as objects only.
+//! `chart_installs_upgrades_and_uninstalls` checks the objects only (its
+//! image tag does not exist, so its pods never start).
+//! `chart_runs_operator_and_webhook_on_the_node` (local cluster only) packs
+//! the project's own operator and webhook binaries into an image, imports it
+//! into the node and runs the chart's Deployments from it (there is no
+//! Docker engine here, so the Dockerfile itself is not built).
 //!
-//! The webhook configurations the chart installs are cluster-wide, so every
-//! install in this file happens in the one sequential test
-//! `chart_installs_upgrades_and_uninstalls`; the other tests install nothing.
+//! The webhook configurations are cluster-wide: every install here happens
+//! in a namespace labelled `keyward.io/ignore=true` (which both webhooks
+//! skip), and everything the tests create lives in those namespaces, so the
+//! two installing tests do not disturb each other or other test binaries.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,7 +52,7 @@ fn chart() -> PathBuf {
 /// (the kubelet cannot reach pod addresses on the loopback cluster).
 fn base_values() -> Value {
     json!({
-        "image": { "repository": "keyward.local/keyward", "tag": "e2e", "pullPolicy": "Never" },
+        "image": { "repository": "keyward.local/keyward", "tag": "absent", "pullPolicy": "Never" },
         "probes": false,
     })
 }
@@ -175,13 +179,7 @@ async fn chart_installs_upgrades_and_uninstalls() {
     with_temp_ns(|client, ns| async move {
         // On 1.20 namespaces carry no kubernetes.io/metadata.name label: the
         // chart's NOTES tell users to label the release namespace instead.
-        Api::<Namespace>::all(client.clone())
-            .patch(
-                &ns,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "metadata": { "labels": { "keyward.io/ignore": "true" } } })),
-            )
-            .await?;
+        ignore_namespace(&client, &ns).await?;
         let names = Names::new(&ns);
         let result = lifecycle(&client, &ns, &names).await;
         // Cluster-scoped objects outlive the namespace: never leave the
@@ -894,4 +892,259 @@ async fn remove_cluster_scoped(client: &Client, names: &Names) {
             .delete(&name, &dp)
             .await;
     }
+}
+
+/// Label the namespace so the chart's webhooks skip it (1.20 has no
+/// kubernetes.io/metadata.name label).
+async fn ignore_namespace(client: &Client, ns: &str) -> Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "keyward.io/ignore": "true" } } })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A port nobody listens on right now (the pods use the host network).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The API server's port, from the kubeconfig the tests use.
+fn api_server_port() -> Result<String> {
+    let config = kube::config::Kubeconfig::read()?;
+    let server = config
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .context("no server in the kubeconfig")?;
+    let port = server
+        .rsplit(':')
+        .next()
+        .map(|p| p.trim_end_matches('/').to_owned())
+        .context("server URL without a port")?;
+    Ok(port)
+}
+
+/// Build the operator and webhook (debug), strip them, pack them into
+/// `keyward.local/keyward:e2e` and import it into the node.
+async fn import_project_image() -> Result<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let started = Instant::now();
+    let status = tokio::process::Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "keyward-operator",
+            "-p",
+            "keyward-webhook",
+        ])
+        .status()
+        .await?;
+    ensure!(status.success(), "cargo build of the binaries failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = tempfile::tempdir()?;
+    let mut files = Vec::new();
+    for bin in ["keyward-operator", "keyward-webhook"] {
+        let stripped = dir.path().join(bin);
+        let status = tokio::process::Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(target.join("debug").join(bin))
+            .status()
+            .await?;
+        ensure!(status.success(), "strip {bin}");
+        files.push(format!("{}=/{bin}", stripped.display()));
+    }
+    let image = "keyward.local/keyward:e2e".to_owned();
+    let out = tokio::process::Command::new(root.join("e2e/cluster/image"))
+        .arg("--with-libs")
+        .arg(&image)
+        .args(&files)
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "e2e/cluster/image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "MEASURE build + pack + import of the project image: {} ms",
+        started.elapsed().as_millis()
+    );
+    Ok(image)
+}
+
+async fn wait_running(client: &Client, ns: &str, component: &str) -> Result<()> {
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/component={component}");
+    let deadline = Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await?;
+        let ready = list.items.iter().any(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| cs.iter().all(|c| c.ready))
+        });
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let states: Vec<_> = list
+                .items
+                .iter()
+                .map(|p| p.status.as_ref().and_then(|s| s.container_statuses.clone()))
+                .collect();
+            bail!("{component} pod not running after 90 s: {states:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn chart_runs_operator_and_webhook_on_the_node() {
+    if !keyward_e2e::cluster::is_local() {
+        println!("skipped: needs the local e2e cluster to import the project's image");
+        return;
+    }
+    with_temp_ns(|client, ns| async move {
+        ignore_namespace(&client, &ns).await?;
+        let image = import_project_image().await?;
+        let (repository, tag) = image.split_once(':').context("image ref")?;
+        let api_port = api_server_port()?;
+        let webhook_port = free_port()?;
+        // The loopback cluster has no Service network: pods use the host
+        // network and reach the API server and the webhook on 127.0.0.1.
+        let api_env = json!([
+            { "name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1" },
+            { "name": "KUBERNETES_SERVICE_PORT", "value": api_port },
+        ]);
+        let only_this_test = json!({ "matchLabels": { "keyward.io/e2e-chart": ns } });
+        let overlay = json!({
+            "image": { "repository": repository, "tag": tag, "pullPolicy": "Never" },
+            "probes": false,
+            "hostNetwork": true,
+            "operator": { "watchNamespace": ns, "metricsPort": free_port()?, "extraEnv": api_env },
+            "webhook": {
+                "replicas": 1, "port": webhook_port, "extraEnv": api_env,
+                "unsealUrl": format!("https://127.0.0.1:{webhook_port}/v1/unseal"),
+                "tls": { "extraSans": ["127.0.0.1"] },
+                "admission": {
+                    "urlOverride": format!("https://127.0.0.1:{webhook_port}"),
+                    "mutating": { "objectSelector": only_this_test },
+                    "validating": { "objectSelector": only_this_test },
+                },
+            },
+        });
+        let names = Names::new(&ns);
+        let result = async {
+            let helm = Helm::from_env()?;
+            let started = Instant::now();
+            helm.install(RELEASE, &chart(), &ns, &values(overlay))
+                .await?;
+            wait_running(&client, &ns, "operator").await?;
+            println!(
+                "MEASURE helm install -> operator pod ready: {} ms",
+                started.elapsed().as_millis()
+            );
+
+            // The operator, from the chart, reconciles a key in its namespace.
+            let keys = keyward_api(&client, &ns, "ManagedKey", "managedkeys");
+            keys.create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
+                    "metadata": { "name": "app" },
+                    "spec": { "provider": { "local": {} } },
+                }))?,
+            )
+            .await?;
+            let deadline = Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let key = keys.get("app").await?;
+                let ready = key
+                    .data
+                    .pointer("/status/conditions")
+                    .and_then(|c| c.as_array())
+                    .is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    });
+                if ready {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "ManagedKey not Ready: {:?}",
+                    key.data.get("status")
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            println!(
+                "MEASURE helm install -> ManagedKey Ready: {} ms",
+                started.elapsed().as_millis()
+            );
+            let secrets =
+                Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
+            for s in ["keyward-local-keyring", "keyward-local-root-key"] {
+                ensure!(
+                    secrets.get_opt(s).await?.is_some(),
+                    "operator did not create {s}"
+                );
+            }
+
+            // The webhook, from the chart, bootstraps its TLS and patches its
+            // CA into its own configurations (RBAC limited to those names).
+            wait_running(&client, &ns, "webhook").await?;
+            let deadline = Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let m = Api::<MutatingWebhookConfiguration>::all(client.clone())
+                    .get(&names.mutating())
+                    .await?;
+                let bundle = m
+                    .webhooks
+                    .unwrap_or_default()
+                    .first()
+                    .and_then(|w| w.client_config.ca_bundle.clone());
+                if bundle.is_some_and(|b| !b.0.is_empty()) {
+                    break;
+                }
+                ensure!(Instant::now() < deadline, "webhook never patched caBundle");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            println!(
+                "MEASURE helm install -> webhook caBundle patched: {} ms",
+                started.elapsed().as_millis()
+            );
+
+            // Delete the key while the operator runs (it owns the finalizer).
+            keys.delete("app", &DeleteParams::default()).await?;
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            while keys.get_opt("app").await?.is_some() {
+                ensure!(
+                    Instant::now() < deadline,
+                    "ManagedKey finalizer not released"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            helm.uninstall(RELEASE, &ns).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        remove_cluster_scoped(&client, &names).await;
+        result
+    })
+    .await;
 }
