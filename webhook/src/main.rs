@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use keyward_core::provider::DekCache;
 use keyward_webhook::inject::{self, InjectConfig};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
@@ -123,14 +124,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(*args)),
-        Command::Inject(args) => runtime.block_on(run_inject(args)),
+    let (name, result) = match cli.command {
+        Command::Serve(args) => ("keyward-webhook", runtime.block_on(serve(*args))),
+        Command::Inject(args) => ("keyward-inject", runtime.block_on(run_inject(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("keyward-inject: {error:#}");
+            // One line: the reason a pod did not start.
+            eprintln!("{name}: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -208,11 +210,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }),
         unsealer: Some(Arc::new(Unsealer {
             client,
-            provider: Arc::new(DecryptOnly::new(
-                Arc::new(provider),
+            provider: Arc::new(DecryptOnly::new(Arc::new(DekCache::new(
+                provider,
                 Duration::from_secs(args.dek_cache_seconds),
                 args.dek_cache_entries,
-            )),
+            )))),
             audit: Arc::new(keyward_core::audit::AuditLog::new(&args.audit_log)),
             limiter: RateLimiter::new(args.rate_burst, args.rate_per_second),
             audience: keyward_webhook::annotations::AUDIENCE.to_owned(),

@@ -4,7 +4,7 @@
 //! item -> base64. Every request is audited; denials get a generic 403.
 
 pub mod authorise;
-pub mod dek_cache;
+pub mod decrypt_only;
 pub mod rate_limit;
 
 use authorise::{Caller, Denial};
@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-pub use dek_cache::DecryptOnly;
+pub use decrypt_only::DecryptOnly;
 pub use rate_limit::RateLimiter;
 
 /// What the injector sends.
@@ -134,17 +134,6 @@ pub async fn handle(
 impl Unsealer {
     async fn unseal(&self, request: &UnsealRequest) -> Result<UnsealResponse, Failure> {
         let pod_key = format!("{}/{}", request.namespace, request.pod);
-        if !self.limiter.allow(&pod_key) {
-            self.record(
-                "unknown",
-                &pod_key,
-                &request.secrets,
-                "denied",
-                [("reason", "rate limited".into())],
-            )
-            .await?;
-            return Err(Failure::Limited);
-        }
         let caller = match self.authenticate(request).await {
             Ok(caller) => caller,
             Err(Failure::Denied(Denial(reason))) => {
@@ -160,6 +149,18 @@ impl Unsealer {
             }
             Err(other) => return Err(other),
         };
+        // Keyed by the proven pod uid, so no one can use up another pod's budget.
+        if !self.limiter.allow(&caller.pod_uid) {
+            self.record(
+                &caller.username,
+                &pod_key,
+                &request.secrets,
+                "denied",
+                [("reason", "rate limited".into())],
+            )
+            .await?;
+            return Err(Failure::Limited);
+        }
         let mut response = UnsealResponse::default();
         for name in &request.secrets {
             match self.open(&caller, name).await {
