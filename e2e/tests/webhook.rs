@@ -144,11 +144,11 @@ impl Webhook {
         namespaces
             .patch(ns, &PatchParams::default(), &Patch::Merge(&label))
             .await?;
-        let bundle = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let common = |path: &str, rules: Value| {
             json!({
                 "name": format!("{}.keyward.io", path.trim_start_matches('/')),
-                "clientConfig": {"url": format!("{}{path}", self.url), "caBundle": bundle},
+                // No caBundle yet: patched in below, as `serve` does when it bootstraps.
+                "clientConfig": {"url": format!("{}{path}", self.url)},
                 "rules": rules,
                 "namespaceSelector": {"matchLabels": {SELECTOR_LABEL: ns}},
                 "admissionReviewVersions": ["v1"],
@@ -173,6 +173,22 @@ impl Webhook {
         Api::<ValidatingWebhookConfiguration>::all(client.clone())
             .create(&PostParams::default(), &validating)
             .await?;
+        tls::patch_ca_bundle(
+            client,
+            Some(&self.config_name),
+            Some(&self.config_name),
+            &self.ca_pem,
+        )
+        .await?;
+        let patched = Api::<MutatingWebhookConfiguration>::all(client.clone())
+            .get(&self.config_name)
+            .await?;
+        let bundle = patched.webhooks.unwrap_or_default()[0]
+            .client_config
+            .ca_bundle
+            .clone()
+            .context("caBundle was not patched in")?;
+        ensure!(bundle.0 == self.ca_pem.as_bytes(), "caBundle is not the CA");
         // The API server picks configurations up from a watch: wait until a
         // dry-run pod comes back mutated.
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
