@@ -36,6 +36,12 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
             a::INJECT
         ));
     }
+    if let Some(bad) = secrets.iter().find(|name| !is_dns_subdomain(name)) {
+        return Err(format!(
+            "annotation {}: `{bad}` is not a SealedSecret name (lowercase letters, digits, `-` and `.`)",
+            a::INJECT
+        ));
+    }
     let mount_path = annotations
         .get(a::MOUNT_PATH)
         .map(String::as_str)
@@ -135,15 +141,32 @@ fn token_volume() -> Value {
     })
 }
 
-/// The pod's own non-root uid if it sets one, so the app can read the
-/// 0400 files the injector writes; otherwise a fixed non-root uid.
+/// The app's own non-root uid if it names one (first container, then the
+/// pod), so the app can read the 0400 files the injector writes; otherwise
+/// a fixed non-root uid (root apps read them anyway).
 fn injector_uid(pod: &Pod) -> i64 {
-    pod.spec
-        .as_ref()
+    let spec = pod.spec.as_ref();
+    let container = spec
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.security_context.as_ref())
+        .and_then(|c| c.run_as_user);
+    let pod_level = spec
         .and_then(|s| s.security_context.as_ref())
-        .and_then(|c| c.run_as_user)
+        .and_then(|c| c.run_as_user);
+    container
+        .or(pod_level)
         .filter(|uid| *uid != 0)
         .unwrap_or(INJECTOR_UID)
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 fn init_container(pod: &Pod, config: &InjectorConfig, secrets: &[String], mount: &str) -> Value {
@@ -187,4 +210,65 @@ fn init_container(pod: &Pod, config: &InjectorConfig, secrets: &[String], mount:
         container["imagePullPolicy"] = json!(policy);
     }
     container
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> InjectorConfig {
+        InjectorConfig {
+            image: "img".into(),
+            image_pull_policy: None,
+            unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
+            ca_pem: None,
+        }
+    }
+
+    fn pod(annotation: &str, security: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": {a::INJECT: annotation}},
+            "spec": {"containers": [{"name": "app", "image": "x", "securityContext": security}]},
+        }))
+        .unwrap()
+    }
+
+    fn init_uid(ops: &[Value]) -> i64 {
+        let init = ops
+            .iter()
+            .find(|op| op["path"] == "/spec/initContainers")
+            .unwrap();
+        init["value"][0]["securityContext"]["runAsUser"]
+            .as_i64()
+            .unwrap()
+    }
+
+    #[test]
+    fn injector_runs_as_the_apps_uid_when_it_has_one() {
+        let ops = patch_for(&pod("db", json!({"runAsUser": 1000})), &config()).unwrap();
+        assert_eq!(init_uid(&ops), 1000);
+        let ops = patch_for(&pod("db", json!({"runAsUser": 0})), &config()).unwrap();
+        assert_eq!(init_uid(&ops), INJECTOR_UID);
+        let ops = patch_for(&pod("db", json!({})), &config()).unwrap();
+        assert_eq!(init_uid(&ops), INJECTOR_UID);
+    }
+
+    #[test]
+    fn names_that_are_not_sealed_secrets_are_refused() {
+        for bad in ["../etc", "DB", "a/b", "-x"] {
+            let error = patch_for(&pod(bad, json!({})), &config()).unwrap_err();
+            assert!(error.contains("not a SealedSecret name"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn relative_mount_paths_are_refused() {
+        let mut p = pod("db", json!({}));
+        p.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(a::MOUNT_PATH.into(), "run/x".into());
+        assert!(patch_for(&p, &config()).is_err());
+    }
 }
