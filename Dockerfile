@@ -50,7 +50,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot AS pkcs11
 COPY --from=build-glibc /out/ /
 USER 65532:65532
-ENTRYPOINT ["/keyward-operator"]
+ENTRYPOINT ["/keyward-webhook"]
 
 # ---- default image ---------------------------------------------------------
 FROM gcr.io/distroless/static-debian12:nonroot AS static
@@ -59,5 +59,6 @@ LABEL org.opencontainers.image.source="https://github.com/keyward/keyward" \
       org.opencontainers.image.description="Keyward operator, webhook and injector"
 COPY --from=build-static /out/ /
 USER 65532:65532
-# The chart sets the command of each container; this default runs the operator.
-ENTRYPOINT ["/keyward-operator"]
+# The chart sets the command of each Deployment; the injected init container
+# only passes arguments (`inject ...`), so the entrypoint is the webhook binary.
+ENTRYPOINT ["/keyward-webhook"]
