@@ -192,6 +192,15 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
         started.elapsed().as_millis()
     );
     check_providers(client, ns, names).await?;
+    // Three webhook replicas now: the PodDisruptionBudget appears.
+    let pdb = webhook_pdb(client, ns, names)
+        .await?
+        .context("webhook PodDisruptionBudget with 3 replicas")?;
+    ensure!(
+        pdb.data.pointer("/spec/minAvailable") == Some(&json!(1)),
+        "PDB minAvailable: {:?}",
+        pdb.data.pointer("/spec")
+    );
 
     let started = Instant::now();
     helm.uninstall(RELEASE, ns).await?;
@@ -242,7 +251,7 @@ async fn check_crds(client: &Client) -> Result<()> {
 
 async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()> {
     let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
-    for (name, replicas) in [(&names.operator, 1), (&names.webhook, 2)] {
+    for (name, replicas) in [(&names.operator, 1), (&names.webhook, 1)] {
         let d = deployments
             .get(name)
             .await
@@ -305,25 +314,9 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
             .await
             .with_context(|| format!("NetworkPolicy {np}"))?;
     }
-    // policy/v1beta1 on 1.20, policy/v1 from 1.21: look it up either way.
-    let mut pdb = None;
-    for version in ["v1", "v1beta1"] {
-        let gvk = GroupVersionKind::gvk("policy", version, "PodDisruptionBudget");
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            ns,
-            &ApiResource::from_gvk_with_plural(&gvk, "poddisruptionbudgets"),
-        );
-        if let Ok(Some(found)) = api.get_opt(&names.webhook).await {
-            pdb = Some(found);
-            break;
-        }
-    }
-    let pdb = pdb.context("webhook PodDisruptionBudget")?;
     ensure!(
-        pdb.data.pointer("/spec/minAvailable") == Some(&json!(1)),
-        "PDB minAvailable: {:?}",
-        pdb.data.pointer("/spec")
+        webhook_pdb(client, ns, names).await?.is_none(),
+        "a PodDisruptionBudget for a single webhook replica would block drains"
     );
     // Self-bootstrapped TLS: the webhook patches caBundle into exactly its
     // own two configurations.
@@ -342,6 +335,22 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
         ensure!(args.contains(&want), "webhook args {args:?} lack {want}");
     }
     Ok(())
+}
+
+/// policy/v1beta1 on 1.20, policy/v1 from 1.21: look it up either way.
+async fn webhook_pdb(client: &Client, ns: &str, names: &Names) -> Result<Option<DynamicObject>> {
+    for version in ["v1", "v1beta1"] {
+        let gvk = GroupVersionKind::gvk("policy", version, "PodDisruptionBudget");
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            ns,
+            &ApiResource::from_gvk_with_plural(&gvk, "poddisruptionbudgets"),
+        );
+        if let Ok(Some(found)) = api.get_opt(&names.webhook).await {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
 fn excludes(selector: &Option<LabelSelector>, ns: &str) -> bool {
