@@ -202,6 +202,14 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
         pdb.data.pointer("/spec")
     );
 
+    if keyward_e2e::cluster::is_local() {
+        optional_objects(client, ns, names, &helm).await?;
+    } else {
+        println!(
+            "cert-manager/Prometheus objects not checked: needs the local cluster's stand-in CRDs"
+        );
+    }
+
     let started = Instant::now();
     helm.uninstall(RELEASE, ns).await?;
     println!(
@@ -334,6 +342,113 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
     ] {
         ensure!(args.contains(&want), "webhook args {args:?} lack {want}");
     }
+    Ok(())
+}
+
+/// cert-manager TLS, ServiceMonitor, PrometheusRule and the Grafana
+/// dashboard, against stand-in CRDs (`fixtures/chart-stub-crds`) that accept
+/// any content: this shows the templates render and the objects are
+/// accepted, not that cert-manager or Prometheus would like them.
+async fn optional_objects(client: &Client, ns: &str, names: &Names, helm: &Helm) -> Result<()> {
+    let stubs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chart-stub-crds");
+    keyward_e2e::crds::apply_crds_from_dir(client, &stubs).await?;
+    helm.upgrade(
+        RELEASE,
+        &chart(),
+        ns,
+        &values(json!({
+            "webhook": { "tls": { "mode": "certManager" } },
+            "metrics": {
+                "serviceMonitor": { "enabled": true },
+                "prometheusRule": { "enabled": true },
+                "grafanaDashboard": { "enabled": true },
+            },
+        })),
+    )
+    .await
+    .context("helm upgrade with cert-manager TLS and monitoring")?;
+
+    let dynamic = |group: &str, kind: &str, plural: &str| -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk(group, "v1", kind);
+        Api::namespaced_with(
+            client.clone(),
+            ns,
+            &ApiResource::from_gvk_with_plural(&gvk, plural),
+        )
+    };
+    let cert = dynamic("cert-manager.io", "Certificate", "certificates")
+        .get(&names.webhook)
+        .await
+        .context("webhook Certificate")?;
+    let dns = cert
+        .data
+        .pointer("/spec/dnsNames")
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        dns.to_string()
+            .contains(&format!("{}.{ns}.svc", names.webhook)),
+        "Certificate dnsNames {dns}"
+    );
+    let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(&names.mutating())
+        .await?;
+    let inject = mutating
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("cert-manager.io/inject-ca-from")
+        .cloned();
+    ensure!(
+        inject == Some(format!("{ns}/{}", names.webhook)),
+        "cainjector annotation {inject:?}"
+    );
+    let rule = dynamic("monitoring.coreos.com", "PrometheusRule", "prometheusrules")
+        .get(&format!("{RELEASE}-keyward"))
+        .await
+        .context("PrometheusRule")?;
+    let alerts: Vec<String> = rule
+        .data
+        .pointer("/spec/groups/0/rules")
+        .and_then(|r| r.as_array())
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["alert"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(
+        alerts
+            == [
+                "KeywardKeyNearExpiry",
+                "KeywardRotationFailed",
+                "KeywardUnsealDenialsSpike",
+                "KeywardDecryptRateAnomaly"
+            ],
+        "alerts {alerts:?}"
+    );
+    let decrypts = rule.data.pointer("/spec/groups/0/rules/3/expr").cloned();
+    ensure!(
+        decrypts
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("> 1000")),
+        "decrypt-rate alert {decrypts:?}"
+    );
+    dynamic("monitoring.coreos.com", "ServiceMonitor", "servicemonitors")
+        .get(&format!("{RELEASE}-keyward"))
+        .await
+        .context("ServiceMonitor")?;
+    let dashboard = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get(&format!("{RELEASE}-keyward-dashboard"))
+        .await
+        .context("Grafana dashboard ConfigMap")?;
+    let json_text = dashboard
+        .data
+        .and_then(|d| d.get("keyward.json").cloned())
+        .unwrap_or_default();
+    let parsed: serde_json::Value =
+        serde_json::from_str(&json_text).context("dashboard JSON does not parse")?;
+    ensure!(parsed["uid"] == "keyward", "dashboard uid");
     Ok(())
 }
 
