@@ -84,7 +84,7 @@ async fn values_schema_rejects_bad_values_with_a_clear_message() {
         let cases = [
             (json!({ "webhook": { "replicas": "two" } }), "replicas"),
             (json!({ "providers": { "azure": { "enabled": true } } }), "azure"),
-            (json!({ "operator": { "replicas": 2 } }), "replicas"),
+            (json!({ "operator": { "replicas": 1.5 } }), "replicas"),
             (
                 json!({ "webhook": { "admission": { "mutating": { "failurePolicy": "Sometimes" } } } }),
                 "failurePolicy",
@@ -165,6 +165,7 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
         &chart(),
         ns,
         &values(json!({
+            "operator": { "replicas": 2 },
             "webhook": { "replicas": 3, "podAntiAffinity": "hard" },
             "providers": {
                 "aws": {
@@ -817,6 +818,20 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
         ),
         (
             operator,
+            check("update", "coordination.k8s.io", "leases")
+                .ns(ns)
+                .named("keyward-operator"),
+            true,
+        ),
+        (
+            operator,
+            check("update", "coordination.k8s.io", "leases")
+                .ns(ns)
+                .named("kube-scheduler"),
+            false,
+        ),
+        (
+            operator,
             check("get", "", "secrets").ns(ns).named("someone-elses"),
             false,
         ),
@@ -897,6 +912,13 @@ async fn check_providers(client: &Client, ns: &str, names: &Names) -> Result<()>
     ensure!(
         config.contains("pinFile: /etc/keyward/pkcs11-pin/pin") && config.contains("keyward"),
         "pkcs11.yaml: {config}"
+    );
+    let operator = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(&names.operator)
+        .await?;
+    ensure!(
+        operator.spec.as_ref().and_then(|s| s.replicas) == Some(2),
+        "operator replicas after upgrade"
     );
     let webhook = Api::<Deployment>::namespaced(client.clone(), ns)
         .get(&names.webhook)
