@@ -77,7 +77,14 @@ pub async fn run(config: &InjectConfig) -> Result<()> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(200);
     let response = loop {
-        match client.post(&body).await {
+        let remaining = config.deadline.saturating_sub(started.elapsed());
+        let attempt =
+            tokio::time::timeout(remaining.min(Duration::from_secs(10)), client.post(&body))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Attempt::Retry("the webhook did not answer in time".into()))
+                });
+        match attempt {
             Ok(response) => break response,
             Err(Attempt::Fatal(error)) => return Err(error),
             Err(Attempt::Retry(why)) if started.elapsed() + backoff < config.deadline => {

@@ -147,7 +147,18 @@ impl Unsealer {
                 .await?;
                 return Err(Failure::Denied(Denial(reason)));
             }
-            Err(other) => return Err(other),
+            Err(Failure::Internal(error)) => {
+                self.record(
+                    "unknown",
+                    &pod_key,
+                    &request.secrets,
+                    "failed",
+                    [("reason", error.clone())],
+                )
+                .await?;
+                return Err(Failure::Internal(error));
+            }
+            Err(Failure::Limited) => return Err(Failure::Limited),
         };
         // Keyed by the proven pod uid, so no one can use up another pod's budget.
         if !self.limiter.allow(&caller.pod_uid) {
