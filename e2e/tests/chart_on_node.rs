@@ -105,7 +105,7 @@ async fn import_project_image() -> Result<(String, PathBuf)> {
 async fn wait_running(client: &Client, ns: &str, component: &str) -> Result<()> {
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns);
     let selector = format!("app.kubernetes.io/component={component}");
-    let deadline = Instant::now() + std::time::Duration::from_secs(90);
+    let deadline = Instant::now() + std::time::Duration::from_secs(180);
     loop {
         let list = pods
             .list(&kube::api::ListParams::default().labels(&selector))
@@ -125,7 +125,9 @@ async fn wait_running(client: &Client, ns: &str, component: &str) -> Result<()> 
                 .iter()
                 .map(|p| p.status.as_ref().and_then(|s| s.container_statuses.clone()))
                 .collect();
-            bail!("{component} pod not running after 90 s: {states:?}");
+            bail!(
+                "{component} pod not running after 180 s (a webhook crash-looping until the operator made the keyring backs off 10, 20, 40 s): {states:?}"
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
@@ -327,34 +329,32 @@ async fn read_sealed_secret_in_a_pod(
         let mut sealed: Value = serde_json::from_slice(&out.stdout)?;
         // The label sends it through the chart's validating webhook too.
         sealed["metadata"]["labels"] = json!({ "keyward.io/e2e-chart": ns });
-        keyward_api(client, &app_ns, "SealedSecret", "sealedsecrets")
-            .create(&PostParams::default(), &serde_json::from_value(sealed)?)
+        let sealed_secrets = keyward_api(client, &app_ns, "SealedSecret", "sealedsecrets");
+        let sealed: DynamicObject = serde_json::from_value(sealed)?;
+        let post = PostParams::default();
+        through_webhook(|| sealed_secrets.create(&post, &sealed))
             .await
             .context("SealedSecret through the validating webhook")?;
 
         let (busybox, pull) = keyward_e2e::cluster::busybox_image();
         let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &app_ns);
         let started = Instant::now();
-        let pod = pods
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {
-                        "name": "reader",
-                        "labels": { "keyward.io/e2e-chart": ns },
-                        "annotations": { "keyward.io/inject": "db" },
-                    },
-                    "spec": {
-                        "hostNetwork": true,
-                        "restartPolicy": "Never",
-                        "containers": [{
-                            "name": "app", "image": busybox, "imagePullPolicy": pull,
-                            "command": ["sh", "-c", "cat /run/keyward/db/password"],
-                        }],
-                    },
-                }))?,
-            )
-            .await?;
+        let reader: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {
+                "name": "reader",
+                "labels": { "keyward.io/e2e-chart": ns },
+                "annotations": { "keyward.io/inject": "db" },
+            },
+            "spec": {
+                "hostNetwork": true,
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "app", "image": busybox, "imagePullPolicy": pull,
+                    "command": ["sh", "-c", "cat /run/keyward/db/password"],
+                }],
+            },
+        }))?;
+        let pod = through_webhook(|| pods.create(&post, &reader)).await?;
         let init: Vec<String> = pod
             .spec
             .as_ref()
@@ -396,4 +396,29 @@ async fn read_sealed_secret_in_a_pod(
         .delete(&app_ns, &DeleteParams::background())
         .await;
     result
+}
+
+/// Admission calls right after the webhook started can still meet the CA of
+/// a previous container of it (it patches caBundle at start-up; a first
+/// container may have exited while the operator was creating the keyring):
+/// retry what the API server reports as a failed webhook call, for 30 s.
+async fn through_webhook<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(kube::Error::Api(status))
+                if status.message.contains("failed calling webhook")
+                    && Instant::now() < deadline =>
+            {
+                println!("retrying after: {}", status.message);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
