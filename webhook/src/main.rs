@@ -229,3 +229,64 @@ async fn serve(args: ServeArgs) -> Result<()> {
         signal = tokio::signal::ctrl_c() => signal.context("waiting for a signal"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_takes_files_or_sans_not_both() {
+        let base = [
+            "keyward-webhook",
+            "serve",
+            "--injector-image",
+            "i",
+            "--unseal-url",
+            "https://x/v1/unseal",
+        ];
+        let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra));
+        assert!(with(&["--tls-san", "a.svc"]).is_ok());
+        assert!(with(&["--tls-cert-file", "c", "--tls-key-file", "k"]).is_ok());
+        assert!(with(&["--tls-cert-file", "c"]).is_err());
+        assert!(
+            with(&[
+                "--tls-cert-file",
+                "c",
+                "--tls-key-file",
+                "k",
+                "--tls-san",
+                "a"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn inject_reads_its_pod_from_flags_or_env() {
+        let cli = Cli::try_parse_from([
+            "keyward-webhook",
+            "inject",
+            "--secrets",
+            "db,api",
+            "--token-file",
+            "/t",
+            "--unseal-url",
+            "https://127.0.0.1:1/v1/unseal",
+            "--namespace",
+            "ns",
+            "--pod",
+            "p",
+        ])
+        .unwrap();
+        let Command::Inject(args) = cli.command else {
+            panic!("not inject")
+        };
+        assert_eq!(args.secrets, ["db", "api"]);
+    }
+}
