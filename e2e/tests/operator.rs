@@ -169,6 +169,18 @@ async fn describe(provider: &LocalProvider, id: &str) -> Result<KeyInfo> {
     Ok(provider.describe_key(id).await?)
 }
 
+/// Events are published after the status write that a test waits for, so
+/// give the recorder a moment before concluding one is missing.
+async fn wait_for_event(client: &Client, ns: &str, reason: &str) -> Result<()> {
+    for _ in 0..50 {
+        if event_reasons(client, ns).await?.iter().any(|r| r == reason) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("no `{reason}` Event within 10 s")
+}
+
 async fn event_reasons(client: &Client, ns: &str) -> Result<Vec<String>> {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     Ok(events
@@ -255,18 +267,14 @@ async fn key_lifecycle_restart_rotation_suspend_and_audit() {
                 .map(String::as_str)
                 == Some("2024-06-01@2")
         );
+        // Killing the operator before its Event is sent would lose the Event.
+        wait_for_event(&client, &ns, "Rotated").await?;
         operator.kill().await;
         let operator = Operator::start(&client, &ns, &audit);
         tokio::time::sleep(Duration::from_secs(2)).await;
         ensure!(
             describe(&provider, &key_id).await?.primary_version == 2,
             "rotated twice"
-        );
-        ensure!(
-            event_reasons(&client, &ns)
-                .await?
-                .iter()
-                .any(|r| r == "Rotated")
         );
 
         // Old version still unwraps (Deactivated = decrypt-only); new wraps are v2.
@@ -482,12 +490,7 @@ async fn sealed_secret_dependants_block_destruction_and_deletion_schedules_it() 
             info.deletion_at.is_some(),
             "provider key deleted without a window, or not at all"
         );
-        ensure!(
-            event_reasons(&client, &ns)
-                .await?
-                .iter()
-                .any(|r| r == "DestructionScheduled")
-        );
+        wait_for_event(&client, &ns, "DestructionScheduled").await?;
         operator.delete_keys_and_stop(&client, &ns).await?;
         Ok(())
     })
@@ -718,12 +721,7 @@ async fn activation_waits_for_activate_at_and_compromise_rotates_at_once() {
         })
         .await?;
         ensure!(provider.unwrap_dek(&wrapped_v1, &context).await.is_err());
-        ensure!(
-            event_reasons(&client, &ns)
-                .await?
-                .iter()
-                .any(|r| r == "Compromised")
-        );
+        wait_for_event(&client, &ns, "Compromised").await?;
 
         // Handled once: a restart does not rotate again.
         operator.kill().await;
@@ -971,12 +969,8 @@ async fn eager_rewrap_after_rotation_compromise_rewraps_and_template_secret_is_o
         ensure!(
             open_values(&target, &provider, &now_secret.spec.encrypted_data).await? == expected
         );
-        let reasons = event_reasons(&client, &ns).await?;
         for reason in ["Rewrapped", "Compromised", "VersionDestructionScheduled"] {
-            ensure!(
-                reasons.iter().any(|r| r == reason),
-                "no {reason} Event: {reasons:?}"
-            );
+            wait_for_event(&client, &ns, reason).await?;
         }
         let log = std::fs::read_to_string(&audit)?;
         ensure!(log.contains("secret.rewrap") && log.contains("key.version.schedule-deletion"));
