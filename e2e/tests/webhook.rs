@@ -655,6 +655,13 @@ async fn admission_rejects_illegal_transitions_and_foreign_envelopes() {
 }
 
 async fn admission_flow(client: &Client, ns: &str, foreign: SealedSecret) -> Result<()> {
+    // Replicas (and restarts) that bootstrap through one Secret share a CA.
+    let sans = ["127.0.0.1".to_owned()];
+    let first = tls::shared_bootstrap(client, ns, "keyward-webhook-tls", &sans).await?;
+    let second = tls::shared_bootstrap(client, ns, "keyward-webhook-tls", &sans).await?;
+    ensure!(first.ca_pem == second.ca_pem && first.cert_pem == second.cert_pem);
+    tls::server_config(&second.cert_pem, &second.key_pem)?;
+
     let keys: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
     let key: ManagedKey = serde_json::from_value(json!({
         "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",

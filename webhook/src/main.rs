@@ -77,6 +77,10 @@ struct TlsArgs {
     /// Self-bootstrap: names (DNS or IP) for a generated serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
+    /// Self-bootstrap: share the certificate through this Secret (in
+    /// --namespace), so every replica and restart serves the same CA.
+    #[arg(long, env = "KEYWARD_TLS_SECRET")]
+    tls_secret: Option<String>,
     /// Self-bootstrap: also write the generated CA here.
     #[arg(long)]
     ca_out: Option<PathBuf>,
@@ -173,7 +177,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let (tls_config, ca_pem) = match (&args.tls.tls_cert_file, &args.tls.tls_key_file) {
         (Some(cert), Some(key)) => (tls::from_files(cert, key)?, None),
         _ => {
-            let made = tls::bootstrap(&args.tls.tls_san)?;
+            let made = match &args.tls.tls_secret {
+                Some(secret) => {
+                    tls::shared_bootstrap(&client, &args.namespace, secret, &args.tls.tls_san)
+                        .await?
+                }
+                None => tls::bootstrap(&args.tls.tls_san)?,
+            };
             if let Some(out) = &args.tls.ca_out {
                 std::fs::write(out, &made.ca_pem)
                     .with_context(|| format!("writing {}", out.display()))?;

@@ -5,10 +5,12 @@
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -61,6 +63,84 @@ pub fn bootstrap(sans: &[String]) -> Result<Bootstrapped> {
         ca_pem: ca_cert.pem(),
         cert_pem: cert.pem(),
         key_pem: Zeroizing::new(key.serialize_pem()),
+    })
+}
+
+const CA_ITEM: &str = "ca.crt";
+const CERT_ITEM: &str = "tls.crt";
+const KEY_ITEM: &str = "tls.key";
+
+/// The bootstrapped certificate every replica shares: read from Secret
+/// `name`, or made and stored there by whichever replica starts first (a
+/// create conflict means another replica won: use theirs). Restarts keep
+/// the same CA, so the `caBundle` stays valid.
+pub async fn shared_bootstrap(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    sans: &[String],
+) -> Result<Bootstrapped> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if let Some(secret) = api.get_opt(name).await? {
+        return from_secret(&secret, namespace, name);
+    }
+    let made = bootstrap(sans)?;
+    let item = |text: &str| ByteString(text.as_bytes().to_vec());
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/component".to_owned(),
+                    "webhook-tls".to_owned(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            [
+                (CA_ITEM.to_owned(), item(&made.ca_pem)),
+                (CERT_ITEM.to_owned(), item(&made.cert_pem)),
+                (KEY_ITEM.to_owned(), item(&made.key_pem)),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {
+            tracing::info!(
+                namespace,
+                name,
+                "stored the bootstrapped serving certificate"
+            );
+            Ok(made)
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            from_secret(&api.get(name).await?, namespace, name)
+        }
+        Err(error) => Err(error).with_context(|| format!("creating Secret {namespace}/{name}")),
+    }
+}
+
+fn from_secret(secret: &Secret, namespace: &str, name: &str) -> Result<Bootstrapped> {
+    let data = secret.data.as_ref();
+    let text = |key: &str| {
+        data.and_then(|d| d.get(key))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .with_context(|| {
+                format!(
+                    "Secret {namespace}/{name} has no `{key}`; delete it to have a new one made"
+                )
+            })
+    };
+    Ok(Bootstrapped {
+        ca_pem: text(CA_ITEM)?,
+        cert_pem: text(CERT_ITEM)?,
+        key_pem: Zeroizing::new(text(KEY_ITEM)?),
     })
 }
 
