@@ -1,17 +1,11 @@
 //! The shared provider conformance suite against the embedded `local` provider.
 
-use keyward_conformance::{Capabilities, run};
-use keyward_core::local::{KeyringStore, LocalProvider, ROOT_KEY_FILE, RootKey};
+use keyward_conformance::{Capabilities, fresh_local_provider, measure, run};
 
 #[tokio::test]
 async fn local_provider_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let root = RootKey::generate();
-    root.save_new(&dir.path().join(ROOT_KEY_FILE)).unwrap();
-    let store = KeyringStore::new(dir.path(), root);
-    store.initialise().unwrap();
-    let provider = LocalProvider::new(store);
-
+    let provider = fresh_local_provider(dir.path());
     let ran = run(&provider, &Capabilities::default()).await;
     assert_eq!(
         ran.len(),
@@ -24,13 +18,8 @@ async fn local_provider_passes_the_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_provider_latency_and_dek_cache_effect() {
     let dir = tempfile::tempdir().unwrap();
-    let root = RootKey::generate();
-    root.save_new(&dir.path().join(ROOT_KEY_FILE)).unwrap();
-    let store = KeyringStore::new(dir.path(), root);
-    store.initialise().unwrap();
-    let provider = LocalProvider::new(store);
-
-    let measured = keyward_conformance::measure(&provider, "conformance", 100).await;
+    let provider = fresh_local_provider(dir.path());
+    let measured = measure(&provider, "conformance", 100).await;
     println!("{measured}");
     assert_eq!(measured.calls_without_cache, 100);
     assert_eq!(

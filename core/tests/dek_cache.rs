@@ -2,21 +2,12 @@
 //! DEK while fresh, a new call after the TTL, nothing served for a version
 //! disabled through the cache, and never more entries than its capacity.
 
-use keyward_conformance::CountingProvider;
+use keyward_conformance::{CountingProvider, fresh_local_provider};
 use keyward_core::Dek;
-use keyward_core::local::{KeyringStore, LocalProvider, ROOT_KEY_FILE, RootKey};
 use keyward_core::provider::{
     DekCache, KeyAlgorithm, KeyProvider, KeySpec, ProviderError, WrapContext,
 };
 use std::time::Duration;
-
-fn local(dir: &std::path::Path) -> LocalProvider {
-    let root = RootKey::generate();
-    root.save_new(&dir.join(ROOT_KEY_FILE)).unwrap();
-    let store = KeyringStore::new(dir, root);
-    store.initialise().unwrap();
-    LocalProvider::new(store)
-}
 
 fn context() -> WrapContext {
     [("keyward.io/namespace".to_owned(), "shop".to_owned())].into()
@@ -25,7 +16,7 @@ fn context() -> WrapContext {
 #[tokio::test]
 async fn cache_expires_forgets_disabled_keys_and_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let provider = local(dir.path());
+    let provider = fresh_local_provider(dir.path());
     let spec = KeySpec {
         name: "app".into(),
         algorithm: KeyAlgorithm::Aes256,

@@ -467,3 +467,15 @@ fn wrapped_of(sealed: &BTreeMap<String, String>) -> WrappedDek {
         .expect("fresh envelope parses")
         .wrapped()
 }
+
+/// A throw-away local keyring in `dir` (root key file + empty keyring), the
+/// reference peer the other providers' tests compare against.
+pub fn fresh_local_provider(dir: &std::path::Path) -> keyward_core::local::LocalProvider {
+    use keyward_core::local::{KeyringStore, LocalProvider, ROOT_KEY_FILE, RootKey};
+    let root = RootKey::generate();
+    root.save_new(&dir.join(ROOT_KEY_FILE))
+        .expect("write a test root key");
+    let store = KeyringStore::new(dir, root);
+    store.initialise().expect("initialise a test keyring");
+    LocalProvider::new(store)
+}

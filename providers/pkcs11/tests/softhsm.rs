@@ -14,7 +14,6 @@ use keyward_core::crypto::{public_key_from_pem, public_key_to_pem};
 use keyward_core::envelope::{
     PublicSealingKey, Scope, SecretTarget, Wrapping, open_secret, seal_secret,
 };
-use keyward_core::local::{KeyringStore, LocalProvider, ROOT_KEY_FILE, RootKey};
 use keyward_core::provider::{
     DeletionTarget, KeyAlgorithm, KeyProvider, KeySpec, ProviderError, WrapContext,
 };
@@ -244,14 +243,6 @@ async fn the_dek_leaves_the_token_only_wrapped() {
     );
 }
 
-fn local_provider(dir: &std::path::Path) -> LocalProvider {
-    let root = RootKey::generate();
-    root.save_new(&dir.join(ROOT_KEY_FILE)).unwrap();
-    let store = KeyringStore::new(dir, root);
-    store.initialise().unwrap();
-    LocalProvider::new(store)
-}
-
 /// Wraps and unwraps `per_task` DEKs from each of `tasks` tasks; returns wraps/s.
 async fn hammer(
     provider: Arc<dyn KeyProvider>,
@@ -301,7 +292,8 @@ async fn concurrent_wraps_share_a_bounded_pool_of_sessions() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let local: Arc<dyn KeyProvider> = Arc::new(local_provider(dir.path()));
+    let local: Arc<dyn KeyProvider> =
+        Arc::new(keyward_conformance::fresh_local_provider(dir.path()));
     let local_key = local
         .create_key(&spec("pool", KeyAlgorithm::Aes256))
         .await
