@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod annotations;
 pub mod inject;
+pub mod metrics;
 pub mod mutate;
 pub mod server;
 pub mod tls;

@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use keyward_core::provider::DekCache;
 use keyward_webhook::inject::{self, InjectConfig};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
@@ -32,6 +31,10 @@ enum Command {
 struct ServeArgs {
     #[arg(long, env = "KEYWARD_LISTEN", default_value = "0.0.0.0:8443")]
     listen: String,
+    /// Also serve /metrics, /healthz and /readyz over plain HTTP here, e.g.
+    /// 0.0.0.0:9464 (/metrics is always on the TLS port too).
+    #[arg(long, env = "KEYWARD_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
     /// Image of the injected init container (this binary's image).
@@ -220,11 +223,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }),
         unsealer: Some(Arc::new(Unsealer {
             client,
-            provider: Arc::new(DecryptOnly::new(Arc::new(DekCache::new(
+            provider: Arc::new(DecryptOnly::cached(
                 provider,
                 Duration::from_secs(args.dek_cache_seconds),
                 args.dek_cache_entries,
-            )))),
+            )),
             audit: Arc::new(keyward_core::audit::AuditLog::new(&args.audit_log)),
             limiter: RateLimiter::new(args.rate_burst, args.rate_per_second),
             audience: keyward_webhook::annotations::AUDIENCE.to_owned(),
@@ -233,6 +236,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    if let Some(address) = &args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding the metrics port {address}"))?;
+        tracing::info!(%address, "serving /metrics over plain HTTP");
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(metrics, server::metrics_router()).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+    }
     tracing::info!(address = %args.listen, "serving /mutate, /validate, /v1/unseal over TLS");
     tokio::select! {
         () = server::serve_tls(listener, tls_config, router(state)) => Ok(()),

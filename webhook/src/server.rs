@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, shared state, and serving over TLS.
 
 use crate::admission::{self, Review};
+use crate::metrics::metrics;
 use crate::mutate::{self, InjectorConfig};
 use crate::unseal::{self, Unsealer};
 use crate::validate;
@@ -33,7 +34,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/unseal", post(unseal::handle))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(render_metrics))
         .with_state(state)
+}
+
+/// `/metrics`, `/healthz` and `/readyz` alone, for a plain-HTTP port that
+/// Prometheus can scrape without the webhook's CA (`--metrics-listen`).
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+}
+
+async fn render_metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics().render(),
+    )
 }
 
 type ReviewResult = Json<AdmissionReview<DynamicObject>>;
@@ -66,7 +87,10 @@ async fn mutate_pod(
     State(state): State<AppState>,
     Json(review): Json<Review>,
 ) -> Json<serde_json::Value> {
-    mutate_review(&state, review).map_patch_base64()
+    let started = std::time::Instant::now();
+    let answer = mutate_review(&state, review).map_patch_base64();
+    metrics().admission("mutate", started.elapsed());
+    answer
 }
 
 fn mutate_review(state: &AppState, review: Review) -> ReviewResult {
@@ -112,6 +136,13 @@ fn mutate_review(state: &AppState, review: Review) -> ReviewResult {
 }
 
 async fn validate_object(Json(review): Json<Review>) -> ReviewResult {
+    let started = std::time::Instant::now();
+    let answer = validate_review(review);
+    metrics().admission("validate", started.elapsed());
+    answer
+}
+
+fn validate_review(review: Review) -> ReviewResult {
     let request = match admission::request(review) {
         Ok(request) => request,
         Err(answer) => return Json(*answer),

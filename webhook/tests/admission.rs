@@ -236,3 +236,34 @@ async fn unseal_without_a_cluster_is_unavailable() {
     let response = router(state()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn admission_latency_is_recorded_per_route() {
+    use keyward_webhook::metrics::metrics;
+    // Other tests in this binary post too: the counts only grow.
+    let (mutate, validate) = (
+        metrics().admissions("mutate"),
+        metrics().admissions("validate"),
+    );
+    post("/mutate", &fixture("pod-create-plain.json")).await;
+    post("/validate", &fixture("managedkey-update.json")).await;
+    assert!(metrics().admissions("mutate") > mutate);
+    assert!(metrics().admissions("validate") > validate);
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = router(state()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("keyward_admission_duration_seconds_count{route=\"mutate\"}"));
+    assert!(
+        text.contains("keyward_admission_duration_seconds_bucket{route=\"validate\",le=\"+Inf\"}")
+    );
+}

@@ -22,10 +22,64 @@ pub struct Caller {
 
 /// Why a request was refused: for the audit log, never for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial(pub String);
+pub struct Denial {
+    pub kind: DenialKind,
+    pub reason: String,
+}
 
-fn deny<T>(reason: impl Into<String>) -> Result<T, Denial> {
-    Err(Denial(reason.into()))
+impl Denial {
+    pub fn new(kind: DenialKind, reason: impl Into<String>) -> Self {
+        Denial {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The bounded set of denial reasons, for the metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialKind {
+    /// TokenReview did not authenticate the token (expired, revoked, forged).
+    Unauthenticated,
+    WrongAudience,
+    /// Not a pod-bound ServiceAccount token (or not a ServiceAccount at all).
+    NotPodToken,
+    /// The request names another namespace or pod than the token's.
+    RequestMismatch,
+    /// The token's pod is gone, replaced or terminating.
+    PodGone,
+    ServiceAccountMismatch,
+    NotAnnotated,
+    AccessList,
+    NoSuchSecret,
+    /// The envelope did not open (tampered, wrong scope, disabled version).
+    CannotOpen,
+    /// `/v1/rewrap`: SubjectAccessReview said no.
+    Forbidden,
+    BadRequest,
+}
+
+impl DenialKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            DenialKind::Unauthenticated => "unauthenticated",
+            DenialKind::WrongAudience => "wrong_audience",
+            DenialKind::NotPodToken => "not_pod_token",
+            DenialKind::RequestMismatch => "request_mismatch",
+            DenialKind::PodGone => "pod_gone",
+            DenialKind::ServiceAccountMismatch => "service_account_mismatch",
+            DenialKind::NotAnnotated => "not_annotated",
+            DenialKind::AccessList => "access_list",
+            DenialKind::NoSuchSecret => "no_such_secret",
+            DenialKind::CannotOpen => "cannot_open",
+            DenialKind::Forbidden => "forbidden",
+            DenialKind::BadRequest => "bad_request",
+        }
+    }
+}
+
+fn deny<T>(kind: DenialKind, reason: impl Into<String>) -> Result<T, Denial> {
+    Err(Denial::new(kind, reason))
 }
 
 /// Reads the caller from a TokenReview status: authenticated, for our
@@ -33,23 +87,35 @@ fn deny<T>(reason: impl Into<String>) -> Result<T, Denial> {
 pub fn caller(status: &TokenReviewStatus, audience: &str) -> Result<Caller, Denial> {
     if status.authenticated != Some(true) {
         let why = status.error.as_deref().unwrap_or("not authenticated");
-        return deny(format!("TokenReview rejected the token: {why}"));
+        return deny(
+            DenialKind::Unauthenticated,
+            format!("TokenReview rejected the token: {why}"),
+        );
     }
     // The API server lists the audiences the token was accepted for.
     if let Some(audiences) = &status.audiences
         && !audiences.iter().any(|a| a == audience)
     {
-        return deny(format!("token is not for audience `{audience}`"));
+        return deny(
+            DenialKind::WrongAudience,
+            format!("token is not for audience `{audience}`"),
+        );
     }
     let Some(user) = &status.user else {
-        return deny("TokenReview returned no user");
+        return deny(DenialKind::NotPodToken, "TokenReview returned no user");
     };
     let username = user.username.clone().unwrap_or_default();
     let Some(rest) = username.strip_prefix("system:serviceaccount:") else {
-        return deny(format!("`{username}` is not a ServiceAccount"));
+        return deny(
+            DenialKind::NotPodToken,
+            format!("`{username}` is not a ServiceAccount"),
+        );
     };
     let Some((namespace, service_account)) = rest.split_once(':') else {
-        return deny(format!("malformed ServiceAccount user `{username}`"));
+        return deny(
+            DenialKind::NotPodToken,
+            format!("malformed ServiceAccount user `{username}`"),
+        );
     };
     let extra = |key: &str| {
         user.extra
@@ -59,7 +125,7 @@ pub fn caller(status: &TokenReviewStatus, audience: &str) -> Result<Caller, Deni
             .cloned()
     };
     let (Some(pod_name), Some(pod_uid)) = (extra(POD_NAME_EXTRA), extra(POD_UID_EXTRA)) else {
-        return deny("token is not bound to a pod");
+        return deny(DenialKind::NotPodToken, "token is not bound to a pod");
     };
     Ok(Caller {
         username: username.clone(),
@@ -73,16 +139,22 @@ pub fn caller(status: &TokenReviewStatus, audience: &str) -> Result<Caller, Deni
 /// The caller's claims in the request body must match its token.
 pub fn matches_request(caller: &Caller, namespace: &str, pod: &str) -> Result<(), Denial> {
     if caller.namespace != namespace {
-        return deny(format!(
-            "token is for namespace `{}`, request names `{namespace}`",
-            caller.namespace
-        ));
+        return deny(
+            DenialKind::RequestMismatch,
+            format!(
+                "token is for namespace `{}`, request names `{namespace}`",
+                caller.namespace
+            ),
+        );
     }
     if caller.pod_name != pod {
-        return deny(format!(
-            "token is bound to pod `{}`, request names `{pod}`",
-            caller.pod_name
-        ));
+        return deny(
+            DenialKind::RequestMismatch,
+            format!(
+                "token is bound to pod `{}`, request names `{pod}`",
+                caller.pod_name
+            ),
+        );
     }
     Ok(())
 }
@@ -91,10 +163,13 @@ pub fn matches_request(caller: &Caller, namespace: &str, pod: &str) -> Result<()
 /// ServiceAccount and be annotated for every requested secret.
 pub fn pod_may_read(caller: &Caller, pod: &Pod, secrets: &[String]) -> Result<(), Denial> {
     if pod.metadata.uid.as_deref() != Some(caller.pod_uid.as_str()) {
-        return deny("pod was replaced: its uid differs from the token's");
+        return deny(
+            DenialKind::PodGone,
+            "pod was replaced: its uid differs from the token's",
+        );
     }
     if pod.metadata.deletion_timestamp.is_some() {
-        return deny("pod is being deleted");
+        return deny(DenialKind::PodGone, "pod is being deleted");
     }
     let service_account = pod
         .spec
@@ -102,10 +177,13 @@ pub fn pod_may_read(caller: &Caller, pod: &Pod, secrets: &[String]) -> Result<()
         .and_then(|s| s.service_account_name.as_deref())
         .unwrap_or("default");
     if service_account != caller.service_account {
-        return deny(format!(
-            "pod runs as ServiceAccount `{service_account}`, token is for `{}`",
-            caller.service_account
-        ));
+        return deny(
+            DenialKind::ServiceAccountMismatch,
+            format!(
+                "pod runs as ServiceAccount `{service_account}`, token is for `{}`",
+                caller.service_account
+            ),
+        );
     }
     let annotated = pod
         .metadata
@@ -115,10 +193,13 @@ pub fn pod_may_read(caller: &Caller, pod: &Pod, secrets: &[String]) -> Result<()
         .map(|v| requested_secrets(v))
         .unwrap_or_default();
     if let Some(missing) = secrets.iter().find(|s| !annotated.contains(s)) {
-        return deny(format!(
-            "pod is not annotated {} for SealedSecret `{missing}`",
-            a::INJECT
-        ));
+        return deny(
+            DenialKind::NotAnnotated,
+            format!(
+                "pod is not annotated {} for SealedSecret `{missing}`",
+                a::INJECT
+            ),
+        );
     }
     Ok(())
 }
@@ -130,10 +211,13 @@ pub fn service_account_may_read(caller: &Caller, sealed: &SealedSecret) -> Resul
             if !access.service_accounts.is_empty()
                 && !access.service_accounts.contains(&caller.service_account) =>
         {
-            deny(format!(
-                "ServiceAccount `{}` is not in spec.access.serviceAccounts",
-                caller.service_account
-            ))
+            deny(
+                DenialKind::AccessList,
+                format!(
+                    "ServiceAccount `{}` is not in spec.access.serviceAccounts",
+                    caller.service_account
+                ),
+            )
         }
         _ => Ok(()),
     }
@@ -179,7 +263,7 @@ mod tests {
         assert_eq!(ok.namespace, "team");
         assert!(caller(&status(&["other"], true), "keyward").is_err());
         let unbound = caller(&status(&["keyward"], false), "keyward").unwrap_err();
-        assert!(unbound.0.contains("not bound to a pod"));
+        assert!(unbound.reason.contains("not bound to a pod"));
         let mut rejected = status(&["keyward"], true);
         rejected.authenticated = Some(false);
         assert!(caller(&rejected, "keyward").is_err());
@@ -192,7 +276,7 @@ mod tests {
         assert!(pod_may_read(&who, &pod("db, api", "api", "uid-1"), &db).is_ok());
         let not_annotated = pod_may_read(&who, &pod("api", "api", "uid-1"), &db).unwrap_err();
         assert!(
-            not_annotated.0.contains("not annotated"),
+            not_annotated.reason.contains("not annotated"),
             "{not_annotated:?}"
         );
         assert!(pod_may_read(&who, &pod("db", "other", "uid-1"), &db).is_err());

@@ -1,13 +1,15 @@
 //! The webhook's view of a provider: decrypt only. Administrative calls
 //! are refused, mirroring the admin/user split of KMS key policies; the
 //! operator is the only component that creates, rotates or destroys keys.
-//! DEK caching is `keyward_core::provider::DekCache`, underneath this.
+//! DEK caching is `keyward_core::provider::DekCache`, underneath this;
+//! [`CountUnwraps`] under the cache counts the unwraps that miss it.
 
+use crate::metrics::metrics;
 use async_trait::async_trait;
 use keyward_core::Dek;
 use keyward_core::provider::{
-    DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, WrapContext,
-    WrappedDek,
+    DekCache, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo,
+    WrapContext, WrappedDek,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,9 +19,81 @@ pub struct DecryptOnly {
 }
 
 impl DecryptOnly {
+    /// Decrypt-only over `inner` as given (no cache, misses uncounted).
     pub fn new(inner: Arc<dyn KeyProvider>) -> Self {
         DecryptOnly { inner }
     }
+
+    /// The webhook's stack: decrypt-only over a DEK cache (`ttl`, at most
+    /// `entries`) over `provider`, with cache misses counted in metrics.
+    pub fn cached<P: KeyProvider + 'static>(provider: P, ttl: Duration, entries: usize) -> Self {
+        DecryptOnly::new(Arc::new(DekCache::new(
+            CountUnwraps(provider),
+            ttl,
+            entries,
+        )))
+    }
+}
+
+/// Counts the unwraps that reach the provider; everything else passes through.
+pub struct CountUnwraps<P>(pub P);
+
+#[async_trait]
+impl<P: KeyProvider> KeyProvider for CountUnwraps<P> {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo, ProviderError> {
+        self.0.create_key(spec).await
+    }
+    async fn describe_key(&self, key: &str) -> Result<KeyInfo, ProviderError> {
+        self.0.describe_key(key).await
+    }
+    async fn rotate_key(&self, key: &str) -> Result<KeyInfo, ProviderError> {
+        self.0.rotate_key(key).await
+    }
+    async fn set_version_enabled(&self, key: &str, v: u32, on: bool) -> Result<(), ProviderError> {
+        self.0.set_version_enabled(key, v, on).await
+    }
+    async fn schedule_deletion(
+        &self,
+        key: &str,
+        target: DeletionTarget,
+        after: Duration,
+    ) -> Result<SystemTime, ProviderError> {
+        self.0.schedule_deletion(key, target, after).await
+    }
+    async fn cancel_deletion(
+        &self,
+        key: &str,
+        target: DeletionTarget,
+    ) -> Result<(), ProviderError> {
+        self.0.cancel_deletion(key, target).await
+    }
+    async fn wrap_dek(
+        &self,
+        key: &str,
+        dek: &Dek,
+        context: &WrapContext,
+    ) -> Result<WrappedDek, ProviderError> {
+        self.0.wrap_dek(key, dek, context).await
+    }
+    async fn unwrap_dek(
+        &self,
+        wrapped: &WrappedDek,
+        context: &WrapContext,
+    ) -> Result<Dek, ProviderError> {
+        metrics().provider_unwrap();
+        self.0.unwrap_dek(wrapped, context).await
+    }
+    async fn public_key(
+        &self,
+        key_id: &str,
+        version: Option<u32>,
+    ) -> Result<PublicKeyInfo, ProviderError> {
+        self.0.public_key(key_id, version).await
+    }
+    // `rewrap` keeps the trait's default (unwrap + wrap), so it is counted.
 }
 fn refused() -> ProviderError {
     ProviderError::InvalidRequest(
@@ -68,6 +142,7 @@ impl KeyProvider for DecryptOnly {
         wrapped: &WrappedDek,
         context: &WrapContext,
     ) -> Result<Dek, ProviderError> {
+        metrics().dek_requested();
         self.inner.unwrap_dek(wrapped, context).await
     }
     async fn public_key(

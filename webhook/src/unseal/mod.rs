@@ -7,7 +7,8 @@ pub mod authorise;
 pub mod decrypt_only;
 pub mod rate_limit;
 
-use authorise::{Caller, Denial};
+use crate::metrics::metrics;
+use authorise::{Caller, Denial, DenialKind};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -98,6 +99,7 @@ pub async fn handle(
             .into_response();
     };
     let Ok(Json(request)) = body else {
+        metrics().unseal_request("bad_request");
         return (
             StatusCode::BAD_REQUEST,
             "expected JSON {token, namespace, pod, secrets}",
@@ -108,19 +110,27 @@ pub async fn handle(
     let subject = format!("{}/{}", request.namespace, request.secrets.join(","));
     match unsealer.unseal(&request).await {
         Ok(response) => {
+            metrics().unseal_request("ok");
+            metrics().decrypted(response.secrets.values().map(BTreeMap::len).sum());
             tracing::info!(namespace = %request.namespace, pod = %request.pod, secrets = ?request.secrets, elapsed_ms = started.elapsed().as_millis() as u64, "unsealed");
             Json(response).into_response()
         }
-        Err(Failure::Denied(Denial(reason))) => {
+        Err(Failure::Denied(Denial { kind, reason })) => {
+            metrics().unseal_request("denied");
+            metrics().unseal_denied(kind.label());
             tracing::warn!(%subject, pod = %request.pod, %reason, "unseal denied");
             (StatusCode::FORBIDDEN, DENIED).into_response()
         }
-        Err(Failure::Limited) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many unseal requests from this pod; retry shortly",
-        )
-            .into_response(),
+        Err(Failure::Limited) => {
+            metrics().unseal_request("rate_limited");
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many unseal requests from this pod; retry shortly",
+            )
+                .into_response()
+        }
         Err(Failure::Internal(error)) => {
+            metrics().unseal_request("error");
             tracing::error!(%subject, pod = %request.pod, %error, "unseal failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,16 +146,16 @@ impl Unsealer {
         let pod_key = format!("{}/{}", request.namespace, request.pod);
         let caller = match self.authenticate(request).await {
             Ok(caller) => caller,
-            Err(Failure::Denied(Denial(reason))) => {
+            Err(Failure::Denied(denial)) => {
                 self.record(
                     "unauthenticated",
                     &pod_key,
                     &request.secrets,
                     "denied",
-                    [("reason", reason.clone())],
+                    [("reason", denial.reason.clone())],
                 )
                 .await?;
-                return Err(Failure::Denied(Denial(reason)));
+                return Err(Failure::Denied(denial));
             }
             Err(Failure::Internal(error)) => {
                 self.record(
@@ -186,16 +196,16 @@ impl Unsealer {
                     .await?;
                     response.secrets.insert(name.clone(), values);
                 }
-                Err(Failure::Denied(Denial(reason))) => {
+                Err(Failure::Denied(denial)) => {
                     self.record(
                         &caller.username,
                         &pod_key,
                         std::slice::from_ref(name),
                         "denied",
-                        [("reason", reason.clone())],
+                        [("reason", denial.reason.clone())],
                     )
                     .await?;
-                    return Err(Failure::Denied(Denial(reason)));
+                    return Err(Failure::Denied(denial));
                 }
                 Err(Failure::Internal(error)) => {
                     self.record(
@@ -217,7 +227,7 @@ impl Unsealer {
     /// TokenReview, then the live pod.
     async fn authenticate(&self, request: &UnsealRequest) -> Result<Caller, Failure> {
         if request.secrets.is_empty() {
-            return Err(Denial("no secrets requested".into()).into());
+            return Err(Denial::new(DenialKind::BadRequest, "no secrets requested").into());
         }
         let review = TokenReview {
             spec: TokenReviewSpec {
@@ -237,7 +247,7 @@ impl Unsealer {
             .get_opt(&caller.pod_name)
             .await
             .map_err(|e| Failure::Internal(format!("reading the pod: {e}")))?
-            .ok_or_else(|| Denial("the token's pod no longer exists".into()))?;
+            .ok_or_else(|| Denial::new(DenialKind::PodGone, "the token's pod no longer exists"))?;
         authorise::pod_may_read(&caller, &pod, &request.secrets)?;
         Ok(caller)
     }
@@ -253,7 +263,12 @@ impl Unsealer {
             .get_opt(name)
             .await
             .map_err(|e| Failure::Internal(format!("reading SealedSecret {name}: {e}")))?
-            .ok_or_else(|| Denial(format!("SealedSecret `{name}` does not exist")))?;
+            .ok_or_else(|| {
+                Denial::new(
+                    DenialKind::NoSuchSecret,
+                    format!("SealedSecret `{name}` does not exist"),
+                )
+            })?;
         authorise::service_account_may_read(caller, &sealed)?;
         let target = crate::validate::target_of(&sealed, &caller.namespace, name);
         let versions = sealed
@@ -275,7 +290,10 @@ impl Unsealer {
                     Provider(keyward_core::ProviderError::Storage(_)) => {
                         Failure::Internal(e.to_string())
                     }
-                    _ => Failure::Denied(Denial(format!("cannot open SealedSecret `{name}`: {e}"))),
+                    _ => Failure::Denied(Denial::new(
+                        DenialKind::CannotOpen,
+                        format!("cannot open SealedSecret `{name}`: {e}"),
+                    )),
                 }
             })?;
         let values = opened

@@ -1,0 +1,326 @@
+//! Prometheus metrics, rendered in the text exposition format by hand as
+//! the operator does (`operator/src/metrics.rs`): a few counters and one
+//! histogram do not need a metrics library.
+//!
+//! One process serves one webhook, so the registry is process-wide (like
+//! the `prometheus` crate's default registry): `AppState` and `Unsealer`
+//! are built the same way with or without metrics. Every label value is a
+//! `&'static str` from a fixed set, so the series count stays bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default)]
+struct Histogram {
+    /// Cumulative counts per bucket, then the sum and count.
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, bucket) in BUCKETS.iter().zip(self.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *bucket += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+pub struct Metrics {
+    unseal_requests: Mutex<BTreeMap<&'static str, u64>>,
+    unseal_denied: Mutex<BTreeMap<&'static str, u64>>,
+    decrypts: AtomicU64,
+    dek_requests: AtomicU64,
+    provider_unwraps: AtomicU64,
+    rewrap_requests: Mutex<BTreeMap<&'static str, u64>>,
+    rewrapped_items: AtomicU64,
+    certificate_renewals: AtomicU64,
+    certificate_not_after: AtomicU64,
+    admission: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+static METRICS: Metrics = Metrics::new();
+
+/// The process-wide registry.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, label: &'static str) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    *map.entry(label).or_default() += 1;
+}
+
+fn read(map: &Mutex<BTreeMap<&'static str, u64>>, label: &str) -> u64 {
+    let map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(label).copied().unwrap_or(0)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub const fn new() -> Self {
+        Metrics {
+            unseal_requests: Mutex::new(BTreeMap::new()),
+            unseal_denied: Mutex::new(BTreeMap::new()),
+            decrypts: AtomicU64::new(0),
+            dek_requests: AtomicU64::new(0),
+            provider_unwraps: AtomicU64::new(0),
+            rewrap_requests: Mutex::new(BTreeMap::new()),
+            rewrapped_items: AtomicU64::new(0),
+            certificate_renewals: AtomicU64::new(0),
+            certificate_not_after: AtomicU64::new(0),
+            admission: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// One `/v1/unseal` answered; `outcome`: `ok`, `denied`,
+    /// `rate_limited`, `error` or `bad_request`.
+    pub fn unseal_request(&self, outcome: &'static str) {
+        bump(&self.unseal_requests, outcome);
+    }
+
+    /// A denial, by reason (see `unseal::authorise::DenialKind::label`).
+    pub fn unseal_denied(&self, reason: &'static str) {
+        bump(&self.unseal_denied, reason);
+    }
+
+    /// Items decrypted and returned to an injector.
+    pub fn decrypted(&self, items: usize) {
+        self.decrypts.fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    /// A DEK asked of the cached, decrypt-only provider (hit or miss).
+    pub fn dek_requested(&self) {
+        self.dek_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An unwrap that reached the provider (a cache miss).
+    pub fn provider_unwrap(&self) {
+        self.provider_unwraps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One `/v1/rewrap` answered; `outcome` as for unseal.
+    pub fn rewrap_request(&self, outcome: &'static str) {
+        bump(&self.rewrap_requests, outcome);
+    }
+
+    pub fn rewrapped(&self, items: usize) {
+        self.rewrapped_items
+            .fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    /// The serving certificate was renewed; `not_after` in Unix seconds.
+    pub fn certificate(&self, not_after: u64, renewed: bool) {
+        self.certificate_not_after
+            .store(not_after, Ordering::Relaxed);
+        if renewed {
+            self.certificate_renewals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Time spent answering an admission review; `route`: `mutate` or `validate`.
+    pub fn admission(&self, route: &'static str, elapsed: Duration) {
+        let mut admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        admission
+            .entry(route)
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// For tests: the current value of a counter by name and label.
+    pub fn unseal_requests_with(&self, outcome: &str) -> u64 {
+        read(&self.unseal_requests, outcome)
+    }
+    pub fn denials_with(&self, reason: &str) -> u64 {
+        read(&self.unseal_denied, reason)
+    }
+    pub fn rewrap_requests_with(&self, outcome: &str) -> u64 {
+        read(&self.rewrap_requests, outcome)
+    }
+    pub fn decrypts(&self) -> u64 {
+        self.decrypts.load(Ordering::Relaxed)
+    }
+    pub fn provider_unwraps(&self) -> u64 {
+        self.provider_unwraps.load(Ordering::Relaxed)
+    }
+    pub fn dek_cache_hits(&self) -> u64 {
+        // Every miss is also a request; a rewrap's unwraps bypass both.
+        self.dek_requests
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.provider_unwraps())
+    }
+    pub fn admissions(&self, route: &str) -> u64 {
+        let admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        admission.get(route).map_or(0, |h| h.count)
+    }
+    pub fn certificate_renewals(&self) -> u64 {
+        self.certificate_renewals.load(Ordering::Relaxed)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        counter_family(
+            &mut out,
+            "keyward_unseal_requests_total",
+            "Unseal requests answered, by outcome.",
+            "outcome",
+            &self.unseal_requests,
+        );
+        counter_family(
+            &mut out,
+            "keyward_unseal_denied_total",
+            "Unseal requests denied, by reason.",
+            "reason",
+            &self.unseal_denied,
+        );
+        counter(
+            &mut out,
+            "keyward_unseal_decrypts_total",
+            "Items decrypted and returned to injectors.",
+            self.decrypts(),
+        );
+        counter(
+            &mut out,
+            "keyward_provider_unwraps_total",
+            "DEK unwraps that reached the key provider (DEK cache misses).",
+            self.provider_unwraps(),
+        );
+        counter(
+            &mut out,
+            "keyward_dek_cache_hits_total",
+            "DEKs served from the webhook's DEK cache.",
+            self.dek_cache_hits(),
+        );
+        counter_family(
+            &mut out,
+            "keyward_rewrap_requests_total",
+            "Rewrap requests answered, by outcome.",
+            "outcome",
+            &self.rewrap_requests,
+        );
+        counter(
+            &mut out,
+            "keyward_rewrap_items_total",
+            "Items re-sealed onto a newer key version through /v1/rewrap.",
+            self.rewrapped_items.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "keyward_webhook_certificate_renewals_total",
+            "Serving certificates renewed without a restart.",
+            self.certificate_renewals(),
+        );
+        let not_after = self.certificate_not_after.load(Ordering::Relaxed);
+        if not_after > 0 {
+            out.push_str("# HELP keyward_webhook_certificate_not_after_seconds When the serving certificate expires (Unix time).\n");
+            out.push_str("# TYPE keyward_webhook_certificate_not_after_seconds gauge\n");
+            let _ = writeln!(
+                out,
+                "keyward_webhook_certificate_not_after_seconds {not_after}"
+            );
+        }
+        out.push_str(
+            "# HELP keyward_admission_duration_seconds Time to answer an admission review.\n",
+        );
+        out.push_str("# TYPE keyward_admission_duration_seconds histogram\n");
+        let admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        for (route, histogram) in admission.iter() {
+            for (bound, count) in BUCKETS.iter().zip(histogram.buckets) {
+                let _ = writeln!(
+                    out,
+                    "keyward_admission_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "keyward_admission_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(
+                out,
+                "keyward_admission_duration_seconds_sum{{route=\"{route}\"}} {}",
+                histogram.sum
+            );
+            let _ = writeln!(
+                out,
+                "keyward_admission_duration_seconds_count{{route=\"{route}\"}} {}",
+                histogram.count
+            );
+        }
+        out
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+fn counter_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &Mutex<BTreeMap<&'static str, u64>>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    let values = values.lock().unwrap_or_else(|e| e.into_inner());
+    for (value, count) in values.iter() {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_histogram_render_in_prometheus_text_format() {
+        let m = Metrics::new();
+        m.unseal_request("ok");
+        m.unseal_request("denied");
+        m.unseal_denied("not_annotated");
+        m.decrypted(3);
+        m.dek_requested();
+        m.dek_requested();
+        m.provider_unwrap();
+        m.admission("mutate", Duration::from_micros(300));
+        m.admission("mutate", Duration::from_millis(7));
+        let text = m.render();
+        for line in [
+            "keyward_unseal_requests_total{outcome=\"ok\"} 1\n",
+            "keyward_unseal_denied_total{reason=\"not_annotated\"} 1\n",
+            "keyward_unseal_decrypts_total 3\n",
+            "keyward_provider_unwraps_total 1\n",
+            "keyward_dek_cache_hits_total 1\n",
+            "keyward_admission_duration_seconds_bucket{route=\"mutate\",le=\"0.0005\"} 1\n",
+            "keyward_admission_duration_seconds_bucket{route=\"mutate\",le=\"0.01\"} 2\n",
+            "keyward_admission_duration_seconds_bucket{route=\"mutate\",le=\"+Inf\"} 2\n",
+            "keyward_admission_duration_seconds_count{route=\"mutate\"} 2\n",
+            "# TYPE keyward_admission_duration_seconds histogram\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        // Buckets are cumulative.
+        assert!(text.contains("le=\"0.005\"} 1\n"));
+    }
+}
