@@ -71,9 +71,10 @@ async fn injector_image() -> Result<(String, &'static str)> {
                 .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
                 .next_back()
                 .context("cargo reported no keyward-webhook executable")?;
+            // Where the Dockerfile puts it: the mutation names it as `command`.
             let status = tokio::process::Command::new(root.join("e2e/cluster/image"))
-                .args(["--with-libs", "--entrypoint", "/bin/keyward-webhook", IMAGE])
-                .arg(&binary)
+                .args(["--with-libs", "--entrypoint", "/keyward-webhook", IMAGE])
+                .arg(format!("{}=/keyward-webhook", binary.display()))
                 .status()
                 .await?;
             ensure!(status.success(), "e2e/cluster/image failed");

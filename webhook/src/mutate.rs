@@ -19,6 +19,11 @@ pub struct InjectorConfig {
     pub ca_pem: Option<String>,
 }
 
+/// Where the injector image keeps this binary (the project's Dockerfile
+/// puts it there). Set as the init container's `command`, so the mutation
+/// does not depend on the image's ENTRYPOINT.
+pub const INJECTOR_COMMAND: &str = "/keyward-webhook";
+
 /// The uid the injector runs as when the pod does not name one.
 pub const INJECTOR_UID: i64 = 65532;
 
@@ -182,6 +187,7 @@ fn init_container(pod: &Pod, config: &InjectorConfig, secrets: &[String], mount:
     let mut container = json!({
         "name": a::INIT_CONTAINER,
         "image": config.image,
+        "command": [INJECTOR_COMMAND],
         "args": [
             "inject",
             "--secrets", secrets.join(","),
@@ -251,6 +257,17 @@ mod tests {
         assert_eq!(init_uid(&ops), INJECTOR_UID);
         let ops = patch_for(&pod("db", json!({})), &config()).unwrap();
         assert_eq!(init_uid(&ops), INJECTOR_UID);
+    }
+
+    #[test]
+    fn the_injector_command_is_explicit() {
+        let ops = patch_for(&pod("db", json!({})), &config()).unwrap();
+        let init = ops
+            .iter()
+            .find(|op| op["path"] == "/spec/initContainers")
+            .unwrap();
+        assert_eq!(init["value"][0]["command"], json!([INJECTOR_COMMAND]));
+        assert_eq!(init["value"][0]["args"][0], "inject");
     }
 
     #[test]

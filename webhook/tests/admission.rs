@@ -89,6 +89,11 @@ async fn annotated_pod_gets_injector_volume_and_mounts() {
     let init = &spec["initContainers"][0];
     assert_eq!(init["image"], "keyward/webhook:test");
     assert_eq!(init["imagePullPolicy"], "Never");
+    assert_eq!(
+        init["command"],
+        json!(["/keyward-webhook"]),
+        "not the image's ENTRYPOINT"
+    );
     assert!(
         init["args"]
             .as_array()
