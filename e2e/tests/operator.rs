@@ -1130,3 +1130,190 @@ async fn standby_takes_over_when_the_leader_dies() {
     })
     .await;
 }
+
+/// Every `Rotating` condition the key's status goes through, in order, as
+/// (status, reason): collected from a watch, so a state held for a few
+/// milliseconds between two status writes is not missed by polling.
+struct RotatingRecorder {
+    seen: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    task: JoinHandle<()>,
+}
+
+impl RotatingRecorder {
+    fn start(client: &Client, ns: &str, name: &str) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+        let sink = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(watcher(keys, config).applied_objects());
+            while let Some(Ok(key)) = stream.next().await {
+                let now = key
+                    .status
+                    .as_ref()
+                    .and_then(|s| conditions::find(&s.conditions, conditions::ROTATING))
+                    .map(|c| (c.status.clone(), c.reason.clone()));
+                let mut seen = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(now) = now
+                    && seen.last() != Some(&now)
+                {
+                    seen.push(now);
+                }
+            }
+        });
+        RotatingRecorder { seen, task }
+    }
+
+    /// What it saw once `done` holds for the key (the watch gets a moment
+    /// to deliver the write the poll just saw).
+    async fn stop_when(
+        self,
+        keys: &Api<ManagedKey>,
+        name: &str,
+        done: impl Fn(&ManagedKey) -> bool,
+    ) -> Result<Vec<(String, String)>> {
+        wait_key(keys, name, "done rotating", done).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.task.abort();
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(seen)
+    }
+}
+
+/// Issue #5's must-show: a key Ready on version 1; its policy edited to a
+/// 1-minute period; version 2 within the minute and the SealedSecret
+/// re-wrapped (eagerly) onto it, still opening to the same bytes.
+#[tokio::test]
+async fn policy_edited_to_one_minute_rotates_within_a_minute_and_rewraps() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let audit = audit_path(&dir);
+        let operator = Operator::start(&client, &ns, &audit);
+        let policies: Api<kube::core::DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &kube::core::ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk("keyward.io", "v1alpha1", "KeyRotationPolicy"),
+                "keyrotationpolicies",
+            ),
+        );
+        let policy = json!({
+            "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
+            "metadata": { "name": "yearly" },
+            "spec": { "rotationPeriod": "1y", "rewrap": "Eager", "expiryNotice": "10s" },
+        });
+        policies
+            .create(&PostParams::default(), &serde_json::from_value(policy)?)
+            .await?;
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
+        keys.create(
+            &PostParams::default(),
+            &managed_key(
+                "payments",
+                json!({"provider": {"local": {}}, "rotationPolicyRef": {"name": "yearly"}}),
+            )?,
+        )
+        .await?;
+        let key = wait_key(&keys, "payments", "Ready", ready).await?;
+        ensure!(primary(&key) == Some(1), "{:?}", key.status);
+        ensure!(version_state(&key, 1) == Some(KeyState::Active));
+        let v1_created = key
+            .status
+            .as_ref()
+            .and_then(|s| s.version(1))
+            .and_then(|v| v.created_at.clone())
+            .context("v1 createdAt")?
+            .0;
+        let key_id = key_id_of(&key)?;
+        let provider = keyring(&client, &ns).await?;
+        // Binary and empty-ish values too: the bytes must survive exactly.
+        let binary = String::from_utf8_lossy(&[0xF0, 0x9F, 0x94, 0x91, b'\n', b'\t']).into_owned();
+        let (target, _git) = create_sealed(
+            &client,
+            &ns,
+            &provider,
+            "payments",
+            &key_id,
+            "gateway",
+            &[("api-key", "sk_live_0123456789"), ("pin", "0000"), ("blob", &binary)],
+            None,
+        )
+        .await?;
+        wait_sealed(&secrets, "gateway", "recorded on v1", |s| all_on(s, 1)).await?;
+        let expected: BTreeMap<String, Vec<u8>> = [
+            ("api-key".to_owned(), b"sk_live_0123456789".to_vec()),
+            ("pin".to_owned(), b"0000".to_vec()),
+            ("blob".to_owned(), binary.as_bytes().to_vec()),
+        ]
+        .into();
+
+        let recorder = RotatingRecorder::start(&client, &ns, "payments");
+        let patch = json!({ "spec": { "rotationPeriod": "1m" } });
+        let edited = Instant::now();
+        policies
+            .patch("yearly", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let rotated = wait_key(&keys, "payments", "on version 2", |k| primary(k) == Some(2)).await?;
+        let to_v2 = edited.elapsed();
+        let rewrapped = wait_sealed(&secrets, "gateway", "re-wrapped to v2", |s| {
+            all_on(s, 2) && s.status.as_ref().is_some_and(|st| st.rewrapped_since_git)
+        })
+        .await?;
+        let to_rewrap = edited.elapsed();
+        eprintln!(
+            "MEASURE policy edit (1y -> 1m) -> version 2: {:.2}s; -> SealedSecret re-wrapped: {:.2}s",
+            to_v2.as_secs_f64(),
+            to_rewrap.as_secs_f64()
+        );
+        ensure!(to_v2 <= Duration::from_secs(60), "version 2 after {to_v2:?}");
+        // On schedule, not early: version 2 is a period after version 1.
+        let v2_created = rotated
+            .status
+            .as_ref()
+            .and_then(|s| s.version(2))
+            .and_then(|v| v.created_at.clone())
+            .context("v2 createdAt")?
+            .0;
+        let period = v1_created.duration_until(v2_created).as_secs_f64();
+        ensure!((60.0..63.0).contains(&period), "v2 created {period}s after v1");
+        ensure!(version_state(&rotated, 1) == Some(KeyState::Deactivated));
+        ensure!(version_state(&rotated, 2) == Some(KeyState::Active));
+        ensure!(ready(&rotated));
+
+        // The re-wrapped cluster copy opens with the keyring to the same bytes.
+        ensure!(
+            open_values(&target, &provider, &rewrapped.spec.encrypted_data).await? == expected,
+            "re-wrapped values differ"
+        );
+
+        // Rotating went True while the secret waited, and back to False.
+        let seen = recorder.stop_when(&keys, "payments", |k| {
+            k.status.as_ref().is_some_and(|s| {
+                s.version(1).is_some_and(|v| v.dependants == 0)
+                    && conditions::find(&s.conditions, conditions::ROTATING)
+                        .is_some_and(|c| c.status == "False")
+            })
+        })
+        .await?;
+        eprintln!("Rotating condition went through {seen:?}");
+        let during = seen
+            .iter()
+            .position(|(s, r)| s == "True" && r == "RewrappingDependants")
+            .context(format!("Rotating never True while re-wrapping: {seen:?}"))?;
+        ensure!(
+            seen[during..].iter().any(|(s, r)| s == "False" && r == "Idle"),
+            "Rotating not back to False/Idle: {seen:?}"
+        );
+        secrets
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await?;
+        operator.delete_keys_and_stop(&client, &ns).await?;
+        keyward_core::audit::verify(&audit)?;
+        Ok(())
+    })
+    .await;
+}

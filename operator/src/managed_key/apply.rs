@@ -6,7 +6,7 @@ use super::status::{
     compromise_handled, set_condition, set_dependants, sync_versions, timestamp, version_mut,
     versions_with_dependants,
 };
-use super::{lifecycle, provider_key_name, retention};
+use super::{lifecycle, provider_key_name, retention, rotating};
 use crate::annotations::{self, ManualRotation};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::dependants;
@@ -137,6 +137,8 @@ async fn apply_key(
         )
         .await?;
     }
+
+    rotating::set(&mut status, policy.rewrap, key.metadata.generation, now);
 
     if algorithm.is_asymmetric() {
         if status.public_key.is_none() || recorded_primary != info.primary_version {

@@ -6,6 +6,7 @@ mod cleanup;
 mod lifecycle;
 mod outcome;
 mod retention;
+mod rotating;
 pub mod status;
 
 use crate::annotations::FINALIZER;
