@@ -79,6 +79,13 @@ impl Operator {
     }
 }
 
+/// The in-process operator's config with `--materialize-secrets` on.
+fn materialising(ns: &str, audit: &Path) -> Config {
+    let mut config = Config::for_namespace(ns, audit.to_path_buf());
+    config.materialize_secrets = true;
+    config
+}
+
 fn managed_key(name: &str, spec: serde_json::Value) -> Result<ManagedKey> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
@@ -841,7 +848,7 @@ async fn eager_rewrap_after_rotation_compromise_rewraps_and_template_secret_is_o
         crds::install_keyward_crds(&client).await?;
         let dir = tempfile::tempdir()?;
         let audit = audit_path(&dir);
-        let operator = Operator::start(&client, &ns, &audit);
+        let operator = Operator::start_with(&client, materialising(&ns, &audit));
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
         let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
         let plain: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -1313,6 +1320,156 @@ async fn policy_edited_to_one_minute_rotates_within_a_minute_and_rewraps() {
             .await?;
         operator.delete_keys_and_stop(&client, &ns).await?;
         keyward_core::audit::verify(&audit)?;
+        Ok(())
+    })
+    .await;
+}
+
+async fn wait_secret(api: &Api<Secret>, name: &str, present: bool) -> Result<Option<Secret>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let secret = api.get_opt(name).await?;
+        if secret.is_some() == present {
+            return Ok(secret);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "Secret {name} still {} after 60s",
+            if present { "absent" } else { "present" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn degraded_secret_reason(secret: &SealedSecret) -> Option<String> {
+    let status = secret.status.as_ref()?;
+    conditions::find(&status.conditions, DEGRADED)
+        .filter(|c| c.status == "True")
+        .map(|c| format!("{}: {}", c.reason, c.message))
+}
+
+/// Without `--materialize-secrets` a template is reported, not acted on;
+/// with it the Secret is made, and removing the template deletes the Secret
+/// this SealedSecret owns (and never someone else's).
+#[tokio::test]
+async fn template_secrets_need_the_flag_and_go_with_the_template() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let audit = audit_path(&dir);
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
+        let plain: Api<Secret> = Api::namespaced(client.clone(), &ns);
+
+        let operator = Operator::start(&client, &ns, &audit);
+        keys.create(
+            &PostParams::default(),
+            &managed_key("t", json!({"provider": {"local": {}}}))?,
+        )
+        .await?;
+        let key_id = key_id_of(&wait_key(&keys, "t", "Ready", ready).await?)?;
+        let provider = keyring(&client, &ns).await?;
+        let template = json!({"labels": {"team": "pay"}});
+        create_sealed(
+            &client,
+            &ns,
+            &provider,
+            "t",
+            &key_id,
+            "db",
+            &[("password", "s3cret")],
+            Some(template.clone()),
+        )
+        .await?;
+        let refused = wait_sealed(&secrets, "db", "Degraded for the missing flag", |s| {
+            degraded_secret_reason(s).is_some()
+        })
+        .await?;
+        let reason = degraded_secret_reason(&refused).unwrap_or_default();
+        ensure!(
+            reason.starts_with("SecretsNotMaterialized:")
+                && reason.contains("--materialize-secrets"),
+            "{reason}"
+        );
+        wait_for_event(&client, &ns, "SecretsNotMaterialized").await?;
+        ensure!(
+            plain.get_opt("db").await?.is_none(),
+            "a Secret was written without the flag"
+        );
+        operator.kill().await;
+
+        // With the flag: the Secret appears and the condition clears.
+        let operator = Operator::start_with(&client, materialising(&ns, &audit));
+        let made = wait_secret(&plain, "db", true).await?.context("Secret")?;
+        ensure!(
+            made.data
+                .as_ref()
+                .and_then(|d| d.get("password"))
+                .map(|v| v.0.as_slice())
+                == Some(&b"s3cret"[..])
+        );
+        wait_sealed(&secrets, "db", "no longer Degraded", |s| {
+            degraded_secret_reason(s).is_none()
+        })
+        .await?;
+
+        // Someone else's Secret under a SealedSecret's name is never touched.
+        let foreign: Secret = serde_json::from_value(json!({
+            "metadata": { "name": "shared" }, "stringData": { "mine": "yes" },
+        }))?;
+        plain.create(&PostParams::default(), &foreign).await?;
+        create_sealed(
+            &client,
+            &ns,
+            &provider,
+            "t",
+            &key_id,
+            "shared",
+            &[("x", "1")],
+            Some(template),
+        )
+        .await?;
+        let clash = wait_sealed(&secrets, "shared", "Degraded SecretExists", |s| {
+            degraded_secret_reason(s).is_some_and(|r| r.starts_with("SecretExists"))
+        })
+        .await?;
+        let foreign_uid = plain.get("shared").await?.uid();
+
+        // Template removed: the owned Secret goes, the foreign one stays.
+        let remove = json!({ "spec": { "template": null } });
+        let removed_at = Instant::now();
+        for name in ["db", "shared"] {
+            secrets
+                .patch(name, &PatchParams::default(), &Patch::Merge(&remove))
+                .await?;
+        }
+        wait_secret(&plain, "db", false).await?;
+        eprintln!(
+            "MEASURE template removed -> owned Secret deleted: {:?}",
+            removed_at.elapsed()
+        );
+        wait_for_event(&client, &ns, "SecretDeleted").await?;
+        wait_sealed(&secrets, "shared", "re-observed without template", |s| {
+            s.status.as_ref().and_then(|st| st.observed_generation)
+                > clash.status.as_ref().and_then(|st| st.observed_generation)
+        })
+        .await?;
+        let still = plain
+            .get_opt("shared")
+            .await?
+            .context("the foreign Secret was deleted")?;
+        ensure!(
+            still.uid() == foreign_uid,
+            "the foreign Secret was replaced"
+        );
+        ensure!(still.owner_references().is_empty());
+        // Nothing comes back while the template stays away.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ensure!(plain.get_opt("db").await?.is_none(), "the Secret came back");
+        secrets
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await?;
+        operator.delete_keys_and_stop(&client, &ns).await?;
         Ok(())
     })
     .await;

@@ -61,6 +61,11 @@ pub struct Config {
     /// How often the leader renews, and a standby retries (milliseconds).
     #[arg(long, env = "KEYWARD_LEASE_RENEW_MS", default_value_t = 2_000)]
     pub renew_interval_ms: u64,
+
+    /// Write a Kubernetes Secret for each SealedSecret with `spec.template`
+    /// (needs RBAC on Secrets). Off: Secrets are neither watched nor written.
+    #[arg(long, env = "KEYWARD_MATERIALIZE_SECRETS", default_value_t = false)]
+    pub materialize_secrets: bool,
 }
 
 impl Config {
@@ -78,6 +83,7 @@ impl Config {
             identity: Some("in-process".into()),
             lease_duration_secs: 4,
             renew_interval_ms: 500,
+            materialize_secrets: false,
         }
     }
 
@@ -119,5 +125,13 @@ mod tests {
         assert_eq!(config.namespace, "ops");
         assert_eq!(config.watch_namespace.as_deref(), Some("apps"));
         assert_eq!(config.audit_log, PathBuf::from("/tmp/a.log"));
+    }
+
+    #[test]
+    fn secrets_are_materialised_only_when_asked() {
+        let config = Config::try_parse_from(["keyward-operator"]).unwrap();
+        assert!(!config.materialize_secrets);
+        let config = Config::try_parse_from(["keyward-operator", "--materialize-secrets"]).unwrap();
+        assert!(config.materialize_secrets);
     }
 }

@@ -71,7 +71,10 @@ pub async fn run(
     );
     let metrics = Arc::clone(&ctx.metrics);
     let controllers = async {
-        tokio::join!(managed_key::run(Arc::clone(&ctx)), sealed_secret::run(ctx));
+        tokio::join!(
+            managed_key::run(Arc::clone(&ctx)),
+            sealed_secret::run(ctx, config.materialize_secrets)
+        );
     };
     let result = tokio::select! {
         () = controllers => {

@@ -1,7 +1,8 @@
 //! The optional Kubernetes Secret of a SealedSecret with `spec.template`:
 //! same name and namespace, owned by the SealedSecret (so the garbage
 //! collector deletes it with it), written by server-side apply. Never
-//! created without a template, and never over a Secret someone else owns.
+//! created without a template or without `--materialize-secrets`, never over
+//! a Secret someone else owns, and deleted when the template is removed.
 
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Result;
@@ -11,7 +12,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use keyward_core::envelope::open_secret;
 use keyward_crds::SealedSecret;
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeMap;
 
@@ -107,6 +109,112 @@ pub async fn secret(
     drop(secret);
     applied?;
     Ok(None)
+}
+
+/// Degraded reason of a SealedSecret with a template the operator may not act on.
+pub const NOT_MATERIALISED: &str = "SecretsNotMaterialized";
+
+/// What to do about `spec.template`: write the Secret (`materialize` on),
+/// say why not (off), or delete the Secret this SealedSecret owns once its
+/// template is gone. `touched`: the spec changed since the last status
+/// write; only then can a template have been removed, so only then is the
+/// Secret looked up. `Some((reason, message))` when something is wrong.
+pub async fn reconcile_template(
+    sealed: &SealedSecret,
+    materialize: bool,
+    touched: bool,
+    assessment: Option<(&'static str, String)>,
+    ctx: &Context,
+) -> Result<Option<(&'static str, String)>> {
+    match (&sealed.spec.template, materialize) {
+        (Some(_), true) if assessment.is_none() => secret(sealed, ctx).await,
+        (Some(_), true) => Ok(assessment),
+        (Some(_), false) => {
+            let message = "spec.template is set, but the operator was started without --materialize-secrets \
+                 (env KEYWARD_MATERIALIZE_SECRETS, Helm value operator.materializeSecrets), so no Secret is written; \
+                 enable it, or remove spec.template and read the values through the injector";
+            let already = sealed.status.as_ref().is_some_and(|s| {
+                keyward_crds::conditions::find(&s.conditions, keyward_crds::conditions::DEGRADED)
+                    .is_some_and(|c| c.status == "True" && c.reason == NOT_MATERIALISED)
+            });
+            if !already {
+                publish(
+                    sealed,
+                    ctx,
+                    EventType::Warning,
+                    NOT_MATERIALISED,
+                    message.to_owned(),
+                )
+                .await;
+            }
+            Ok(assessment.or(Some((NOT_MATERIALISED, message.to_owned()))))
+        }
+        (None, true) if touched => {
+            remove_owned(sealed, ctx).await?;
+            Ok(assessment)
+        }
+        (None, _) => Ok(assessment),
+    }
+}
+
+/// Deletes the Secret of the same name if (and only if) this SealedSecret
+/// owns it, by uid; someone else's Secret is left alone.
+pub async fn remove_owned(sealed: &SealedSecret, ctx: &Context) -> Result<bool> {
+    let (Some(target), Some(uid)) = (target_of(sealed), sealed.uid()) else {
+        return Ok(false);
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &target.namespace);
+    let Some(existing) = api.get_opt(&target.secret_name).await? else {
+        return Ok(false);
+    };
+    if !existing.owner_references().iter().any(|o| o.uid == uid) {
+        return Ok(false);
+    }
+    // The uid precondition: never a Secret recreated under the name meanwhile.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: existing.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&target.secret_name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(secret = %format!("{}/{}", target.namespace, target.secret_name), "template removed: owned Secret deleted");
+    publish(
+        sealed,
+        ctx,
+        EventType::Normal,
+        "SecretDeleted",
+        format!(
+            "spec.template was removed: deleted Secret {}/{} that this SealedSecret owned",
+            target.namespace, target.secret_name
+        ),
+    )
+    .await;
+    Ok(true)
+}
+
+async fn publish(
+    sealed: &SealedSecret,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Materialize".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &sealed.object_ref(&())).await {
+        tracing::warn!(%error, secret = %sealed.name_any(), "event not published");
+    }
 }
 
 #[cfg(test)]

@@ -68,7 +68,14 @@ pub fn assess(
     None
 }
 
-async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action> {
+/// The shared context, and whether this operator writes template Secrets.
+pub struct SecretsContext {
+    pub ctx: Arc<Context>,
+    pub materialize_secrets: bool,
+}
+
+async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Result<Action> {
+    let ctx = &shared.ctx;
     ctx.metrics.reconciled(Metric::SealedSecret);
     let now = Timestamp::now();
     let namespace = secret
@@ -86,10 +93,10 @@ async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     let keys: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), &key_namespace);
     let key = keys.get_opt(&secret.spec.key_ref.name).await?;
     if let (Ok(items), Some(key)) = (item_versions(&secret), key.as_ref()) {
-        let mode = rewrap_mode(key, &key_namespace, &ctx).await?;
+        let mode = rewrap_mode(key, &key_namespace, ctx).await?;
         let key_status = key.status.clone().unwrap_or_default();
         if let Some(reason) = rewrap::decide(&items, &key_status, mode, touched) {
-            secret = rewrap_secret(&secret, &key_status, reason, &ctx).await?;
+            secret = rewrap_secret(&secret, &key_status, reason, ctx).await?;
             status.rewrapped_since_git = true;
         }
     }
@@ -122,10 +129,14 @@ async fn reconcile(secret: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 generation,
                 now,
             );
-            let mut assessment = assess(&items, key.as_ref());
-            if assessment.is_none() && secret.spec.template.is_some() {
-                assessment = materialise::secret(&secret, &ctx).await?;
-            }
+            let assessment = materialise::reconcile_template(
+                &secret,
+                shared.materialize_secrets,
+                touched,
+                assess(&items, key.as_ref()),
+                ctx,
+            )
+            .await?;
             match assessment {
                 Some((reason, message)) => set_condition(
                     &mut status.conditions,
@@ -280,8 +291,10 @@ async fn rewrap_secret(
     Ok(Arc::new(updated))
 }
 
-fn error_policy(secret: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
+fn error_policy(secret: Arc<SealedSecret>, error: &Error, shared: Arc<SecretsContext>) -> Action {
+    shared
+        .ctx
+        .metrics
         .failed(Metric::SealedSecret, error.metric_label());
     tracing::warn!(secret = %secret.name_any(), namespace = ?secret.namespace(), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
@@ -290,34 +303,45 @@ fn error_policy(secret: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> 
 /// Runs until the watch streams end (shutdown signal or task abort). Key
 /// changes (a rotation, a compromise) re-reconcile the secrets that use the
 /// key, which is what makes eager re-wrapping happen; owned Secrets are
-/// watched so a deleted or edited one is put back.
-pub async fn run(ctx: Arc<Context>) {
+/// watched (only with `materialize_secrets`) so a deleted or edited one is
+/// put back.
+pub async fn run(ctx: Arc<Context>, materialize_secrets: bool) {
     let controller = Controller::new(ctx.api::<SealedSecret>(), watcher::Config::default());
     let store = controller.store();
-    controller
-        .watches(
-            ctx.api::<ManagedKey>(),
-            watcher::Config::default(),
-            move |key: ManagedKey| {
-                let namespace = key.namespace();
-                let name = key.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|secret| {
-                        secret.spec.key_ref.name == name
-                            && secret.key_namespace().map(str::to_owned) == namespace
-                    })
-                    .map(|secret| ObjectRef::from_obj(&*secret))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .owns(
+    let controller = controller.watches(
+        ctx.api::<ManagedKey>(),
+        watcher::Config::default(),
+        move |key: ManagedKey| {
+            let namespace = key.namespace();
+            let name = key.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|secret| {
+                    secret.spec.key_ref.name == name
+                        && secret.key_namespace().map(str::to_owned) == namespace
+                })
+                .map(|secret| ObjectRef::from_obj(&*secret))
+                .collect::<Vec<_>>()
+        },
+    );
+    // Without the flag the operator has no business with Secrets (and the
+    // chart grants it no RBAC on them).
+    let controller = if materialize_secrets {
+        controller.owns(
             ctx.api::<Secret>(),
             watcher::Config::default().labels(materialise::MANAGED_BY_SELECTOR),
         )
+    } else {
+        controller
+    };
+    let shared = Arc::new(SecretsContext {
+        ctx,
+        materialize_secrets,
+    });
+    controller
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, shared)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "SealedSecret controller event");
