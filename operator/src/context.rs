@@ -1,6 +1,8 @@
 //! What every reconcile gets: clients, the provider, metrics, audit, events.
 
 use crate::audit::Audit;
+use crate::counted_provider::CountedProvider;
+use crate::dependants::Dependants;
 use crate::metrics::Metrics;
 use keyward_core::KeyProvider;
 use kube::Client;
@@ -19,6 +21,8 @@ pub struct Context {
     pub audit: Audit,
     /// Namespace to watch, or all.
     pub watch_namespace: Option<String>,
+    /// Which key versions the SealedSecrets use, kept by one shared watch.
+    pub dependants: Arc<Dependants>,
     /// Wraps and unwraps the operator made per (provider key id, version)
     /// that the ManagedKey controller has not yet added to
     /// `versions[].operations` (the SealedSecret controller does not write
@@ -41,10 +45,12 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            provider,
+            // Every provider call is counted and timed by operation.
+            provider: Arc::new(CountedProvider::new(provider, Arc::clone(&metrics))),
             metrics,
             audit,
             watch_namespace,
+            dependants: Arc::default(),
             operations: Mutex::default(),
         }
     }

@@ -1,9 +1,15 @@
 //! Which key versions SealedSecrets still need, read from their envelope
-//! headers (nothing is decrypted).
+//! headers (nothing is decrypted). The index of them is in `index.rs`.
+
+mod index;
+mod triggers;
+
+pub use index::{Dependants, NotSynced};
+pub use triggers::{key_ref, key_triggers};
 
 use keyward_core::envelope::Envelope;
 use keyward_crds::SealedSecret;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Item name -> key version, for the items whose header parses; the first
 /// unparsable item's error otherwise.
@@ -22,44 +28,14 @@ pub fn item_versions(secret: &SealedSecret) -> Result<BTreeMap<String, (u32, Str
         .collect()
 }
 
-/// Version -> number of SealedSecrets with at least one item under it, for
-/// the ManagedKey `key_namespace/key_name` whose provider key is
-/// `provider_key_id`. A secret is counted once per version it uses.
-pub fn count<'a>(
-    secrets: impl IntoIterator<Item = &'a SealedSecret>,
-    key_namespace: &str,
-    key_name: &str,
-    provider_key_id: &str,
-) -> BTreeMap<u32, u32> {
-    let mut counts = BTreeMap::new();
-    for secret in secrets {
-        if secret.spec.key_ref.name != key_name || secret.key_namespace() != Some(key_namespace) {
-            continue;
-        }
-        let versions: BTreeSet<u32> = secret
-            .spec
-            .encrypted_data
-            .values()
-            .filter_map(|text| Envelope::decode(text).ok())
-            .filter(|envelope| envelope.provider_key_id == provider_key_id)
-            .map(|envelope| envelope.key_version)
-            .collect();
-        for version in versions {
-            *counts.entry(version).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod fixtures {
     use keyward_core::Dek;
-    use keyward_core::envelope::{Scope, ScopeContext};
+    use keyward_core::envelope::{Envelope, Scope, ScopeContext};
     use keyward_core::provider::{WrapAlgorithm, WrappedDek};
-    use keyward_crds::{KeyReference, SealedSecretSpec};
+    use keyward_crds::{KeyReference, SealedSecret, SealedSecretSpec};
 
-    fn envelope(key_id: &str, version: u32) -> String {
+    pub fn envelope(key_id: &str, version: u32) -> String {
         let wrapped = WrappedDek {
             key_id: key_id.into(),
             version,
@@ -73,9 +49,10 @@ mod tests {
             .unwrap()
     }
 
-    fn secret(ns: &str, key: &str, items: &[(&str, String)]) -> SealedSecret {
+    /// SealedSecret `ns/name` under ManagedKey `ns/key`.
+    pub fn secret(ns: &str, name: &str, key: &str, items: &[(&str, String)]) -> SealedSecret {
         let mut s = SealedSecret::new(
-            "s",
+            name,
             SealedSecretSpec {
                 key_ref: KeyReference {
                     name: key.into(),
@@ -93,36 +70,20 @@ mod tests {
         s.metadata.namespace = Some(ns.into());
         s
     }
+}
 
-    #[test]
-    fn each_secret_counts_once_per_version_of_the_right_key() {
-        let secrets = [
-            secret(
-                "apps",
-                "db",
-                &[("a", envelope("k1", 1)), ("b", envelope("k1", 1))],
-            ),
-            secret(
-                "apps",
-                "db",
-                &[("a", envelope("k1", 1)), ("b", envelope("k1", 2))],
-            ),
-            // Another key name, another namespace, another provider key, garbage.
-            secret("apps", "other", &[("a", envelope("k1", 1))]),
-            secret("ops", "db", &[("a", envelope("k1", 1))]),
-            secret("apps", "db", &[("a", envelope("old-key", 1))]),
-            secret("apps", "db", &[("a", "AAAA".into())]),
-        ];
-        let counts = count(&secrets, "apps", "db", "k1");
-        assert_eq!(counts, [(1, 2), (2, 1)].into());
-    }
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{envelope, secret};
+    use super::*;
 
     #[test]
     fn item_versions_names_the_broken_item() {
-        let good = secret("apps", "db", &[("a", envelope("k1", 3))]);
+        let good = secret("apps", "s", "db", &[("a", envelope("k1", 3))]);
         assert_eq!(item_versions(&good).unwrap()["a"], (3, "k1".to_owned()));
         let bad = secret(
             "apps",
+            "s",
             "db",
             &[("a", envelope("k1", 3)), ("b", "AAAA".into())],
         );

@@ -6,9 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod annotations;
+pub mod api_client;
 pub mod audit;
 pub mod config;
 pub mod context;
+pub mod counted_provider;
 pub mod dependants;
 pub mod error;
 pub mod http;

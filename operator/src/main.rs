@@ -14,10 +14,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
-    let client = kube::Client::try_default()
+    let metrics = Arc::new(Metrics::default());
+    // Counts every API request in keyward_api_requests_total{verb}.
+    let client = keyward_operator::api_client::counted(Arc::clone(&metrics))
         .await
         .context("no Kubernetes client: run in a pod or set KUBECONFIG")?;
-    let metrics = Arc::new(Metrics::default());
     let ready = http::Readiness::default();
     let listener = http::bind(&config.metrics_addr).await?;
     tracing::info!(address = %config.metrics_addr, "serving /healthz, /readyz and /metrics");

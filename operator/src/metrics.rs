@@ -11,7 +11,12 @@ pub struct Metrics {
     reconciles: [AtomicU64; 2],
     errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rotations: Mutex<BTreeMap<&'static str, u64>>,
-    provider_calls: AtomicU64,
+    /// Calls that changed provider keys (counted at the call sites).
+    key_changes: AtomicU64,
+    /// Every provider call by operation: (count, total seconds).
+    provider_calls: Mutex<BTreeMap<&'static str, (u64, f64)>>,
+    /// Kubernetes API requests by verb.
+    api_requests: Mutex<BTreeMap<&'static str, u64>>,
     rewraps: Mutex<BTreeMap<&'static str, u64>>,
     /// (namespace, name) -> seconds until the primary version's rotation is due.
     expiry: Mutex<BTreeMap<(String, String), i64>>,
@@ -50,8 +55,28 @@ impl Metrics {
         *rotations.entry(reason).or_default() += 1;
     }
 
+    /// A call that changes provider keys (create, rotate, enable/disable,
+    /// schedule/cancel deletion).
     pub fn provider_call(&self) {
-        self.provider_calls.fetch_add(1, Ordering::Relaxed);
+        self.key_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Any provider call, by operation, with how long it took.
+    pub fn provider_call_by_op(&self, op: &'static str, took: std::time::Duration) {
+        let mut calls = self
+            .provider_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = calls.entry(op).or_default();
+        entry.0 += 1;
+        entry.1 += took.as_secs_f64();
+    }
+
+    /// A Kubernetes API request; `verb` as the API server names it
+    /// (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`).
+    pub fn api_request(&self, verb: &'static str) {
+        let mut requests = self.api_requests.lock().unwrap_or_else(|e| e.into_inner());
+        *requests.entry(verb).or_default() += 1;
     }
 
     /// A SealedSecret re-wrapped; `reason`: `eager`, `lazy` or `compromised`.
@@ -111,13 +136,23 @@ impl Metrics {
             );
         }
         drop(rotations);
-        out.push_str("# HELP keyward_provider_calls_total Calls that changed provider keys.\n");
-        out.push_str("# TYPE keyward_provider_calls_total counter\n");
+        out.push_str(
+            "# HELP keyward_provider_key_changes_total Provider calls that changed keys.\n",
+        );
+        out.push_str("# TYPE keyward_provider_key_changes_total counter\n");
         let _ = writeln!(
             out,
-            "keyward_provider_calls_total {}",
-            self.provider_calls.load(Ordering::Relaxed)
+            "keyward_provider_key_changes_total {}",
+            self.key_changes.load(Ordering::Relaxed)
         );
+        self.render_provider_calls(&mut out);
+        out.push_str("# HELP keyward_api_requests_total Kubernetes API requests by verb.\n");
+        out.push_str("# TYPE keyward_api_requests_total counter\n");
+        let requests = self.api_requests.lock().unwrap_or_else(|e| e.into_inner());
+        for (verb, count) in requests.iter() {
+            let _ = writeln!(out, "keyward_api_requests_total{{verb=\"{verb}\"}} {count}");
+        }
+        drop(requests);
         out.push_str("# HELP keyward_rewraps_total SealedSecrets re-wrapped onto a newer key version, by reason.\n");
         out.push_str("# TYPE keyward_rewraps_total counter\n");
         let rewraps = self.rewraps.lock().unwrap_or_else(|e| e.into_inner());
@@ -143,6 +178,34 @@ impl Metrics {
             self.leader.load(Ordering::Relaxed)
         );
         out
+    }
+
+    fn render_provider_calls(&self, out: &mut String) {
+        let calls = self
+            .provider_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        out.push_str(
+            "# HELP keyward_provider_calls_total Provider calls by operation (reads included).\n",
+        );
+        out.push_str("# TYPE keyward_provider_calls_total counter\n");
+        for (op, (count, _)) in calls.iter() {
+            let _ = writeln!(out, "keyward_provider_calls_total{{op=\"{op}\"}} {count}");
+        }
+        out.push_str(
+            "# HELP keyward_provider_call_duration_seconds Provider call latency by operation.\n",
+        );
+        out.push_str("# TYPE keyward_provider_call_duration_seconds summary\n");
+        for (op, (count, seconds)) in calls.iter() {
+            let _ = writeln!(
+                out,
+                "keyward_provider_call_duration_seconds_sum{{op=\"{op}\"}} {seconds}"
+            );
+            let _ = writeln!(
+                out,
+                "keyward_provider_call_duration_seconds_count{{op=\"{op}\"}} {count}"
+            );
+        }
     }
 }
 
@@ -174,5 +237,15 @@ mod tests {
         assert!(text.contains("keyward_key_expiry_seconds{namespace=\"apps\",name=\"db\"} 42\n"));
         assert!(!text.contains("gone"));
         assert!(text.contains("keyward_leader 1\n"));
+        metrics.provider_call();
+        metrics.provider_call_by_op("describe_key", std::time::Duration::from_millis(500));
+        metrics.api_request("list");
+        let text = metrics.render();
+        assert!(text.contains("keyward_provider_key_changes_total 1\n"));
+        assert!(text.contains("keyward_provider_calls_total{op=\"describe_key\"} 1\n"));
+        assert!(
+            text.contains("keyward_provider_call_duration_seconds_sum{op=\"describe_key\"} 0.5\n")
+        );
+        assert!(text.contains("keyward_api_requests_total{verb=\"list\"} 1\n"));
     }
 }

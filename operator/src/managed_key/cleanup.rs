@@ -2,16 +2,14 @@
 //! deletion after its deletion window (never immediate), then lets the
 //! finalizer go. SealedSecrets that still need the key block it.
 
-use super::apply::destruction_blocker;
+use super::apply::{SYNC_PATIENCE, destruction_blocker};
 use super::status::set_dependants;
 use crate::context::Context;
-use crate::dependants;
 use crate::error::{Error, Result};
 use k8s_openapi::jiff::Timestamp;
 use keyward_core::ProviderError;
 use keyward_core::provider::DeletionTarget;
-use keyward_crds::{ManagedKey, ProviderKind, SealedSecret};
-use kube::api::ListParams;
+use keyward_crds::{ManagedKey, ProviderKind};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -29,11 +27,11 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     if !matches!(key.spec.provider_kind(), Some(ProviderKind::Local(_))) {
         return Ok(Action::await_change());
     }
-    let secrets = ctx
-        .api::<SealedSecret>()
-        .list(&ListParams::default())
-        .await?;
-    let counts = dependants::count(&secrets.items, &namespace, &key.name_any(), &key_id);
+    let counts = ctx
+        .dependants
+        .count_when_synced(&namespace, &key.name_any(), &key_id, SYNC_PATIENCE)
+        .await
+        .map_err(|e| Error::Blocked(e.to_string()))?;
     set_dependants(&mut status.versions, &counts);
     if let Some(message) = destruction_blocker(&key, &status) {
         let event = Event {

@@ -11,10 +11,11 @@ pub mod status;
 
 use crate::annotations::FINALIZER;
 use crate::context::Context;
+use crate::dependants;
 use crate::error::{Error, Result};
 use crate::metrics::Controller as Metric;
 use futures::StreamExt;
-use keyward_crds::{KeyRotationPolicy, ManagedKey, SealedSecret};
+use keyward_crds::{KeyRotationPolicy, ManagedKey};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -83,15 +84,8 @@ pub async fn run(ctx: Arc<Context>) {
                     .collect::<Vec<_>>()
             },
         )
-        .watches(
-            ctx.api::<SealedSecret>(),
-            watcher::Config::default(),
-            |secret: SealedSecret| {
-                secret
-                    .key_namespace()
-                    .map(|ns| ObjectRef::new(&secret.spec.key_ref.name).within(ns))
-            },
-        )
+        // Only when a SealedSecret's key versions change (not its status).
+        .watches_stream(dependants::key_triggers(&ctx), dependants::key_ref)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -1,0 +1,358 @@
+//! An in-memory index of which ManagedKey versions each SealedSecret uses,
+//! fed by one watch of SealedSecrets (see `triggers.rs`), so a ManagedKey
+//! reconcile counts its dependants without listing every SealedSecret.
+//!
+//! It holds only the projection the counts need (key reference and the
+//! (provider key id, version) pairs of the item headers), not the objects:
+//! the SealedSecret controller already keeps one full copy of each.
+//!
+//! Until the watch's initial list is complete the index refuses to count:
+//! a count taken from a half-filled index would say "no dependants" and let
+//! a version that secrets still need be destroyed.
+
+use keyward_core::envelope::Envelope;
+use keyward_crds::SealedSecret;
+use kube::ResourceExt;
+use kube::runtime::watcher::Event;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// (namespace, name) of a ManagedKey or a SealedSecret.
+pub type Id = (String, String);
+
+/// What one SealedSecret needs: its key, and the (provider key id, version)
+/// pairs its items were sealed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Uses {
+    key: Id,
+    versions: BTreeSet<(String, u32)>,
+}
+
+fn uses(secret: &SealedSecret) -> Option<(Id, Uses)> {
+    let id = (secret.namespace()?, secret.name_any());
+    let key = (
+        secret.key_namespace()?.to_owned(),
+        secret.spec.key_ref.name.clone(),
+    );
+    let versions = secret
+        .spec
+        .encrypted_data
+        .values()
+        .filter_map(|text| Envelope::decode(text).ok())
+        .map(|envelope| (envelope.provider_key_id, envelope.key_version))
+        .collect();
+    Some((id, Uses { key, versions }))
+}
+
+/// The index has not seen the complete list of SealedSecrets yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotSynced;
+
+impl std::fmt::Display for NotSynced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the operator has not finished listing SealedSecrets, so dependant counts are unknown \
+             and nothing is destroyed yet; it retries (if this persists, check that its RBAC \
+             allows list and watch on sealedsecrets)",
+        )
+    }
+}
+
+#[derive(Default)]
+struct State {
+    secrets: HashMap<Id, Uses>,
+    /// Secrets by the key they reference, for cheap counts.
+    by_key: HashMap<Id, BTreeSet<Id>>,
+    /// A (re-)list in progress: collected here, swapped in when complete.
+    relist: Option<HashMap<Id, Uses>>,
+}
+
+impl State {
+    fn insert(&mut self, id: Id, new: Uses) -> Option<Uses> {
+        self.by_key
+            .entry(new.key.clone())
+            .or_default()
+            .insert(id.clone());
+        let old = self.secrets.insert(id.clone(), new.clone());
+        if let Some(old) = old.as_ref().filter(|old| old.key != new.key) {
+            self.unlink(&old.key, &id);
+        }
+        old
+    }
+
+    fn remove(&mut self, id: &Id) -> Option<Uses> {
+        let old = self.secrets.remove(id)?;
+        self.unlink(&old.key, id);
+        Some(old)
+    }
+
+    fn unlink(&mut self, key: &Id, secret: &Id) {
+        if let Some(secrets) = self.by_key.get_mut(key) {
+            secrets.remove(secret);
+            if secrets.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+    }
+}
+
+pub struct Dependants {
+    state: Mutex<State>,
+    synced: watch::Sender<bool>,
+}
+
+impl Default for Dependants {
+    fn default() -> Self {
+        Dependants {
+            state: Mutex::default(),
+            synced: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Dependants {
+    /// Applies one watch event; returns the ManagedKeys whose dependants
+    /// changed (so they are reconciled again). Status-only updates change
+    /// nothing here and trigger nothing.
+    pub fn apply(&self, event: Event<SealedSecret>) -> Vec<Id> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = BTreeSet::new();
+        match event {
+            Event::Init => state.relist = Some(HashMap::new()),
+            Event::InitApply(secret) => {
+                if let (Some(relist), Some((id, uses))) = (state.relist.as_mut(), uses(&secret)) {
+                    relist.insert(id, uses);
+                }
+            }
+            Event::InitDone => {
+                let listed = state.relist.take().unwrap_or_default();
+                let first = !*self.synced.borrow();
+                // Secrets deleted or changed while no watch was open show up
+                // only as a difference between the old and the new list.
+                let old = std::mem::take(&mut *state);
+                for (id, uses) in &old.secrets {
+                    if listed.get(id) != Some(uses) {
+                        changed.insert(uses.key.clone());
+                    }
+                }
+                for (id, uses) in listed {
+                    if old.secrets.get(&id) != Some(&uses) {
+                        changed.insert(uses.key.clone());
+                    }
+                    state.insert(id, uses);
+                }
+                self.synced.send_replace(true);
+                // Every key is reconciled at start anyway (and waits for this).
+                if first {
+                    changed.clear();
+                }
+            }
+            Event::Apply(secret) => {
+                if let Some((id, new)) = uses(&secret) {
+                    let old = state.insert(id, new.clone());
+                    if old.as_ref() != Some(&new) {
+                        changed.insert(new.key);
+                        changed.extend(old.map(|u| u.key));
+                    }
+                }
+            }
+            Event::Delete(secret) => {
+                if let Some((id, _)) = uses(&secret) {
+                    changed.extend(state.remove(&id).map(|u| u.key));
+                }
+            }
+        }
+        changed.into_iter().collect()
+    }
+
+    /// Version -> number of SealedSecrets with at least one item under it,
+    /// for ManagedKey `key_namespace/key_name` whose provider key is
+    /// `provider_key_id`; [`NotSynced`] before the first complete list.
+    pub fn count(
+        &self,
+        key_namespace: &str,
+        key_name: &str,
+        provider_key_id: &str,
+    ) -> Result<BTreeMap<u32, u32>, NotSynced> {
+        if !*self.synced.borrow() {
+            return Err(NotSynced);
+        }
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = BTreeMap::new();
+        let key = (key_namespace.to_owned(), key_name.to_owned());
+        for secret in state.by_key.get(&key).into_iter().flatten() {
+            let Some(uses) = state.secrets.get(secret) else {
+                continue;
+            };
+            for (id, version) in &uses.versions {
+                if id == provider_key_id {
+                    *counts.entry(*version).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// [`Dependants::count`], waiting up to `patience` for the first list.
+    pub async fn count_when_synced(
+        &self,
+        key_namespace: &str,
+        key_name: &str,
+        provider_key_id: &str,
+        patience: Duration,
+    ) -> Result<BTreeMap<u32, u32>, NotSynced> {
+        let mut synced = self.synced.subscribe();
+        match tokio::time::timeout(patience, synced.wait_for(|s| *s)).await {
+            Ok(Ok(_)) => self.count(key_namespace, key_name, provider_key_id),
+            _ => Err(NotSynced),
+        }
+    }
+
+    /// Number of SealedSecrets indexed (for tests and logs).
+    pub fn len(&self) -> usize {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{envelope, secret};
+    use super::*;
+
+    fn id(ns: &str, name: &str) -> Id {
+        (ns.to_owned(), name.to_owned())
+    }
+
+    fn synced(secrets: Vec<SealedSecret>) -> Dependants {
+        let index = Dependants::default();
+        index.apply(Event::Init);
+        for s in secrets {
+            index.apply(Event::InitApply(s));
+        }
+        index.apply(Event::InitDone);
+        index
+    }
+
+    #[test]
+    fn each_secret_counts_once_per_version_of_the_right_key() {
+        let index = synced(vec![
+            secret(
+                "apps",
+                "s1",
+                "db",
+                &[("a", envelope("k1", 1)), ("b", envelope("k1", 1))],
+            ),
+            secret(
+                "apps",
+                "s2",
+                "db",
+                &[("a", envelope("k1", 1)), ("b", envelope("k1", 2))],
+            ),
+            // Another key name, another namespace, another provider key, garbage.
+            secret("apps", "s3", "other", &[("a", envelope("k1", 1))]),
+            secret("ops", "s4", "db", &[("a", envelope("k1", 1))]),
+            secret("apps", "s5", "db", &[("a", envelope("old-key", 1))]),
+            secret("apps", "s6", "db", &[("a", "AAAA".into())]),
+        ]);
+        assert_eq!(index.count("apps", "db", "k1"), Ok([(1, 2), (2, 1)].into()));
+        assert_eq!(index.len(), 6);
+    }
+
+    /// The guard: before the initial list completes nothing is counted, so
+    /// no reconcile can see "0 dependants" for a version a secret uses and
+    /// schedule its destruction.
+    #[tokio::test]
+    async fn an_unsynced_index_refuses_to_count() {
+        let index = Dependants::default();
+        assert_eq!(index.count("apps", "db", "k1"), Err(NotSynced));
+        index.apply(Event::Init);
+        index.apply(Event::InitApply(secret(
+            "apps",
+            "s1",
+            "db",
+            &[("a", envelope("k1", 1))],
+        )));
+        // Half-way through the list: still refused, even with a count at hand.
+        assert_eq!(index.count("apps", "db", "k1"), Err(NotSynced));
+        let waited = index
+            .count_when_synced("apps", "db", "k1", Duration::from_millis(20))
+            .await;
+        assert_eq!(waited, Err(NotSynced));
+        index.apply(Event::InitDone);
+        let counted = index
+            .count_when_synced("apps", "db", "k1", Duration::from_millis(20))
+            .await;
+        assert_eq!(counted, Ok([(1, 1)].into()));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_count_resumes_when_the_list_completes() {
+        let index = std::sync::Arc::new(Dependants::default());
+        let waiter = {
+            let index = std::sync::Arc::clone(&index);
+            tokio::spawn(async move {
+                index
+                    .count_when_synced("apps", "db", "k1", Duration::from_secs(10))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        index.apply(Event::Init);
+        index.apply(Event::InitApply(secret(
+            "apps",
+            "s1",
+            "db",
+            &[("a", envelope("k1", 2))],
+        )));
+        index.apply(Event::InitDone);
+        assert_eq!(waiter.await.unwrap(), Ok([(2, 1)].into()));
+    }
+
+    #[test]
+    fn only_changed_versions_trigger_the_key() {
+        let s1 = secret("apps", "s1", "db", &[("a", envelope("k1", 1))]);
+        let index = synced(vec![s1.clone()]);
+        // The same items again (e.g. the SealedSecret controller wrote status).
+        assert!(index.apply(Event::Apply(s1.clone())).is_empty());
+        // Re-wrapped onto v2: the key must recount.
+        let rewrapped = secret("apps", "s1", "db", &[("a", envelope("k1", 2))]);
+        assert_eq!(index.apply(Event::Apply(rewrapped)), vec![id("apps", "db")]);
+        assert_eq!(index.count("apps", "db", "k1"), Ok([(2, 1)].into()));
+        // Moved to another key: both keys recount.
+        let moved = secret("apps", "s1", "cache", &[("a", envelope("k9", 1))]);
+        assert_eq!(
+            index.apply(Event::Apply(moved.clone())),
+            vec![id("apps", "cache"), id("apps", "db")]
+        );
+        assert_eq!(index.count("apps", "db", "k1"), Ok(BTreeMap::new()));
+        assert_eq!(index.apply(Event::Delete(moved)), vec![id("apps", "cache")]);
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_relist_keeps_counting_and_reports_what_changed_meanwhile() {
+        let keep = secret("apps", "keep", "db", &[("a", envelope("k1", 1))]);
+        let gone = secret("apps", "gone", "old", &[("a", envelope("k2", 1))]);
+        // The first list triggers nothing: every key is reconciled at start.
+        let index = Dependants::default();
+        index.apply(Event::Init);
+        index.apply(Event::InitApply(keep.clone()));
+        index.apply(Event::InitApply(gone));
+        assert!(index.apply(Event::InitDone).is_empty());
+        // The watch broke; `gone` was deleted meanwhile (no Delete event).
+        index.apply(Event::Init);
+        index.apply(Event::InitApply(keep));
+        // Mid-relist the previous complete list still answers.
+        assert_eq!(index.count("apps", "old", "k2"), Ok([(1, 1)].into()));
+        assert_eq!(index.apply(Event::InitDone), vec![id("apps", "old")]);
+        assert_eq!(index.count("apps", "old", "k2"), Ok(BTreeMap::new()));
+        assert_eq!(index.count("apps", "db", "k1"), Ok([(1, 1)].into()));
+    }
+}
