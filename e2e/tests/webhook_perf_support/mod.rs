@@ -1,0 +1,178 @@
+//! Glue for `webhook_perf.rs`: the webhook served in-process with a chosen
+//! provider stack, its registration, the injector image, a SealedSecret of
+//! ten items, pod-bound tokens and percentiles. Copied in small from
+//! `webhook.rs` (whose helpers are private to that test binary).
+
+pub mod image;
+pub mod registration;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use keyward_core::SecretBytes;
+use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
+use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
+use keyward_crds::SealedSecret;
+use keyward_kubeutil::keyring_secret;
+use keyward_webhook::mutate::InjectorConfig;
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
+use keyward_webhook::{AppState, router, server, tls};
+use kube::api::PostParams;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+pub const KEYRING: &str = "keyward-local-keyring";
+pub const ROOT_KEY: &str = "keyward-local-root-key";
+/// The SealedSecret every perf pod asks for.
+pub const SECRET: &str = "ten";
+pub const ITEMS: usize = 10;
+
+/// The webhook on 127.0.0.1 with a fresh certificate, unsealing through
+/// `provider` (already wrapped in whatever cache/counter the test wants).
+pub struct Webhook {
+    task: JoinHandle<()>,
+    pub url: String,
+    pub ca_pem: String,
+}
+
+impl Webhook {
+    pub async fn start(
+        client: &Client,
+        provider: Arc<dyn KeyProvider>,
+        audit_dir: &Path,
+        injector_image: (String, &str),
+    ) -> Result<Self> {
+        let made = tls::bootstrap(&["127.0.0.1".to_owned()])?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("https://{}", listener.local_addr()?);
+        let state = AppState {
+            injector: Arc::new(InjectorConfig {
+                image: injector_image.0,
+                image_pull_policy: Some(injector_image.1.to_owned()),
+                unseal_url: format!("{url}/v1/unseal"),
+                ca_pem: Some(made.ca_pem.clone()),
+            }),
+            unsealer: Some(Arc::new(Unsealer {
+                client: client.clone(),
+                provider: Arc::new(DecryptOnly::new(provider)),
+                audit: Arc::new(keyward_core::audit::AuditLog::new(
+                    &audit_dir.join("unseal-audit.log"),
+                )),
+                // Per pod; high so the sequential latency loop (one pod,
+                // hundreds of calls) measures the path, not the limiter.
+                limiter: RateLimiter::new(100_000, 100_000.0),
+                audience: "keyward".into(),
+            })),
+        };
+        let config = tls::server_config(&made.cert_pem, &made.key_pem)?;
+        let task = tokio::spawn(server::serve_tls(listener, config, router(state)));
+        Ok(Webhook {
+            task,
+            url,
+            ca_pem: made.ca_pem,
+        })
+    }
+
+    pub fn unseal_url(&self) -> String {
+        format!("{}/v1/unseal", self.url)
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Creates the keyring (as the operator does), a key, and the SealedSecret
+/// `ten` in `ns` with [`ITEMS`] items sealed together (one DEK).
+pub async fn create_sealed_secret(client: &Client, ns: &str) -> Result<()> {
+    let provider = keyring_secret::local_provider(client.clone(), ns, KEYRING, ROOT_KEY).await?;
+    let key = provider
+        .create_key(&KeySpec {
+            name: format!("{ns}-perf"),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: Some(format!("e2e-{ns}")),
+            description: None,
+        })
+        .await?;
+    let target = SecretTarget {
+        scope: Scope::Strict,
+        namespace: ns.to_owned(),
+        secret_name: SECRET.to_owned(),
+        key_ref: format!("{ns}/perf"),
+    };
+    let items: BTreeMap<String, SecretBytes> = (0..ITEMS)
+        .map(|i| {
+            (
+                format!("item-{i}"),
+                SecretBytes::new(
+                    format!("value-{i}-of-a-realistic-length-0123456789").into_bytes(),
+                ),
+            )
+        })
+        .collect();
+    let wrapping = Wrapping::Provider {
+        provider: &provider,
+        key_id: &key.key_id,
+    };
+    let encrypted = seal_secret(&target, wrapping, &items).await?;
+    let sealed: SealedSecret = serde_json::from_value(json!({
+        "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"name": SECRET, "namespace": ns},
+        "spec": {"keyRef": {"name": "perf"}, "encryptedData": encrypted},
+    }))?;
+    Api::<SealedSecret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sealed)
+        .await?;
+    Ok(())
+}
+
+/// A TokenRequest-minted token for the `default` ServiceAccount, bound to
+/// `pod`, for audience `keyward`: what the projected volume gives the injector.
+pub async fn pod_token(client: &Client, ns: &str, pod: &Pod) -> Result<String> {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["keyward".to_owned()],
+            expiration_seconds: Some(600),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod.name_any()),
+                uid: pod.uid(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let made = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request("default", &PostParams::default(), &request)
+        .await?;
+    made.status
+        .map(|s| s.token)
+        .context("TokenRequest returned no token")
+}
+
+/// Nearest-rank percentile of sorted durations.
+pub fn pct(sorted: &[Duration], p: usize) -> Duration {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// `p50 X ms, p95|p99 Y ms, max Z ms` of unsorted durations.
+pub fn summary(mut times: Vec<Duration>, tail: usize) -> String {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "p50 {:.1} ms, p{tail} {:.1} ms, max {:.1} ms (n={})",
+        ms(pct(&times, 50)),
+        ms(pct(&times, tail)),
+        ms(*times.last().unwrap_or(&Duration::ZERO)),
+        times.len()
+    )
+}
