@@ -3,6 +3,8 @@
 //! its cluster-scoped objects.
 #![allow(dead_code)] // each test binary uses a subset
 
+pub mod on_node;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -62,10 +64,21 @@ pub struct Names {
 
 impl Names {
     pub fn new(ns: &str) -> Self {
+        Self::for_release(RELEASE, ns)
+    }
+
+    /// As the chart's `keyward.fullname`: a release whose name contains
+    /// `keyward` is not prefixed again.
+    pub fn for_release(release: &str, ns: &str) -> Self {
+        let full = if release.contains("keyward") {
+            release.to_owned()
+        } else {
+            format!("{release}-keyward")
+        };
         Names {
-            operator: format!("{RELEASE}-keyward-operator"),
-            webhook: format!("{RELEASE}-keyward-webhook"),
-            cluster: format!("{ns}-{RELEASE}-keyward"),
+            operator: format!("{full}-operator"),
+            webhook: format!("{full}-webhook"),
+            cluster: format!("{ns}-{full}"),
         }
     }
     pub fn mutating(&self) -> String {
@@ -104,8 +117,9 @@ pub async fn remove_cluster_scoped(client: &Client, names: &Names) {
     }
 }
 
-/// Label the namespace so the chart's webhooks skip it (1.20 has no
-/// kubernetes.io/metadata.name label).
+/// Label the namespace so the chart's webhooks skip it: on 1.20 namespaces
+/// carry no `kubernetes.io/metadata.name` label, so the chart's automatic
+/// exclusion of the release namespace and kube-system does not apply there.
 pub async fn ignore_namespace(client: &Client, ns: &str) -> Result<()> {
     Api::<Namespace>::all(client.clone())
         .patch(

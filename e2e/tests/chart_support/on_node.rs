@@ -1,0 +1,488 @@
+//! The quickstart's path on the local e2e cluster, shared by the
+//! `chart_on_node` test and the README demo (`scripts/demo.sh`): the
+//! project's binaries packed into an image on the node, the chart installed
+//! with the loopback overlay, a ManagedKey, `keyward seal` from its public
+//! key, and an annotated pod that reads the unsealed file.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use keyward_e2e::helm::Helm;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use super::{Names, chart, keyward_api, values};
+
+/// The value sealed and read back by the pod.
+pub const SECRET_VALUE: &str = "s3cr3t";
+/// Where the app container finds it (the injector's default mount path).
+pub const SECRET_PATH: &str = "/run/keyward/db/password";
+
+/// Prints one line per finished phase with its duration; the demo script
+/// shows exactly the lines that start with `== `.
+pub struct Steps {
+    last: Instant,
+}
+
+impl Steps {
+    pub fn start() -> Self {
+        Steps {
+            last: Instant::now(),
+        }
+    }
+
+    pub fn done(&mut self, what: &str) {
+        println!("== {what} ({:.1} s)", self.last.elapsed().as_secs_f64());
+        self.last = Instant::now();
+    }
+}
+
+/// What differs between the test and the demo.
+pub struct Flow {
+    pub release: String,
+    pub release_ns: String,
+    /// Created by the caller, like the release namespace.
+    pub app_ns: String,
+    /// The operator watches only this namespace (None = all, the default).
+    pub watch_ns: Option<String>,
+    /// When set, the webhooks see only objects with label
+    /// `keyward.io/e2e-chart=<value>` (so a test never admits another
+    /// test's pods); None keeps the chart's default selectors.
+    pub only_label: Option<String>,
+    /// Where the public key and the sealed manifest are written.
+    pub out_dir: PathBuf,
+}
+
+impl Flow {
+    pub fn names(&self) -> Names {
+        Names::for_release(&self.release, &self.release_ns)
+    }
+
+    fn labels(&self) -> Value {
+        match &self.only_label {
+            Some(value) => json!({ "keyward.io/e2e-chart": value }),
+            None => json!({}),
+        }
+    }
+}
+
+/// Install the chart, run the operator and webhook from the project's image,
+/// seal with the CLI and return what the app container read.
+pub async fn install_seal_and_read(
+    client: &Client,
+    flow: &Flow,
+    steps: &mut Steps,
+) -> Result<String> {
+    let cli = build_binaries().await?;
+    steps.done("cargo build of the binaries (a no-op when they are up to date)");
+    let image = import_project_image().await?;
+    steps.done(&format!(
+        "image {image} packed from the project's binaries and imported into the node"
+    ));
+
+    let helm = Helm::from_env()?;
+    let overlay = loopback_overlay(&image, flow)?;
+    helm.install(&flow.release, &chart(), &flow.release_ns, &values(overlay))
+        .await?;
+    wait_running(client, &flow.release_ns, "operator").await?;
+    steps.done(&format!(
+        "helm install {} charts/keyward -n {} (local-cluster overlay); operator pod running",
+        flow.release, flow.release_ns
+    ));
+
+    // The operator, from the chart, reconciles a key in its namespace: RSA,
+    // so anyone can seal offline from its public key.
+    let keys = keyward_api(client, &flow.release_ns, "ManagedKey", "managedkeys");
+    keys.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
+            "metadata": { "name": "app" },
+            "spec": { "provider": { "local": {} }, "algorithm": "RSA4096", "usage": "Seal" },
+        }))?,
+    )
+    .await?;
+    wait_key_ready(&keys, "app").await?;
+    let secrets = Api::<Secret>::namespaced(client.clone(), &flow.release_ns);
+    for s in ["keyward-local-keyring", "keyward-local-root-key"] {
+        ensure!(
+            secrets.get_opt(s).await?.is_some(),
+            "operator did not create {s}"
+        );
+    }
+    steps.done(&format!(
+        "ManagedKey {}/app (RSA4096, local provider) Ready; keyring Secrets created",
+        flow.release_ns
+    ));
+
+    // The webhook, from the chart, bootstraps its TLS and patches its CA
+    // into its own configurations (RBAC limited to those names).
+    wait_running(client, &flow.release_ns, "webhook").await?;
+    wait_ca_bundle(client, &flow.names().mutating()).await?;
+    steps.done("webhook pod running; its CA patched into both webhook configurations");
+
+    let sealed = seal(flow, &keys, &cli).await?;
+    steps.done(&format!(
+        "keyward seal -n {} --name db --key {}/app --cert app.pub --from-literal password={SECRET_VALUE}",
+        flow.app_ns, flow.release_ns
+    ));
+
+    let sealed_secrets = keyward_api(client, &flow.app_ns, "SealedSecret", "sealedsecrets");
+    let post = PostParams::default();
+    through_webhook(|| sealed_secrets.create(&post, &sealed))
+        .await
+        .context("SealedSecret through the validating webhook")?;
+    steps.done(&format!(
+        "SealedSecret {}/db accepted by the validating webhook",
+        flow.app_ns
+    ));
+
+    let read = run_reader_pod(client, flow).await?;
+    steps.done(&format!(
+        "pod {}/reader (annotation keyward.io/inject: db) mutated, started on the node, Succeeded",
+        flow.app_ns
+    ));
+    Ok(read)
+}
+
+/// The loopback cluster has no Service network: pods use the host network
+/// and reach the API server and the webhook on 127.0.0.1. One webhook
+/// replica: with the host network a second one would need the same port on
+/// the same (only) node, so the scheduler would leave it Pending.
+fn loopback_overlay(image: &str, flow: &Flow) -> Result<Value> {
+    let (repository, tag) = image.split_once(':').context("image ref")?;
+    let api_port = api_server_port()?;
+    let webhook_port = free_port()?;
+    let api_env = json!([
+        { "name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1" },
+        { "name": "KUBERNETES_SERVICE_PORT", "value": api_port },
+    ]);
+    let mut overlay = json!({
+        "image": { "repository": repository, "tag": tag, "pullPolicy": "Never" },
+        "probes": false,
+        "hostNetwork": true,
+        "operator": { "metricsPort": free_port()?, "extraEnv": api_env },
+        "webhook": {
+            "replicas": 1, "port": webhook_port, "extraEnv": api_env,
+            "unsealUrl": format!("https://127.0.0.1:{webhook_port}/v1/unseal"),
+            "tls": { "extraSans": ["127.0.0.1"] },
+            "admission": { "urlOverride": format!("https://127.0.0.1:{webhook_port}") },
+        },
+    });
+    if let Some(ns) = &flow.watch_ns {
+        overlay["operator"]["watchNamespace"] = json!(ns);
+    }
+    if let Some(label) = &flow.only_label {
+        let only = json!({ "matchLabels": { "keyward.io/e2e-chart": label } });
+        overlay["webhook"]["admission"]["mutating"] = json!({ "objectSelector": only });
+        overlay["webhook"]["admission"]["validating"] = json!({ "objectSelector": only });
+    }
+    Ok(overlay)
+}
+
+/// A port nobody listens on right now (the pods use the host network).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The API server's port, from the kubeconfig the tests use.
+fn api_server_port() -> Result<String> {
+    let config = kube::config::Kubeconfig::read()?;
+    let server = config
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .context("no server in the kubeconfig")?;
+    let port = server
+        .rsplit(':')
+        .next()
+        .map(|p| p.trim_end_matches('/').to_owned())
+        .context("server URL without a port")?;
+    Ok(port)
+}
+
+/// The project's debug build directory.
+fn target_debug() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("debug")
+}
+
+/// Build the operator, webhook and CLI (debug, as `e2e/run.sh` builds only
+/// the tests); returns the CLI's path.
+async fn build_binaries() -> Result<PathBuf> {
+    let status = tokio::process::Command::new(env!("CARGO"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args(["build", "--locked", "-p", "keyward-operator"])
+        .args(["-p", "keyward-webhook", "-p", "keyward"])
+        .status()
+        .await?;
+    ensure!(status.success(), "cargo build of the binaries failed");
+    Ok(target_debug().join("keyward"))
+}
+
+/// Strip the operator and webhook, pack them into
+/// `keyward.local/keyward:e2e` and import it into the node.
+async fn import_project_image() -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let mut files = Vec::new();
+    for bin in ["keyward-operator", "keyward-webhook"] {
+        let stripped = dir.path().join(bin);
+        let status = tokio::process::Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(target_debug().join(bin))
+            .status()
+            .await?;
+        ensure!(status.success(), "strip {bin}");
+        files.push(format!("{}=/{bin}", stripped.display()));
+    }
+    let image = "keyward.local/keyward:e2e".to_owned();
+    // As in the Dockerfile: the injected init container passes only
+    // arguments (`inject ...`), so the entrypoint is the webhook binary.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/image");
+    let out = tokio::process::Command::new(script)
+        .args(["--with-libs", "--entrypoint", "/keyward-webhook"])
+        .arg(&image)
+        .args(&files)
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "e2e/cluster/image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(image)
+}
+
+pub async fn wait_running(client: &Client, ns: &str, component: &str) -> Result<()> {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/component={component}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        let ready = list.items.iter().any(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| cs.iter().all(|c| c.ready))
+        });
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let states: Vec<_> = list
+                .items
+                .iter()
+                .map(|p| p.status.as_ref().and_then(|s| s.container_statuses.clone()))
+                .collect();
+            bail!(
+                "{component} pod not running after 180 s (a webhook crash-looping until the operator made the keyring backs off 10, 20, 40 s): {states:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn wait_key_ready(keys: &Api<DynamicObject>, name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let key = keys.get(name).await?;
+        let ready = key
+            .data
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        if ready {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "ManagedKey {name} not Ready: {:?}",
+            key.data.get("status")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_ca_bundle(client: &Client, mutating: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = Api::<MutatingWebhookConfiguration>::all(client.clone())
+            .get(mutating)
+            .await?;
+        let bundle = m
+            .webhooks
+            .unwrap_or_default()
+            .first()
+            .and_then(|w| w.client_config.ca_bundle.clone());
+        if bundle.is_some_and(|b| !b.0.is_empty()) {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "webhook never patched caBundle");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Export the key's public half from its status (as `keyward local
+/// public-key` would print it) and seal with the CLI, offline.
+async fn seal(flow: &Flow, keys: &Api<DynamicObject>, cli: &Path) -> Result<DynamicObject> {
+    let key = keys.get("app").await?;
+    let field = |name: &str| {
+        key.data
+            .pointer(&format!("/status/{name}"))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .with_context(|| format!("ManagedKey status.{name}"))
+    };
+    let public = flow.out_dir.join("app.pub");
+    std::fs::write(
+        &public,
+        format!(
+            "keyward-key: app\nkeyward-key-version: {}\nkeyward-provider-key-id: {}\n{}",
+            field("primaryVersion")?,
+            field("providerKeyId")?,
+            field("publicKey")?,
+        ),
+    )?;
+    let out = tokio::process::Command::new(cli)
+        .args(["seal", "-n", &flow.app_ns, "--name", "db", "--key"])
+        .arg(format!("{}/app", flow.release_ns))
+        .arg("--cert")
+        .arg(&public)
+        .args(["--service-account", "default"])
+        .args(["--from-literal", &format!("password={SECRET_VALUE}")])
+        .args(["-o", "json"])
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "keyward seal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sealed: Value = serde_json::from_slice(&out.stdout)?;
+    // With only_label, the label sends it through the validating webhook.
+    sealed["metadata"]["labels"] = flow.labels();
+    std::fs::write(
+        flow.out_dir.join("db.sealed.json"),
+        serde_json::to_vec_pretty(&sealed)?,
+    )?;
+    Ok(serde_json::from_value(sealed)?)
+}
+
+/// Create namespace `name` with `labels` (or label an existing one) and
+/// wait for its `default` ServiceAccount's token Secret (the local cluster
+/// is 1.20, whose ServiceAccount admission plugin refuses pods until then).
+pub async fn ensure_namespace(client: &Client, name: &str, labels: Value) -> Result<()> {
+    let namespace = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": { "name": name, "labels": labels },
+    });
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("keyward-demo").force(),
+            &Patch::Apply(&namespace),
+        )
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    let sas = Api::<ServiceAccount>::namespaced(client.clone(), name);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = sas
+            .get_opt("default")
+            .await?
+            .is_some_and(|sa| sa.secrets.is_some_and(|s| !s.is_empty()));
+        if ready {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "ServiceAccount {name}/default has no token Secret after 60 s; is kube-controller-manager running?"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An annotated pod in the app namespace: the webhook adds the injector,
+/// which unseals through the webhook's API; the app container prints the
+/// file. Returns what it printed.
+async fn run_reader_pod(client: &Client, flow: &Flow) -> Result<String> {
+    let (busybox, pull) = keyward_e2e::cluster::busybox_image();
+    let pods = Api::<Pod>::namespaced(client.clone(), &flow.app_ns);
+    let reader: Pod = serde_json::from_value(json!({
+        "metadata": {
+            "name": "reader",
+            "labels": flow.labels(),
+            "annotations": { "keyward.io/inject": "db" },
+        },
+        "spec": {
+            "hostNetwork": true,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "app", "image": busybox, "imagePullPolicy": pull,
+                "command": ["sh", "-c", format!("cat {SECRET_PATH}")],
+            }],
+        },
+    }))?;
+    let post = PostParams::default();
+    let pod = through_webhook(|| pods.create(&post, &reader)).await?;
+    let init: Vec<String> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .map(|c| c.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    ensure!(
+        init == ["keyward-inject"],
+        "pod not mutated: init containers {init:?}"
+    );
+    let done =
+        keyward_e2e::pods::wait_for_completion(&pods, "reader", Duration::from_secs(90)).await?;
+    ensure!(
+        keyward_e2e::pods::phase(&done) == "Succeeded",
+        "reader pod ended {}",
+        keyward_e2e::pods::phase(&done)
+    );
+    let log = keyward_e2e::pods::container_log(client, &done, "app").await?;
+    Ok(log.trim().to_owned())
+}
+
+/// Admission calls right after the webhook started can still meet the CA of
+/// a previous container of it (it patches caBundle at start-up; a first
+/// container may have exited while the operator was creating the keyring):
+/// retry what the API server reports as a failed webhook call, for 30 s.
+async fn through_webhook<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(kube::Error::Api(status))
+                if status.message.contains("failed calling webhook")
+                    && Instant::now() < deadline =>
+            {
+                println!("retrying after: {}", status.message);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
