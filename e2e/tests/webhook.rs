@@ -71,10 +71,25 @@ async fn injector_image() -> Result<(String, &'static str)> {
                 .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
                 .next_back()
                 .context("cargo reported no keyward-webhook executable")?;
-            // Where the Dockerfile puts it: the mutation names it as `command`.
+            // Stripped: env-exec pods copy it into their memory volume.
+            let dir = tempfile::tempdir()?;
+            let stripped = dir.path().join("keyward-webhook");
+            let status = tokio::process::Command::new("strip")
+                .arg("-o")
+                .arg(&stripped)
+                .arg(&binary)
+                .status()
+                .await?;
+            ensure!(status.success(), "strip keyward-webhook");
+            // At /keyward-webhook, where the Dockerfile puts it: the
+            // mutation names it as `command`. A busybox `sh` too, so the
+            // env-exec pod can use this image (which holds the glibc the
+            // copied wrapper needs; the release image's binary is static).
             let status = tokio::process::Command::new(root.join("e2e/cluster/image"))
-                .args(["--with-libs", "--entrypoint", "/keyward-webhook", IMAGE])
-                .arg(format!("{}=/keyward-webhook", binary.display()))
+                .args(["--with-libs", "--entrypoint", "/keyward-webhook"])
+                .args(["--link", "/bin/sh=busybox", IMAGE])
+                .arg(format!("{}=/keyward-webhook", stripped.display()))
+                .arg("/bin/busybox=/bin/busybox")
                 .status()
                 .await?;
             ensure!(status.success(), "e2e/cluster/image failed");
@@ -415,6 +430,8 @@ async fn injection_flow(
     );
     println!("pod create -> Succeeded with injection: {to_done:?}");
 
+    env_exec_flow(client, &pods).await?;
+
     // The audit log names the pod, secret and key version, never the value.
     let audit = webhook.audit_log();
     ensure!(
@@ -584,6 +601,80 @@ async fn injection_flow(
     println!("audit log: {summary:?}");
 
     start_up_cost(&pods).await
+}
+
+/// `keyward.io/env-exec`: the app's main process gets the value as
+/// $PASSWORD from the wrapper; the pod spec never holds it. The app runs
+/// from the injector image, which has a shell and the glibc the copied
+/// (debug, dynamically linked) wrapper needs.
+async fn env_exec_flow(client: &Client, pods: &Api<Pod>) -> Result<()> {
+    let (image, pull) = match std::env::var("KEYWARD_E2E_WEBHOOK_IMAGE") {
+        Ok(image) => (image, "IfNotPresent"),
+        Err(_) => (IMAGE.to_owned(), "Never"),
+    };
+    let env_pod = |name: &str, command: Value| -> Result<Pod> {
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": {
+                "keyward.io/inject": "db", "keyward.io/env-exec": "true"}},
+            "spec": {
+                "hostNetwork": true, "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "app", "image": image, "imagePullPolicy": pull,
+                    "command": command, "args": ["-c", "echo \"password=$PASSWORD\""]}],
+            },
+        }))?)
+    };
+    let created = pods
+        .create(
+            &PostParams::default(),
+            &env_pod("env-reader", json!(["/bin/sh"]))?,
+        )
+        .await?;
+    let command = created.spec.as_ref().context("spec")?.containers[0]
+        .command
+        .clone()
+        .unwrap_or_default();
+    ensure!(
+        command
+            .first()
+            .is_some_and(|c| c.ends_with("/.keyward-exec"))
+            && command.ends_with(&["/bin/sh".to_owned()]),
+        "the app command was not wrapped: {command:?}"
+    );
+    let done = pods::wait_for_completion(pods, "env-reader", Duration::from_secs(120)).await?;
+    let app_log = pods::container_log(client, &done, "app")
+        .await
+        .unwrap_or_default();
+    let inject_log = pods::container_log(client, &done, "keyward-inject")
+        .await
+        .unwrap_or_default();
+    ensure!(
+        pods::phase(&done) == "Succeeded" && app_log.contains(&format!("password={PASSWORD}")),
+        "env-reader ended {}; injector said: {inject_log}; app said: {app_log}",
+        pods::phase(&done)
+    );
+    let stored = serde_json::to_string(&pods.get("env-reader").await?)?;
+    ensure!(!stored.contains(PASSWORD), "the value is in the stored pod");
+    println!("env-exec: the app printed $PASSWORD; the stored pod does not hold it");
+
+    // No `command`: the webhook cannot know the image's ENTRYPOINT.
+    match pods
+        .create(
+            &PostParams::default(),
+            &env_pod("env-no-command", Value::Null)?,
+        )
+        .await
+    {
+        Err(kube::Error::Api(status)) => ensure!(
+            status.message.contains("ENTRYPOINT") && status.message.contains("command"),
+            "the refusal does not say what to do: {}",
+            status.message
+        ),
+        other => bail!(
+            "an env-exec pod without command was admitted: {:?}",
+            other.map(|p| p.name_any())
+        ),
+    }
+    Ok(())
 }
 
 /// Pod creation -> Succeeded, the same pod with and without injection.

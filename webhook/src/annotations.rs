@@ -5,6 +5,9 @@ pub const INJECT: &str = "keyward.io/inject";
 /// Where the secrets appear in the app containers.
 pub const MOUNT_PATH: &str = "keyward.io/mount-path";
 pub const DEFAULT_MOUNT_PATH: &str = "/run/keyward";
+/// `"true"`: the values reach the app's main process as environment
+/// variables, through an exec wrapper, instead of being read as files.
+pub const ENV_EXEC: &str = "keyward.io/env-exec";
 
 /// Name of the init container, the memory volume and the token volume.
 pub const INIT_CONTAINER: &str = "keyward-inject";

@@ -28,6 +28,8 @@ pub struct InjectConfig {
     pub pod: String,
     pub secrets: Vec<String>,
     pub deadline: Duration,
+    /// env-exec pods: copy this binary here for the app container to run.
+    pub install_exec: Option<PathBuf>,
 }
 
 /// Why a request did not succeed, and whether trying again may help.
@@ -95,7 +97,36 @@ pub async fn run(config: &InjectConfig) -> Result<()> {
             Err(Attempt::Retry(why)) => bail!("gave up after {:?}: {why}", config.deadline),
         }
     };
-    write_all(&config.mount_path, &config.secrets, &response)
+    write_all(&config.mount_path, &config.secrets, &response)?;
+    if let Some(path) = &config.install_exec {
+        install_self(path)?;
+    }
+    Ok(())
+}
+
+/// Copies this binary to `path` (0555, atomically), so an env-exec app
+/// container can run it from the shared volume.
+fn install_self(path: &Path) -> Result<()> {
+    let me = std::env::current_exe().context("finding this binary (/proc/self/exe)")?;
+    let temp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temp);
+    let mut source =
+        std::fs::File::open(&me).with_context(|| format!("opening {}", me.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o555)
+        .open(&temp)
+        .with_context(|| format!("creating {}", temp.display()))?;
+    std::io::copy(&mut source, &mut file)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("copying the exec wrapper to {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    eprintln!(
+        "keyward-inject: installed the exec wrapper at {}",
+        path.display()
+    );
+    Ok(())
 }
 
 fn check_file_name(name: &str) -> Result<()> {

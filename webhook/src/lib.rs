@@ -9,9 +9,11 @@
 
 pub mod admission;
 pub mod annotations;
+pub mod exec_env;
 pub mod inject;
 pub mod metrics;
 pub mod mutate;
+pub mod rewrap;
 pub mod server;
 pub mod tls;
 pub mod unseal;

@@ -25,6 +25,23 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run as the init container: unseal and write the pod's secrets.
     Inject(InjectArgs),
+    /// Run as an env-exec pod's command: export the injected files as
+    /// environment variables, then exec the app's command.
+    ExecEnv(ExecEnvArgs),
+}
+
+#[derive(Args)]
+struct ExecEnvArgs {
+    /// The secrets volume (the pod's keyward.io/mount-path).
+    #[arg(long, default_value = keyward_webhook::annotations::DEFAULT_MOUNT_PATH)]
+    dir: PathBuf,
+    /// Delete the files once read (needs a writable volume; a restarted
+    /// container then finds nothing).
+    #[arg(long)]
+    remove: bool,
+    /// The app's command and arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args)]
@@ -117,10 +134,21 @@ struct InjectArgs {
     /// Give up (and fail the pod) after this long.
     #[arg(long, default_value_t = 60)]
     deadline_seconds: u64,
+    /// Also copy this binary here (env-exec pods run it as their command).
+    #[arg(long)]
+    install_exec: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::ExecEnv(args) = &cli.command {
+        // Before any runtime thread exists: exec replaces this process.
+        let error = keyward_webhook::exec_env::exec(&args.dir, args.remove, &args.command)
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("exec returned"));
+        eprintln!("keyward-exec: {error:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,6 +162,7 @@ fn main() -> std::process::ExitCode {
     let (name, result) = match cli.command {
         Command::Serve(args) => ("keyward-webhook", runtime.block_on(serve(*args))),
         Command::Inject(args) => ("keyward-inject", runtime.block_on(run_inject(args))),
+        Command::ExecEnv(_) => unreachable!("handled before the runtime starts"),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -163,6 +192,7 @@ async fn run_inject(args: InjectArgs) -> Result<()> {
         pod: args.pod,
         secrets: args.secrets,
         deadline: Duration::from_secs(args.deadline_seconds),
+        install_exec: args.install_exec,
     })
     .await
 }
@@ -312,5 +342,25 @@ mod tests {
             panic!("not inject")
         };
         assert_eq!(args.secrets, ["db", "api"]);
+    }
+
+    #[test]
+    fn exec_env_takes_the_command_after_two_dashes() {
+        let cli = Cli::try_parse_from([
+            "keyward-webhook",
+            "exec-env",
+            "--dir",
+            "/run/keyward",
+            "--",
+            "sh",
+            "-c",
+            "echo $PASSWORD",
+        ])
+        .unwrap();
+        let Command::ExecEnv(args) = cli.command else {
+            panic!("not exec-env")
+        };
+        assert_eq!(args.command, ["sh", "-c", "echo $PASSWORD"]);
+        assert!(Cli::try_parse_from(["keyward-webhook", "exec-env", "--dir", "/x"]).is_err());
     }
 }

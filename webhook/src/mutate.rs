@@ -60,11 +60,21 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
     let Some(spec) = pod.spec.as_ref() else {
         return Err("the pod has no spec".into());
     };
+    let env_exec = match annotations.get(a::ENV_EXEC).map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(format!(
+                "annotation {} must be \"true\" or \"false\", not `{other}`",
+                a::ENV_EXEC
+            ));
+        }
+    };
 
     let mut ops = Vec::new();
     let volumes = spec.volumes.as_deref().unwrap_or_default();
     let new_volumes: Vec<Value> = [
-        (a::SECRETS_VOLUME, secrets_volume()),
+        (a::SECRETS_VOLUME, secrets_volume(env_exec)),
         (a::TOKEN_VOLUME, token_volume()),
     ]
     .into_iter()
@@ -80,7 +90,7 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
 
     let init = spec.init_containers.as_deref().unwrap_or_default();
     if !init.iter().any(|c| c.name == a::INIT_CONTAINER) {
-        let container = init_container(pod, config, &secrets, mount_path);
+        let container = init_container(pod, config, &secrets, mount_path, env_exec);
         // First, so other init containers may use the secrets too.
         if spec.init_containers.is_some() {
             ops.push(json!({"op": "add", "path": "/spec/initContainers/0", "value": container}));
@@ -90,6 +100,9 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
     }
     for (index, container) in spec.containers.iter().enumerate() {
         mount_in(&mut ops, "containers", index, container, mount_path);
+        if env_exec {
+            wrap_command(&mut ops, index, container, mount_path)?;
+        }
     }
     for (index, container) in init.iter().enumerate() {
         if container.name != a::INIT_CONTAINER {
@@ -131,8 +144,52 @@ fn mount_in(ops: &mut Vec<Value>, list: &str, index: usize, container: &Containe
     );
 }
 
-fn secrets_volume() -> Value {
-    json!({"name": a::SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "4Mi"}})
+/// env-exec: the app container runs the wrapper, which exports the files
+/// and execs the original command. Kubernetes appends `args` to `command`,
+/// so they reach the app unchanged. The image's ENTRYPOINT is not in the
+/// pod spec, so a container without `command` cannot be wrapped.
+fn wrap_command(
+    ops: &mut Vec<Value>,
+    index: usize,
+    container: &Container,
+    mount: &str,
+) -> Result<(), String> {
+    let wrapper = wrapper_path(mount);
+    match container.command.as_deref() {
+        Some([first, ..]) if *first == wrapper => Ok(()), // already wrapped
+        Some(command) if !command.is_empty() => {
+            let mut wrapped = vec![
+                wrapper,
+                "exec-env".to_owned(),
+                "--dir".to_owned(),
+                mount.to_owned(),
+                "--".to_owned(),
+            ];
+            wrapped.extend(command.iter().cloned());
+            ops.push(json!({"op": "replace", "path": format!("/spec/containers/{index}/command"), "value": wrapped}));
+            Ok(())
+        }
+        _ => Err(format!(
+            "{}: container `{}` has no `command`, and the webhook cannot see its image's \
+             ENTRYPOINT; set `command` (and `args`) explicitly, e.g. command: [\"/app\"]",
+            a::ENV_EXEC,
+            container.name
+        )),
+    }
+}
+
+fn wrapper_path(mount: &str) -> String {
+    format!(
+        "{}/{}",
+        mount.trim_end_matches('/'),
+        crate::exec_env::WRAPPER_FILE
+    )
+}
+
+/// env-exec also holds the wrapper binary (tens of MB) in the volume.
+fn secrets_volume(env_exec: bool) -> Value {
+    let size = if env_exec { "96Mi" } else { "4Mi" };
+    json!({"name": a::SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size}})
 }
 
 fn token_volume() -> Value {
@@ -174,7 +231,13 @@ fn is_dns_subdomain(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-fn init_container(pod: &Pod, config: &InjectorConfig, secrets: &[String], mount: &str) -> Value {
+fn init_container(
+    pod: &Pod,
+    config: &InjectorConfig,
+    secrets: &[String],
+    mount: &str,
+    env_exec: bool,
+) -> Value {
     let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
     let mut env = vec![
         json!({"name": "KEYWARD_UNSEAL_URL", "value": config.unseal_url}),
@@ -201,7 +264,8 @@ fn init_container(pod: &Pod, config: &InjectorConfig, secrets: &[String], mount:
         ],
         "resources": {
             "requests": {"cpu": "10m", "memory": "16Mi"},
-            "limits": {"memory": "64Mi"},
+            // The wrapper copy is charged to this container's memory.
+            "limits": {"memory": if env_exec { "160Mi" } else { "64Mi" }},
         },
         "securityContext": {
             "runAsNonRoot": true,
@@ -214,6 +278,9 @@ fn init_container(pod: &Pod, config: &InjectorConfig, secrets: &[String], mount:
     });
     if let Some(policy) = &config.image_pull_policy {
         container["imagePullPolicy"] = json!(policy);
+    }
+    if env_exec && let Some(args) = container["args"].as_array_mut() {
+        args.extend([json!("--install-exec"), json!(wrapper_path(mount))]);
     }
     container
 }
@@ -268,6 +335,75 @@ mod tests {
             .unwrap();
         assert_eq!(init["value"][0]["command"], json!([INJECTOR_COMMAND]));
         assert_eq!(init["value"][0]["args"][0], "inject");
+    }
+
+    fn env_exec_pod(command: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": {a::INJECT: "db", a::ENV_EXEC: "true"}},
+            "spec": {"containers": [
+                {"name": "app", "image": "x", "command": command, "args": ["--port", "80"]},
+            ]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn env_exec_wraps_the_command_and_installs_the_wrapper() {
+        let pod = env_exec_pod(json!(["/app", "serve"]));
+        let ops = patch_for(&pod, &config()).unwrap();
+        let wrap = ops
+            .iter()
+            .find(|op| op["path"] == "/spec/containers/0/command")
+            .unwrap();
+        assert_eq!(wrap["op"], "replace");
+        assert_eq!(
+            wrap["value"],
+            json!([
+                "/run/keyward/.keyward-exec",
+                "exec-env",
+                "--dir",
+                "/run/keyward",
+                "--",
+                "/app",
+                "serve"
+            ])
+        );
+        let init = ops
+            .iter()
+            .find(|op| op["path"] == "/spec/initContainers")
+            .unwrap();
+        let args = init["value"][0]["args"].as_array().unwrap();
+        assert!(args.ends_with(&[json!("--install-exec"), json!("/run/keyward/.keyward-exec")]));
+        // Nothing of the values, nor the args, moves into the spec.
+        assert!(
+            !ops.iter()
+                .any(|op| op["path"].as_str().unwrap().contains("/env"))
+        );
+
+        // Applied, then admitted again: nothing more.
+        let mut doc = serde_json::to_value(&pod).unwrap();
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
+        json_patch::patch(&mut doc, &patch).unwrap();
+        let again = patch_for(&serde_json::from_value(doc).unwrap(), &config()).unwrap();
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn env_exec_needs_an_explicit_command() {
+        for command in [Value::Null, json!([])] {
+            let error = patch_for(&env_exec_pod(command), &config()).unwrap_err();
+            assert!(
+                error.contains("ENTRYPOINT") && error.contains("`app`"),
+                "{error}"
+            );
+        }
+        let mut pod = env_exec_pod(json!(["/app"]));
+        pod.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(a::ENV_EXEC.into(), "yes".into());
+        assert!(patch_for(&pod, &config()).unwrap_err().contains("\"true\""));
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/mutate", post(mutate_pod))
         .route("/validate", post(validate_object))
         .route("/v1/unseal", post(unseal::handle))
+        .route("/v1/rewrap", post(crate::rewrap::handle))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(render_metrics))

@@ -5,6 +5,7 @@
 mod context;
 mod error;
 mod format;
+pub mod rewrap;
 mod secret;
 
 pub use context::{Scope, ScopeContext, SecretTarget};

@@ -24,6 +24,12 @@ impl DecryptOnly {
         DecryptOnly { inner }
     }
 
+    /// The provider underneath, which may also wrap: for `/v1/rewrap` only,
+    /// after its own authorisation (so a KMS role needs Encrypt for it).
+    pub fn wrapping_provider(&self) -> &dyn KeyProvider {
+        self.inner.as_ref()
+    }
+
     /// The webhook's stack: decrypt-only over a DEK cache (`ttl`, at most
     /// `entries`) over `provider`, with cache misses counted in metrics.
     pub fn cached<P: KeyProvider + 'static>(provider: P, ttl: Duration, entries: usize) -> Self {

@@ -1,0 +1,190 @@
+//! Re-wrapping a secret's items onto a key's primary version: the pure
+//! part shared by the operator's SealedSecret controller and the webhook's
+//! `/v1/rewrap` (what to re-wrap and when is each caller's own policy).
+//!
+//! An item's header (key version, wrapped DEK, scope) is the AES-GCM AAD of
+//! its ciphertext, so swapping in a new wrapped DEK alone would break every
+//! item's tag. Recomputing the tag needs the DEK, so the DEK is unwrapped
+//! once per distinct wrapped DEK, wrapped under the primary version (the two
+//! calls `KeyProvider::rewrap` makes by default) and each item re-sealed
+//! with the same DEK and a fresh nonce under the new header. Reusing the old
+//! nonce under a different AAD would leak GCM's hash key. Plaintext exists
+//! only in zeroizing buffers; nothing but envelopes is returned.
+
+use super::{Envelope, EnvelopeError, ItemError, SecretTarget};
+use crate::crypto;
+use crate::provider::{KeyProvider, WrappedDek};
+use crate::secret::Dek;
+use std::collections::BTreeMap;
+
+/// The re-wrapped items and the provider operations it took.
+#[derive(Debug, Default)]
+pub struct Rewrapped {
+    /// Every item: re-sealed ones replaced, the rest as they were.
+    pub data: BTreeMap<String, String>,
+    /// Names of the items that were re-sealed.
+    pub items: Vec<String>,
+    /// Versions the items were on before.
+    pub from: Vec<u32>,
+    /// The version they are on now.
+    pub to: u32,
+    /// (version, count) of unwraps and wraps, for `versions[].operations`.
+    pub operations: BTreeMap<u32, u64>,
+}
+
+/// Re-seals every item not on `primary` under the provider's primary
+/// version. One unwrap per distinct wrapped DEK, one wrap per DEK.
+pub async fn rewrap(
+    target: &SecretTarget,
+    encrypted: &BTreeMap<String, String>,
+    key_id: &str,
+    primary: u32,
+    provider: &dyn KeyProvider,
+) -> Result<Rewrapped, ItemError> {
+    let item_error = |item: &str, error: EnvelopeError| ItemError {
+        item: item.to_owned(),
+        error,
+    };
+    let context = target.wrap_context();
+    let mut out = Rewrapped {
+        to: primary,
+        ..Rewrapped::default()
+    };
+    // (old wrapped DEK, DEK, new wrapped DEK)
+    let mut deks: Vec<(WrappedDek, Dek, WrappedDek)> = Vec::new();
+    for (item, text) in encrypted {
+        let envelope = Envelope::decode(text).map_err(|e| item_error(item, e))?;
+        if envelope.key_version == primary && envelope.provider_key_id == key_id {
+            out.data.insert(item.clone(), text.clone());
+            continue;
+        }
+        envelope
+            .check_context(&target.item(item))
+            .map_err(|e| item_error(item, e))?;
+        let old = envelope.wrapped();
+        let index = match deks.iter().position(|(seen, _, _)| *seen == old) {
+            Some(index) => index,
+            None => {
+                let dek = provider
+                    .unwrap_dek(&old, &context)
+                    .await
+                    .map_err(|e| item_error(item, e.into()))?;
+                let new = provider
+                    .wrap_dek(key_id, &dek, &context)
+                    .await
+                    .map_err(|e| item_error(item, e.into()))?;
+                *out.operations.entry(old.version).or_default() += 1;
+                *out.operations.entry(new.version).or_default() += 1;
+                deks.push((old, dek, new));
+                deks.len() - 1
+            }
+        };
+        let (old, dek, new) = &deks[index];
+        let plaintext = envelope.open_with(dek).map_err(|e| item_error(item, e))?;
+        let resealed = Envelope::seal_with(
+            envelope.context.clone(),
+            new,
+            dek,
+            crypto::random_nonce(),
+            plaintext.expose(),
+        )
+        .and_then(|e| e.encode())
+        .map_err(|e| item_error(item, e))?;
+        out.data.insert(item.clone(), resealed);
+        out.items.push(item.clone());
+        if !out.from.contains(&old.version) {
+            out.from.push(old.version);
+        }
+        out.to = new.version;
+    }
+    out.from.sort_unstable();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretBytes;
+    use crate::envelope::{Scope, Wrapping, open_secret, seal_secret};
+    use crate::local::{KeyringStore, LocalProvider, RootKey};
+    use crate::provider::{KeyAlgorithm, KeySpec};
+
+    #[tokio::test]
+    async fn rewrapped_items_open_under_the_new_version_and_keep_their_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyringStore::new(dir.path(), RootKey::generate());
+        let provider = LocalProvider::open_or_initialise(store).unwrap();
+        let info = provider
+            .create_key(&KeySpec {
+                name: "db".into(),
+                algorithm: KeyAlgorithm::Aes256,
+                owner: None,
+                description: None,
+            })
+            .await
+            .unwrap();
+        let target = SecretTarget {
+            scope: Scope::Strict,
+            namespace: "apps".into(),
+            secret_name: "creds".into(),
+            key_ref: "apps/db".into(),
+        };
+        let values: BTreeMap<String, SecretBytes> = [
+            ("user".to_owned(), SecretBytes::new(b"admin".to_vec())),
+            ("password".to_owned(), SecretBytes::new(b"hunter2".to_vec())),
+        ]
+        .into();
+        let sealed = seal_secret(
+            &target,
+            Wrapping::Provider {
+                provider: &provider,
+                key_id: &info.key_id,
+            },
+            &values,
+        )
+        .await
+        .unwrap();
+        let rotated = provider.rotate_key(&info.key_id).await.unwrap();
+        let out = rewrap(
+            &target,
+            &sealed,
+            &info.key_id,
+            rotated.primary_version,
+            &provider,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.items, ["password", "user"]);
+        assert_eq!((out.from.as_slice(), out.to), (&[1][..], 2));
+        assert_eq!(
+            out.operations,
+            [(1, 1), (2, 1)].into(),
+            "one DEK, one of each"
+        );
+        for text in out.data.values() {
+            let envelope = Envelope::decode(text).unwrap();
+            assert_eq!(envelope.key_version, 2);
+        }
+        let opened = open_secret(&target, &provider, &out.data).await.unwrap();
+        assert_eq!(opened["password"].expose(), b"hunter2");
+        assert_eq!(opened["user"].expose(), b"admin");
+        // The Git copy still opens while version 1 decrypts.
+        let old = open_secret(&target, &provider, &sealed).await.unwrap();
+        assert_eq!(old["password"].expose(), b"hunter2");
+        // Already on the primary: untouched, no provider call.
+        let again = rewrap(&target, &out.data, &info.key_id, 2, &provider)
+            .await
+            .unwrap();
+        assert!(again.items.is_empty() && again.operations.is_empty());
+        assert_eq!(again.data, out.data);
+        // Opened as another secret: refused before any provider call.
+        let elsewhere = SecretTarget {
+            secret_name: "other".into(),
+            ..target.clone()
+        };
+        let error = rewrap(&elsewhere, &sealed, &info.key_id, 2, &provider)
+            .await
+            .unwrap_err();
+        assert!(matches!(error.error, EnvelopeError::ContextMismatch { .. }));
+    }
+}

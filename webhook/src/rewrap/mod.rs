@@ -1,0 +1,272 @@
+//! `POST /v1/rewrap`, for `keyward rewrap`: the body is a SealedSecret
+//! manifest, the answer the same object with every item re-sealed under
+//! its provider key's current primary version — never a value. The
+//! caller's bearer token must be allowed `update` on that SealedSecret
+//! ([`authorise`]). The mechanics are `keyward_core::envelope::rewrap`,
+//! shared with the operator. Denials are generic; the reason is audited.
+
+pub mod authorise;
+
+use crate::metrics::metrics;
+use crate::unseal::Unsealer;
+use crate::unseal::authorise::Denial;
+use authorise::Refusal;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_core::audit::Event;
+use keyward_core::envelope::Envelope;
+use keyward_core::envelope::rewrap::rewrap;
+use keyward_crds::SealedSecret;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The answer: the re-wrapped object and what moved.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewrapResponse {
+    pub sealed_secret: SealedSecret,
+    /// Items re-sealed, each with the version it left and the one it is on.
+    pub moved: Vec<Moved>,
+    pub primary_version: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Moved {
+    pub item: String,
+    pub from: u32,
+    pub to: u32,
+}
+
+/// The generic body of every denial.
+pub const DENIED: &str = "rewrap denied; the reason is in the keyward audit log";
+
+pub async fn handle(
+    State(state): State<crate::AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(unsealer) = state.unsealer.clone() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the rewrap API is not enabled",
+        )
+            .into_response();
+    };
+    let Some(token) = bearer(&headers) else {
+        metrics().rewrap_request("bad_request");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "send your Kubernetes token as `Authorization: Bearer <token>`",
+        )
+            .into_response();
+    };
+    let sealed: SealedSecret = match serde_json::from_slice(&body) {
+        Ok(sealed) => sealed,
+        Err(error) => {
+            metrics().rewrap_request("bad_request");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("the body must be a keyward.io/v1alpha1 SealedSecret as JSON: {error}"),
+            )
+                .into_response();
+        }
+    };
+    let (Some(namespace), Some(name)) = (
+        sealed.metadata.namespace.clone(),
+        sealed.metadata.name.clone(),
+    ) else {
+        metrics().rewrap_request("bad_request");
+        return (
+            StatusCode::BAD_REQUEST,
+            "the SealedSecret needs metadata.namespace and metadata.name",
+        )
+            .into_response();
+    };
+    let rewrapper = Rewrapper {
+        unsealer: &unsealer,
+        namespace: &namespace,
+        name: &name,
+    };
+    let (outcome, response) = rewrapper.run(&token, sealed).await;
+    metrics().rewrap_request(outcome);
+    response
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+struct Rewrapper<'a> {
+    unsealer: &'a Arc<Unsealer>,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl Rewrapper<'_> {
+    async fn run(&self, token: &str, sealed: SealedSecret) -> (&'static str, Response) {
+        let client = &self.unsealer.client;
+        let mut actor = "unauthenticated".to_owned();
+        let checked = async {
+            let user = authorise::identify(client, token).await?;
+            actor = user.username.clone().unwrap_or_default();
+            authorise::may_update(client, &user, self.namespace, self.name).await
+        }
+        .await;
+        match checked {
+            Ok(()) => {}
+            Err(Refusal::Denied(Denial { kind, reason })) => {
+                metrics().unseal_denied(kind.label());
+                tracing::warn!(namespace = self.namespace, name = self.name, %reason, "rewrap denied");
+                self.audit(&actor, "denied", [("reason", reason)]).await;
+                return ("denied", (StatusCode::FORBIDDEN, DENIED).into_response());
+            }
+            Err(Refusal::Internal(error)) => {
+                tracing::error!(%error, "rewrap authorisation failed");
+                self.audit(&actor, "failed", [("reason", error)]).await;
+                return ("error", unavailable());
+            }
+        }
+        match self.rewrapped(sealed).await {
+            Ok(answer) => {
+                metrics().rewrapped(answer.moved.len());
+                let moved = answer
+                    .moved
+                    .iter()
+                    .map(|m| format!("{}={}->{}", m.item, m.from, m.to))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                if !self.audit(&actor, "ok", [("moved", moved)]).await {
+                    return ("error", unavailable());
+                }
+                ("ok", Json(answer).into_response())
+            }
+            Err((status, message)) => {
+                self.audit(&actor, "failed", [("reason", message.clone())])
+                    .await;
+                let outcome = if status.is_server_error() {
+                    "error"
+                } else {
+                    "bad_request"
+                };
+                (outcome, (status, message).into_response())
+            }
+        }
+    }
+
+    /// Authorised: re-seal every item not on its key's primary version.
+    async fn rewrapped(
+        &self,
+        mut sealed: SealedSecret,
+    ) -> Result<RewrapResponse, (StatusCode, String)> {
+        let unprocessable = |m: String| (StatusCode::UNPROCESSABLE_ENTITY, m);
+        let encrypted = sealed.spec.encrypted_data.clone();
+        let mut before: BTreeMap<&str, Envelope> = BTreeMap::new();
+        for (item, text) in &encrypted {
+            let envelope = Envelope::decode(text).map_err(|e| {
+                unprocessable(format!("item `{item}` is not a Keyward envelope: {e}"))
+            })?;
+            before.insert(item, envelope);
+        }
+        let key_ids: BTreeSet<&str> = before
+            .values()
+            .map(|e| e.provider_key_id.as_str())
+            .collect();
+        let key_id = match key_ids.into_iter().collect::<Vec<_>>().as_slice() {
+            [one] => one.to_string(),
+            [] => return Err(unprocessable("the SealedSecret has no items".into())),
+            _ => {
+                return Err(unprocessable(
+                    "the items are sealed under different provider keys; re-seal them with one key"
+                        .into(),
+                ));
+            }
+        };
+        let provider = self.unsealer.provider.wrapping_provider();
+        let info = provider.describe_key(&key_id).await.map_err(|e| {
+            if e.is_retryable() {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the key provider is unavailable: {e}"),
+                )
+            } else {
+                unprocessable(format!("cannot read provider key `{key_id}`: {e}"))
+            }
+        })?;
+        // Each distinct wrapped DEK off the primary is one DEK request
+        // (hit or miss), as for unseal, so the cache-hit figure stays right.
+        let stale: BTreeSet<Vec<u8>> = before
+            .values()
+            .filter(|e| e.key_version != info.primary_version)
+            .map(|e| e.wrapped().blob)
+            .collect();
+        for _ in &stale {
+            metrics().dek_requested();
+        }
+        let target = crate::validate::target_of(&sealed, self.namespace, self.name);
+        let done = rewrap(&target, &encrypted, &key_id, info.primary_version, provider)
+            .await
+            .map_err(|e| match &e.error {
+                keyward_core::EnvelopeError::Provider(p) if p.is_retryable() => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the key provider is unavailable: {e}"),
+                ),
+                _ => unprocessable(format!("cannot re-wrap: {e}")),
+            })?;
+        let moved = done
+            .items
+            .iter()
+            .map(|item| Moved {
+                item: item.clone(),
+                from: before.get(item.as_str()).map_or(0, |e| e.key_version),
+                to: done.to,
+            })
+            .collect();
+        sealed.spec.encrypted_data = done.data;
+        Ok(RewrapResponse {
+            sealed_secret: sealed,
+            moved,
+            primary_version: info.primary_version,
+        })
+    }
+
+    /// Appends to the audit log; false (and logged) when it cannot.
+    async fn audit<const N: usize>(
+        &self,
+        actor: &str,
+        outcome: &str,
+        detail: [(&str, String); N],
+    ) -> bool {
+        let event = Event {
+            actor: actor.to_owned(),
+            action: "secret.rewrap".into(),
+            subject: format!("{}/{}", self.namespace, self.name),
+            outcome: outcome.to_owned(),
+            detail: detail.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        };
+        let audit = Arc::clone(&self.unsealer.audit);
+        match tokio::task::spawn_blocking(move || audit.append(event)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot write the audit log");
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, "audit task failed");
+                false
+            }
+        }
+    }
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "rewrap failed; retry, and see the webhook log if it persists",
+    )
+        .into_response()
+}
