@@ -193,7 +193,7 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
         started.elapsed().as_millis()
     );
     check_providers(client, ns, names).await?;
-    // Three webhook replicas now: the PodDisruptionBudget appears.
+    // Three webhook replicas now: the PodDisruptionBudget stays.
     let pdb = webhook_pdb(client, ns, names)
         .await?
         .context("webhook PodDisruptionBudget with 3 replicas")?;
@@ -260,7 +260,7 @@ async fn check_crds(client: &Client) -> Result<()> {
 
 async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()> {
     let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
-    for (name, replicas) in [(&names.operator, 1), (&names.webhook, 1)] {
+    for (name, replicas) in [(&names.operator, 1), (&names.webhook, 2)] {
         let d = deployments
             .get(name)
             .await
@@ -324,11 +324,11 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
             .with_context(|| format!("NetworkPolicy {np}"))?;
     }
     ensure!(
-        webhook_pdb(client, ns, names).await?.is_none(),
-        "a PodDisruptionBudget for a single webhook replica would block drains"
+        webhook_pdb(client, ns, names).await?.is_some(),
+        "no PodDisruptionBudget for the two default webhook replicas"
     );
-    // Self-bootstrapped TLS: the webhook patches caBundle into exactly its
-    // own two configurations.
+    // Self-bootstrapped TLS shared by the replicas through one Secret; the
+    // webhook patches caBundle into exactly its own two configurations.
     let args = deployments
         .get(&names.webhook)
         .await?
@@ -340,6 +340,7 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
         format!("--mutating-webhook-config={}", names.mutating()),
         format!("--validating-webhook-config={}", names.validating()),
         format!("--tls-san={}.{ns}.svc", names.webhook),
+        format!("--tls-secret={}-tls", names.webhook),
     ] {
         ensure!(args.contains(&want), "webhook args {args:?} lack {want}");
     }
@@ -358,7 +359,7 @@ async fn optional_objects(client: &Client, ns: &str, names: &Names, helm: &Helm)
         &chart(),
         ns,
         &values(json!({
-            "webhook": { "tls": { "mode": "certManager" } },
+            "webhook": { "replicas": 1, "tls": { "mode": "certManager" } },
             "metrics": {
                 "serviceMonitor": { "enabled": true },
                 "prometheusRule": { "enabled": true },
@@ -368,6 +369,10 @@ async fn optional_objects(client: &Client, ns: &str, names: &Names, helm: &Helm)
     )
     .await
     .context("helm upgrade with cert-manager TLS and monitoring")?;
+    ensure!(
+        webhook_pdb(client, ns, names).await?.is_none(),
+        "a PodDisruptionBudget for a single webhook replica would block drains"
+    );
 
     let dynamic = |group: &str, kind: &str, plural: &str| -> Api<DynamicObject> {
         let gvk = GroupVersionKind::gvk(group, "v1", kind);
@@ -645,6 +650,7 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
     let webhook = names.webhook.as_str();
     let operator = names.operator.as_str();
     let (mutating, validating) = (names.mutating(), names.validating());
+    let tls_secret = format!("{}-tls", names.webhook);
     let cases: Vec<(&str, Check, bool)> = vec![
         // The webhook: unseal only.
         (
@@ -715,7 +721,24 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
             check("delete", "", "secrets").ns(ns).named(root_key),
             false,
         ),
-        (webhook, check("create", "", "secrets").ns(ns), false),
+        // Its TLS Secret (--tls-secret): create cannot be limited by name.
+        (webhook, check("create", "", "secrets").ns(ns), true),
+        (webhook, check("create", "", "secrets").ns(other_ns), false),
+        (
+            webhook,
+            check("get", "", "secrets").ns(ns).named(&tls_secret),
+            true,
+        ),
+        (
+            webhook,
+            check("update", "", "secrets").ns(ns).named(&tls_secret),
+            true,
+        ),
+        (
+            webhook,
+            check("delete", "", "secrets").ns(ns).named(&tls_secret),
+            false,
+        ),
         (
             webhook,
             check("get", "", "secrets").ns(ns).named("someone-elses"),

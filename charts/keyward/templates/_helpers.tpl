@@ -79,8 +79,6 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $p.aws.region | quote }}
 {{- end }}
 {{- if $p.pkcs11.enabled }}
-- name: KEYWARD_PKCS11_CONFIG
-  value: /etc/keyward/pkcs11/pkcs11.yaml
 {{- with $p.pkcs11.env }}
 {{ toYaml . }}
 {{- end }}
