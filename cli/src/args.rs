@@ -25,6 +25,30 @@ pub enum Command {
     Local(LocalArgs),
     /// Check the hash chain of an audit log.
     Audit(AuditArgs),
+    /// Re-wrap a SealedSecret file onto its key's current version, through
+    /// the webhook (no key access needed; rewrites the file in place).
+    Rewrap(RewrapArgs),
+}
+
+#[derive(Args)]
+pub struct RewrapArgs {
+    /// The SealedSecret manifest to rewrite in place.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The webhook's base URL, e.g. https://keyward-webhook.keyward-system.svc:443.
+    #[arg(long, env = "KEYWARD_WEBHOOK_URL", value_name = "URL")]
+    pub server: String,
+    /// PEM CA that signed the webhook's certificate (its `--ca-out`, or
+    /// `ca.crt` of its TLS Secret).
+    #[arg(long, env = "KEYWARD_CA_FILE", value_name = "FILE")]
+    pub ca_file: PathBuf,
+    /// A file holding your Kubernetes bearer token (default: the token of
+    /// the current kubeconfig user).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Kubeconfig to take the token from (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Args)]

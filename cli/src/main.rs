@@ -4,10 +4,13 @@
 
 mod args;
 mod audit;
+mod https;
 mod inspect;
 mod keyring;
+mod kubeconfig;
 mod local;
 mod manifest;
+mod rewrap;
 mod seal;
 mod unseal;
 
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
             Command::Inspect(args) => inspect::run(args),
             Command::Local(args) => local::run(args).await,
             Command::Audit(args) => audit::run(args),
+            Command::Rewrap(args) => rewrap::run(args).await,
         }
     });
     match result {

@@ -101,6 +101,14 @@ struct TlsArgs {
     /// --namespace), so every replica and restart serves the same CA.
     #[arg(long, env = "KEYWARD_TLS_SECRET")]
     tls_secret: Option<String>,
+    /// Self-bootstrap: how long a serving certificate lives; it is renewed
+    /// (without a restart) when a third of that is left.
+    #[arg(long, default_value_t = 90 * 86_400)]
+    tls_cert_lifetime_seconds: u64,
+    /// Self-bootstrap: how long the CA lives; renewed when a third (or two
+    /// serving lifetimes) is left, and then patched into caBundle again.
+    #[arg(long, default_value_t = 5 * 365 * 86_400)]
+    tls_ca_lifetime_seconds: u64,
     /// Self-bootstrap: also write the generated CA here.
     #[arg(long)]
     ca_out: Option<PathBuf>,
@@ -197,6 +205,58 @@ async fn run_inject(args: InjectArgs) -> Result<()> {
     .await
 }
 
+/// Self-bootstrapped TLS: the certificate (shared through --tls-secret if
+/// given), its CA patched into caBundle, and renewal running in the
+/// background. Returns the server configuration and the CA.
+async fn bootstrapped_tls(
+    client: &kube::Client,
+    args: &ServeArgs,
+) -> Result<(Arc<rustls::ServerConfig>, Option<String>)> {
+    let lifetimes = tls::Lifetimes {
+        ca: Duration::from_secs(args.tls.tls_ca_lifetime_seconds),
+        leaf: Duration::from_secs(args.tls.tls_cert_lifetime_seconds),
+    };
+    anyhow::ensure!(
+        lifetimes.leaf.as_secs() >= 3 && lifetimes.ca > lifetimes.leaf * 2,
+        "--tls-ca-lifetime-seconds must exceed twice --tls-cert-lifetime-seconds (at least 3)"
+    );
+    let sans = &args.tls.tls_san;
+    let made = match &args.tls.tls_secret {
+        Some(secret) => {
+            tls::shared_bootstrap_with(client, &args.namespace, secret, sans, &lifetimes).await?
+        }
+        None => tls::bootstrap_with(sans, &lifetimes)?,
+    };
+    if let Some(out) = &args.tls.ca_out {
+        std::fs::write(out, &made.ca_pem).with_context(|| format!("writing {}", out.display()))?;
+    }
+    tls::patch_ca_bundle(
+        client,
+        args.tls.mutating_webhook_config.as_deref(),
+        args.tls.validating_webhook_config.as_deref(),
+        &made.ca_pem,
+    )
+    .await?;
+    let cert = tls::resolver::SwappableCert::new(&made.cert_pem, &made.key_pem)?;
+    let config = cert.server_config()?;
+    let ca_pem = made.ca_pem.clone();
+    let renewal = tls::rotation::Renewal {
+        sans: sans.clone(),
+        lifetimes,
+        client: Some(client.clone()),
+        secret: args
+            .tls
+            .tls_secret
+            .clone()
+            .map(|name| (args.namespace.clone(), name)),
+        mutating_webhook_config: args.tls.mutating_webhook_config.clone(),
+        validating_webhook_config: args.tls.validating_webhook_config.clone(),
+        ca_out: args.tls.ca_out.clone(),
+    };
+    tokio::spawn(renewal.run(cert, made));
+    Ok((config, Some(ca_pem)))
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -209,30 +269,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .context("connecting to the API server")?;
     let (tls_config, ca_pem) = match (&args.tls.tls_cert_file, &args.tls.tls_key_file) {
         (Some(cert), Some(key)) => (tls::from_files(cert, key)?, None),
-        _ => {
-            let made = match &args.tls.tls_secret {
-                Some(secret) => {
-                    tls::shared_bootstrap(&client, &args.namespace, secret, &args.tls.tls_san)
-                        .await?
-                }
-                None => tls::bootstrap(&args.tls.tls_san)?,
-            };
-            if let Some(out) = &args.tls.ca_out {
-                std::fs::write(out, &made.ca_pem)
-                    .with_context(|| format!("writing {}", out.display()))?;
-            }
-            tls::patch_ca_bundle(
-                &client,
-                args.tls.mutating_webhook_config.as_deref(),
-                args.tls.validating_webhook_config.as_deref(),
-                &made.ca_pem,
-            )
-            .await?;
-            (
-                tls::server_config(&made.cert_pem, &made.key_pem)?,
-                Some(made.ca_pem),
-            )
-        }
+        _ => bootstrapped_tls(&client, &args).await?,
     };
     let provider = keyward_kubeutil::keyring_secret::open_local_provider(
         client.clone(),

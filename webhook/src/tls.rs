@@ -1,7 +1,14 @@
 //! Serving certificates: read from files (e.g. a cert-manager Secret
-//! mounted in the pod) or self-bootstrapped: a fresh CA and a serving
+//! mounted in the pod) or self-bootstrapped: a CA and a serving
 //! certificate for the given names, with the CA patched into the webhook
-//! configurations as `caBundle`.
+//! configurations as `caBundle`. Bootstrapped certificates are renewed
+//! before they expire ([`rotation`]) and swapped under the running
+//! listener ([`resolver`]).
+
+pub mod der;
+pub mod probe;
+pub mod resolver;
+pub mod rotation;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
@@ -28,45 +35,101 @@ pub struct Bootstrapped {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: Zeroizing<String>,
+    /// Kept so the serving certificate can be renewed under the same CA
+    /// (the `caBundle` stays valid). `None` for a Secret written before
+    /// renewal existed: the next renewal then makes a new CA.
+    pub ca_key_pem: Option<Zeroizing<String>>,
 }
 
-/// Makes a CA and a serving certificate for `sans` (DNS names or IPs),
-/// valid for a year. The CA's key is dropped: nothing else is ever signed.
+/// How long bootstrapped certificates live. Each is renewed when a third
+/// of its lifetime is left; the CA also when it has less than two serving
+/// certificates' lifetimes left.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub ca: std::time::Duration,
+    pub leaf: std::time::Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            ca: std::time::Duration::from_secs(5 * 365 * 86_400),
+            leaf: std::time::Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+const CA_NAME: &str = "keyward-webhook CA";
+
+/// Makes a CA and a serving certificate for `sans` (DNS names or IPs)
+/// with the default lifetimes.
 pub fn bootstrap(sans: &[String]) -> Result<Bootstrapped> {
+    bootstrap_with(sans, &Lifetimes::default())
+}
+
+/// Makes a CA and a serving certificate for `sans` (DNS names or IPs).
+pub fn bootstrap_with(sans: &[String], lifetimes: &Lifetimes) -> Result<Bootstrapped> {
+    let (ca_pem, ca_key_pem) = make_ca(lifetimes.ca)?;
+    let (cert_pem, key_pem) = issue_leaf(&ca_key_pem, sans, lifetimes.leaf)?;
+    Ok(Bootstrapped {
+        ca_pem,
+        cert_pem,
+        key_pem,
+        ca_key_pem: Some(ca_key_pem),
+    })
+}
+
+/// Backdated a little against clock skew, but never by a large share of
+/// a short (test) lifetime.
+fn validity(params: &mut CertificateParams, lifetime: std::time::Duration) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let lifetime = time::Duration::try_from(lifetime)?;
+    params.not_before = now - (lifetime / 10_i32).min(time::Duration::hours(1));
+    params.not_after = now + lifetime;
+    Ok(())
+}
+
+fn ca_params(lifetime: std::time::Duration) -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, CA_NAME);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut params, lifetime)?;
+    Ok(params)
+}
+
+fn make_ca(lifetime: std::time::Duration) -> Result<(String, Zeroizing<String>)> {
+    let key = KeyPair::generate()?;
+    let cert = ca_params(lifetime)?.self_signed(&key)?;
+    Ok((cert.pem(), Zeroizing::new(key.serialize_pem())))
+}
+
+/// A serving certificate signed by the CA whose key is `ca_key_pem`. The
+/// issuer is named as the CA names itself, so the chain verifies.
+pub fn issue_leaf(
+    ca_key_pem: &str,
+    sans: &[String],
+    lifetime: std::time::Duration,
+) -> Result<(String, Zeroizing<String>)> {
     if sans.is_empty() {
         bail!("give at least one name for the serving certificate (--tls-san)");
     }
-    let now = time::OffsetDateTime::now_utc();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "keyward-webhook CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_before = now - time::Duration::hours(1);
-    ca_params.not_after = now + time::Duration::days(365);
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
+    let ca_key = KeyPair::from_pem(ca_key_pem).context("reading the CA key")?;
+    let issuer = Issuer::new(ca_params(lifetime)?, ca_key);
     let mut params = CertificateParams::new(sans.to_vec())?;
     params
         .distinguished_name
         .push(DnType::CommonName, sans[0].as_str());
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(365);
+    validity(&mut params, lifetime)?;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
-    Ok(Bootstrapped {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: Zeroizing::new(key.serialize_pem()),
-    })
+    Ok((cert.pem(), Zeroizing::new(key.serialize_pem())))
 }
 
 const CA_ITEM: &str = "ca.crt";
+const CA_KEY_ITEM: &str = "ca.key";
 const CERT_ITEM: &str = "tls.crt";
 const KEY_ITEM: &str = "tls.key";
 
@@ -80,36 +143,23 @@ pub async fn shared_bootstrap(
     name: &str,
     sans: &[String],
 ) -> Result<Bootstrapped> {
+    shared_bootstrap_with(client, namespace, name, sans, &Lifetimes::default()).await
+}
+
+/// [`shared_bootstrap`] with the given lifetimes.
+pub async fn shared_bootstrap_with(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    sans: &[String],
+    lifetimes: &Lifetimes,
+) -> Result<Bootstrapped> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if let Some(secret) = api.get_opt(name).await? {
         return from_secret(&secret, namespace, name);
     }
-    let made = bootstrap(sans)?;
-    let item = |text: &str| ByteString(text.as_bytes().to_vec());
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/component".to_owned(),
-                    "webhook-tls".to_owned(),
-                )]
-                .into(),
-            ),
-            ..ObjectMeta::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(
-            [
-                (CA_ITEM.to_owned(), item(&made.ca_pem)),
-                (CERT_ITEM.to_owned(), item(&made.cert_pem)),
-                (KEY_ITEM.to_owned(), item(&made.key_pem)),
-            ]
-            .into(),
-        ),
-        ..Secret::default()
-    };
+    let made = bootstrap_with(sans, lifetimes)?;
+    let secret = to_secret(&made, namespace, name);
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {
             tracing::info!(
@@ -126,7 +176,38 @@ pub async fn shared_bootstrap(
     }
 }
 
-fn from_secret(secret: &Secret, namespace: &str, name: &str) -> Result<Bootstrapped> {
+/// The Secret that shares `made` between replicas.
+pub(crate) fn to_secret(made: &Bootstrapped, namespace: &str, name: &str) -> Secret {
+    let item = |text: &str| ByteString(text.as_bytes().to_vec());
+    let mut data: std::collections::BTreeMap<String, ByteString> = [
+        (CA_ITEM.to_owned(), item(&made.ca_pem)),
+        (CERT_ITEM.to_owned(), item(&made.cert_pem)),
+        (KEY_ITEM.to_owned(), item(&made.key_pem)),
+    ]
+    .into();
+    if let Some(ca_key) = &made.ca_key_pem {
+        data.insert(CA_KEY_ITEM.to_owned(), item(ca_key));
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/component".to_owned(),
+                    "webhook-tls".to_owned(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+pub(crate) fn from_secret(secret: &Secret, namespace: &str, name: &str) -> Result<Bootstrapped> {
     let data = secret.data.as_ref();
     let text = |key: &str| {
         data.and_then(|d| d.get(key))
@@ -141,6 +222,7 @@ fn from_secret(secret: &Secret, namespace: &str, name: &str) -> Result<Bootstrap
         ca_pem: text(CA_ITEM)?,
         cert_pem: text(CERT_ITEM)?,
         key_pem: Zeroizing::new(text(KEY_ITEM)?),
+        ca_key_pem: text(CA_KEY_ITEM).ok().map(Zeroizing::new),
     })
 }
 

@@ -1,0 +1,159 @@
+//! `keyward rewrap -f file.yaml`: sends the SealedSecret to the webhook's
+//! `/v1/rewrap` with the user's own Kubernetes token and replaces the
+//! file's `spec.encryptedData` with the answer — atomically, so on any
+//! error the file is as it was. Values never leave the cluster: only
+//! envelopes travel, and the caller needs no key access.
+
+use crate::args::RewrapArgs;
+use crate::{https, kubeconfig, manifest};
+use anyhow::{Context, Result, bail};
+use keyward_crds::SealedSecret;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// The webhook's answer (`webhook/src/rewrap/mod.rs`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    sealed_secret: SealedSecret,
+    moved: Vec<Moved>,
+    primary_version: u32,
+}
+
+#[derive(Deserialize)]
+struct Moved {
+    item: String,
+    from: u32,
+    to: u32,
+}
+
+pub async fn run(args: RewrapArgs) -> Result<()> {
+    if args.file == Path::new("-") {
+        bail!("rewrap rewrites a file in place; give a file with -f, not `-`");
+    }
+    let source = args.file.display().to_string();
+    let text = manifest::read_input(&args.file)?;
+    let sealed = manifest::parse_sealed_secret(&text, &source)?;
+    let namespace = sealed
+        .metadata
+        .namespace
+        .clone()
+        .with_context(|| format!("{source} has no metadata.namespace; add it"))?;
+    let ca_pem = std::fs::read_to_string(&args.ca_file)
+        .with_context(|| format!("cannot read the CA file {}", args.ca_file.display()))?;
+    let token = match &args.token_file {
+        Some(file) => kubeconfig::read_token_file(file)?,
+        None => kubeconfig::token(&kubeconfig::path(args.kubeconfig.as_deref())?)?,
+    };
+    let body = serde_json::to_vec(&sealed)?;
+    let (status, bytes) = https::post_json(&args.server, "/v1/rewrap", &ca_pem, &token, body)
+        .await
+        .with_context(|| format!("{source} is unchanged"))?;
+    match status {
+        200 => {}
+        401 | 403 => bail!(
+            "the webhook refused (HTTP {status}): your token must be allowed to `update` \
+             sealedsecrets in `{namespace}` (the reason is in the keyward audit log); {source} is unchanged"
+        ),
+        _ => bail!(
+            "the webhook answered HTTP {status}: {}; {source} is unchanged",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim()
+        ),
+    }
+    let answer: Answer = serde_json::from_slice(&bytes).with_context(|| {
+        format!("the webhook's answer is not a rewrap result; {source} is unchanged")
+    })?;
+    if answer.moved.is_empty() {
+        println!(
+            "{source}: every item is already on key version {}; unchanged",
+            answer.primary_version
+        );
+        return Ok(());
+    }
+    let updated = with_encrypted_data(&text, &answer.sealed_secret.spec.encrypted_data)
+        .with_context(|| format!("{source} is unchanged"))?;
+    replace_atomically(&args.file, updated.as_bytes())
+        .with_context(|| format!("{source} is unchanged"))?;
+    for moved in &answer.moved {
+        println!("{}: key version {} -> {}", moved.item, moved.from, moved.to);
+    }
+    println!("rewrote {source}");
+    Ok(())
+}
+
+/// The manifest with only `spec.encryptedData` replaced: everything else
+/// (labels, annotations, key order) stays; JSON stays JSON.
+fn with_encrypted_data(text: &str, data: &BTreeMap<String, String>) -> Result<String> {
+    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)?;
+    doc["spec"]["encryptedData"] = serde_yaml_ng::to_value(data)?;
+    Ok(if text.trim_start().starts_with('{') {
+        serde_json::to_string_pretty(&doc)? + "\n"
+    } else {
+        serde_yaml_ng::to_string(&doc)?
+    })
+}
+
+/// Writes a temp file beside `path` (same permissions), syncs it and
+/// renames it over `path`; on failure `path` is untouched.
+fn replace_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.keyward-rewrap.{}", std::process::id()));
+    let permissions = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions();
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(contents)?;
+        file.set_permissions(permissions)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(error).with_context(|| format!("cannot replace {}", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_encrypted_data_changes() {
+        let yaml = "apiVersion: keyward.io/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: team\n  labels:\n    app: api\nspec:\n  keyRef:\n    name: db\n  encryptedData:\n    password: OLD\n";
+        let data: BTreeMap<String, String> = [("password".to_owned(), "NEW".to_owned())].into();
+        let out = with_encrypted_data(yaml, &data).unwrap();
+        assert_eq!(out, yaml.replace("OLD", "NEW"));
+        let json = r#"{"apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret", "spec": {"encryptedData": {"password": "OLD"}}}"#;
+        let out = with_encrypted_data(json, &data).unwrap();
+        assert!(out.starts_with('{') && out.contains("\"NEW\""), "{out}");
+    }
+
+    #[test]
+    fn replacing_keeps_permissions_and_leaves_no_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.yaml");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        replace_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(replace_atomically(&dir.path().join("missing.yaml"), b"x").is_err());
+    }
+}
