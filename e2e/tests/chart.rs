@@ -313,10 +313,23 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
             .await
             .with_context(|| format!("ServiceAccount {sa}"))?;
     }
-    Api::<Service>::namespaced(client.clone(), ns)
+    let service = Api::<Service>::namespaced(client.clone(), ns)
         .get(&names.webhook)
         .await
         .context("webhook Service")?;
+    // HTTPS for the API server and injectors, plain-HTTP /metrics for the
+    // ServiceMonitor (--metrics-listen).
+    let ports: Vec<String> = service
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| p.name)
+        .collect();
+    ensure!(
+        ports == ["https", "metrics"],
+        "webhook Service ports {ports:?}"
+    );
     for np in [&names.operator, &names.webhook] {
         Api::<NetworkPolicy>::namespaced(client.clone(), ns)
             .get(np)

@@ -167,7 +167,8 @@ fn loopback_overlay(image: &str, flow: &Flow) -> Result<Value> {
         "hostNetwork": true,
         "operator": { "metricsPort": free_port()?, "extraEnv": api_env },
         "webhook": {
-            "replicas": 1, "port": webhook_port, "extraEnv": api_env,
+            "replicas": 1, "port": webhook_port, "metricsPort": free_port()?,
+            "extraEnv": api_env,
             "unsealUrl": format!("https://127.0.0.1:{webhook_port}/v1/unseal"),
             "tls": { "extraSans": ["127.0.0.1"] },
             "admission": { "urlOverride": format!("https://127.0.0.1:{webhook_port}") },
