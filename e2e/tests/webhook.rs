@@ -476,6 +476,31 @@ async fn injection_flow(
         "no audience denial in the audit log"
     );
 
+    // An expired token: the API server will not mint one (TokenRequest
+    // wants >= 600 s), so the reader's real token is re-signed with the
+    // cluster's service-account key with every time claim moved into the
+    // past; binding, audience and issuer stay as minted.
+    match expired_copy(&good).await? {
+        Some(expired) => {
+            match inject::unseal_once(&url, &webhook.ca_pem, &request(expired)).await {
+                Err(e) if e.to_string().starts_with("denied") => {}
+                other => bail!(
+                    "expired token: expected a denial, got {:?}",
+                    other.map(|_| "values")
+                ),
+            }
+            let audit = webhook.audit_log();
+            let line = audit
+                .lines()
+                .rev()
+                .find(|l| l.contains("TokenReview rejected the token"))
+                .context("no TokenReview denial in the audit log")?;
+            ensure!(line.contains("expired"), "not an expiry denial: {line}");
+            println!("expired token refused by TokenReview");
+        }
+        None => println!("expired token: skipped (not the local cluster: no signing key)"),
+    }
+
     // A pod not annotated for the secret: the same init container, written
     // by hand (the webhook leaves an un-annotated pod alone), is refused.
     let mut sneaky =
@@ -739,7 +764,16 @@ async fn admission_rejects_illegal_transitions_and_foreign_envelopes() {
         let foreign = sealed_secret(&client, &ns, "copied", "elsewhere").await?;
         let webhook =
             Webhook::start(&client, &ns, dir.path(), ("unused:e2e".into(), "Never")).await?;
-        let result = admission_flow(&client, &ns, foreign).await;
+        let mut result = admission_flow(&client, &ns, foreign).await;
+        if result.is_ok() {
+            result = rewrap_flow(&client, &ns, &webhook, dir.path()).await;
+        }
+        if result.is_ok() {
+            result = renewal_flow(&client, &ns).await;
+        }
+        if result.is_err() {
+            println!("audit log:\n{}", webhook.audit_log());
+        }
         webhook.stop(&client).await;
         result
     })
@@ -789,5 +823,304 @@ async fn admission_flow(client: &Client, ns: &str, foreign: SealedSecret) -> Res
         }
         other => bail!("a SealedSecret sealed for another namespace was admitted: {other:?}"),
     }
+    Ok(())
+}
+
+/// The `keyward` CLI binary of this checkout.
+async fn keyward_cli() -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = tokio::process::Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["build", "-p", "keyward", "--bin", "keyward"])
+        .args(["--message-format=json-render-diagnostics"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await?;
+    ensure!(output.status.success(), "cargo build -p keyward failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "keyward")
+        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .context("cargo reported no keyward executable")
+}
+
+/// GitOps after a rotation: `keyward rewrap` sends a SealedSecret file
+/// through the real webhook with the caller's token; the file moves to
+/// the new key version and still opens. A token without `update
+/// sealedsecrets` is refused and the file is left as it was.
+async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -> Result<()> {
+    let cli = keyward_cli().await?;
+    let mut sealed = sealed_secret(client, ns, "rotating", ns).await?;
+    sealed.metadata.labels = Some([("app".to_owned(), "api".to_owned())].into());
+    let key_id = keyward_core::envelope::Envelope::decode(&sealed.spec.encrypted_data["password"])?
+        .provider_key_id;
+    let file = dir.join("rotating.yaml");
+    std::fs::write(&file, serde_yaml_ng::to_string(&sealed)?)?;
+    let ca = dir.join("webhook-ca.pem");
+    std::fs::write(&ca, &webhook.ca_pem)?;
+    let provider = keyring_secret::local_provider(client.clone(), ns, KEYRING, ROOT_KEY).await?;
+    let rotated = provider.rotate_key(&key_id).await?;
+    ensure!(
+        rotated.primary_version == 2,
+        "rotation gave {}",
+        rotated.primary_version
+    );
+
+    // tokio's Command: the webhook serves from this test's runtime.
+    let rewrap = |token_file: Option<&Path>| {
+        let mut command = tokio::process::Command::new(&cli);
+        command
+            .arg("rewrap")
+            .arg("-f")
+            .arg(&file)
+            .args(["--server", &webhook.url])
+            .arg("--ca-file")
+            .arg(&ca);
+        if let Some(token_file) = token_file {
+            command.arg("--token-file").arg(token_file);
+        }
+        async move { command.output().await }
+    };
+
+    // A ServiceAccount token (API server audience) without RBAC: refused.
+    let denied_token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request("default", &PostParams::default(), &TokenRequest::default())
+        .await?
+        .status
+        .context("TokenRequest returned no token")?
+        .token;
+    let token_file = dir.join("sa-token");
+    std::fs::write(&token_file, &denied_token)?;
+    let before = std::fs::read(&file)?;
+    let out = rewrap(Some(&token_file)).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("HTTP 403") && stderr.contains("unchanged"),
+        "a token without update sealedsecrets: {stderr}"
+    );
+    ensure!(
+        std::fs::read(&file)? == before,
+        "the refused rewrap changed the file"
+    );
+    ensure!(
+        webhook.audit_log().contains("may not update sealedsecrets"),
+        "the audit log lacks the SubjectAccessReview denial"
+    );
+    println!(
+        "rewrap without update sealedsecrets refused: {}",
+        stderr.trim()
+    );
+
+    // The kubeconfig's admin token (KUBECONFIG is set by e2e/run.sh).
+    let started = Instant::now();
+    let out = rewrap(None).await?;
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "keyward rewrap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(stdout.contains("password: key version 1 -> 2"), "{stdout}");
+    println!("keyward rewrap ({elapsed:?}): {}", stdout.trim());
+    let rewritten: SealedSecret = serde_yaml_ng::from_str(&std::fs::read_to_string(&file)?)?;
+    let envelope =
+        keyward_core::envelope::Envelope::decode(&rewritten.spec.encrypted_data["password"])?;
+    ensure!(
+        envelope.key_version == 2,
+        "the file is on version {}",
+        envelope.key_version
+    );
+    ensure!(
+        rewritten.metadata.labels == sealed.metadata.labels,
+        "labels were lost"
+    );
+    let target = SecretTarget {
+        scope: Scope::Strict,
+        namespace: ns.to_owned(),
+        secret_name: "rotating".into(),
+        key_ref: format!("{ns}/db"),
+    };
+    let opened =
+        keyward_core::envelope::open_secret(&target, &provider, &rewritten.spec.encrypted_data)
+            .await?;
+    ensure!(
+        opened["password"].expose() == PASSWORD.as_bytes(),
+        "the re-wrapped value differs"
+    );
+    // And the cluster takes it (admission checks every header).
+    Api::<SealedSecret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &rewritten)
+        .await?;
+    let audit = webhook.audit_log();
+    ensure!(
+        audit.contains("password=1->2") && !audit.contains(PASSWORD),
+        "{audit}"
+    );
+
+    // Again: nothing to move, the file is left alone.
+    let before = std::fs::read(&file)?;
+    let out = rewrap(None).await?;
+    ensure!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("already on key version 2")
+    );
+    ensure!(std::fs::read(&file)? == before);
+    Ok(())
+}
+
+/// `token` with `iat`/`nbf`/`exp` an hour or two in the past, re-signed
+/// (RS256) with the local cluster's service-account signing key through
+/// `openssl dgst`. `None` when that key is not at hand.
+async fn expired_copy(token: &str) -> Result<Option<String>> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Ok(state) = std::env::var("KEYWARD_E2E_STATE") else {
+        return Ok(None);
+    };
+    let key = Path::new(&state).join("pki/sa.key");
+    if !cluster::is_local() || !key.exists() {
+        return Ok(None);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
+        bail!("the minted token is not a JWT");
+    };
+    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    claims["iat"] = json!(now - 7200);
+    claims["nbf"] = json!(now - 7200);
+    claims["exp"] = json!(now - 3600); // beyond the validator's one-minute leeway
+    let signing_input = format!(
+        "{header}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?)
+    );
+    // Blocking, briefly: a few hundred bytes through openssl.
+    let mut openssl = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running openssl to sign the expired token")?;
+    {
+        use std::io::Write;
+        let mut stdin = openssl.stdin.take().context("openssl stdin")?;
+        stdin.write_all(signing_input.as_bytes())?;
+    }
+    let out = openssl.wait_with_output()?;
+    ensure!(out.status.success(), "openssl dgst -sign failed");
+    Ok(Some(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(out.stdout)
+    )))
+}
+
+/// Two "replicas" serving from one `--tls-secret` with a 10 s serving
+/// certificate: before it expires one renews it under the same CA and
+/// stores it, the other adopts it, and both hand the new certificate to
+/// new handshakes without a restart.
+async fn renewal_flow(client: &Client, ns: &str) -> Result<()> {
+    use keyward_webhook::tls::der::{CertFacts, facts};
+    use keyward_webhook::tls::probe::serving_certificate;
+    use keyward_webhook::tls::resolver::SwappableCert;
+    use keyward_webhook::tls::rotation::{Renewal, pem_facts};
+    let lifetimes = tls::Lifetimes {
+        ca: Duration::from_secs(3600),
+        leaf: Duration::from_secs(10),
+    };
+    let sans = vec!["127.0.0.1".to_owned()];
+    let secret = "keyward-webhook-renewing";
+    let mut replicas = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let made = tls::shared_bootstrap_with(client, ns, secret, &sans, &lifetimes).await?;
+        let cert = SwappableCert::new(&made.cert_pem, &made.key_pem)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        // Renewal needs only handshakes: admission without an unseal API.
+        let app = router(AppState {
+            injector: Arc::new(InjectorConfig {
+                image: "unused".into(),
+                image_pull_policy: None,
+                unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
+                ca_pem: None,
+            }),
+            unsealer: None,
+        });
+        tasks.push(tokio::spawn(server::serve_tls(
+            listener,
+            cert.server_config()?,
+            app,
+        )));
+        let renewal = Renewal {
+            sans: sans.clone(),
+            lifetimes,
+            client: Some(client.clone()),
+            secret: Some((ns.to_owned(), secret.to_owned())),
+            mutating_webhook_config: None,
+            validating_webhook_config: None,
+            ca_out: None,
+        };
+        tasks.push(tokio::spawn(renewal.run(cert, made)));
+        replicas.push(address);
+    }
+    let ca_pem = tls::shared_bootstrap(client, ns, secret, &sans)
+        .await?
+        .ca_pem;
+    let seen = |address: String| {
+        let ca_pem = ca_pem.clone();
+        async move {
+            let der = serving_certificate(&address, "127.0.0.1", &ca_pem).await?;
+            facts(&der).context("unreadable certificate")
+        }
+    };
+    let first: CertFacts = seen(replicas[0].clone()).await?;
+    ensure!(
+        first == seen(replicas[1].clone()).await?,
+        "replicas start apart"
+    );
+    let started = Instant::now();
+    let result = async {
+        loop {
+            let (a, b) = (
+                seen(replicas[0].clone()).await?,
+                seen(replicas[1].clone()).await?,
+            );
+            if a != first && a == b {
+                return Ok::<_, anyhow::Error>(a);
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "no shared renewal within 30 s: {a:?} / {b:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    .await;
+    for task in tasks {
+        task.abort();
+    }
+    let renewed = result?;
+    ensure!(renewed.serial != first.serial && renewed.not_after > first.not_after);
+    // Still the first CA (the clients above trust only it), and stored.
+    let stored = tls::shared_bootstrap(client, ns, secret, &sans).await?;
+    ensure!(stored.ca_pem == ca_pem, "the CA changed");
+    ensure!(
+        pem_facts(&stored.cert_pem) == Some(renewed.clone()),
+        "the Secret holds another certificate"
+    );
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    println!(
+        "renewed after {:?} on both replicas: serial {} -> {}, notAfter {} -> {}",
+        started.elapsed(),
+        hex(&first.serial),
+        hex(&renewed.serial),
+        first.not_after,
+        renewed.not_after
+    );
     Ok(())
 }

@@ -119,8 +119,7 @@ impl Rewrapper<'_> {
         .await;
         match checked {
             Ok(()) => {}
-            Err(Refusal::Denied(Denial { kind, reason })) => {
-                metrics().unseal_denied(kind.label());
+            Err(Refusal::Denied(Denial { reason, .. })) => {
                 tracing::warn!(namespace = self.namespace, name = self.name, %reason, "rewrap denied");
                 self.audit(&actor, "denied", [("reason", reason)]).await;
                 return ("denied", (StatusCode::FORBIDDEN, DENIED).into_response());
