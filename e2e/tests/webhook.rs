@@ -17,7 +17,7 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
-use keyward_core::provider::{DekCache, KeyAlgorithm, KeyProvider, KeySpec};
+use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
 use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::{cluster, crds, pods, with_temp_ns};
 use keyward_kubeutil::keyring_secret;
@@ -129,11 +129,7 @@ impl Webhook {
             }),
             unsealer: Some(Arc::new(Unsealer {
                 client: client.clone(),
-                provider: Arc::new(DecryptOnly::new(Arc::new(DekCache::new(
-                    provider,
-                    Duration::from_secs(30),
-                    64,
-                )))),
+                provider: Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 64)),
                 audit: Arc::new(keyward_core::audit::AuditLog::new(&audit)),
                 limiter: RateLimiter::new(20, 5.0),
                 audience: "keyward".into(),
@@ -624,6 +620,33 @@ async fn injection_flow(
     ensure!(!audit.contains(PASSWORD), "the audit log holds the value");
     let summary = keyward_core::audit::verify(&webhook.audit)?;
     println!("audit log: {summary:?}");
+    // The webhook runs in this process: its counters saw every case above.
+    let metrics = keyward_webhook::metrics::metrics();
+    for reason in [
+        "unauthenticated",
+        "not_annotated",
+        "access_list",
+        "cannot_open",
+        "request_mismatch",
+    ] {
+        ensure!(
+            metrics.denials_with(reason) >= 1,
+            "no `{reason}` denial counted"
+        );
+    }
+    ensure!(metrics.decrypts() >= 11 && metrics.unseal_requests_with("ok") >= 11);
+    ensure!(
+        metrics.dek_cache_hits() >= 1,
+        "the reader's repeated unseals never hit the DEK cache"
+    );
+    let text = metrics.render();
+    ensure!(text.contains("keyward_admission_duration_seconds_count{route=\"mutate\"}"));
+    println!(
+        "metrics: {} decrypts, {} provider unwraps, {} DEK cache hits",
+        metrics.decrypts(),
+        metrics.provider_unwraps(),
+        metrics.dek_cache_hits()
+    );
 
     start_up_cost(&pods).await
 }
@@ -1064,6 +1087,7 @@ async fn renewal_flow(client: &Client, ns: &str) -> Result<()> {
             mutating_webhook_config: None,
             validating_webhook_config: None,
             ca_out: None,
+            on_new_ca: None,
         };
         tasks.push(tokio::spawn(renewal.run(cert, made)));
         replicas.push(address);

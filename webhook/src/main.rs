@@ -252,6 +252,7 @@ async fn bootstrapped_tls(
         mutating_webhook_config: args.tls.mutating_webhook_config.clone(),
         validating_webhook_config: args.tls.validating_webhook_config.clone(),
         ca_out: args.tls.ca_out.clone(),
+        on_new_ca: Some(keyward_webhook::mutate::set_renewed_ca),
     };
     tokio::spawn(renewal.run(cert, made));
     Ok((config, Some(ca_pem)))

@@ -24,6 +24,20 @@ pub struct InjectorConfig {
 /// does not depend on the image's ENTRYPOINT.
 pub const INJECTOR_COMMAND: &str = "/keyward-webhook";
 
+/// The CA bundle injected pods trust once renewal has replaced the CA the
+/// webhook started with (`serve` sets it; one webhook per process).
+static RENEWED_CA: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+
+/// From now on, injected pods trust `bundle` instead of `InjectorConfig::ca_pem`.
+pub fn set_renewed_ca(bundle: &str) {
+    *RENEWED_CA.write().unwrap_or_else(|e| e.into_inner()) = Some(bundle.to_owned());
+}
+
+fn injected_ca(config: &InjectorConfig) -> Option<String> {
+    let renewed = RENEWED_CA.read().unwrap_or_else(|e| e.into_inner()).clone();
+    renewed.or_else(|| config.ca_pem.clone())
+}
+
 /// The uid the injector runs as when the pod does not name one.
 pub const INJECTOR_UID: i64 = 65532;
 
@@ -244,7 +258,7 @@ fn init_container(
         json!({"name": "KEYWARD_POD_NAME", "valueFrom": field("metadata.name")}),
         json!({"name": "KEYWARD_POD_NAMESPACE", "valueFrom": field("metadata.namespace")}),
     ];
-    if let Some(ca) = &config.ca_pem {
+    if let Some(ca) = injected_ca(config) {
         env.push(json!({"name": "KEYWARD_CA_PEM", "value": ca}));
     }
     let mut container = json!({
@@ -404,6 +418,23 @@ mod tests {
             .unwrap()
             .insert(a::ENV_EXEC.into(), "yes".into());
         assert!(patch_for(&pod, &config()).unwrap_err().contains("\"true\""));
+    }
+
+    #[test]
+    fn after_a_ca_renewal_new_pods_trust_the_renewed_bundle() {
+        // Process-wide, as in `serve`; no other test here reads the CA.
+        set_renewed_ca("NEW CA\nOLD CA\n");
+        let ops = patch_for(&pod("db", json!({})), &config()).unwrap();
+        let init = ops
+            .iter()
+            .find(|op| op["path"] == "/spec/initContainers")
+            .unwrap();
+        let env = init["value"][0]["env"].as_array().unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "KEYWARD_CA_PEM" && e["value"] == "NEW CA\nOLD CA\n"),
+            "{env:?}"
+        );
     }
 
     #[test]

@@ -272,3 +272,20 @@ async fn admission_latency_is_recorded_per_route() {
         text.contains("keyward_admission_duration_seconds_bucket{route=\"validate\",le=\"+Inf\"}")
     );
 }
+
+#[tokio::test]
+async fn the_plain_metrics_router_serves_metrics_and_health_only() {
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let app = keyward_webhook::server::metrics_router();
+    let response = app.clone().oneshot(get("/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let kind = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    let response = app.clone().oneshot(get("/healthz")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app.oneshot(get("/mutate")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

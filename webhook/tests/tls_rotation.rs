@@ -50,6 +50,7 @@ async fn serving_certificate_is_renewed_under_a_running_listener() {
             mutating_webhook_config: None,
             validating_webhook_config: None,
             ca_out: None,
+            on_new_ca: None,
         }
         .run(cert, made),
     );

@@ -30,6 +30,9 @@ pub struct Renewal {
     pub mutating_webhook_config: Option<String>,
     pub validating_webhook_config: Option<String>,
     pub ca_out: Option<PathBuf>,
+    /// Told the new `caBundle` (new CA, then old) when the CA is renewed:
+    /// `serve` passes `mutate::set_renewed_ca`, so new pods trust it.
+    pub on_new_ca: Option<fn(&str)>,
 }
 
 /// Serial and validity of the first certificate in `pem`.
@@ -196,6 +199,7 @@ mod tests {
             mutating_webhook_config: None,
             validating_webhook_config: None,
             ca_out: None,
+            on_new_ca: None,
         }
     }
 
