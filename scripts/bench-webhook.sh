@@ -74,12 +74,14 @@ s, p = d["summary"], d["latencyPercentiles"]
 codes = d.get("statusCodeDistribution") or {}
 errors = d.get("errorDistribution") or {}
 ok = codes.get("200", 0)
-other = sum(v for k, v in codes.items() if k != "200") + sum(errors.values())
+# oha cuts requests in flight at the deadline (at most one per connection).
+cut = sum(v for k, v in errors.items() if "deadline" in k)
+other = sum(v for k, v in codes.items() if k != "200") + sum(errors.values()) - cut
 target = "unlimited" if q == "0" else q
 ms = lambda x: (x or 0) * 1000
 print(f"{label:7} c={c:<4} target={target:>9}/s achieved={s['requestsPerSec']:8.0f}/s "
       f"p50={ms(p['p50']):6.2f} ms p99={ms(p['p99']):7.2f} ms avg={ms(s['average']):6.2f} ms "
-      f"ok={ok} other={other}")
+      f"ok={ok} failed={other} cut-at-deadline={cut}")
 EOF
   rm -f "$json"
 }

@@ -176,3 +176,22 @@ pub fn summary(mut times: Vec<Duration>, tail: usize) -> String {
         times.len()
     )
 }
+
+/// When the container first wrote a line containing `needle` (stdout or
+/// stderr), from the CRI log on the node (`KEYWARD_E2E_POD_LOG_DIR`;
+/// containerd stamps each line with ns resolution as it reads it). `None`
+/// on a cluster whose node logs are not local, or before the line is there.
+pub fn output_at(pod: &Pod, container: &str, needle: &str) -> Option<k8s_openapi::jiff::Timestamp> {
+    let root = std::env::var_os("KEYWARD_E2E_POD_LOG_DIR")?;
+    let dir = Path::new(&root)
+        .join(format!(
+            "{}_{}_{}",
+            pod.namespace()?,
+            pod.name_any(),
+            pod.uid()?
+        ))
+        .join(container);
+    let log = std::fs::read_to_string(dir.join("0.log")).ok()?;
+    let line = log.lines().find(|line| line.contains(needle))?;
+    line.split(' ').next()?.parse().ok()
+}
