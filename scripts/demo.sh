@@ -63,7 +63,7 @@ finish() {
   elif [ "$status" -eq 0 ]; then
     rm -rf "$work"
   fi
-  echo "total $(elapsed "$t_start") s"
+  echo "total $(elapsed "$t_start") s${LOCK_WAIT:+, of which $LOCK_WAIT s waiting for another run}"
 }
 trap finish EXIT
 

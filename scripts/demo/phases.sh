@@ -35,7 +35,8 @@ take_cluster_lock() {
     printf '== another e2e run or demo is using the cluster in %s; waiting for it ...' "$STATE"
     flock 9
     flock 8
-    printf ' (%s s)\n' "$(elapsed "$t0")"
+    LOCK_WAIT=$(elapsed "$t0")
+    printf ' (%s s)\n' "$LOCK_WAIT"
   fi
   export KEYWARD_E2E_RUN_LOCKED=1
 }
