@@ -72,9 +72,21 @@ fn chart_crds_are_the_generated_ones() {
 #[tokio::test]
 async fn chart_lints() {
     let helm = Helm::from_env().expect("helm");
-    helm.lint(&chart())
+    let report = helm
+        .lint(&chart())
         .await
         .expect("helm lint of charts/keyward");
+    // Helm's severities: 1 info, 2 warning, 3 error. helm-sdkpy passes the
+    // path of each message but not its text.
+    let messages = report["Messages"].as_array().cloned().unwrap_or_default();
+    let serious: Vec<_> = messages
+        .iter()
+        .filter(|m| m["Severity"].as_u64().unwrap_or(3) >= 2)
+        .collect();
+    assert!(
+        serious.is_empty(),
+        "helm lint warnings or errors: {serious:?}"
+    );
 }
 
 #[tokio::test]

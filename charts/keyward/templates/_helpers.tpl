@@ -22,9 +22,10 @@
 {{- printf "%s-webhook" (include "keyward.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Cluster-scoped objects carry the namespace so two releases never collide. */}}
+{{/* Cluster-scoped objects carry the namespace so two releases never collide.
+     trimPrefix: `helm lint` renders with no namespace, and a name may not start with "-". */}}
 {{- define "keyward.clusterName" -}}
-{{- printf "%s-%s" .Release.Namespace (include "keyward.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Namespace (include "keyward.fullname" .) | trimPrefix "-" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "keyward.labels" -}}
