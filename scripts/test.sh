@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
+# A shared target dir grows by a test binary per change: drop superseded ones.
+python3 scripts/prune-target.py "$CARGO_TARGET_DIR"
+
 section "cargo fmt --check"
 cargo fmt --all -- --check
 
