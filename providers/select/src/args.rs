@@ -1,0 +1,245 @@
+//! Provider flags, each with an environment variable, checked into the
+//! provider crates' own config types.
+
+use crate::error::FlagError;
+use keyward_provider_aws::AwsKmsConfig;
+use keyward_provider_gcp::GcpKmsConfig;
+use keyward_provider_pkcs11::{DEFAULT_MAX_SESSIONS, Pkcs11Config};
+use std::path::PathBuf;
+
+/// Settings of the external providers. Nothing set = local provider only.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ProviderArgs {
+    /// Serve `spec.provider.aws` keys from AWS KMS in this Region, e.g.
+    /// eu-west-1. Credentials come from the SDK chain (IRSA, environment,
+    /// instance profile).
+    #[arg(long, env = "KEYWARD_AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// KMS endpoint override: a VPC or FIPS endpoint, or a test server.
+    #[arg(long, env = "KEYWARD_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// First segment of every alias Keyward creates (`alias/<prefix>/<name>`);
+    /// one per installation sharing an account and Region.
+    #[arg(long, env = "KEYWARD_AWS_ALIAS_PREFIX", default_value = "keyward")]
+    pub aws_alias_prefix: String,
+
+    /// Serve `spec.provider.pkcs11` keys through this PKCS#11 module, e.g.
+    /// /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, env = "KEYWARD_PKCS11_MODULE")]
+    pub pkcs11_module: Option<PathBuf>,
+
+    /// Label of the token that holds the keys (`softhsm2-util --show-slots`).
+    #[arg(long, env = "KEYWARD_PKCS11_TOKEN_LABEL")]
+    pub pkcs11_token_label: Option<String>,
+
+    /// Slot number, when several tokens share the label.
+    #[arg(long, env = "KEYWARD_PKCS11_SLOT")]
+    pub pkcs11_slot: Option<u64>,
+
+    /// File holding the token's user PIN (a mounted Secret); never a flag value.
+    #[arg(long, env = "KEYWARD_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+
+    /// Sessions opened on the token at most.
+    #[arg(long, env = "KEYWARD_PKCS11_MAX_SESSIONS", default_value_t = DEFAULT_MAX_SESSIONS)]
+    pub pkcs11_max_sessions: usize,
+
+    /// Let the token choose AES-GCM IVs (Thales Luna, CloudHSM in FIPS mode).
+    #[arg(long, env = "KEYWARD_PKCS11_TOKEN_GENERATES_IV")]
+    pub pkcs11_token_generates_iv: bool,
+
+    /// Serve `spec.provider.gcp` keys from this Cloud KMS key ring,
+    /// `projects/P/locations/L/keyRings/R` (it must exist). Credentials are
+    /// Application Default Credentials (Workload Identity on GKE).
+    #[arg(long, env = "KEYWARD_GCP_KEY_RING")]
+    pub gcp_key_ring: Option<String>,
+
+    /// Cloud KMS endpoint override (regional or Private Service Connect).
+    #[arg(long, env = "KEYWARD_GCP_ENDPOINT")]
+    pub gcp_endpoint: Option<String>,
+}
+
+impl Default for ProviderArgs {
+    /// The flags' defaults: no external provider.
+    fn default() -> Self {
+        ProviderArgs {
+            aws_region: None,
+            aws_endpoint_url: None,
+            aws_alias_prefix: "keyward".into(),
+            pkcs11_module: None,
+            pkcs11_token_label: None,
+            pkcs11_slot: None,
+            pkcs11_pin_file: None,
+            pkcs11_max_sessions: DEFAULT_MAX_SESSIONS,
+            pkcs11_token_generates_iv: false,
+            gcp_key_ring: None,
+            gcp_endpoint: None,
+        }
+    }
+}
+
+/// The external providers to connect to, in their crates' config types.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub aws: Option<AwsKmsConfig>,
+    pub pkcs11: Option<Pkcs11Config>,
+    pub gcp: Option<GcpKmsConfig>,
+}
+
+impl ProviderArgs {
+    /// Checks the flags without touching any provider.
+    pub fn plan(&self) -> Result<Plan, FlagError> {
+        Ok(Plan {
+            aws: self.aws()?,
+            pkcs11: self.pkcs11()?,
+            gcp: self.gcp()?,
+        })
+    }
+
+    fn aws(&self) -> Result<Option<AwsKmsConfig>, FlagError> {
+        let Some(region) = non_empty(&self.aws_region) else {
+            if self.aws_endpoint_url.is_some() {
+                return Err(FlagError::new(
+                    "aws-endpoint-url",
+                    "is set but AWS KMS is off; also set --aws-region (KEYWARD_AWS_REGION)",
+                ));
+            }
+            return Ok(None);
+        };
+        if !is_region(region) {
+            return Err(FlagError::new(
+                "aws-region",
+                format!("`{region}` is not an AWS Region name; use one like `eu-west-1`"),
+            ));
+        }
+        if let Some(url) = &self.aws_endpoint_url {
+            check_url("aws-endpoint-url", url)?;
+        }
+        keyward_provider_aws::naming::validate_prefix(&self.aws_alias_prefix)
+            .map_err(|e| FlagError::new("aws-alias-prefix", provider_message(e)))?;
+        Ok(Some(AwsKmsConfig {
+            region: Some(region.to_owned()),
+            endpoint: self.aws_endpoint_url.clone(),
+            alias_prefix: self.aws_alias_prefix.clone(),
+            ..AwsKmsConfig::default()
+        }))
+    }
+
+    fn pkcs11(&self) -> Result<Option<Pkcs11Config>, FlagError> {
+        let label = non_empty(&self.pkcs11_token_label);
+        let any = self.pkcs11_module.is_some()
+            || label.is_some()
+            || self.pkcs11_pin_file.is_some()
+            || self.pkcs11_slot.is_some();
+        if !any {
+            return Ok(None);
+        }
+        let missing = |flag: &'static str| {
+            FlagError::new(
+                flag,
+                "is required with the other --pkcs11-* flags: PKCS#11 needs the module, the token label and the PIN file",
+            )
+        };
+        let module = self
+            .pkcs11_module
+            .as_ref()
+            .ok_or_else(|| missing("pkcs11-module"))?;
+        let label = label.ok_or_else(|| missing("pkcs11-token-label"))?;
+        let pin_file = self
+            .pkcs11_pin_file
+            .as_ref()
+            .ok_or_else(|| missing("pkcs11-pin-file"))?;
+        if !module.is_file() {
+            return Err(FlagError::new(
+                "pkcs11-module",
+                format!(
+                    "{} is not a file; point it at the vendor's PKCS#11 library (mounted into the pod)",
+                    module.display()
+                ),
+            ));
+        }
+        if label.len() > 32 {
+            return Err(FlagError::new(
+                "pkcs11-token-label",
+                "is longer than 32 bytes, the PKCS#11 limit; copy it from `softhsm2-util --show-slots` or the vendor tool",
+            ));
+        }
+        if !pin_file.is_file() {
+            return Err(FlagError::new(
+                "pkcs11-pin-file",
+                format!(
+                    "{} is not a file; mount the Secret holding the user PIN there",
+                    pin_file.display()
+                ),
+            ));
+        }
+        if self.pkcs11_max_sessions == 0 {
+            return Err(FlagError::new("pkcs11-max-sessions", "must be at least 1"));
+        }
+        let mut config = Pkcs11Config::new(module, label, pin_file);
+        config.slot = self.pkcs11_slot;
+        config.max_sessions = self.pkcs11_max_sessions;
+        config.token_generates_iv = self.pkcs11_token_generates_iv;
+        Ok(Some(config))
+    }
+
+    fn gcp(&self) -> Result<Option<GcpKmsConfig>, FlagError> {
+        let Some(key_ring) = non_empty(&self.gcp_key_ring) else {
+            if self.gcp_endpoint.is_some() {
+                return Err(FlagError::new(
+                    "gcp-endpoint",
+                    "is set but Cloud KMS is off; also set --gcp-key-ring (KEYWARD_GCP_KEY_RING)",
+                ));
+            }
+            return Ok(None);
+        };
+        keyward_provider_gcp::naming::validate_key_ring(key_ring)
+            .map_err(|e| FlagError::new("gcp-key-ring", provider_message(e)))?;
+        if let Some(url) = &self.gcp_endpoint {
+            check_url("gcp-endpoint", url)?;
+        }
+        Ok(Some(GcpKmsConfig {
+            key_ring: key_ring.to_owned(),
+            endpoint: self.gcp_endpoint.clone(),
+            ..GcpKmsConfig::default()
+        }))
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `ap-southeast-2`: letters, dashes, a number.
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+fn check_url(flag: &'static str, url: &str) -> Result<(), FlagError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
+        _ => Err(FlagError::new(
+            flag,
+            format!("`{url}` is not an http(s) URL; use e.g. https://kms.eu-west-1.amazonaws.com"),
+        )),
+    }
+}
+
+/// The provider crates phrase their checks as `invalid request: ...`.
+fn provider_message(error: keyward_core::ProviderError) -> String {
+    match error {
+        keyward_core::ProviderError::InvalidRequest(message) => message,
+        other => other.to_string(),
+    }
+}

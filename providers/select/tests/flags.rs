@@ -1,0 +1,151 @@
+//! The provider flags as a binary sees them: parsed by clap (flattened),
+//! checked into the provider crates' configs, errors naming the flag.
+
+use clap::Parser;
+use keyward_provider_select::{FlagError, ProviderArgs};
+
+#[derive(Parser)]
+struct Binary {
+    #[command(flatten)]
+    providers: ProviderArgs,
+}
+
+fn parse(args: &[&str]) -> ProviderArgs {
+    let argv = std::iter::once("bin").chain(args.iter().copied());
+    Binary::try_parse_from(argv).unwrap().providers
+}
+
+fn refused(args: &[&str]) -> FlagError {
+    parse(args).plan().expect_err("the flags should be refused")
+}
+
+#[test]
+fn no_flags_means_local_only() {
+    let args = parse(&[]);
+    assert_eq!(args, ProviderArgs::default());
+    let plan = args.plan().unwrap();
+    assert!(plan.aws.is_none() && plan.gcp.is_none() && plan.pkcs11.is_none());
+}
+
+#[test]
+fn aws_flags_fill_the_aws_config() {
+    let plan = parse(&[
+        "--aws-region=eu-west-1",
+        "--aws-endpoint-url=http://127.0.0.1:5000",
+        "--aws-alias-prefix=team-a",
+    ])
+    .plan()
+    .unwrap();
+    let aws = plan.aws.unwrap();
+    assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(aws.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    assert_eq!(aws.alias_prefix, "team-a");
+    assert!(!aws.verify_key_state, "AWS enforces key state itself");
+}
+
+#[test]
+fn aws_mistakes_name_the_flag_and_the_fix() {
+    let e = refused(&["--aws-endpoint-url=http://127.0.0.1:5000"]);
+    assert_eq!(e.flag, "aws-endpoint-url");
+    assert!(e.to_string().contains("--aws-region"), "{e}");
+    for bad in ["eu_west_1", "Europe", "eu-west-", "eu-west-one"] {
+        let e = refused(&[&format!("--aws-region={bad}")]);
+        assert_eq!(e.flag, "aws-region", "{bad}");
+        assert!(e.to_string().contains("eu-west-1"), "{e}");
+    }
+    assert_eq!(
+        refused(&["--aws-region=us-gov-west-1", "--aws-endpoint-url=kms.local"]).flag,
+        "aws-endpoint-url"
+    );
+    let e = refused(&["--aws-region=eu-west-1", "--aws-alias-prefix=aws-x"]);
+    assert_eq!(e.flag, "aws-alias-prefix");
+    assert!(
+        e.to_string()
+            .starts_with("--aws-alias-prefix (KEYWARD_AWS_ALIAS_PREFIX) "),
+        "{e}"
+    );
+}
+
+#[test]
+fn pkcs11_needs_module_label_and_pin_file_that_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("libvendor.so");
+    let pin = dir.path().join("pin");
+    std::fs::write(&module, b"not really a library").unwrap();
+    std::fs::write(&pin, b"1234\n").unwrap();
+    let (module, pin) = (module.display().to_string(), pin.display().to_string());
+
+    let e = refused(&["--pkcs11-token-label=keyward"]);
+    assert_eq!(e.flag, "pkcs11-module");
+    let e = refused(&[
+        &format!("--pkcs11-module={module}"),
+        "--pkcs11-token-label=keyward",
+    ]);
+    assert_eq!(e.flag, "pkcs11-pin-file");
+    let e = refused(&[
+        &format!("--pkcs11-module={module}"),
+        &format!("--pkcs11-pin-file={pin}"),
+    ]);
+    assert_eq!(e.flag, "pkcs11-token-label");
+    let e = refused(&[
+        "--pkcs11-module=/nowhere/lib.so",
+        "--pkcs11-token-label=keyward",
+        &format!("--pkcs11-pin-file={pin}"),
+    ]);
+    assert_eq!(e.flag, "pkcs11-module");
+    assert!(e.to_string().contains("/nowhere/lib.so"), "{e}");
+    let e = refused(&[
+        &format!("--pkcs11-module={module}"),
+        &format!("--pkcs11-token-label={}", "x".repeat(33)),
+        &format!("--pkcs11-pin-file={pin}"),
+    ]);
+    assert_eq!(e.flag, "pkcs11-token-label");
+
+    let plan = parse(&[
+        &format!("--pkcs11-module={module}"),
+        "--pkcs11-token-label=keyward",
+        "--pkcs11-slot=3",
+        &format!("--pkcs11-pin-file={pin}"),
+        "--pkcs11-max-sessions=2",
+    ])
+    .plan()
+    .unwrap();
+    let p11 = plan.pkcs11.unwrap();
+    assert_eq!(
+        (p11.token_label.as_str(), p11.slot, p11.max_sessions),
+        ("keyward", Some(3), 2)
+    );
+    assert_eq!(p11.pin_file.display().to_string(), pin);
+}
+
+#[test]
+fn pin_is_never_a_flag_value() {
+    // Only the file path is accepted: a PIN on the command line would show
+    // up in `ps` and in the pod spec.
+    assert!(Binary::try_parse_from(["bin", "--pkcs11-pin=1234"]).is_err());
+}
+
+#[test]
+fn gcp_key_ring_must_be_a_full_resource_name() {
+    let e = refused(&["--gcp-key-ring=my-ring"]);
+    assert_eq!(e.flag, "gcp-key-ring");
+    assert!(
+        e.to_string()
+            .contains("projects/PROJECT/locations/LOCATION/keyRings/RING"),
+        "{e}"
+    );
+    let e = refused(&["--gcp-endpoint=http://127.0.0.1:9000"]);
+    assert_eq!(e.flag, "gcp-endpoint");
+    let plan = parse(&[
+        "--gcp-key-ring=projects/acme-prod/locations/europe-west1/keyRings/keyward",
+        "--gcp-endpoint=http://127.0.0.1:9000",
+    ])
+    .plan()
+    .unwrap();
+    let gcp = plan.gcp.unwrap();
+    assert_eq!(
+        gcp.key_ring,
+        "projects/acme-prod/locations/europe-west1/keyRings/keyward"
+    );
+    assert_eq!(gcp.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+}
