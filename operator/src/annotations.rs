@@ -6,6 +6,16 @@ pub const ROTATE: &str = "keyward.io/rotate";
 /// the request it handled and the version that request produces. A restart
 /// between the two steps finishes the rotation instead of repeating it.
 pub const ROTATE_HANDLED: &str = "keyward.io/rotate-handled";
+/// Written by the operator before it handles `spec.state: Compromised`: the
+/// version reported compromised. While it is there the report is handled
+/// (or being finished after a restart); the operator removes it once
+/// `spec.state` moves on, so the next Compromised is a new report.
+pub const COMPROMISE_HANDLED: &str = "keyward.io/compromise-handled";
+/// Written by the operator in the same write as a re-wrapped
+/// `spec.encryptedData`: the generation that write produced. A spec change
+/// at that generation is the operator's own, even if its status write was
+/// lost (a crash in between).
+pub const REWRAPPED_GENERATION: &str = "keyward.io/rewrapped-generation";
 /// `"true"` lets a key be destroyed although SealedSecrets still depend on it.
 pub const FORCE_DESTROY: &str = "keyward.io/force-destroy";
 
@@ -68,9 +78,126 @@ pub fn manual_rotation(
     }
 }
 
+/// Which version a `spec.state: Compromised` report is about, and whether
+/// the operator must record that before acting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompromiseReport {
+    /// Handled earlier: the version is marked and a newer one is primary.
+    Handled,
+    /// Act on `version`; `record` first when the report is new.
+    Handle { version: u32, record: bool },
+}
+
+/// `handled`: the [`COMPROMISE_HANDLED`] annotation; `recorded_primary`: the
+/// primary version the status showed when the report came; `provider_primary`:
+/// the provider's primary now; `marked`: whether the status already marks
+/// the recorded version Compromised.
+pub fn compromise_report(
+    handled: Option<&str>,
+    recorded_primary: u32,
+    provider_primary: u32,
+    marked: impl Fn(u32) -> bool,
+) -> CompromiseReport {
+    match handled.and_then(|v| v.parse::<u32>().ok()) {
+        Some(version) if provider_primary > version && marked(version) => CompromiseReport::Handled,
+        Some(version) => CompromiseReport::Handle {
+            version,
+            record: false,
+        },
+        None => CompromiseReport::Handle {
+            version: recorded_primary,
+            record: true,
+        },
+    }
+}
+
+/// Whose spec change a SealedSecret's generation is, from the generation
+/// its status last observed and the [`REWRAPPED_GENERATION`] annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecChange {
+    /// Nothing changed since the last status write.
+    None,
+    /// The operator's own re-wrap (its status write may have been lost).
+    Rewrapped,
+    /// Someone else applied the spec (usually from Git), or it is new.
+    Applied,
+}
+
+pub fn spec_change(
+    observed: Option<i64>,
+    generation: Option<i64>,
+    rewrapped: Option<&str>,
+) -> SpecChange {
+    if observed == generation {
+        SpecChange::None
+    } else if generation.is_some() && rewrapped.and_then(|g| g.parse().ok()) == generation {
+        SpecChange::Rewrapped
+    } else {
+        SpecChange::Applied
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compromise_report_is_recorded_once_and_a_new_one_is_not_mistaken_for_it() {
+        let none = |_| false;
+        // New report while v2 is primary: record, then act on v2.
+        assert_eq!(
+            compromise_report(None, 2, 2, none),
+            CompromiseReport::Handle {
+                version: 2,
+                record: true
+            }
+        );
+        // Crash after recording, before rotating: finish, do not record again.
+        assert_eq!(
+            compromise_report(Some("2"), 2, 2, none),
+            CompromiseReport::Handle {
+                version: 2,
+                record: false
+            }
+        );
+        // Crash after rotating, before the status write: mark v2 (no new rotation).
+        assert_eq!(
+            compromise_report(Some("2"), 2, 3, none),
+            CompromiseReport::Handle {
+                version: 2,
+                record: false
+            }
+        );
+        assert_eq!(
+            compromise_report(Some("2"), 3, 3, |v| v == 2),
+            CompromiseReport::Handled
+        );
+        // Acknowledged (the operator removed the marker), then v3 reported:
+        // an older Compromised version does not make it "handled".
+        assert_eq!(
+            compromise_report(None, 3, 3, |v| v == 2),
+            CompromiseReport::Handle {
+                version: 3,
+                record: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_operators_own_rewrap_is_told_from_a_spec_applied_elsewhere() {
+        assert_eq!(spec_change(Some(3), Some(3), None), SpecChange::None);
+        assert_eq!(
+            spec_change(Some(3), Some(4), Some("4")),
+            SpecChange::Rewrapped
+        );
+        // Re-applied from Git after the re-wrap: a newer generation.
+        assert_eq!(
+            spec_change(Some(4), Some(5), Some("4")),
+            SpecChange::Applied
+        );
+        assert_eq!(spec_change(Some(3), Some(4), None), SpecChange::Applied);
+        assert_eq!(spec_change(None, Some(1), None), SpecChange::Applied);
+    }
 
     #[test]
     fn a_rotation_request_is_handled_once_even_across_a_restart() {

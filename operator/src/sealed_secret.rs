@@ -3,6 +3,7 @@
 //! whether the referenced key can still serve it. Dependant counts on the
 //! ManagedKey are kept by the ManagedKey controller, which watches these.
 
+use crate::annotations::{self, SpecChange};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::dependants::item_versions;
 use crate::error::{Error, Result};
@@ -83,11 +84,24 @@ async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Re
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let mut secret = secret;
     let mut status: SealedSecretStatus = secret.status.clone().unwrap_or_default();
-    // The spec changed since the operator last wrote status: someone applied
+    // The spec changed since the operator last wrote status: either its own
+    // re-wrap (whose status write a crash may have lost), or someone applied
     // it (usually from Git), so Git is no longer behind.
-    let touched = status.observed_generation != secret.metadata.generation;
-    if touched && status.observed_generation.is_some() {
-        status.rewrapped_since_git = false;
+    let change = annotations::spec_change(
+        status.observed_generation,
+        secret.metadata.generation,
+        secret
+            .annotations()
+            .get(annotations::REWRAPPED_GENERATION)
+            .map(String::as_str),
+    );
+    let touched = change == SpecChange::Applied;
+    match change {
+        SpecChange::Applied if status.observed_generation.is_some() => {
+            status.rewrapped_since_git = false;
+        }
+        SpecChange::Rewrapped => status.rewrapped_since_git = true,
+        _ => {}
     }
     let key_namespace = secret.key_namespace().unwrap_or(&namespace).to_owned();
     let keys: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), &key_namespace);
@@ -236,8 +250,14 @@ async fn rewrap_secret(
     let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &target.namespace);
     // resourceVersion makes it a compare-and-swap: a concurrent edit wins
     // and this reconcile runs again on it.
+    // The annotation names the generation this write makes (a spec change
+    // adds exactly one), so a restart knows the change was the operator's.
+    let next = secret.metadata.generation.map(|g| (g + 1).to_string());
     let patch = json!({
-        "metadata": { "resourceVersion": secret.resource_version() },
+        "metadata": {
+            "resourceVersion": secret.resource_version(),
+            "annotations": { annotations::REWRAPPED_GENERATION: next },
+        },
         "spec": { "encryptedData": done.data },
     });
     let updated = api

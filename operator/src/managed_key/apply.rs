@@ -9,6 +9,7 @@ use super::status::{
 use super::{lifecycle, provider_key_name, retention, rotating};
 use crate::annotations::{self, ManualRotation};
 use crate::context::{Context, FIELD_MANAGER};
+use crate::dependants;
 use crate::error::{Error, Result};
 use crate::schedule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -19,18 +20,14 @@ use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
 use keyward_crds::conditions::{DEGRADED, READY};
 use keyward_crds::{
     Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyVersionStatus, ManagedKey,
-    ManagedKeyStatus, ProviderKind,
+    ManagedKeyStatus, ProviderKind, SealedSecret,
 };
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long a reconcile waits for the SealedSecret list before retrying.
-pub const SYNC_PATIENCE: Duration = Duration::from_secs(30);
 
 pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     let now = Timestamp::now();
@@ -96,11 +93,11 @@ async fn apply_key(
     status.primary_version = Some(info.primary_version);
     add_operations(&mut status.versions, operations);
 
-    let counts = ctx
-        .dependants
-        .count_when_synced(namespace, &key.name_any(), &info.key_id, SYNC_PATIENCE)
-        .await
-        .map_err(|e| Error::Blocked(e.to_string()))?;
+    let secrets = ctx
+        .api::<SealedSecret>()
+        .list(&ListParams::default())
+        .await?;
+    let counts = dependants::count(&secrets.items, namespace, &key.name_any(), &info.key_id);
     set_dependants(&mut status.versions, &counts);
 
     info = lifecycle::drive(key, &mut status, info, recorded_primary, ctx, &mut out, now).await?;

@@ -1,15 +1,19 @@
 //! Drives a key from the state it is in (status) to `spec.state` through the
 //! shared state machine, mapping each step onto provider calls.
 
-use super::apply::{destruction_blocker, handled_compromise, mark};
+use super::apply::{destruction_blocker, mark};
 use super::outcome::Outcome;
 use super::status::{sync_versions, timestamp, version_mut};
+use crate::annotations::{self, CompromiseReport};
 use crate::context::Context;
 use crate::error::Result;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use keyward_core::provider::{DeletionTarget, KeyInfo, VersionState};
 use keyward_crds::{KeyState, ManagedKey, ManagedKeyStatus, Transition, transition};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
 use std::time::Duration;
 
 #[allow(clippy::too_many_arguments)]
@@ -45,9 +49,23 @@ pub async fn drive(
         out.deadlines.extend(waiting);
         return Ok(info);
     }
+    let handled = key
+        .annotations()
+        .get(annotations::COMPROMISE_HANDLED)
+        .map(String::as_str);
+    if desired != KeyState::Compromised && handled.is_some() {
+        // spec.state moved on: that report is acknowledged, and the next
+        // Compromised is a new one.
+        set_compromise_marker(key, None, ctx).await?;
+    }
+    let report = annotations::compromise_report(handled, recorded_primary, primary, |v| {
+        status
+            .version(v)
+            .is_some_and(|s| s.state == KeyState::Compromised)
+    });
     if desired == KeyState::Compromised
         && current == KeyState::Active
-        && handled_compromise(status, primary)
+        && report == CompromiseReport::Handled
     {
         return Ok(info);
     }
@@ -118,7 +136,14 @@ pub async fn drive(
             Ok(info)
         }
         Transition::MarkCompromised { from } => {
-            compromise(status, info, recorded_primary, from, ctx, out, now).await
+            let CompromiseReport::Handle { version, record } = report else {
+                return Ok(info);
+            };
+            // Recorded first: a restart finishes this report, never repeats it.
+            if record {
+                set_compromise_marker(key, Some(version), ctx).await?;
+            }
+            compromise(status, info, version, from, ctx, out, now).await
         }
         Transition::ScheduleDestruction { .. } => destroy(key, status, info, ctx, out).await,
     }
@@ -293,6 +318,25 @@ pub async fn rotate(
         ],
     );
     Ok(info)
+}
+
+/// Records (`Some`) or clears (`None`) the compromise report being handled.
+async fn set_compromise_marker(
+    key: &ManagedKey,
+    version: Option<u32>,
+    ctx: &Context,
+) -> Result<()> {
+    let namespace = key.namespace().unwrap_or_default();
+    let api: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), &namespace);
+    let value = version.map(|v| v.to_string());
+    let patch = json!({"metadata": {"annotations": {annotations::COMPROMISE_HANDLED: value}}});
+    api.patch(
+        &key.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Enables or disables a version only when the provider says otherwise.

@@ -83,16 +83,6 @@ pub fn versions_with_dependants(versions: &[KeyVersionStatus]) -> Vec<(u32, u32)
         .collect()
 }
 
-/// True when the key was already replaced after a compromise: the newest
-/// version before the primary is the Compromised one.
-pub fn compromise_handled(versions: &[KeyVersionStatus], primary: u32) -> bool {
-    versions
-        .iter()
-        .filter(|v| v.version < primary)
-        .max_by_key(|v| v.version)
-        .is_some_and(|v| v.state == KeyState::Compromised)
-}
-
 pub fn version_mut(
     versions: &mut [KeyVersionStatus],
     number: u32,
@@ -224,21 +214,6 @@ mod tests {
         assert!(versions_with_dependants(&versions).is_empty());
         set_dependants(&mut versions, &BTreeMap::new());
         assert_eq!(versions[0].dependants, 0);
-    }
-
-    #[test]
-    fn compromise_is_handled_once_the_compromised_version_was_replaced() {
-        let mut versions = Vec::new();
-        sync_versions(
-            &mut versions,
-            &info(2, &[(1, VersionState::Enabled), (2, VersionState::Enabled)]),
-            KeyState::Active,
-            now(),
-        );
-        assert!(!compromise_handled(&versions, 2));
-        version_mut(&mut versions, 1).unwrap().state = KeyState::Compromised;
-        assert!(compromise_handled(&versions, 2));
-        assert!(!compromise_handled(&versions, 1));
     }
 
     #[test]
