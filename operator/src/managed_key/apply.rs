@@ -3,13 +3,11 @@
 
 use super::outcome::Outcome;
 use super::status::{
-    compromise_handled, set_condition, set_dependants, sync_versions, timestamp, version_mut,
-    versions_with_dependants,
+    set_condition, set_dependants, sync_versions, timestamp, version_mut, versions_with_dependants,
 };
 use super::{lifecycle, provider_key_name, retention, rotating};
 use crate::annotations::{self, ManualRotation};
 use crate::context::{Context, FIELD_MANAGER};
-use crate::dependants;
 use crate::error::{Error, Result};
 use crate::schedule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -20,14 +18,18 @@ use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
 use keyward_crds::conditions::{DEGRADED, READY};
 use keyward_crds::{
     Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyVersionStatus, ManagedKey,
-    ManagedKeyStatus, ProviderKind, SealedSecret,
+    ManagedKeyStatus, ProviderKind,
 };
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a reconcile waits for the SealedSecret list before retrying.
+pub const SYNC_PATIENCE: Duration = Duration::from_secs(30);
 
 pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     let now = Timestamp::now();
@@ -93,11 +95,11 @@ async fn apply_key(
     status.primary_version = Some(info.primary_version);
     add_operations(&mut status.versions, operations);
 
-    let secrets = ctx
-        .api::<SealedSecret>()
-        .list(&ListParams::default())
-        .await?;
-    let counts = dependants::count(&secrets.items, namespace, &key.name_any(), &info.key_id);
+    let counts = ctx
+        .dependants
+        .count_when_synced(namespace, &key.name_any(), &info.key_id, SYNC_PATIENCE)
+        .await
+        .map_err(|e| Error::Blocked(e.to_string()))?;
     set_dependants(&mut status.versions, &counts);
 
     info = lifecycle::drive(key, &mut status, info, recorded_primary, ctx, &mut out, now).await?;
@@ -534,8 +536,4 @@ pub fn mark(status: &mut ManagedKeyStatus, version: u32, state: KeyState) {
     if let Some(entry) = version_mut(&mut status.versions, version) {
         entry.state = state;
     }
-}
-
-pub fn handled_compromise(status: &ManagedKeyStatus, primary: u32) -> bool {
-    compromise_handled(&status.versions, primary)
 }
