@@ -110,6 +110,10 @@ load() {
 e2e() {
   section "machine"
   uptime
+  # The start-up test packs this binary into the injector image: build it
+  # now, not while the cluster lock is held.
+  section "building the injector binary (release)"
+  cargo build --release --locked -p keyward-webhook --bin keyward-webhook
   section "e2e/tests/webhook_perf.rs, release build, ignored measurements included"
   e2e/run.sh --release --test webhook_perf -- --nocapture --include-ignored --test-threads=1
   uptime
