@@ -85,6 +85,9 @@ struct ServeArgs {
     dek_cache_seconds: u64,
     #[arg(long, default_value_t = 1024)]
     dek_cache_entries: usize,
+    /// AWS KMS, Cloud KMS and PKCS#11 (the local keyring is always on).
+    #[command(flatten)]
+    providers: keyward_provider_select::ProviderArgs,
 }
 
 #[derive(Args)]
@@ -272,13 +275,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         (Some(cert), Some(key)) => (tls::from_files(cert, key)?, None),
         _ => bootstrapped_tls(&client, &args).await?,
     };
-    let provider = keyward_kubeutil::keyring_secret::open_local_provider(
+    let local = keyward_kubeutil::keyring_secret::open_local_provider(
         client.clone(),
         &args.namespace,
         &args.keyring_secret,
         &args.root_key_secret,
     )
     .await?;
+    // Envelopes name their key id, which routes each unwrap to its provider.
+    let provider = keyward_provider_select::Providers::connect(&args.providers)
+        .await?
+        .with_local(Arc::new(local));
+    tracing::info!(providers = ?provider.names(), "key providers");
     if let Some(dir) = args.audit_log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -357,6 +365,26 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn serve_takes_the_provider_flags() {
+        let cli = Cli::try_parse_from([
+            "keyward-webhook",
+            "serve",
+            "--injector-image=i",
+            "--unseal-url=https://x/v1/unseal",
+            "--aws-region=eu-west-1",
+            "--aws-endpoint-url=http://127.0.0.1:5000",
+            "--gcp-key-ring=projects/p-123/locations/global/keyRings/r",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let plan = args.providers.plan().unwrap();
+        assert_eq!(plan.aws.unwrap().region.as_deref(), Some("eu-west-1"));
+        assert!(plan.gcp.is_some() && plan.pkcs11.is_none());
     }
 
     #[test]
