@@ -23,6 +23,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Manage a local keyring (the embedded `local` provider) on this machine.
     Local(LocalArgs),
+    /// Read keys that live in a cluster (ManagedKeys), through the API server.
+    Cluster(ClusterArgs),
     /// Check the hash chain of an audit log.
     Audit(AuditArgs),
     /// Re-wrap a SealedSecret file onto its key's current version, through
@@ -49,6 +51,42 @@ pub struct RewrapArgs {
     /// Kubeconfig to take the token from (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Print the public key of a ManagedKey (RSA, usage Seal, Ready), for
+    /// `keyward seal --cert`; the same format as `keyward local public-key`.
+    PublicKey {
+        /// The ManagedKey, as NAME or NAMESPACE/NAME.
+        name: String,
+        /// Its namespace (default: the kubeconfig context's, else `default`).
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+}
+
+/// How to reach the API server: a kubeconfig, as kubectl reads it.
+#[derive(Args, Default)]
+pub struct KubeArgs {
+    /// Kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: its current-context).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub context: Option<String>,
+    /// A file holding a bearer token to use instead of the kubeconfig's
+    /// user (needed when that user logs in through an exec plugin).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -2,8 +2,11 @@
 //! local keyring. Errors end the program with one line that says what to do.
 #![forbid(unsafe_code)]
 
+mod apiserver;
 mod args;
 mod audit;
+mod cluster;
+mod cluster_key;
 mod https;
 mod inspect;
 mod keyring;
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
             Command::Unseal(args) => unseal::run(args).await,
             Command::Inspect(args) => inspect::run(args),
             Command::Local(args) => local::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
             Command::Audit(args) => audit::run(args),
             Command::Rewrap(args) => rewrap::run(args).await,
         }

@@ -29,6 +29,9 @@ struct Moved {
     to: u32,
 }
 
+/// Tries of one request while the webhook answers 429 (too many requests).
+const RATE_LIMITED_ATTEMPTS: u32 = 5;
+
 pub async fn run(args: RewrapArgs) -> Result<()> {
     if args.file == Path::new("-") {
         bail!("rewrap rewrites a file in place; give a file with -f, not `-`");
@@ -48,11 +51,30 @@ pub async fn run(args: RewrapArgs) -> Result<()> {
         None => kubeconfig::token(&kubeconfig::path(args.kubeconfig.as_deref())?)?,
     };
     let body = serde_json::to_vec(&sealed)?;
-    let (status, bytes) = https::post_json(&args.server, "/v1/rewrap", &ca_pem, &token, body)
-        .await
-        .with_context(|| format!("{source} is unchanged"))?;
+    let mut attempt = 1;
+    let reply = loop {
+        let reply = https::post_json(&args.server, "/v1/rewrap", &ca_pem, &token, body.clone())
+            .await
+            .with_context(|| format!("{source} is unchanged"))?;
+        if reply.status != 429 || attempt == RATE_LIMITED_ATTEMPTS {
+            break reply;
+        }
+        // Rate-limited per user: wait as asked (bounded), then try again.
+        let wait = reply.retry_after.unwrap_or(1).clamp(1, 10);
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        attempt += 1;
+    };
+    let (status, bytes) = (reply.status, reply.body);
     match status {
         200 => {}
+        429 => bail!(
+            "the webhook rate-limits rewraps per user and still refused after \
+             {RATE_LIMITED_ATTEMPTS} tries; wait a little and run it again; {source} is unchanged"
+        ),
+        409 => bail!(
+            "the webhook refused: {}; {source} is unchanged",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).trim()
+        ),
         401 | 403 => bail!(
             "the webhook refused (HTTP {status}): your token must be allowed to `update` \
              sealedsecrets in `{namespace}` (the reason is in the keyward audit log); {source} is unchanged"
