@@ -11,9 +11,11 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-/// A failed check: a denial for the audit log, or the API server failing.
+/// A failed check: a denial for the audit log, the caller over their
+/// rate limit, or the API server failing.
 pub enum Refusal {
     Denied(Denial),
+    Limited,
     Internal(String),
 }
 

@@ -4,8 +4,11 @@
 //! caller's bearer token must be allowed `update` on that SealedSecret
 //! ([`authorise`]). The mechanics are `keyward_core::envelope::rewrap`,
 //! shared with the operator. Denials are generic; the reason is audited.
+//! Each caller is rate-limited by their authenticated user name, and only
+//! a ManagedKey that is Active takes re-wrapped items ([`key_state`]).
 
 pub mod authorise;
+pub mod key_state;
 
 use crate::metrics::metrics;
 use crate::unseal::Unsealer;
@@ -18,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use keyward_core::audit::Event;
 use keyward_core::envelope::Envelope;
 use keyward_core::envelope::rewrap::rewrap;
-use keyward_crds::SealedSecret;
+use keyward_crds::{ManagedKey, SealedSecret};
+use kube::Api;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -43,15 +47,33 @@ pub struct Moved {
 /// The generic body of every denial.
 pub const DENIED: &str = "rewrap denied; the reason is in the keyward audit log";
 
+/// The largest body read: above what etcd stores for one object (1.5 MiB).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Prefix of a caller's bucket in the shared limiter (pods are keyed by uid).
+const RATE_KEY_PREFIX: &str = "rewrap-user:";
+
 pub async fn handle(
     State(state): State<crate::AppState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let Some(unsealer) = state.unsealer.clone() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "the rewrap API is not enabled",
+        )
+            .into_response();
+    };
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        metrics().rewrap_request("bad_request");
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is over {} MiB (or was cut off); a SealedSecret that fits in the \
+                 cluster is smaller",
+                MAX_BODY_BYTES / (1024 * 1024)
+            ),
         )
             .into_response();
     };
@@ -114,11 +136,30 @@ impl Rewrapper<'_> {
         let checked = async {
             let user = authorise::identify(client, token).await?;
             actor = user.username.clone().unwrap_or_default();
+            // Before the SubjectAccessReview, so a flood costs the API server little.
+            if !self
+                .unsealer
+                .limiter
+                .allow(&format!("{RATE_KEY_PREFIX}{actor}"))
+            {
+                return Err(Refusal::Limited);
+            }
             authorise::may_update(client, &user, self.namespace, self.name).await
         }
         .await;
         match checked {
             Ok(()) => {}
+            Err(Refusal::Limited) => {
+                tracing::warn!(namespace = self.namespace, name = self.name, user = %actor, "rewrap rate-limited");
+                self.audit(&actor, "denied", [("reason", "rate limited".to_owned())])
+                    .await;
+                let response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "1")],
+                    "too many rewrap requests from your user; retry in a few seconds",
+                );
+                return ("rate_limited", response.into_response());
+            }
             Err(Refusal::Denied(Denial { reason, .. })) => {
                 tracing::warn!(namespace = self.namespace, name = self.name, %reason, "rewrap denied");
                 self.audit(&actor, "denied", [("reason", reason)]).await;
@@ -145,13 +186,13 @@ impl Rewrapper<'_> {
                 ("ok", Json(answer).into_response())
             }
             Err((status, message)) => {
-                self.audit(&actor, "failed", [("reason", message.clone())])
-                    .await;
-                let outcome = if status.is_server_error() {
-                    "error"
-                } else {
-                    "bad_request"
+                let (outcome, audited) = match status {
+                    StatusCode::CONFLICT => ("key_unusable", "refused"),
+                    s if s.is_server_error() => ("error", "failed"),
+                    _ => ("bad_request", "failed"),
                 };
+                self.audit(&actor, audited, [("reason", message.clone())])
+                    .await;
                 (outcome, (status, message).into_response())
             }
         }
@@ -196,6 +237,8 @@ impl Rewrapper<'_> {
                 unprocessable(format!("cannot read provider key `{key_id}`: {e}"))
             }
         })?;
+        self.key_usable(&sealed, &key_id, info.primary_version)
+            .await?;
         // Each distinct wrapped DEK off the primary is one DEK request
         // (hit or miss), as for unseal, so the cache-hit figure stays right.
         let stale: BTreeSet<Vec<u8>> = before
@@ -231,6 +274,31 @@ impl Rewrapper<'_> {
             moved,
             primary_version: info.primary_version,
         })
+    }
+
+    /// The ManagedKey named by `spec.keyRef` is Active and is `key_id`
+    /// (409 with the reason otherwise).
+    async fn key_usable(
+        &self,
+        sealed: &SealedSecret,
+        key_id: &str,
+        target_version: u32,
+    ) -> Result<(), (StatusCode, String)> {
+        let key_ref = &sealed.spec.key_ref;
+        let key_namespace = key_ref.namespace.as_deref().unwrap_or(self.namespace);
+        let key = Api::<ManagedKey>::namespaced(self.unsealer.client.clone(), key_namespace)
+            .get_opt(&key_ref.name)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading the ManagedKey for a rewrap");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot read the SealedSecret's ManagedKey; retry".to_owned(),
+                )
+            })?;
+        let reference = format!("{key_namespace}/{}", key_ref.name);
+        key_state::usable_for_wrapping(key.as_ref(), &reference, key_id, target_version)
+            .map_err(|reason| (StatusCode::CONFLICT, reason))
     }
 
     /// Appends to the audit log; false (and logged) when it cannot.
