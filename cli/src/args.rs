@@ -153,9 +153,15 @@ pub struct SealArgs {
     #[arg(long, value_enum, default_value_t)]
     pub scope: ScopeArg,
     /// Seal offline with a public key file from `keyward local public-key`
-    /// (or a ManagedKey's status.publicKey); no key access needed.
+    /// or `keyward cluster public-key`; no key access needed.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
+    /// Seal offline with the public key of the ManagedKey --key, read from
+    /// the cluster now (what `keyward cluster public-key` prints).
+    #[arg(long, conflicts_with = "cert", requires = "key")]
+    pub from_cluster: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// ServiceAccount allowed to unseal (repeatable; default: any in the namespace).
     #[arg(long = "service-account", value_name = "NAME")]
     pub service_accounts: Vec<String>,

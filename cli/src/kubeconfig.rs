@@ -48,7 +48,7 @@ pub enum Credentials {
 /// The current context's user token (`token`, or `tokenFile`), for
 /// forwarding to the webhook: a client certificate cannot be forwarded.
 pub fn token(path: &Path) -> Result<Zeroizing<String>> {
-    let config = Kubeconfig::read(path)?;
+    let config = Kubeconfig::read(path).map_err(|e| anyhow!("{e:#}; or give --token-file"))?;
     let (_, context) = config.context(None)?;
     match config.credentials(context)? {
         Credentials::Bearer(token) => Ok(token),
@@ -148,7 +148,7 @@ impl Kubeconfig {
     fn read(path: &Path) -> Result<Self> {
         let text = Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
             format!(
-                "cannot read kubeconfig {}; give --kubeconfig, or --token-file",
+                "cannot read kubeconfig {}; give --kubeconfig FILE or set KUBECONFIG",
                 path.display()
             )
         })?);

@@ -1,5 +1,5 @@
 use crate::args::{Format, ScopeArg, SealArgs};
-use crate::{audit, keyring, manifest};
+use crate::{audit, cluster, keyring, manifest};
 use anyhow::{Context, Result, anyhow, bail};
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
@@ -45,9 +45,14 @@ pub async fn run(args: SealArgs) -> Result<()> {
         .or(manifest_name)
         .ok_or_else(|| anyhow!("no name: pass --name or set metadata.name in the Secret"))?;
 
-    let public = match &args.cert {
-        Some(path) => Some(keyring::read_public_key_file(path)?),
-        None => None,
+    let public = match (&args.cert, &args.key) {
+        (Some(path), _) => Some(keyring::read_public_key_file(path)?),
+        (None, Some(key)) if args.from_cluster => {
+            let (reference, sealing) =
+                cluster::fetch_public_key(&args.kube, Some(&namespace), key).await?;
+            Some((sealing, Some(reference)))
+        }
+        _ => None,
     };
     let key = args
         .key
