@@ -1,6 +1,10 @@
 //! A `KeyProvider` that counts and times every call by operation before
 //! passing it on, so `/metrics` shows all provider traffic (reads included),
-//! not only the calls that change keys.
+//! not only the calls that change keys. It also bounds how many calls run
+//! at once: the local keyring is one Secret rewritten whole on every change,
+//! so 1,000 keys reconciled together would mostly lose the optimistic-
+//! concurrency race (and hold a decoded keyring each); a KMS has request
+//! quotas too.
 
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -11,18 +15,41 @@ use keyward_core::{Dek, KeyProvider};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+
+/// Provider calls in flight at once (more wait their turn).
+pub const CONCURRENT_CALLS: usize = 4;
 
 pub struct CountedProvider {
     inner: Arc<dyn KeyProvider>,
     metrics: Arc<Metrics>,
+    in_flight: Semaphore,
+    /// Calls that change keys go one at a time: with the local keyring
+    /// concurrent writers only lose compare-and-swap races (a scale run saw
+    /// 3.5 writes per create and 16 s per create with four at once).
+    changes: Semaphore,
 }
 
 impl CountedProvider {
     pub fn new(inner: Arc<dyn KeyProvider>, metrics: Arc<Metrics>) -> Self {
-        CountedProvider { inner, metrics }
+        CountedProvider {
+            inner,
+            metrics,
+            in_flight: Semaphore::new(CONCURRENT_CALLS),
+            changes: Semaphore::new(1),
+        }
     }
 
+    async fn change<T>(&self, op: &'static str, call: impl Future<Output = T>) -> T {
+        // Never closed, so acquiring only waits.
+        let _turn = self.changes.acquire().await.ok();
+        self.timed(op, call).await
+    }
+
+    /// Latency is measured from when the call may start, not from the queue.
     async fn timed<T>(&self, op: &'static str, call: impl Future<Output = T>) -> T {
+        // Never closed, so acquiring only waits.
+        let _permit = self.in_flight.acquire().await.ok();
         let started = Instant::now();
         let result = call.await;
         self.metrics.provider_call_by_op(op, started.elapsed());
@@ -37,7 +64,7 @@ impl KeyProvider for CountedProvider {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        self.timed("create_key", self.inner.create_key(spec)).await
+        self.change("create_key", self.inner.create_key(spec)).await
     }
 
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
@@ -46,13 +73,13 @@ impl KeyProvider for CountedProvider {
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {
-        self.timed("rotate_key", self.inner.rotate_key(key_id))
+        self.change("rotate_key", self.inner.rotate_key(key_id))
             .await
     }
 
     async fn set_version_enabled(&self, key_id: &str, version: u32, enabled: bool) -> Result<()> {
         let call = self.inner.set_version_enabled(key_id, version, enabled);
-        self.timed("set_version_enabled", call).await
+        self.change("set_version_enabled", call).await
     }
 
     async fn schedule_deletion(
@@ -62,12 +89,12 @@ impl KeyProvider for CountedProvider {
         window: Duration,
     ) -> Result<SystemTime> {
         let call = self.inner.schedule_deletion(key_id, target, window);
-        self.timed("schedule_deletion", call).await
+        self.change("schedule_deletion", call).await
     }
 
     async fn cancel_deletion(&self, key_id: &str, target: DeletionTarget) -> Result<()> {
         let call = self.inner.cancel_deletion(key_id, target);
-        self.timed("cancel_deletion", call).await
+        self.change("cancel_deletion", call).await
     }
 
     async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
