@@ -119,11 +119,19 @@ pub async fn install_seal_and_read(
         flow.release_ns
     ));
 
-    // The webhook, from the chart, bootstraps its TLS and patches its CA
-    // into its own configurations (RBAC limited to those names).
+    // The webhook, from the chart, bootstraps its TLS into the Secret its
+    // replicas share (--tls-secret) and patches its CA into its own
+    // configurations (RBAC limited to those names).
     wait_running(client, &flow.release_ns, "webhook").await?;
     wait_ca_bundle(client, &flow.names().mutating()).await?;
-    steps.done("webhook pod running; its CA patched into both webhook configurations");
+    let tls = format!("{}-tls", flow.names().webhook);
+    ensure!(
+        secrets.get_opt(&tls).await?.is_some(),
+        "the webhook did not keep its certificate in Secret {tls} (--tls-secret)"
+    );
+    steps.done(&format!(
+        "webhook pod running; its CA and certificate kept in Secret {tls}, the CA patched into both webhook configurations"
+    ));
 
     let sealed = seal(flow, &keys, &cli).await?;
     steps.done(&format!(
