@@ -879,6 +879,16 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
     sealed.metadata.labels = Some([("app".to_owned(), "api".to_owned())].into());
     let key_id = keyward_core::envelope::Envelope::decode(&sealed.spec.encrypted_data["password"])?
         .provider_key_id;
+    // No operator runs here: report the ManagedKey Active, as it would
+    // (the webhook re-wraps only under an Active key).
+    let keys = Api::<ManagedKey>::namespaced(client.clone(), ns);
+    let report = |state: &str| json!({"status": {"providerKeyId": key_id, "state": state}});
+    keys.patch_status(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(&report("Active")),
+    )
+    .await?;
     let file = dir.join("rotating.yaml");
     std::fs::write(&file, serde_yaml_ng::to_string(&sealed)?)?;
     let ca = dir.join("webhook-ca.pem");
@@ -991,6 +1001,22 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
             && String::from_utf8_lossy(&out.stdout).contains("already on key version 2")
     );
     ensure!(std::fs::read(&file)? == before);
+
+    // A Suspended key takes nothing: refused with the reason, file unchanged.
+    keys.patch_status(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(&report("Suspended")),
+    )
+    .await?;
+    let out = rewrap(None).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains(&format!("ManagedKey {ns}/db is Suspended")),
+        "rewrap under a Suspended key: {stderr}"
+    );
+    ensure!(std::fs::read(&file)? == before);
+    println!("rewrap under a Suspended key refused: {}", stderr.trim());
     Ok(())
 }
 
