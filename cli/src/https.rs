@@ -176,7 +176,8 @@ fn client_config(endpoint: &Endpoint<'_>) -> Result<rustls::ClientConfig> {
     // The parse error is not shown: it could quote key material.
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|_| anyhow!("the kubeconfig's client key is not a PEM private key"))?;
-    builder
-        .with_client_auth_cert(chain, key)
-        .context("the kubeconfig's client certificate and key do not go together")
+    builder.with_client_auth_cert(chain, key).context(
+        "cannot use the kubeconfig's client certificate and key (do they go together, \
+             and is the certificate X.509 v3?)",
+    )
 }
