@@ -66,6 +66,10 @@ pub struct Config {
     /// (needs RBAC on Secrets). Off: Secrets are neither watched nor written.
     #[arg(long, env = "KEYWARD_MATERIALIZE_SECRETS", default_value_t = false)]
     pub materialize_secrets: bool,
+
+    /// AWS KMS, Cloud KMS and PKCS#11 (the local keyring is always on).
+    #[command(flatten)]
+    pub providers: keyward_provider_select::ProviderArgs,
 }
 
 impl Config {
@@ -84,6 +88,7 @@ impl Config {
             lease_duration_secs: 4,
             renew_interval_ms: 500,
             materialize_secrets: false,
+            providers: Default::default(),
         }
     }
 
@@ -125,6 +130,13 @@ mod tests {
         assert_eq!(config.namespace, "ops");
         assert_eq!(config.watch_namespace.as_deref(), Some("apps"));
         assert_eq!(config.audit_log, PathBuf::from("/tmp/a.log"));
+    }
+
+    #[test]
+    fn provider_flags_are_taken() {
+        let config =
+            Config::try_parse_from(["keyward-operator", "--aws-region=eu-west-1"]).unwrap();
+        assert_eq!(config.providers.aws_region.as_deref(), Some("eu-west-1"));
     }
 
     #[test]

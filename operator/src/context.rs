@@ -5,6 +5,8 @@ use crate::counted_provider::CountedProvider;
 use crate::dependants::Dependants;
 use crate::metrics::Metrics;
 use keyward_core::KeyProvider;
+use keyward_crds::ProviderSpec;
+use keyward_provider_select::{NotServed, Providers};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use std::collections::BTreeMap;
@@ -15,7 +17,10 @@ pub const FIELD_MANAGER: &str = "keyward-operator";
 
 pub struct Context {
     pub client: Client,
+    /// Calls on existing keys, routed to their provider by key id.
     pub provider: Arc<dyn KeyProvider>,
+    /// The providers by kind, to create a key where its spec says.
+    pub providers: Arc<Providers>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub audit: Audit,
@@ -33,7 +38,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        provider: Arc<dyn KeyProvider>,
+        providers: Arc<Providers>,
         metrics: Arc<Metrics>,
         audit: Audit,
         watch_namespace: Option<String>,
@@ -46,13 +51,27 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             // Every provider call is counted and timed by operation.
-            provider: Arc::new(CountedProvider::new(provider, Arc::clone(&metrics))),
+            provider: Arc::new(CountedProvider::new(
+                Arc::clone(&providers) as Arc<dyn KeyProvider>,
+                Arc::clone(&metrics),
+            )),
+            providers,
             metrics,
             audit,
             watch_namespace,
             dependants: Arc::default(),
             operations: Mutex::default(),
         }
+    }
+
+    /// The provider a ManagedKey's `spec.provider` names (calls counted), or
+    /// why this operator cannot serve it (a Degraded reason and message).
+    pub fn provider_for(&self, spec: &ProviderSpec) -> Result<Arc<dyn KeyProvider>, NotServed> {
+        let provider = self.providers.for_spec(spec)?;
+        Ok(Arc::new(CountedProvider::new(
+            provider,
+            Arc::clone(&self.metrics),
+        )))
     }
 
     /// Records `count` provider operations on a key version.

@@ -42,13 +42,18 @@ pub async fn run(
     election.acquire(&client).await;
     metrics.set_leader(true);
     tracing::info!(identity = %election.identity, lease = %election.lease_name, "elected leader");
-    let provider = keyring_secret::local_provider(
+    let local = keyring_secret::local_provider(
         client.clone(),
         &config.namespace,
         &config.keyring_secret,
         &config.root_key_secret,
     )
     .await?;
+    let providers = keyward_provider_select::Providers::connect(&config.providers)
+        .await
+        .map_err(|e| Error::Blocked(format!("key providers: {e}")))?
+        .with_local(Arc::new(local));
+    tracing::info!(providers = ?providers.names(), "key providers");
     if let Some(dir) = config.audit_log.parent() {
         std::fs::create_dir_all(dir).map_err(|error| {
             Error::Audit(keyward_core::audit::AuditError::Io {
@@ -59,7 +64,7 @@ pub async fn run(
     }
     let ctx = Arc::new(context::Context::new(
         client.clone(),
-        Arc::new(provider),
+        Arc::new(providers),
         metrics,
         audit::Audit::new(config.audit_log.clone()),
         config.watch_namespace.clone(),

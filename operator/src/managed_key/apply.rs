@@ -18,7 +18,7 @@ use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
 use keyward_crds::conditions::{DEGRADED, READY};
 use keyward_crds::{
     Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyVersionStatus, ManagedKey,
-    ManagedKeyStatus, ProviderKind,
+    ManagedKeyStatus,
 };
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -40,7 +40,7 @@ pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     status.observed_generation = key.metadata.generation;
     let mut out = Outcome::default();
 
-    let algorithm = match supported(&key) {
+    let algorithm = match supported(&key, ctx) {
         Ok(algorithm) => algorithm,
         Err((reason, message)) => {
             out.degrade(reason, message);
@@ -222,25 +222,11 @@ fn expiry_notice(
     );
 }
 
-/// The provider key algorithm, or why this build cannot serve the key.
-fn supported(key: &ManagedKey) -> Result<KeyAlgorithm, (&'static str, String)> {
-    match key.spec.provider_kind() {
-        Some(ProviderKind::Local(_)) => {}
-        Some(other) => {
-            return Err((
-                "ProviderUnsupported",
-                format!(
-                    "provider {} is not supported by this operator build yet; use provider `local`",
-                    other.name()
-                ),
-            ));
-        }
-        None => {
-            return Err((
-                "ProviderMissing",
-                "set exactly one of spec.provider.local, aws, gcp or pkcs11".into(),
-            ));
-        }
+/// The provider key algorithm, or why this operator cannot serve the key
+/// (its provider not configured, or configured for another Region/token).
+fn supported(key: &ManagedKey, ctx: &Context) -> Result<KeyAlgorithm, (&'static str, String)> {
+    if let Err(not_served) = ctx.provider_for(&key.spec.provider) {
+        return Err((not_served.reason, not_served.message));
     }
     match key.spec.algorithm {
         Algorithm::Aes256 => Ok(KeyAlgorithm::Aes256),
@@ -248,7 +234,9 @@ fn supported(key: &ManagedKey) -> Result<KeyAlgorithm, (&'static str, String)> {
         Algorithm::Rsa4096 => Ok(KeyAlgorithm::Rsa4096),
         other => Err((
             "AlgorithmUnsupported",
-            format!("the local provider does not support {other}; use AES256, RSA3072 or RSA4096"),
+            format!(
+                "Keyward's providers do not support {other} yet; use AES256, RSA3072 or RSA4096"
+            ),
         )),
     }
 }
@@ -285,7 +273,15 @@ async fn ensure_key(
         description: key.spec.description.clone(),
     };
     ctx.metrics.provider_call();
-    let info = match ctx.provider.create_key(&spec).await {
+    // The spec names where a new key goes; `supported` checked it is served.
+    let provider = match ctx.provider_for(&key.spec.provider) {
+        Ok(provider) => provider,
+        Err(not_served) => {
+            out.degrade(not_served.reason, not_served.message);
+            return Ok(None);
+        }
+    };
+    let info = match provider.create_key(&spec).await {
         Ok(info) => info,
         Err(ProviderError::InvalidRequest(message)) => {
             out.degrade("ProviderRefused", message);
