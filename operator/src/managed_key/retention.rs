@@ -59,6 +59,78 @@ pub fn retirement(
     out
 }
 
+/// Versions pending destruction that a SealedSecret uses after all: a
+/// re-wrap that was in flight when the version was retired (it read the
+/// key before the version was compromised) lands on it after the count.
+/// Their deletion is cancelled so they can still be re-wrapped off.
+pub fn needed_again(versions: &[KeyVersionStatus], forced: bool) -> Vec<u32> {
+    if forced {
+        return Vec::new();
+    }
+    versions
+        .iter()
+        .filter(|v| {
+            v.destroy_scheduled_at.is_some()
+                && v.destroyed_at.is_none()
+                && v.state != KeyState::Destroyed
+                && v.dependants > 0
+        })
+        .map(|v| v.version)
+        .collect()
+}
+
+/// Cancels the pending destruction of versions SealedSecrets still use and
+/// re-enables them for decryption (the provider leaves a cancelled version
+/// disabled); they are scheduled again once nothing uses them.
+async fn keep_needed(
+    versions: &mut [KeyVersionStatus],
+    key_id: &str,
+    forced: bool,
+    ctx: &Context,
+    out: &mut Outcome,
+) -> Result<()> {
+    for version in needed_again(versions, forced) {
+        ctx.metrics.provider_call();
+        match ctx
+            .provider
+            .cancel_deletion(key_id, DeletionTarget::Version(version))
+            .await
+        {
+            Ok(()) => {}
+            // Destroyed meanwhile: nothing left to keep.
+            Err(ProviderError::UnknownVersion { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        ctx.metrics.provider_call();
+        ctx.provider
+            .set_version_enabled(key_id, version, true)
+            .await?;
+        let Some(entry) = version_mut(versions, version) else {
+            continue;
+        };
+        entry.destroy_scheduled_at = None;
+        let dependants = entry.dependants;
+        out.event(
+            true,
+            "VersionDestructionCancelled",
+            "CancelDeletion",
+            format!(
+                "version {version} ({}) was scheduled for destruction but {dependants} SealedSecret(s) use it; kept until they are re-wrapped",
+                entry.state
+            ),
+        );
+        out.audit(
+            "key.version.cancel-deletion",
+            &[
+                ("providerKeyId", key_id.to_owned()),
+                ("version", version.to_string()),
+                ("dependants", dependants.to_string()),
+            ],
+        );
+    }
+    Ok(())
+}
+
 /// Schedules the due versions' destruction and records when.
 #[allow(clippy::too_many_arguments)]
 pub async fn destroy_retired(
@@ -72,6 +144,7 @@ pub async fn destroy_retired(
     out: &mut Outcome,
     now: Timestamp,
 ) -> Result<()> {
+    keep_needed(versions, key_id, forced, ctx, out).await?;
     let plan = retirement(versions, primary, retention, forced, now);
     out.deadlines.extend(plan.next);
     for (version, count) in &plan.held {
@@ -173,6 +246,25 @@ mod tests {
         assert_eq!(
             retirement(&scheduled, 7, retention, true, now),
             Retirement::default()
+        );
+    }
+
+    #[test]
+    fn a_version_pending_destruction_that_gained_a_dependant_is_kept() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let mut versions = vec![
+            version(1, KeyState::Compromised, Some(900), 1), // re-wrap landed late
+            version(2, KeyState::Compromised, Some(900), 0), // really unused
+            version(3, KeyState::Destroyed, Some(900), 1),   // too late
+            version(4, KeyState::Active, None, 3),
+        ];
+        for v in &mut versions[..3] {
+            v.destroy_scheduled_at = Some(Time(now));
+        }
+        assert_eq!(needed_again(&versions, false), [1]);
+        assert!(
+            needed_again(&versions, true).is_empty(),
+            "force-destroy wins"
         );
     }
 }
