@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use k8s_openapi::jiff::Timestamp;
 use keyward_core::ProviderError;
 use keyward_core::provider::DeletionTarget;
-use keyward_crds::{ManagedKey, ProviderKind};
+use keyward_crds::ManagedKey;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -24,9 +24,6 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     let Some(key_id) = status.provider_key_id.clone() else {
         return Ok(Action::await_change());
     };
-    if !matches!(key.spec.provider_kind(), Some(ProviderKind::Local(_))) {
-        return Ok(Action::await_change());
-    }
     let counts = ctx
         .dependants
         .count_when_synced(&namespace, &key.name_any(), &key_id, SYNC_PATIENCE)

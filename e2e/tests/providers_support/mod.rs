@@ -1,0 +1,3 @@
+//! Glue for `providers.rs`: the real provider peers it runs against.
+
+pub mod peers;
