@@ -110,6 +110,16 @@ impl KeyringBackend for SecretBackend {
     }
 
     fn store(&self, bytes: &[u8], expected: Option<&Revision>) -> Result<(), WriteError> {
+        self.store_revision(bytes, expected).map(drop)
+    }
+
+    /// The revision is the written Secret's `resourceVersion`, so the store
+    /// keeps its copy without reading the Secret back.
+    fn store_revision(
+        &self,
+        bytes: &[u8],
+        expected: Option<&Revision>,
+    ) -> Result<Option<Revision>, WriteError> {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -130,7 +140,7 @@ impl KeyringBackend for SecretBackend {
                 .block_on(self.api.replace(&self.name, &params, &secret)),
         };
         match written {
-            Ok(_) => Ok(()),
+            Ok(secret) => Ok(secret.metadata.resource_version.map(Revision)),
             Err(e) if Self::is_conflict(&e) => Err(WriteError::Conflict),
             // Replacing a Secret someone deleted: the revision we hold is gone.
             Err(kube::Error::Api(status)) if status.code == 404 => Err(WriteError::Conflict),

@@ -85,6 +85,11 @@ struct ServeArgs {
     dek_cache_seconds: u64,
     #[arg(long, default_value_t = 1024)]
     dek_cache_entries: usize,
+    /// How long the decoded local keyring is reused before it is read
+    /// again (0: read it on every call). A lookup of a key or version it
+    /// lacks reloads at once.
+    #[arg(long, default_value_t = keyward_core::local::DEFAULT_CACHE_TTL.as_secs())]
+    keyring_cache_seconds: u64,
     /// AWS KMS, Cloud KMS and PKCS#11 (the local keyring is always on).
     #[command(flatten)]
     providers: keyward_provider_select::ProviderArgs,
@@ -282,6 +287,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         &args.root_key_secret,
     )
     .await?;
+    local
+        .store()
+        .set_cache_ttl(Duration::from_secs(args.keyring_cache_seconds));
     // Envelopes name their key id, which routes each unwrap to its provider.
     let provider = keyward_provider_select::Providers::connect(&args.providers)
         .await?

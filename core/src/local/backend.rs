@@ -60,6 +60,18 @@ pub trait KeyringBackend: Send + Sync {
     /// only if no keyring exists yet); otherwise [`WriteError::Conflict`].
     fn store(&self, bytes: &[u8], expected: Option<&Revision>) -> Result<(), WriteError>;
 
+    /// [`store`](Self::store), also saying which revision the keyring has
+    /// after the write, if the backend knows it: the store then keeps what
+    /// it wrote as its cached copy and needs no read before its next write.
+    /// `None` (the default) makes the next write read the keyring first.
+    fn store_revision(
+        &self,
+        bytes: &[u8],
+        expected: Option<&Revision>,
+    ) -> Result<Option<Revision>, WriteError> {
+        self.store(bytes, expected).map(|()| None)
+    }
+
     /// Pessimistic backends (files) lock here; optimistic ones return a no-op
     /// guard and rely on [`WriteError::Conflict`].
     fn lock(&self, _exclusive: bool) -> Result<LockGuard, ProviderError> {

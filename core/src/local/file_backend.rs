@@ -96,6 +96,15 @@ impl KeyringBackend for FileBackend {
         Ok(self.write_atomically(bytes)?)
     }
 
+    fn store_revision(
+        &self,
+        bytes: &[u8],
+        expected: Option<&Revision>,
+    ) -> Result<Option<Revision>, WriteError> {
+        self.store(bytes, expected)?;
+        Ok(Some(revision_of(bytes)))
+    }
+
     fn lock(&self, exclusive: bool) -> Result<LockGuard, ProviderError> {
         let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()

@@ -13,7 +13,7 @@ mod wrap;
 pub use backend::{KeyringBackend, LockGuard, Revision, Stored, WriteError};
 pub use file_backend::FileBackend;
 pub use root_key::RootKey;
-pub use store::{KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
+pub use store::{DEFAULT_CACHE_TTL, KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
 
 use crate::provider::{
     DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,

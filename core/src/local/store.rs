@@ -2,6 +2,15 @@
 //! `"KWKR" | 0x01 | nonce[12] | AES-256-GCM(root, json) || tag`, kept by a
 //! [`KeyringBackend`] (a file by default). A write that loses a race with
 //! another writer is retried on the freshly loaded keyring.
+//!
+//! The store keeps the last keyring it decoded or wrote. Reads serve from
+//! it while it is younger than the cache TTL ([`KeyringStore::set_cache_ttl`];
+//! zero, the default, reads the backend every time) and reload once when a
+//! lookup misses (unknown key or version: another process may just have
+//! created it). Writes start from it whatever its age and rely on the
+//! backend's compare-and-swap: a conflict reloads and re-applies the change.
+//! The TTL bounds how long a reader can act on a version another process
+//! just disabled (the same trade-off as the webhook's DEK cache TTL).
 
 use super::backend::{KeyringBackend, Revision, WriteError};
 use super::file_backend::FileBackend;
@@ -10,7 +19,9 @@ use super::root_key::RootKey;
 use crate::crypto;
 use crate::provider::{ProviderError, Result};
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 pub use super::file_backend::KEYRING_FILE;
@@ -19,10 +30,60 @@ const MAGIC: &[u8; 4] = b"KWKR";
 const FILE_VERSION: u8 = 1;
 /// Attempts of one update before giving up on a busy keyring.
 const MAX_ATTEMPTS: u32 = 16;
+/// The cache TTL the operator and the webhook use on the in-cluster keyring.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub struct KeyringStore {
     backend: Box<dyn KeyringBackend>,
     root: RootKey,
+    /// The last keyring decoded or written. Its key material stays in the
+    /// keyring's zeroizing types; nothing here has a `Debug`.
+    cache: RwLock<Option<Cached>>,
+    ttl_millis: AtomicU64,
+    generations: AtomicU64,
+}
+
+struct Cached {
+    ring: Keyring,
+    /// `None`: written through a backend that does not report revisions, so
+    /// the next write reads first.
+    revision: Option<Revision>,
+    at: Instant,
+    /// The earliest deletion that falls due (unix seconds): the copy is
+    /// stale from then on, so a read never serves a version already destroyed.
+    next_due: Option<u64>,
+    /// Changes whenever the copy is replaced, so a reader that missed can
+    /// tell whether someone else already reloaded.
+    generation: u64,
+}
+
+impl Cached {
+    fn fresh(&self, ttl: Duration, now: u64) -> bool {
+        self.at.elapsed() < ttl && self.next_due.is_none_or(|at| now < at)
+    }
+}
+
+fn next_due(ring: &Keyring) -> Option<u64> {
+    use crate::provider::VersionState;
+    ring.keys
+        .iter()
+        .flat_map(|key| {
+            key.deletion_at.into_iter().chain(
+                key.versions
+                    .iter()
+                    .filter(|v| v.state == VersionState::PendingDeletion)
+                    .filter_map(|v| v.deletion_at),
+            )
+        })
+        .min()
+}
+
+/// A lookup that a newer keyring might answer.
+fn is_miss(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::UnknownKey(_) | ProviderError::UnknownVersion { .. }
+    )
 }
 
 impl KeyringStore {
@@ -33,7 +94,50 @@ impl KeyringStore {
 
     /// A keyring kept anywhere (for example a Kubernetes Secret).
     pub fn with_backend(backend: Box<dyn KeyringBackend>, root: RootKey) -> Self {
-        KeyringStore { backend, root }
+        KeyringStore {
+            backend,
+            root,
+            cache: RwLock::new(None),
+            ttl_millis: AtomicU64::new(0),
+            generations: AtomicU64::new(0),
+        }
+    }
+
+    /// How long reads may serve the cached keyring (zero: never).
+    pub fn set_cache_ttl(&self, ttl: Duration) {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.ttl_millis.store(millis, Ordering::Relaxed);
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_millis.load(Ordering::Relaxed))
+    }
+
+    fn cache_mut(&self) -> RwLockWriteGuard<'_, Option<Cached>> {
+        self.cache.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the cached copy with `ring` at `revision`.
+    fn remember(&self, slot: &mut Option<Cached>, ring: Keyring, revision: Option<Revision>) {
+        *slot = Some(Cached {
+            next_due: next_due(&ring),
+            ring,
+            revision,
+            at: Instant::now(),
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+        });
+    }
+
+    /// Loads the keyring into `slot` (due deletions already applied).
+    fn reload(&self, slot: &mut Option<Cached>) -> Result<()> {
+        *slot = None;
+        let (mut ring, revision) = {
+            let _lock = self.backend.lock(false)?;
+            self.load()?
+        };
+        ring.purge_due(super::now());
+        self.remember(slot, ring, Some(revision));
+        Ok(())
     }
 
     pub fn location(&self) -> String {
@@ -69,17 +173,35 @@ impl KeyringStore {
 
     /// Applies `change` to the current keyring and persists the result. If
     /// another writer got there first, `change` runs again on its keyring.
+    ///
+    /// It starts from the cached keyring when it has one (any age): the
+    /// backend's compare-and-swap catches a stale copy. Readers wait while
+    /// the write is in flight and never see a change that did not land.
     pub fn update<T>(&self, mut change: impl FnMut(&mut Keyring) -> Result<T>) -> Result<T> {
         for attempt in 1..=MAX_ATTEMPTS {
-            let _lock = self.backend.lock(true)?;
-            let (mut ring, revision) = self.load()?;
-            ring.purge_due(super::now());
-            let result = change(&mut ring)?;
-            match self.backend.store(&self.encode(&ring)?, Some(&revision)) {
-                Ok(()) => return Ok(result),
-                Err(WriteError::Storage(e)) => return Err(e),
-                Err(WriteError::Conflict) => {
-                    drop(_lock);
+            let lock = self.backend.lock(true)?;
+            let mut slot = self.cache_mut();
+            if slot.as_ref().is_none_or(|c| c.revision.is_none()) {
+                let (ring, revision) = self.load()?;
+                self.remember(&mut slot, ring, Some(revision));
+            }
+            match self.apply(&mut slot, &mut change) {
+                Ok((result, Ok(revision))) => {
+                    if let Some(cached) = slot.as_mut() {
+                        let ring = std::mem::take(&mut cached.ring);
+                        self.remember(&mut slot, ring, revision);
+                    }
+                    return Ok(result);
+                }
+                // A failed change may have half-applied: forget the copy.
+                Err(e) | Ok((_, Err(WriteError::Storage(e)))) => {
+                    *slot = None;
+                    return Err(e);
+                }
+                Ok((_, Err(WriteError::Conflict))) => {
+                    *slot = None;
+                    drop(slot);
+                    drop(lock);
                     std::thread::sleep(backoff(attempt));
                 }
             }
@@ -89,13 +211,60 @@ impl KeyringStore {
         )))
     }
 
+    /// Runs `change` on the cached keyring and writes it; the inner result
+    /// is the write's.
+    #[allow(clippy::type_complexity)]
+    fn apply<T>(
+        &self,
+        slot: &mut Option<Cached>,
+        change: &mut impl FnMut(&mut Keyring) -> Result<T>,
+    ) -> Result<(T, std::result::Result<Option<Revision>, WriteError>)> {
+        let cached = slot
+            .as_mut()
+            .ok_or_else(|| self.storage("the keyring was not loaded"))?;
+        cached.ring.purge_due(super::now());
+        let result = change(&mut cached.ring)?;
+        let bytes = self.encode(&cached.ring)?;
+        let written = self
+            .backend
+            .store_revision(&bytes, cached.revision.as_ref());
+        Ok((result, written))
+    }
+
     /// Runs `view` on the current keyring. Versions whose deletion is due
-    /// are already treated as destroyed.
-    pub fn read<T>(&self, view: impl FnOnce(&Keyring) -> Result<T>) -> Result<T> {
-        let _lock = self.backend.lock(false)?;
-        let (mut ring, _) = self.load()?;
-        ring.purge_due(super::now());
-        view(&ring)
+    /// are already treated as destroyed. Served from the cached copy while
+    /// it is younger than the cache TTL; a lookup that misses there (unknown
+    /// key or version) reloads once and runs `view` again.
+    pub fn read<T>(&self, mut view: impl FnMut(&Keyring) -> Result<T>) -> Result<T> {
+        let ttl = self.cache_ttl();
+        if ttl.is_zero() {
+            let _lock = self.backend.lock(false)?;
+            let (mut ring, _) = self.load()?;
+            ring.purge_due(super::now());
+            return view(&ring);
+        }
+        let missed = {
+            let slot = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref().filter(|c| c.fresh(ttl, super::now())) {
+                Some(cached) => match view(&cached.ring) {
+                    Err(e) if is_miss(&e) => Some(cached.generation),
+                    done => return done,
+                },
+                None => None,
+            }
+        };
+        let mut slot = self.cache_mut();
+        // Another reader may have reloaded while this one waited.
+        let reloaded = slot.as_ref().is_some_and(|c| {
+            c.fresh(ttl, super::now()) && missed.is_none_or(|seen| seen != c.generation)
+        });
+        if !reloaded {
+            self.reload(&mut slot)?;
+        }
+        let cached = slot
+            .as_ref()
+            .ok_or_else(|| self.storage("the keyring was not loaded"))?;
+        view(&cached.ring)
     }
 
     fn load(&self) -> Result<(Keyring, Revision)> {
@@ -179,6 +348,7 @@ mod tests {
     struct Racy {
         data: Mutex<Option<(Vec<u8>, u64)>>,
         conflicts: AtomicU32,
+        loads: AtomicU32,
     }
 
     impl KeyringBackend for Arc<Racy> {
@@ -186,12 +356,20 @@ mod tests {
             "memory".into()
         }
         fn load(&self) -> Result<Option<Stored>> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
             Ok(self.data.lock().unwrap().as_ref().map(|(b, r)| Stored {
                 bytes: b.clone(),
                 revision: Revision(r.to_string()),
             }))
         }
         fn store(&self, bytes: &[u8], expected: Option<&Revision>) -> Result<(), WriteError> {
+            self.store_revision(bytes, expected).map(drop)
+        }
+        fn store_revision(
+            &self,
+            bytes: &[u8],
+            expected: Option<&Revision>,
+        ) -> Result<Option<Revision>, WriteError> {
             let mut data = self.data.lock().unwrap();
             let current = data.as_ref().map(|(_, r)| Revision(r.to_string()));
             if current.as_ref() != expected {
@@ -206,7 +384,7 @@ mod tests {
                 return Err(WriteError::Conflict);
             }
             *data = Some((bytes.to_vec(), next));
-            Ok(())
+            Ok(Some(Revision(next.to_string())))
         }
     }
 
@@ -242,5 +420,136 @@ mod tests {
         racy.conflicts.store(u32::MAX, Ordering::SeqCst);
         let error = store.update(|_| Ok(())).unwrap_err();
         assert!(error.to_string().contains("retry later"), "{error}");
+    }
+
+    fn spec(name: &str) -> KeySpec {
+        KeySpec {
+            name: name.into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: None,
+            description: None,
+        }
+    }
+
+    /// Two stores on one backend (two processes on one Secret), the first
+    /// caching for `ttl`.
+    fn cached_pair(ttl: Duration) -> (Arc<Racy>, KeyringStore, KeyringStore) {
+        let racy = Arc::new(Racy::default());
+        let root = RootKey::generate();
+        let other_root = RootKey::from_bytes(root.expose()).unwrap();
+        let store = KeyringStore::with_backend(Box::new(Arc::clone(&racy)), root);
+        let other = KeyringStore::with_backend(Box::new(Arc::clone(&racy)), other_root);
+        store.initialise().unwrap();
+        store.set_cache_ttl(ttl);
+        (racy, store, other)
+    }
+
+    fn loads(racy: &Racy) -> u32 {
+        racy.loads.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn reads_within_the_ttl_load_the_keyring_once() {
+        let (racy, store, _) = cached_pair(Duration::from_secs(60));
+        let id = store
+            .update(|ring| ring.create(&spec("a"), 0))
+            .unwrap()
+            .key_id;
+        let before = loads(&racy);
+        for _ in 0..50 {
+            store.read(|ring| Ok(ring.find(&id)?.primary)).unwrap();
+        }
+        assert!(
+            loads(&racy) - before <= 1,
+            "{} loads",
+            loads(&racy) - before
+        );
+        // The write itself refreshed the cache: no load at all.
+        assert_eq!(loads(&racy), before);
+    }
+
+    #[test]
+    fn a_miss_reloads_once_then_reports_the_error() {
+        let (racy, store, other) = cached_pair(Duration::from_secs(60));
+        store.read(|ring| Ok(ring.keys.len())).unwrap();
+        let before = loads(&racy);
+        // Another process creates a key: found after exactly one reload.
+        let id = other
+            .update(|ring| ring.create(&spec("b"), 0))
+            .unwrap()
+            .key_id;
+        let after_write = loads(&racy);
+        store.read(|ring| Ok(ring.find(&id)?.primary)).unwrap();
+        assert_eq!(loads(&racy), after_write + 1);
+        // A key nobody has: one reload, then the error.
+        let error = store
+            .read(|ring| Ok(ring.find("nope")?.primary))
+            .unwrap_err();
+        assert!(matches!(error, ProviderError::UnknownKey(_)), "{error}");
+        assert_eq!(loads(&racy), after_write + 2);
+        assert!(before <= after_write);
+    }
+
+    #[test]
+    fn a_write_on_a_stale_copy_conflicts_and_sees_the_other_writer() {
+        let (racy, store, other) = cached_pair(Duration::from_secs(60));
+        store.update(|ring| ring.create(&spec("mine"), 0)).unwrap();
+        let theirs = other
+            .update(|ring| ring.create(&spec("theirs"), 0))
+            .unwrap();
+        let before = loads(&racy);
+        let mut seen = Vec::new();
+        store
+            .update(|ring| {
+                seen.push(ring.keys.len());
+                ring.create(&spec("third"), 0)
+            })
+            .unwrap();
+        assert_eq!(seen, [1, 2], "stale copy first, then the reloaded keyring");
+        assert_eq!(loads(&racy), before + 1);
+        // The cache holds what was written: both other keys are there.
+        store
+            .read(|ring| Ok(ring.find(&theirs.key_id)?.primary))
+            .unwrap();
+        assert_eq!(store.read(|ring| Ok(ring.keys.len())).unwrap(), 3);
+        assert_eq!(loads(&racy), before + 1);
+    }
+
+    #[test]
+    fn an_expired_cache_reloads() {
+        let (racy, store, other) = cached_pair(Duration::from_millis(50));
+        store.read(|ring| Ok(ring.keys.len())).unwrap();
+        other.update(|ring| ring.create(&spec("x"), 0)).unwrap();
+        // Within the TTL a whole-keyring view may be stale...
+        let before = loads(&racy);
+        assert_eq!(store.read(|ring| Ok(ring.keys.len())).unwrap(), 0);
+        assert_eq!(loads(&racy), before);
+        // ...and no longer once it has expired.
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(store.read(|ring| Ok(ring.keys.len())).unwrap(), 1);
+        assert_eq!(loads(&racy), before + 1);
+    }
+
+    #[test]
+    fn without_a_ttl_every_read_loads() {
+        let (racy, store, _) = cached_pair(Duration::ZERO);
+        let before = loads(&racy);
+        for _ in 0..3 {
+            store.read(|ring| Ok(ring.keys.len())).unwrap();
+        }
+        assert_eq!(loads(&racy), before + 3);
+    }
+
+    #[test]
+    fn a_failed_change_leaves_no_trace_in_the_cache() {
+        let (_, store, _) = cached_pair(Duration::from_secs(60));
+        let error = store
+            .update(|ring| {
+                ring.create(&spec("half"), 0)?;
+                Err::<(), _>(ProviderError::InvalidRequest("no".into()))
+            })
+            .unwrap_err();
+        assert!(matches!(error, ProviderError::InvalidRequest(_)));
+        assert_eq!(store.read(|ring| Ok(ring.keys.len())).unwrap(), 0);
     }
 }
