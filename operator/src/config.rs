@@ -67,6 +67,17 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_MATERIALIZE_SECRETS", default_value_t = false)]
     pub materialize_secrets: bool,
 
+    /// Reconciles each controller runs at once (0: unbounded). Bounds the
+    /// operator's memory and its load on the API server at cold start.
+    #[arg(long, env = "KEYWARD_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
+    pub max_concurrent_reconciles: u16,
+
+    /// How long the decoded local keyring is reused before it is read again
+    /// (seconds; 0: on every provider call). A key or version it lacks
+    /// reloads at once; its own writes keep it current.
+    #[arg(long, env = "KEYWARD_KEYRING_CACHE_SECONDS", default_value_t = 5)]
+    pub keyring_cache_seconds: u64,
+
     /// AWS KMS, Cloud KMS and PKCS#11 (the local keyring is always on).
     #[command(flatten)]
     pub providers: keyward_provider_select::ProviderArgs,
@@ -88,6 +99,8 @@ impl Config {
             lease_duration_secs: 4,
             renew_interval_ms: 500,
             materialize_secrets: false,
+            max_concurrent_reconciles: 16,
+            keyring_cache_seconds: 5,
             providers: Default::default(),
         }
     }
@@ -120,6 +133,8 @@ mod tests {
         assert_eq!(config.keyring_secret, "keyward-local-keyring");
         assert_eq!(config.root_key_secret, "keyward-local-root-key");
         assert!(config.metrics_addr.starts_with("127.0.0.1:"));
+        assert_eq!(config.max_concurrent_reconciles, 16);
+        assert_eq!(config.keyring_cache_seconds, 5);
         let config = Config::try_parse_from([
             "keyward-operator",
             "--namespace=ops",

@@ -49,6 +49,9 @@ pub async fn run(
         &config.root_key_secret,
     )
     .await?;
+    local
+        .store()
+        .set_cache_ttl(std::time::Duration::from_secs(config.keyring_cache_seconds));
     let providers = keyward_provider_select::Providers::connect(&config.providers)
         .await
         .map_err(|e| Error::Blocked(format!("key providers: {e}")))?
@@ -79,8 +82,12 @@ pub async fn run(
     let metrics = Arc::clone(&ctx.metrics);
     let controllers = async {
         tokio::join!(
-            managed_key::run(Arc::clone(&ctx)),
-            sealed_secret::run(ctx, config.materialize_secrets)
+            managed_key::run(Arc::clone(&ctx), config.max_concurrent_reconciles),
+            sealed_secret::run(
+                ctx,
+                config.materialize_secrets,
+                config.max_concurrent_reconciles
+            )
         );
     };
     let result = tokio::select! {

@@ -20,7 +20,7 @@ use keyward_crds::{
     SealedSecretStatus,
 };
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -324,9 +324,10 @@ fn error_policy(secret: Arc<SealedSecret>, error: &Error, shared: Arc<SecretsCon
 /// changes (a rotation, a compromise) re-reconcile the secrets that use the
 /// key, which is what makes eager re-wrapping happen; owned Secrets are
 /// watched (only with `materialize_secrets`) so a deleted or edited one is
-/// put back.
-pub async fn run(ctx: Arc<Context>, materialize_secrets: bool) {
-    let controller = Controller::new(ctx.api::<SealedSecret>(), watcher::Config::default());
+/// put back. At most `concurrency` reconciles run at once (0: unbounded).
+pub async fn run(ctx: Arc<Context>, materialize_secrets: bool, concurrency: u16) {
+    let controller = Controller::new(ctx.api::<SealedSecret>(), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(concurrency));
     let store = controller.store();
     let controller = controller.watches(
         ctx.api::<ManagedKey>(),

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Controller as Metric;
 use futures::StreamExt;
 use keyward_crds::{KeyRotationPolicy, ManagedKey};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -57,10 +57,12 @@ fn error_policy(key: Arc<ManagedKey>, error: &Error, ctx: Arc<Context>) -> Actio
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs until the watch streams end (shutdown signal or task abort).
-pub async fn run(ctx: Arc<Context>) {
+/// Runs until the watch streams end (shutdown signal or task abort), at
+/// most `concurrency` reconciles at once (0: unbounded).
+pub async fn run(ctx: Arc<Context>, concurrency: u16) {
     let keys: Api<ManagedKey> = ctx.api();
-    let controller = Controller::new(keys, watcher::Config::default());
+    let controller = Controller::new(keys, watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(concurrency));
     let store = controller.store();
     controller
         .watches(
