@@ -79,10 +79,36 @@ app.kubernetes.io/component: {{ .component }}
 - name: AWS_REGION
   value: {{ $p.aws.region | quote }}
 {{- end }}
+{{- include "keyward.providerFlagsEnv" . }}
 {{- if $p.pkcs11.enabled }}
 {{- with $p.pkcs11.env }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The binaries' provider flags (keyward-provider-select), as env vars. */}}
+{{- define "keyward.providerFlagsEnv" -}}
+{{- $p := .Values.providers }}
+{{- if and $p.aws.enabled $p.aws.region }}
+- name: KEYWARD_AWS_REGION
+  value: {{ $p.aws.region | quote }}
+{{- end }}
+{{- if $p.pkcs11.enabled }}
+- name: KEYWARD_PKCS11_MODULE
+  value: {{ $p.pkcs11.module | quote }}
+- name: KEYWARD_PKCS11_TOKEN_LABEL
+  value: {{ $p.pkcs11.tokenLabel | quote }}
+{{- if not (kindIs "invalid" $p.pkcs11.slot) }}
+- name: KEYWARD_PKCS11_SLOT
+  value: {{ int64 $p.pkcs11.slot | quote }}
+{{- end }}
+- name: KEYWARD_PKCS11_PIN_FILE
+  value: /etc/keyward/pkcs11-pin/pin
+- name: KEYWARD_PKCS11_MAX_SESSIONS
+  value: {{ int64 $p.pkcs11.maxSessions | quote }}
+- name: KEYWARD_PKCS11_TOKEN_GENERATES_IV
+  value: {{ $p.pkcs11.tokenGeneratesIv | quote }}
 {{- end }}
 {{- end -}}
 
