@@ -186,7 +186,8 @@ impl KeyringStore {
                 self.remember(&mut slot, ring, Some(revision));
             }
             match self.apply(&mut slot, &mut change) {
-                Ok((result, Ok(revision))) => {
+                Ok((result, None)) => return Ok(result),
+                Ok((result, Some(Ok(revision)))) => {
                     if let Some(cached) = slot.as_mut() {
                         let ring = std::mem::take(&mut cached.ring);
                         self.remember(&mut slot, ring, revision);
@@ -194,11 +195,11 @@ impl KeyringStore {
                     return Ok(result);
                 }
                 // A failed change may have half-applied: forget the copy.
-                Err(e) | Ok((_, Err(WriteError::Storage(e)))) => {
+                Err(e) | Ok((_, Some(Err(WriteError::Storage(e))))) => {
                     *slot = None;
                     return Err(e);
                 }
-                Ok((_, Err(WriteError::Conflict))) => {
+                Ok((_, Some(Err(WriteError::Conflict)))) => {
                     *slot = None;
                     drop(slot);
                     drop(lock);
@@ -212,23 +213,41 @@ impl KeyringStore {
     }
 
     /// Runs `change` on the cached keyring and writes it; the inner result
-    /// is the write's.
+    /// is the write's, `None` when there was nothing to write: the change
+    /// left a fresh copy as it was (e.g. creating a key that exists).
     #[allow(clippy::type_complexity)]
     fn apply<T>(
         &self,
         slot: &mut Option<Cached>,
         change: &mut impl FnMut(&mut Keyring) -> Result<T>,
-    ) -> Result<(T, std::result::Result<Option<Revision>, WriteError>)> {
+    ) -> Result<(T, Option<std::result::Result<Option<Revision>, WriteError>>)> {
         let cached = slot
             .as_mut()
             .ok_or_else(|| self.storage("the keyring was not loaded"))?;
-        cached.ring.purge_due(super::now());
+        let now = super::now();
+        let purged = cached.ring.purge_due(now);
+        // A stale copy is written anyway: the compare-and-swap checks it.
+        let before = match !purged && cached.fresh(self.cache_ttl(), now) {
+            true => Some(self.json(&cached.ring)?),
+            false => None,
+        };
         let result = change(&mut cached.ring)?;
+        if let Some(before) = before
+            && *self.json(&cached.ring)? == *before
+        {
+            return Ok((result, None));
+        }
         let bytes = self.encode(&cached.ring)?;
         let written = self
             .backend
             .store_revision(&bytes, cached.revision.as_ref());
-        Ok((result, written))
+        Ok((result, Some(written)))
+    }
+
+    fn json(&self, ring: &Keyring) -> Result<Zeroizing<Vec<u8>>> {
+        Ok(Zeroizing::new(
+            serde_json::to_vec(ring).map_err(|e| self.storage(e))?,
+        ))
     }
 
     /// Runs `view` on the current keyring. Versions whose deletion is due
@@ -528,6 +547,26 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(store.read(|ring| Ok(ring.keys.len())).unwrap(), 1);
         assert_eq!(loads(&racy), before + 1);
+    }
+
+    #[test]
+    fn a_change_that_changes_nothing_writes_nothing_while_the_copy_is_fresh() {
+        let (racy, store, _) = cached_pair(Duration::from_secs(60));
+        let owned = KeySpec {
+            owner: Some("uid-1".into()),
+            ..spec("a")
+        };
+        let created = store.update(|ring| ring.create(&owned, 0)).unwrap();
+        let revision = || racy.data.lock().unwrap().as_ref().unwrap().1;
+        let written = revision();
+        // The owner's key exists: found, not written again.
+        let found = store.update(|ring| ring.create(&owned, 0)).unwrap();
+        assert_eq!(found.key_id, created.key_id);
+        assert_eq!(revision(), written);
+        // Without a TTL the copy is never fresh: written (and checked) as before.
+        store.set_cache_ttl(Duration::ZERO);
+        store.update(|ring| ring.create(&owned, 0)).unwrap();
+        assert_eq!(revision(), written + 1);
     }
 
     #[test]
