@@ -97,7 +97,8 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct TlsArgs {
-    /// Serving certificate (PEM), e.g. from a cert-manager Secret.
+    /// Serving certificate (PEM), e.g. from a cert-manager Secret; the
+    /// files are checked every minute and a renewed pair served without a restart.
     #[arg(long, requires = "tls_key_file", conflicts_with = "tls_san")]
     tls_cert_file: Option<PathBuf>,
     #[arg(long, requires = "tls_cert_file")]
@@ -277,7 +278,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .context("connecting to the API server")?;
     let (tls_config, ca_pem) = match (&args.tls.tls_cert_file, &args.tls.tls_key_file) {
-        (Some(cert), Some(key)) => (tls::from_files(cert, key)?, None),
+        (Some(cert), Some(key)) => {
+            let (_serving, config) =
+                tls::file_reload::serve_from_files(cert, key, tls::file_reload::DEFAULT_INTERVAL)?;
+            (config, None)
+        }
         _ => bootstrapped_tls(&client, &args).await?,
     };
     let local = keyward_kubeutil::keyring_secret::open_local_provider(

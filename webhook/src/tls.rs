@@ -1,11 +1,13 @@
 //! Serving certificates: read from files (e.g. a cert-manager Secret
-//! mounted in the pod) or self-bootstrapped: a CA and a serving
+//! mounted in the pod, reloaded when they change: [`file_reload`]) or
+//! self-bootstrapped: a CA and a serving
 //! certificate for the given names, with the CA patched into the webhook
 //! configurations as `caBundle`. Bootstrapped certificates are renewed
 //! before they expire ([`rotation`]) and swapped under the running
 //! listener ([`resolver`]).
 
 pub mod der;
+pub mod file_reload;
 pub mod probe;
 pub mod resolver;
 pub mod rotation;
@@ -26,7 +28,6 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
-use std::path::Path;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -244,16 +245,6 @@ pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::Server
         .context("the serving certificate and key do not match")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Reads a certificate and key from files.
-pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
-    let cert_pem =
-        std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let key_pem = Zeroizing::new(
-        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
-    );
-    server_config(&cert_pem, &key_pem)
 }
 
 /// Writes `ca_pem` as the `caBundle` of every webhook in the named configurations.

@@ -37,6 +37,12 @@ impl SwappableCert {
         Ok(())
     }
 
+    /// Serial and validity of the certificate served now.
+    pub fn current_facts(&self) -> Option<super::der::CertFacts> {
+        let current = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
+        super::der::facts(current.cert.first()?)
+    }
+
     /// A rustls server configuration that serves whatever is current.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>> {
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&self.provider))
