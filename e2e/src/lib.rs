@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod crds;
 pub mod helm;
+pub mod keys;
 pub mod namespace;
 pub mod pods;
 

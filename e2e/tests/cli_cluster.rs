@@ -10,14 +10,14 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use keyward_core::envelope::{Scope, SecretTarget, open_secret};
-use keyward_crds::conditions::{self, READY};
 use keyward_crds::{KeyState, ManagedKey, SealedSecret};
+use keyward_e2e::keys::{ready, wait_key};
 use keyward_e2e::{crds, with_temp_ns};
 use keyward_kubeutil::keyring_secret;
 use keyward_operator::{Config, http::Readiness, metrics::Metrics};
@@ -70,8 +70,8 @@ async fn flow(client: &Client, ns: &str, dir: &Path) -> Result<()> {
         }))?;
         keys.create(&PostParams::default(), &key).await?;
     }
-    let sealing = wait_key(&keys, "sealing", "Ready", is_ready).await?;
-    wait_key(&keys, "wrapping", "Ready", is_ready).await?;
+    let sealing = wait_key(&keys, "sealing", "Ready", ready).await?;
+    wait_key(&keys, "wrapping", "Ready", ready).await?;
     let status = sealing.status.context("a Ready key has a status")?;
     let key_id = status.provider_key_id.context("no providerKeyId")?;
 
@@ -230,34 +230,6 @@ async fn flow(client: &Client, ns: &str, dir: &Path) -> Result<()> {
     )
     .await?;
     Ok(())
-}
-
-fn is_ready(key: &ManagedKey) -> bool {
-    key.status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, READY))
-}
-
-async fn wait_key(
-    keys: &Api<ManagedKey>,
-    name: &str,
-    what: &str,
-    done: impl Fn(&ManagedKey) -> bool,
-) -> Result<ManagedKey> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let key = keys.get(name).await?;
-        if done(&key) {
-            return Ok(key);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "ManagedKey {name} not {what} within 30 s; status: {}",
-                serde_json::to_string(&key.status)?
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn delete_keys(client: &Client, ns: &str) -> Result<()> {

@@ -15,6 +15,7 @@ use keyward_core::provider::{KeyInfo, ProviderError};
 use keyward_core::{Dek, KeyProvider, SecretBytes};
 use keyward_crds::conditions::{self, DEGRADED, READY};
 use keyward_crds::{KeyState, ManagedKey, SealedSecret};
+use keyward_e2e::keys::{degraded_reason, ready, wait_key};
 use keyward_e2e::{crds, with_temp_ns};
 use keyward_operator::keyring_secret::{self, SecretBackend};
 use keyward_operator::{Config, http::Readiness, metrics::Metrics};
@@ -91,41 +92,6 @@ fn managed_key(name: &str, spec: serde_json::Value) -> Result<ManagedKey> {
         "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
         "metadata": { "name": name }, "spec": spec,
     }))?)
-}
-
-async fn wait_key(
-    api: &Api<ManagedKey>,
-    name: &str,
-    what: &str,
-    done: impl Fn(&ManagedKey) -> bool,
-) -> Result<ManagedKey> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let key = api.get(name).await?;
-        if done(&key) {
-            return Ok(key);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "ManagedKey {name}: not {what} within 60s; status: {}",
-                serde_json::to_string(&key.status)?
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn ready(key: &ManagedKey) -> bool {
-    key.status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, READY))
-}
-
-fn degraded_reason(key: &ManagedKey) -> Option<String> {
-    let status = key.status.as_ref()?;
-    conditions::find(&status.conditions, DEGRADED)
-        .filter(|c| c.status == "True")
-        .map(|c| format!("{}: {}", c.reason, c.message))
 }
 
 fn primary(key: &ManagedKey) -> Option<u32> {

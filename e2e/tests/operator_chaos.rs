@@ -24,6 +24,7 @@ use keyward_core::local::LocalProvider;
 use keyward_core::provider::VersionState;
 use keyward_crds::conditions::{self, READY, ROTATING};
 use keyward_crds::{KeyState, ManagedKey, SealedSecret};
+use keyward_e2e::keys::ready;
 use keyward_e2e::{crds, with_temp_ns};
 use keyward_operator::keyring_secret;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -174,12 +175,6 @@ struct Asked {
 
 fn key_name(i: usize) -> String {
     format!("chaos-{i}")
-}
-
-fn ready(key: &ManagedKey) -> bool {
-    key.status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, READY))
 }
 
 fn compromised_versions(key: &ManagedKey) -> u32 {

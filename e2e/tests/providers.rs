@@ -17,15 +17,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use base64::Engine;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_core::{KeyProvider, provider::KeyInfo};
-use keyward_crds::conditions::{self, DEGRADED, READY};
+use keyward_crds::conditions::{self, READY};
 use keyward_crds::{ManagedKey, SealedSecret};
+use keyward_e2e::keys::{degraded_reason, ready, wait_key};
 use keyward_e2e::{crds, with_temp_ns};
 use keyward_operator::{Config, http::Readiness, metrics::Metrics};
 use keyward_provider_select::{ProviderArgs, Providers};
@@ -107,14 +108,17 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
         check_peer_key("SoftHSM2", &hsm_key, &at_token)?;
 
         // Keys the operator cannot serve: Degraded with what to do.
-        let elsewhere = wait_key(&keys, "elsewhere", "Degraded", |k| degraded(k).is_some()).await?;
-        let reason = degraded(&elsewhere).unwrap_or_default();
+        let elsewhere = wait_key(&keys, "elsewhere", "Degraded", |k| {
+            degraded_reason(k).is_some()
+        })
+        .await?;
+        let reason = degraded_reason(&elsewhere).unwrap_or_default();
         ensure!(
             reason.starts_with("ProviderMismatch: ") && reason.contains(REGION),
             "{reason}"
         );
-        let cloud = wait_key(&keys, "cloud", "Degraded", |k| degraded(k).is_some()).await?;
-        let reason = degraded(&cloud).unwrap_or_default();
+        let cloud = wait_key(&keys, "cloud", "Degraded", |k| degraded_reason(k).is_some()).await?;
+        let reason = degraded_reason(&cloud).unwrap_or_default();
         ensure!(
             reason.starts_with("ProviderNotConfigured: ") && reason.contains("--gcp-key-ring"),
             "{reason}"
@@ -230,41 +234,6 @@ fn managed_key(name: &str, provider: Value) -> Result<ManagedKey> {
         "metadata": {"name": name},
         "spec": {"provider": provider, "deletionWindow": "7d"},
     }))?)
-}
-
-async fn wait_key(
-    api: &Api<ManagedKey>,
-    name: &str,
-    what: &str,
-    done: impl Fn(&ManagedKey) -> bool,
-) -> Result<ManagedKey> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let key = api.get(name).await?;
-        if done(&key) {
-            return Ok(key);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "ManagedKey {name}: not {what} within 60 s; status: {}",
-                serde_json::to_string(&key.status)?
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn ready(key: &ManagedKey) -> bool {
-    key.status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, READY))
-}
-
-fn degraded(key: &ManagedKey) -> Option<String> {
-    let status = key.status.as_ref()?;
-    conditions::find(&status.conditions, DEGRADED)
-        .filter(|c| c.status == "True")
-        .map(|c| format!("{}: {}", c.reason, c.message))
 }
 
 fn key_id(key: &ManagedKey) -> Result<String> {

@@ -1,0 +1,51 @@
+//! Waiting on ManagedKeys and reading their conditions: what every suite
+//! that runs the operator asks of a key.
+
+use anyhow::{Result, bail};
+use keyward_crds::ManagedKey;
+use keyward_crds::conditions::{self, DEGRADED, READY};
+use kube::Api;
+use std::time::{Duration, Instant};
+
+/// How long a key may take to reach a state before the test fails.
+const KEY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Polls `name` until `done` holds; fails after a minute with the key's
+/// status, so a timeout says where the key got stuck.
+pub async fn wait_key(
+    api: &Api<ManagedKey>,
+    name: &str,
+    what: &str,
+    done: impl Fn(&ManagedKey) -> bool,
+) -> Result<ManagedKey> {
+    let deadline = Instant::now() + KEY_DEADLINE;
+    loop {
+        let key = api.get(name).await?;
+        if done(&key) {
+            return Ok(key);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "ManagedKey {name}: not {what} within {}s; status: {}",
+                KEY_DEADLINE.as_secs(),
+                serde_json::to_string(&key.status)?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The key's `Ready` condition is True.
+pub fn ready(key: &ManagedKey) -> bool {
+    key.status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, READY))
+}
+
+/// `reason: message` of a True `Degraded` condition.
+pub fn degraded_reason(key: &ManagedKey) -> Option<String> {
+    let status = key.status.as_ref()?;
+    conditions::find(&status.conditions, DEGRADED)
+        .filter(|c| c.status == "True")
+        .map(|c| format!("{}: {}", c.reason, c.message))
+}
