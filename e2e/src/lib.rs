@@ -6,6 +6,7 @@
 //! every test fails: an e2e run that tests nothing must not look green.
 #![forbid(unsafe_code)]
 
+pub mod binaries;
 pub mod cluster;
 pub mod crds;
 pub mod helm;

@@ -265,22 +265,7 @@ fn succeeded(out: &Output, what: &str) -> Result<String> {
 
 /// The `keyward` CLI binary of this checkout.
 async fn keyward_cli() -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = tokio::process::Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "-p", "keyward", "--bin", "keyward"])
-        .arg("--message-format=json-render-diagnostics")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await?;
-    ensure!(output.status.success(), "cargo build -p keyward failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "keyward")
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .next_back()
-        .context("cargo reported no keyward executable")
+    keyward_e2e::binaries::build_binary("keyward", "keyward", false).await
 }
 
 /// A kubeconfig for the same API server whose user is a client

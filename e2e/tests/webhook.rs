@@ -51,26 +51,9 @@ async fn injector_image() -> Result<(String, &'static str)> {
         .get_or_try_init(|| async {
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let started = Instant::now();
-            let output = tokio::process::Command::new(env!("CARGO"))
-                .current_dir(&root)
-                .args(["build", "-p", "keyward-webhook", "--bin", "keyward-webhook"])
-                .args(["--message-format=json-render-diagnostics"])
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .await?;
-            ensure!(
-                output.status.success(),
-                "cargo build -p keyward-webhook failed"
-            );
-            let binary = String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .filter(|m| {
-                    m["reason"] == "compiler-artifact" && m["target"]["name"] == "keyward-webhook"
-                })
-                .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-                .next_back()
-                .context("cargo reported no keyward-webhook executable")?;
+            let binary =
+                keyward_e2e::binaries::build_binary("keyward-webhook", "keyward-webhook", false)
+                    .await?;
             // Stripped: env-exec pods copy it into their memory volume.
             let dir = tempfile::tempdir()?;
             let stripped = dir.path().join("keyward-webhook");
@@ -851,22 +834,7 @@ async fn admission_flow(client: &Client, ns: &str, foreign: SealedSecret) -> Res
 
 /// The `keyward` CLI binary of this checkout.
 async fn keyward_cli() -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = tokio::process::Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "-p", "keyward", "--bin", "keyward"])
-        .args(["--message-format=json-render-diagnostics"])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await?;
-    ensure!(output.status.success(), "cargo build -p keyward failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "keyward")
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .next_back()
-        .context("cargo reported no keyward executable")
+    keyward_e2e::binaries::build_binary("keyward", "keyward", false).await
 }
 
 /// GitOps after a rotation: `keyward rewrap` sends a SealedSecret file
