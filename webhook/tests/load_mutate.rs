@@ -3,53 +3,24 @@
 //! and this shows it). A smoke-sized load for CI; the sustained-rate
 //! figures come from `scripts/bench-webhook.sh load` (oha, release build).
 
+mod common;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::{AppState, router, server, tls};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use std::sync::Arc;
 use std::time::Instant;
 
 const CONNECTIONS: usize = 16;
 const PER_CONNECTION: usize = 25;
 
-async fn client_connection(
-    port: u16,
-    ca_pem: &str,
-) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
-}
-
 /// Sends the review `PER_CONNECTION` times on one keep-alive connection and
 /// returns every decoded JSONPatch.
 async fn mutate_many(port: u16, ca_pem: String, review: Bytes) -> Vec<serde_json::Value> {
-    let mut sender = client_connection(port, &ca_pem).await;
+    let mut sender = common::connect(port, &ca_pem).await;
     let mut patches = Vec::with_capacity(PER_CONNECTION);
     for _ in 0..PER_CONNECTION {
         let request = hyper::Request::post("/mutate")
