@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::LogParams;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use kube::api::{LogParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, ResourceExt};
 
@@ -24,6 +25,36 @@ pub async fn wait_for_completion(api: &Api<Pod>, name: &str, timeout: Duration) 
         .await
         .with_context(|| format!("pod {name} did not finish within {timeout:?}"))??;
     pod.with_context(|| format!("pod {name} was deleted while waiting for it"))
+}
+
+/// A TokenRequest-minted token of the `default` ServiceAccount, bound to
+/// `pod`, for `audience`, valid 600 s (the API server's minimum): what a
+/// projected token volume gives the pod.
+pub async fn pod_bound_token(
+    client: &Client,
+    ns: &str,
+    pod: &Pod,
+    audience: &str,
+) -> Result<String> {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.to_owned()],
+            expiration_seconds: Some(600),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod.name_any()),
+                uid: pod.uid(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let made = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request("default", &PostParams::default(), &request)
+        .await?;
+    made.status
+        .map(|s| s.token)
+        .context("TokenRequest returned no token")
 }
 
 /// The pod's phase, or `"?"` when it has no status yet.

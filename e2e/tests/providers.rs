@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use base64::Engine;
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_core::{KeyProvider, provider::KeyInfo};
@@ -376,23 +375,6 @@ async fn reader_pod(client: &Client, ns: &str) -> Result<Pod> {
 }
 
 async fn token_for(client: &Client, ns: &str, pod: &Pod) -> Result<String> {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![keyward_webhook::annotations::AUDIENCE.to_owned()],
-            expiration_seconds: Some(600),
-            bound_object_ref: Some(BoundObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name_any()),
-                uid: pod.uid(),
-            }),
-        },
-        ..TokenRequest::default()
-    };
-    let made = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request("default", &PostParams::default(), &request)
-        .await?;
-    made.status
-        .map(|s| s.token)
-        .context("TokenRequest returned no token")
+    let audience = keyward_webhook::annotations::AUDIENCE;
+    keyward_e2e::pods::pod_bound_token(client, ns, pod, audience).await
 }

@@ -13,7 +13,7 @@ use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
@@ -301,25 +301,7 @@ fn container_started(pod: &Pod, name: &str) -> bool {
 }
 
 async fn token_for(client: &Client, ns: &str, pod: &Pod, audience: &str) -> Result<String> {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![audience.to_owned()],
-            expiration_seconds: Some(600),
-            bound_object_ref: Some(BoundObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name_any()),
-                uid: pod.uid(),
-            }),
-        },
-        ..TokenRequest::default()
-    };
-    let made = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request("default", &PostParams::default(), &request)
-        .await?;
-    made.status
-        .map(|s| s.token)
-        .context("TokenRequest returned no token")
+    keyward_e2e::pods::pod_bound_token(client, ns, pod, audience).await
 }
 
 #[tokio::test]

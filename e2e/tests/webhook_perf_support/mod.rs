@@ -11,9 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use anyhow::Result;
+use k8s_openapi::api::core::v1::Pod;
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
@@ -134,28 +133,9 @@ pub async fn create_sealed_secret(client: &Client, ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// A TokenRequest-minted token for the `default` ServiceAccount, bound to
-/// `pod`, for audience `keyward`: what the projected volume gives the injector.
+/// The token the projected volume gives the injector (audience `keyward`).
 pub async fn pod_token(client: &Client, ns: &str, pod: &Pod) -> Result<String> {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec!["keyward".to_owned()],
-            expiration_seconds: Some(600),
-            bound_object_ref: Some(BoundObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name_any()),
-                uid: pod.uid(),
-            }),
-        },
-        ..TokenRequest::default()
-    };
-    let made = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request("default", &PostParams::default(), &request)
-        .await?;
-    made.status
-        .map(|s| s.token)
-        .context("TokenRequest returned no token")
+    keyward_e2e::pods::pod_bound_token(client, ns, pod, "keyward").await
 }
 
 /// Nearest-rank percentile of sorted durations.
