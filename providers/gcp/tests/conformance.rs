@@ -1,16 +1,15 @@
 //! The shared provider conformance suite against the Cloud KMS REST test
-//! double (tests/double), with real RSA-OAEP.
+//! double (`keyward-gcp-double`), with real RSA-OAEP.
 mod common;
-mod double;
 
 use keyward_conformance::{Capabilities, run};
 use keyward_core::provider::KeyAlgorithm;
+use keyward_gcp_double::Double;
 use std::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcp_provider_passes_the_conformance_suite() {
-    let kms = double::Double::start().await;
-    assert_eq!(common::KEY_RING, double::KEY_RING);
+    let kms = Double::start().await;
     let provider = common::provider(&kms.endpoint()).await;
     let started = Instant::now();
     let ran = run(
@@ -35,7 +34,7 @@ async fn gcp_provider_passes_the_conformance_suite() {
 /// cache saves: `cargo test -p keyward-provider-gcp --test conformance -- --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcp_latency_and_dek_cache_effect() {
-    let kms = double::Double::start().await;
+    let kms = Double::start().await;
     let provider = common::provider(&kms.endpoint()).await;
     let measured = keyward_conformance::measure(&provider, "gcp", 100).await;
     eprintln!("{measured}");

@@ -2,14 +2,13 @@
 //! binding, protection level, destruction windows, native rotation,
 //! offline sealing, throttling and outages.
 mod common;
-mod double;
 
-use double::Double;
 use keyward_core::Dek;
 use keyward_core::provider::{
     DeletionTarget, KeyAlgorithm, KeyProvider, KeySpec, ProviderError, VersionState, WrapAlgorithm,
     WrapContext, WrappedDek,
 };
+use keyward_gcp_double::Double;
 use keyward_provider_gcp::{
     GcpKmsProvider, NativeRotation, ProtectionLevel, RetrySettings, naming,
 };

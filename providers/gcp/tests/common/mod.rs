@@ -7,7 +7,8 @@ use keyward_provider_gcp::{
 };
 use std::time::Duration;
 
-pub const KEY_RING: &str = "projects/keyward-test/locations/europe-west1/keyRings/keyward";
+/// The one key ring the double serves.
+pub use keyward_gcp_double::KEY_RING;
 
 pub fn config(endpoint: &str) -> GcpKmsConfig {
     GcpKmsConfig {

@@ -2,7 +2,8 @@
 //! crypto keys, versions, primary versions, destruction, and the
 //! cryptographic calls.
 
-use super::wire::{self, Answer, Route, Status};
+use crate::rotation;
+use crate::wire::{self, Answer, Route, Status};
 use keyward_core::crypto::{self, RsaKeySize, RsaPrivateKey};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -15,24 +16,26 @@ enum Material {
     Generating,
 }
 
-struct Version {
-    state: &'static str,
+pub(crate) struct Version {
+    pub(crate) state: &'static str,
     material: Material,
     created: SystemTime,
     destroy_time: Option<SystemTime>,
 }
 
-struct Key {
-    purpose: &'static str,
+pub(crate) struct Key {
+    pub(crate) purpose: &'static str,
     algorithm: &'static str,
     protection: &'static str,
     labels: BTreeMap<String, String>,
     destroy_secs: i64,
-    primary: Option<u32>,
-    versions: BTreeMap<u32, Version>,
+    pub(crate) primary: Option<u32>,
+    pub(crate) versions: BTreeMap<u32, Version>,
     created: SystemTime,
-    rotation_period: Option<i64>,
-    next_rotation: Option<i64>,
+    /// `rotationPeriod` in seconds.
+    pub(crate) rotation_period: Option<i64>,
+    /// `nextRotationTime` in seconds since the Unix epoch.
+    pub(crate) next_rotation: Option<i64>,
 }
 
 /// What a test may look at.
@@ -45,15 +48,21 @@ pub struct KeySnapshot {
     pub destroy_scheduled_secs: i64,
     pub rotation_period_secs: Option<i64>,
     pub next_rotation_secs: Option<i64>,
+    /// How many versions exist (destroyed ones included).
     pub versions: usize,
+    /// The primary version (symmetric keys only).
+    pub primary: Option<u32>,
+    /// Each version's state: `ENABLED`, `DISABLED`, `DESTROY_SCHEDULED`,
+    /// `DESTROYED` or `PENDING_GENERATION`.
+    pub version_states: BTreeMap<u32, &'static str>,
 }
 
 pub struct Kms {
     rings: Vec<String>,
-    keys: HashMap<String, Key>,
+    pub(crate) keys: HashMap<String, Key>,
 }
 
-type Shared = Arc<Mutex<Kms>>;
+pub(crate) type Shared = Arc<Mutex<Kms>>;
 
 fn fail<T>(status: Status, message: impl Into<String>) -> Result<T, (Status, String)> {
     Err((status, message.into()))
@@ -78,10 +87,12 @@ impl Kms {
             rotation_period_secs: key.rotation_period,
             next_rotation_secs: key.next_rotation,
             versions: key.versions.len(),
+            primary: key.primary,
+            version_states: key.versions.iter().map(|(n, v)| (*n, v.state)).collect(),
         })
     }
 
-    fn key(&mut self, name: &str) -> Result<&mut Key, (Status, String)> {
+    pub(crate) fn key(&mut self, name: &str) -> Result<&mut Key, (Status, String)> {
         match self.keys.get_mut(name) {
             Some(key) => Ok(key),
             None => fail(Status::NotFound, format!("{name} not found.")),
@@ -129,7 +140,11 @@ fn key_json(name: &str, key: &Key) -> Value {
 
 /// Adds a version; RSA material is generated in the background, as Cloud
 /// KMS does (`PENDING_GENERATION` until then).
-fn add_version(shared: &Shared, kms: &mut Kms, key_name: &str) -> Result<u32, (Status, String)> {
+pub(crate) fn add_version(
+    shared: &Shared,
+    kms: &mut Kms,
+    key_name: &str,
+) -> Result<u32, (Status, String)> {
     let key = kms.key(key_name)?;
     let number = key.versions.keys().max().copied().unwrap_or(0) + 1;
     let (state, material) = match key.algorithm {
@@ -189,6 +204,9 @@ pub fn dispatch(
     body: &Value,
 ) -> Answer {
     let mut kms = shared.lock().unwrap();
+    // Automatic rotation, evaluated lazily: whatever fell due since the
+    // last request happens before this one is answered.
+    rotation::rotate_due(shared, &mut kms, SystemTime::now());
     if !kms.rings.contains(&route.ring) {
         return fail(Status::NotFound, format!("{} not found.", route.ring));
     }

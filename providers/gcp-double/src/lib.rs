@@ -1,15 +1,25 @@
 //! A test double of the Cloud KMS REST API (v1), written from Google's
 //! public REST reference. It implements only the calls the Keyward
 //! provider makes, with real cryptography (AES-256-GCM for symmetric keys,
-//! RSA-OAEP-SHA256 for asymmetric ones, both via `keyward_core::crypto`)
-//! and the documented state rules. It is **not** Google's service: quotas,
-//! IAM, latency and exact error texts of the real service differ.
+//! RSA-OAEP-SHA256 for asymmetric ones, both via `keyward_core::crypto`),
+//! the documented state rules and automatic rotation of symmetric keys
+//! (`rotationPeriod` + `nextRotationTime`). It is **not** Google's service:
+//! quotas, IAM, latency and exact error texts of the real service differ.
 //!
-//! Test-only code: it lives under `tests/` and never ships in the crate.
-//! Faults: answer `RESOURCE_EXHAUSTED` N times, or drop every connection.
-#![allow(dead_code)]
+//! Test-support code: a dev-dependency of `keyward-provider-gcp` and
+//! `keyward-e2e`, never of a shipped crate. Reach it with the provider's
+//! endpoint override and anonymous credentials (`--gcp-endpoint` plus
+//! `--gcp-anonymous` for the binaries).
+//!
+//! Test hooks: answer `RESOURCE_EXHAUSTED` N times ([`Double::throttle`]),
+//! drop every connection ([`Double::set_down`]), stop listening
+//! ([`Double::stop`]), look at a key ([`Double::key`]), and run a key's
+//! scheduled rotation now ([`Double::fire_scheduled_rotation`],
+//! [`Double::set_next_rotation_time`]).
+#![forbid(unsafe_code)]
 
 mod kms;
+mod rotation;
 mod wire;
 
 use bytes::Bytes;
@@ -22,10 +32,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
 pub use kms::KeySnapshot;
+pub use rotation::RotationHookError;
 
 #[derive(Default)]
 struct Faults {
@@ -49,6 +61,7 @@ pub struct Double {
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
+/// The one key ring the double serves (Keyward never creates key rings).
 pub const KEY_RING: &str = "projects/keyward-test/locations/europe-west1/keyRings/keyward";
 
 impl Double {
@@ -122,9 +135,40 @@ impl Double {
         self.shared.faults.lock().unwrap().calls.clear();
     }
 
-    /// What the double holds for a crypto key.
+    /// What the double holds for a crypto key (its full resource name),
+    /// after any scheduled rotation that is due.
     pub fn key(&self, name: &str) -> Option<KeySnapshot> {
-        self.shared.kms.lock().unwrap().snapshot(name)
+        let mut kms = self.shared.kms.lock().unwrap();
+        rotation::rotate_due(&self.shared.kms, &mut kms, SystemTime::now());
+        kms.snapshot(name)
+    }
+
+    /// Runs the scheduled (automatic) rotation of crypto key `name` now,
+    /// as Cloud KMS does when `nextRotationTime` passes: a new version is
+    /// created and made primary, and `nextRotationTime` becomes now plus
+    /// `rotationPeriod`. Returns the new primary version number.
+    ///
+    /// The key must have a schedule (set through `UpdateCryptoKey`, e.g.
+    /// `GcpKmsProvider::set_native_rotation`); a key without one is
+    /// refused, as Cloud KMS would never rotate it. Versions created by
+    /// hand (`CreateCryptoKeyVersion`) do not move the schedule.
+    pub fn fire_scheduled_rotation(&self, name: &str) -> Result<u32, RotationHookError> {
+        let mut kms = self.shared.kms.lock().unwrap();
+        rotation::fire_now(&self.shared.kms, &mut kms, name, SystemTime::now())
+    }
+
+    /// Moves crypto key `name`'s `nextRotationTime` to `at` (which may be
+    /// in the past, unlike through the API). The rotation then happens on
+    /// the next request that reaches the double at or after `at` (or the
+    /// next [`Double::key`]): the double evaluates schedules lazily, and
+    /// several missed periods make one rotation.
+    pub fn set_next_rotation_time(
+        &self,
+        name: &str,
+        at: SystemTime,
+    ) -> Result<(), RotationHookError> {
+        let mut kms = self.shared.kms.lock().unwrap();
+        rotation::set_next(&mut kms, name, at)
     }
 
     /// Stops listening and closes every connection.
