@@ -3,7 +3,7 @@
 
 use crate::error::FlagError;
 use keyward_provider_aws::AwsKmsConfig;
-use keyward_provider_gcp::GcpKmsConfig;
+use keyward_provider_gcp::{CredentialSource, GcpKmsConfig};
 use keyward_provider_pkcs11::{DEFAULT_MAX_SESSIONS, Pkcs11Config};
 use std::path::PathBuf;
 
@@ -59,6 +59,12 @@ pub struct ProviderArgs {
     /// Cloud KMS endpoint override (regional or Private Service Connect).
     #[arg(long, env = "KEYWARD_GCP_ENDPOINT")]
     pub gcp_endpoint: Option<String>,
+
+    /// Call Cloud KMS without credentials (no Authorization header). Only
+    /// for test doubles and emulators: refused unless --gcp-endpoint is set;
+    /// Google's service rejects anonymous calls.
+    #[arg(long, env = "KEYWARD_GCP_ANONYMOUS")]
+    pub gcp_anonymous: bool,
 }
 
 impl Default for ProviderArgs {
@@ -76,6 +82,7 @@ impl Default for ProviderArgs {
             pkcs11_token_generates_iv: false,
             gcp_key_ring: None,
             gcp_endpoint: None,
+            gcp_anonymous: false,
         }
     }
 }
@@ -187,9 +194,16 @@ impl ProviderArgs {
 
     fn gcp(&self) -> Result<Option<GcpKmsConfig>, FlagError> {
         let Some(key_ring) = non_empty(&self.gcp_key_ring) else {
-            if self.gcp_endpoint.is_some() {
+            let stray = if self.gcp_endpoint.is_some() {
+                Some("gcp-endpoint")
+            } else if self.gcp_anonymous {
+                Some("gcp-anonymous")
+            } else {
+                None
+            };
+            if let Some(flag) = stray {
                 return Err(FlagError::new(
-                    "gcp-endpoint",
+                    flag,
                     "is set but Cloud KMS is off; also set --gcp-key-ring (KEYWARD_GCP_KEY_RING)",
                 ));
             }
@@ -200,9 +214,20 @@ impl ProviderArgs {
         if let Some(url) = &self.gcp_endpoint {
             check_url("gcp-endpoint", url)?;
         }
+        let credentials = match (self.gcp_anonymous, non_empty(&self.gcp_endpoint)) {
+            (false, _) => CredentialSource::ApplicationDefault,
+            (true, Some(_)) => CredentialSource::Anonymous,
+            (true, None) => {
+                return Err(FlagError::new(
+                    "gcp-anonymous",
+                    "is only for a Cloud KMS test double or emulator, and Google's service refuses anonymous calls; set --gcp-endpoint (KEYWARD_GCP_ENDPOINT) to the double, or drop --gcp-anonymous to use Application Default Credentials",
+                ));
+            }
+        };
         Ok(Some(GcpKmsConfig {
             key_ring: key_ring.to_owned(),
             endpoint: self.gcp_endpoint.clone(),
+            credentials,
             ..GcpKmsConfig::default()
         }))
     }

@@ -1,7 +1,8 @@
 //! The provider flags as a binary sees them: parsed by clap (flattened),
 //! checked into the provider crates' configs, errors naming the flag.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use keyward_provider_gcp::CredentialSource;
 use keyward_provider_select::{FlagError, ProviderArgs};
 
 #[derive(Parser)]
@@ -148,4 +149,59 @@ fn gcp_key_ring_must_be_a_full_resource_name() {
         "projects/acme-prod/locations/europe-west1/keyRings/keyward"
     );
     assert_eq!(gcp.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+}
+
+#[test]
+fn gcp_anonymous_reaches_a_test_double_only_with_an_endpoint() {
+    let ring = "--gcp-key-ring=projects/keyward-test/locations/europe-west1/keyRings/keyward";
+    // Off by default: Application Default Credentials.
+    let gcp = parse(&[ring]).plan().unwrap().gcp.unwrap();
+    assert_eq!(gcp.credentials, CredentialSource::ApplicationDefault);
+
+    let gcp = parse(&[
+        ring,
+        "--gcp-endpoint=http://127.0.0.1:9000",
+        "--gcp-anonymous",
+    ])
+    .plan()
+    .unwrap()
+    .gcp
+    .unwrap();
+    assert_eq!(gcp.credentials, CredentialSource::Anonymous);
+    assert_eq!(gcp.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+
+    // Without an endpoint it would send unauthenticated calls to Google.
+    let e = refused(&[ring, "--gcp-anonymous"]);
+    assert_eq!(e.flag, "gcp-anonymous");
+    let text = e.to_string();
+    assert!(
+        text.starts_with("--gcp-anonymous (KEYWARD_GCP_ANONYMOUS) ")
+            && text.contains("--gcp-endpoint")
+            && text.contains("test double"),
+        "{text}"
+    );
+    // Without a key ring Cloud KMS is off: the flag is a mistake.
+    let e = refused(&["--gcp-anonymous", "--gcp-endpoint=http://127.0.0.1:9000"]);
+    assert_eq!(e.flag, "gcp-endpoint");
+    let e = refused(&["--gcp-anonymous"]);
+    assert_eq!(e.flag, "gcp-anonymous");
+    assert!(e.to_string().contains("--gcp-key-ring"), "{e}");
+}
+
+#[test]
+fn gcp_anonymous_has_its_variable_and_says_it_is_for_test_doubles() {
+    let command = Binary::command();
+    let flag = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some("gcp-anonymous"))
+        .expect("--gcp-anonymous");
+    assert_eq!(
+        flag.get_env().and_then(|v| v.to_str()),
+        Some("KEYWARD_GCP_ANONYMOUS")
+    );
+    let help = flag.get_help().map(ToString::to_string).unwrap_or_default();
+    assert!(
+        help.contains("test doubles") && help.contains("--gcp-endpoint"),
+        "{help}"
+    );
 }
