@@ -1,7 +1,7 @@
 #![forbid(unsafe_code)]
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use keyward_operator::{Config, http, metrics::Metrics};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -14,6 +14,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
+    // A standby only connects the providers once elected: check the flags
+    // now, so a typo stops every replica at start instead of the next leader.
+    if let Err(error) = config.providers.plan() {
+        Config::command()
+            .error(clap::error::ErrorKind::ValueValidation, error)
+            .exit();
+    }
     let metrics = Arc::new(Metrics::default());
     // Counts every API request in keyward_api_requests_total{verb}.
     let client = keyward_operator::api_client::counted(Arc::clone(&metrics))

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use keyward_webhook::inject::{self, InjectConfig};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
@@ -88,7 +88,11 @@ struct ServeArgs {
     /// How long the decoded local keyring is reused before it is read
     /// again (0: read it on every call). A lookup of a key or version it
     /// lacks reloads at once.
-    #[arg(long, default_value_t = keyward_core::local::DEFAULT_CACHE_TTL.as_secs())]
+    #[arg(
+        long,
+        env = "KEYWARD_KEYRING_CACHE_SECONDS",
+        default_value_t = keyward_core::local::DEFAULT_CACHE_TTL.as_secs()
+    )]
     keyring_cache_seconds: u64,
     /// AWS KMS, Cloud KMS and PKCS#11 (the local keyring is always on).
     #[command(flatten)]
@@ -158,6 +162,13 @@ struct InjectArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve(args) = &cli.command {
+        // Checked before any TLS bootstrap or API call, so a typo stops the
+        // pod at once with the flag named (exit 2, as clap's own errors).
+        if let Err(error) = args.providers.plan() {
+            refuse_serve_flag(error);
+        }
+    }
     if let Command::ExecEnv(args) = &cli.command {
         // Before any runtime thread exists: exec replaces this process.
         let error = keyward_webhook::exec_env::exec(&args.dir, args.remove, &args.command)
@@ -189,6 +200,17 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Exits as clap does for a bad value, with `keyward-webhook serve`'s usage.
+fn refuse_serve_flag(error: keyward_provider_select::FlagError) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    match cli.find_subcommand_mut("serve") {
+        Some(serve) => serve.error(clap::error::ErrorKind::ValueValidation, error),
+        None => cli.error(clap::error::ErrorKind::ValueValidation, error),
+    }
+    .exit()
 }
 
 async fn run_inject(args: InjectArgs) -> Result<()> {
