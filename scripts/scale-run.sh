@@ -4,12 +4,19 @@
 # steady state that must make no provider calls. Figures: docs/scale.md.
 #
 #   scripts/scale-run.sh            # ~15 min on the 2-core build machine
+#   scripts/scale-run.sh --fresh    # the operator runs first; 1,000 keys
+#                                   # are then created from nothing
 #
 # It runs on its own throwaway cluster (state dir /tmp/keyward-scale, node
 # keyward-scale-node), so it neither waits for nor blocks the shared e2e
 # cluster in /tmp/keyward-e2e. It starts no pods there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+test_name=thousand_keys_ten_thousand_secrets
+if [[ ${1:-} == --fresh ]]; then
+  shift
+  test_name=thousand_fresh_keys
+fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/keyward/target}
 
 cargo build --release --locked -p keyward-operator
@@ -24,4 +31,4 @@ trap 'echo "machine load after the run: $(uptime)"; rm -rf "$bin_dir"' EXIT
 
 KEYWARD_E2E_STATE=${KEYWARD_E2E_STATE:-/tmp/keyward-scale} \
 KEYWARD_E2E_NODE=${KEYWARD_E2E_NODE:-keyward-scale-node} \
-  e2e/run.sh --test operator_scale -- --ignored --nocapture thousand_keys "$@"
+  e2e/run.sh --test operator_scale -- --ignored --nocapture --exact "$test_name" "$@"

@@ -5,12 +5,14 @@ use crate::counted_provider::CountedProvider;
 use crate::dependants::Dependants;
 use crate::metrics::Metrics;
 use keyward_core::KeyProvider;
-use keyward_crds::ProviderSpec;
+use keyward_crds::{KeyRotationPolicy, ProviderSpec};
 use keyward_provider_select::{NotServed, Providers};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Field manager of every status the operator applies.
 pub const FIELD_MANAGER: &str = "keyward-operator";
@@ -28,6 +30,9 @@ pub struct Context {
     pub watch_namespace: Option<String>,
     /// Which key versions the SealedSecrets use, kept by one shared watch.
     pub dependants: Arc<Dependants>,
+    /// KeyRotationPolicies, kept by the ManagedKey controller's watch of
+    /// them (which also wakes the keys that name an edited policy).
+    pub policies: Store<KeyRotationPolicy>,
     /// Wraps and unwraps the operator made per (provider key id, version)
     /// that the ManagedKey controller has not yet added to
     /// `versions[].operations` (the SealedSecret controller does not write
@@ -42,6 +47,7 @@ impl Context {
         metrics: Arc<Metrics>,
         audit: Audit,
         watch_namespace: Option<String>,
+        policies: Store<KeyRotationPolicy>,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -60,6 +66,7 @@ impl Context {
             audit,
             watch_namespace,
             dependants: Arc::default(),
+            policies,
             operations: Mutex::default(),
         }
     }
@@ -101,6 +108,16 @@ impl Context {
         }
     }
 
+    /// KeyRotationPolicy `namespace/name`, from the watch's store
+    /// ([`read_cached`]).
+    pub async fn policy(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> crate::Result<Option<Arc<KeyRotationPolicy>>> {
+        read_cached(&self.policies, &self.client, namespace, name).await
+    }
+
     /// An `Api` over the watched namespace (or all namespaces).
     pub fn api<K>(&self) -> kube::Api<K>
     where
@@ -112,4 +129,40 @@ impl Context {
             None => kube::Api::all(self.client.clone()),
         }
     }
+}
+
+/// How long a reconcile waits for a watch's first list before it asks the
+/// API server instead.
+const STORE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Object `namespace/name` from a watch's `store`, else from the API server.
+///
+/// A store that has not finished its first list would report objects that
+/// exist as missing, so it is read only once ready (waiting up to
+/// [`STORE_PATIENCE`]; the controllers poll the watch meanwhile). A miss is
+/// confirmed with a GET: it is rare (a wrong reference, or an object created
+/// a moment ago that the watch has not delivered yet), and "does not exist"
+/// must not come from a lagging copy. A hit may be slightly stale; callers
+/// that act irreversibly on it re-read (see `sealed_secret.rs`).
+pub async fn read_cached<K>(
+    store: &Store<K>,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> crate::Result<Option<Arc<K>>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let ready = tokio::time::timeout(STORE_PATIENCE, store.wait_until_ready()).await;
+    if matches!(ready, Ok(Ok(())))
+        && let Some(found) = store.get(&ObjectRef::new(name).within(namespace))
+    {
+        return Ok(Some(found));
+    }
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
+    Ok(api.get_opt(name).await?.map(Arc::new))
 }

@@ -65,12 +65,15 @@ pub async fn run(
             })
         })?;
     }
+    // Filled by the ManagedKey controller's policy watch, read by both.
+    let (policies, policy_writer) = kube::runtime::reflector::store();
     let ctx = Arc::new(context::Context::new(
         client.clone(),
         Arc::new(providers),
         metrics,
         audit::Audit::new(config.audit_log.clone()),
         config.watch_namespace.clone(),
+        policies,
     ));
     ready.set_ready();
     tracing::info!(
@@ -82,7 +85,11 @@ pub async fn run(
     let metrics = Arc::clone(&ctx.metrics);
     let controllers = async {
         tokio::join!(
-            managed_key::run(Arc::clone(&ctx), config.max_concurrent_reconciles),
+            managed_key::run(
+                Arc::clone(&ctx),
+                policy_writer,
+                config.max_concurrent_reconciles
+            ),
             sealed_secret::run(
                 ctx,
                 config.materialize_secrets,

@@ -4,8 +4,8 @@
 //! ManagedKey are kept by the ManagedKey controller, which watches these.
 
 use crate::annotations::{self, SpecChange};
-use crate::context::{Context, FIELD_MANAGER};
-use crate::dependants::item_versions;
+use crate::context::{Context, FIELD_MANAGER, read_cached};
+use crate::dependants::{self, item_versions};
 use crate::error::{Error, Result};
 use crate::managed_key::status::set_condition;
 use crate::materialise;
@@ -16,13 +16,13 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use keyward_crds::conditions::{DEGRADED, READY};
 use keyward_crds::{
-    KeyRotationPolicy, KeyState, ManagedKey, ManagedKeyStatus, RewrapMode, SealedSecret,
-    SealedSecretStatus,
+    KeyState, ManagedKey, ManagedKeyStatus, RewrapMode, SealedSecret, SealedSecretStatus,
 };
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -69,9 +69,11 @@ pub fn assess(
     None
 }
 
-/// The shared context, and whether this operator writes template Secrets.
+/// The shared context, the ManagedKeys as this controller's watch last saw
+/// them, and whether this operator writes template Secrets.
 pub struct SecretsContext {
     pub ctx: Arc<Context>,
+    pub keys: Store<ManagedKey>,
     pub materialize_secrets: bool,
 }
 
@@ -104,15 +106,35 @@ async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Re
         _ => {}
     }
     let key_namespace = secret.key_namespace().unwrap_or(&namespace).to_owned();
-    let keys: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), &key_namespace);
-    let key = keys.get_opt(&secret.spec.key_ref.name).await?;
-    if let (Ok(items), Some(key)) = (item_versions(&secret), key.as_ref()) {
-        let mode = rewrap_mode(key, &key_namespace, ctx).await?;
-        let key_status = key.status.clone().unwrap_or_default();
-        if let Some(reason) = rewrap::decide(&items, &key_status, mode, touched) {
-            secret = rewrap_secret(&secret, &key_status, reason, ctx).await?;
-            status.rewrapped_since_git = true;
+    let key_name = secret.spec.key_ref.name.clone();
+    // The key from the watch's store (not synced yet, or missing: a GET).
+    // A stored key may be a moment behind the API server. For the status
+    // that is harmless: a change that matters to this secret (`Reads`)
+    // reaches the store before the watch wakes the secret again. A re-wrap
+    // or a materialised Secret is not undone that way: a stale copy could
+    // name a primary that was just rotated away, compromised or suspended,
+    // or call a just-compromised version usable. So both re-read the key
+    // first (rare: only secrets due a re-wrap, or with a template).
+    let mut key = read_cached(&shared.keys, &ctx.client, &key_namespace, &key_name).await?;
+    let mut fresh = false;
+    if let (Ok(items), Some(stored)) = (item_versions(&secret), key.as_deref()) {
+        let mode = rewrap_mode(stored, &key_namespace, ctx).await?;
+        let stored_status = stored.status.clone().unwrap_or_default();
+        if rewrap::decide(&items, &stored_status, mode, touched).is_some() {
+            key = get_key(ctx, &key_namespace, &key_name).await?;
+            fresh = true;
+            if let Some(current) = key.as_deref() {
+                let mode = rewrap_mode(current, &key_namespace, ctx).await?;
+                let key_status = current.status.clone().unwrap_or_default();
+                if let Some(reason) = rewrap::decide(&items, &key_status, mode, touched) {
+                    secret = rewrap_secret(&secret, &key_status, reason, ctx).await?;
+                    status.rewrapped_since_git = true;
+                }
+            }
         }
+    }
+    if !fresh && shared.materialize_secrets && secret.spec.template.is_some() {
+        key = get_key(ctx, &key_namespace, &key_name).await?;
     }
     let generation = secret.metadata.generation;
     status.observed_generation = generation;
@@ -147,7 +169,7 @@ async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Re
                 &secret,
                 shared.materialize_secrets,
                 touched,
-                assess(&items, key.as_ref()),
+                assess(&items, key.as_deref()),
                 ctx,
             )
             .await?;
@@ -219,14 +241,21 @@ fn status_changed(current: Option<&SealedSecretStatus>, next: &SealedSecretStatu
     current != Some(next)
 }
 
-/// The key's policy's re-wrap mode (Eager without a policy, as the default).
+/// ManagedKey `namespace/name` as the API server has it now.
+async fn get_key(ctx: &Context, namespace: &str, name: &str) -> Result<Option<Arc<ManagedKey>>> {
+    let api: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api.get_opt(name).await?.map(Arc::new))
+}
+
+/// The key's policy's re-wrap mode (Eager without a policy, as the default),
+/// from the policy store: a mode edited a moment ago flips the key's
+/// `Rotating` condition, which wakes this secret again.
 async fn rewrap_mode(key: &ManagedKey, namespace: &str, ctx: &Context) -> Result<RewrapMode> {
     let Some(reference) = &key.spec.rotation_policy_ref else {
         return Ok(RewrapMode::default());
     };
-    let api: Api<KeyRotationPolicy> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(api
-        .get_opt(&reference.name)
+    Ok(ctx
+        .policy(namespace, &reference.name)
         .await?
         .map(|p| p.spec.rewrap)
         .unwrap_or_default())
@@ -332,28 +361,29 @@ fn error_policy(secret: Arc<SealedSecret>, error: &Error, shared: Arc<SecretsCon
 }
 
 /// Runs until the watch streams end (shutdown signal or task abort). Key
-/// changes (a rotation, a compromise) re-reconcile the secrets that use the
-/// key, which is what makes eager re-wrapping happen; owned Secrets are
-/// watched (only with `materialize_secrets`) so a deleted or edited one is
-/// put back. At most `concurrency` reconciles run at once (0: unbounded).
+/// changes a secret reads (a rotation, a compromise; `dependants::Reads`,
+/// not the ManagedKey controller's count and condition updates)
+/// re-reconcile the secrets that use the key, which is what makes eager
+/// re-wrapping happen; owned Secrets are watched (only with
+/// `materialize_secrets`) so a deleted or edited one is put back. At most
+/// `concurrency` reconciles run at once (0: unbounded).
 pub async fn run(ctx: Arc<Context>, materialize_secrets: bool, concurrency: u16) {
     let controller = Controller::new(ctx.api::<SealedSecret>(), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(concurrency));
-    let store = controller.store();
-    let controller = controller.watches(
-        ctx.api::<ManagedKey>(),
-        watcher::Config::default(),
-        move |key: ManagedKey| {
+    let secrets = controller.store();
+    let (keys, key_writer) = reflector::store();
+    let controller = controller.watches_stream(
+        dependants::key_changes(ctx.api::<ManagedKey>(), key_writer),
+        move |key: PartialObjectMeta<ManagedKey>| {
             let namespace = key.namespace();
             let name = key.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|secret| {
+            secrets
+                .state_filter(|secret| {
                     secret.spec.key_ref.name == name
                         && secret.key_namespace().map(str::to_owned) == namespace
                 })
-                .map(|secret| ObjectRef::from_obj(&*secret))
+                .iter()
+                .map(|secret| ObjectRef::from_obj(&**secret))
                 .collect::<Vec<_>>()
         },
     );
@@ -369,6 +399,7 @@ pub async fn run(ctx: Arc<Context>, materialize_secrets: bool, concurrency: u16)
     };
     let shared = Arc::new(SecretsContext {
         ctx,
+        keys,
         materialize_secrets,
     });
     controller

@@ -3,6 +3,7 @@
 //! (10,000 of them at cold start) changes no key versions, so it wakes no
 //! ManagedKey; a re-wrap, an edit, a deletion does.
 
+use super::index::Id;
 use crate::context::Context;
 use futures::{Stream, StreamExt, stream};
 use keyward_crds::{ManagedKey, SealedSecret};
@@ -26,19 +27,22 @@ pub fn key_triggers(
                 Ok(event) => dependants
                     .apply(event)
                     .into_iter()
-                    .map(|(namespace, name)| {
-                        Ok(ObjectMeta {
-                            namespace: Some(namespace),
-                            name: Some(name),
-                            ..ObjectMeta::default()
-                        }
-                        .into_request_partial::<ManagedKey>())
-                    })
+                    .map(|key| Ok(key_meta(key)))
                     .collect(),
                 Err(error) => vec![Err(error)],
             };
             stream::iter(keys)
         })
+}
+
+/// A trigger naming ManagedKey `(namespace, name)`.
+pub fn key_meta((namespace, name): Id) -> PartialObjectMeta<ManagedKey> {
+    ObjectMeta {
+        namespace: Some(namespace),
+        name: Some(name),
+        ..ObjectMeta::default()
+    }
+    .into_request_partial::<ManagedKey>()
 }
 
 /// The ManagedKey a trigger names.

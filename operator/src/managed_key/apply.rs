@@ -318,8 +318,10 @@ async fn policy(
     let Some(reference) = &key.spec.rotation_policy_ref else {
         return Ok(defaults);
     };
-    let api: Api<KeyRotationPolicy> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.get_opt(&reference.name).await? {
+    // From the policy watch's store (its edits wake the keys naming it);
+    // an unsynced store or a miss is read from the API server instead.
+    let found: Option<Arc<KeyRotationPolicy>> = ctx.policy(namespace, &reference.name).await?;
+    match found {
         Some(policy) => Ok(policy.spec.effective(key.spec.algorithm, key.spec.usage)),
         None => {
             out.degrade(

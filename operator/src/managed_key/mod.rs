@@ -18,8 +18,8 @@ use futures::StreamExt;
 use keyward_crds::{KeyRotationPolicy, ManagedKey};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, reflector, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,16 +58,21 @@ fn error_policy(key: Arc<ManagedKey>, error: &Error, ctx: Arc<Context>) -> Actio
 }
 
 /// Runs until the watch streams end (shutdown signal or task abort), at
-/// most `concurrency` reconciles at once (0: unbounded).
-pub async fn run(ctx: Arc<Context>, concurrency: u16) {
+/// most `concurrency` reconciles at once (0: unbounded). Its policy watch
+/// fills `policies` (the store behind `ctx.policies`).
+pub async fn run(ctx: Arc<Context>, policies: Writer<KeyRotationPolicy>, concurrency: u16) {
     let keys: Api<ManagedKey> = ctx.api();
     let controller = Controller::new(keys, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(concurrency));
     let store = controller.store();
     controller
-        .watches(
-            ctx.api::<KeyRotationPolicy>(),
-            watcher::Config::default(),
+        .watches_stream(
+            reflector(
+                policies,
+                watcher(ctx.api::<KeyRotationPolicy>(), watcher::Config::default())
+                    .default_backoff(),
+            )
+            .touched_objects(),
             move |policy: KeyRotationPolicy| {
                 let namespace = policy.namespace();
                 let name = policy.name_any();
