@@ -29,7 +29,9 @@ pub use algorithm::{Algorithm, KeyUsage};
 pub use duration::{HumanDuration, ParseDurationError};
 pub use lifecycle::{IllegalTransition, KeyState, Transition, transition};
 pub use managed_key::{ManagedKey, ManagedKeySpec, PolicyReference};
-pub use managed_key_status::{KeyVersionStatus, ManagedKeyStatus};
+pub use managed_key_status::{
+    KeyVersionStatus, ManagedKeyStatus, NativeRotationEffect, NativeRotationStatus,
+};
 pub use provider::{
     AwsProvider, GcpProtectionLevel, GcpProvider, LocalProvider, Pkcs11Provider, ProviderKind,
     ProviderSpec,

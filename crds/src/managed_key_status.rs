@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
-use crate::KeyState;
+use crate::{HumanDuration, KeyState};
 
 /// Observed state of a ManagedKey.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -41,12 +41,46 @@ pub struct ManagedKeyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<Time>,
 
+    /// The provider's own scheduled rotation, while the key's policy says
+    /// `strategy: Native` and the key is Active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_rotation: Option<NativeRotationStatus>,
+
     /// Standard conditions: `Ready` (the primary version can be used),
     /// `Rotating` (a new version is being created or dependants re-wrapped)
     /// and `Degraded` (works, but needs attention).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::conditions::schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// What the operator asked of the provider's own rotation, and what the
+/// provider reports.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NativeRotationStatus {
+    /// The version whose provider key rotates (AWS KMS rotates one KMS key,
+    /// and each managed version is its own KMS key).
+    pub version: u32,
+
+    /// The period the provider was given.
+    pub period: HumanDuration,
+
+    /// When the provider says it rotates next (moto does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_at: Option<Time>,
+
+    /// `NewVersion` (Cloud KMS: each rotation is a new Keyward version) or
+    /// `SameVersion` (AWS KMS: new material under the same version, so
+    /// envelopes and version numbers do not change).
+    pub effect: NativeRotationEffect,
+}
+
+/// What a provider-side rotation looks like to Keyward.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum NativeRotationEffect {
+    NewVersion,
+    SameVersion,
 }
 
 /// One version of a ManagedKey.

@@ -9,7 +9,8 @@
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use keyward_core::provider::{
-    DeletionTarget, KeyInfo, KeySpec, PublicKeyInfo, Result, WrapContext, WrappedDek,
+    DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
+    WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider};
 use std::future::Future;
@@ -115,6 +116,20 @@ impl KeyProvider for CountedProvider {
     async fn rewrap(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<WrappedDek> {
         self.timed("rewrap", self.inner.rewrap(wrapped, context))
             .await
+    }
+
+    async fn native_rotation(&self, key_id: &str) -> Result<Option<NativeRotation>> {
+        self.timed("native_rotation", self.inner.native_rotation(key_id))
+            .await
+    }
+
+    async fn set_native_rotation(
+        &self,
+        key_id: &str,
+        schedule: Option<NativeSchedule>,
+    ) -> Result<()> {
+        let call = self.inner.set_native_rotation(key_id, schedule);
+        self.change("set_native_rotation", call).await
     }
 }
 

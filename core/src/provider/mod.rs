@@ -18,8 +18,9 @@ pub use dek_cache::DekCache;
 
 pub use error::ProviderError;
 pub use types::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, PublicKeyInfo, VersionInfo, VersionState,
-    WrapAlgorithm, WrapContext, WrappedDek,
+    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, NativeRotation, NativeRotationEffect,
+    NativeSchedule, PublicKeyInfo, VersionInfo, VersionState, WrapAlgorithm, WrapContext,
+    WrappedDek,
 };
 
 use crate::secret::Dek;
@@ -73,4 +74,26 @@ pub trait KeyProvider: Send + Sync {
         let dek = self.unwrap_dek(wrapped, context).await?;
         self.wrap_dek(&wrapped.key_id, &dek, context).await
     }
+
+    /// The provider's own scheduled rotation of the key (its primary
+    /// version), or `None` when it is off. Providers without one refuse.
+    async fn native_rotation(&self, key_id: &str) -> Result<Option<NativeRotation>> {
+        Err(no_native_rotation(self.kind(), key_id))
+    }
+
+    /// Turns the provider's own scheduled rotation on (`Some`) or off.
+    async fn set_native_rotation(
+        &self,
+        key_id: &str,
+        schedule: Option<NativeSchedule>,
+    ) -> Result<()> {
+        let _ = schedule;
+        Err(no_native_rotation(self.kind(), key_id))
+    }
+}
+
+fn no_native_rotation(kind: &str, key_id: &str) -> ProviderError {
+    ProviderError::InvalidRequest(format!(
+        "the {kind} provider has no native rotation (key `{key_id}`); use strategy Managed"
+    ))
 }

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Key/value pairs bound to a wrapped DEK (AWS KMS `EncryptionContext`, AAD
 /// elsewhere). Keys are sorted, so the encoding is canonical.
@@ -163,4 +163,37 @@ pub struct PublicKeyInfo {
     pub key_id: String,
     pub version: u32,
     pub public_key: crate::crypto::RsaPublicKey,
+}
+
+/// What the operator asks of a provider's own scheduled rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeSchedule {
+    /// How often the provider rotates.
+    pub period: Duration,
+    /// When it should rotate first. Cloud KMS takes it as `nextRotationTime`;
+    /// AWS KMS always counts the period from the moment rotation is enabled.
+    pub first: SystemTime,
+}
+
+/// How a provider reports its own scheduled rotation of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeRotation {
+    /// The period, when the provider reports it.
+    pub period: Option<Duration>,
+    /// When the provider rotates next, when it reports it.
+    pub next_rotation: Option<SystemTime>,
+    /// What a native rotation looks like from Keyward's side.
+    pub shows_as: NativeRotationEffect,
+}
+
+/// Whether a native rotation makes a Keyward version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeRotationEffect {
+    /// A new primary version appears in `describe_key` (Cloud KMS): the
+    /// operator adopts it like one it made, and re-wraps dependants.
+    NewVersion,
+    /// New key material inside the same version (AWS KMS): the version
+    /// number, and so every envelope, stays as it is; old material keeps
+    /// decrypting and cannot be disabled or destroyed on its own.
+    SameVersion,
 }

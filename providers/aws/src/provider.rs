@@ -13,8 +13,8 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::EncryptionAlgorithmSpec;
 use keyward_core::crypto::RsaPublicKey;
 use keyward_core::provider::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo,
-    Result, VersionState, WrapAlgorithm, WrapContext, WrappedDek,
+    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation, NativeSchedule,
+    ProviderError, PublicKeyInfo, Result, VersionState, WrapAlgorithm, WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -416,5 +416,19 @@ impl KeyProvider for AwsKmsProvider {
             algorithm: wrapped.algorithm,
             blob: blob.into_inner(),
         })
+    }
+
+    /// AWS automatic key rotation of the primary version's KMS key: new
+    /// material under the same version (see [`crate::rotation`]).
+    async fn native_rotation(&self, key_id: &str) -> Result<Option<NativeRotation>> {
+        self.native_rotation_status(key_id).await
+    }
+
+    async fn set_native_rotation(
+        &self,
+        key_id: &str,
+        schedule: Option<NativeSchedule>,
+    ) -> Result<()> {
+        self.apply_native_schedule(key_id, schedule).await
     }
 }

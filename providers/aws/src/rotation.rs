@@ -13,8 +13,12 @@
 use crate::errors::{At, from_sdk};
 use crate::naming::NATIVE_ROTATION_DAYS;
 use crate::provider::AwsKmsProvider;
-use keyward_core::provider::{ProviderError, Result};
-use std::time::SystemTime;
+use keyward_core::provider::{
+    NativeRotation as Reported, NativeRotationEffect, NativeSchedule, ProviderError, Result,
+};
+use std::time::{Duration, SystemTime};
+
+const DAY: u64 = 24 * 3600;
 
 /// What AWS reports about native rotation of a key's primary version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +91,40 @@ impl AwsKmsProvider {
                 .next_rotation_date()
                 .and_then(|d| SystemTime::try_from(*d).ok()),
         })
+    }
+
+    /// [`keyward_core::provider::KeyProvider::native_rotation`]: `None`
+    /// when rotation is off.
+    pub(crate) async fn native_rotation_status(&self, key: &str) -> Result<Option<Reported>> {
+        let status = self.native_rotation(key).await?;
+        Ok(status.enabled.then(|| Reported {
+            period: status
+                .period_days
+                .map(|days| Duration::from_secs(u64::from(days) * DAY)),
+            next_rotation: status.next_rotation,
+            shows_as: NativeRotationEffect::SameVersion,
+        }))
+    }
+
+    /// [`keyward_core::provider::KeyProvider::set_native_rotation`]. AWS
+    /// counts the period from now, so `schedule.first` is not used.
+    pub(crate) async fn apply_native_schedule(
+        &self,
+        key: &str,
+        schedule: Option<NativeSchedule>,
+    ) -> Result<()> {
+        let Some(schedule) = schedule else {
+            return self.disable_native_rotation(key).await;
+        };
+        let seconds = schedule.period.as_secs();
+        if !seconds.is_multiple_of(DAY) {
+            return Err(ProviderError::InvalidRequest(format!(
+                "AWS KMS rotates natively in whole days; {}s is not, so use a period in days (90d to 2560d) or strategy Managed",
+                seconds
+            )));
+        }
+        let days = u32::try_from(seconds / DAY).unwrap_or(u32::MAX);
+        self.enable_native_rotation(key, days).await
     }
 
     async fn symmetric_primary(&self, key: &str) -> Result<(String, String)> {

@@ -17,8 +17,8 @@ use google_cloud_kms_v1::model::{
 use google_cloud_wkt::FieldMask;
 use keyward_core::crypto::{RsaPublicKey, public_key_from_pem};
 use keyward_core::provider::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo,
-    Result, VersionState, WrapAlgorithm, WrapContext, WrappedDek,
+    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation, NativeSchedule,
+    ProviderError, PublicKeyInfo, Result, VersionState, WrapAlgorithm, WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -585,5 +585,18 @@ impl KeyProvider for GcpKmsProvider {
             version,
             public_key,
         })
+    }
+
+    /// Cloud KMS automatic rotation: each one is a new primary version.
+    async fn native_rotation(&self, key_id: &str) -> Result<Option<NativeRotation>> {
+        self.native_rotation_status(key_id).await
+    }
+
+    async fn set_native_rotation(
+        &self,
+        key_id: &str,
+        schedule: Option<NativeSchedule>,
+    ) -> Result<()> {
+        self.apply_native_schedule(key_id, schedule).await
     }
 }

@@ -9,7 +9,10 @@ use crate::provider::GcpKmsProvider;
 use crate::retry::Idempotent;
 use google_cloud_kms_v1::model::CryptoKey;
 use google_cloud_wkt::FieldMask;
-use keyward_core::provider::{KeyProvider, ProviderError, Result};
+use keyward_core::provider::{
+    KeyProvider, NativeRotation as Reported, NativeRotationEffect, NativeSchedule, ProviderError,
+    Result,
+};
 use std::time::{Duration, SystemTime};
 
 /// Cloud KMS limits on `rotationPeriod`.
@@ -87,6 +90,31 @@ impl GcpKmsProvider {
             }),
             _ => None,
         })
+    }
+
+    /// [`KeyProvider::native_rotation`] in the provider-neutral shape.
+    pub(crate) async fn native_rotation_status(&self, key_id: &str) -> Result<Option<Reported>> {
+        Ok(self
+            .native_rotation(key_id)
+            .await?
+            .map(|rotation| Reported {
+                period: Some(rotation.period),
+                next_rotation: Some(rotation.next_rotation),
+                shows_as: NativeRotationEffect::NewVersion,
+            }))
+    }
+
+    /// [`KeyProvider::set_native_rotation`]: `first` becomes `nextRotationTime`.
+    pub(crate) async fn apply_native_schedule(
+        &self,
+        key_id: &str,
+        schedule: Option<NativeSchedule>,
+    ) -> Result<()> {
+        let rotation = schedule.map(|s| NativeRotation {
+            period: s.period,
+            next_rotation: s.first,
+        });
+        self.set_native_rotation(key_id, rotation).await
     }
 
     /// Same as [`KeyProvider::describe_key`], for callers holding the

@@ -7,7 +7,8 @@ use crate::error::{NotServed, SetupError};
 use crate::route::{Kind, kind_of_key_id};
 use async_trait::async_trait;
 use keyward_core::provider::{
-    DeletionTarget, KeyInfo, KeySpec, PublicKeyInfo, Result, WrapContext, WrappedDek,
+    DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
+    WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider, ProviderError};
 use keyward_crds::{GcpProtectionLevel, ProviderKind, ProviderSpec};
@@ -333,6 +334,20 @@ impl KeyProvider for Providers {
     async fn rewrap(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<WrappedDek> {
         self.for_key_id(&wrapped.key_id)?
             .rewrap(wrapped, context)
+            .await
+    }
+
+    async fn native_rotation(&self, key_id: &str) -> Result<Option<NativeRotation>> {
+        self.for_key_id(key_id)?.native_rotation(key_id).await
+    }
+
+    async fn set_native_rotation(
+        &self,
+        key_id: &str,
+        schedule: Option<NativeSchedule>,
+    ) -> Result<()> {
+        self.for_key_id(key_id)?
+            .set_native_rotation(key_id, schedule)
             .await
     }
 }
