@@ -8,19 +8,24 @@
 //!   native schedule onto the new primary.
 //! - Suspend turns it off at the provider, resume back on; the policy
 //!   moving to Managed turns it off for good.
+//! - Cloud KMS (the in-process double, `--gcp-anonymous`): the schedule is
+//!   set on the CryptoKey (period, `nextRotationTime` = version 1 + 90d);
+//!   when the provider rotates, the operator adopts the new version as
+//!   primary, deactivates the old one and says `RotatedByProvider`.
 //! - The local provider has no native rotation: Degraded
 //!   `NativeRotationUnavailable`, and Keyward keeps the schedule itself.
 
+#[path = "support/in_process.rs"]
+mod in_process;
 #[allow(dead_code)]
 #[path = "providers_support/peers.rs"]
 mod peers;
-#[path = "support/in_process.rs"]
-mod in_process;
 
 use anyhow::{Context as _, Result, ensure};
 use keyward_crds::{KeyRotationPolicy, ManagedKey, NativeRotationEffect};
 use keyward_e2e::keys::{degraded_reason, ready, wait_key};
 use keyward_e2e::{crds, with_temp_ns};
+use keyward_gcp_double::{Double, KEY_RING};
 use keyward_operator::Config;
 use keyward_provider_aws::AwsKmsProvider;
 use keyward_provider_select::ProviderArgs;
@@ -45,6 +50,10 @@ fn native_rotation_follows_the_policy_and_the_key_state() {
     }
     let endpoint = moto.endpoint.clone();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let cloud_kms = runtime.block_on(Double::start());
+    let cloud_endpoint = cloud_kms.endpoint();
+    let cloud_kms = std::sync::Arc::new(cloud_kms);
+    let double = cloud_kms.clone();
     runtime.block_on(with_temp_ns(move |client, ns| async move {
         let started = Instant::now();
         crds::install_keyward_crds(&client).await?;
@@ -54,6 +63,9 @@ fn native_rotation_follows_the_policy_and_the_key_state() {
         config.providers = ProviderArgs {
             aws_region: Some(REGION.into()),
             aws_endpoint_url: Some(endpoint.clone()),
+            gcp_key_ring: Some(KEY_RING.into()),
+            gcp_endpoint: Some(cloud_endpoint.clone()),
+            gcp_anonymous: true,
             ..ProviderArgs::default()
         };
         let operator = in_process::start_operator(&client, config);
@@ -134,6 +146,9 @@ fn native_rotation_follows_the_policy_and_the_key_state() {
         println!("managed again after {:?}", started.elapsed());
         ensure!(primary(&managed) == Some(2));
 
+        cloud_kms_rotation_is_adopted(&keys, &policies, &double).await?;
+        println!("Cloud KMS rotation adopted after {:?}", started.elapsed());
+
         // The local provider cannot rotate natively: said, and covered.
         policies
             .create(&PostParams::default(), &policy("native-local", "Native")?)
@@ -162,9 +177,81 @@ fn native_rotation_follows_the_policy_and_the_key_state() {
         let audit = std::fs::read_to_string(&audit_log)?;
         let records = audit.matches("key.native-rotation").count();
         ensure!(records >= 4, "{records} native-rotation audit records");
+        let adopted = audit
+            .lines()
+            .filter(|l| l.contains("key.rotate") && l.contains(r#""reason":"native""#))
+            .count();
+        ensure!(adopted == 1, "{adopted} audit records of a native rotation");
         operator.abort();
         Ok(())
     }));
+}
+
+/// Cloud KMS: the schedule lands on the CryptoKey, and a rotation the
+/// provider makes becomes Keyward's next version.
+async fn cloud_kms_rotation_is_adopted(
+    keys: &Api<ManagedKey>,
+    policies: &Api<KeyRotationPolicy>,
+    double: &Double,
+) -> Result<()> {
+    let [project, location, ring] = match KEY_RING.split('/').collect::<Vec<_>>()[..] {
+        ["projects", project, "locations", location, "keyRings", ring] => [project, location, ring],
+        _ => anyhow::bail!("unexpected key ring {KEY_RING}"),
+    };
+    let provider = json!({"gcp": {"project": project, "location": location, "keyRing": ring}});
+    // The AWS part moved policy `native` to Managed: a policy of its own.
+    policies
+        .create(&PostParams::default(), &policy("native-gcp", "Native")?)
+        .await?;
+    let mut cloud = key("cloud", provider)?;
+    cloud.spec.rotation_policy_ref = Some(keyward_crds::PolicyReference {
+        name: "native-gcp".into(),
+    });
+    keys.create(&PostParams::default(), &cloud).await?;
+    let cloud = wait_key(keys, "cloud", "natively rotating v1", |k| {
+        ready(k) && native_version(k) == Some(1)
+    })
+    .await?;
+    let status = cloud.status.clone().context("status")?;
+    let native = status.native_rotation.clone().context("nativeRotation")?;
+    ensure!(
+        native.effect == NativeRotationEffect::NewVersion,
+        "{native:?}"
+    );
+    let crypto_key = status.provider_key_id.clone().context("providerKeyId")?;
+    let held = double
+        .key(&crypto_key)
+        .context("no CryptoKey in the double")?;
+    ensure!(
+        held.rotation_period_secs == Some(90 * 86_400),
+        "period at the double: {:?}",
+        held.rotation_period_secs
+    );
+    let created = status.versions[0].created_at.clone().context("createdAt")?;
+    let expected_next = created.0.as_second() + 90 * 86_400;
+    ensure!(
+        held.next_rotation_secs == Some(expected_next),
+        "nextRotationTime {:?}, expected version 1 + 90d = {expected_next}",
+        held.next_rotation_secs
+    );
+    let reported = native.next_rotation_at.context("nextRotationAt")?;
+    ensure!(reported.0.as_second() == expected_next, "{reported:?}");
+
+    // Google rotates on schedule. The operator looks again 2 minutes after
+    // nextRotationTime; here a label change makes it look now.
+    let made = double.fire_scheduled_rotation(&crypto_key)?;
+    ensure!(made == 2, "the double made version {made}");
+    let touch = json!({"metadata": {"labels": {"e2e-touch": "1"}}});
+    keys.patch("cloud", &PatchParams::default(), &Patch::Merge(&touch))
+        .await?;
+    let adopted = wait_key(keys, "cloud", "version 2 adopted", |k| {
+        primary(k) == Some(2) && native_version(k) == Some(2)
+    })
+    .await?;
+    let versions = &adopted.status.as_ref().context("status")?.versions;
+    let states: Vec<String> = versions.iter().map(|v| format!("{:?}", v.state)).collect();
+    ensure!(states == ["Deactivated", "Active"], "{states:?}");
+    Ok(())
 }
 
 fn policy(name: &str, strategy: &str) -> Result<KeyRotationPolicy> {
