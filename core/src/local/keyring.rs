@@ -360,6 +360,159 @@ mod tests {
         }
     }
 
+    /// A keyring as it is stored today (inside the encrypted Secret): a key
+    /// with a destroyed, a pending, a disabled and an enabled primary version,
+    /// and a key whose whole deletion is scheduled.
+    const STORED: &str = concat!(
+        r#"{"format":1,"keys":["#,
+        r#"{"id":"local-00112233445566aa","name":"payments","algorithm":"AES256","owner":"uid-1","description":"db key","primary":4,"deletion_at":null,"versions":["#,
+        r#"{"version":1,"state":"destroyed","created_at":100,"deletion_at":150,"material":""},"#,
+        r#"{"version":2,"state":"pendingDeletion","created_at":200,"deletion_at":9000,"material":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="},"#,
+        r#"{"version":3,"state":"disabled","created_at":300,"deletion_at":null,"material":"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="},"#,
+        r#"{"version":4,"state":"enabled","created_at":400,"deletion_at":null,"material":"AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="}]},"#,
+        r#"{"id":"local-00112233445566bb","name":"retired","algorithm":"RSA3072","owner":null,"description":null,"primary":1,"deletion_at":5000,"versions":["#,
+        r#"{"version":1,"state":"enabled","created_at":10,"deletion_at":null,"material":"cnNhLXBrY3M4"}]}]}"#,
+    );
+
+    fn stored() -> Keyring {
+        serde_json::from_str(STORED).unwrap()
+    }
+
+    #[test]
+    fn stored_keyring_reserialises_byte_for_byte() {
+        let ring = stored();
+        assert_eq!(serde_json::to_string(&ring).unwrap(), STORED);
+        let key = ring.find("payments").unwrap();
+        assert_eq!(key.versions[0].material.len(), 0);
+        assert_eq!(key.versions[3].material.expose(), &[3u8; 32]);
+        assert_eq!(
+            ring.find("retired").unwrap().versions[0].material.expose(),
+            b"rsa-pkcs8"
+        );
+    }
+
+    #[test]
+    fn stored_keyring_answers_as_before() {
+        let ring = stored();
+        let key = ring.find("local-00112233445566aa").unwrap();
+        assert_eq!(key.primary_for_wrap().unwrap().version, 4);
+        assert_eq!(
+            key.version_for_unwrap(3).err(),
+            Some(ProviderError::VersionDisabled {
+                key: key.id.clone(),
+                version: 3
+            })
+        );
+        assert_eq!(
+            key.version_for_unwrap(2).err(),
+            Some(ProviderError::PendingDeletion {
+                key: key.id.clone(),
+                version: 2
+            })
+        );
+        assert_eq!(
+            key.version_for_unwrap(1).err(),
+            Some(ProviderError::UnknownVersion {
+                key: key.id.clone(),
+                version: 1
+            })
+        );
+        let info = key.info();
+        assert_eq!(info.primary_version, 4);
+        assert_eq!(info.deletion_at, None);
+        assert_eq!(info.versions[1].created_at, system_time(200));
+        assert_eq!(info.versions[1].deletion_at, Some(system_time(9000)));
+        assert_eq!(
+            info.versions.iter().map(|v| v.state).collect::<Vec<_>>(),
+            [
+                VersionState::Destroyed,
+                VersionState::PendingDeletion,
+                VersionState::Disabled,
+                VersionState::Enabled
+            ]
+        );
+        let retired = ring.find("retired").unwrap();
+        assert_eq!(retired.info().deletion_at, Some(system_time(5000)));
+        let pending_key = ProviderError::PendingDeletion {
+            key: retired.id.clone(),
+            version: 1,
+        };
+        assert_eq!(retired.primary_for_wrap().err(), Some(pending_key.clone()));
+        assert_eq!(retired.version_for_unwrap(1).err(), Some(pending_key));
+        // The local provider looks the version up before it checks the key's
+        // own deletion (PKCS#11 does the opposite).
+        assert_eq!(
+            retired.version_for_unwrap(7).err(),
+            Some(ProviderError::UnknownVersion {
+                key: retired.id.clone(),
+                version: 7
+            })
+        );
+    }
+
+    #[test]
+    fn operations_on_a_stored_keyring_write_the_same_form() {
+        let mut ring = stored();
+        assert_eq!(
+            ring.set_enabled("payments", 1, true).err(),
+            Some(ProviderError::UnknownVersion {
+                key: "local-00112233445566aa".into(),
+                version: 1
+            })
+        );
+        assert_eq!(
+            ring.set_enabled("payments", 2, true).err(),
+            Some(ProviderError::PendingDeletion {
+                key: "local-00112233445566aa".into(),
+                version: 2
+            })
+        );
+        assert!(matches!(
+            ring.set_enabled("retired", 1, false),
+            Err(ProviderError::PendingDeletion { version: 1, .. })
+        ));
+        ring.set_enabled("payments", 3, true).unwrap();
+        let again = ring
+            .schedule_deletion(
+                "payments",
+                DeletionTarget::Version(2),
+                Duration::from_secs(1),
+                0,
+            )
+            .unwrap();
+        assert_eq!(
+            again,
+            system_time(9000),
+            "a second request keeps the first date"
+        );
+        ring.schedule_deletion(
+            "payments",
+            DeletionTarget::Version(3),
+            Duration::from_secs(50),
+            100,
+        )
+        .unwrap();
+        ring.cancel_deletion("payments", DeletionTarget::Version(2))
+            .unwrap();
+        ring.cancel_deletion("payments", DeletionTarget::Version(4))
+            .unwrap();
+        assert!(matches!(
+            ring.cancel_deletion("payments", DeletionTarget::Version(1)),
+            Err(ProviderError::UnknownVersion { version: 1, .. })
+        ));
+        assert!(ring.purge_due(5000));
+        assert!(!ring.purge_due(5000));
+        let expected = concat!(
+            r#"{"format":1,"keys":["#,
+            r#"{"id":"local-00112233445566aa","name":"payments","algorithm":"AES256","owner":"uid-1","description":"db key","primary":4,"deletion_at":null,"versions":["#,
+            r#"{"version":1,"state":"destroyed","created_at":100,"deletion_at":150,"material":""},"#,
+            r#"{"version":2,"state":"disabled","created_at":200,"deletion_at":null,"material":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="},"#,
+            r#"{"version":3,"state":"destroyed","created_at":300,"deletion_at":150,"material":""},"#,
+            r#"{"version":4,"state":"enabled","created_at":400,"deletion_at":null,"material":"AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="}]}]}"#,
+        );
+        assert_eq!(serde_json::to_string(&ring).unwrap(), expected);
+    }
+
     #[test]
     fn create_is_idempotent_per_owner_and_names_are_unique() {
         let mut ring = Keyring::new();

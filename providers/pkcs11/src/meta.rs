@@ -336,6 +336,124 @@ mod tests {
         KeyMeta::new(&spec, new_key_id(), 0)
     }
 
+    /// Metadata as it is stored on tokens today: a destroyed, a pending, a
+    /// disabled and an enabled primary version, and the whole key scheduled
+    /// for deletion.
+    const STORED: &str = concat!(
+        r#"{"format":1,"generation":7,"id":"p11k-0011223344556677","name":"payments","algorithm":"AES256","owner":"uid-1","description":"db key","primary":4,"deletion_at":5000,"versions":["#,
+        r#"{"version":1,"state":"destroyed","created_at":100,"deletion_at":150},"#,
+        r#"{"version":2,"state":"pendingDeletion","created_at":200,"deletion_at":9000},"#,
+        r#"{"version":3,"state":"disabled","created_at":300,"deletion_at":null},"#,
+        r#"{"version":4,"state":"enabled","created_at":400,"deletion_at":null}]}"#,
+    );
+
+    fn pending(version: u32) -> Option<ProviderError> {
+        Some(ProviderError::PendingDeletion {
+            key: "p11k-0011223344556677".into(),
+            version,
+        })
+    }
+
+    #[test]
+    fn stored_metadata_reserialises_byte_for_byte_and_answers_as_before() {
+        let mut meta = KeyMeta::from_json(STORED.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(meta.to_json()).unwrap(), STORED);
+        let info = meta.info();
+        assert_eq!(info.deletion_at, Some(system_time(5000)));
+        assert_eq!(info.versions[1].deletion_at, Some(system_time(9000)));
+        assert_eq!(info.versions[2].created_at, system_time(300));
+        assert_eq!(meta.primary_for_wrap().err(), pending(4));
+        assert_eq!(meta.version_for_unwrap(3).err(), pending(4));
+        // PKCS#11 checks the key's own deletion before it looks the version
+        // up (the local provider does the opposite).
+        assert_eq!(meta.version_for_unwrap(9).err(), pending(4));
+        assert_eq!(meta.set_enabled(3, true).err(), pending(4));
+        assert_eq!(meta.due(4999), Due::default());
+        assert_eq!(
+            meta.due(9000),
+            Due {
+                whole_key: true,
+                versions: vec![2]
+            }
+        );
+    }
+
+    #[test]
+    fn operations_on_stored_metadata_write_the_same_form() {
+        let mut meta = KeyMeta::from_json(STORED.as_bytes()).unwrap();
+        let at = meta
+            .schedule_deletion(DeletionTarget::WholeKey, Duration::from_secs(1), 0)
+            .unwrap();
+        assert_eq!(
+            at,
+            system_time(5000),
+            "a second request keeps the first date"
+        );
+        meta.cancel_deletion(DeletionTarget::WholeKey).unwrap();
+        assert_eq!(meta.primary_for_wrap().unwrap(), 4);
+        assert!(matches!(
+            meta.version_for_unwrap(3),
+            Err(ProviderError::VersionDisabled { version: 3, .. })
+        ));
+        assert_eq!(meta.version_for_unwrap(2).err(), pending(2));
+        assert!(matches!(
+            meta.version_for_unwrap(1),
+            Err(ProviderError::UnknownVersion { version: 1, .. })
+        ));
+        assert_eq!(meta.set_enabled(2, true).err(), pending(2));
+        assert!(matches!(
+            meta.set_enabled(1, true),
+            Err(ProviderError::UnknownVersion { version: 1, .. })
+        ));
+        meta.set_enabled(3, true).unwrap();
+        meta.schedule_deletion(DeletionTarget::Version(3), Duration::from_secs(50), 100)
+            .unwrap();
+        meta.cancel_deletion(DeletionTarget::Version(2)).unwrap();
+        meta.cancel_deletion(DeletionTarget::Version(4)).unwrap();
+        assert_eq!(meta.due(150).versions, [3]);
+        meta.mark_destroyed(3);
+        meta.add_primary(meta.next_version(), 500);
+        let expected = concat!(
+            r#"{"format":1,"generation":7,"id":"p11k-0011223344556677","name":"payments","algorithm":"AES256","owner":"uid-1","description":"db key","primary":5,"deletion_at":null,"versions":["#,
+            r#"{"version":1,"state":"destroyed","created_at":100,"deletion_at":150},"#,
+            r#"{"version":2,"state":"disabled","created_at":200,"deletion_at":null},"#,
+            r#"{"version":3,"state":"destroyed","created_at":300,"deletion_at":150},"#,
+            r#"{"version":4,"state":"enabled","created_at":400,"deletion_at":null},"#,
+            r#"{"version":5,"state":"enabled","created_at":500,"deletion_at":null}]}"#,
+        );
+        assert_eq!(String::from_utf8(meta.to_json()).unwrap(), expected);
+    }
+
+    #[test]
+    fn unreadable_metadata_is_reported_as_before() {
+        let cases = [
+            (
+                r#"{"format":1,"generation":0}"#,
+                "missing field `id` at line 1 column 27",
+            ),
+            (
+                r#"{"format":1,"generation":0,"id":"p11k-1","name":"a","algorithm":"AES256","owner":null,"description":null,"primary":1,"deletion_at":null,"versions":[{"version":1,"state":"gone","created_at":0,"deletion_at":null}]}"#,
+                "unknown variant `gone`, expected one of `enabled`, `disabled`, `pendingDeletion`, `destroyed` at line 1 column 175",
+            ),
+            (
+                r#"{"format":1,"generation":0,"id":7}"#,
+                "invalid type: integer `7`, expected a string at line 1 column 33",
+            ),
+            (
+                r#"{"format":"x"}"#,
+                "invalid type: string \"x\", expected u32 at line 1 column 13",
+            ),
+        ];
+        for (document, detail) in cases {
+            assert_eq!(
+                KeyMeta::from_json(document.as_bytes()).unwrap_err(),
+                ProviderError::Storage(format!(
+                    "unreadable Keyward key metadata on the token: {detail}"
+                ))
+            );
+        }
+    }
+
     #[test]
     fn json_round_trip_and_format_check() {
         let mut meta = key();
