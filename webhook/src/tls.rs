@@ -135,9 +135,11 @@ const CERT_ITEM: &str = "tls.crt";
 const KEY_ITEM: &str = "tls.key";
 
 /// The bootstrapped certificate every replica shares: read from Secret
-/// `name`, or made and stored there by whichever replica starts first (a
-/// create conflict means another replica won: use theirs). Restarts keep
-/// the same CA, so the `caBundle` stays valid.
+/// `name`, or made and stored there by whichever replica starts first.
+/// The chart creates that Secret empty (the webhook may not create
+/// Secrets); the first replica fills it with an update guarded by
+/// resourceVersion, and a replica that loses the race adopts the winner's.
+/// Restarts keep the same CA, so the `caBundle` stays valid.
 pub async fn shared_bootstrap(
     client: &Client,
     namespace: &str,
@@ -156,25 +158,81 @@ pub async fn shared_bootstrap_with(
     lifetimes: &Lifetimes,
 ) -> Result<Bootstrapped> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    if let Some(secret) = api.get_opt(name).await? {
-        return from_secret(&secret, namespace, name);
-    }
-    let made = bootstrap_with(sans, lifetimes)?;
-    let secret = to_secret(&made, namespace, name);
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => {
-            tracing::info!(
-                namespace,
-                name,
-                "stored the bootstrapped serving certificate"
-            );
-            Ok(made)
+    let post = PostParams::default();
+    // Each round ends unless another writer changed the Secret under us.
+    for _ in 0..5 {
+        let stored = api
+            .get_opt(name)
+            .await
+            .with_context(|| format!("reading Secret {namespace}/{name}"))?;
+        if let Some(secret) = stored.as_ref().filter(|s| is_filled(s)) {
+            return from_secret(secret, namespace, name);
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            from_secret(&api.get(name).await?, namespace, name)
+        let made = bootstrap_with(sans, lifetimes)?;
+        let written = match &stored {
+            // The chart's empty Secret (or an unusable partial one).
+            Some(secret) => {
+                if secret.data.as_ref().is_some_and(|d| !d.is_empty()) {
+                    tracing::warn!(
+                        namespace,
+                        name,
+                        "the TLS Secret holds no whole certificate; replacing it"
+                    );
+                }
+                api.replace(name, &post, &refilled(secret, &made)).await
+            }
+            // Without the chart (e.g. an admin client in tests): create it.
+            None => api.create(&post, &to_secret(&made, namespace, name)).await,
+        };
+        match written {
+            Ok(_) => {
+                tracing::info!(
+                    namespace,
+                    name,
+                    "stored the bootstrapped serving certificate"
+                );
+                return Ok(made);
+            }
+            // Another replica wrote first: read theirs on the next round.
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(kube::Error::Api(status)) if status.code == 403 && stored.is_none() => {
+                bail!(
+                    "Secret {namespace}/{name} does not exist and this webhook may not create it; \
+                     the Helm chart creates it (webhook.tls.mode=selfSigned): run `helm upgrade` \
+                     to restore it, or create an empty Secret of that name ({})",
+                    status.message
+                )
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("storing Secret {namespace}/{name}"));
+            }
         }
-        Err(error) => Err(error).with_context(|| format!("creating Secret {namespace}/{name}")),
     }
+    bail!(
+        "Secret {namespace}/{name} kept changing while the webhook tried to store its certificate"
+    )
+}
+
+/// True when `secret` holds a whole certificate (a CA key is optional: a
+/// Secret from before renewal has none).
+fn is_filled(secret: &Secret) -> bool {
+    let data = secret.data.as_ref();
+    [CA_ITEM, CERT_ITEM, KEY_ITEM].iter().all(|item| {
+        data.and_then(|d| d.get(*item))
+            .is_some_and(|v| !v.0.is_empty())
+    })
+}
+
+/// `stored` with `made` as its data. Metadata (resourceVersion, so the
+/// update fails if someone wrote in between, and the chart's labels) and the
+/// type, which cannot change, are kept.
+pub(crate) fn refilled(stored: &Secret, made: &Bootstrapped) -> Secret {
+    let namespace = stored.metadata.namespace.as_deref().unwrap_or_default();
+    let name = stored.metadata.name.as_deref().unwrap_or_default();
+    let mut updated = to_secret(made, namespace, name);
+    updated.metadata = stored.metadata.clone();
+    updated.type_ = stored.type_.clone();
+    updated
 }
 
 /// The Secret that shares `made` between replicas.
@@ -215,7 +273,7 @@ pub(crate) fn from_secret(secret: &Secret, namespace: &str, name: &str) -> Resul
             .and_then(|b| String::from_utf8(b.0.clone()).ok())
             .with_context(|| {
                 format!(
-                    "Secret {namespace}/{name} has no `{key}`; delete it to have a new one made"
+                    "Secret {namespace}/{name} has no `{key}`; restart the webhook to have a new certificate made"
                 )
             })
     };
@@ -310,5 +368,35 @@ mod tests {
         let made = bootstrap(&["127.0.0.1".into(), "keyward-webhook.keyward.svc".into()]).unwrap();
         assert!(made.ca_pem.contains("BEGIN CERTIFICATE"));
         server_config(&made.cert_pem, &made.key_pem).unwrap();
+    }
+
+    #[test]
+    fn the_charts_empty_secret_is_filled_in_place() {
+        let empty = Secret {
+            metadata: ObjectMeta {
+                name: Some("kw-keyward-webhook-tls".into()),
+                namespace: Some("keyward".into()),
+                resource_version: Some("42".into()),
+                labels: Some([("app.kubernetes.io/managed-by".into(), "Helm".into())].into()),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".into()),
+            ..Secret::default()
+        };
+        assert!(!is_filled(&empty));
+        let made = bootstrap(&["127.0.0.1".into()]).unwrap();
+        let filled = refilled(&empty, &made);
+        // The type cannot change on update; the resourceVersion makes the
+        // update fail when another replica filled it first.
+        assert_eq!(filled.type_.as_deref(), Some("Opaque"));
+        assert_eq!(filled.metadata, empty.metadata);
+        assert!(is_filled(&filled));
+        let read = from_secret(&filled, "keyward", "kw-keyward-webhook-tls").unwrap();
+        assert_eq!(read.ca_pem, made.ca_pem);
+        assert!(read.ca_key_pem.is_some());
+
+        let mut partial = filled.clone();
+        partial.data.as_mut().unwrap().remove(KEY_ITEM);
+        assert!(!is_filled(&partial), "a Secret without tls.key is refilled");
     }
 }

@@ -8,7 +8,7 @@
 
 use super::der::{CertFacts, facts};
 use super::resolver::SwappableCert;
-use super::{Bootstrapped, Lifetimes, bootstrap_with, from_secret, issue_leaf, to_secret};
+use super::{Bootstrapped, Lifetimes, bootstrap_with, from_secret, issue_leaf, refilled};
 use crate::metrics::metrics;
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Secret;
@@ -163,9 +163,8 @@ impl Renewal {
             return Ok(shared);
         }
         let next = self.next_from(&shared)?;
-        let mut updated = to_secret(&next, namespace, name);
-        updated.metadata = stored.metadata.clone();
-        // Only if nobody renewed since we read it.
+        // Only if nobody renewed since we read it (resourceVersion kept).
+        let updated = refilled(&stored, &next);
         match api.replace(name, &PostParams::default(), &updated).await {
             Ok(_) => Ok(next),
             Err(kube::Error::Api(status)) if status.code == 409 => {
