@@ -125,6 +125,20 @@ async fn values_schema_rejects_bad_values_with_a_clear_message() {
 }
 
 #[tokio::test]
+async fn chart_leaves_a_webhook_tls_secret_it_did_not_create() {
+    with_temp_ns(|client, ns| async move {
+        ignore_namespace(&client, &ns).await?;
+        let names = Names::new(&ns);
+        let result =
+            webhook_tls::check_foreign_secret_left_alone(&client, &ns, &names, &Helm::from_env()?)
+                .await;
+        remove_cluster_scoped(&client, &names).await;
+        result
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn chart_installs_upgrades_and_uninstalls() {
     with_temp_ns(|client, ns| async move {
         // On 1.20 namespaces carry no kubernetes.io/metadata.name label: the
@@ -156,6 +170,9 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
     check_workloads(client, ns, names).await?;
     check_webhook_configurations(client, ns, names).await?;
     check_rbac(client, ns, names).await?;
+    webhook_tls::check_created_empty(client, ns, names).await?;
+    webhook_tls::check_webhook_creates_no_secret(ns, names).await?;
+    let webhook_ca = webhook_tls::fill_as_two_replicas(ns, names).await?;
 
     // A key and a sealed secret that must survive the uninstall.
     let keys = keyward_api(client, ns, "ManagedKey", "managedkeys");
@@ -171,14 +188,9 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
     .context("ManagedKey with the chart's CRDs")?;
 
     // Every provider's settings, and changed webhook values.
-    let started = Instant::now();
-    helm.upgrade(
-        RELEASE,
-        &chart(),
-        ns,
-        &values(json!({
-            "operator": { "replicas": 2 },
-            "webhook": { "replicas": 3, "podAntiAffinity": "hard" },
+    let upgraded = values(json!({
+            "operator": { "replicas": 2, "maxConcurrentReconciles": 4, "keyringCacheSeconds": 0 },
+            "webhook": { "replicas": 3, "podAntiAffinity": "hard", "keyringCacheSeconds": 60 },
             "providers": {
                 "aws": {
                     "enabled": true, "region": "eu-west-1",
@@ -196,15 +208,31 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
                 },
             },
             "networkPolicy": { "restrictEgress": true },
-        })),
-    )
-    .await
-    .context("helm upgrade with every provider")?;
+    }));
+    let started = Instant::now();
+    helm.upgrade(RELEASE, &chart(), ns, &upgraded)
+        .await
+        .context("helm upgrade with every provider")?;
     println!(
         "MEASURE helm upgrade (providers): {} ms",
         started.elapsed().as_millis()
     );
     check_providers(client, ns, names).await?;
+    check_tuning(client, ns, names).await?;
+    // Helm's three-way merge leaves alone what the webhook wrote: the
+    // chart's manifest has no `data`.
+    let tls_secret = webhook_tls::tls_secret(names);
+    ensure!(
+        webhook_tls::stored_ca(client, ns, &tls_secret).await? == webhook_ca,
+        "helm upgrade changed the webhook's CA in {tls_secret}"
+    );
+    webhook_tls::check_missing_secret_error(client, ns, names).await?;
+    helm.upgrade(RELEASE, &chart(), ns, &upgraded)
+        .await
+        .context("helm upgrade restoring the TLS Secret")?;
+    webhook_tls::check_created_empty(client, ns, names)
+        .await
+        .context("after helm upgrade restored it")?;
     // Three webhook replicas now: the PodDisruptionBudget stays.
     let pdb = webhook_pdb(client, ns, names)
         .await?
@@ -746,9 +774,31 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
             check("delete", "", "secrets").ns(ns).named(root_key),
             false,
         ),
-        // Its TLS Secret (--tls-secret): create cannot be limited by name.
-        (webhook, check("create", "", "secrets").ns(ns), true),
+        (
+            webhook,
+            check("patch", "", "secrets").ns(ns).named(keyring),
+            false,
+        ),
+        // No Secret can be created: above all not the keyring's two before
+        // the operator's first start. The chart creates its TLS Secret.
+        (webhook, check("create", "", "secrets").ns(ns), false),
+        (
+            webhook,
+            check("create", "", "secrets").ns(ns).named(keyring),
+            false,
+        ),
+        (
+            webhook,
+            check("create", "", "secrets").ns(ns).named(root_key),
+            false,
+        ),
+        (
+            webhook,
+            check("create", "", "secrets").ns(ns).named(&tls_secret),
+            false,
+        ),
         (webhook, check("create", "", "secrets").ns(other_ns), false),
+        (webhook, check("watch", "", "secrets").ns(ns), false),
         (
             webhook,
             check("get", "", "secrets").ns(ns).named(&tls_secret),
@@ -928,6 +978,43 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
     }
     ensure!(wrong.is_empty(), "RBAC:\n{}", wrong.join("\n"));
     println!("RBAC: {} SubjectAccessReviews as expected", cases.len());
+    Ok(())
+}
+
+/// operator.maxConcurrentReconciles, operator.keyringCacheSeconds and
+/// webhook.keyringCacheSeconds reach the binaries' flags.
+async fn check_tuning(client: &Client, ns: &str, names: &Names) -> Result<()> {
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    let container = |d: Deployment| {
+        d.spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.containers.into_iter().next())
+            .context("no container")
+    };
+    let operator = container(deployments.get(&names.operator).await?)?;
+    let env: Vec<(String, Option<String>)> = operator
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    for (name, value) in [
+        ("KEYWARD_MAX_CONCURRENT_RECONCILES", "4"),
+        ("KEYWARD_KEYRING_CACHE_SECONDS", "0"),
+    ] {
+        ensure!(
+            env.iter()
+                .any(|(n, v)| n == name && v.as_deref() == Some(value)),
+            "operator env lacks {name}={value}: {env:?}"
+        );
+    }
+    let args = container(deployments.get(&names.webhook).await?)?
+        .args
+        .unwrap_or_default();
+    ensure!(
+        args.iter().any(|a| a == "--keyring-cache-seconds=60"),
+        "webhook args {args:?}"
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a subset
 
 pub mod on_node;
+pub mod webhook_tls;
 
 use std::path::{Path, PathBuf};
 

@@ -120,14 +120,20 @@ pub async fn install_seal_and_read(
     ));
 
     // The webhook, from the chart, bootstraps its TLS into the Secret its
-    // replicas share (--tls-secret) and patches its CA into its own
+    // replicas share (--tls-secret; the chart creates it empty, the webhook
+    // may only get and update it) and patches its CA into its own
     // configurations (RBAC limited to those names).
     wait_running(client, &flow.release_ns, "webhook").await?;
-    wait_ca_bundle(client, &flow.names().mutating()).await?;
+    let bundle = wait_ca_bundle(client, &flow.names().mutating()).await?;
     let tls = format!("{}-tls", flow.names().webhook);
+    let stored = super::webhook_tls::stored_ca(client, &flow.release_ns, &tls)
+        .await
+        .with_context(|| {
+            format!("the webhook did not fill Secret {tls} (created empty by the chart)")
+        })?;
     ensure!(
-        secrets.get_opt(&tls).await?.is_some(),
-        "the webhook did not keep its certificate in Secret {tls} (--tls-secret)"
+        stored.as_bytes() == bundle,
+        "caBundle is not the CA kept in Secret {tls}"
     );
     steps.done(&format!(
         "webhook pod running; its CA and certificate kept in Secret {tls}, the CA patched into both webhook configurations"
@@ -325,7 +331,8 @@ async fn wait_key_ready(keys: &Api<DynamicObject>, name: &str) -> Result<()> {
     }
 }
 
-async fn wait_ca_bundle(client: &Client, mutating: &str) -> Result<()> {
+/// The caBundle (PEM) the webhook patched into its mutating configuration.
+async fn wait_ca_bundle(client: &Client, mutating: &str) -> Result<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let m = Api::<MutatingWebhookConfiguration>::all(client.clone())
@@ -336,8 +343,8 @@ async fn wait_ca_bundle(client: &Client, mutating: &str) -> Result<()> {
             .unwrap_or_default()
             .first()
             .and_then(|w| w.client_config.ca_bundle.clone());
-        if bundle.is_some_and(|b| !b.0.is_empty()) {
-            return Ok(());
+        if let Some(bundle) = bundle.filter(|b| !b.0.is_empty()) {
+            return Ok(bundle.0);
         }
         ensure!(Instant::now() < deadline, "webhook never patched caBundle");
         tokio::time::sleep(Duration::from_millis(200)).await;
