@@ -9,12 +9,19 @@
 //! (checked through the provider crate's describe), SealedSecret sealed with
 //! it -> Ready, and POST /v1/unseal with a pod-bound token opens it. A key
 //! naming a provider the operator was not started with is Degraded.
+//!
+//! Cloud KMS: the real `keyward-operator` and `keyward-webhook serve`
+//! binaries as processes, reaching the Cloud KMS REST test double
+//! (`keyward-gcp-double`, in this process) through `--gcp-endpoint` and
+//! `--gcp-anonymous` (the operator through `KEYWARD_GCP_ANONYMOUS`): key
+//! Ready, SealedSecret Ready, unseal, rotation by annotation (version 2 in
+//! the double), deletion (every version `DESTROY_SCHEDULED`).
 
 mod providers_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
@@ -27,13 +34,15 @@ use keyward_crds::conditions::{self, READY};
 use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::keys::{degraded_reason, ready, wait_key};
 use keyward_e2e::{crds, with_temp_ns};
+use keyward_gcp_double::{Double, KEY_RING};
 use keyward_operator::{Config, http::Readiness, metrics::Metrics};
 use keyward_provider_select::{ProviderArgs, Providers};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
 use keyward_webhook::{AppState, inject, router, server, tls};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use providers_support::binaries::{self, Process};
 use providers_support::peers::{Moto, SOFTHSM_MODULE, SoftHsm, TOKEN};
 use serde_json::{Value, json};
 
@@ -41,11 +50,23 @@ const KEYRING: &str = "keyward-local-keyring";
 const ROOT_KEY: &str = "keyward-local-root-key";
 const REGION: &str = "eu-west-1";
 
-/// One test function: the peers' settings live in the process environment
-/// (SoftHSM2 reads SOFTHSM2_CONF, the AWS SDK its credential chain), set
-/// once here before any runtime thread or client exists.
+/// Held by each test of this binary for its whole run, so they run one at
+/// a time: the AWS/PKCS#11 test sets the process environment, which must
+/// not happen while another test's threads may read it.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The peers' settings live in the process environment (SoftHSM2 reads
+/// SOFTHSM2_CONF, the AWS SDK its credential chain), set here before any
+/// runtime thread or client of this test exists.
 #[test]
 fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
+    let _alone = one_at_a_time();
     let moto = Moto::start().expect("moto");
     let hsm = SoftHsm::start().expect("SoftHSM2");
     set_peer_environment(&hsm.conf);
@@ -137,7 +158,7 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
         // The webhook's unseal API, over TLS, with a token bound to a pod
         // annotated for both SealedSecrets.
         let (url, ca_pem, webhook) = serve_unseal(&client, &providers, dir.path()).await?;
-        let pod = reader_pod(&client, &ns).await?;
+        let pod = reader_pod(&client, &ns, "kms,hsm").await?;
         let token = token_for(&client, &ns, &pod).await?;
         let request = UnsealRequest {
             token,
@@ -195,11 +216,219 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
     drop(moto);
 }
 
+/// Cloud KMS through the binaries as they ship: the double runs in this
+/// process, the operator and the webhook are child processes that reach it
+/// only through their provider flags.
+#[test]
+fn cloud_kms_keys_go_through_the_operator_and_webhook_binaries() {
+    let _alone = one_at_a_time();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(with_temp_ns(move |client, ns| async move {
+        let operator_bin =
+            keyward_e2e::binaries::build_binary("keyward-operator", "keyward-operator", false)
+                .await?;
+        let webhook_bin =
+            keyward_e2e::binaries::build_binary("keyward-webhook", "keyward-webhook", false)
+                .await?;
+        crds::install_keyward_crds(&client).await?;
+        let kms = Double::start().await;
+        let dir = tempfile::tempdir()?;
+        let gcp_flags = vec![
+            format!("--gcp-key-ring={KEY_RING}"),
+            format!("--gcp-endpoint={}", kms.endpoint()),
+        ];
+        // The operator takes the switch from its variable (as the chart
+        // sets it), the webhook from the flag.
+        let operator = binaries::operator(
+            &operator_bin,
+            &ns,
+            dir.path(),
+            &gcp_flags,
+            &[("KEYWARD_GCP_ANONYMOUS", "true")],
+        )?;
+        let mut run = CloudKms {
+            client,
+            ns,
+            kms,
+            dir,
+            webhook_bin,
+            gcp_flags,
+            operator,
+            webhook: None,
+        };
+        let started = Instant::now();
+        let outcome = run.flow().await;
+        outcome.with_context(|| run.logs())?;
+        println!(
+            "Cloud KMS through the binaries: created, sealed, unsealed, rotated, deleted in {:?}",
+            started.elapsed()
+        );
+        Ok(())
+    }));
+}
+
+/// The Cloud KMS case's peers and processes.
+struct CloudKms {
+    client: Client,
+    ns: String,
+    kms: Double,
+    dir: tempfile::TempDir,
+    webhook_bin: PathBuf,
+    gcp_flags: Vec<String>,
+    operator: Process,
+    webhook: Option<Process>,
+}
+
+impl CloudKms {
+    /// The binaries' last lines, for a failure.
+    fn logs(&self) -> String {
+        let mut logs = self.operator.log_tail(60);
+        if let Some(webhook) = &self.webhook {
+            logs = format!("{logs}\n{}", webhook.log_tail(30));
+        }
+        logs
+    }
+
+    /// Key Ready, sealed, unsealed, rotated, deleted; checked in the double.
+    async fn flow(&mut self) -> Result<()> {
+        let (client, ns, kms) = (&self.client, self.ns.as_str(), &self.kms);
+        let dir = self.dir.path();
+
+        let started = Instant::now();
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
+        let (project, location, ring) = match KEY_RING.split('/').collect::<Vec<_>>()[..] {
+            ["projects", project, "locations", location, "keyRings", ring] => {
+                (project, location, ring)
+            }
+            _ => anyhow::bail!("unexpected key ring {KEY_RING}"),
+        };
+        let provider = json!({"gcp": {"project": project, "location": location, "keyRing": ring}});
+        keys.create(&PostParams::default(), &managed_key("gcp", provider)?)
+            .await?;
+
+        // Ready, with a CryptoKey in the double owned by the ManagedKey.
+        let key = wait_key(&keys, "gcp", "Ready", ready).await;
+        self.operator.check_running()?;
+        let key = key?;
+        println!("gcp ManagedKey Ready after {:?}", started.elapsed());
+        let id = key_id(&key)?;
+        ensure!(id.starts_with(&format!("{KEY_RING}/cryptoKeys/")), "{id}");
+        let stored = kms.key(&id).context("no CryptoKey in the double")?;
+        ensure!(
+            stored.labels.get("keyward-owner") == key.uid().as_ref(),
+            "owner label {:?}, ManagedKey uid {:?}",
+            stored.labels.get("keyward-owner"),
+            key.uid()
+        );
+        ensure!(
+            stored.purpose == "ENCRYPT_DECRYPT" && stored.primary == Some(1),
+            "{stored:?}"
+        );
+        // The same flags in this process: a provider like the binaries' own.
+        let args = ProviderArgs {
+            gcp_key_ring: Some(KEY_RING.into()),
+            gcp_endpoint: Some(kms.endpoint()),
+            gcp_anonymous: true,
+            ..ProviderArgs::default()
+        };
+        let providers = Providers::connect(&args).await?;
+        check_peer_key(
+            "the Cloud KMS double",
+            &key,
+            &providers.describe_key(&id).await?,
+        )?;
+
+        // Sealed with it (online, as `keyward seal` does), accepted by the operator.
+        let value = "cloud-kms-kept-this";
+        seal(client, ns, &providers, "gcp", &id, value).await?;
+        let sealed: Api<SealedSecret> = Api::namespaced(client.clone(), ns);
+        wait_sealed_ready(&sealed, "gcp").await?;
+
+        // The webhook binary opens it for a pod: Decrypt at the double.
+        let webhook_args = [&self.gcp_flags[..], &["--gcp-anonymous".to_owned()]].concat();
+        let webhook = binaries::webhook(&self.webhook_bin, ns, dir, &webhook_args).await?;
+        let (url, ca_pem) = (webhook.url, webhook.ca_pem);
+        self.webhook = Some(webhook.process);
+        let pod = reader_pod(client, ns, "gcp").await?;
+        let request = UnsealRequest {
+            token: token_for(client, ns, &pod).await?,
+            namespace: ns.to_owned(),
+            pod: pod.name_any(),
+            secrets: vec!["gcp".to_owned()],
+        };
+        kms.reset_calls();
+        let opened = inject::unseal_once(&format!("{url}/v1/unseal"), &ca_pem, &request)
+            .await
+            .with_context(|| {
+                let audit = std::fs::read_to_string(dir.join("unseal.log"));
+                format!("unseal audit: {}", audit.unwrap_or_default())
+            })?;
+        let got = opened
+            .secrets
+            .get("gcp")
+            .and_then(|items| items.get("password"))
+            .context("no gcp/password in the unseal response")?;
+        let plain = base64::engine::general_purpose::STANDARD.decode(got.as_bytes())?;
+        ensure!(plain == value.as_bytes(), "gcp opened to other bytes");
+        ensure!(
+            kms.calls("Decrypt") >= 1,
+            "the webhook did not call Decrypt"
+        );
+        println!(
+            "unsealed through the webhook binary after {:?}",
+            started.elapsed()
+        );
+
+        // Rotation by annotation: version 2 in the double, primary there too.
+        let annotate = json!({"metadata": {"annotations": {"keyward.io/rotate": "e2e-1"}}});
+        keys.patch("gcp", &PatchParams::default(), &Patch::Merge(&annotate))
+            .await?;
+        wait_key(&keys, "gcp", "rotated to version 2", |k| {
+            k.status.as_ref().and_then(|s| s.primary_version) == Some(2)
+        })
+        .await?;
+        let stored = kms.key(&id).context("CryptoKey gone")?;
+        ensure!(
+            stored.versions == 2 && stored.primary == Some(2),
+            "after rotation: {stored:?}"
+        );
+
+        // Deletion (the SealedSecret first: dependants block it) schedules the
+        // destruction of every version in the double.
+        sealed.delete("gcp", &DeleteParams::default()).await?;
+        keys.delete("gcp", &DeleteParams::default()).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while keys.get_opt("gcp").await?.is_some() {
+            self.operator.check_running()?;
+            ensure!(
+                Instant::now() < deadline,
+                "the ManagedKey kept its finalizer"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stored = kms.key(&id).context("CryptoKey gone")?;
+        ensure!(
+            stored
+                .version_states
+                .values()
+                .all(|state| *state == "DESTROY_SCHEDULED"),
+            "after deletion: {stored:?}"
+        );
+        ensure!(
+            providers.describe_key(&id).await?.deletion_at.is_some(),
+            "the provider does not see the key scheduled for deletion"
+        );
+        let audit = std::fs::read_to_string(dir.join("audit.log"))?;
+        ensure!(audit.contains(&id), "the operator's audit log lacks {id}");
+        Ok(())
+    }
+}
+
 #[allow(unsafe_code)]
 fn set_peer_environment(softhsm_conf: &Path) {
-    // SAFETY: called once, from the only test of this binary, before any
-    // runtime thread or client exists; nothing reads the environment
-    // concurrently. SoftHSM2 takes its config only from SOFTHSM2_CONF, and
+    // SAFETY: called once, holding ONE_AT_A_TIME (so no other test of this
+    // binary runs), before this test's runtime thread or client exists;
+    // nothing reads the environment concurrently. SoftHSM2 takes its config only from SOFTHSM2_CONF, and
     // the operator's AWS client uses the SDK's default credential chain,
     // which is what production uses (IRSA there, fixed keys for moto here).
     unsafe {
@@ -359,11 +588,11 @@ async fn serve_unseal(
     Ok((url, made.ca_pem, task))
 }
 
-/// A pod annotated for both SealedSecrets that no node matches: it never
-/// runs (nothing is pulled), but it exists, which is all a bound token needs.
-async fn reader_pod(client: &Client, ns: &str) -> Result<Pod> {
+/// A pod annotated for `secrets` that no node matches: it never runs
+/// (nothing is pulled), but it exists, which is all a bound token needs.
+async fn reader_pod(client: &Client, ns: &str, secrets: &str) -> Result<Pod> {
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "reader", "annotations": {"keyward.io/inject": "kms,hsm"}},
+        "metadata": {"name": "reader", "annotations": {"keyward.io/inject": secrets}},
         "spec": {
             "nodeSelector": {"keyward.io/e2e-no-such-node": "true"},
             "containers": [{"name": "app", "image": "keyward.local/never-pulled:e2e"}],

@@ -1,3 +1,5 @@
-//! Glue for `providers.rs`: the real provider peers it runs against.
+//! Glue for `providers.rs`: the real provider peers it runs against, and
+//! the operator and webhook binaries as processes.
 
+pub mod binaries;
 pub mod peers;
