@@ -1,16 +1,20 @@
 //! The keyring document and its operations, with no I/O: the store loads it,
-//! applies one of these, and writes it back.
+//! applies one of these, and writes it back. The version rules are core's
+//! [`KeyRecord`], shared with the PKCS#11 provider.
 
 use crate::crypto::{RsaKeySize, RsaPrivateKey, fill_random};
+use crate::provider::key_record::{self, CheckOrder, KeyRecord};
 use crate::provider::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result, VersionInfo,
-    VersionState,
+    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result, VersionState,
 };
 use crate::secret::SecretBytes;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 pub const FORMAT: u32 = 1;
+
+/// A missing version is reported before a key pending deletion.
+pub const CHECK_ORDER: CheckOrder = CheckOrder::VersionFirst;
 
 #[derive(Serialize, Deserialize, Default)]
 pub struct Keyring {
@@ -18,18 +22,9 @@ pub struct Keyring {
     pub keys: Vec<LocalKey>,
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct LocalKey {
-    pub id: String,
-    pub name: String,
-    pub algorithm: KeyAlgorithm,
-    pub owner: Option<String>,
-    pub description: Option<String>,
-    pub primary: u32,
-    pub deletion_at: Option<u64>,
-    pub versions: Vec<LocalVersion>,
-}
+pub type LocalKey = KeyRecord<LocalVersion>;
 
+/// Deliberately not `Debug` or `Clone`: it holds key material.
 #[derive(Serialize, Deserialize)]
 pub struct LocalVersion {
     pub version: u32,
@@ -41,13 +36,7 @@ pub struct LocalVersion {
     pub material: SecretBytes,
 }
 
-pub fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn system_time(seconds: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(seconds)
-}
+key_record::recorded_version!(LocalVersion);
 
 fn new_material(algorithm: KeyAlgorithm) -> SecretBytes {
     match algorithm {
@@ -123,16 +112,7 @@ impl Keyring {
                 spec.name
             )));
         }
-        let key = LocalKey {
-            id: new_key_id(),
-            name: spec.name.clone(),
-            algorithm: spec.algorithm,
-            owner: spec.owner.clone(),
-            description: spec.description.clone(),
-            primary: 1,
-            deletion_at: None,
-            versions: vec![new_version(1, spec.algorithm, now)],
-        };
+        let key = LocalKey::new(spec, new_key_id(), new_version(1, spec.algorithm, now));
         let info = key.info();
         self.keys.push(key);
         Ok(info)
@@ -141,35 +121,13 @@ impl Keyring {
     pub fn rotate(&mut self, key: &str, now: u64) -> Result<KeyInfo> {
         let key = self.find_mut(key)?;
         key.refuse_if_pending_deletion()?;
-        let next = key.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
-        key.versions.push(new_version(next, key.algorithm, now));
-        key.primary = next;
+        let next = key.next_version();
+        key.push_primary(new_version(next, key.algorithm, now));
         Ok(key.info())
     }
 
     pub fn set_enabled(&mut self, key: &str, version: u32, enabled: bool) -> Result<()> {
-        let key = self.find_mut(key)?;
-        key.refuse_if_pending_deletion()?;
-        let id = key.id.clone();
-        let version = key.version_mut(version)?;
-        match version.state {
-            VersionState::Enabled | VersionState::Disabled => {
-                version.state = if enabled {
-                    VersionState::Enabled
-                } else {
-                    VersionState::Disabled
-                };
-                Ok(())
-            }
-            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
-                key: id,
-                version: version.version,
-            }),
-            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                key: id,
-                version: version.version,
-            }),
-        }
+        self.find_mut(key)?.set_enabled(version, enabled)
     }
 
     pub fn schedule_deletion(
@@ -179,177 +137,35 @@ impl Keyring {
         window: Duration,
         now: u64,
     ) -> Result<SystemTime> {
-        let at = now.saturating_add(window.as_secs());
-        let key = self.find_mut(key)?;
-        match target {
-            DeletionTarget::WholeKey => {
-                key.deletion_at = Some(*key.deletion_at.get_or_insert(at));
-                Ok(system_time(key.deletion_at.unwrap_or(at)))
-            }
-            DeletionTarget::Version(number) => {
-                if number == key.primary {
-                    return Err(ProviderError::InvalidRequest(format!(
-                        "version {number} is the primary version of `{}`; rotate the key first, or delete the whole key",
-                        key.name
-                    )));
-                }
-                let id = key.id.clone();
-                let version = key.version_mut(number)?;
-                match version.state {
-                    VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                        key: id,
-                        version: number,
-                    }),
-                    VersionState::PendingDeletion => {
-                        Ok(system_time(version.deletion_at.unwrap_or(at)))
-                    }
-                    _ => {
-                        version.state = VersionState::PendingDeletion;
-                        version.deletion_at = Some(at);
-                        Ok(system_time(at))
-                    }
-                }
-            }
-        }
+        self.find_mut(key)?.schedule_deletion(target, window, now)
     }
 
-    /// A cancelled version comes back disabled, as in AWS KMS: enabling it
-    /// again is a separate, deliberate step.
     pub fn cancel_deletion(&mut self, key: &str, target: DeletionTarget) -> Result<()> {
-        let key = self.find_mut(key)?;
-        match target {
-            DeletionTarget::WholeKey => {
-                key.deletion_at = None;
-                Ok(())
-            }
-            DeletionTarget::Version(number) => {
-                let id = key.id.clone();
-                let version = key.version_mut(number)?;
-                match version.state {
-                    VersionState::PendingDeletion => {
-                        version.state = VersionState::Disabled;
-                        version.deletion_at = None;
-                        Ok(())
-                    }
-                    VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                        key: id,
-                        version: number,
-                    }),
-                    _ => Ok(()),
-                }
-            }
-        }
+        self.find_mut(key)?.cancel_deletion(target)
     }
 
     /// Destroys what is due: versions lose their material, keys disappear.
     /// Returns whether anything changed.
     pub fn purge_due(&mut self, now: u64) -> bool {
         let before = self.keys.len();
-        self.keys
-            .retain(|key| key.deletion_at.is_none_or(|at| at > now));
+        self.keys.retain(|key| !key.due(now).whole_key);
         let mut changed = self.keys.len() != before;
-        for version in self.keys.iter_mut().flat_map(|k| k.versions.iter_mut()) {
-            if version.state == VersionState::PendingDeletion
-                && version.deletion_at.is_some_and(|at| at <= now)
-            {
-                version.state = VersionState::Destroyed;
-                version.material = SecretBytes::default();
-                changed = true;
+        for key in &mut self.keys {
+            for number in key.due(now).versions {
+                if let Some(version) = key.mark_destroyed(number) {
+                    version.material = SecretBytes::default();
+                    changed = true;
+                }
             }
         }
         changed
     }
 }
 
-impl LocalKey {
-    pub fn info(&self) -> KeyInfo {
-        KeyInfo {
-            key_id: self.id.clone(),
-            name: self.name.clone(),
-            algorithm: self.algorithm,
-            owner: self.owner.clone(),
-            primary_version: self.primary,
-            versions: self
-                .versions
-                .iter()
-                .map(|v| VersionInfo {
-                    version: v.version,
-                    state: v.state,
-                    created_at: system_time(v.created_at),
-                    deletion_at: v.deletion_at.map(system_time),
-                })
-                .collect(),
-            deletion_at: self.deletion_at.map(system_time),
-        }
-    }
-
-    pub fn version(&self, number: u32) -> Result<&LocalVersion> {
-        self.versions
-            .iter()
-            .find(|v| v.version == number && v.state != VersionState::Destroyed)
-            .ok_or_else(|| ProviderError::UnknownVersion {
-                key: self.id.clone(),
-                version: number,
-            })
-    }
-
-    fn version_mut(&mut self, number: u32) -> Result<&mut LocalVersion> {
-        let id = self.id.clone();
-        self.versions
-            .iter_mut()
-            .find(|v| v.version == number)
-            .ok_or(ProviderError::UnknownVersion {
-                key: id,
-                version: number,
-            })
-    }
-
-    fn refuse_if_pending_deletion(&self) -> Result<()> {
-        match self.deletion_at {
-            Some(_) => Err(ProviderError::PendingDeletion {
-                key: self.id.clone(),
-                version: self.primary,
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn usable(&self, version: &LocalVersion) -> Result<()> {
-        self.refuse_if_pending_deletion()?;
-        let (key, number) = (self.id.clone(), version.version);
-        match version.state {
-            VersionState::Enabled => Ok(()),
-            VersionState::Disabled => Err(ProviderError::VersionDisabled {
-                key,
-                version: number,
-            }),
-            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
-                key,
-                version: number,
-            }),
-            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                key,
-                version: number,
-            }),
-        }
-    }
-
-    pub fn primary_for_wrap(&self) -> Result<&LocalVersion> {
-        let version = self.version(self.primary)?;
-        self.usable(version)?;
-        Ok(version)
-    }
-
-    pub fn version_for_unwrap(&self, number: u32) -> Result<&LocalVersion> {
-        let version = self.version(number)?;
-        self.usable(version)?;
-        Ok(version)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::key_record::system_time;
 
     fn spec(name: &str, owner: Option<&str>) -> KeySpec {
         KeySpec {
@@ -395,23 +211,23 @@ mod tests {
     fn stored_keyring_answers_as_before() {
         let ring = stored();
         let key = ring.find("local-00112233445566aa").unwrap();
-        assert_eq!(key.primary_for_wrap().unwrap().version, 4);
+        assert_eq!(key.primary_for_wrap(CHECK_ORDER).unwrap().version, 4);
         assert_eq!(
-            key.version_for_unwrap(3).err(),
+            key.version_for_unwrap(3, CHECK_ORDER).err(),
             Some(ProviderError::VersionDisabled {
                 key: key.id.clone(),
                 version: 3
             })
         );
         assert_eq!(
-            key.version_for_unwrap(2).err(),
+            key.version_for_unwrap(2, CHECK_ORDER).err(),
             Some(ProviderError::PendingDeletion {
                 key: key.id.clone(),
                 version: 2
             })
         );
         assert_eq!(
-            key.version_for_unwrap(1).err(),
+            key.version_for_unwrap(1, CHECK_ORDER).err(),
             Some(ProviderError::UnknownVersion {
                 key: key.id.clone(),
                 version: 1
@@ -437,12 +253,18 @@ mod tests {
             key: retired.id.clone(),
             version: 1,
         };
-        assert_eq!(retired.primary_for_wrap().err(), Some(pending_key.clone()));
-        assert_eq!(retired.version_for_unwrap(1).err(), Some(pending_key));
+        assert_eq!(
+            retired.primary_for_wrap(CHECK_ORDER).err(),
+            Some(pending_key.clone())
+        );
+        assert_eq!(
+            retired.version_for_unwrap(1, CHECK_ORDER).err(),
+            Some(pending_key)
+        );
         // The local provider looks the version up before it checks the key's
         // own deletion (PKCS#11 does the opposite).
         assert_eq!(
-            retired.version_for_unwrap(7).err(),
+            retired.version_for_unwrap(7, CHECK_ORDER).err(),
             Some(ProviderError::UnknownVersion {
                 key: retired.id.clone(),
                 version: 7
@@ -531,8 +353,8 @@ mod tests {
         let info = ring.rotate("a", 10).unwrap();
         assert_eq!(info.primary_version, 2);
         let key = ring.find("a").unwrap();
-        assert_eq!(key.primary_for_wrap().unwrap().version, 2);
-        assert!(key.version_for_unwrap(1).is_ok());
+        assert_eq!(key.primary_for_wrap(CHECK_ORDER).unwrap().version, 2);
+        assert!(key.version_for_unwrap(1, CHECK_ORDER).is_ok());
     }
 
     #[test]
@@ -550,7 +372,7 @@ mod tests {
         ring.schedule_deletion("a", DeletionTarget::Version(1), Duration::from_secs(100), 0)
             .unwrap();
         assert!(matches!(
-            ring.find("a").unwrap().version_for_unwrap(1),
+            ring.find("a").unwrap().version_for_unwrap(1, CHECK_ORDER),
             Err(ProviderError::PendingDeletion { .. })
         ));
         assert!(!ring.purge_due(99));
@@ -592,11 +414,11 @@ mod tests {
         ring.set_enabled("a", 1, false).unwrap();
         let key = ring.find("a").unwrap();
         assert!(matches!(
-            key.primary_for_wrap(),
+            key.primary_for_wrap(CHECK_ORDER),
             Err(ProviderError::VersionDisabled { .. })
         ));
         assert!(matches!(
-            key.version_for_unwrap(1),
+            key.version_for_unwrap(1, CHECK_ORDER),
             Err(ProviderError::VersionDisabled { .. })
         ));
     }

@@ -15,12 +15,14 @@ pub use file_backend::FileBackend;
 pub use root_key::RootKey;
 pub use store::{DEFAULT_CACHE_TTL, KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
 
+use crate::provider::key_record::unix_seconds;
 use crate::provider::{
     DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
     WrapContext, WrappedDek,
 };
 use crate::secret::Dek;
 use async_trait::async_trait;
+use keyring::CHECK_ORDER;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -71,7 +73,7 @@ impl LocalProvider {
 }
 
 fn now() -> u64 {
-    keyring::unix_seconds(SystemTime::now())
+    unix_seconds(SystemTime::now())
 }
 
 #[async_trait]
@@ -128,7 +130,7 @@ impl KeyProvider for LocalProvider {
         self.blocking(move |store| {
             store.read(|ring| {
                 let key = ring.find(&key_id)?;
-                let version = key.primary_for_wrap()?;
+                let version = key.primary_for_wrap(CHECK_ORDER)?;
                 wrap::wrap(key, version, &dek, &context)
             })
         })
@@ -140,7 +142,7 @@ impl KeyProvider for LocalProvider {
         self.blocking(move |store| {
             store.read(|ring| {
                 let key = ring.find(&wrapped.key_id)?;
-                let version = key.version_for_unwrap(wrapped.version)?;
+                let version = key.version_for_unwrap(wrapped.version, CHECK_ORDER)?;
                 wrap::unwrap(key, version, &wrapped, &context)
             })
         })

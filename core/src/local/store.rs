@@ -64,18 +64,7 @@ impl Cached {
 }
 
 fn next_due(ring: &Keyring) -> Option<u64> {
-    use crate::provider::VersionState;
-    ring.keys
-        .iter()
-        .flat_map(|key| {
-            key.deletion_at.into_iter().chain(
-                key.versions
-                    .iter()
-                    .filter(|v| v.state == VersionState::PendingDeletion)
-                    .filter_map(|v| v.deletion_at),
-            )
-        })
-        .min()
+    ring.keys.iter().filter_map(|key| key.next_due()).min()
 }
 
 /// A lookup that a newer keyring might answer.

@@ -11,6 +11,7 @@
 mod context_aad;
 mod dek_cache;
 mod error;
+pub mod key_record;
 mod types;
 
 pub use context_aad::wrap_context_aad;

@@ -21,12 +21,13 @@ pub use token::version_id;
 
 use async_trait::async_trait;
 use cryptoki::session::Session;
+use keyward_core::provider::key_record::unix_seconds;
 use keyward_core::provider::{
     DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo,
     Result, WrapAlgorithm, WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
-use meta::{ID_PREFIX, KeyMeta, unix_seconds};
+use meta::{ID_PREFIX, KeyMeta};
 use pool::{OpResult, Token};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -120,7 +121,7 @@ fn load(session: &Session, key: &str) -> OpResult<StoredMeta> {
     } else {
         token::all_meta(session)?
             .into_iter()
-            .find(|stored| stored.meta.name == key)
+            .find(|stored| stored.meta.key.name == key)
     };
     Ok(found.ok_or_else(|| ProviderError::UnknownKey(key.to_owned()))?)
 }
@@ -128,12 +129,12 @@ fn load(session: &Session, key: &str) -> OpResult<StoredMeta> {
 /// Destroys the due parts of one key; `None` when the whole key is gone.
 /// The caller holds the admin lock and passes a fresh read.
 fn purge_locked(session: &Session, stored: StoredMeta) -> OpResult<Option<StoredMeta>> {
-    let due = stored.meta.due(now());
+    let due = stored.meta.key.due(now());
     if due.whole_key {
-        for version in &stored.meta.versions {
-            token::destroy_version(session, &stored.meta.id, version.version)?;
+        for version in &stored.meta.key.versions {
+            token::destroy_version(session, &stored.meta.key.id, version.version)?;
         }
-        tracing::info!(key = %stored.meta.id, "destroyed key on the token after its deletion window");
+        tracing::info!(key = %stored.meta.key.id, "destroyed key on the token after its deletion window");
         token::delete_meta(session, stored)?;
         return Ok(None);
     }
@@ -142,12 +143,12 @@ fn purge_locked(session: &Session, stored: StoredMeta) -> OpResult<Option<Stored
     }
     let mut meta = stored.meta.clone();
     for version in due.versions {
-        token::destroy_version(session, &meta.id, version)?;
-        meta.mark_destroyed(version);
-        tracing::info!(key = %meta.id, version, "destroyed key version on the token after its deletion window");
+        token::destroy_version(session, &meta.key.id, version)?;
+        meta.key.mark_destroyed(version);
+        tracing::info!(key = %meta.key.id, version, "destroyed key version on the token after its deletion window");
     }
     token::write_meta(session, Some(stored), &mut meta)?;
-    token::find_meta(session, &meta.id)
+    token::find_meta(session, &meta.key.id)
 }
 
 /// Loads a key for use, destroying what is due first.
@@ -156,11 +157,11 @@ fn load_settled(session: &Session, shared: &Shared, key: &str) -> OpResult<Store
         let _reading = read(&shared.objects);
         load(session, key)?
     };
-    if stored.meta.due(now()) == Default::default() {
+    if stored.meta.key.due(now()) == Default::default() {
         return Ok(stored);
     }
     let _admin = write(&shared.objects);
-    let fresh = token::find_meta(session, &stored.meta.id)?;
+    let fresh = token::find_meta(session, &stored.meta.key.id)?;
     let settled = match fresh {
         Some(fresh) => purge_locked(session, fresh)?,
         None => None,
@@ -203,9 +204,9 @@ fn update<T>(
 
 fn wrong_type(meta: &KeyMeta, expected: &'static str) -> ProviderError {
     ProviderError::WrongKeyType {
-        key: meta.id.clone(),
+        key: meta.key.id.clone(),
         expected,
-        actual: meta.algorithm.describe(),
+        actual: meta.key.algorithm.describe(),
     }
 }
 
@@ -228,12 +229,12 @@ impl KeyProvider for Pkcs11Provider {
             let _admin = write(&shared.objects);
             let existing = token::all_meta(session)?;
             if spec.owner.is_some()
-                && let Some(found) = existing.iter().find(|s| s.meta.owner == spec.owner)
+                && let Some(found) = existing.iter().find(|s| s.meta.key.owner == spec.owner)
             {
-                return Ok(found.meta.info());
+                return Ok(found.meta.key.info());
             }
             meta::check_name(&spec.name)?;
-            if existing.iter().any(|s| s.meta.name == spec.name) {
+            if existing.iter().any(|s| s.meta.key.name == spec.name) {
                 return Err(ProviderError::InvalidRequest(format!(
                     "a key named `{}` already exists on the token; pick another name or rotate the existing key",
                     spec.name
@@ -243,15 +244,15 @@ impl KeyProvider for Pkcs11Provider {
             let mut meta = KeyMeta::new(&spec, meta::new_key_id(), now());
             token::generate_version(session, &meta, 1)?;
             token::write_meta(session, None, &mut meta)?;
-            tracing::info!(key = %meta.id, name = %meta.name, algorithm = %meta.algorithm, "created key on the token");
-            Ok(meta.info())
+            tracing::info!(key = %meta.key.id, name = %meta.key.name, algorithm = %meta.key.algorithm, "created key on the token");
+            Ok(meta.key.info())
         })
         .await
     }
 
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         let key = key.to_owned();
-        self.run(move |session, shared| Ok(load_settled(session, shared, &key)?.meta.info()))
+        self.run(move |session, shared| Ok(load_settled(session, shared, &key)?.meta.key.info()))
             .await
     }
 
@@ -259,14 +260,14 @@ impl KeyProvider for Pkcs11Provider {
         let key_id = key_id.to_owned();
         self.run(move |session, shared| {
             update(session, shared, &key_id, |session, meta| {
-                meta.refuse_if_pending_deletion()?;
-                let next = meta.next_version();
+                meta.key.refuse_if_pending_deletion()?;
+                let next = meta.key.next_version();
                 token::generate_version(session, meta, next)?;
                 meta.add_primary(next, now());
                 Ok(())
             })?;
             let _reading = read(&shared.objects);
-            Ok(load(session, &key_id)?.meta.info())
+            Ok(load(session, &key_id)?.meta.key.info())
         })
         .await
     }
@@ -275,7 +276,7 @@ impl KeyProvider for Pkcs11Provider {
         let key_id = key_id.to_owned();
         self.run(move |session, shared| {
             update(session, shared, &key_id, |_, meta| {
-                Ok(meta.set_enabled(version, enabled)?)
+                Ok(meta.key.set_enabled(version, enabled)?)
             })
         })
         .await
@@ -290,7 +291,7 @@ impl KeyProvider for Pkcs11Provider {
         let key_id = key_id.to_owned();
         self.run(move |session, shared| {
             update(session, shared, &key_id, |_, meta| {
-                Ok(meta.schedule_deletion(target, window, now())?)
+                Ok(meta.key.schedule_deletion(target, window, now())?)
             })
         })
         .await
@@ -300,7 +301,7 @@ impl KeyProvider for Pkcs11Provider {
         let key_id = key_id.to_owned();
         self.run(move |session, shared| {
             update(session, shared, &key_id, |_, meta| {
-                Ok(meta.cancel_deletion(target)?)
+                Ok(meta.key.cancel_deletion(target)?)
             })
         })
         .await
@@ -312,21 +313,23 @@ impl KeyProvider for Pkcs11Provider {
             let meta = load_settled(session, shared, &key_id)?.meta;
             let _reading = read(&shared.objects);
             let version = meta.primary_for_wrap()?;
-            let blob = match meta.algorithm.wrap_algorithm() {
+            let blob = match meta.key.algorithm.wrap_algorithm() {
                 WrapAlgorithm::Symmetric => token::wrap_symmetric(
                     session,
-                    &meta.id,
+                    &meta.key.id,
                     version,
                     &dek,
                     &context,
                     shared.token_generates_iv,
                 )?,
-                WrapAlgorithm::RsaOaepSha256 => token::wrap_rsa(session, &meta.id, version, &dek)?,
+                WrapAlgorithm::RsaOaepSha256 => {
+                    token::wrap_rsa(session, &meta.key.id, version, &dek)?
+                }
             };
             Ok(WrappedDek {
-                key_id: meta.id.clone(),
+                key_id: meta.key.id.clone(),
                 version,
-                algorithm: meta.algorithm.wrap_algorithm(),
+                algorithm: meta.key.algorithm.wrap_algorithm(),
                 blob,
             })
         })
@@ -338,7 +341,7 @@ impl KeyProvider for Pkcs11Provider {
         self.run(move |session, shared| {
             let meta = load_settled(session, shared, &wrapped.key_id)?.meta;
             let _reading = read(&shared.objects);
-            if wrapped.algorithm != meta.algorithm.wrap_algorithm() {
+            if wrapped.algorithm != meta.key.algorithm.wrap_algorithm() {
                 return Err(wrong_type(
                     &meta,
                     match wrapped.algorithm {
@@ -351,14 +354,14 @@ impl KeyProvider for Pkcs11Provider {
             let version = meta.version_for_unwrap(wrapped.version)?;
             match wrapped.algorithm {
                 WrapAlgorithm::Symmetric => {
-                    token::unwrap_symmetric(session, &meta.id, version, &wrapped.blob, &context)
+                    token::unwrap_symmetric(session, &meta.key.id, version, &wrapped.blob, &context)
                 }
                 WrapAlgorithm::RsaOaepSha256 => token::unwrap_rsa(
                     session,
-                    &meta.id,
+                    &meta.key.id,
                     version,
                     &wrapped.blob,
-                    modulus_len(meta.algorithm),
+                    modulus_len(meta.key.algorithm),
                     &shared.raw_rsa,
                 ),
             }
@@ -371,14 +374,17 @@ impl KeyProvider for Pkcs11Provider {
         self.run(move |session, shared| {
             let meta = load_settled(session, shared, &key_id)?.meta;
             let _reading = read(&shared.objects);
-            if !meta.algorithm.is_asymmetric() {
+            if !meta.key.algorithm.is_asymmetric() {
                 return Err(wrong_type(&meta, "an asymmetric (RSA) key").into());
             }
-            let number = meta.version(version.unwrap_or(meta.primary))?.version;
+            let number = meta
+                .key
+                .version(version.unwrap_or(meta.key.primary))?
+                .version;
             Ok(PublicKeyInfo {
-                key_id: meta.id.clone(),
+                key_id: meta.key.id.clone(),
                 version: number,
-                public_key: token::public_key(session, &meta.id, number)?,
+                public_key: token::public_key(session, &meta.key.id, number)?,
             })
         })
         .await

@@ -1,57 +1,36 @@
-//! Key metadata and its lifecycle rules, with no token I/O. PKCS#11 has no
-//! portable place for "owner", "primary version", "disabled" or "destroy on
-//! date", so each key keeps them in one JSON document stored on the token as a
-//! private CKO_DATA object (see `token.rs`).
+//! Key metadata, with no token I/O. PKCS#11 has no portable place for
+//! "owner", "primary version", "disabled" or "destroy on date", so each key
+//! keeps them in one JSON document stored on the token as a private CKO_DATA
+//! object (see `token.rs`). The version rules are core's [`KeyRecord`],
+//! shared with the local provider.
 
-use keyward_core::provider::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result, VersionInfo,
-    VersionState,
-};
-use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use keyward_core::provider::key_record::{CheckOrder, KeyRecord, VersionRecord};
+use keyward_core::provider::{KeySpec, ProviderError, Result};
+use serde::{Deserialize, Serialize, Serializer};
 
 pub const FORMAT: u32 = 1;
 /// Prefix of every key id; names may not start with it, so an id and a name
 /// never collide in `describe_key`.
 pub const ID_PREFIX: &str = "p11k-";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The key's own deletion is checked before the version is looked up.
+pub const CHECK_ORDER: CheckOrder = CheckOrder::KeyDeletionFirst;
+
+/// Stored as one JSON object: the stamp fields first, then the record's.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyMeta {
     pub format: u32,
     /// Bumped on every write; when a crash leaves two documents for one key,
     /// the higher generation wins.
     pub generation: u64,
-    pub id: String,
-    pub name: String,
-    pub algorithm: KeyAlgorithm,
-    pub owner: Option<String>,
-    pub description: Option<String>,
-    pub primary: u32,
-    pub deletion_at: Option<u64>,
-    pub versions: Vec<VersionMeta>,
+    pub key: KeyRecord<VersionRecord>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionMeta {
-    pub version: u32,
-    pub state: VersionState,
-    pub created_at: u64,
-    pub deletion_at: Option<u64>,
-}
-
-/// What `due` found: the whole key, or single versions, to destroy now.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Due {
-    pub whole_key: bool,
-    pub versions: Vec<u32>,
-}
-
-pub fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn system_time(seconds: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(seconds)
+/// The fields a document has besides the record's.
+#[derive(Deserialize)]
+struct Stamp {
+    format: u32,
+    generation: u64,
 }
 
 pub fn new_key_id() -> String {
@@ -75,19 +54,22 @@ pub fn check_name(name: &str) -> Result<()> {
     }
 }
 
+impl Serialize for KeyMeta {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        self.key.serialize_after(serializer, "KeyMeta", 2, |out| {
+            out.serialize_field("format", &self.format)?;
+            out.serialize_field("generation", &self.generation)
+        })
+    }
+}
+
 impl KeyMeta {
     pub fn new(spec: &KeySpec, id: String, now: u64) -> Self {
         KeyMeta {
             format: FORMAT,
             generation: 0,
-            id,
-            name: spec.name.clone(),
-            algorithm: spec.algorithm,
-            owner: spec.owner.clone(),
-            description: spec.description.clone(),
-            primary: 1,
-            deletion_at: None,
-            versions: vec![VersionMeta::new(1, now)],
+            key: KeyRecord::new(spec, id, VersionRecord::new(1, now)),
         }
     }
 
@@ -95,236 +77,47 @@ impl KeyMeta {
         serde_json::to_vec(self).expect("key metadata always serialises")
     }
 
+    /// Reads the stamp and the record in two passes over the same bytes (the
+    /// record ignores the stamp's fields), so errors keep serde's positions.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let meta: KeyMeta = serde_json::from_slice(bytes).map_err(|e| {
+        let unreadable = |e: serde_json::Error| {
             ProviderError::Storage(format!("unreadable Keyward key metadata on the token: {e}"))
-        })?;
-        if meta.format != FORMAT {
+        };
+        let stamp: Stamp = serde_json::from_slice(bytes).map_err(unreadable)?;
+        let key = serde_json::from_slice(bytes).map_err(unreadable)?;
+        if stamp.format != FORMAT {
             return Err(ProviderError::Storage(format!(
                 "key metadata format {} on the token is not supported (expected {FORMAT}); upgrade Keyward",
-                meta.format
+                stamp.format
             )));
         }
-        Ok(meta)
-    }
-
-    pub fn info(&self) -> KeyInfo {
-        KeyInfo {
-            key_id: self.id.clone(),
-            name: self.name.clone(),
-            algorithm: self.algorithm,
-            owner: self.owner.clone(),
-            primary_version: self.primary,
-            versions: self
-                .versions
-                .iter()
-                .map(|v| VersionInfo {
-                    version: v.version,
-                    state: v.state,
-                    created_at: system_time(v.created_at),
-                    deletion_at: v.deletion_at.map(system_time),
-                })
-                .collect(),
-            deletion_at: self.deletion_at.map(system_time),
-        }
-    }
-
-    pub fn next_version(&self) -> u32 {
-        self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1
+        Ok(KeyMeta {
+            format: stamp.format,
+            generation: stamp.generation,
+            key,
+        })
     }
 
     /// Records a version whose token objects now exist and makes it primary.
     pub fn add_primary(&mut self, version: u32, now: u64) {
-        self.versions.push(VersionMeta::new(version, now));
-        self.primary = version;
-    }
-
-    pub fn refuse_if_pending_deletion(&self) -> Result<()> {
-        match self.deletion_at {
-            Some(_) => Err(ProviderError::PendingDeletion {
-                key: self.id.clone(),
-                version: self.primary,
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn version_mut(&mut self, number: u32) -> Result<&mut VersionMeta> {
-        let id = self.id.clone();
-        self.versions
-            .iter_mut()
-            .find(|v| v.version == number)
-            .ok_or(ProviderError::UnknownVersion {
-                key: id,
-                version: number,
-            })
-    }
-
-    pub fn version(&self, number: u32) -> Result<&VersionMeta> {
-        self.versions
-            .iter()
-            .find(|v| v.version == number && v.state != VersionState::Destroyed)
-            .ok_or_else(|| ProviderError::UnknownVersion {
-                key: self.id.clone(),
-                version: number,
-            })
-    }
-
-    pub fn set_enabled(&mut self, number: u32, enabled: bool) -> Result<()> {
-        self.refuse_if_pending_deletion()?;
-        let id = self.id.clone();
-        let version = self.version_mut(number)?;
-        match version.state {
-            VersionState::Enabled | VersionState::Disabled => {
-                version.state = if enabled {
-                    VersionState::Enabled
-                } else {
-                    VersionState::Disabled
-                };
-                Ok(())
-            }
-            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
-                key: id,
-                version: number,
-            }),
-            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                key: id,
-                version: number,
-            }),
-        }
-    }
-
-    pub fn schedule_deletion(
-        &mut self,
-        target: DeletionTarget,
-        window: Duration,
-        now: u64,
-    ) -> Result<SystemTime> {
-        let at = now.saturating_add(window.as_secs());
-        match target {
-            DeletionTarget::WholeKey => {
-                let at = *self.deletion_at.get_or_insert(at);
-                Ok(system_time(at))
-            }
-            DeletionTarget::Version(number) => {
-                if number == self.primary {
-                    return Err(ProviderError::InvalidRequest(format!(
-                        "version {number} is the primary version of `{}`; rotate the key first, or delete the whole key",
-                        self.name
-                    )));
-                }
-                let id = self.id.clone();
-                let version = self.version_mut(number)?;
-                match version.state {
-                    VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                        key: id,
-                        version: number,
-                    }),
-                    VersionState::PendingDeletion => {
-                        Ok(system_time(version.deletion_at.unwrap_or(at)))
-                    }
-                    _ => {
-                        version.state = VersionState::PendingDeletion;
-                        version.deletion_at = Some(at);
-                        Ok(system_time(at))
-                    }
-                }
-            }
-        }
-    }
-
-    /// A cancelled version comes back disabled, as in AWS KMS and the local
-    /// provider: enabling it again is a separate, deliberate step.
-    pub fn cancel_deletion(&mut self, target: DeletionTarget) -> Result<()> {
-        match target {
-            DeletionTarget::WholeKey => {
-                self.deletion_at = None;
-                Ok(())
-            }
-            DeletionTarget::Version(number) => {
-                let id = self.id.clone();
-                let version = self.version_mut(number)?;
-                match version.state {
-                    VersionState::PendingDeletion => {
-                        version.state = VersionState::Disabled;
-                        version.deletion_at = None;
-                        Ok(())
-                    }
-                    VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                        key: id,
-                        version: number,
-                    }),
-                    _ => Ok(()),
-                }
-            }
-        }
-    }
-
-    pub fn due(&self, now: u64) -> Due {
-        Due {
-            whole_key: self.deletion_at.is_some_and(|at| at <= now),
-            versions: self
-                .versions
-                .iter()
-                .filter(|v| {
-                    v.state == VersionState::PendingDeletion
-                        && v.deletion_at.is_some_and(|at| at <= now)
-                })
-                .map(|v| v.version)
-                .collect(),
-        }
-    }
-
-    pub fn mark_destroyed(&mut self, number: u32) {
-        if let Ok(version) = self.version_mut(number) {
-            version.state = VersionState::Destroyed;
-        }
-    }
-
-    fn usable(&self, number: u32) -> Result<u32> {
-        self.refuse_if_pending_deletion()?;
-        let version = self.version(number)?;
-        let key = self.id.clone();
-        match version.state {
-            VersionState::Enabled => Ok(number),
-            VersionState::Disabled => Err(ProviderError::VersionDisabled {
-                key,
-                version: number,
-            }),
-            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
-                key,
-                version: number,
-            }),
-            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                key,
-                version: number,
-            }),
-        }
+        self.key.push_primary(VersionRecord::new(version, now));
     }
 
     pub fn primary_for_wrap(&self) -> Result<u32> {
-        self.usable(self.primary)
+        Ok(self.key.primary_for_wrap(CHECK_ORDER)?.version)
     }
 
     pub fn version_for_unwrap(&self, number: u32) -> Result<u32> {
-        self.usable(number)
-    }
-}
-
-impl VersionMeta {
-    fn new(version: u32, now: u64) -> Self {
-        VersionMeta {
-            version,
-            state: VersionState::Enabled,
-            created_at: now,
-            deletion_at: None,
-        }
+        Ok(self.key.version_for_unwrap(number, CHECK_ORDER)?.version)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyward_core::provider::key_record::{Due, system_time};
+    use keyward_core::provider::{DeletionTarget, KeyAlgorithm, VersionState};
+    use std::time::Duration;
 
     fn key() -> KeyMeta {
         let spec = KeySpec {
@@ -358,7 +151,7 @@ mod tests {
     fn stored_metadata_reserialises_byte_for_byte_and_answers_as_before() {
         let mut meta = KeyMeta::from_json(STORED.as_bytes()).unwrap();
         assert_eq!(String::from_utf8(meta.to_json()).unwrap(), STORED);
-        let info = meta.info();
+        let info = meta.key.info();
         assert_eq!(info.deletion_at, Some(system_time(5000)));
         assert_eq!(info.versions[1].deletion_at, Some(system_time(9000)));
         assert_eq!(info.versions[2].created_at, system_time(300));
@@ -367,10 +160,10 @@ mod tests {
         // PKCS#11 checks the key's own deletion before it looks the version
         // up (the local provider does the opposite).
         assert_eq!(meta.version_for_unwrap(9).err(), pending(4));
-        assert_eq!(meta.set_enabled(3, true).err(), pending(4));
-        assert_eq!(meta.due(4999), Due::default());
+        assert_eq!(meta.key.set_enabled(3, true).err(), pending(4));
+        assert_eq!(meta.key.due(4999), Due::default());
         assert_eq!(
-            meta.due(9000),
+            meta.key.due(9000),
             Due {
                 whole_key: true,
                 versions: vec![2]
@@ -382,6 +175,7 @@ mod tests {
     fn operations_on_stored_metadata_write_the_same_form() {
         let mut meta = KeyMeta::from_json(STORED.as_bytes()).unwrap();
         let at = meta
+            .key
             .schedule_deletion(DeletionTarget::WholeKey, Duration::from_secs(1), 0)
             .unwrap();
         assert_eq!(
@@ -389,7 +183,7 @@ mod tests {
             system_time(5000),
             "a second request keeps the first date"
         );
-        meta.cancel_deletion(DeletionTarget::WholeKey).unwrap();
+        meta.key.cancel_deletion(DeletionTarget::WholeKey).unwrap();
         assert_eq!(meta.primary_for_wrap().unwrap(), 4);
         assert!(matches!(
             meta.version_for_unwrap(3),
@@ -400,19 +194,24 @@ mod tests {
             meta.version_for_unwrap(1),
             Err(ProviderError::UnknownVersion { version: 1, .. })
         ));
-        assert_eq!(meta.set_enabled(2, true).err(), pending(2));
+        assert_eq!(meta.key.set_enabled(2, true).err(), pending(2));
         assert!(matches!(
-            meta.set_enabled(1, true),
+            meta.key.set_enabled(1, true),
             Err(ProviderError::UnknownVersion { version: 1, .. })
         ));
-        meta.set_enabled(3, true).unwrap();
-        meta.schedule_deletion(DeletionTarget::Version(3), Duration::from_secs(50), 100)
+        meta.key.set_enabled(3, true).unwrap();
+        meta.key
+            .schedule_deletion(DeletionTarget::Version(3), Duration::from_secs(50), 100)
             .unwrap();
-        meta.cancel_deletion(DeletionTarget::Version(2)).unwrap();
-        meta.cancel_deletion(DeletionTarget::Version(4)).unwrap();
-        assert_eq!(meta.due(150).versions, [3]);
-        meta.mark_destroyed(3);
-        meta.add_primary(meta.next_version(), 500);
+        meta.key
+            .cancel_deletion(DeletionTarget::Version(2))
+            .unwrap();
+        meta.key
+            .cancel_deletion(DeletionTarget::Version(4))
+            .unwrap();
+        assert_eq!(meta.key.due(150).versions, [3]);
+        meta.key.mark_destroyed(3);
+        meta.add_primary(meta.key.next_version(), 500);
         let expected = concat!(
             r#"{"format":1,"generation":7,"id":"p11k-0011223344556677","name":"payments","algorithm":"AES256","owner":"uid-1","description":"db key","primary":5,"deletion_at":null,"versions":["#,
             r#"{"version":1,"state":"destroyed","created_at":100,"deletion_at":150},"#,
@@ -480,28 +279,30 @@ mod tests {
     fn disabled_and_pending_versions_are_refused() {
         let mut meta = key();
         meta.add_primary(2, 1);
-        meta.set_enabled(1, false).unwrap();
+        meta.key.set_enabled(1, false).unwrap();
         assert!(matches!(
             meta.version_for_unwrap(1),
             Err(ProviderError::VersionDisabled { .. })
         ));
         assert_eq!(meta.primary_for_wrap().unwrap(), 2);
-        meta.set_enabled(1, true).unwrap();
-        meta.schedule_deletion(DeletionTarget::Version(1), Duration::from_secs(10), 0)
+        meta.key.set_enabled(1, true).unwrap();
+        meta.key
+            .schedule_deletion(DeletionTarget::Version(1), Duration::from_secs(10), 0)
             .unwrap();
         assert!(matches!(
             meta.version_for_unwrap(1),
             Err(ProviderError::PendingDeletion { .. })
         ));
         assert!(
-            meta.schedule_deletion(DeletionTarget::Version(2), Duration::ZERO, 0)
+            meta.key
+                .schedule_deletion(DeletionTarget::Version(2), Duration::ZERO, 0)
                 .unwrap_err()
                 .to_string()
                 .contains("rotate the key first")
         );
-        assert_eq!(meta.due(9), Due::default());
-        assert_eq!(meta.due(10).versions, [1]);
-        meta.mark_destroyed(1);
+        assert_eq!(meta.key.due(9), Due::default());
+        assert_eq!(meta.key.due(10).versions, [1]);
+        meta.key.mark_destroyed(1);
         assert!(matches!(
             meta.version_for_unwrap(1),
             Err(ProviderError::UnknownVersion { .. })
@@ -512,14 +313,19 @@ mod tests {
     fn cancelled_version_comes_back_disabled_and_whole_key_deletion_blocks_use() {
         let mut meta = key();
         meta.add_primary(2, 1);
-        meta.schedule_deletion(DeletionTarget::Version(1), Duration::from_secs(10), 0)
+        meta.key
+            .schedule_deletion(DeletionTarget::Version(1), Duration::from_secs(10), 0)
             .unwrap();
-        meta.cancel_deletion(DeletionTarget::Version(1)).unwrap();
-        assert_eq!(meta.versions[0].state, VersionState::Disabled);
+        meta.key
+            .cancel_deletion(DeletionTarget::Version(1))
+            .unwrap();
+        assert_eq!(meta.key.versions[0].state, VersionState::Disabled);
         let at = meta
+            .key
             .schedule_deletion(DeletionTarget::WholeKey, Duration::from_secs(7), 0)
             .unwrap();
         let again = meta
+            .key
             .schedule_deletion(DeletionTarget::WholeKey, Duration::from_secs(99), 3)
             .unwrap();
         assert_eq!(at, again, "a second request keeps the first date");
@@ -527,8 +333,8 @@ mod tests {
             meta.primary_for_wrap(),
             Err(ProviderError::PendingDeletion { .. })
         ));
-        assert!(meta.due(7).whole_key);
-        meta.cancel_deletion(DeletionTarget::WholeKey).unwrap();
+        assert!(meta.key.due(7).whole_key);
+        meta.key.cancel_deletion(DeletionTarget::WholeKey).unwrap();
         assert_eq!(meta.primary_for_wrap().unwrap(), 2);
     }
 }

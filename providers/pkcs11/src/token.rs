@@ -123,8 +123,8 @@ pub fn write_meta(
         Attribute::Token(true),
         Attribute::Private(true),
         Attribute::Modifiable(true),
-        Attribute::Label(format!("keyward/{}/meta", meta.name).into_bytes()),
-        Attribute::Application(application(&meta.id)),
+        Attribute::Label(format!("keyward/{}/meta", meta.key.name).into_bytes()),
+        Attribute::Application(application(&meta.key.id)),
         Attribute::Value(meta.to_json()),
     ])?;
     if let Some(stored) = stored {
@@ -144,9 +144,9 @@ pub fn delete_meta(session: &Session, stored: StoredMeta) -> OpResult<()> {
 
 /// Generates version `version` of the key inside the token.
 pub fn generate_version(session: &Session, meta: &KeyMeta, version: u32) -> OpResult<()> {
-    let label = version_label(&meta.name, version);
-    let id = version_id(&meta.id, version);
-    match meta.algorithm {
+    let label = version_label(&meta.key.name, version);
+    let id = version_id(&meta.key.id, version);
+    match meta.key.algorithm {
         KeyAlgorithm::Aes256 => {
             session.generate_key(
                 &Mechanism::AesKeyGen,
@@ -171,7 +171,7 @@ pub fn generate_version(session: &Session, meta: &KeyMeta, version: u32) -> OpRe
             )?;
         }
         KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-            let bits: u64 = if meta.algorithm == KeyAlgorithm::Rsa3072 {
+            let bits: u64 = if meta.key.algorithm == KeyAlgorithm::Rsa3072 {
                 3072
             } else {
                 4096
