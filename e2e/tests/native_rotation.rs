@@ -251,6 +251,32 @@ async fn cloud_kms_rotation_is_adopted(
     let versions = &adopted.status.as_ref().context("status")?.versions;
     let states: Vec<String> = versions.iter().map(|v| format!("{:?}", v.state)).collect();
     ensure!(states == ["Deactivated", "Active"], "{states:?}");
+
+    // Deleted: the schedule goes first, or Cloud KMS would keep making
+    // enabled versions of a key whose versions are all being destroyed.
+    keys.delete("cloud", &Default::default()).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let held = double.key(&crypto_key).context("CryptoKey gone")?;
+        let destroying = held
+            .version_states
+            .values()
+            .all(|s| *s == "DESTROY_SCHEDULED");
+        if destroying {
+            ensure!(
+                held.rotation_period_secs.is_none() && held.next_rotation_secs.is_none(),
+                "a deleted key still rotates: {:?}",
+                held.rotation_period_secs
+            );
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "not scheduled for destruction: {:?}",
+            held.version_states
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 

@@ -41,6 +41,14 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
         let _ = ctx.recorder.publish(&event, &key.object_ref(&())).await;
         return Err(Error::Blocked(message));
     }
+    if status.native_rotation.is_some() {
+        // Cloud KMS keeps rotating a key whose versions are all scheduled
+        // for destruction, making a fresh enabled version each period.
+        match ctx.provider.set_native_rotation(&key_id, None).await {
+            Ok(()) | Err(ProviderError::UnknownKey(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let window = Duration::from_secs(key.spec.deletion_window.as_secs());
     ctx.metrics.provider_call();
     let at = match ctx

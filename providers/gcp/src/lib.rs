@@ -10,7 +10,7 @@
 //!
 //! Built on the official `google-cloud-kms-v1` client (REST/JSON over
 //! HTTPS). The tests run against a test double of the Cloud KMS REST API
-//! under `tests/double/`, not against Google's service.
+//! (`providers/gcp-double`), not against Google's service.
 #![forbid(unsafe_code)]
 
 mod config;
