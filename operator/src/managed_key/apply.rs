@@ -5,7 +5,7 @@ use super::outcome::Outcome;
 use super::status::{
     set_condition, set_dependants, sync_versions, timestamp, version_mut, versions_with_dependants,
 };
-use super::{lifecycle, provider_key_name, retention, rotating};
+use super::{lifecycle, native, provider_key_name, retention, rotating};
 use crate::annotations::{self, ManualRotation};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
@@ -18,7 +18,7 @@ use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
 use keyward_crds::conditions::{DEGRADED, READY};
 use keyward_crds::{
     Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyVersionStatus, ManagedKey,
-    ManagedKeyStatus,
+    ManagedKeyStatus, RotationStrategy,
 };
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -91,6 +91,7 @@ async fn apply_key(
     } else {
         KeyState::Active
     };
+    native::note_provider_rotation(&status, recorded_primary, &info, &mut out);
     sync_versions(&mut status.versions, &info, fresh_state, now);
     status.primary_version = Some(info.primary_version);
     add_operations(&mut status.versions, operations);
@@ -119,6 +120,9 @@ async fn apply_key(
             now,
         )
         .await?;
+    }
+    if !(rotating && policy.strategy == RotationStrategy::Native) {
+        native::stop(key, &mut status, &info.key_id, ctx, &mut out).await?;
     }
     expiry_notice(key, namespace, &policy, &mut status, ctx, &mut out, now);
     if status.state != Some(KeyState::Destroyed) && key.spec.state != KeyState::Destroyed {
@@ -383,6 +387,13 @@ async fn rotate_if_due(
         && used >= max
     {
         info = lifecycle::rotate(status, &info, ctx, out, "max-operations", now).await?;
+    }
+    if policy.strategy == RotationStrategy::Native {
+        let (kept, who) = native::keep(key, policy, status, info, ctx, out, now).await?;
+        info = kept;
+        if let native::Native::Provider = who {
+            return Ok(info);
+        }
     }
     let created = |info: &KeyInfo| {
         info.versions
