@@ -3,7 +3,7 @@
 //! [`KeyRecord`], shared with the PKCS#11 provider.
 
 use crate::crypto::{RsaKeySize, RsaPrivateKey, fill_random};
-use crate::provider::key_record::{self, CheckOrder, KeyRecord};
+use crate::provider::key_record::{self, KeyRecord};
 use crate::provider::{
     DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result, VersionState,
 };
@@ -12,9 +12,6 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
 pub const FORMAT: u32 = 1;
-
-/// A missing version is reported before a key pending deletion.
-pub const CHECK_ORDER: CheckOrder = CheckOrder::VersionFirst;
 
 #[derive(Serialize, Deserialize, Default)]
 pub struct Keyring {
@@ -211,23 +208,23 @@ mod tests {
     fn stored_keyring_answers_as_before() {
         let ring = stored();
         let key = ring.find("local-00112233445566aa").unwrap();
-        assert_eq!(key.primary_for_wrap(CHECK_ORDER).unwrap().version, 4);
+        assert_eq!(key.primary_for_wrap().unwrap().version, 4);
         assert_eq!(
-            key.version_for_unwrap(3, CHECK_ORDER).err(),
+            key.version_for_unwrap(3).err(),
             Some(ProviderError::VersionDisabled {
                 key: key.id.clone(),
                 version: 3
             })
         );
         assert_eq!(
-            key.version_for_unwrap(2, CHECK_ORDER).err(),
+            key.version_for_unwrap(2).err(),
             Some(ProviderError::PendingDeletion {
                 key: key.id.clone(),
                 version: 2
             })
         );
         assert_eq!(
-            key.version_for_unwrap(1, CHECK_ORDER).err(),
+            key.version_for_unwrap(1).err(),
             Some(ProviderError::UnknownVersion {
                 key: key.id.clone(),
                 version: 1
@@ -253,18 +250,12 @@ mod tests {
             key: retired.id.clone(),
             version: 1,
         };
-        assert_eq!(
-            retired.primary_for_wrap(CHECK_ORDER).err(),
-            Some(pending_key.clone())
-        );
-        assert_eq!(
-            retired.version_for_unwrap(1, CHECK_ORDER).err(),
-            Some(pending_key)
-        );
+        assert_eq!(retired.primary_for_wrap().err(), Some(pending_key.clone()));
+        assert_eq!(retired.version_for_unwrap(1).err(), Some(pending_key));
         // The local provider looks the version up before it checks the key's
         // own deletion (PKCS#11 does the opposite).
         assert_eq!(
-            retired.version_for_unwrap(7, CHECK_ORDER).err(),
+            retired.version_for_unwrap(7).err(),
             Some(ProviderError::UnknownVersion {
                 key: retired.id.clone(),
                 version: 7
@@ -353,8 +344,8 @@ mod tests {
         let info = ring.rotate("a", 10).unwrap();
         assert_eq!(info.primary_version, 2);
         let key = ring.find("a").unwrap();
-        assert_eq!(key.primary_for_wrap(CHECK_ORDER).unwrap().version, 2);
-        assert!(key.version_for_unwrap(1, CHECK_ORDER).is_ok());
+        assert_eq!(key.primary_for_wrap().unwrap().version, 2);
+        assert!(key.version_for_unwrap(1).is_ok());
     }
 
     #[test]
@@ -372,7 +363,7 @@ mod tests {
         ring.schedule_deletion("a", DeletionTarget::Version(1), Duration::from_secs(100), 0)
             .unwrap();
         assert!(matches!(
-            ring.find("a").unwrap().version_for_unwrap(1, CHECK_ORDER),
+            ring.find("a").unwrap().version_for_unwrap(1),
             Err(ProviderError::PendingDeletion { .. })
         ));
         assert!(!ring.purge_due(99));
@@ -414,11 +405,11 @@ mod tests {
         ring.set_enabled("a", 1, false).unwrap();
         let key = ring.find("a").unwrap();
         assert!(matches!(
-            key.primary_for_wrap(CHECK_ORDER),
+            key.primary_for_wrap(),
             Err(ProviderError::VersionDisabled { .. })
         ));
         assert!(matches!(
-            key.version_for_unwrap(1, CHECK_ORDER),
+            key.version_for_unwrap(1),
             Err(ProviderError::VersionDisabled { .. })
         ));
     }

@@ -22,7 +22,6 @@ use crate::provider::{
 };
 use crate::secret::Dek;
 use async_trait::async_trait;
-use keyring::CHECK_ORDER;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -130,7 +129,7 @@ impl KeyProvider for LocalProvider {
         self.blocking(move |store| {
             store.read(|ring| {
                 let key = ring.find(&key_id)?;
-                let version = key.primary_for_wrap(CHECK_ORDER)?;
+                let version = key.primary_for_wrap()?;
                 wrap::wrap(key, version, &dek, &context)
             })
         })
@@ -142,7 +141,7 @@ impl KeyProvider for LocalProvider {
         self.blocking(move |store| {
             store.read(|ring| {
                 let key = ring.find(&wrapped.key_id)?;
-                let version = key.version_for_unwrap(wrapped.version, CHECK_ORDER)?;
+                let version = key.version_for_unwrap(wrapped.version)?;
                 wrap::unwrap(key, version, &wrapped, &context)
             })
         })

@@ -46,18 +46,6 @@ pub struct VersionRecord {
     pub deletion_at: Option<u64>,
 }
 
-/// Which refusal wins when the whole key is scheduled for deletion and the
-/// version asked for is missing or destroyed. The providers have always
-/// answered differently here; each keeps its answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckOrder {
-    /// Look the version up first: `UnknownVersion` (the local provider).
-    VersionFirst,
-    /// Check the key's deletion first: `PendingDeletion` naming the primary
-    /// version (PKCS#11).
-    KeyDeletionFirst,
-}
-
 /// What is due for destruction now: the whole key, or single versions.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Due {
@@ -350,19 +338,18 @@ impl<V: RecordedVersion> KeyRecord<V> {
     }
 
     /// The primary version, when it may wrap.
-    pub fn primary_for_wrap(&self, order: CheckOrder) -> Result<&V> {
-        self.usable(self.primary, order)
+    pub fn primary_for_wrap(&self) -> Result<&V> {
+        self.usable(self.primary)
     }
 
     /// Version `number`, when it may unwrap.
-    pub fn version_for_unwrap(&self, number: u32, order: CheckOrder) -> Result<&V> {
-        self.usable(number, order)
+    pub fn version_for_unwrap(&self, number: u32) -> Result<&V> {
+        self.usable(number)
     }
 
-    fn usable(&self, number: u32, order: CheckOrder) -> Result<&V> {
-        if order == CheckOrder::KeyDeletionFirst {
-            self.refuse_if_pending_deletion()?;
-        }
+    /// A missing or destroyed version is `UnknownVersion` even while the
+    /// whole key awaits deletion: cancelling that would not bring it back.
+    fn usable(&self, number: u32) -> Result<&V> {
         let version = self.version(number)?;
         self.refuse_if_pending_deletion()?;
         let (key, number) = (self.id.clone(), version.number());
@@ -472,35 +459,23 @@ mod tests {
     #[test]
     fn only_enabled_versions_wrap_and_unwrap() {
         let record = record();
-        let order = CheckOrder::VersionFirst;
-        assert_eq!(record.primary_for_wrap(order).unwrap().version, 4);
-        assert_eq!(record.version_for_unwrap(4, order).unwrap().version, 4);
-        assert_eq!(record.version_for_unwrap(3, order).err(), disabled(3));
-        assert_eq!(record.version_for_unwrap(2, order).err(), pending(2));
-        assert_eq!(record.version_for_unwrap(1, order).err(), unknown(1));
-        assert_eq!(record.version_for_unwrap(9, order).err(), unknown(9));
+        assert_eq!(record.primary_for_wrap().unwrap().version, 4);
+        assert_eq!(record.version_for_unwrap(4).unwrap().version, 4);
+        assert_eq!(record.version_for_unwrap(3).err(), disabled(3));
+        assert_eq!(record.version_for_unwrap(2).err(), pending(2));
+        assert_eq!(record.version_for_unwrap(1).err(), unknown(1));
+        assert_eq!(record.version_for_unwrap(9).err(), unknown(9));
         assert_eq!(record.version(1).err(), unknown(1));
         assert_eq!(record.version(2).unwrap().version, 2);
     }
 
     #[test]
-    fn a_key_pending_deletion_refuses_use_in_the_providers_order() {
+    fn a_key_pending_deletion_refuses_use_but_a_missing_version_is_unknown() {
         let mut record = record();
         record.deletion_at = Some(50);
-        for order in [CheckOrder::VersionFirst, CheckOrder::KeyDeletionFirst] {
-            assert_eq!(record.primary_for_wrap(order).err(), pending(4));
-            assert_eq!(record.version_for_unwrap(3, order).err(), pending(4));
-        }
-        assert_eq!(
-            record.version_for_unwrap(9, CheckOrder::VersionFirst).err(),
-            unknown(9)
-        );
-        assert_eq!(
-            record
-                .version_for_unwrap(9, CheckOrder::KeyDeletionFirst)
-                .err(),
-            pending(4)
-        );
+        assert_eq!(record.primary_for_wrap().err(), pending(4));
+        assert_eq!(record.version_for_unwrap(3).err(), pending(4));
+        assert_eq!(record.version_for_unwrap(9).err(), unknown(9));
         assert_eq!(record.set_enabled(3, true).err(), pending(4));
         assert_eq!(record.refuse_if_pending_deletion().err(), pending(4));
     }
@@ -605,13 +580,7 @@ mod tests {
         let mut record = record();
         assert_eq!(record.next_version(), 5);
         record.push_primary(VersionRecord::new(5, 1000));
-        assert_eq!(
-            record
-                .primary_for_wrap(CheckOrder::VersionFirst)
-                .unwrap()
-                .version,
-            5
-        );
+        assert_eq!(record.primary_for_wrap().unwrap().version, 5);
         record.deletion_at = Some(2000);
         let info = record.info();
         assert_eq!(info.key_id, KEY);

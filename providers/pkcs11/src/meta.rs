@@ -4,7 +4,7 @@
 //! object (see `token.rs`). The version rules are core's [`KeyRecord`],
 //! shared with the local provider.
 
-use keyward_core::provider::key_record::{CheckOrder, KeyRecord, VersionRecord};
+use keyward_core::provider::key_record::{KeyRecord, VersionRecord};
 use keyward_core::provider::{KeySpec, ProviderError, Result};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -12,9 +12,6 @@ pub const FORMAT: u32 = 1;
 /// Prefix of every key id; names may not start with it, so an id and a name
 /// never collide in `describe_key`.
 pub const ID_PREFIX: &str = "p11k-";
-
-/// The key's own deletion is checked before the version is looked up.
-pub const CHECK_ORDER: CheckOrder = CheckOrder::KeyDeletionFirst;
 
 /// Stored as one JSON object: the stamp fields first, then the record's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,11 +101,11 @@ impl KeyMeta {
     }
 
     pub fn primary_for_wrap(&self) -> Result<u32> {
-        Ok(self.key.primary_for_wrap(CHECK_ORDER)?.version)
+        Ok(self.key.primary_for_wrap()?.version)
     }
 
     pub fn version_for_unwrap(&self, number: u32) -> Result<u32> {
-        Ok(self.key.version_for_unwrap(number, CHECK_ORDER)?.version)
+        Ok(self.key.version_for_unwrap(number)?.version)
     }
 }
 
@@ -157,9 +154,14 @@ mod tests {
         assert_eq!(info.versions[2].created_at, system_time(300));
         assert_eq!(meta.primary_for_wrap().err(), pending(4));
         assert_eq!(meta.version_for_unwrap(3).err(), pending(4));
-        // PKCS#11 checks the key's own deletion before it looks the version
-        // up (the local provider does the opposite).
-        assert_eq!(meta.version_for_unwrap(9).err(), pending(4));
+        // A version that does not exist is unknown, deletion or not.
+        assert_eq!(
+            meta.version_for_unwrap(9).err(),
+            Some(ProviderError::UnknownVersion {
+                key: meta.key.id.clone(),
+                version: 9
+            })
+        );
         assert_eq!(meta.key.set_enabled(3, true).err(), pending(4));
         assert_eq!(meta.key.due(4999), Due::default());
         assert_eq!(
