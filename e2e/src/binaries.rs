@@ -18,17 +18,32 @@ pub async fn build_binary(package: &str, bin: &str, release: bool) -> Result<Pat
         build.arg("--release");
     }
     let output = build
-        .arg("--message-format=json-render-diagnostics")
+        .arg("--message-format=json")
         .stderr(std::process::Stdio::inherit())
         .output()
         .await?;
-    ensure!(
-        output.status.success(),
-        "cargo build -p {package} --bin {bin} failed"
-    );
-    String::from_utf8_lossy(&output.stdout)
+    let messages: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .collect();
+    // Diagnostics come as JSON (`rendered`): the failure itself says why.
+    let errors: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["reason"] == "compiler-message" && m["message"]["level"] == "error")
+        .filter_map(|m| m["message"]["rendered"].as_str())
+        .collect();
+    ensure!(
+        output.status.success(),
+        "cargo build -p {package} --bin {bin} failed ({}): {}",
+        output.status,
+        if errors.is_empty() {
+            "see cargo's stderr above".to_owned()
+        } else {
+            errors.join("\n")
+        }
+    );
+    messages
+        .iter()
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
         .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
         .next_back()

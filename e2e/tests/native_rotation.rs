@@ -111,6 +111,29 @@ fn native_rotation_follows_the_policy_and_the_key_state() {
         })
         .await?;
         ensure!(moto_kms.native_rotation(&key_id).await?.enabled);
+        // Version 1's KMS key only decrypts now: its schedule is stopped.
+        let v1_alias = keyward_provider_aws::naming::version_alias(&key_id, 1);
+        let v1 = moto_kms
+            .client()
+            .describe_key()
+            .key_id(&v1_alias)
+            .send()
+            .await?;
+        let v1_key = v1
+            .key_metadata()
+            .context("v1 metadata")?
+            .key_id()
+            .to_owned();
+        let v1_rotation = moto_kms
+            .client()
+            .get_key_rotation_status()
+            .key_id(&v1_key)
+            .send()
+            .await?;
+        ensure!(
+            !v1_rotation.key_rotation_enabled(),
+            "version 1's KMS key still rotates natively"
+        );
         println!("moved to v2 after {:?}", started.elapsed());
 
         // Suspended: off at the provider; Active again: back on.

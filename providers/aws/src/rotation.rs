@@ -11,7 +11,8 @@
 //! Only symmetric keys rotate natively; AWS refuses RSA keys.
 
 use crate::errors::{At, from_sdk};
-use crate::naming::NATIVE_ROTATION_DAYS;
+use crate::keys::KmsVersion;
+use crate::naming::{self, NATIVE_ROTATION_DAYS};
 use crate::provider::AwsKmsProvider;
 use keyward_core::provider::{
     NativeRotation as Reported, NativeRotationEffect, NativeSchedule, ProviderError, Result,
@@ -124,10 +125,48 @@ impl AwsKmsProvider {
             )));
         }
         let days = u32::try_from(seconds / DAY).unwrap_or(u32::MAX);
-        self.enable_native_rotation(key, days).await
+        self.enable_native_rotation(key, days).await?;
+        self.stop_previous_native_rotation(key).await;
+        Ok(())
+    }
+
+    /// After a managed rotation the schedule moves to the new primary's KMS
+    /// key; the previous version's key only decrypts now, and each material
+    /// AWS would keep adding to it is billed. Best effort: that key may be
+    /// disabled or gone, and nothing depends on its schedule.
+    async fn stop_previous_native_rotation(&self, key: &str) {
+        let Ok((key_id, primary)) = self.symmetric_primary_version(key).await else {
+            return;
+        };
+        let Some(previous) = primary.checked_sub(1).filter(|v| *v > 0) else {
+            return;
+        };
+        let alias = naming::version_alias(&key_id, previous);
+        let Ok(metadata) = self.describe_kms(&alias, At::key(&key_id)).await else {
+            return;
+        };
+        let stopped = self
+            .client
+            .disable_key_rotation()
+            .key_id(metadata.key_id())
+            .send()
+            .await;
+        if let Err(error) = stopped {
+            tracing::debug!(key = %key_id, previous, error = %from_sdk(error, At::key(&key_id)), "previous version keeps its native rotation");
+        }
     }
 
     async fn symmetric_primary(&self, key: &str) -> Result<(String, String)> {
+        let (key_id, primary) = self.symmetric_primary_key(key).await?;
+        Ok((key_id, primary.kms_key_id))
+    }
+
+    async fn symmetric_primary_version(&self, key: &str) -> Result<(String, u32)> {
+        let (key_id, primary) = self.symmetric_primary_key(key).await?;
+        Ok((key_id, primary.version))
+    }
+
+    async fn symmetric_primary_key(&self, key: &str) -> Result<(String, KmsVersion)> {
         let key_id = self.key_id_for(key).await?;
         let resolved = self.resolve(&key_id, None).await?;
         if resolved.algorithm.is_asymmetric() {
@@ -137,6 +176,6 @@ impl AwsKmsProvider {
                 actual: resolved.algorithm.describe(),
             });
         }
-        Ok((key_id, resolved.primary.kms_key_id))
+        Ok((key_id, resolved.primary))
     }
 }
