@@ -74,9 +74,14 @@ pub struct KeyRotationPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decrypt_retention: Option<HumanDuration>,
 
-    /// Rotate early once a version has done this many operations. Default
-    /// for AES256 keys: 4294967296 (2^32, the AES-GCM random-nonce limit
-    /// of NIST SP 800-38D); unlimited for RSA and EC keys.
+    /// Rotate early once the primary version has done this many wraps
+    /// (encryptions of a data key; unwraps draw no nonce and do not count).
+    /// Counted: the operator's own re-wraps; not `keyward seal` or the
+    /// webhook's `/v1/rewrap` (docs/operations.md). Default for AES256
+    /// keys: 4294967296 (2^32, the AES-GCM random-nonce limit of NIST SP
+    /// 800-38D); unlimited for RSA and EC keys. A limit the re-wrap of the
+    /// key's SealedSecrets alone would reach is refused (Degraded
+    /// `MaxOperationsTooLow`) rather than rotated in a loop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_operations: Option<u64>,

@@ -892,20 +892,13 @@ async fn eager_rewrap_after_rotation_compromise_rewraps_and_template_secret_is_o
                     .is_some_and(|v| v.dependants == 1)
         })
         .await?;
-        let counted = wait_key(&keys, "k", "operations counted", |k| {
-            k.status
-                .as_ref()
-                .and_then(|s| s.version(1))
-                .is_some_and(|v| v.operations >= 1)
+        // One DEK wrapped under v2; unwraps (the re-wrap's, the template
+        // Secret's) are not counted against maxOperations.
+        let counted = wait_key(&keys, "k", "the wrap counted on v2", |k| {
+            operations(k, 2) >= 1
         })
         .await?;
-        ensure!(
-            counted
-                .status
-                .as_ref()
-                .and_then(|s| s.version(2))
-                .is_some_and(|v| v.operations >= 1)
-        );
+        ensure!(operations(&counted, 1) == 0, "{:?}", counted.status);
 
         // Compromise v2: v3 at once, the secret re-wrapped, then v2 scheduled for destruction.
         set_state(&keys, "k", "Compromised").await?;
@@ -1609,6 +1602,189 @@ async fn lazy_rewrap_waits_for_a_spec_change_and_expiry_notice_warns() {
             })
         })
         .await?;
+        secrets
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await?;
+        operator.delete_keys_and_stop(&client, &ns).await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// `v.operations` of `version`, 0 when absent.
+fn operations(key: &ManagedKey, version: u32) -> u64 {
+    key.status
+        .as_ref()
+        .and_then(|s| s.version(version))
+        .map_or(0, |v| v.operations)
+}
+
+async fn set_max_operations(
+    policies: &Api<keyward_crds::KeyRotationPolicy>,
+    name: &str,
+    max: u64,
+) -> Result<()> {
+    let patch = json!({ "spec": { "maxOperations": max } });
+    policies
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_operations_rotates_once_reached_and_refuses_a_limit_one_rewrap_meets() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let audit = audit_path(&dir);
+        let operator = Operator::start(&client, &ns, &audit);
+        let policies: Api<keyward_crds::KeyRotationPolicy> = Api::namespaced(client.clone(), &ns);
+        let policy = json!({
+            "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
+            "metadata": { "name": "few-ops" },
+            "spec": { "maxOperations": 4, "rewrap": "Eager" },
+        });
+        policies
+            .create(&PostParams::default(), &serde_json::from_value(policy)?)
+            .await?;
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
+        keys.create(
+            &PostParams::default(),
+            &managed_key(
+                "k",
+                json!({"provider": {"local": {}}, "rotationPolicyRef": {"name": "few-ops"}}),
+            )?,
+        )
+        .await?;
+        let key_id = key_id_of(&wait_key(&keys, "k", "Ready", ready).await?)?;
+        let provider = keyring(&client, &ns).await?;
+        // Two dependants, sealed as `keyward seal` does (not counted: another process).
+        let mut git = BTreeMap::new();
+        for name in ["a", "b"] {
+            let (_, sealed) = create_sealed(
+                &client,
+                &ns,
+                &provider,
+                "k",
+                &key_id,
+                name,
+                &[("token", name)],
+                None,
+            )
+            .await?;
+            git.insert(name, sealed);
+            wait_sealed(&secrets, name, "recorded on v1", |s| all_on(s, 1)).await?;
+        }
+
+        // A manual rotation re-wraps both onto v2: two wraps on v2, under
+        // the limit of 4. Unwraps (decryptions) use no nonce and do not count.
+        annotate(&keys, "k", "keyward.io/rotate", "now").await?;
+        for name in ["a", "b"] {
+            wait_sealed(&secrets, name, "re-wrapped to v2", |s| all_on(s, 2)).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let key = keys.get("k").await?;
+        ensure!(primary(&key) == Some(2), "{:?}", key.status);
+        ensure!(operations(&key, 1) == 0, "unwraps counted: {:?}", key.status);
+        eprintln!("v2 after the rotation's re-wrap: {} wrap(s)", operations(&key, 2));
+
+        // Git re-applies the v1 copies: each is re-wrapped again, one wrap on
+        // v2 each, until v2 reaches maxOperations and v3 becomes primary.
+        // (Rounds, not one: a ManagedKey reconcile working from a stale
+        // cached copy can write an older count back.)
+        let mut rounds = 0;
+        let reached = loop {
+            rounds += 1;
+            ensure!(rounds <= 6, "no max-operations rotation after {rounds} rounds");
+            let mut last = Instant::now();
+            for name in ["a", "b"] {
+                let patch = json!({ "spec": { "encryptedData": git[name] } });
+                last = Instant::now();
+                secrets
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            while last.elapsed() < Duration::from_secs(3) {
+                if primary(&keys.get("k").await?) == Some(3) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if primary(&keys.get("k").await?) == Some(3) {
+                break last.elapsed();
+            }
+            for name in ["a", "b"] {
+                wait_sealed(&secrets, name, "re-wrapped", |s| all_on(s, 2)).await?;
+            }
+        };
+        eprintln!(
+            "MEASURE last Git copy re-applied -> v3 primary (max-operations, {rounds} round(s)): {reached:?}"
+        );
+        let rotated = Instant::now();
+        for name in ["a", "b"] {
+            wait_sealed(&secrets, name, "re-wrapped to v3", |s| all_on(s, 3)).await?;
+        }
+        eprintln!(
+            "MEASURE v3 primary seen -> both dependants on v3: {:?}",
+            rotated.elapsed()
+        );
+        ensure!(
+            operator
+                .metrics
+                .render()
+                .contains("keyward_rotations_total{reason=\"max-operations\"} 1"),
+            "no max-operations rotation in the metrics"
+        );
+        // The re-wrap of the two dependants is two wraps on v3, below the
+        // limit: v3 stays primary.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let key = keys.get("k").await?;
+        ensure!(primary(&key) == Some(3), "rotated again: {:?}", key.status);
+        ensure!(degraded_reason(&key).is_none(), "{:?}", degraded_reason(&key));
+        eprintln!("v3 after the rotation's re-wrap: {} wrap(s)", operations(&key, 3));
+
+        // A limit of 2 can never be met: each new version gets the two
+        // re-wraps of the dependants at once. Without the guard every
+        // rotation triggered the next (v3 to v44 in 10 s). Re-applying a's
+        // Git copy adds wraps on v3 until it is over the limit.
+        set_max_operations(&policies, "few-ops", 2).await?;
+        let lowered = Instant::now();
+        let mut highest = 3;
+        let mut reapplied = 0;
+        while lowered.elapsed() < Duration::from_secs(12) {
+            let key = keys.get("k").await?;
+            highest = highest.max(primary(&key).unwrap_or(0));
+            // The policy edit alone refuses it when v3 already has 2 wraps.
+            let settled = lowered.elapsed() > Duration::from_secs(2);
+            if settled && degraded_reason(&key).is_none() && reapplied < 4 {
+                let patch = json!({ "spec": { "encryptedData": git["a"] } });
+                secrets
+                    .patch("a", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                reapplied += 1;
+                wait_sealed(&secrets, "a", "re-wrapped", |s| all_on(s, 3)).await?;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        eprintln!(
+            "MEASURE maxOperations 2 with 2 dependants: primary v{highest} 12 s later ({reapplied} re-apply)"
+        );
+        ensure!(highest == 3, "rotation loop: primary went from v3 to v{highest}");
+        let key = keys.get("k").await?;
+        let reason = degraded_reason(&key).unwrap_or_default();
+        eprintln!("Degraded {reason}");
+        ensure!(reason.starts_with("MaxOperationsTooLow"), "{reason}");
+        ensure!(reason.contains("at least 3"), "{reason}");
+
+        // A limit above what v3 has done clears it, without a rotation.
+        set_max_operations(&policies, "few-ops", 1000).await?;
+        let key = wait_key(&keys, "k", "no longer Degraded", |k| {
+            degraded_reason(k).is_none()
+        })
+        .await?;
+        ensure!(primary(&key) == Some(3), "{:?}", key.status);
+
         secrets
             .delete_collection(&DeleteParams::default(), &ListParams::default())
             .await?;

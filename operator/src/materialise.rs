@@ -79,16 +79,8 @@ pub async fn secret(
                 )));
             }
         };
-    let versions: std::collections::BTreeSet<(String, u32)> = sealed
-        .spec
-        .encrypted_data
-        .values()
-        .filter_map(|t| keyward_core::envelope::Envelope::decode(t).ok())
-        .map(|e| (e.provider_key_id, e.key_version))
-        .collect();
-    for (key_id, version) in versions {
-        ctx.count_operations(&key_id, version, 1);
-    }
+    // Unwraps are not counted against maxOperations: decrypting draws no
+    // AES-GCM nonce (managed_key/max_operations.rs).
     let data: BTreeMap<String, ByteString> = opened
         .iter()
         .map(|(item, value)| (item.clone(), ByteString(value.expose().to_vec())))

@@ -11,7 +11,9 @@
 //! Plaintext exists only inside the operator, in zeroizing buffers; nothing
 //! is logged or returned but envelopes.
 
-use keyward_core::envelope::SecretTarget;
+use keyward_core::KeyProvider;
+use keyward_core::envelope::{Envelope, ItemError, SecretTarget};
+use keyward_core::provider::WrappedDek;
 use keyward_crds::{KeyState, ManagedKeyStatus, RewrapMode, SealedSecret};
 use std::collections::BTreeMap;
 
@@ -87,8 +89,48 @@ pub fn target_of(secret: &SealedSecret) -> Option<SecretTarget> {
     })
 }
 
-/// The pure part lives in keyward-core, shared with the webhook's /v1/rewrap.
-pub use keyward_core::envelope::rewrap::{Rewrapped, rewrap};
+pub use keyward_core::envelope::rewrap::Rewrapped;
+
+/// Re-wraps as keyward-core does (the pure part, shared with the webhook's
+/// /v1/rewrap), with `operations` narrowed to the wraps: what the operator
+/// adds to `versions[].operations` for `maxOperations`, whose AES-GCM
+/// nonce limit concerns encryptions only (see managed_key/max_operations.rs).
+pub async fn rewrap(
+    target: &SecretTarget,
+    encrypted: &BTreeMap<String, String>,
+    key_id: &str,
+    primary: u32,
+    provider: &dyn KeyProvider,
+) -> Result<Rewrapped, ItemError> {
+    let mut done =
+        keyward_core::envelope::rewrap::rewrap(target, encrypted, key_id, primary, provider)
+            .await?;
+    done.operations = wraps(&done);
+    Ok(done)
+}
+
+/// Wraps per version in a re-wrap: one per distinct new wrapped DEK among
+/// the re-sealed items (items sharing a DEK share its one wrap).
+pub fn wraps(done: &Rewrapped) -> BTreeMap<u32, u64> {
+    let mut seen: Vec<WrappedDek> = Vec::new();
+    for item in &done.items {
+        let wrapped = done
+            .data
+            .get(item)
+            .and_then(|text| Envelope::decode(text).ok())
+            .map(|envelope| envelope.wrapped());
+        if let Some(wrapped) = wrapped
+            && !seen.contains(&wrapped)
+        {
+            seen.push(wrapped);
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for wrapped in seen {
+        *counts.entry(wrapped.version).or_default() += 1;
+    }
+    counts
+}
 
 #[cfg(test)]
 mod tests {
@@ -183,5 +225,57 @@ mod tests {
         let mut other = items(&[1]);
         other.insert("x".into(), (1, "another-key".into()));
         assert_eq!(decide(&other, &rotated, RewrapMode::Eager, false), None);
+    }
+
+    #[tokio::test]
+    async fn only_wraps_are_counted_one_per_dek() {
+        use keyward_core::SecretBytes;
+        use keyward_core::envelope::{Scope, Wrapping, seal_secret};
+        use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
+        use keyward_core::provider::{KeyAlgorithm, KeySpec};
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyringStore::new(dir.path(), RootKey::generate());
+        let provider = LocalProvider::open_or_initialise(store).unwrap();
+        let spec = KeySpec {
+            name: "db".into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: None,
+            description: None,
+        };
+        let key_id = provider.create_key(&spec).await.unwrap().key_id;
+        let target = SecretTarget {
+            scope: Scope::Strict,
+            namespace: "apps".into(),
+            secret_name: "creds".into(),
+            key_ref: "apps/db".into(),
+        };
+        let wrapping = || Wrapping::Provider {
+            provider: &provider,
+            key_id: &key_id,
+        };
+        let value = |v: &[u8]| SecretBytes::new(v.to_vec());
+        // Two items under one DEK, a third sealed separately under another.
+        let mut sealed = seal_secret(
+            &target,
+            wrapping(),
+            &[("user".into(), value(b"admin")), ("pw".into(), value(b"x"))].into(),
+        )
+        .await
+        .unwrap();
+        sealed.extend(
+            seal_secret(&target, wrapping(), &[("pin".into(), value(b"0"))].into())
+                .await
+                .unwrap(),
+        );
+        provider.rotate_key(&key_id).await.unwrap();
+        let done = rewrap(&target, &sealed, &key_id, 2, &provider)
+            .await
+            .unwrap();
+        assert_eq!(done.items.len(), 3);
+        assert_eq!(done.operations, [(2, 2)].into(), "two DEKs, no unwraps");
+        let again = rewrap(&target, &done.data, &key_id, 2, &provider)
+            .await
+            .unwrap();
+        assert!(again.operations.is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! The Apply arm: make the provider key exist, drive the lifecycle from
 //! `spec.state`, rotate when due or asked, and report it all in status.
 
+use super::max_operations::{self, Verdict};
 use super::outcome::Outcome;
 use super::status::{
     set_condition, set_dependants, sync_versions, timestamp, version_mut, versions_with_dependants,
@@ -380,13 +381,17 @@ async fn rotate_if_due(
         }
     }
 
-    let used = status
-        .version(info.primary_version)
-        .map_or(0, |v| v.operations);
-    if let Some(max) = policy.max_operations
-        && used >= max
-    {
-        info = lifecycle::rotate(status, &info, ctx, out, "max-operations", now).await?;
+    let policy_name = key
+        .spec
+        .rotation_policy_ref
+        .as_ref()
+        .map(|r| r.name.as_str());
+    match max_operations::verdict(policy, status, info.primary_version, policy_name) {
+        Verdict::Within => {}
+        Verdict::Rotate => {
+            info = lifecycle::rotate(status, &info, ctx, out, "max-operations", now).await?;
+        }
+        Verdict::TooLow(message) => out.degrade(max_operations::TOO_LOW, message),
     }
     if policy.strategy == RotationStrategy::Native {
         let (kept, who) = native::keep(key, policy, status, info, ctx, out, now).await?;

@@ -4,6 +4,7 @@
 mod apply;
 mod cleanup;
 mod lifecycle;
+mod max_operations;
 mod native;
 mod outcome;
 mod retention;
