@@ -118,7 +118,8 @@ pub struct KeyVersionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destroyed_at: Option<Time>,
 
-    /// Wrap/unwrap/sign operations counted against `maxOperations`.
+    /// Wraps (encryptions) the operator made under this version, counted
+    /// against `maxOperations`; a lower bound (see docs/operations.md).
     #[serde(default)]
     pub operations: u64,
 

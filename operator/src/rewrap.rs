@@ -11,9 +11,7 @@
 //! Plaintext exists only inside the operator, in zeroizing buffers; nothing
 //! is logged or returned but envelopes.
 
-use keyward_core::KeyProvider;
-use keyward_core::envelope::{Envelope, ItemError, SecretTarget};
-use keyward_core::provider::WrappedDek;
+use keyward_core::envelope::SecretTarget;
 use keyward_crds::{KeyState, ManagedKeyStatus, RewrapMode, SealedSecret};
 use std::collections::BTreeMap;
 
@@ -89,48 +87,10 @@ pub fn target_of(secret: &SealedSecret) -> Option<SecretTarget> {
     })
 }
 
-pub use keyward_core::envelope::rewrap::Rewrapped;
-
-/// Re-wraps as keyward-core does (the pure part, shared with the webhook's
-/// /v1/rewrap), with `operations` narrowed to the wraps: what the operator
-/// adds to `versions[].operations` for `maxOperations`, whose AES-GCM
-/// nonce limit concerns encryptions only (see managed_key/max_operations.rs).
-pub async fn rewrap(
-    target: &SecretTarget,
-    encrypted: &BTreeMap<String, String>,
-    key_id: &str,
-    primary: u32,
-    provider: &dyn KeyProvider,
-) -> Result<Rewrapped, ItemError> {
-    let mut done =
-        keyward_core::envelope::rewrap::rewrap(target, encrypted, key_id, primary, provider)
-            .await?;
-    done.operations = wraps(&done);
-    Ok(done)
-}
-
-/// Wraps per version in a re-wrap: one per distinct new wrapped DEK among
-/// the re-sealed items (items sharing a DEK share its one wrap).
-pub fn wraps(done: &Rewrapped) -> BTreeMap<u32, u64> {
-    let mut seen: Vec<WrappedDek> = Vec::new();
-    for item in &done.items {
-        let wrapped = done
-            .data
-            .get(item)
-            .and_then(|text| Envelope::decode(text).ok())
-            .map(|envelope| envelope.wrapped());
-        if let Some(wrapped) = wrapped
-            && !seen.contains(&wrapped)
-        {
-            seen.push(wrapped);
-        }
-    }
-    let mut counts = BTreeMap::new();
-    for wrapped in seen {
-        *counts.entry(wrapped.version).or_default() += 1;
-    }
-    counts
-}
+/// The pure part lives in keyward-core, shared with the webhook's
+/// /v1/rewrap; its `operations` are the wraps `maxOperations` counts (see
+/// managed_key/max_operations.rs).
+pub use keyward_core::envelope::rewrap::{Rewrapped, rewrap};
 
 #[cfg(test)]
 mod tests {
@@ -229,10 +189,10 @@ mod tests {
 
     #[tokio::test]
     async fn only_wraps_are_counted_one_per_dek() {
-        use keyward_core::SecretBytes;
         use keyward_core::envelope::{Scope, Wrapping, seal_secret};
         use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
         use keyward_core::provider::{KeyAlgorithm, KeySpec};
+        use keyward_core::{KeyProvider, SecretBytes};
         let dir = tempfile::tempdir().unwrap();
         let store = KeyringStore::new(dir.path(), RootKey::generate());
         let provider = LocalProvider::open_or_initialise(store).unwrap();

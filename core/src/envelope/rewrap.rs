@@ -28,7 +28,9 @@ pub struct Rewrapped {
     pub from: Vec<u32>,
     /// The version they are on now.
     pub to: u32,
-    /// (version, count) of unwraps and wraps, for `versions[].operations`.
+    /// (version, count) of wraps, for `versions[].operations`: the
+    /// `maxOperations` limit is on encryptions (AES-GCM random nonces, NIST
+    /// SP 800-38D); unwraps use no nonce and are not counted.
     pub operations: BTreeMap<u32, u64>,
 }
 
@@ -73,7 +75,6 @@ pub async fn rewrap(
                     .wrap_dek(key_id, &dek, &context)
                     .await
                     .map_err(|e| item_error(item, e.into()))?;
-                *out.operations.entry(old.version).or_default() += 1;
                 *out.operations.entry(new.version).or_default() += 1;
                 deks.push((old, dek, new));
                 deks.len() - 1
@@ -158,8 +159,8 @@ mod tests {
         assert_eq!((out.from.as_slice(), out.to), (&[1][..], 2));
         assert_eq!(
             out.operations,
-            [(1, 1), (2, 1)].into(),
-            "one DEK, one of each"
+            [(2, 1)].into(),
+            "one DEK: one wrap under v2, the unwrap not counted"
         );
         for text in out.data.values() {
             let envelope = Envelope::decode(text).unwrap();
