@@ -176,6 +176,10 @@ async fn scale_run(client: Client, ns: String, plan: Plan) -> Result<()> {
         at_ready.provider,
         at_ready.reconciles
     );
+    println!(
+        "MEASURE timings (means to convergence): {}",
+        process::timings(&operator.metrics()?)
+    );
     if plan.fresh {
         let keys_only = at_ready.since(&at_start);
         println!(

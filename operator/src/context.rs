@@ -1,10 +1,11 @@
 //! What every reconcile gets: clients, the provider, metrics, audit, events.
 
 use crate::audit::Audit;
-use crate::counted_provider::CountedProvider;
+use crate::counted_provider::{self, CountedProvider};
 use crate::dependants::Dependants;
 use crate::metrics::Metrics;
 use keyward_core::KeyProvider;
+use keyward_core::provider::KeyInfo;
 use keyward_crds::{KeyRotationPolicy, ProviderSpec};
 use keyward_provider_select::{NotServed, Providers};
 use kube::Client;
@@ -38,6 +39,9 @@ pub struct Context {
     /// `versions[].operations` (the SealedSecret controller does not write
     /// ManagedKey status itself).
     operations: Mutex<BTreeMap<(String, u32), u64>>,
+    /// The provider call bounds and the keys just created, shared by
+    /// `provider` and every `provider_for`.
+    calls: Arc<counted_provider::Shared>,
 }
 
 impl Context {
@@ -53,6 +57,7 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let calls = Arc::<counted_provider::Shared>::default();
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -60,6 +65,7 @@ impl Context {
             provider: Arc::new(CountedProvider::new(
                 Arc::clone(&providers) as Arc<dyn KeyProvider>,
                 Arc::clone(&metrics),
+                Arc::clone(&calls),
             )),
             providers,
             metrics,
@@ -68,6 +74,7 @@ impl Context {
             dependants: Arc::default(),
             policies,
             operations: Mutex::default(),
+            calls,
         }
     }
 
@@ -78,7 +85,14 @@ impl Context {
         Ok(Arc::new(CountedProvider::new(
             provider,
             Arc::clone(&self.metrics),
+            Arc::clone(&self.calls),
         )))
+    }
+
+    /// What `create_key` returned for `key_id` a moment ago, once
+    /// ([`counted_provider::Shared::just_created`]).
+    pub fn just_created(&self, key_id: &str) -> Option<KeyInfo> {
+        self.calls.just_created(key_id)
     }
 
     /// Records `count` provider operations on a key version.

@@ -4,7 +4,9 @@
 //! at once: the local keyring is one Secret rewritten whole on every change,
 //! so 1,000 keys reconciled together would mostly lose the optimistic-
 //! concurrency race (and hold a decoded keyring each); a KMS has request
-//! quotas too.
+//! quotas too. The bounds are shared by every `CountedProvider` of one
+//! operator ([`Shared`]): the one routing calls on existing keys and the
+//! one made per create for the provider a ManagedKey's spec names.
 
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -13,45 +15,114 @@ use keyward_core::provider::{
     WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
 /// Provider calls in flight at once (more wait their turn).
 pub const CONCURRENT_CALLS: usize = 4;
 
-pub struct CountedProvider {
-    inner: Arc<dyn KeyProvider>,
-    metrics: Arc<Metrics>,
+/// How long what `create_key` returned stands in for a `describe_key`
+/// ([`Shared::just_created`]).
+pub const JUST_CREATED_FOR: Duration = Duration::from_secs(30);
+
+/// What every `CountedProvider` of one operator shares.
+pub struct Shared {
     in_flight: Semaphore,
     /// Calls that change keys go one at a time: with the local keyring
     /// concurrent writers only lose compare-and-swap races (a scale run saw
     /// 3.5 writes per create and 16 s per create with four at once).
     changes: Semaphore,
+    /// Provider key id -> what `create_key` returned, and when.
+    created: Mutex<HashMap<String, (KeyInfo, Instant)>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            in_flight: Semaphore::new(CONCURRENT_CALLS),
+            changes: Semaphore::new(1),
+            created: Mutex::default(),
+        }
+    }
+}
+
+impl Shared {
+    /// What `create_key` returned for `key_id` less than
+    /// [`JUST_CREATED_FOR`] ago, if no key-changing call went through since;
+    /// once. The reconcile that creates a ManagedKey's provider key (or finds
+    /// it, by owner, after a restart) writes its status, and that write
+    /// wakes the next reconcile at once: it would describe the key the
+    /// provider has just described. Any later reconcile describes it again.
+    pub fn just_created(&self, key_id: &str) -> Option<KeyInfo> {
+        let (info, at) = self.created_mut().remove(key_id)?;
+        (at.elapsed() < JUST_CREATED_FOR).then_some(info)
+    }
+
+    fn remember_created(&self, info: &KeyInfo) {
+        let mut created = self.created_mut();
+        created.retain(|_, (_, at)| at.elapsed() < JUST_CREATED_FOR);
+        created.insert(info.key_id.clone(), (info.clone(), Instant::now()));
+    }
+
+    fn forget(&self, key_id: &str) {
+        self.created_mut().remove(key_id);
+    }
+
+    fn created_mut(&self) -> std::sync::MutexGuard<'_, HashMap<String, (KeyInfo, Instant)>> {
+        self.created.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct CountedProvider {
+    inner: Arc<dyn KeyProvider>,
+    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
 }
 
 impl CountedProvider {
-    pub fn new(inner: Arc<dyn KeyProvider>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(inner: Arc<dyn KeyProvider>, metrics: Arc<Metrics>, shared: Arc<Shared>) -> Self {
         CountedProvider {
             inner,
             metrics,
-            in_flight: Semaphore::new(CONCURRENT_CALLS),
-            changes: Semaphore::new(1),
+            shared,
         }
     }
 
-    async fn change<T>(&self, op: &'static str, call: impl Future<Output = T>) -> T {
+    /// A call that changes `key_id` (`None`: a create): one at a time, and
+    /// what a create returned no longer describes the key.
+    async fn change<T>(
+        &self,
+        op: &'static str,
+        key_id: Option<&str>,
+        call: impl Future<Output = T>,
+    ) -> T {
+        let queued = Instant::now();
+        if let Some(key_id) = key_id {
+            self.shared.forget(key_id);
+        }
         // Never closed, so acquiring only waits.
-        let _turn = self.changes.acquire().await.ok();
-        self.timed(op, call).await
+        let _turn = self.shared.changes.acquire().await.ok();
+        let result = self.run(op, queued, call).await;
+        if let Some(key_id) = key_id {
+            self.shared.forget(key_id);
+        }
+        result
     }
 
-    /// Latency is measured from when the call may start, not from the queue.
     async fn timed<T>(&self, op: &'static str, call: impl Future<Output = T>) -> T {
+        self.run(op, Instant::now(), call).await
+    }
+
+    /// Latency is measured from when the call may start; the time before
+    /// that (since `queued`) is counted as waiting.
+    async fn run<T>(&self, op: &'static str, queued: Instant, call: impl Future<Output = T>) -> T {
         // Never closed, so acquiring only waits.
-        let _permit = self.in_flight.acquire().await.ok();
+        let _permit = self.shared.in_flight.acquire().await.ok();
         let started = Instant::now();
+        self.metrics.provider_waited(op, started - queued);
         let result = call.await;
         self.metrics.provider_call_by_op(op, started.elapsed());
         result
@@ -65,7 +136,13 @@ impl KeyProvider for CountedProvider {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        self.change("create_key", self.inner.create_key(spec)).await
+        let created = self
+            .change("create_key", None, self.inner.create_key(spec))
+            .await;
+        if let Ok(info) = &created {
+            self.shared.remember_created(info);
+        }
+        created
     }
 
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
@@ -74,13 +151,13 @@ impl KeyProvider for CountedProvider {
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {
-        self.change("rotate_key", self.inner.rotate_key(key_id))
+        self.change("rotate_key", Some(key_id), self.inner.rotate_key(key_id))
             .await
     }
 
     async fn set_version_enabled(&self, key_id: &str, version: u32, enabled: bool) -> Result<()> {
         let call = self.inner.set_version_enabled(key_id, version, enabled);
-        self.change("set_version_enabled", call).await
+        self.change("set_version_enabled", Some(key_id), call).await
     }
 
     async fn schedule_deletion(
@@ -90,12 +167,12 @@ impl KeyProvider for CountedProvider {
         window: Duration,
     ) -> Result<SystemTime> {
         let call = self.inner.schedule_deletion(key_id, target, window);
-        self.change("schedule_deletion", call).await
+        self.change("schedule_deletion", Some(key_id), call).await
     }
 
     async fn cancel_deletion(&self, key_id: &str, target: DeletionTarget) -> Result<()> {
         let call = self.inner.cancel_deletion(key_id, target);
-        self.change("cancel_deletion", call).await
+        self.change("cancel_deletion", Some(key_id), call).await
     }
 
     async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
@@ -129,7 +206,7 @@ impl KeyProvider for CountedProvider {
         schedule: Option<NativeSchedule>,
     ) -> Result<()> {
         let call = self.inner.set_native_rotation(key_id, schedule);
-        self.change("set_native_rotation", call).await
+        self.change("set_native_rotation", Some(key_id), call).await
     }
 }
 
@@ -145,7 +222,7 @@ mod tests {
         let store = KeyringStore::new(dir.path(), RootKey::generate());
         let local = LocalProvider::open_or_initialise(store).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let provider = CountedProvider::new(Arc::new(local), Arc::clone(&metrics));
+        let provider = CountedProvider::new(Arc::new(local), Arc::clone(&metrics), Arc::default());
         let spec = KeySpec {
             name: "k".into(),
             algorithm: KeyAlgorithm::Aes256,
@@ -163,5 +240,52 @@ mod tests {
         assert!(
             text.contains("keyward_provider_call_duration_seconds_count{op=\"describe_key\"} 3\n")
         );
+    }
+
+    #[tokio::test]
+    async fn a_create_stands_in_for_one_describe_until_the_key_changes() {
+        use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyringStore::new(dir.path(), RootKey::generate());
+        let local: Arc<dyn KeyProvider> =
+            Arc::new(LocalProvider::open_or_initialise(store).unwrap());
+        let shared = Arc::<Shared>::default();
+        let metrics = Arc::new(Metrics::default());
+        // One for creates, one for calls on existing keys, as in `Context`.
+        let creates = CountedProvider::new(
+            Arc::clone(&local),
+            Arc::clone(&metrics),
+            Arc::clone(&shared),
+        );
+        let calls = CountedProvider::new(local, metrics, Arc::clone(&shared));
+        let spec = |name: &str| KeySpec {
+            name: name.into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: Some(format!("uid-{name}")),
+            description: None,
+        };
+        let created = creates.create_key(&spec("a")).await.unwrap();
+        assert_eq!(shared.just_created(&created.key_id), Some(created.clone()));
+        assert_eq!(shared.just_created(&created.key_id), None, "once");
+
+        // Found by owner after a restart: the same answer.
+        let found = creates.create_key(&spec("a")).await.unwrap();
+        assert_eq!(found.key_id, created.key_id);
+        assert_eq!(shared.just_created(&found.key_id), Some(found));
+
+        // A change through either provider forgets it.
+        let other = creates.create_key(&spec("b")).await.unwrap();
+        calls.rotate_key(&other.key_id).await.unwrap();
+        assert_eq!(shared.just_created(&other.key_id), None);
+        creates.create_key(&spec("b")).await.unwrap();
+        calls
+            .set_version_enabled(&other.key_id, 1, false)
+            .await
+            .unwrap();
+        assert_eq!(shared.just_created(&other.key_id), None);
+        // Reads do not.
+        let again = creates.create_key(&spec("b")).await.unwrap();
+        calls.describe_key(&other.key_id).await.unwrap();
+        assert_eq!(shared.just_created(&other.key_id), Some(again));
     }
 }

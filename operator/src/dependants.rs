@@ -1,14 +1,17 @@
 //! Which key versions SealedSecrets still need, read from their envelope
 //! headers (nothing is decrypted). The index of them is in `index.rs`; the
 //! other direction (which secrets to wake when their key changes) in
-//! `key_changes.rs`.
+//! `key_changes.rs`, and which of a secret's own changes wake it in
+//! `secret_changes.rs`.
 
 mod index;
 mod key_changes;
+mod secret_changes;
 mod triggers;
 
 pub use index::{Dependants, Id, NotSynced};
 pub use key_changes::{KeyChanges, Reads, key_changes};
+pub use secret_changes::secret_changes;
 pub use triggers::{key_meta, key_ref, key_triggers};
 
 use keyward_core::envelope::Envelope;

@@ -9,12 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Default)]
 pub struct Metrics {
     reconciles: [AtomicU64; 2],
+    /// Reconcile wall time per controller: (finished, total seconds).
+    reconcile_seconds: Mutex<[(u64, f64); 2]>,
     errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rotations: Mutex<BTreeMap<&'static str, u64>>,
     /// Calls that changed provider keys (counted at the call sites).
     key_changes: AtomicU64,
     /// Every provider call by operation: (count, total seconds).
     provider_calls: Mutex<BTreeMap<&'static str, (u64, f64)>>,
+    /// Seconds provider calls waited for their turn (the bounds in
+    /// `counted_provider.rs`), by operation.
+    provider_waits: Mutex<BTreeMap<&'static str, f64>>,
     /// Kubernetes API requests by verb.
     api_requests: Mutex<BTreeMap<&'static str, u64>>,
     rewraps: Mutex<BTreeMap<&'static str, u64>>,
@@ -44,6 +49,17 @@ impl Metrics {
         self.reconciles[controller as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A reconcile finished (either way) after `took`.
+    pub fn reconcile_took(&self, controller: Controller, took: std::time::Duration) {
+        let mut seconds = self
+            .reconcile_seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = &mut seconds[controller as usize];
+        entry.0 += 1;
+        entry.1 += took.as_secs_f64();
+    }
+
     pub fn failed(&self, controller: Controller, reason: &'static str) {
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         *errors.entry((controller.label(), reason)).or_default() += 1;
@@ -70,6 +86,15 @@ impl Metrics {
         let entry = calls.entry(op).or_default();
         entry.0 += 1;
         entry.1 += took.as_secs_f64();
+    }
+
+    /// How long a provider call waited before it could start.
+    pub fn provider_waited(&self, op: &'static str, waited: std::time::Duration) {
+        let mut waits = self
+            .provider_waits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *waits.entry(op).or_default() += waited.as_secs_f64();
     }
 
     /// A Kubernetes API request; `verb` as the API server names it
@@ -114,6 +139,26 @@ impl Metrics {
                 "keyward_reconciles_total{{controller=\"{}\"}} {}",
                 controller.label(),
                 self.reconciles[controller as usize].load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP keyward_reconcile_duration_seconds Reconcile wall time (waits included).\n",
+        );
+        out.push_str("# TYPE keyward_reconcile_duration_seconds summary\n");
+        let seconds = *self
+            .reconcile_seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for controller in [Controller::ManagedKey, Controller::SealedSecret] {
+            let (count, sum) = seconds[controller as usize];
+            let label = controller.label();
+            let _ = writeln!(
+                out,
+                "keyward_reconcile_duration_seconds_sum{{controller=\"{label}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "keyward_reconcile_duration_seconds_count{{controller=\"{label}\"}} {count}"
             );
         }
         out.push_str("# HELP keyward_reconcile_errors_total Failed reconciliations by reason.\n");
@@ -206,6 +251,21 @@ impl Metrics {
                 "keyward_provider_call_duration_seconds_count{{op=\"{op}\"}} {count}"
             );
         }
+        drop(calls);
+        out.push_str(
+            "# HELP keyward_provider_call_wait_seconds Time provider calls waited for their turn, by operation.\n",
+        );
+        out.push_str("# TYPE keyward_provider_call_wait_seconds counter\n");
+        let waits = self
+            .provider_waits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (op, seconds) in waits.iter() {
+            let _ = writeln!(
+                out,
+                "keyward_provider_call_wait_seconds{{op=\"{op}\"}} {seconds}"
+            );
+        }
     }
 }
 
@@ -247,5 +307,20 @@ mod tests {
             text.contains("keyward_provider_call_duration_seconds_sum{op=\"describe_key\"} 0.5\n")
         );
         assert!(text.contains("keyward_api_requests_total{verb=\"list\"} 1\n"));
+        metrics.reconcile_took(
+            Controller::SealedSecret,
+            std::time::Duration::from_millis(250),
+        );
+        metrics.provider_waited("create_key", std::time::Duration::from_millis(750));
+        let text = metrics.render();
+        assert!(text.contains(
+            "keyward_reconcile_duration_seconds_sum{controller=\"sealedsecret\"} 0.25\n"
+        ));
+        assert!(
+            text.contains(
+                "keyward_reconcile_duration_seconds_count{controller=\"sealedsecret\"} 1\n"
+            )
+        );
+        assert!(text.contains("keyward_provider_call_wait_seconds{op=\"create_key\"} 0.75\n"));
     }
 }

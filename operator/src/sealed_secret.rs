@@ -23,7 +23,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -78,8 +78,18 @@ pub struct SecretsContext {
 }
 
 async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Result<Action> {
+    shared.ctx.metrics.reconciled(Metric::SealedSecret);
+    let started = std::time::Instant::now();
+    let result = reconcile_secret(secret, &shared).await;
+    shared
+        .ctx
+        .metrics
+        .reconcile_took(Metric::SealedSecret, started.elapsed());
+    result
+}
+
+async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) -> Result<Action> {
     let ctx = &shared.ctx;
-    ctx.metrics.reconciled(Metric::SealedSecret);
     let now = Timestamp::now();
     let namespace = secret
         .namespace()
@@ -116,6 +126,17 @@ async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Re
     // or call a just-compromised version usable. So both re-read the key
     // first (rare: only secrets due a re-wrap, or with a template).
     let mut key = read_cached(&shared.keys, &ctx.client, &key_namespace, &key_name).await?;
+    if key.as_deref().is_some_and(|k| k.status.is_none()) {
+        // The ManagedKey controller has not reconciled the key yet: until it
+        // has, nothing here can be checked against it (which provider key,
+        // which versions). Its first status write wakes this secret
+        // (`dependants::Reads`), so the status is written once, then. At a
+        // cold start that also leaves the API server to the keys first:
+        // the secrets' first status writes competed with the keys' and made
+        // them Ready later (docs/scale.md). The requeue is for a key no
+        // watch of this operator sees (outside `--watch-namespace`).
+        return Ok(Action::requeue(KEY_PENDING_RECHECK));
+    }
     let mut fresh = false;
     if let (Ok(items), Some(stored)) = (item_versions(&secret), key.as_deref()) {
         let mode = rewrap_mode(stored, &key_namespace, ctx).await?;
@@ -232,6 +253,10 @@ async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Re
     }
     Ok(Action::await_change())
 }
+
+/// How soon a secret whose ManagedKey has no status yet looks again, in
+/// case nothing wakes it when the key gets one.
+const KEY_PENDING_RECHECK: Duration = Duration::from_secs(30);
 
 /// Whether `next` says anything `current` does not. `set_condition` keeps a
 /// condition's `lastTransitionTime` while its status stays, so a reconcile
@@ -360,7 +385,9 @@ fn error_policy(secret: Arc<SealedSecret>, error: &Error, shared: Arc<SecretsCon
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs until the watch streams end (shutdown signal or task abort). Key
+/// Runs until the watch streams end (shutdown signal or task abort). A
+/// secret's own spec changes wake it, its status writes do not
+/// (`dependants::secret_changes` says what does and why). Key
 /// changes a secret reads (a rotation, a compromise; `dependants::Reads`,
 /// not the ManagedKey controller's count and condition updates)
 /// re-reconcile the secrets that use the key, which is what makes eager
@@ -368,9 +395,18 @@ fn error_policy(secret: Arc<SealedSecret>, error: &Error, shared: Arc<SecretsCon
 /// `materialize_secrets`) so a deleted or edited one is put back. At most
 /// `concurrency` reconciles run at once (0: unbounded).
 pub async fn run(ctx: Arc<Context>, materialize_secrets: bool, concurrency: u16) {
-    let controller = Controller::new(ctx.api::<SealedSecret>(), watcher::Config::default())
+    // As `Controller::new` would, but a secret's own change wakes it only
+    // when it is one a reconcile reads (`dependants::secret_changes`): not
+    // its status writes. The store still takes every event.
+    let (secrets, writer) = reflector::store();
+    let own_changes = reflector::reflector(
+        writer,
+        watcher(ctx.api::<SealedSecret>(), watcher::Config::default()),
+    )
+    .applied_objects()
+    .predicate_filter(dependants::secret_changes, Default::default());
+    let controller = Controller::for_stream(own_changes, secrets.clone())
         .with_config(controller::Config::default().concurrency(concurrency));
-    let secrets = controller.store();
     let (keys, key_writer) = reflector::store();
     let controller = controller.watches_stream(
         dependants::key_changes(ctx.api::<ManagedKey>(), key_writer),

@@ -227,6 +227,52 @@ impl Counters {
     }
 }
 
+/// Where the operator's time went, from the /metrics summaries: mean
+/// reconcile wall time per controller, and per provider operation the mean
+/// latency and the total time calls waited for their turn.
+pub fn timings(text: &str) -> String {
+    use std::collections::BTreeMap;
+    let mut sums = BTreeMap::<(String, String), f64>::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (Some((name, labels)), Ok(value)) = (series.split_once('{'), value.parse::<f64>())
+        else {
+            continue;
+        };
+        let label = labels
+            .split_once("=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(label, _)| label.to_owned())
+            .unwrap_or_default();
+        sums.insert((name.to_owned(), label), value);
+    }
+    let mean = |name: &str, label: &str| {
+        let get = |suffix: &str| sums.get(&(format!("{name}_{suffix}"), label.to_owned()));
+        match (get("sum"), get("count")) {
+            (Some(sum), Some(count)) if *count > 0.0 => format!("{:.3}s", sum / count),
+            _ => "-".into(),
+        }
+    };
+    let mut out = Vec::new();
+    for controller in ["managedkey", "sealedsecret"] {
+        out.push(format!(
+            "{controller} reconcile {}",
+            mean("keyward_reconcile_duration_seconds", controller)
+        ));
+    }
+    for ((name, op), waited) in &sums {
+        if name == "keyward_provider_call_wait_seconds" {
+            out.push(format!(
+                "{op} {} (waited {waited:.1}s in all)",
+                mean("keyward_provider_call_duration_seconds", op)
+            ));
+        }
+    }
+    out.join("; ")
+}
+
 /// Warning/error lines of the operator log, counted by their message.
 pub fn summarise_log(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -256,6 +256,12 @@ async fn ensure_key(
     out: &mut Outcome,
 ) -> Result<Option<KeyInfo>> {
     if let Some(id) = &status.provider_key_id {
+        // Woken by the status write of the reconcile that created the key
+        // (or found it by owner): what the provider answered then, unless
+        // the key changed since (`counted_provider::Shared::just_created`).
+        if let Some(info) = ctx.just_created(id) {
+            return Ok(Some(info));
+        }
         return match ctx.provider.describe_key(id).await {
             Ok(info) => Ok(Some(info)),
             Err(ProviderError::UnknownKey(_)) => {

@@ -39,14 +39,22 @@ pub fn provider_key_name(key: &ManagedKey) -> String {
 
 async fn reconcile(key: Arc<ManagedKey>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconciled(Metric::ManagedKey);
+    let started = std::time::Instant::now();
+    let result = reconcile_key(key, &ctx).await;
+    ctx.metrics
+        .reconcile_took(Metric::ManagedKey, started.elapsed());
+    result
+}
+
+async fn reconcile_key(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     let namespace = key
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let api: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, key, |event| async {
         match event {
-            Event::Apply(key) => apply::apply(key, &ctx).await,
-            Event::Cleanup(key) => cleanup::cleanup(key, &ctx).await,
+            Event::Apply(key) => apply::apply(key, ctx).await,
+            Event::Cleanup(key) => cleanup::cleanup(key, ctx).await,
         }
     })
     .await
