@@ -6,7 +6,7 @@ use crate::dependants::Dependants;
 use crate::metrics::Metrics;
 use keyward_core::KeyProvider;
 use keyward_core::provider::KeyInfo;
-use keyward_crds::{KeyRotationPolicy, ProviderSpec};
+use keyward_crds::{KeyRotationPolicy, KeyVersionStatus, ProviderSpec};
 use keyward_provider_select::{NotServed, Providers};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -34,11 +34,15 @@ pub struct Context {
     /// KeyRotationPolicies, kept by the ManagedKey controller's watch of
     /// them (which also wakes the keys that name an edited policy).
     pub policies: Store<KeyRotationPolicy>,
-    /// Wraps and unwraps the operator made per (provider key id, version)
-    /// that the ManagedKey controller has not yet added to
-    /// `versions[].operations` (the SealedSecret controller does not write
-    /// ManagedKey status itself).
+    /// Wraps the operator made per (provider key id, version) that the
+    /// ManagedKey controller has not yet added to `versions[].operations`
+    /// (the SealedSecret controller does not write ManagedKey status itself).
     operations: Mutex<BTreeMap<(String, u32), u64>>,
+    /// The highest `versions[].operations` this process wrote per (provider
+    /// key id, version). A reconcile may start from a cached ManagedKey
+    /// older than its own last status write; counts only grow, so it must
+    /// not write a smaller one back (it would lose wraps).
+    written_operations: Mutex<BTreeMap<(String, u32), u64>>,
     /// The provider call bounds and the keys just created, shared by
     /// `provider` and every `provider_for`.
     calls: Arc<counted_provider::Shared>,
@@ -74,6 +78,7 @@ impl Context {
             dependants: Arc::default(),
             policies,
             operations: Mutex::default(),
+            written_operations: Mutex::default(),
             calls,
         }
     }
@@ -119,6 +124,33 @@ impl Context {
     pub fn restore_operations(&self, key_id: &str, taken: &BTreeMap<u32, u64>) {
         for (version, count) in taken {
             self.count_operations(key_id, *version, *count);
+        }
+    }
+
+    /// Raises each version's count to what this process last wrote for it.
+    pub fn floor_operations(&self, key_id: &str, versions: &mut [KeyVersionStatus]) {
+        let written = self
+            .written_operations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for version in versions {
+            if let Some(floor) = written.get(&(key_id.to_owned(), version.version)) {
+                version.operations = version.operations.max(*floor);
+            }
+        }
+    }
+
+    /// Remembers the counts of a status write that succeeded.
+    pub fn wrote_operations(&self, key_id: &str, versions: &[KeyVersionStatus]) {
+        let mut written = self
+            .written_operations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for version in versions.iter().filter(|v| v.operations > 0) {
+            let entry = written
+                .entry((key_id.to_owned(), version.version))
+                .or_default();
+            *entry = (*entry).max(version.operations);
         }
     }
 

@@ -52,7 +52,7 @@ pub async fn apply(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
         return finish(&key, &namespace, status, out, ctx, now).await;
     };
 
-    // Wraps and unwraps the operator made since the last status write; put
+    // Wraps the operator made since the last status write; put
     // back if this reconcile fails before writing status.
     let operations = ctx.take_operations(&info.key_id);
     let key_id = info.key_id.clone();
@@ -95,6 +95,8 @@ async fn apply_key(
     native::note_provider_rotation(&status, recorded_primary, &info, &mut out);
     sync_versions(&mut status.versions, &info, fresh_state, now);
     status.primary_version = Some(info.primary_version);
+    // The last count written first, then the wraps made since.
+    ctx.floor_operations(&info.key_id, &mut status.versions);
     add_operations(&mut status.versions, operations);
 
     let counts = ctx
@@ -521,6 +523,9 @@ async fn finish(
         &Patch::Apply(&patch),
     )
     .await?;
+    if let Some(key_id) = &status.provider_key_id {
+        ctx.wrote_operations(key_id, &status.versions);
+    }
 
     let deadlines = out.deadlines.clone();
     out.publish(key, ctx).await;
