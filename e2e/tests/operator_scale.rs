@@ -157,13 +157,14 @@ async fn scale_run(client: Client, ns: String, plan: Plan) -> Result<()> {
     };
     let at_ready = Counters::parse(&operator.metrics()?);
     let (peak, _) = operator.memory_mib()?;
+    let cpu = operator.cpu_seconds()?;
     let from = if plan.fresh {
         "first create"
     } else {
         "cold start"
     };
     println!(
-        "MEASURE {from} -> {} ManagedKeys Ready: {:.1}s; -> {n_secrets} SealedSecrets recorded: {:.1}s; peak RSS (VmHWM) so far {peak:.1} MiB",
+        "MEASURE {from} -> {} ManagedKeys Ready: {:.1}s; -> {n_secrets} SealedSecrets recorded: {:.1}s; peak RSS (VmHWM) so far {peak:.1} MiB; operator CPU since its start {cpu:.1}s",
         plan.keys, converged.keys_at, converged.secrets_at,
     );
     // From the operator's start (what a cold start costs in all), and for

@@ -126,17 +126,6 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
     // or call a just-compromised version usable. So both re-read the key
     // first (rare: only secrets due a re-wrap, or with a template).
     let mut key = read_cached(&shared.keys, &ctx.client, &key_namespace, &key_name).await?;
-    if key.as_deref().is_some_and(|k| k.status.is_none()) {
-        // The ManagedKey controller has not reconciled the key yet: until it
-        // has, nothing here can be checked against it (which provider key,
-        // which versions). Its first status write wakes this secret
-        // (`dependants::Reads`), so the status is written once, then. At a
-        // cold start that also leaves the API server to the keys first:
-        // the secrets' first status writes competed with the keys' and made
-        // them Ready later (docs/scale.md). The requeue is for a key no
-        // watch of this operator sees (outside `--watch-namespace`).
-        return Ok(Action::requeue(KEY_PENDING_RECHECK));
-    }
     let mut fresh = false;
     if let (Ok(items), Some(stored)) = (item_versions(&secret), key.as_deref()) {
         let mode = rewrap_mode(stored, &key_namespace, ctx).await?;
@@ -253,10 +242,6 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
     }
     Ok(Action::await_change())
 }
-
-/// How soon a secret whose ManagedKey has no status yet looks again, in
-/// case nothing wakes it when the key gets one.
-const KEY_PENDING_RECHECK: Duration = Duration::from_secs(30);
 
 /// Whether `next` says anything `current` does not. `set_condition` keeps a
 /// condition's `lastTransitionTime` while its status stays, so a reconcile

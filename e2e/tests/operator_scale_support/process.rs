@@ -90,6 +90,23 @@ impl OperatorProcess {
         Ok((field("VmHWM:")?, field("VmRSS:")?))
     }
 
+    /// CPU seconds the operator used so far (user + system, from
+    /// `/proc/<pid>/stat`; Linux counts them in USER_HZ = 100 ticks/s).
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?))?;
+        // After the command name in parentheses: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("malformed /proc/<pid>/stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| -> Result<f64> {
+            Ok(fields.get(i).context("short /proc/<pid>/stat")?.parse()?)
+        };
+        Ok((ticks(11)? + ticks(12)?) / 100.0)
+    }
+
     /// The /metrics text (blocking, loopback, small).
     pub fn metrics(&self) -> Result<String> {
         let mut stream = TcpStream::connect(&self.metrics_addr)?;

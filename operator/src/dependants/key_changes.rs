@@ -18,15 +18,13 @@ use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher};
 use std::collections::{BTreeSet, HashMap};
 
-/// What a SealedSecret reconcile reads from its ManagedKey: whether the
-/// ManagedKey controller has written any status yet (until then the secret
-/// waits for it), the key and version states `assess` and `rewrap::decide`
-/// look at, the primary a re-wrap targets, and the `Rotating` condition's
-/// status and reason (an edit of the policy's `rewrap` mode flips it, and
-/// the secrets then have to decide again).
+/// What a SealedSecret reconcile reads from its ManagedKey: the key and
+/// version states `assess` and `rewrap::decide` look at, the primary a
+/// re-wrap targets, and the `Rotating` condition's status and reason (an
+/// edit of the policy's `rewrap` mode flips it, and the secrets then have
+/// to decide again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reads {
-    reconciled: bool,
     generation: Option<i64>,
     deleting: bool,
     provider_key_id: Option<String>,
@@ -40,7 +38,6 @@ impl Reads {
     pub fn of(key: &ManagedKey) -> Reads {
         let status = key.status.as_ref();
         Reads {
-            reconciled: status.is_some(),
             generation: key.metadata.generation,
             deleting: key.metadata.deletion_timestamp.is_some(),
             provider_key_id: status.and_then(|s| s.provider_key_id.clone()),
@@ -275,26 +272,6 @@ mod tests {
             edit(&mut next);
             assert_eq!(changes.apply(&Event::Apply(next)), db(), "{what}");
         }
-    }
-
-    #[test]
-    fn a_first_status_without_a_provider_key_wakes_the_waiting_secrets() {
-        // Not served by this operator (or refused by the provider): status
-        // says so, with no provider key, state, primary or versions.
-        let mut unreconciled = key();
-        unreconciled.status = None;
-        let mut changes = synced(&[unreconciled.clone()]);
-        let mut degraded = unreconciled;
-        degraded.status = Some(ManagedKeyStatus {
-            conditions: vec![condition(
-                "Degraded",
-                "True",
-                "ProviderNotConfigured",
-                "start the operator with --aws-region",
-            )],
-            ..ManagedKeyStatus::default()
-        });
-        assert_eq!(changes.apply(&Event::Apply(degraded)), db());
     }
 
     #[test]
