@@ -511,20 +511,26 @@ async fn finish(
         tracing::warn!(key = %key.name_any(), namespace, reason, message, "key degraded");
     }
 
-    let api: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": keyward_crds::API_VERSION,
-        "kind": "ManagedKey",
-        "status": status,
-    });
-    api.patch_status(
-        &key.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    if let Some(key_id) = &status.provider_key_id {
-        ctx.wrote_operations(key_id, &status.versions);
+    // An unchanged status is not written again: a third of the ManagedKey
+    // patches at cold start were such no-ops, on the slots that decide how
+    // soon keys are Ready. (From a stale cached copy the server's is newer,
+    // and a later reconcile wrote it.)
+    if key.status.as_ref() != Some(&status) {
+        let api: Api<ManagedKey> = Api::namespaced(ctx.client.clone(), namespace);
+        let patch = json!({
+            "apiVersion": keyward_crds::API_VERSION,
+            "kind": "ManagedKey",
+            "status": status,
+        });
+        api.patch_status(
+            &key.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        if let Some(key_id) = &status.provider_key_id {
+            ctx.wrote_operations(key_id, &status.versions);
+        }
     }
 
     let deadlines = out.deadlines.clone();
