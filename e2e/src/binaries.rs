@@ -49,3 +49,13 @@ pub async fn build_binary(package: &str, bin: &str, release: bool) -> Result<Pat
         .next_back()
         .with_context(|| format!("cargo reported no {bin} executable"))
 }
+
+/// The operator binary: `KEYWARD_OPERATOR_BIN` (a copy set aside, so a
+/// build from another checkout sharing the target dir cannot swap it during
+/// a long run), else built from this checkout.
+pub async fn operator_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("KEYWARD_OPERATOR_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    build_binary("keyward-operator", "keyward-operator", false).await
+}

@@ -10,7 +10,7 @@
 //! `KEYWARD_OPERATOR_BIN` uses a prebuilt operator instead of building it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,24 +69,6 @@ fn seed() -> u64 {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
         })
-}
-
-/// The operator binary: `KEYWARD_OPERATOR_BIN`, or built from this checkout.
-async fn operator_binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("KEYWARD_OPERATOR_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "--locked", "-p", "keyward-operator"])
-        .status()
-        .await?;
-    ensure!(status.success(), "cargo build -p keyward-operator failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("debug/keyward-operator"))
 }
 
 /// The operator as a real process, its output appended to one log file.
@@ -220,7 +202,7 @@ async fn kill_9_during_rotations_and_rewraps_loses_nothing() {
         crds::install_keyward_crds(&client).await?;
         let dir = tempfile::tempdir()?;
         let mut operator = Operator {
-            bin: operator_binary().await?,
+            bin: keyward_e2e::binaries::operator_binary().await?,
             ns: ns.clone(),
             audit: dir.path().join("audit.log"),
             log: dir.path().join("operator.log"),

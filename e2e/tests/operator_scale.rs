@@ -79,7 +79,7 @@ async fn seed_then_start(
         fixtures::CONCURRENCY,
         throttled.load(Ordering::Relaxed)
     );
-    let bin = process::binary().await?;
+    let bin = keyward_e2e::binaries::operator_binary().await?;
     let started = Instant::now();
     let operator = OperatorProcess::start(&bin, ns, dir)?;
     println!("operator {} (pid {})", bin.display(), operator.pid()?);
@@ -95,7 +95,7 @@ async fn start_then_create(
     keys_api: &Api<ManagedKey>,
     dir: &std::path::Path,
 ) -> Result<(OperatorProcess, Instant, Counters)> {
-    let bin = process::binary().await?;
+    let bin = keyward_e2e::binaries::operator_binary().await?;
     let mut operator = OperatorProcess::start(&bin, ns, dir)?;
     println!("operator {} (pid {})", bin.display(), operator.pid()?);
     operator.wait_serving().await?;

@@ -17,6 +17,8 @@
 //! Ready, SealedSecret Ready, unseal, rotation by annotation (version 2 in
 //! the double), deletion (every version `DESTROY_SCHEDULED`).
 
+#[path = "support/in_process.rs"]
+mod in_process;
 mod providers_support;
 
 use std::collections::BTreeMap;
@@ -35,7 +37,7 @@ use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::keys::{degraded_reason, ready, wait_key};
 use keyward_e2e::{crds, with_temp_ns};
 use keyward_gcp_double::{Double, KEY_RING};
-use keyward_operator::{Config, http::Readiness, metrics::Metrics};
+use keyward_operator::Config;
 use keyward_provider_select::{ProviderArgs, Providers};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
@@ -86,7 +88,7 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
         let dir = tempfile::tempdir()?;
         let mut config = Config::for_namespace(&ns, dir.path().join("audit.log"));
         config.providers = args.clone();
-        let operator = start_operator(&client, config);
+        let operator = in_process::start_operator(&client, config);
 
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
         for (name, provider) in [
@@ -437,23 +439,6 @@ fn set_peer_environment(softhsm_conf: &Path) {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     }
-}
-
-fn start_operator(client: &Client, config: Config) -> tokio::task::JoinHandle<()> {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "keyward_operator=info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_test_writer()
-        .try_init();
-    let client = client.clone();
-    tokio::spawn(async move {
-        let metrics = Arc::new(Metrics::default());
-        if let Err(error) =
-            keyward_operator::run(client, &config, metrics, Readiness::default()).await
-        {
-            panic!("operator stopped: {error}");
-        }
-    })
 }
 
 fn managed_key(name: &str, provider: Value) -> Result<ManagedKey> {

@@ -15,24 +15,6 @@ pub struct OperatorProcess {
     pub log: PathBuf,
 }
 
-/// `$KEYWARD_OPERATOR_BIN`, else the debug binary, built now.
-pub async fn binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("KEYWARD_OPERATOR_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "--locked", "-p", "keyward-operator"])
-        .status()
-        .await?;
-    ensure!(status.success(), "cargo build -p keyward-operator failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("debug/keyward-operator"))
-}
-
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
