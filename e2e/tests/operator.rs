@@ -14,7 +14,7 @@ use keyward_core::local::{KeyringBackend, LocalProvider, WriteError};
 use keyward_core::provider::{KeyInfo, ProviderError};
 use keyward_core::{Dek, KeyProvider, SecretBytes};
 use keyward_crds::conditions::{self, DEGRADED, READY};
-use keyward_crds::{KeyState, ManagedKey, SealedSecret};
+use keyward_crds::{KeyRotationPolicy, KeyState, ManagedKey, SealedSecret};
 use keyward_e2e::keys::{degraded_reason, ready, wait_key};
 use keyward_e2e::{crds, with_temp_ns};
 use keyward_operator::keyring_secret::{self, SecretBackend};
@@ -92,6 +92,22 @@ fn managed_key(name: &str, spec: serde_json::Value) -> Result<ManagedKey> {
         "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
         "metadata": { "name": name }, "spec": spec,
     }))?)
+}
+
+/// Creates KeyRotationPolicy `name` with `spec`.
+async fn create_policy(
+    policies: &Api<KeyRotationPolicy>,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<()> {
+    let policy = json!({
+        "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
+        "metadata": { "name": name }, "spec": spec,
+    });
+    policies
+        .create(&PostParams::default(), &serde_json::from_value(policy)?)
+        .await?;
+    Ok(())
 }
 
 fn primary(key: &ManagedKey) -> Option<u32> {
@@ -476,21 +492,8 @@ async fn policy_rotation_happens_at_the_due_time() {
         crds::install_keyward_crds(&client).await?;
         let dir = tempfile::tempdir()?;
         let operator = Operator::start(&client, &ns, &audit_path(&dir));
-        let policies: Api<kube::core::DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            &ns,
-            &kube::core::ApiResource::from_gvk_with_plural(
-                &kube::core::GroupVersionKind::gvk("keyward.io", "v1alpha1", "KeyRotationPolicy"),
-                "keyrotationpolicies",
-            ),
-        );
-        let policy = json!({
-            "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
-            "metadata": { "name": "fast" }, "spec": { "rotationPeriod": "1y" },
-        });
-        policies
-            .create(&PostParams::default(), &serde_json::from_value(policy)?)
-            .await?;
+        let policies: Api<KeyRotationPolicy> = Api::namespaced(client.clone(), &ns);
+        create_policy(&policies, "fast", json!({ "rotationPeriod": "1y" })).await?;
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
         keys.create(
             &PostParams::default(),
@@ -974,22 +977,8 @@ async fn retention_destruction_waits_for_dependants() {
         crds::install_keyward_crds(&client).await?;
         let dir = tempfile::tempdir()?;
         let operator = Operator::start(&client, &ns, &audit_path(&dir));
-        let policies: Api<kube::core::DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            &ns,
-            &kube::core::ApiResource::from_gvk_with_plural(
-                &kube::core::GroupVersionKind::gvk("keyward.io", "v1alpha1", "KeyRotationPolicy"),
-                "keyrotationpolicies",
-            ),
-        );
-        let policy = json!({
-            "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
-            "metadata": { "name": "short" },
-            "spec": { "decryptRetention": "2s", "rewrap": "Manual" },
-        });
-        policies
-            .create(&PostParams::default(), &serde_json::from_value(policy)?)
-            .await?;
+        let policies: Api<KeyRotationPolicy> = Api::namespaced(client.clone(), &ns);
+        create_policy(&policies, "short", json!({ "decryptRetention": "2s", "rewrap": "Manual" })).await?;
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
         let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
         keys.create(
@@ -1158,22 +1147,8 @@ async fn policy_edited_to_one_minute_rotates_within_a_minute_and_rewraps() {
         let dir = tempfile::tempdir()?;
         let audit = audit_path(&dir);
         let operator = Operator::start(&client, &ns, &audit);
-        let policies: Api<kube::core::DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            &ns,
-            &kube::core::ApiResource::from_gvk_with_plural(
-                &kube::core::GroupVersionKind::gvk("keyward.io", "v1alpha1", "KeyRotationPolicy"),
-                "keyrotationpolicies",
-            ),
-        );
-        let policy = json!({
-            "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
-            "metadata": { "name": "yearly" },
-            "spec": { "rotationPeriod": "1y", "rewrap": "Eager", "expiryNotice": "10s" },
-        });
-        policies
-            .create(&PostParams::default(), &serde_json::from_value(policy)?)
-            .await?;
+        let policies: Api<KeyRotationPolicy> = Api::namespaced(client.clone(), &ns);
+        create_policy(&policies, "yearly", json!({ "rotationPeriod": "1y", "rewrap": "Eager", "expiryNotice": "10s" })).await?;
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
         let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
         keys.create(
@@ -1455,14 +1430,7 @@ async fn lazy_rewrap_waits_for_a_spec_change_and_expiry_notice_warns() {
         let dir = tempfile::tempdir()?;
         let audit = audit_path(&dir);
         let operator = Operator::start(&client, &ns, &audit);
-        let policies: Api<kube::core::DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            &ns,
-            &kube::core::ApiResource::from_gvk_with_plural(
-                &kube::core::GroupVersionKind::gvk("keyward.io", "v1alpha1", "KeyRotationPolicy"),
-                "keyrotationpolicies",
-            ),
-        );
+        let policies: Api<KeyRotationPolicy> = Api::namespaced(client.clone(), &ns);
         for (name, spec) in [
             ("lazy", json!({ "rewrap": "Lazy" })),
             // Notice 8 s before a 12 s period ends: given 4 s after creation.
@@ -1471,13 +1439,7 @@ async fn lazy_rewrap_waits_for_a_spec_change_and_expiry_notice_warns() {
                 json!({ "rotationPeriod": "12s", "expiryNotice": "8s" }),
             ),
         ] {
-            let policy = json!({
-                "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
-                "metadata": { "name": name }, "spec": spec,
-            });
-            policies
-                .create(&PostParams::default(), &serde_json::from_value(policy)?)
-                .await?;
+            create_policy(&policies, name, spec).await?;
         }
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
         let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
@@ -1619,11 +1581,7 @@ fn operations(key: &ManagedKey, version: u32) -> u64 {
         .map_or(0, |v| v.operations)
 }
 
-async fn set_max_operations(
-    policies: &Api<keyward_crds::KeyRotationPolicy>,
-    name: &str,
-    max: u64,
-) -> Result<()> {
+async fn set_max_operations(policies: &Api<KeyRotationPolicy>, name: &str, max: u64) -> Result<()> {
     let patch = json!({ "spec": { "maxOperations": max } });
     policies
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -1638,15 +1596,8 @@ async fn max_operations_rotates_once_reached_and_refuses_a_limit_one_rewrap_meet
         let dir = tempfile::tempdir()?;
         let audit = audit_path(&dir);
         let operator = Operator::start(&client, &ns, &audit);
-        let policies: Api<keyward_crds::KeyRotationPolicy> = Api::namespaced(client.clone(), &ns);
-        let policy = json!({
-            "apiVersion": "keyward.io/v1alpha1", "kind": "KeyRotationPolicy",
-            "metadata": { "name": "few-ops" },
-            "spec": { "maxOperations": 4, "rewrap": "Eager" },
-        });
-        policies
-            .create(&PostParams::default(), &serde_json::from_value(policy)?)
-            .await?;
+        let policies: Api<KeyRotationPolicy> = Api::namespaced(client.clone(), &ns);
+        create_policy(&policies, "few-ops", json!({ "maxOperations": 4, "rewrap": "Eager" })).await?;
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
         let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
         keys.create(
