@@ -129,6 +129,24 @@ pub struct KeyVersionStatus {
     pub dependants: u32,
 }
 
+impl KeyVersionStatus {
+    /// Version `version` in `state`, with nothing else recorded yet.
+    pub fn new(version: u32, state: KeyState) -> Self {
+        KeyVersionStatus {
+            version,
+            provider_version_id: None,
+            state,
+            created_at: None,
+            activated_at: None,
+            deactivated_at: None,
+            destroy_scheduled_at: None,
+            destroyed_at: None,
+            operations: 0,
+            dependants: 0,
+        }
+    }
+}
+
 impl ManagedKeyStatus {
     /// The primary version's entry, if reported.
     pub fn primary(&self) -> Option<&KeyVersionStatus> {

@@ -98,18 +98,7 @@ mod tests {
     use keyward_crds::KeyVersionStatus;
 
     fn version(version: u32, state: KeyState) -> KeyVersionStatus {
-        KeyVersionStatus {
-            version,
-            provider_version_id: None,
-            state,
-            created_at: None,
-            activated_at: None,
-            deactivated_at: None,
-            destroy_scheduled_at: None,
-            destroyed_at: None,
-            operations: 0,
-            dependants: 0,
-        }
+        KeyVersionStatus::new(version, state)
     }
 
     fn key(states: &[KeyState]) -> ManagedKeyStatus {

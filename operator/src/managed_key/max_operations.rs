@@ -107,16 +107,9 @@ mod tests {
                 .zip(1..)
                 .map(
                     |(&(state, operations, dependants), version)| KeyVersionStatus {
-                        version,
-                        provider_version_id: None,
-                        state,
-                        created_at: None,
-                        activated_at: None,
-                        deactivated_at: None,
-                        destroy_scheduled_at: None,
-                        destroyed_at: None,
                         operations,
                         dependants,
+                        ..KeyVersionStatus::new(version, state)
                     },
                 )
                 .collect(),

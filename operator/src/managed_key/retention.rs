@@ -207,16 +207,9 @@ mod tests {
         dependants: u32,
     ) -> KeyVersionStatus {
         KeyVersionStatus {
-            version: n,
-            provider_version_id: None,
-            state,
-            created_at: None,
-            activated_at: None,
             deactivated_at: deactivated.map(|s| Time(Timestamp::from_second(s).unwrap())),
-            destroy_scheduled_at: None,
-            destroyed_at: None,
-            operations: 0,
             dependants,
+            ..KeyVersionStatus::new(n, state)
         }
     }
 

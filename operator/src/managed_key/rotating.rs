@@ -104,16 +104,8 @@ mod tests {
 
     fn version(n: u32, state: KeyState, dependants: u32) -> KeyVersionStatus {
         KeyVersionStatus {
-            version: n,
-            provider_version_id: None,
-            state,
-            created_at: None,
-            activated_at: None,
-            deactivated_at: None,
-            destroy_scheduled_at: None,
-            destroyed_at: None,
-            operations: 0,
             dependants,
+            ..KeyVersionStatus::new(n, state)
         }
     }
 

@@ -38,16 +38,8 @@ pub fn sync_versions(
                     KeyState::Deactivated
                 };
                 versions.push(KeyVersionStatus {
-                    version: provided.version,
-                    provider_version_id: None,
-                    state,
-                    created_at: None,
                     activated_at: (state == KeyState::Active).then_some(Time(now)),
-                    deactivated_at: None,
-                    destroy_scheduled_at: None,
-                    destroyed_at: None,
-                    operations: 0,
-                    dependants: 0,
+                    ..KeyVersionStatus::new(provided.version, state)
                 });
                 versions.last_mut().expect("just pushed")
             }
