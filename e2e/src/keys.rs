@@ -1,10 +1,11 @@
 //! Waiting on ManagedKeys and reading their conditions: what every suite
 //! that runs the operator asks of a key.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 use keyward_crds::ManagedKey;
 use keyward_crds::conditions::{self, DEGRADED, READY};
 use kube::Api;
+use kube::api::{DeleteParams, ListParams};
 use std::time::{Duration, Instant};
 
 /// How long a key may take to reach a state before the test fails.
@@ -48,4 +49,26 @@ pub fn degraded_reason(key: &ManagedKey) -> Option<String> {
     conditions::find(&status.conditions, DEGRADED)
         .filter(|c| c.status == "True")
         .map(|c| format!("{}: {}", c.reason, c.message))
+}
+
+/// Deletes every ManagedKey `keys` sees and waits (up to a minute) for their
+/// finalizers to go, so the namespace can be deleted on clusters that
+/// outlive the test.
+pub async fn delete_all(keys: &Api<ManagedKey>) -> Result<()> {
+    keys.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !keys
+        .list(&ListParams::default().limit(1))
+        .await?
+        .items
+        .is_empty()
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "ManagedKeys kept their finalizers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result, ensure};
 use base64::Engine;
@@ -21,7 +21,7 @@ use keyward_e2e::keys::{ready, wait_key};
 use keyward_e2e::{crds, with_temp_ns};
 use keyward_kubeutil::keyring_secret;
 use keyward_operator::{Config, http::Readiness, metrics::Metrics};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -234,17 +234,7 @@ async fn flow(client: &Client, ns: &str, dir: &Path) -> Result<()> {
 
 async fn delete_keys(client: &Client, ns: &str) -> Result<()> {
     let keys: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
-    keys.delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !keys.list(&ListParams::default()).await?.items.is_empty() {
-        ensure!(
-            Instant::now() < deadline,
-            "ManagedKeys kept their finalizers"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+    keyward_e2e::keys::delete_all(&keys).await
 }
 
 async fn keyward(cli: &Path, args: &[&str]) -> Result<Output> {

@@ -59,16 +59,7 @@ impl Operator {
     /// so the namespace can be deleted on clusters that outlive the test.
     async fn delete_keys_and_stop(self, client: &Client, ns: &str) -> Result<()> {
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
-        keys.delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !keys.list(&ListParams::default()).await?.items.is_empty() {
-            ensure!(
-                Instant::now() < deadline,
-                "ManagedKeys kept their finalizers"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        keyward_e2e::keys::delete_all(&keys).await?;
         self.kill().await;
         Ok(())
     }

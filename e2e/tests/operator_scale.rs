@@ -243,22 +243,7 @@ async fn scale_run(client: Client, ns: String, plan: Plan) -> Result<()> {
         secrets_api
             .delete_collection(&DeleteParams::default(), &ListParams::default())
             .await?;
-        keys_api
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !keys_api
-            .list(&ListParams::default().limit(1))
-            .await?
-            .items
-            .is_empty()
-        {
-            ensure!(
-                Instant::now() < deadline,
-                "ManagedKeys kept their finalizers"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        keyward_e2e::keys::delete_all(&keys_api).await?;
     }
     operator.stop().await
 }

@@ -194,16 +194,7 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
         sealed
             .delete_collection(&DeleteParams::default(), &ListParams::default())
             .await?;
-        keys.delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !keys.list(&ListParams::default()).await?.items.is_empty() {
-            ensure!(
-                Instant::now() < deadline,
-                "ManagedKeys kept their finalizers"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        keyward_e2e::keys::delete_all(&keys).await?;
         let at_moto = aws_describe(&endpoint, &kms_id).await?;
         ensure!(
             at_moto.deletion_at.is_some(),
