@@ -4,8 +4,10 @@
 //! engine here, so the Dockerfile itself is not built), the chart is
 //! installed with the loopback overlay (host network, API server and webhook
 //! on 127.0.0.1, no HTTP probes), and the quickstart's path runs: a
-//! ManagedKey, `keyward seal` from its public key, an annotated pod that
-//! reads the unsealed file (`chart_support/on_node.rs`).
+//! ManagedKey, `keyward seal` from its public key, an opted-in pod that
+//! reads the unsealed file (`chart_support/on_node.rs`). With the webhook
+//! scaled to 0, a pod that did not opt in still runs and an opted-in pod is
+//! refused until it is back (`webhook_outage_blocks_only_opted_in_pods`).
 //!
 //! `readme_demo` is the same path in fixed namespaces with the chart's
 //! default webhook selectors, run by `scripts/demo.sh` (ignored here).
@@ -14,21 +16,49 @@ mod chart_support;
 
 use std::path::PathBuf;
 
-use anyhow::{Result, ensure};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
 use chart_support::on_node::{self, Flow, SECRET_PATH, SECRET_VALUE, Steps};
 use chart_support::*;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use keyward_e2e::{helm::Helm, with_temp_ns};
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+/// One release at a time: each runs its webhook on a host port and the
+/// image import writes one image name into the node.
+static ONE_RELEASE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn chart_runs_operator_and_webhook_on_the_node() {
+    with_release(|_, _| async { Ok(()) }).await;
+}
+
+/// The blast radius of a Keyward outage: with the webhook Deployment at 0
+/// replicas a pod that did not opt in is created and runs in an
+/// application namespace, an opted-in pod is refused with a message that
+/// names Keyward's webhook; back at 1 replica the same pod is admitted and
+/// reads its injected file.
+#[tokio::test]
+async fn webhook_outage_blocks_only_opted_in_pods() {
+    with_release(|client, flow| async move { outage(&client, &flow).await }).await;
+}
+
+/// Installs the chart (as `install_seal_and_read`), runs `more`, then
+/// deletes the key and uninstalls.
+async fn with_release<F, Fut>(more: F)
+where
+    F: FnOnce(Client, Flow) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
     if !keyward_e2e::cluster::is_local() {
         println!("skipped: needs the local e2e cluster to import the project's image");
         return;
     }
+    let _one = ONE_RELEASE.lock().await;
     with_temp_ns(|client, ns| async move {
         ignore_namespace(&client, &ns).await?;
         let app_ns = keyward_e2e::namespace::create_temp_ns(&client).await?;
@@ -41,9 +71,10 @@ async fn chart_runs_operator_and_webhook_on_the_node() {
             only_label: Some(ns.clone()),
             out_dir: out.path().to_owned(),
         };
-        let result = run_and_clean_up(&client, &flow).await;
+        let result = run_and_clean_up(&client, &flow, more).await;
         if result.is_err() {
             keyward_e2e::namespace::dump_namespace(&client, &app_ns).await;
+            keyward_e2e::namespace::dump_namespace(&client, &ns).await;
         }
         let _ = Api::<Namespace>::all(client.clone())
             .delete(&app_ns, &DeleteParams::background())
@@ -54,10 +85,15 @@ async fn chart_runs_operator_and_webhook_on_the_node() {
     .await;
 }
 
-async fn run_and_clean_up(client: &Client, flow: &Flow) -> Result<()> {
+async fn run_and_clean_up<F, Fut>(client: &Client, flow: &Flow, more: F) -> Result<()>
+where
+    F: FnOnce(Client, Flow) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let read = on_node::install_seal_and_read(client, flow, &mut Steps::start()).await?;
     ensure!(read == SECRET_VALUE, "app read {read:?}");
     println!("app container read {SECRET_PATH}: {read}");
+    more(client.clone(), flow.clone()).await?;
 
     // Delete the key while the operator runs (it owns the finalizer).
     let keys = keyward_api(client, &flow.release_ns, "ManagedKey", "managedkeys");
@@ -113,4 +149,149 @@ async fn readme_demo() -> Result<()> {
     ensure!(read == SECRET_VALUE, "the app container read {read:?}");
     println!("app container read {SECRET_PATH}: {read}");
     Ok(())
+}
+
+async fn outage(client: &Client, flow: &Flow) -> Result<()> {
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &flow.release_ns);
+    let webhook = flow.names().webhook;
+    let pods = Api::<Pod>::namespaced(client.clone(), &flow.app_ns);
+    let post = PostParams::default();
+
+    scale(&deployments, &webhook, 0).await?;
+    let started = Instant::now();
+    wait_no_webhook_pod(client, &flow.release_ns).await?;
+    println!(
+        "MEASURE webhook Deployment {webhook} scaled to 0, its pod gone: {} ms",
+        started.elapsed().as_millis()
+    );
+
+    // A pod that did not opt in (it even carries the test's isolation
+    // label, so only the missing opt-in label keeps it from the webhook).
+    let plain: Pod = serde_json::from_value(on_node::app_pod(flow, "plain", "echo plain ran")?)?;
+    let started = Instant::now();
+    pods.create(&post, &plain)
+        .await
+        .context("a pod that did not opt in, with Keyward's webhook down")?;
+    println!(
+        "MEASURE pod without the opt-in label created with the webhook down: {} ms",
+        started.elapsed().as_millis()
+    );
+    let done =
+        keyward_e2e::pods::wait_for_completion(&pods, "plain", Duration::from_secs(90)).await?;
+    ensure!(
+        keyward_e2e::pods::phase(&done) == "Succeeded",
+        "plain pod ended {}",
+        keyward_e2e::pods::phase(&done)
+    );
+    let log = keyward_e2e::pods::container_log(client, &done, "app").await?;
+    ensure!(log.trim() == "plain ran", "plain pod printed {log:?}");
+    ensure!(
+        done.spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .is_none(),
+        "the plain pod was mutated"
+    );
+    println!(
+        "pod {}/plain (not opted in) ran and Succeeded with the webhook down",
+        flow.app_ns
+    );
+
+    // An opted-in pod is refused, never started without its secrets.
+    let opted_in = on_node::reader_pod(flow, "opted-in")?;
+    let started = Instant::now();
+    let refused = pods.create(&post, &opted_in).await;
+    let elapsed = started.elapsed();
+    let message = match refused {
+        Ok(_) => bail!("an opted-in pod was created while Keyward's webhook was down"),
+        Err(kube::Error::Api(status)) => status.message,
+        Err(other) => return Err(other.into()),
+    };
+    println!(
+        "opted-in pod refused after {} ms: {message}",
+        elapsed.as_millis()
+    );
+    ensure!(
+        message.contains(r#"failed calling webhook "secret-injection.keyward.io""#),
+        "the refusal does not name Keyward's webhook: {message}"
+    );
+    ensure!(
+        pods.get_opt("opted-in").await?.is_none(),
+        "the refused pod exists"
+    );
+
+    // Back to one replica: the pod is admitted as soon as the webhook
+    // serves again (the same CA, kept in the chart's TLS Secret).
+    scale(&deployments, &webhook, 1).await?;
+    let started = Instant::now();
+    let mut ready_at = None;
+    let mut refusals = 0;
+    let admitted = loop {
+        match pods.create(&post, &opted_in).await {
+            Ok(pod) => break pod,
+            Err(kube::Error::Api(status))
+                if status.message.contains("failed calling webhook")
+                    && started.elapsed() < Duration::from_secs(180) =>
+            {
+                refusals += 1;
+            }
+            Err(error) => return Err(error).context("opted-in pod after scale-up"),
+        }
+        if ready_at.is_none() && webhook_ready(client, &flow.release_ns).await? {
+            ready_at = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let admitted_after = started.elapsed();
+    println!(
+        "MEASURE after scale-up to 1: webhook pod Ready seen at {} ms, opted-in pod admitted at {} ms ({refusals} refused attempts before, 100 ms apart)",
+        ready_at.map_or("-".to_owned(), |d| d.as_millis().to_string()),
+        admitted_after.as_millis()
+    );
+    let read = on_node::read_injected(client, &pods, &admitted).await?;
+    ensure!(read == SECRET_VALUE, "opted-in pod read {read:?}");
+    println!("opted-in pod admitted after scale-up read {SECRET_PATH}: {read}");
+    Ok(())
+}
+
+async fn scale(deployments: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
+    deployments
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+        )
+        .await
+        .with_context(|| format!("scaling {name} to {replicas}"))?;
+    Ok(())
+}
+
+fn webhook_pods(client: &Client, ns: &str) -> (Api<Pod>, ListParams) {
+    (
+        Api::namespaced(client.clone(), ns),
+        ListParams::default().labels("app.kubernetes.io/component=webhook"),
+    )
+}
+
+async fn wait_no_webhook_pod(client: &Client, ns: &str) -> Result<()> {
+    let (api, list) = webhook_pods(client, ns);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !api.list(&list).await?.items.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "webhook pod still there after 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+async fn webhook_ready(client: &Client, ns: &str) -> Result<bool> {
+    let (api, list) = webhook_pods(client, ns);
+    Ok(api.list(&list).await?.items.iter().any(|p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c.ready))
+    }))
 }

@@ -39,6 +39,7 @@ use keyward_e2e::{crds, with_temp_ns};
 use keyward_gcp_double::{Double, KEY_RING};
 use keyward_operator::Config;
 use keyward_provider_select::{ProviderArgs, Providers};
+use keyward_webhook::annotations::{INJECTION_ENABLED, INJECTION_LABEL};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
 use keyward_webhook::{AppState, inject, router, server, tls};
@@ -568,7 +569,8 @@ async fn serve_unseal(
 /// (nothing is pulled), but it exists, which is all a bound token needs.
 async fn reader_pod(client: &Client, ns: &str, secrets: &str) -> Result<Pod> {
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "reader", "annotations": {"keyward.io/inject": secrets}},
+        "metadata": {"name": "reader", "labels": {INJECTION_LABEL: INJECTION_ENABLED},
+                     "annotations": {"keyward.io/inject": secrets}},
         "spec": {
             "nodeSelector": {"keyward.io/e2e-no-such-node": "true"},
             "containers": [{"name": "app", "image": "keyward.local/never-pulled:e2e"}],

@@ -21,6 +21,7 @@ use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
 use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::{cluster, crds, pods, with_temp_ns};
 use keyward_kubeutil::keyring_secret;
+use keyward_webhook::annotations::{INJECTION_ENABLED, INJECTION_LABEL};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
 use keyward_webhook::{AppState, inject, router, server, tls};
@@ -152,10 +153,16 @@ impl Webhook {
                 "timeoutSeconds": 10,
             })
         };
+        // Only opted-in pods, as the chart selects them.
+        let mut mutate = common(
+            "/mutate",
+            json!([{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["pods"]}]),
+        );
+        mutate["objectSelector"] = json!({"matchLabels": {INJECTION_LABEL: INJECTION_ENABLED}});
         let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": self.config_name},
-            "webhooks": [common("/mutate", json!([{"apiGroups": [""], "apiVersions": ["v1"],
-                "operations": ["CREATE"], "resources": ["pods"]}]))],
+            "webhooks": [mutate],
         }))?;
         let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": self.config_name},
@@ -229,11 +236,13 @@ impl Webhook {
     }
 }
 
-/// A hostNetwork pod whose app container prints what it was given.
+/// A hostNetwork pod, opted in for `inject`, whose app container prints
+/// what it was given.
 fn app_pod(name: &str, inject: &str, script: &str) -> Result<Pod> {
     let (busybox, pull) = cluster::busybox_image();
     Ok(serde_json::from_value(json!({
-        "metadata": {"name": name, "annotations": {"keyward.io/inject": inject}},
+        "metadata": {"name": name, "labels": {INJECTION_LABEL: INJECTION_ENABLED},
+                     "annotations": {"keyward.io/inject": inject}},
         "spec": {
             "hostNetwork": true,
             "restartPolicy": "Never",
@@ -627,8 +636,8 @@ async fn env_exec_flow(client: &Client, pods: &Api<Pod>) -> Result<()> {
     };
     let env_pod = |name: &str, command: Value| -> Result<Pod> {
         Ok(serde_json::from_value(json!({
-            "metadata": {"name": name, "annotations": {
-                "keyward.io/inject": "db", "keyward.io/env-exec": "true"}},
+            "metadata": {"name": name, "labels": {INJECTION_LABEL: INJECTION_ENABLED},
+                "annotations": {"keyward.io/inject": "db", "keyward.io/env-exec": "true"}},
             "spec": {
                 "hostNetwork": true, "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
                 "containers": [{"name": "app", "image": image, "imagePullPolicy": pull,

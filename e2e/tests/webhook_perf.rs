@@ -19,6 +19,7 @@ use keyward_conformance::CountingProvider;
 use keyward_core::provider::{DekCache, KeyProvider};
 use keyward_e2e::{cluster, crds, with_temp_ns};
 use keyward_kubeutil::keyring_secret;
+use keyward_webhook::annotations::{INJECTION_ENABLED, INJECTION_LABEL};
 use keyward_webhook::inject;
 use keyward_webhook::unseal::UnsealRequest;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -52,7 +53,7 @@ async fn pending_deployment_pods(client: &Client, ns: &str, replicas: i32) -> Re
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "perf"}},
             "template": {
-                "metadata": {"labels": {"app": "perf"},
+                "metadata": {"labels": {"app": "perf", INJECTION_LABEL: INJECTION_ENABLED},
                     "annotations": {"keyward.io/inject": SECRET}},
                 "spec": {
                     "nodeSelector": {"keyward.io/no-such-node": "true"},
@@ -272,6 +273,7 @@ fn app_pod(name: &str, inject: bool) -> Result<Pod> {
         },
     });
     if inject {
+        pod["metadata"]["labels"] = json!({INJECTION_LABEL: INJECTION_ENABLED});
         pod["metadata"]["annotations"] = json!({"keyward.io/inject": SECRET});
     }
     Ok(serde_json::from_value(pod)?)

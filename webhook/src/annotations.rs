@@ -1,5 +1,12 @@
-//! The pod annotations users write, and the names of what the webhook adds.
+//! The pod label and annotations users write, and the names of what the
+//! webhook adds.
 
+/// The pod label that opts a pod in: the chart's objectSelector sends only
+/// pods labelled `keyward.io/injection: enabled` to the webhook, so a
+/// Keyward outage cannot block any other pod. Labels, unlike annotations,
+/// are visible to an objectSelector.
+pub const INJECTION_LABEL: &str = "keyward.io/injection";
+pub const INJECTION_ENABLED: &str = "enabled";
 /// Comma-separated SealedSecret names to inject.
 pub const INJECT: &str = "keyward.io/inject";
 /// Where the secrets appear in the app containers.

@@ -42,16 +42,29 @@ fn injected_ca(config: &InjectorConfig) -> Option<String> {
 pub const INJECTOR_UID: i64 = 65532;
 
 /// JSONPatch operations for `pod`; empty when the pod does not opt in or
-/// already has everything. An opted-in pod with a bad annotation is an error.
+/// already has everything. The annotation decides what is injected (a
+/// custom objectSelector may send pods without the label); a pod labelled
+/// for injection without naming any SealedSecret, or with a bad
+/// annotation, is an error.
 pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, String> {
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     let Some(value) = annotations.get(a::INJECT) else {
+        if opted_in_by_label(pod) {
+            return Err(format!(
+                "the pod is labelled {}={} but has no annotation {}; add the annotation {}: \"<sealedsecret>[,...]\" naming the SealedSecrets to inject, or remove the label",
+                a::INJECTION_LABEL,
+                a::INJECTION_ENABLED,
+                a::INJECT,
+                a::INJECT
+            ));
+        }
         return Ok(Vec::new());
     };
     let secrets = requested_secrets(value);
     if secrets.is_empty() {
         return Err(format!(
-            "annotation {} is empty; list SealedSecret names, e.g. `db,api`",
+            "annotation {} is empty; list the SealedSecrets to inject, e.g. {}: \"db,api\"",
+            a::INJECT,
             a::INJECT
         ));
     }
@@ -233,6 +246,14 @@ fn injector_uid(pod: &Pod) -> i64 {
         .or(pod_level)
         .filter(|uid| *uid != 0)
         .unwrap_or(INJECTOR_UID)
+}
+
+fn opted_in_by_label(pod: &Pod) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(a::INJECTION_LABEL))
+        .is_some_and(|value| value == a::INJECTION_ENABLED)
 }
 
 fn is_dns_subdomain(name: &str) -> bool {
@@ -435,6 +456,43 @@ mod tests {
                 .any(|e| e["name"] == "KEYWARD_CA_PEM" && e["value"] == "NEW CA\nOLD CA\n"),
             "{env:?}"
         );
+    }
+
+    fn labelled(injection: &str, annotations: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": {a::INJECTION_LABEL: injection},
+                         "annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": "x"}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_labelled_pod_must_name_its_secrets() {
+        for annotations in [json!({}), json!({"other": "x"})] {
+            let error = patch_for(&labelled("enabled", annotations), &config()).unwrap_err();
+            assert!(
+                error.contains("keyward.io/injection=enabled")
+                    && error.contains("add the annotation keyward.io/inject:"),
+                "{error}"
+            );
+        }
+        let error =
+            patch_for(&labelled("enabled", json!({a::INJECT: " , "})), &config()).unwrap_err();
+        assert!(error.contains("keyward.io/inject: \"db,api\""), "{error}");
+    }
+
+    #[test]
+    fn the_annotation_decides_what_is_injected_not_the_label() {
+        // Labelled and annotated: the usual opted-in pod.
+        let ops = patch_for(&labelled("enabled", json!({a::INJECT: "db"})), &config()).unwrap();
+        assert!(!ops.is_empty());
+        // Annotated only (sent by a custom objectSelector): still injected.
+        let ops = patch_for(&pod("db", json!({})), &config()).unwrap();
+        assert!(ops.iter().any(|op| op["path"] == "/spec/initContainers"));
+        // Any other label value, without the annotation, is not an opt-in.
+        let ops = patch_for(&labelled("disabled", json!({})), &config()).unwrap();
+        assert!(ops.is_empty(), "{ops:?}");
     }
 
     #[test]

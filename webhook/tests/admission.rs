@@ -149,6 +149,19 @@ async fn empty_annotation_is_refused_with_a_reason() {
 }
 
 #[tokio::test]
+async fn labelled_pod_without_the_annotation_is_told_what_to_add() {
+    let mut review = fixture("pod-create-plain.json");
+    review["request"]["object"]["metadata"]["labels"] = json!({"keyward.io/injection": "enabled"});
+    let answer = post("/mutate", &review).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("add the annotation keyward.io/inject:"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn illegal_managed_key_transition_names_the_legal_ones() {
     let answer = post("/validate", &fixture("managedkey-update.json")).await;
     assert_eq!(answer["response"]["allowed"], false);

@@ -2,7 +2,7 @@
 //! `chart_on_node` test and the README demo (`scripts/demo.sh`): the
 //! project's binaries packed into an image on the node, the chart installed
 //! with the loopback overlay, a ManagedKey, `keyward seal` from its public
-//! key, and an annotated pod that reads the unsealed file.
+//! key, and an opted-in pod that reads the unsealed file.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use keyward_e2e::helm::Helm;
+use keyward_webhook::annotations::{INJECT, INJECTION_ENABLED, INJECTION_LABEL};
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -42,6 +43,7 @@ impl Steps {
 }
 
 /// What differs between the test and the demo.
+#[derive(Clone)]
 pub struct Flow {
     pub release: String,
     pub release_ns: String,
@@ -51,7 +53,9 @@ pub struct Flow {
     pub watch_ns: Option<String>,
     /// When set, the webhooks see only objects with label
     /// `keyward.io/e2e-chart=<value>` (so a test never admits another
-    /// test's pods); None keeps the chart's default selectors.
+    /// test's pods): for the mutating webhook Helm merges it into the
+    /// chart's default `matchLabels`, so pods need the opt-in label too.
+    /// None keeps the chart's default selectors.
     pub only_label: Option<String>,
     /// Where the public key and the sealed manifest are written.
     pub out_dir: PathBuf,
@@ -62,7 +66,7 @@ impl Flow {
         Names::for_release(&self.release, &self.release_ns)
     }
 
-    fn labels(&self) -> Value {
+    pub fn labels(&self) -> Value {
         match &self.only_label {
             Some(value) => json!({ "keyward.io/e2e-chart": value }),
             None => json!({}),
@@ -157,7 +161,7 @@ pub async fn install_seal_and_read(
 
     let read = run_reader_pod(client, flow).await?;
     steps.done(&format!(
-        "pod {}/reader (annotation keyward.io/inject: db) mutated, started on the node, Succeeded",
+        "pod {}/reader (label keyward.io/injection: enabled, annotation keyward.io/inject: db) mutated, started on the node, Succeeded",
         flow.app_ns
     ));
     Ok(read)
@@ -434,29 +438,48 @@ pub async fn ensure_namespace(client: &Client, name: &str, labels: Value) -> Res
     }
 }
 
-/// An annotated pod in the app namespace: the webhook adds the injector,
-/// which unseals through the webhook's API; the app container prints the
-/// file. Returns what it printed.
-async fn run_reader_pod(client: &Client, flow: &Flow) -> Result<String> {
+/// A pod in the app namespace whose app container prints `script`'s
+/// output; with the test's isolation label (`Flow::only_label`), if any.
+pub fn app_pod(flow: &Flow, name: &str, script: &str) -> Result<Value> {
     let (busybox, pull) = keyward_e2e::cluster::busybox_image();
-    let pods = Api::<Pod>::namespaced(client.clone(), &flow.app_ns);
-    let reader: Pod = serde_json::from_value(json!({
-        "metadata": {
-            "name": "reader",
-            "labels": flow.labels(),
-            "annotations": { "keyward.io/inject": "db" },
-        },
+    Ok(json!({
+        "metadata": { "name": name, "labels": flow.labels() },
         "spec": {
             "hostNetwork": true,
             "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
             "containers": [{
                 "name": "app", "image": busybox, "imagePullPolicy": pull,
-                "command": ["sh", "-c", format!("cat {SECRET_PATH}")],
+                "command": ["sh", "-c", script],
             }],
         },
-    }))?;
+    }))
+}
+
+/// A pod opted in to injection of SealedSecret `db` (the label the chart's
+/// webhook selects, the annotation naming the secret) that prints the
+/// injected file.
+pub fn reader_pod(flow: &Flow, name: &str) -> Result<Pod> {
+    let mut pod = app_pod(flow, name, &format!("cat {SECRET_PATH}"))?;
+    pod["metadata"]["labels"][INJECTION_LABEL] = json!(INJECTION_ENABLED);
+    pod["metadata"]["annotations"] = json!({ INJECT: "db" });
+    Ok(serde_json::from_value(pod)?)
+}
+
+/// The opted-in pod in the app namespace: the webhook adds the injector,
+/// which unseals through the webhook's API; the app container prints the
+/// file. Returns what it printed.
+async fn run_reader_pod(client: &Client, flow: &Flow) -> Result<String> {
+    let pods = Api::<Pod>::namespaced(client.clone(), &flow.app_ns);
     let post = PostParams::default();
+    let reader = reader_pod(flow, "reader")?;
     let pod = through_webhook(|| pods.create(&post, &reader)).await?;
+    read_injected(client, &pods, &pod).await
+}
+
+/// Checks that `pod` was mutated, waits for it to succeed and returns what
+/// its app container printed.
+pub async fn read_injected(client: &Client, pods: &Api<Pod>, pod: &Pod) -> Result<String> {
     let init: Vec<String> = pod
         .spec
         .as_ref()
@@ -467,11 +490,11 @@ async fn run_reader_pod(client: &Client, flow: &Flow) -> Result<String> {
         init == ["keyward-inject"],
         "pod not mutated: init containers {init:?}"
     );
-    let done =
-        keyward_e2e::pods::wait_for_completion(&pods, "reader", Duration::from_secs(90)).await?;
+    let name = pod.metadata.name.as_deref().context("pod name")?;
+    let done = keyward_e2e::pods::wait_for_completion(pods, name, Duration::from_secs(90)).await?;
     ensure!(
         keyward_e2e::pods::phase(&done) == "Succeeded",
-        "reader pod ended {}",
+        "pod {name} ended {}",
         keyward_e2e::pods::phase(&done)
     );
     let log = keyward_e2e::pods::container_log(client, &done, "app").await?;
@@ -482,7 +505,7 @@ async fn run_reader_pod(client: &Client, flow: &Flow) -> Result<String> {
 /// a previous container of it (it patches caBundle at start-up; a first
 /// container may have exited while the operator was creating the keyring):
 /// retry what the API server reports as a failed webhook call, for 30 s.
-async fn through_webhook<T, F, Fut>(mut call: F) -> Result<T>
+pub async fn through_webhook<T, F, Fut>(mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = kube::Result<T>>,
