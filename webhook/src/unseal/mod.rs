@@ -37,7 +37,7 @@ pub use decrypt_only::DecryptOnly;
 pub use rate_limit::RateLimiter;
 
 /// What the injector sends.
-#[derive(Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct UnsealRequest {
     pub token: String,
     pub namespace: String,
