@@ -94,7 +94,7 @@ impl Collector {
 }
 
 /// RFC 1123 subdomain, the rule for object and ServiceAccount names.
-pub(crate) fn is_dns_subdomain(name: &str) -> bool {
+pub fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
@@ -108,7 +108,7 @@ pub(crate) fn is_dns_subdomain(name: &str) -> bool {
 }
 
 /// RFC 1123 label, the rule for namespace names.
-pub(crate) fn is_dns_label(name: &str) -> bool {
+pub fn is_dns_label(name: &str) -> bool {
     name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
 }
 

@@ -16,6 +16,9 @@
 //! `--gcp-anonymous` (the operator through `KEYWARD_GCP_ANONYMOUS`): key
 //! Ready, SealedSecret Ready, unseal, rotation by annotation (version 2 in
 //! the double), deletion (every version `DESTROY_SCHEDULED`).
+//!
+//! A hung KMS: the webhook binary with `--aws-endpoint-url` at a server that
+//! never answers (`providers_support::hung`).
 
 #[path = "support/in_process.rs"]
 mod in_process;
@@ -206,6 +209,23 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
         let text = std::fs::read_to_string(dir.path().join("audit.log"))?;
         ensure!(text.contains(&kms_id) && text.contains(&hsm_id));
         Ok(())
+    }));
+    drop(moto);
+}
+
+/// A hung AWS KMS (a loopback server that accepts and never answers) under
+/// the real webhook binary: unseals of local secrets keep answering while
+/// the AWS ones are stuck, and those fail at --provider-timeout-seconds
+/// with a 503 that names the provider, also in the injector's final error.
+#[test]
+fn a_hung_kms_fails_its_unseals_at_the_deadline_and_holds_up_no_others() {
+    let _alone = one_at_a_time();
+    let moto = Moto::start().expect("moto");
+    set_aws_credentials();
+    let endpoint = moto.endpoint.clone();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(with_temp_ns(move |client, ns| async move {
+        providers_support::hung::run(client, ns, endpoint).await
     }));
     drop(moto);
 }
@@ -420,13 +440,23 @@ impl CloudKms {
 
 #[allow(unsafe_code)]
 fn set_peer_environment(softhsm_conf: &Path) {
-    // SAFETY: called once, holding ONE_AT_A_TIME (so no other test of this
-    // binary runs), before this test's runtime thread or client exists;
-    // nothing reads the environment concurrently. SoftHSM2 takes its config only from SOFTHSM2_CONF, and
-    // the operator's AWS client uses the SDK's default credential chain,
-    // which is what production uses (IRSA there, fixed keys for moto here).
+    // SAFETY: as for `set_aws_credentials`.
     unsafe {
         std::env::set_var("SOFTHSM2_CONF", softhsm_conf);
+    }
+    set_aws_credentials();
+}
+
+#[allow(unsafe_code)]
+fn set_aws_credentials() {
+    // SAFETY: called once per test, holding ONE_AT_A_TIME (so no other test
+    // of this binary runs), before this test's runtime thread or client
+    // exists; nothing reads the environment concurrently. SoftHSM2 takes its
+    // config only from SOFTHSM2_CONF, and the AWS clients (the operator's,
+    // and the webhook binary's, which inherits them) use the SDK's default
+    // credential chain, which is what production uses (IRSA there, fixed
+    // keys for moto here).
+    unsafe {
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
@@ -568,8 +598,12 @@ async fn serve_unseal(
 /// A pod annotated for `secrets` that no node matches: it never runs
 /// (nothing is pulled), but it exists, which is all a bound token needs.
 async fn reader_pod(client: &Client, ns: &str, secrets: &str) -> Result<Pod> {
+    reader_pod_named(client, ns, "reader", secrets).await
+}
+
+async fn reader_pod_named(client: &Client, ns: &str, name: &str, secrets: &str) -> Result<Pod> {
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "reader", "labels": {INJECTION_LABEL: INJECTION_ENABLED},
+        "metadata": {"name": name, "labels": {INJECTION_LABEL: INJECTION_ENABLED},
                      "annotations": {"keyward.io/inject": secrets}},
         "spec": {
             "nodeSelector": {"keyward.io/e2e-no-such-node": "true"},

@@ -32,6 +32,12 @@ pub struct InjectConfig {
     pub install_exec: Option<PathBuf>,
 }
 
+/// How every message about a webhook's answer starts.
+const ANSWERED: &str = "webhook answered";
+
+/// The most of a webhook's error body quoted in a message.
+const QUOTED_BYTES: usize = 300;
+
 /// Why a request did not succeed, and whether trying again may help.
 enum Attempt {
     Retry(String),
@@ -78,6 +84,9 @@ pub async fn run(config: &InjectConfig) -> Result<()> {
     let client = Client::new(&config.unseal_url, &config.ca_pem)?;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(200);
+    // What the webhook last said, kept for the final error when the last
+    // attempt only ran out of time (e.g. "key provider `aws` did not answer").
+    let mut last_answer: Option<String> = None;
     let response = loop {
         let remaining = config.deadline.saturating_sub(started.elapsed());
         let attempt =
@@ -91,10 +100,21 @@ pub async fn run(config: &InjectConfig) -> Result<()> {
             Err(Attempt::Fatal(error)) => return Err(error),
             Err(Attempt::Retry(why)) if started.elapsed() + backoff < config.deadline => {
                 eprintln!("keyward-inject: {why}; retrying in {backoff:?}");
+                if why.starts_with(ANSWERED) {
+                    last_answer = Some(why);
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            Err(Attempt::Retry(why)) => bail!("gave up after {:?}: {why}", config.deadline),
+            Err(Attempt::Retry(why)) => match last_answer {
+                Some(answer) if !why.starts_with(ANSWERED) => {
+                    bail!(
+                        "gave up after {:?}: {why} (before that, {answer})",
+                        config.deadline
+                    )
+                }
+                _ => bail!("gave up after {:?}: {why}", config.deadline),
+            },
         }
     };
     write_all(&config.mount_path, &config.secrets, &response)?;
@@ -280,12 +300,12 @@ impl Client {
                 "denied: the webhook refused to unseal for this pod (the reason is in the keyward audit log)"
             ))),
             429 | 500..=599 => Err(Attempt::Retry(format!(
-                "webhook answered {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                "{ANSWERED} {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTED_BYTES)])
             ))),
             _ => Err(Attempt::Fatal(anyhow!(
-                "webhook answered {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                "{ANSWERED} {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTED_BYTES)])
             ))),
         }
     }

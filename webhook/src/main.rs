@@ -75,8 +75,10 @@ struct ServeArgs {
         default_value = "/var/log/keyward/unseal-audit.log"
     )]
     audit_log: PathBuf,
-    /// Unseal requests a pod may burst before it is rate-limited (429).
-    #[arg(long, default_value_t = 5)]
+    /// SealedSecrets a pod may unseal in a burst before it is rate-limited
+    /// (429); each secret of a request costs one. A request naming more is
+    /// refused (400).
+    #[arg(long, default_value_t = keyward_webhook::unseal::validate::MAX_SECRETS as u32)]
     rate_burst: u32,
     #[arg(long, default_value_t = 1.0)]
     rate_per_second: f64,
@@ -85,6 +87,14 @@ struct ServeArgs {
     dek_cache_seconds: u64,
     #[arg(long, default_value_t = 1024)]
     dek_cache_entries: usize,
+    /// Longest wait for one key-provider call (and for an unwrap queued
+    /// behind another of the same data key); then the unseal fails with 503.
+    #[arg(
+        long,
+        env = "KEYWARD_PROVIDER_TIMEOUT_SECONDS",
+        default_value_t = keyward_webhook::unseal::decrypt_only::DEFAULT_PROVIDER_TIMEOUT.as_secs_f64()
+    )]
+    provider_timeout_seconds: f64,
     /// How long the decoded local keyring is reused before it is read
     /// again (0: read it on every call). A lookup of a key or version it
     /// lacks reloads at once.
@@ -296,6 +306,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("keyward_webhook=info")),
         )
         .init();
+    let provider_timeout = Duration::try_from_secs_f64(args.provider_timeout_seconds)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .context("--provider-timeout-seconds must be a positive number of seconds")?;
     let client = kube::Client::try_default()
         .await
         .context("connecting to the API server")?;
@@ -334,10 +348,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }),
         unsealer: Some(Arc::new(Unsealer {
             client,
-            provider: Arc::new(DecryptOnly::cached(
+            provider: Arc::new(DecryptOnly::cached_within(
                 provider,
                 Duration::from_secs(args.dek_cache_seconds),
                 args.dek_cache_entries,
+                provider_timeout,
             )),
             audit: Arc::new(keyward_core::audit::AuditLog::new(&args.audit_log)),
             limiter: RateLimiter::new(args.rate_burst, args.rate_per_second),

@@ -41,6 +41,8 @@ impl Histogram {
 pub struct Metrics {
     unseal_requests: Mutex<BTreeMap<&'static str, u64>>,
     unseal_denied: Mutex<BTreeMap<&'static str, u64>>,
+    unseal_invalid: Mutex<BTreeMap<&'static str, u64>>,
+    rewrap_invalid: Mutex<BTreeMap<&'static str, u64>>,
     decrypts: AtomicU64,
     dek_requests: AtomicU64,
     provider_unwraps: AtomicU64,
@@ -79,6 +81,8 @@ impl Metrics {
         Metrics {
             unseal_requests: Mutex::new(BTreeMap::new()),
             unseal_denied: Mutex::new(BTreeMap::new()),
+            unseal_invalid: Mutex::new(BTreeMap::new()),
+            rewrap_invalid: Mutex::new(BTreeMap::new()),
             decrypts: AtomicU64::new(0),
             dek_requests: AtomicU64::new(0),
             provider_unwraps: AtomicU64::new(0),
@@ -91,7 +95,8 @@ impl Metrics {
     }
 
     /// One `/v1/unseal` answered; `outcome`: `ok`, `denied`,
-    /// `rate_limited`, `error` or `bad_request`.
+    /// `rate_limited`, `unavailable` (a provider timed out), `error` or
+    /// `bad_request`.
     pub fn unseal_request(&self, outcome: &'static str) {
         bump(&self.unseal_requests, outcome);
     }
@@ -99,6 +104,17 @@ impl Metrics {
     /// A denial, by reason (see `unseal::authorise::DenialKind::label`).
     pub fn unseal_denied(&self, reason: &'static str) {
         bump(&self.unseal_denied, reason);
+    }
+
+    /// A request refused before authentication, by reason (the fixed set
+    /// of `unseal::validate::Invalid::label`).
+    pub fn unseal_invalid(&self, reason: &'static str) {
+        bump(&self.unseal_invalid, reason);
+    }
+
+    /// The same for `/v1/rewrap`.
+    pub fn rewrap_invalid(&self, reason: &'static str) {
+        bump(&self.rewrap_invalid, reason);
     }
 
     /// Items decrypted and returned to an injector.
@@ -151,6 +167,12 @@ impl Metrics {
     pub fn denials_with(&self, reason: &str) -> u64 {
         read(&self.unseal_denied, reason)
     }
+    pub fn invalid_with(&self, reason: &str) -> u64 {
+        read(&self.unseal_invalid, reason)
+    }
+    pub fn rewrap_invalid_with(&self, reason: &str) -> u64 {
+        read(&self.rewrap_invalid, reason)
+    }
     pub fn rewrap_requests_with(&self, outcome: &str) -> u64 {
         read(&self.rewrap_requests, outcome)
     }
@@ -189,6 +211,20 @@ impl Metrics {
             "Unseal requests denied, by reason.",
             "reason",
             &self.unseal_denied,
+        );
+        counter_family(
+            &mut out,
+            "keyward_unseal_invalid_total",
+            "Unseal requests refused as malformed before authentication (not audited), by reason.",
+            "reason",
+            &self.unseal_invalid,
+        );
+        counter_family(
+            &mut out,
+            "keyward_rewrap_invalid_total",
+            "Rewrap requests refused as malformed before authentication (not audited), by reason.",
+            "reason",
+            &self.rewrap_invalid,
         );
         counter(
             &mut out,
@@ -299,6 +335,7 @@ mod tests {
         m.unseal_request("ok");
         m.unseal_request("denied");
         m.unseal_denied("not_annotated");
+        m.unseal_invalid("secret_name");
         m.decrypted(3);
         m.dek_requested();
         m.dek_requested();
@@ -309,6 +346,7 @@ mod tests {
         for line in [
             "keyward_unseal_requests_total{outcome=\"ok\"} 1\n",
             "keyward_unseal_denied_total{reason=\"not_annotated\"} 1\n",
+            "keyward_unseal_invalid_total{reason=\"secret_name\"} 1\n",
             "keyward_unseal_decrypts_total 3\n",
             "keyward_provider_unwraps_total 1\n",
             "keyward_dek_cache_hits_total 1\n",

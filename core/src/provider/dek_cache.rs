@@ -1,15 +1,19 @@
 //! A provider decorator that remembers unwrapped DEKs for a short, bounded
 //! time, so that a Deployment's pods starting together cost one provider
 //! call per sealed secret instead of one each. Concurrent unwraps of the same
-//! wrapped DEK wait for the first (single flight).
+//! wrapped DEK wait for the first (single flight) and share its answer,
+//! a failure included: a provider that hangs until its deadline costs the
+//! waiters that one deadline, not one each in turn. With a wait limit, no
+//! caller waits longer than that in all (queueing and its own call), even
+//! when the call it waited for was abandoned by its caller.
 //!
 //! Cached DEKs are wiped when evicted. A version disabled at the provider
 //! can still be served from the cache for up to the TTL, unless the change
 //! goes through this decorator, which drops that key's entries at once.
 
 use super::{
-    DeletionTarget, KeyInfo, KeyProvider, KeySpec, PublicKeyInfo, Result, WrapContext, WrappedDek,
-    wrap_context_aad,
+    DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
+    WrapContext, WrappedDek, wrap_context_aad,
 };
 use crate::crypto::sha256;
 use crate::secret::Dek;
@@ -18,7 +22,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-type Slot = Arc<tokio::sync::Mutex<Option<(Dek, Instant)>>>;
+/// One wrapped DEK: its cached value, or the last failure to unwrap it
+/// (kept for the callers that were waiting while it happened).
+#[derive(Default)]
+struct SlotState {
+    cached: Option<(Dek, Instant)>,
+    failed: Option<(ProviderError, Instant)>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 
 struct Entry {
     key_id: String,
@@ -30,6 +42,7 @@ pub struct DekCache<P> {
     inner: P,
     ttl: Duration,
     capacity: usize,
+    wait_limit: Option<Duration>,
     entries: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
@@ -41,8 +54,37 @@ impl<P: KeyProvider> DekCache<P> {
             inner,
             ttl,
             capacity: capacity.max(1),
+            wait_limit: None,
             entries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// No unwrap through the cache takes longer than `limit` in all: the
+    /// time queued behind another caller's call for the same DEK counts.
+    pub fn with_wait_limit(mut self, limit: Duration) -> Self {
+        self.wait_limit = Some(limit);
+        self
+    }
+
+    /// Runs `call` within what is left of the wait limit counted from `arrived`.
+    async fn bounded<T>(
+        &self,
+        key_id: &str,
+        arrived: Instant,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let Some(limit) = self.wait_limit else {
+            return call.await;
+        };
+        let deadline = tokio::time::Instant::from_std(arrived + limit);
+        tokio::time::timeout_at(deadline, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProviderError::TimedOut {
+                    provider: self.inner.kind_of_key(key_id),
+                    after: limit,
+                })
+            })
     }
 
     pub fn inner(&self) -> &P {
@@ -118,6 +160,10 @@ impl<P: KeyProvider> KeyProvider for DekCache<P> {
         self.inner.kind()
     }
 
+    fn kind_of_key(&self, key_id: &str) -> &'static str {
+        self.inner.kind_of_key(key_id)
+    }
+
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
         self.inner.create_key(spec).await
     }
@@ -156,16 +202,35 @@ impl<P: KeyProvider> KeyProvider for DekCache<P> {
     }
 
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
+        let arrived = Instant::now();
         let slot = self.slot(Self::cache_key(wrapped, context), &wrapped.key_id);
-        let mut cached = slot.lock().await;
-        if let Some((dek, at)) = cached.as_ref()
+        let key_id = wrapped.key_id.as_str();
+        let mut state = self
+            .bounded(key_id, arrived, async { Ok(slot.lock().await) })
+            .await?;
+        if let Some((dek, at)) = state.cached.as_ref()
             && at.elapsed() < self.ttl
         {
             return Ok(dek.clone());
         }
-        let dek = self.inner.unwrap_dek(wrapped, context).await?;
-        *cached = Some((dek.clone(), Instant::now()));
-        Ok(dek)
+        // The call this caller queued behind failed: that is its answer too.
+        // Callers arriving after the failure try the provider again.
+        if let Some((error, at)) = state.failed.as_ref()
+            && *at >= arrived
+        {
+            return Err(error.clone());
+        }
+        let outcome = self
+            .bounded(key_id, arrived, self.inner.unwrap_dek(wrapped, context))
+            .await;
+        match &outcome {
+            Ok(dek) => {
+                state.cached = Some((dek.clone(), Instant::now()));
+                state.failed = None;
+            }
+            Err(error) => state.failed = Some((error.clone(), Instant::now())),
+        }
+        outcome
     }
 
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {

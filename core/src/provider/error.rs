@@ -1,3 +1,4 @@
+use std::time::Duration;
 use thiserror::Error;
 
 /// What a provider can report. Messages name the key and say what to do;
@@ -34,6 +35,18 @@ pub enum ProviderError {
     Unavailable(String),
     #[error("key storage error: {0}")]
     Storage(String),
+    /// The call was abandoned at the caller's deadline (the provider may
+    /// still be working on it; nothing was returned).
+    #[error("key provider `{provider}` did not answer within {}", seconds(after))]
+    TimedOut {
+        provider: &'static str,
+        after: Duration,
+    },
+}
+
+/// `5 s`, `2.5 s`, `0.25 s`: what an operator reads in an error.
+fn seconds(duration: &Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
 }
 
 impl ProviderError {
@@ -41,7 +54,9 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ProviderError::Throttled(_) | ProviderError::Unavailable(_)
+            ProviderError::Throttled(_)
+                | ProviderError::Unavailable(_)
+                | ProviderError::TimedOut { .. }
         )
     }
 }

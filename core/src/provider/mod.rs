@@ -9,12 +9,14 @@
 //! neither.
 
 mod context_aad;
+mod deadline;
 mod dek_cache;
 mod error;
 pub mod key_record;
 mod types;
 
 pub use context_aad::wrap_context_aad;
+pub use deadline::Deadline;
 pub use dek_cache::DekCache;
 
 pub use error::ProviderError;
@@ -34,6 +36,13 @@ pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
 pub trait KeyProvider: Send + Sync {
     /// Short name used in logs and status (`local`, `aws`, `gcp`, `pkcs11`).
     fn kind(&self) -> &'static str;
+
+    /// The provider that serves `key_id`: [`kind`](Self::kind), except in
+    /// a router over several providers, so a timeout names the one that hung.
+    fn kind_of_key(&self, key_id: &str) -> &'static str {
+        let _ = key_id;
+        self.kind()
+    }
 
     /// Creates a key, or returns the existing one when a key with the same
     /// `spec.owner` already exists, so a retried reconcile never makes two.

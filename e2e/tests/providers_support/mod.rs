@@ -2,4 +2,5 @@
 //! the operator and webhook binaries as processes.
 
 pub mod binaries;
+pub mod hung;
 pub mod peers;

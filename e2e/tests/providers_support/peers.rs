@@ -137,3 +137,45 @@ impl SoftHsm {
         })
     }
 }
+
+/// A "KMS" on loopback that accepts every connection and never answers nor
+/// closes it: the hung provider a deadline must cut off. Stops when dropped.
+pub struct HungServer {
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HungServer {
+    pub async fn start() -> Result<HungServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let accepted = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
+        let counter = std::sync::Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            // Held open, never read or written.
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        Ok(HungServer {
+            endpoint,
+            accepted,
+            task,
+        })
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HungServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

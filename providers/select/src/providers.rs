@@ -277,6 +277,10 @@ impl KeyProvider for Providers {
         "router"
     }
 
+    fn kind_of_key(&self, key_id: &str) -> &'static str {
+        kind_of_key_id(key_id).map_or("router", Kind::name)
+    }
+
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
         Err(ProviderError::InvalidRequest(format!(
             "cannot tell which provider should hold new key `{}`; pick it from the ManagedKey's spec.provider (Providers::for_spec)",

@@ -6,6 +6,8 @@
 //! shared with the operator. Denials are generic; the reason is audited.
 //! Each caller is rate-limited by their authenticated user name, and only
 //! a ManagedKey that is Active takes re-wrapped items ([`key_state`]).
+//! Malformed input (a token over 8 KiB, names that are not DNS-1123) is
+//! refused before any API call and not audited, as for unseal.
 
 pub mod authorise;
 pub mod key_state;
@@ -13,6 +15,7 @@ pub mod key_state;
 use crate::metrics::metrics;
 use crate::unseal::Unsealer;
 use crate::unseal::authorise::Denial;
+use crate::unseal::validate::{self, Invalid};
 use authorise::Refusal;
 use axum::Json;
 use axum::extract::State;
@@ -21,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use keyward_core::audit::Event;
 use keyward_core::envelope::Envelope;
 use keyward_core::envelope::rewrap::rewrap;
+use keyward_crds::validation::{is_dns_label, is_dns_subdomain};
 use keyward_crds::{ManagedKey, SealedSecret};
 use kube::Api;
 use serde::{Deserialize, Serialize};
@@ -66,47 +70,62 @@ pub async fn handle(
             .into_response();
     };
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        metrics().rewrap_request("bad_request");
-        return (
+        return invalid(
+            Invalid::TooLarge,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the body is over {} MiB (or was cut off); a SealedSecret that fits in the \
                  cluster is smaller",
                 MAX_BODY_BYTES / (1024 * 1024)
             ),
-        )
-            .into_response();
+        );
     };
     let Some(token) = bearer(&headers) else {
-        metrics().rewrap_request("bad_request");
-        return (
+        return invalid(
+            Invalid::Token,
             StatusCode::UNAUTHORIZED,
-            "send your Kubernetes token as `Authorization: Bearer <token>`",
-        )
-            .into_response();
+            "send your Kubernetes token as `Authorization: Bearer <token>`".into(),
+        );
     };
+    if let Err(rejection) = validate::check_token(&token) {
+        return invalid(rejection.reason, StatusCode::BAD_REQUEST, rejection.message);
+    }
     let sealed: SealedSecret = match serde_json::from_slice(&body) {
         Ok(sealed) => sealed,
+        // serde's message quotes at most a few input characters of a
+        // manifest (no token is in the body).
         Err(error) => {
-            metrics().rewrap_request("bad_request");
-            return (
+            return invalid(
+                Invalid::Body,
                 StatusCode::BAD_REQUEST,
                 format!("the body must be a keyward.io/v1alpha1 SealedSecret as JSON: {error}"),
-            )
-                .into_response();
+            );
         }
     };
     let (Some(namespace), Some(name)) = (
         sealed.metadata.namespace.clone(),
         sealed.metadata.name.clone(),
     ) else {
-        metrics().rewrap_request("bad_request");
-        return (
+        return invalid(
+            Invalid::Body,
             StatusCode::BAD_REQUEST,
-            "the SealedSecret needs metadata.namespace and metadata.name",
-        )
-            .into_response();
+            "the SealedSecret needs metadata.namespace and metadata.name".into(),
+        );
     };
+    if !is_dns_label(&namespace) {
+        let message = format!(
+            "metadata.namespace `{}` is not a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)",
+            validate::shown(&namespace)
+        );
+        return invalid(Invalid::Namespace, StatusCode::BAD_REQUEST, message);
+    }
+    if !is_dns_subdomain(&name) {
+        let message = format!(
+            "metadata.name `{}` is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)",
+            validate::shown(&name)
+        );
+        return invalid(Invalid::SecretName, StatusCode::BAD_REQUEST, message);
+    }
     let rewrapper = Rewrapper {
         unsealer: &unsealer,
         namespace: &namespace,
@@ -115,6 +134,23 @@ pub async fn handle(
     let (outcome, response) = rewrapper.run(&token, sealed).await;
     metrics().rewrap_request(outcome);
     response
+}
+
+/// A request refused before authentication: counted, logged at bounded
+/// size, not audited (as for unseal).
+fn invalid(reason: Invalid, status: StatusCode, mut message: String) -> Response {
+    metrics().rewrap_request("bad_request");
+    metrics().rewrap_invalid(reason.label());
+    if message.len() > 300 {
+        let mut cut = 300;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    tracing::warn!(reason = reason.label(), %message, "invalid rewrap request refused");
+    (status, message).into_response()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

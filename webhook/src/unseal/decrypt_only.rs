@@ -2,17 +2,24 @@
 //! are refused, mirroring the admin/user split of KMS key policies; the
 //! operator is the only component that creates, rotates or destroys keys.
 //! DEK caching is `keyward_core::provider::DekCache`, underneath this;
-//! [`CountUnwraps`] under the cache counts the unwraps that miss it.
+//! [`CountUnwraps`] under the cache counts the unwraps that miss it, and
+//! `keyward_core::provider::Deadline` under that bounds every provider
+//! call (`--provider-timeout-seconds`); the cache's waiters are bounded by
+//! the same time, so a hung KMS fails its callers at the deadline.
 
 use crate::metrics::metrics;
 use async_trait::async_trait;
 use keyward_core::Dek;
 use keyward_core::provider::{
-    DekCache, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo,
-    WrapContext, WrappedDek,
+    Deadline, DekCache, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError,
+    PublicKeyInfo, WrapContext, WrappedDek,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// How long one provider call may take by default: well inside the
+/// injector's 10 s per attempt, above a healthy KMS's tail latency.
+pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct DecryptOnly {
     inner: Arc<dyn KeyProvider>,
@@ -31,13 +38,24 @@ impl DecryptOnly {
     }
 
     /// The webhook's stack: decrypt-only over a DEK cache (`ttl`, at most
-    /// `entries`) over `provider`, with cache misses counted in metrics.
+    /// `entries`) over `provider`, with cache misses counted in metrics and
+    /// [`DEFAULT_PROVIDER_TIMEOUT`] on every call.
     pub fn cached<P: KeyProvider + 'static>(provider: P, ttl: Duration, entries: usize) -> Self {
-        DecryptOnly::new(Arc::new(DekCache::new(
-            CountUnwraps(provider),
-            ttl,
-            entries,
-        )))
+        DecryptOnly::cached_within(provider, ttl, entries, DEFAULT_PROVIDER_TIMEOUT)
+    }
+
+    /// [`cached`](Self::cached) with `timeout` on every provider call, and
+    /// as the longest any unwrap waits, queueing behind another included.
+    pub fn cached_within<P: KeyProvider + 'static>(
+        provider: P,
+        ttl: Duration,
+        entries: usize,
+        timeout: Duration,
+    ) -> Self {
+        let bounded = CountUnwraps(Deadline::new(provider, timeout));
+        DecryptOnly::new(Arc::new(
+            DekCache::new(bounded, ttl, entries).with_wait_limit(timeout),
+        ))
     }
 }
 
@@ -48,6 +66,9 @@ pub struct CountUnwraps<P>(pub P);
 impl<P: KeyProvider> KeyProvider for CountUnwraps<P> {
     fn kind(&self) -> &'static str {
         self.0.kind()
+    }
+    fn kind_of_key(&self, key_id: &str) -> &'static str {
+        self.0.kind_of_key(key_id)
     }
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo, ProviderError> {
         self.0.create_key(spec).await
@@ -111,6 +132,9 @@ fn refused() -> ProviderError {
 impl KeyProvider for DecryptOnly {
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+    fn kind_of_key(&self, key_id: &str) -> &'static str {
+        self.inner.kind_of_key(key_id)
     }
     async fn create_key(&self, _: &KeySpec) -> Result<KeyInfo, ProviderError> {
         Err(refused())

@@ -1,15 +1,19 @@
 //! `POST /v1/unseal`: the injector sends its pod-bound token and the
-//! SealedSecrets it wants; after TokenReview and the checks in
-//! [`authorise`], each secret is opened with the provider and returned as
-//! item -> base64. Every request is audited; denials get a generic 403.
+//! SealedSecrets it wants; after the structural checks in [`validate`],
+//! TokenReview and the checks in [`authorise`], each secret is opened with
+//! the provider and returned as item -> base64. Every request that passes
+//! [`validate`] is audited; denials get a generic 403. Malformed requests
+//! get a 400 that says what is wrong, and only a metric and a log line.
 
 pub mod authorise;
 pub mod decrypt_only;
 pub mod rate_limit;
+pub mod validate;
 
 use crate::metrics::metrics;
 use authorise::{Caller, Denial, DenialKind};
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::Pod;
+use keyward_core::ProviderError;
 use keyward_core::audit::{AuditLog, Event};
 use keyward_core::envelope::{Envelope, open_secret};
 use keyward_crds::SealedSecret;
@@ -32,7 +37,7 @@ pub use decrypt_only::DecryptOnly;
 pub use rate_limit::RateLimiter;
 
 /// What the injector sends.
-#[derive(Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct UnsealRequest {
     pub token: String,
     pub namespace: String,
@@ -78,6 +83,9 @@ pub struct Unsealer {
 enum Failure {
     Denied(Denial),
     Limited,
+    /// A provider did not answer in time: worth retrying; the message is
+    /// for the caller (it names the secret and provider, nothing secret).
+    Unavailable(String),
     Internal(String),
 }
 
@@ -87,10 +95,7 @@ impl From<Denial> for Failure {
     }
 }
 
-pub async fn handle(
-    State(state): State<crate::AppState>,
-    body: Result<Json<UnsealRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
+pub async fn handle(State(state): State<crate::AppState>, body: Body) -> Response {
     let Some(unsealer) = state.unsealer.clone() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -98,13 +103,19 @@ pub async fn handle(
         )
             .into_response();
     };
-    let Ok(Json(request)) = body else {
-        metrics().unseal_request("bad_request");
-        return (
-            StatusCode::BAD_REQUEST,
-            "expected JSON {token, namespace, pod, secrets}",
-        )
-            .into_response();
+    let checked = match axum::body::to_bytes(body, validate::MAX_BODY_BYTES).await {
+        Ok(bytes) => validate::parse(&bytes, unsealer.limiter.burst()),
+        Err(_) => Err(validate::Rejection {
+            reason: validate::Invalid::TooLarge,
+            message: format!(
+                "the body is over {} KiB (or was cut off); an unseal request is far smaller",
+                validate::MAX_BODY_BYTES / 1024
+            ),
+        }),
+    };
+    let request = match checked {
+        Ok(request) => request,
+        Err(rejection) => return invalid(&rejection),
     };
     let started = std::time::Instant::now();
     let subject = format!("{}/{}", request.namespace, request.secrets.join(","));
@@ -129,6 +140,16 @@ pub async fn handle(
             )
                 .into_response()
         }
+        Err(Failure::Unavailable(message)) => {
+            metrics().unseal_request("unavailable");
+            tracing::warn!(%subject, pod = %request.pod, %message, "unseal timed out");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "1")],
+                message,
+            )
+                .into_response()
+        }
         Err(Failure::Internal(error)) => {
             metrics().unseal_request("error");
             tracing::error!(%subject, pod = %request.pod, %error, "unseal failed");
@@ -139,6 +160,20 @@ pub async fn handle(
                 .into_response()
         }
     }
+}
+
+/// 400 (413 when too large) for a request that failed [`validate`]:
+/// counted and logged, never audited.
+fn invalid(rejection: &validate::Rejection) -> Response {
+    let reason = rejection.reason.label();
+    metrics().unseal_request("bad_request");
+    metrics().unseal_invalid(reason);
+    tracing::warn!(reason, message = %rejection.message, "invalid unseal request refused");
+    let status = match rejection.reason {
+        validate::Invalid::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, rejection.message.clone()).into_response()
 }
 
 impl Unsealer {
@@ -168,16 +203,20 @@ impl Unsealer {
                 .await?;
                 return Err(Failure::Internal(error));
             }
-            Err(Failure::Limited) => return Err(Failure::Limited),
+            Err(other) => return Err(other),
         };
-        // Keyed by the proven pod uid, so no one can use up another pod's budget.
-        if !self.limiter.allow(&caller.pod_uid) {
+        // Keyed by the proven pod uid, so no one can use up another pod's
+        // budget; one token per SealedSecret (validated: distinct, at most the burst).
+        if !self.limiter.allow_n(&caller.pod_uid, request.secrets.len()) {
             self.record(
                 &caller.username,
                 &pod_key,
                 &request.secrets,
                 "denied",
-                [("reason", "rate limited".into())],
+                [(
+                    "reason",
+                    format!("rate limited ({} secrets)", request.secrets.len()),
+                )],
             )
             .await?;
             return Err(Failure::Limited);
@@ -218,6 +257,17 @@ impl Unsealer {
                     .await?;
                     return Err(Failure::Internal(error));
                 }
+                Err(Failure::Unavailable(message)) => {
+                    self.record(
+                        &caller.username,
+                        &pod_key,
+                        std::slice::from_ref(name),
+                        "failed",
+                        [("reason", message.clone())],
+                    )
+                    .await?;
+                    return Err(Failure::Unavailable(message));
+                }
                 Err(Failure::Limited) => return Err(Failure::Limited),
             }
         }
@@ -226,9 +276,6 @@ impl Unsealer {
 
     /// TokenReview, then the live pod.
     async fn authenticate(&self, request: &UnsealRequest) -> Result<Caller, Failure> {
-        if request.secrets.is_empty() {
-            return Err(Denial::new(DenialKind::BadRequest, "no secrets requested").into());
-        }
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(request.token.clone()),
@@ -286,6 +333,9 @@ impl Unsealer {
             .map_err(|e| {
                 use keyward_core::EnvelopeError::*;
                 match &e.error {
+                    Provider(timeout @ ProviderError::TimedOut { .. }) => Failure::Unavailable(
+                        format!("cannot open SealedSecret `{name}` now: {timeout}; retry shortly"),
+                    ),
                     Provider(p) if p.is_retryable() => Failure::Internal(e.to_string()),
                     Provider(keyward_core::ProviderError::Storage(_)) => {
                         Failure::Internal(e.to_string())
