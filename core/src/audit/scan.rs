@@ -101,7 +101,9 @@ pub(super) struct Scan {
     pub lines: u64,
 }
 
-pub(super) fn scan(file: File) -> std::io::Result<Scan> {
+/// Reads `file` from its start, wherever its cursor is.
+pub(super) fn scan(mut file: File) -> std::io::Result<Scan> {
+    file.seek(SeekFrom::Start(0))?;
     let mut scan = Scan {
         last_good: None,
         first_bad: None,

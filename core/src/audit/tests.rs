@@ -195,7 +195,7 @@ fn garbage_after_the_last_record_and_a_line_cut_are_recorded() {
     log.append(event("key.rotate")).unwrap();
     let summary = verify(&path).unwrap();
     assert_eq!(summary.breaks.len(), 2, "{:?}", summary.breaks);
-    assert!(summary.breaks[1].reason.contains("records 4 to 4 are gone"), "{:?}", summary.breaks);
+    assert!(summary.breaks[1].reason.contains("records 4 to 5 are gone"), "{:?}", summary.breaks);
     drop(dir);
 }
 
