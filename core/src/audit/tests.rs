@@ -269,3 +269,49 @@ fn a_write_that_cannot_happen_is_an_error() {
         assert!(log.append(event("secret.unseal")).is_err());
     }
 }
+
+/// Median time of `count` single appends.
+fn median_append(log: &AuditLog, count: usize) -> std::time::Duration {
+    let mut times: Vec<_> = (0..count)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            log.append(event("secret.unseal")).unwrap();
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[count / 2]
+}
+
+#[test]
+fn the_100_001st_append_costs_what_the_10th_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    // No fsync: the disk's flush time would swamp what is measured here,
+    // the work the log itself does per record.
+    let log = AuditLog::with_options(
+        &path,
+        Options {
+            fsync: false,
+            ..Options::default()
+        },
+    );
+    // Appends are numbered from 1; each figure is the median of the
+    // appends numbered within HALF of it.
+    const HALF: usize = 7;
+    const SAMPLES: usize = 2 * HALF + 1;
+    for _ in 1..10 - HALF {
+        log.append(event("secret.unseal")).unwrap();
+    }
+    let tenth = median_append(&log, SAMPLES);
+    for _ in 10 + HALF + 1..100_001 - HALF {
+        log.append(event("secret.unseal")).unwrap();
+    }
+    let hundred_thousand_and_first = median_append(&log, SAMPLES);
+    eprintln!("append 10: {tenth:?}, append 100,001: {hundred_thousand_and_first:?}");
+    assert!(
+        hundred_thousand_and_first <= tenth * 2,
+        "append 10: {tenth:?}, append 100,001: {hundred_thousand_and_first:?}"
+    );
+    assert_eq!(verify(&path).unwrap().records, 100_001 + HALF as u64);
+}
