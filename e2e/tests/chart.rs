@@ -522,7 +522,8 @@ async fn optional_objects(client: &Client, ns: &str, names: &Names, helm: &Helm)
                 "KeywardKeyNearExpiry",
                 "KeywardRotationFailed",
                 "KeywardUnsealDenialsSpike",
-                "KeywardDecryptRateAnomaly"
+                "KeywardDecryptRateAnomaly",
+                "KeywardAuditWriteFailing"
             ],
         "alerts {alerts:?}"
     );
