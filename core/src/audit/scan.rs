@@ -5,10 +5,10 @@ use super::{Head, Record, hash_of};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
-/// How much of a segment's end the tail check reads at first; records are
-/// at most 4 KiB, so this holds the last one with room to spare. Longer
-/// lines (logs written before records were bounded) widen it.
-const TAIL_WINDOW: u64 = 64 * 1024;
+/// How much of a segment's end the tail check reads at first: the last
+/// record and the newline before it. Longer lines (logs written before
+/// records were bounded) widen it.
+const TAIL_WINDOW: u64 = 2 * super::MAX_RECORD_BYTES as u64;
 
 pub(super) const TORN: &str = "torn: the line ends without a newline (an interrupted write)";
 
@@ -28,7 +28,7 @@ pub(super) fn parse(line: &[u8], terminated: bool) -> Result<Record, String> {
 /// Calls `each(line_no, offset, bytes, terminated)` for every line, the
 /// newline stripped; a last line without one is passed as not terminated.
 pub(super) fn lines(
-    file: File,
+    file: impl Read,
     mut each: impl FnMut(u64, u64, &[u8], bool),
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(file);

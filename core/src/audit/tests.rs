@@ -315,3 +315,29 @@ fn the_100_001st_append_costs_what_the_10th_did() {
     );
     assert_eq!(verify(&path).unwrap().records, 100_001 + HALF as u64);
 }
+
+#[test]
+fn verify_does_not_read_a_record_being_written_as_torn() {
+    let (_dir, source) = log_with_three();
+    AuditLog::new(&source).append(event("key.rotate")).unwrap();
+    let text = std::fs::read_to_string(&source).unwrap();
+    let (first_three, last) = text.split_at(text[..text.len() - 1].rfind('\n').unwrap() + 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::fs::write(&path, first_three).unwrap();
+
+    // A writer holds the lock halfway through its record.
+    let mut writer = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    writer.lock().unwrap();
+    writer.write_all(&last.as_bytes()[..40]).unwrap();
+    let verifying = std::thread::spawn({
+        let path = path.clone();
+        move || verify(&path)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    writer.write_all(&last.as_bytes()[40..]).unwrap();
+    writer.unlock().unwrap();
+    let summary = verifying.join().unwrap().unwrap();
+    assert!(summary.problems.is_empty() && summary.breaks.is_empty());
+    assert_eq!(summary.records, 4, "the lock was held, so verify waited for the whole record");
+}
