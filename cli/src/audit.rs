@@ -74,7 +74,11 @@ pub fn run(args: AuditArgs) -> Result<()> {
         Err(AuditError::Broken(summary)) => (*summary, true),
         Err(error) => return Err(error.into()),
     };
-    let state = if broken { "chain BROKEN" } else { "chain intact" };
+    let state = if broken {
+        "chain BROKEN"
+    } else {
+        "chain intact"
+    };
     println!(
         "{}: {} records, {state}, head {}",
         path.display(),

@@ -70,7 +70,10 @@ fn verify_walks_rotated_pruned_and_broken_segments() {
     for i in 0..60 {
         log.append(padded(i)).unwrap();
     }
-    let out = keyward.run(&["audit", "verify", "-f", file]).ok().stdout_text();
+    let out = keyward
+        .run(&["audit", "verify", "-f", file])
+        .ok()
+        .stdout_text();
     assert!(out.contains("records, chain intact"), "{out}");
     assert!(out.contains("segments (oldest first): 4"), "{out}");
     assert!(out.contains("rotated.log.0000"), "{out}");

@@ -381,7 +381,8 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
             ("KEYWARD_AUDIT_STDOUT", "true"),
         ] {
             ensure!(
-                env.iter().any(|(n, v)| n == key && v.as_deref() == Some(value)),
+                env.iter()
+                    .any(|(n, v)| n == key && v.as_deref() == Some(value)),
                 "{name}: env lacks {key}={value}: {env:?}"
             );
         }

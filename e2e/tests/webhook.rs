@@ -643,7 +643,9 @@ where
         .open(&webhook.audit)?
         .set_len(cut_to as u64)?;
     for _ in 0..2 {
-        unseal().await.context("an unseal after the torn audit line")?;
+        unseal()
+            .await
+            .context("an unseal after the torn audit line")?;
     }
     let broken = webhook.audit.with_file_name("unseal-audit.log.000001");
     ensure!(
@@ -665,7 +667,11 @@ where
     let stdout = String::from_utf8_lossy(&verify.stdout);
     let stderr = String::from_utf8_lossy(&verify.stderr);
     println!("keyward audit verify after a torn line:\n{stdout}{stderr}");
-    ensure!(verify.status.code() == Some(3), "exit {:?}: {stderr}", verify.status);
+    ensure!(
+        verify.status.code() == Some(3),
+        "exit {:?}: {stderr}",
+        verify.status
+    );
     let expected = format!(
         "recorded break at line {line_no} of {} (byte {last_line}): torn",
         broken.display()

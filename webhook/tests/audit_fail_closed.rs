@@ -29,14 +29,16 @@ fn fake_api(sealed: Value) -> kube::Client {
         .route(
             "/apis/authentication.k8s.io/v1/tokenreviews",
             post(|Json(review): Json<Value>| async move {
-                Json(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                Json(
+                    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
                     "metadata": {}, "spec": review["spec"], "status": {
                     "authenticated": true, "audiences": ["keyward"], "user": {
                     "username": "system:serviceaccount:team:api",
                     "extra": {
                         "authentication.kubernetes.io/pod-name": ["app"],
                         "authentication.kubernetes.io/pod-uid": ["uid-1"],
-                    }}}}))
+                    }}}}),
+                )
             }),
         )
         .route(
@@ -145,9 +147,15 @@ async fn an_unseal_that_cannot_be_audited_is_refused() {
     std::fs::write(&dir, b"").unwrap();
     let (status, body) = unseal(&app).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    assert!(!body.contains(HUNTER2), "a value left without its record: {body}");
+    assert!(
+        !body.contains(HUNTER2),
+        "a value left without its record: {body}"
+    );
     assert_eq!(metrics().audit_write_failures() - failures, 1);
-    let request = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let text = response.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&text);

@@ -31,9 +31,8 @@ pub fn event(event: Event) -> Event {
     let mut limit = MAX_FIELD_BYTES;
     loop {
         let capped = capped(&event, limit);
-        let fits = serde_json::to_vec(&capped).map_or(false, |json| {
-            json.len() + RECORD_OVERHEAD <= MAX_RECORD_BYTES
-        });
+        let fits = serde_json::to_vec(&capped)
+            .is_ok_and(|json| json.len() + RECORD_OVERHEAD <= MAX_RECORD_BYTES);
         if fits || limit == 0 {
             return capped;
         }
@@ -117,7 +116,11 @@ mod tests {
         // Control characters escape to six bytes each in JSON.
         let bounded = event(huge("\u{1}".repeat(1 << 20)));
         let json = serde_json::to_vec(&bounded).unwrap();
-        assert!(json.len() + RECORD_OVERHEAD <= MAX_RECORD_BYTES, "{}", json.len());
+        assert!(
+            json.len() + RECORD_OVERHEAD <= MAX_RECORD_BYTES,
+            "{}",
+            json.len()
+        );
         assert_eq!(bounded.detail.len(), MAX_DETAIL_ENTRIES);
         assert_eq!(bounded.detail["..."], "25 more entries cut");
         assert!(bounded.actor.ends_with("bytes cut]"));

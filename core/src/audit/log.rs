@@ -5,7 +5,9 @@
 //! the file was cut) has only its tail read again.
 
 use super::scan::{self, Tail};
-use super::{AuditError, BREAK_ACTION, Body, Event, Head, Record, bound, hash_of, io_error, segments};
+use super::{
+    AuditError, BREAK_ACTION, Body, Event, Head, Record, bound, hash_of, io_error, segments,
+};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -78,9 +80,7 @@ impl AuditLog {
     }
 
     pub fn with_options(path: &Path, mut options: Options) -> Self {
-        options.max_bytes = options
-            .max_bytes
-            .max(2 * super::MAX_RECORD_BYTES as u64);
+        options.max_bytes = options.max_bytes.max(2 * super::MAX_RECORD_BYTES as u64);
         options.keep_segments = options.keep_segments.map(|keep| keep.max(1));
         AuditLog {
             path: path.to_owned(),
@@ -200,9 +200,10 @@ impl AuditLog {
                 }
             }
         }
-        let head = active.head.clone().ok_or_else(|| {
-            io(std::io::Error::other("audit chain head unknown"))
-        })?;
+        let head = active
+            .head
+            .clone()
+            .ok_or_else(|| io(std::io::Error::other("audit chain head unknown")))?;
         let len = active.len.unwrap_or(0);
         if len > 0 && len + super::MAX_RECORD_BYTES as u64 > self.options.max_bytes {
             segments::rotate(&self.path, self.options.keep_segments)?;
@@ -225,16 +226,18 @@ impl AuditLog {
         let len = file.metadata().map_err(io_error(path))?.len();
         match scan::tail(&mut file, len).map_err(io_error(path))? {
             Tail::Good(head) => Ok(head),
-            Tail::Empty => Ok(ends_of(&rotated[..rotated.len() - 1])?.unwrap_or_else(Head::genesis)),
+            Tail::Empty => {
+                Ok(ends_of(&rotated[..rotated.len() - 1])?.unwrap_or_else(Head::genesis))
+            }
             Tail::Bad => {
                 let scan = scan::scan(file).map_err(io_error(path))?;
                 let base = match scan.last_good {
                     Some(head) => head,
                     None => ends_of(&rotated[..rotated.len() - 1])?.unwrap_or_else(Head::genesis),
                 };
-                let (line, offset, reason) = scan
-                    .first_bad
-                    .unwrap_or((scan.lines + 1, len, "unreadable".into()));
+                let (line, offset, reason) =
+                    scan.first_bad
+                        .unwrap_or((scan.lines + 1, len, "unreadable".into()));
                 let detail = [
                     ("file".to_owned(), file_name(path)),
                     ("line".to_owned(), line.to_string()),
@@ -242,7 +245,9 @@ impl AuditLog {
                     ("reason".to_owned(), reason),
                     (
                         "chains_from_seq".to_owned(),
-                        base.next_seq.checked_sub(1).map_or("none".into(), |s| s.to_string()),
+                        base.next_seq
+                            .checked_sub(1)
+                            .map_or("none".into(), |s| s.to_string()),
                     ),
                 ]
                 .into();

@@ -17,8 +17,8 @@ pub(super) fn parse(line: &[u8], terminated: bool) -> Result<Record, String> {
     if !terminated {
         return Err(TORN.into());
     }
-    let record: Record = serde_json::from_slice(line)
-        .map_err(|e| format!("not an audit record ({e})"))?;
+    let record: Record =
+        serde_json::from_slice(line).map_err(|e| format!("not an audit record ({e})"))?;
     if hash_of(&record.body) != record.hash {
         return Err("its content does not match its hash (edited)".into());
     }

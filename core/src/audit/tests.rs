@@ -115,7 +115,11 @@ fn pruned_logs_verify_from_the_first_kept_record() {
         log.append(padded(i)).unwrap();
     }
     let summary = verify(&path).unwrap();
-    assert_eq!(summary.segments.len(), 4, "three rotated and the active one");
+    assert_eq!(
+        summary.segments.len(),
+        4,
+        "three rotated and the active one"
+    );
     let first = summary.first_seq.unwrap();
     assert!(first > 0);
     assert_eq!(summary.records, 100 - first);
@@ -149,13 +153,20 @@ fn a_torn_last_line_starts_a_new_segment_with_a_break_record() {
     drop(file);
 
     let error = verify(&path).unwrap_err().to_string();
-    assert!(error.contains(&format!("line 3 of {} (byte {third})", path.display())), "{error}");
+    assert!(
+        error.contains(&format!("line 3 of {} (byte {third})", path.display())),
+        "{error}"
+    );
     assert!(error.contains("torn"), "{error}");
 
     // The same writer (its head says 3 records) appends again.
     log.append(event("secret.unseal")).unwrap();
     let broken = dir.path().join("audit.log.000001");
-    assert_eq!(std::fs::metadata(&broken).unwrap().len(), third + 40, "evidence kept as-is");
+    assert_eq!(
+        std::fs::metadata(&broken).unwrap().len(),
+        third + 40,
+        "evidence kept as-is"
+    );
     let summary = verify(&path).unwrap();
     assert_eq!(summary.breaks.len(), 1);
     let at = &summary.breaks[0].at;
@@ -177,14 +188,20 @@ fn a_torn_last_line_starts_a_new_segment_with_a_break_record() {
 fn garbage_after_the_last_record_and_a_line_cut_are_recorded() {
     let (dir, path) = log_with_three();
     let len = std::fs::metadata(&path).unwrap().len();
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     file.write_all(b"\0\0\0 not json\n").unwrap();
     drop(file);
     let log = AuditLog::new(&path);
     log.append(event("secret.unseal")).unwrap();
     let summary = verify(&path).unwrap();
     assert_eq!(summary.breaks.len(), 1);
-    assert_eq!((summary.breaks[0].at.line, summary.breaks[0].at.offset), (4, len));
+    assert_eq!(
+        (summary.breaks[0].at.line, summary.breaks[0].at.offset),
+        (4, len)
+    );
     assert!(summary.breaks[0].reason.contains("not an audit record"));
 
     // Records this writer appended vanish at a line boundary: it says so.
@@ -195,7 +212,11 @@ fn garbage_after_the_last_record_and_a_line_cut_are_recorded() {
     log.append(event("key.rotate")).unwrap();
     let summary = verify(&path).unwrap();
     assert_eq!(summary.breaks.len(), 2, "{:?}", summary.breaks);
-    assert!(summary.breaks[1].reason.contains("records 4 to 5 are gone"), "{:?}", summary.breaks);
+    assert!(
+        summary.breaks[1].reason.contains("records 4 to 5 are gone"),
+        "{:?}",
+        summary.breaks
+    );
     drop(dir);
 }
 
@@ -327,7 +348,10 @@ fn verify_does_not_read_a_record_being_written_as_torn() {
     std::fs::write(&path, first_three).unwrap();
 
     // A writer holds the lock halfway through its record.
-    let mut writer = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     writer.lock().unwrap();
     writer.write_all(&last.as_bytes()[..40]).unwrap();
     let verifying = std::thread::spawn({
@@ -339,5 +363,8 @@ fn verify_does_not_read_a_record_being_written_as_torn() {
     writer.unlock().unwrap();
     let summary = verifying.join().unwrap().unwrap();
     assert!(summary.problems.is_empty() && summary.breaks.is_empty());
-    assert_eq!(summary.records, 4, "the lock was held, so verify waited for the whole record");
+    assert_eq!(
+        summary.records, 4,
+        "the lock was held, so verify waited for the whole record"
+    );
 }

@@ -87,7 +87,9 @@ pub fn verify(path: &Path) -> Result<Summary, AuditError> {
         walk.summary.segments.push(file);
     }
     if let Some(mut pending) = walk.pending.take() {
-        pending.reason.push_str("; no audit.break record accounts for it yet (the next append writes one)");
+        pending
+            .reason
+            .push_str("; no audit.break record accounts for it yet (the next append writes one)");
         walk.summary.problems.push(pending);
     }
     if walk.summary.problems.is_empty() {
@@ -139,9 +141,15 @@ impl Walk {
             // vanish (a file cut at a line boundary).
             None if is_break => self.summary.breaks.push(Problem {
                 at: Location {
-                    file: at.file.with_file_name(detail(&record, "file").unwrap_or_default()),
-                    line: detail(&record, "line").and_then(|l| l.parse().ok()).unwrap_or(at.line),
-                    offset: detail(&record, "offset").and_then(|o| o.parse().ok()).unwrap_or(at.offset),
+                    file: at
+                        .file
+                        .with_file_name(detail(&record, "file").unwrap_or_default()),
+                    line: detail(&record, "line")
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(at.line),
+                    offset: detail(&record, "offset")
+                        .and_then(|o| o.parse().ok())
+                        .unwrap_or(at.offset),
                 },
                 reason: detail(&record, "reason").unwrap_or_default(),
             }),
@@ -190,7 +198,10 @@ fn detail(record: &Record, key: &str) -> Option<String> {
 
 /// Whether the break record names the place `at`.
 fn names(record: &Record, at: &Location) -> bool {
-    let file = at.file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let file = at
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     file == detail(record, "file")
         && detail(record, "line") == Some(at.line.to_string())
         && detail(record, "offset") == Some(at.offset.to_string())
