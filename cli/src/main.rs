@@ -43,7 +43,13 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
+        Err(error) => {
+            let code = fail(&error);
+            if error.downcast_ref::<audit::RecordedBreaks>().is_some() {
+                return ExitCode::from(audit::BREAK_EXIT_CODE);
+            }
+            code
+        }
     }
 }
 

@@ -40,3 +40,72 @@ fn operations_are_audited_without_values_and_edits_are_detected() {
     let error = keyward.run(&["audit", "verify"]).user_error();
     assert!(error.contains("broken at line 2"), "{error}");
 }
+
+fn padded(i: usize) -> keyward_core::audit::Event {
+    keyward_core::audit::Event {
+        actor: "cli:test".into(),
+        action: "secret.unseal".into(),
+        subject: format!("shop/{i}-{}", "x".repeat(400)),
+        outcome: "ok".into(),
+        detail: Default::default(),
+    }
+}
+
+#[test]
+fn verify_walks_rotated_pruned_and_broken_segments() {
+    use keyward_core::audit::{AuditLog, Options};
+    let keyward = Keyward::new();
+    let path = keyward.path("rotated.log");
+    let file = path.to_str().unwrap();
+    let log = AuditLog::with_options(
+        &path,
+        Options {
+            // The smallest segments, three kept: the oldest get pruned.
+            max_bytes: 0,
+            keep_segments: Some(3),
+            fsync: false,
+            mirror_stdout: false,
+        },
+    );
+    for i in 0..60 {
+        log.append(padded(i)).unwrap();
+    }
+    let out = keyward
+        .run(&["audit", "verify", "-f", file])
+        .ok()
+        .stdout_text();
+    assert!(out.contains("records, chain intact"), "{out}");
+    assert!(out.contains("segments (oldest first): 4"), "{out}");
+    assert!(out.contains("rotated.log.0000"), "{out}");
+    assert!(out.contains("older segments were pruned"), "{out}");
+
+    // A torn last line: the next append records the break; verify names the
+    // place and exits with its own code.
+    let len = std::fs::metadata(&path).unwrap().len();
+    let torn = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    torn.set_len(len - 30).unwrap();
+    drop(torn);
+    log.append(padded(60)).unwrap();
+    let run = keyward.run(&["audit", "verify", "-f", file]);
+    assert_eq!(run.status, 3, "{}", run.stderr);
+    let out = run.stdout_text();
+    assert!(out.contains("chain intact"), "{out}");
+    assert!(out.contains("recorded break at line"), "{out}");
+    assert!(out.contains("(byte "), "{out}");
+    assert!(out.contains("torn"), "{out}");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("1 recorded break(s)"), "{}", run.stderr);
+
+    // An edit in a rotated segment is tampering: exit 1, where it is.
+    let oldest = out
+        .lines()
+        .map(str::trim)
+        .find(|line| line.contains("rotated.log.0"))
+        .unwrap()
+        .to_owned();
+    let text = std::fs::read_to_string(&oldest).unwrap();
+    std::fs::write(&oldest, text.replacen("cli:test", "cli:evil", 1)).unwrap();
+    let error = keyward.run(&["audit", "verify", "-f", file]).user_error();
+    assert!(error.contains("broken at line 1 of"), "{error}");
+    assert!(error.contains("edited"), "{error}");
+}

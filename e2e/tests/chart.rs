@@ -346,6 +346,47 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
         .and_then(|p| p.affinity)
         .and_then(|a| a.pod_anti_affinity);
     ensure!(anti.is_some(), "webhook without pod anti-affinity");
+    // The audit emptyDirs are bounded by the rotation settings: (4 kept + 2)
+    // x 16 MiB, so a full log rotates long before the kubelet evicts.
+    for name in [&names.operator, &names.webhook] {
+        let pod = deployments
+            .get(name)
+            .await?
+            .spec
+            .and_then(|s| s.template.spec)
+            .context("pod spec")?;
+        let limit = pod
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == "audit")
+            .and_then(|v| v.empty_dir)
+            .and_then(|e| e.size_limit)
+            .map(|q| q.0);
+        ensure!(
+            limit.as_deref() == Some("100663296"),
+            "{name}: audit emptyDir sizeLimit {limit:?}"
+        );
+        let env: Vec<(String, Option<String>)> = pod
+            .containers
+            .first()
+            .and_then(|c| c.env.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect();
+        for (key, value) in [
+            ("KEYWARD_AUDIT_MAX_BYTES", "16777216"),
+            ("KEYWARD_AUDIT_KEEP_SEGMENTS", "4"),
+            ("KEYWARD_AUDIT_STDOUT", "true"),
+        ] {
+            ensure!(
+                env.iter()
+                    .any(|(n, v)| n == key && v.as_deref() == Some(value)),
+                "{name}: env lacks {key}={value}: {env:?}"
+            );
+        }
+    }
 
     for sa in [&names.operator, &names.webhook] {
         Api::<ServiceAccount>::namespaced(client.clone(), ns)
@@ -482,7 +523,8 @@ async fn optional_objects(client: &Client, ns: &str, names: &Names, helm: &Helm)
                 "KeywardKeyNearExpiry",
                 "KeywardRotationFailed",
                 "KeywardUnsealDenialsSpike",
-                "KeywardDecryptRateAnomaly"
+                "KeywardDecryptRateAnomaly",
+                "KeywardAuditWriteFailing"
             ],
         "alerts {alerts:?}"
     );

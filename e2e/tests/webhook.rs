@@ -432,6 +432,12 @@ async fn injection_flow(
         "unseal (TokenReview + pod + SealedSecret reads, cached DEK): p50 {:?}, max {:?}",
         latencies[5], latencies[9]
     );
+    let again = request(good.clone());
+    let (url_ref, ca_pem, again) = (&url, &webhook.ca_pem, &again);
+    torn_audit_tail(webhook, move || async move {
+        inject::unseal_once(url_ref, ca_pem, again).await
+    })
+    .await?;
     let other = token_for(client, ns, &done, "other").await?;
     match inject::unseal_once(&url, &webhook.ca_pem, &request(other)).await {
         Err(e) if e.to_string().starts_with("denied") => {}
@@ -623,6 +629,58 @@ async fn injection_flow(
     );
 
     start_up_cost(&pods).await
+}
+
+/// The audit log's last line is cut mid-record while the webhook runs (a
+/// torn write): the next unseals still succeed, the broken file is kept as
+/// it is, the new segment starts with an `audit.break` record, and verify
+/// names the file, line and byte offset.
+async fn torn_audit_tail<F, Fut, T>(webhook: &Webhook, unseal: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let text = std::fs::read(&webhook.audit)?;
+    let last_line = text[..text.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let line_no = text[..last_line].iter().filter(|&&b| b == b'\n').count() + 1;
+    let cut_to = last_line + 25;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&webhook.audit)?
+        .set_len(cut_to as u64)?;
+    for _ in 0..2 {
+        unseal()
+            .await
+            .context("an unseal after the torn audit line")?;
+    }
+    let broken = webhook.audit.with_file_name("unseal-audit.log.000001");
+    ensure!(
+        std::fs::metadata(&broken)?.len() == cut_to as u64,
+        "the torn segment was not kept as it was"
+    );
+    let summary = keyward_core::audit::verify(&webhook.audit)?;
+    let at = &summary.breaks.first().context("no recorded break")?.at;
+    ensure!(
+        (&at.file, at.line, at.offset) == (&broken, line_no as u64, last_line as u64),
+        "break recorded at {at}, expected line {line_no} (byte {last_line}) of {}",
+        broken.display()
+    );
+    // What `keyward audit verify` prints for it (cli/tests/audit.rs runs
+    // the binary; here the shared target directory may hold another
+    // checkout's build of it).
+    println!(
+        "audit log after a torn line: {} records, recorded break at {}: {}",
+        summary.records, at, summary.breaks[0].reason
+    );
+    ensure!(
+        summary.breaks[0].reason.starts_with("torn"),
+        "{:?}",
+        summary.breaks
+    );
+    Ok(())
 }
 
 /// `keyward.io/env-exec`: the app's main process gets the value as

@@ -2,7 +2,7 @@
 //! off the async threads. Records name keys and versions, never material.
 
 use crate::error::{Error, Result};
-use keyward_core::audit::{AuditLog, Event};
+use keyward_core::audit::{AuditLog, Event, Options};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +17,12 @@ pub struct Audit {
 
 impl Audit {
     pub fn new(path: PathBuf) -> Self {
+        Self::with_options(path, Options::default())
+    }
+
+    pub fn with_options(path: PathBuf, options: Options) -> Self {
         Audit {
-            log: Arc::new(AuditLog::new(&path)),
+            log: Arc::new(AuditLog::with_options(&path, options)),
             path,
         }
     }

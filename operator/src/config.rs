@@ -46,6 +46,19 @@ pub struct Config {
     )]
     pub audit_log: PathBuf,
 
+    /// The active audit segment is rotated before it passes this size.
+    #[arg(long, env = "KEYWARD_AUDIT_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub audit_max_bytes: u64,
+
+    /// Rotated audit segments kept, oldest deleted first (0 keeps all).
+    /// Disk use is at most (this + 1) x --audit-max-bytes.
+    #[arg(long, env = "KEYWARD_AUDIT_KEEP_SEGMENTS", default_value_t = 4)]
+    pub audit_keep_segments: usize,
+
+    /// Also print every audit record as one JSON line on stdout.
+    #[arg(long, env = "KEYWARD_AUDIT_STDOUT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub audit_stdout: bool,
+
     /// Lease that elects the one replica running the controllers.
     #[arg(long, env = "KEYWARD_LEASE_NAME", default_value = "keyward-operator")]
     pub lease_name: String,
@@ -94,6 +107,9 @@ impl Config {
             root_key_secret: "keyward-local-root-key".into(),
             metrics_addr: "127.0.0.1:0".into(),
             audit_log,
+            audit_max_bytes: 16 * 1024 * 1024,
+            audit_keep_segments: 4,
+            audit_stdout: false,
             lease_name: "keyward-operator".into(),
             identity: Some("in-process".into()),
             lease_duration_secs: 4,
@@ -102,6 +118,16 @@ impl Config {
             max_concurrent_reconciles: 16,
             keyring_cache_seconds: 5,
             providers: Default::default(),
+        }
+    }
+
+    /// How the audit log is written.
+    pub fn audit_options(&self) -> keyward_core::audit::Options {
+        keyward_core::audit::Options {
+            max_bytes: self.audit_max_bytes,
+            keep_segments: (self.audit_keep_segments > 0).then_some(self.audit_keep_segments),
+            mirror_stdout: self.audit_stdout,
+            ..keyward_core::audit::Options::default()
         }
     }
 
@@ -135,16 +161,24 @@ mod tests {
         assert!(config.metrics_addr.starts_with("127.0.0.1:"));
         assert_eq!(config.max_concurrent_reconciles, 16);
         assert_eq!(config.keyring_cache_seconds, 5);
+        let audit = config.audit_options();
+        assert_eq!(audit.max_bytes, 16 * 1024 * 1024);
+        assert_eq!(audit.keep_segments, Some(4));
+        assert!(audit.mirror_stdout);
         let config = Config::try_parse_from([
             "keyward-operator",
             "--namespace=ops",
             "--watch-namespace=apps",
             "--audit-log=/tmp/a.log",
+            "--audit-keep-segments=0",
+            "--audit-stdout=false",
         ])
         .unwrap();
         assert_eq!(config.namespace, "ops");
         assert_eq!(config.watch_namespace.as_deref(), Some("apps"));
         assert_eq!(config.audit_log, PathBuf::from("/tmp/a.log"));
+        assert_eq!(config.audit_options().keep_segments, None, "0 keeps all");
+        assert!(!config.audit_options().mirror_stdout);
     }
 
     #[test]

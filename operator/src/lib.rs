@@ -71,7 +71,7 @@ pub async fn run(
         client.clone(),
         Arc::new(providers),
         metrics,
-        audit::Audit::new(config.audit_log.clone()),
+        audit::Audit::with_options(config.audit_log.clone(), config.audit_options()),
         config.watch_namespace.clone(),
         policies,
     ));

@@ -75,6 +75,16 @@ struct ServeArgs {
         default_value = "/var/log/keyward/unseal-audit.log"
     )]
     audit_log: PathBuf,
+    /// The active audit segment is rotated before it passes this size.
+    #[arg(long, env = "KEYWARD_AUDIT_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    audit_max_bytes: u64,
+    /// Rotated audit segments kept, oldest deleted first (0 keeps all).
+    /// Disk use is at most (this + 1) x --audit-max-bytes.
+    #[arg(long, env = "KEYWARD_AUDIT_KEEP_SEGMENTS", default_value_t = 4)]
+    audit_keep_segments: usize,
+    /// Also print every audit record as one JSON line on stdout.
+    #[arg(long, env = "KEYWARD_AUDIT_STDOUT", default_value_t = true, action = clap::ArgAction::Set)]
+    audit_stdout: bool,
     /// SealedSecrets a pod may unseal in a burst before it is rate-limited
     /// (429); each secret of a request costs one. A request naming more is
     /// refused (400).
@@ -354,7 +364,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 args.dek_cache_entries,
                 provider_timeout,
             )),
-            audit: Arc::new(keyward_core::audit::AuditLog::new(&args.audit_log)),
+            audit: Arc::new(keyward_core::audit::AuditLog::with_options(
+                &args.audit_log,
+                keyward_core::audit::Options {
+                    max_bytes: args.audit_max_bytes,
+                    keep_segments: (args.audit_keep_segments > 0)
+                        .then_some(args.audit_keep_segments),
+                    mirror_stdout: args.audit_stdout,
+                    ..keyward_core::audit::Options::default()
+                },
+            )),
             limiter: RateLimiter::new(args.rate_burst, args.rate_per_second),
             audience: keyward_webhook::annotations::AUDIENCE.to_owned(),
         })),

@@ -51,6 +51,7 @@ pub struct Metrics {
     certificate_renewals: AtomicU64,
     certificate_not_after: AtomicU64,
     admission: Mutex<BTreeMap<&'static str, Histogram>>,
+    audit_write_failures: AtomicU64,
 }
 
 static METRICS: Metrics = Metrics::new();
@@ -91,6 +92,7 @@ impl Metrics {
             certificate_renewals: AtomicU64::new(0),
             certificate_not_after: AtomicU64::new(0),
             admission: Mutex::new(BTreeMap::new()),
+            audit_write_failures: AtomicU64::new(0),
         }
     }
 
@@ -160,6 +162,11 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// An audit record could not be written, so its request was refused.
+    pub fn audit_write_failure(&self) {
+        self.audit_write_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// For tests: the current value of a counter by name and label.
     pub fn unseal_requests_with(&self, outcome: &str) -> u64 {
         read(&self.unseal_requests, outcome)
@@ -191,6 +198,9 @@ impl Metrics {
     pub fn admissions(&self, route: &str) -> u64 {
         let admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
         admission.get(route).map_or(0, |h| h.count)
+    }
+    pub fn audit_write_failures(&self) -> u64 {
+        self.audit_write_failures.load(Ordering::Relaxed)
     }
     pub fn certificate_renewals(&self) -> u64 {
         self.certificate_renewals.load(Ordering::Relaxed)
@@ -256,6 +266,12 @@ impl Metrics {
             "keyward_rewrap_items_total",
             "Items re-sealed onto a newer key version through /v1/rewrap.",
             self.rewrapped_items.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "keyward_audit_write_failures_total",
+            "Audit records that could not be written; their requests were refused.",
+            self.audit_write_failures(),
         );
         counter(
             &mut out,

@@ -200,3 +200,27 @@ namespaceSelector:
       operator: NotIn
       values: ["true"]
 {{- end }}
+
+{{/* Audit log rotation flags, from an auditLog value block. */}}
+{{- define "keyward.auditEnv" -}}
+- name: KEYWARD_AUDIT_MAX_BYTES
+  value: {{ .maxBytes | int64 | quote }}
+- name: KEYWARD_AUDIT_KEEP_SEGMENTS
+  value: {{ .keepSegments | int64 | quote }}
+- name: KEYWARD_AUDIT_STDOUT
+  value: {{ .stdout | toString | quote }}
+{{- end }}
+
+{{/*
+The audit emptyDir: at most keepSegments rotated segments and the active one
+exist, each under maxBytes; one more segment of headroom, because a pod whose
+emptyDir passes its sizeLimit is evicted. No limit when every segment is kept.
+*/}}
+{{- define "keyward.auditEmptyDir" -}}
+{{- $keep := .keepSegments | int64 -}}
+{{- if gt $keep 0 -}}
+{sizeLimit: {{ mul (add $keep 2) (.maxBytes | int64) }}}
+{{- else -}}
+{}
+{{- end -}}
+{{- end }}

@@ -352,17 +352,14 @@ impl Rewrapper<'_> {
             detail: detail.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         };
         let audit = Arc::clone(&self.unsealer.audit);
-        match tokio::task::spawn_blocking(move || audit.append(event)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "cannot write the audit log");
-                false
-            }
-            Err(error) => {
-                tracing::error!(%error, "audit task failed");
-                false
-            }
-        }
+        let error = match tokio::task::spawn_blocking(move || audit.append(event)).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => format!("audit task: {error}"),
+        };
+        metrics().audit_write_failure();
+        tracing::error!(%error, "cannot write the audit log, so the rewrap is refused");
+        false
     }
 }
 

@@ -373,9 +373,17 @@ impl Unsealer {
             detail: details,
         };
         let audit = Arc::clone(&self.audit);
-        tokio::task::spawn_blocking(move || audit.append(event))
+        // Fail closed: a request that cannot be recorded is refused, and
+        // values already opened for it are dropped unsent.
+        let written = tokio::task::spawn_blocking(move || audit.append(event))
             .await
-            .map_err(|e| Failure::Internal(format!("audit task: {e}")))?
-            .map_err(|e| Failure::Internal(format!("cannot write the audit log: {e}")))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        written.map_err(|error| {
+            metrics().audit_write_failure();
+            Failure::Internal(format!(
+                "cannot write the audit log, so the unseal is refused: {error}"
+            ))
+        })
     }
 }
