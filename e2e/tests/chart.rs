@@ -6,8 +6,9 @@
 //! binaries.
 //!
 //! The webhook configurations are cluster-wide: the release namespace is
-//! labelled `keyward.io/ignore=true` (which both webhooks skip) and nothing
-//! else is created while the release is installed. Test binaries run one
+//! labelled `keyward.io/ignore=true` (which both webhooks skip), the
+//! mutating one sees only pods labelled `keyward.io/injection=enabled`, and
+//! nothing else is created while the release is installed. Test binaries run one
 //! after another, so other binaries never see these configurations.
 
 mod chart_support;
@@ -601,6 +602,24 @@ async fn check_webhook_configurations(client: &Client, ns: &str, names: &Names) 
         excludes(&m.namespace_selector, ns),
         "mutating namespaceSelector does not exclude {ns} and kube-system: {:?}",
         m.namespace_selector
+    );
+    // Only opted-in pods, under a name that says what is unavailable.
+    ensure!(
+        m.name == "secret-injection.keyward.io",
+        "mutating webhook name {}",
+        m.name
+    );
+    let opt_in = m
+        .object_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone());
+    ensure!(
+        opt_in == Some([("keyward.io/injection".to_owned(), "enabled".to_owned())].into())
+            && m.object_selector
+                .as_ref()
+                .is_some_and(|s| s.match_expressions.is_none()),
+        "mutating objectSelector is not the opt-in label: {:?}",
+        m.object_selector
     );
     ensure!(m.failure_policy.as_deref() == Some("Fail"), "failurePolicy");
     ensure!(m.timeout_seconds == Some(10), "timeoutSeconds");
