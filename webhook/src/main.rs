@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use keyward_webhook::inject::{self, InjectConfig};
 use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
 use keyward_webhook::server::{PreAuthLimits, ServerLimits};
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
 use keyward_webhook::{AppState, admission_router, server, tls};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -501,13 +501,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
 async fn kube_client(timeout: Duration) -> Result<kube::Client> {
     let mut config = kube::Config::infer()
         .await
-        .context("finding the API server")?;
+        .context("connecting to the API server")?;
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
     // Count from the request, not from when a pooled connection went idle.
     config.reset_reader_on_write = true;
-    kube::Client::try_from(config).context("connecting to the API server")
+    kube::Client::try_from(config).context("building the API server client")
 }
 
 /// Admission gets its own runtime and threads: a flood on the tenant API

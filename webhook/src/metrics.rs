@@ -162,7 +162,10 @@ impl Metrics {
     }
 
     pub fn connection_closed(&self, listener: &'static str) {
-        let mut open = self.open_connections.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self
+            .open_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let count = open.entry(listener).or_default();
         *count = count.saturating_sub(1);
     }
@@ -323,7 +326,10 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            let _ = writeln!(out, "keyward_open_connections{{listener=\"{listener}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "keyward_open_connections{{listener=\"{listener}\"}} {count}"
+            );
         }
         counter_family(
             &mut out,

@@ -178,8 +178,7 @@ pub async fn serve_tls(
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let _open = OpenConnection::new(name, permit);
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
-            {
+            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(listener = name, %peer, %error, "TLS handshake failed");
