@@ -166,6 +166,7 @@ async fn a_slow_header_is_cut_off_at_the_header_read_timeout() {
     time_to_close(&mut reader, Duration::from_secs(10)).await;
     let closed = started.elapsed();
     trickle.abort();
+    eprintln!("slow header (400 ms timeout): closed after {closed:?}");
     assert!(
         closed >= Duration::from_millis(350) && closed < Duration::from_secs(3),
         "closed after {closed:?}"
@@ -198,6 +199,7 @@ async fn a_silent_connection_is_closed_at_the_idle_timeout() {
     let n = tls.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     let closed = time_to_close(&mut tls, Duration::from_secs(10)).await;
+    eprintln!("idle (600 ms timeout): closed after {closed:?}");
     assert!(
         closed >= Duration::from_millis(500) && closed < Duration::from_secs(3),
         "closed after {closed:?}"
@@ -265,6 +267,7 @@ async fn requests_beyond_the_in_flight_cap_wait_briefly_then_get_503() {
     let started = Instant::now();
     let shed = request(&server, "GET", "/slow", vec![]).await;
     let waited = started.elapsed();
+    eprintln!("in-flight cap 2, queue 100 ms: 503 after {waited:?}");
     assert_eq!(shed.status, 503, "{}", shed.body);
     assert_eq!(shed.retry_after.as_deref(), Some("1"));
     assert!(shed.body.contains("overloaded"), "{}", shed.body);
@@ -317,6 +320,7 @@ async fn a_handler_slower_than_the_deadline_gets_504() {
     let started = Instant::now();
     let answer = request(&server, "GET", "/slow", vec![]).await;
     let took = started.elapsed();
+    eprintln!("deadline 300 ms: {} after {took:?}", answer.status);
     assert_eq!(answer.status, 504);
     assert!(answer.body.contains("deadline"), "{}", answer.body);
     assert!(
