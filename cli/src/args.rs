@@ -37,7 +37,8 @@ pub struct RewrapArgs {
     /// The SealedSecret manifest to rewrite in place.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: PathBuf,
-    /// The webhook's base URL, e.g. https://keyward-webhook.keyward-system.svc:443.
+    /// The webhook's tenant API base URL (the chart's `apiPort`), e.g.
+    /// https://keyward-webhook.keyward-system.svc:8444.
     #[arg(long, env = "KEYWARD_WEBHOOK_URL", value_name = "URL")]
     pub server: String,
     /// PEM CA that signed the webhook's certificate (its `--ca-out`, or

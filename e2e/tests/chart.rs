@@ -399,8 +399,8 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
         .get(&names.webhook)
         .await
         .context("webhook Service")?;
-    // HTTPS for the API server and injectors, plain-HTTP /metrics for the
-    // ServiceMonitor (--metrics-listen).
+    // HTTPS admission for the API server, HTTPS tenant API for injectors,
+    // plain-HTTP /metrics for the ServiceMonitor (--metrics-listen).
     let ports: Vec<String> = service
         .spec
         .and_then(|s| s.ports)
@@ -409,7 +409,7 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
         .filter_map(|p| p.name)
         .collect();
     ensure!(
-        ports == ["https", "metrics"],
+        ports == ["https", "api", "metrics"],
         "webhook Service ports {ports:?}"
     );
     for np in [&names.operator, &names.webhook] {
@@ -418,6 +418,32 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
             .await
             .with_context(|| format!("NetworkPolicy {np}"))?;
     }
+    // Tenants' pods may reach the unseal port only: the admission port
+    // admits addresses (the API server), never a pod or namespace selector.
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+        .get(&names.webhook)
+        .await?;
+    let rules = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
+    let rule_for = |port: i32| {
+        rules.iter().find(|rule| {
+            rule.ports.iter().flatten().any(|p| {
+                p.port == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port))
+            })
+        })
+    };
+    let admission = rule_for(8443).context("no ingress rule for the admission port")?;
+    let peers = admission.from.clone().unwrap_or_default();
+    ensure!(
+        !peers.is_empty()
+            && peers.iter().all(|peer| peer.ip_block.is_some()
+                && peer.pod_selector.is_none()
+                && peer.namespace_selector.is_none()),
+        "the admission port admits {peers:?}"
+    );
+    ensure!(
+        rule_for(8444).is_some(),
+        "no ingress rule for the unseal port"
+    );
     ensure!(
         webhook_pdb(client, ns, names).await?.is_some(),
         "no PodDisruptionBudget for the two default webhook replicas"
@@ -439,6 +465,26 @@ async fn check_workloads(client: &Client, ns: &str, names: &Names) -> Result<()>
     ] {
         ensure!(args.contains(&want), "webhook args {args:?} lack {want}");
     }
+    // Injectors are sent to the tenant API listener, not to admission.
+    let env = deployments
+        .get(&names.webhook)
+        .await?
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.first().and_then(|c| c.env.clone()))
+        .unwrap_or_default();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default()
+    };
+    ensure!(
+        value("KEYWARD_UNSEAL_URL") == format!("https://{}.{ns}.svc:8444/v1/unseal", names.webhook)
+            && value("KEYWARD_ADMISSION_LISTEN") == "0.0.0.0:8443"
+            && value("KEYWARD_API_LISTEN") == "0.0.0.0:8444",
+        "webhook env {env:?}"
+    );
     Ok(())
 }
 

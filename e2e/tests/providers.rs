@@ -44,8 +44,9 @@ use keyward_operator::Config;
 use keyward_provider_select::{ProviderArgs, Providers};
 use keyward_webhook::annotations::{INJECTION_ENABLED, INJECTION_LABEL};
 use keyward_webhook::mutate::InjectorConfig;
+use keyward_webhook::server::ServerLimits;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
-use keyward_webhook::{AppState, inject, router, server, tls};
+use keyward_webhook::{AppState, api_router, inject, server, tls};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use providers_support::binaries::{self, Process};
@@ -591,7 +592,13 @@ async fn serve_unseal(
         })),
     };
     let tls_config = tls::server_config(&made.cert_pem, &made.key_pem)?;
-    let task = tokio::spawn(server::serve_tls(listener, tls_config, router(state)));
+    // The tenant API only: nothing here registers admission.
+    let task = tokio::spawn(server::serve_tls(
+        listener,
+        tls_config,
+        api_router(state),
+        ServerLimits::api(),
+    ));
     Ok((url, made.ca_pem, task))
 }
 

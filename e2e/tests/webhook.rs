@@ -23,8 +23,9 @@ use keyward_e2e::{cluster, crds, pods, with_temp_ns};
 use keyward_kubeutil::keyring_secret;
 use keyward_webhook::annotations::{INJECTION_ENABLED, INJECTION_LABEL};
 use keyward_webhook::mutate::InjectorConfig;
+use keyward_webhook::server::ServerLimits;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
-use keyward_webhook::{AppState, inject, router, server, tls};
+use keyward_webhook::{AppState, admission_router, api_router, inject, server, tls};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -89,8 +90,11 @@ async fn injector_image() -> Result<(String, &'static str)> {
 
 /// The webhook served in-process, and the configurations pointing at it.
 struct Webhook {
-    task: JoinHandle<()>,
+    tasks: [JoinHandle<()>; 2],
+    /// The admission listener (the configurations' clientConfig).
     url: String,
+    /// The tenant API listener (unseal, rewrap).
+    api_url: String,
     ca_pem: String,
     audit: PathBuf,
     config_name: String,
@@ -101,6 +105,8 @@ impl Webhook {
         let made = tls::bootstrap(&["127.0.0.1".to_owned()])?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("https://{}", listener.local_addr()?);
+        let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let api_url = format!("https://{}", api_listener.local_addr()?);
         let provider =
             keyring_secret::open_local_provider(client.clone(), ns, KEYRING, ROOT_KEY).await?;
         let audit = dir.join("unseal-audit.log");
@@ -108,7 +114,7 @@ impl Webhook {
             injector: Arc::new(InjectorConfig {
                 image: image.0,
                 image_pull_policy: Some(image.1.to_owned()),
-                unseal_url: format!("{url}/v1/unseal"),
+                unseal_url: format!("{api_url}/v1/unseal"),
                 ca_pem: Some(made.ca_pem.clone()),
             }),
             unsealer: Some(Arc::new(Unsealer {
@@ -120,10 +126,24 @@ impl Webhook {
             })),
         };
         let tls_config = tls::server_config(&made.cert_pem, &made.key_pem)?;
-        let task = tokio::spawn(server::serve_tls(listener, tls_config, router(state)));
+        let tasks = [
+            tokio::spawn(server::serve_tls(
+                listener,
+                tls_config.clone(),
+                admission_router(state.clone()),
+                ServerLimits::admission(),
+            )),
+            tokio::spawn(server::serve_tls(
+                api_listener,
+                tls_config,
+                api_router(state),
+                ServerLimits::api(),
+            )),
+        ];
         let webhook = Webhook {
-            task,
+            tasks,
             url,
+            api_url,
             ca_pem: made.ca_pem,
             audit,
             config_name: format!("keyward-e2e-{ns}"),
@@ -228,7 +248,9 @@ impl Webhook {
         let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone())
             .delete(&self.config_name, &DeleteParams::default())
             .await;
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     fn audit_log(&self) -> String {
@@ -412,7 +434,7 @@ async fn injection_flow(
 
     // Directly, with a token for the reader pod: audience keyward works,
     // another audience is refused.
-    let url = format!("{}/v1/unseal", webhook.url);
+    let url = format!("{}/v1/unseal", webhook.api_url);
     let request = |token: String| UnsealRequest {
         token,
         namespace: ns.to_owned(),
@@ -799,7 +821,7 @@ fn webhook_injector(webhook: &Webhook) -> Result<InjectorConfig> {
     Ok(InjectorConfig {
         image,
         image_pull_policy: Some(pull.into()),
-        unseal_url: format!("{}/v1/unseal", webhook.url),
+        unseal_url: format!("{}/v1/unseal", webhook.api_url),
         ca_pem: Some(webhook.ca_pem.clone()),
     })
 }
@@ -925,7 +947,7 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
             .arg("rewrap")
             .arg("-f")
             .arg(&file)
-            .args(["--server", &webhook.url])
+            .args(["--server", &webhook.api_url])
             .arg("--ca-file")
             .arg(&ca);
         if let Some(token_file) = token_file {
@@ -1108,7 +1130,7 @@ async fn renewal_flow(client: &Client, ns: &str) -> Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?.to_string();
         // Renewal needs only handshakes: admission without an unseal API.
-        let app = router(AppState {
+        let app = admission_router(AppState {
             injector: Arc::new(InjectorConfig {
                 image: "unused".into(),
                 image_pull_policy: None,
@@ -1121,6 +1143,7 @@ async fn renewal_flow(client: &Client, ns: &str) -> Result<()> {
             listener,
             cert.server_config()?,
             app,
+            ServerLimits::admission(),
         )));
         let renewal = Renewal {
             sans: sans.clone(),

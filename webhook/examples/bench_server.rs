@@ -14,7 +14,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::{AppState, router, server, tls};
+use keyward_webhook::server::ServerLimits;
+use keyward_webhook::{AppState, admission_router, server, tls};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ async fn main() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let app = match mode.as_str() {
-        "mutate" => router(AppState {
+        "mutate" => admission_router(AppState {
             injector: Arc::new(InjectorConfig {
                 image: "keyward/webhook:bench".into(),
                 image_pull_policy: None,
@@ -44,7 +45,7 @@ async fn main() -> Result<()> {
     let config = tls::server_config(&made.cert_pem, &made.key_pem)?;
     println!("listening on 127.0.0.1:{port}");
     std::io::stdout().flush()?;
-    server::serve_tls(listener, config, app).await;
+    server::serve_tls(listener, config, app, ServerLimits::admission()).await;
     Ok(())
 }
 

@@ -19,4 +19,4 @@ pub mod tls;
 pub mod unseal;
 pub mod validate;
 
-pub use server::{AppState, router};
+pub use server::{AppState, admission_router, api_router};

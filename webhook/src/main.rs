@@ -6,8 +6,9 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use keyward_webhook::inject::{self, InjectConfig};
 use keyward_webhook::mutate::InjectorConfig;
+use keyward_webhook::server::{PreAuthLimits, ServerLimits};
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
-use keyward_webhook::{AppState, router, server, tls};
+use keyward_webhook::{AppState, admission_router, server, tls};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve /mutate, /validate and /v1/unseal over TLS.
+    /// Serve admission (/mutate, /validate) and the tenant API (/v1/unseal,
+    /// /v1/rewrap) over TLS, on two listeners.
     Serve(Box<ServeArgs>),
     /// Run as the init container: unseal and write the pod's secrets.
     Inject(InjectArgs),
@@ -46,8 +48,14 @@ struct ExecEnvArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    #[arg(long, env = "KEYWARD_LISTEN", default_value = "0.0.0.0:8443")]
-    listen: String,
+    /// Admission (/mutate, /validate, probes, /metrics), for the API server.
+    #[arg(long, env = "KEYWARD_ADMISSION_LISTEN", default_value = "0.0.0.0:8443")]
+    admission_listen: String,
+    /// The tenant API (/v1/unseal, /v1/rewrap, /healthz), for injectors.
+    #[arg(long, env = "KEYWARD_API_LISTEN", default_value = "0.0.0.0:8444")]
+    api_listen: String,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Also serve /metrics, /healthz and /readyz over plain HTTP here, e.g.
     /// 0.0.0.0:9464 (/metrics is always on the TLS port too).
     #[arg(long, env = "KEYWARD_METRICS_LISTEN")]
@@ -117,6 +125,109 @@ struct ServeArgs {
     /// AWS KMS, Cloud KMS and PKCS#11 (the local keyring is always on).
     #[command(flatten)]
     providers: keyward_provider_select::ProviderArgs,
+}
+
+/// Limits of the two listeners (`server::ServerLimits`) and of the calls
+/// the webhook makes to the API server.
+#[derive(Args)]
+struct LimitArgs {
+    /// Seconds from accept to a finished TLS handshake (both listeners).
+    #[arg(long, default_value_t = 5)]
+    tls_handshake_timeout_seconds: u64,
+    /// Seconds to receive a request head, counted from when the server
+    /// waits for one, so it also closes idle keep-alive connections.
+    #[arg(long, default_value_t = 10)]
+    admission_header_read_timeout_seconds: u64,
+    #[arg(long, default_value_t = 5)]
+    api_header_read_timeout_seconds: u64,
+    /// Seconds without a byte either way before a connection is closed
+    /// (both listeners); must exceed both request timeouts.
+    #[arg(long, default_value_t = 30)]
+    idle_timeout_seconds: u64,
+    /// Open connections per listener; more are closed at once.
+    #[arg(long, default_value_t = 512)]
+    admission_max_connections: usize,
+    #[arg(long, default_value_t = 512)]
+    api_max_connections: usize,
+    /// Requests in flight per listener; more wait up to the queue time,
+    /// then get 503.
+    #[arg(long, default_value_t = 64)]
+    admission_max_in_flight: usize,
+    #[arg(long, default_value_t = 128)]
+    api_max_in_flight: usize,
+    #[arg(long, default_value_t = 2000)]
+    admission_queue_ms: u64,
+    #[arg(long, default_value_t = 250)]
+    api_queue_ms: u64,
+    /// Seconds to answer a request (504 beyond). Keep the admission one
+    /// below the webhook configurations' timeoutSeconds.
+    #[arg(long, default_value_t = 9)]
+    admission_request_timeout_seconds: u64,
+    #[arg(long, default_value_t = 15)]
+    api_request_timeout_seconds: u64,
+    /// Largest request body: admission reviews, and /v1/unseal requests
+    /// (/v1/rewrap takes a whole SealedSecret, bounded by its handler).
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    admission_max_body_bytes: usize,
+    #[arg(long, default_value_t = 64 * 1024)]
+    api_max_body_bytes: usize,
+    /// Tenant API requests all sources may burst before authentication
+    /// (429 beyond), then this many per second.
+    #[arg(long, default_value_t = PreAuthLimits::default().burst)]
+    pre_auth_burst: u32,
+    #[arg(long, default_value_t = PreAuthLimits::default().per_second)]
+    pre_auth_per_second: f64,
+    /// The same, per source address (IPv6 per /64).
+    #[arg(long, default_value_t = PreAuthLimits::default().source_burst)]
+    pre_auth_source_burst: u32,
+    #[arg(long, default_value_t = PreAuthLimits::default().source_per_second)]
+    pre_auth_source_per_second: f64,
+    /// Seconds to connect to the API server, and to wait for each answer.
+    #[arg(long, default_value_t = 10)]
+    kube_timeout_seconds: u64,
+}
+
+impl LimitArgs {
+    fn admission(&self) -> ServerLimits {
+        ServerLimits {
+            name: "admission",
+            tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_seconds),
+            header_read_timeout: Duration::from_secs(self.admission_header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            max_connections: self.admission_max_connections,
+            max_in_flight: self.admission_max_in_flight,
+            queue_timeout: Duration::from_millis(self.admission_queue_ms),
+            request_timeout: Duration::from_secs(self.admission_request_timeout_seconds),
+            body_limit: self.admission_max_body_bytes,
+        }
+    }
+
+    fn api(&self) -> ServerLimits {
+        ServerLimits {
+            name: "api",
+            tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_seconds),
+            header_read_timeout: Duration::from_secs(self.api_header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            max_connections: self.api_max_connections,
+            max_in_flight: self.api_max_in_flight,
+            queue_timeout: Duration::from_millis(self.api_queue_ms),
+            request_timeout: Duration::from_secs(self.api_request_timeout_seconds),
+            body_limit: self.api_max_body_bytes,
+        }
+    }
+
+    fn pre_auth(&self) -> PreAuthLimits {
+        PreAuthLimits {
+            burst: self.pre_auth_burst,
+            per_second: self.pre_auth_per_second,
+            source_burst: self.pre_auth_source_burst,
+            source_per_second: self.pre_auth_source_per_second,
+        }
+    }
+
+    fn kube_timeout(&self) -> Duration {
+        Duration::from_secs(self.kube_timeout_seconds)
+    }
 }
 
 #[derive(Args)]
@@ -320,9 +431,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .ok()
         .filter(|t| !t.is_zero())
         .context("--provider-timeout-seconds must be a positive number of seconds")?;
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the API server")?;
+    let admission_limits = args.limits.admission();
+    let api_limits = args.limits.api();
+    for limits in [&admission_limits, &api_limits] {
+        limits.check().map_err(anyhow::Error::msg)?;
+    }
+    let client = kube_client(args.limits.kube_timeout()).await?;
     let (tls_config, ca_pem) = match (&args.tls.tls_cert_file, &args.tls.tls_key_file) {
         (Some(cert), Some(key)) => {
             let (_serving, config) =
@@ -378,9 +492,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
             audience: keyward_webhook::annotations::AUDIENCE.to_owned(),
         })),
     };
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    // Bound before anything is served, so a taken port stops the start.
+    let admission = std::net::TcpListener::bind(&args.admission_listen)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .with_context(|| format!("binding {}", args.admission_listen))?;
+    let api = tokio::net::TcpListener::bind(&args.api_listen)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
+        .with_context(|| format!("binding {}", args.api_listen))?;
     if let Some(address) = &args.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(address)
             .await
@@ -392,11 +510,75 @@ async fn serve(args: ServeArgs) -> Result<()> {
             }
         });
     }
-    tracing::info!(address = %args.listen, "serving /mutate, /validate, /v1/unseal over TLS");
+    tracing::info!(address = %args.admission_listen, "serving /mutate, /validate over TLS");
+    let admission_stopped = spawn_admission(
+        admission,
+        tls_config.clone(),
+        admission_router(state.clone()),
+        admission_limits,
+    )?;
+    tracing::info!(address = %args.api_listen, "serving /v1/unseal, /v1/rewrap over TLS");
+    let api_app = server::api_router_with(state, &args.limits.pre_auth());
     tokio::select! {
-        () = server::serve_tls(listener, tls_config, router(state)) => Ok(()),
+        () = server::serve_tls(api, tls_config, api_app, api_limits) => Ok(()),
+        stopped = admission_stopped => {
+            anyhow::bail!("{}", stopped.unwrap_or_else(|_| "the admission thread panicked".into()))
+        }
         signal = tokio::signal::ctrl_c() => signal.context("waiting for a signal"),
     }
+}
+
+/// A client whose every call is bounded. The webhook makes only short
+/// request/response calls (TokenReview, gets, the TLS Secret and caBundle
+/// patches; no watch), so one timeout fits them all: a hung API server
+/// fails that call instead of holding a request, a lock or a pod's start.
+async fn kube_client(timeout: Duration) -> Result<kube::Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .context("connecting to the API server")?;
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    // Count from the request, not from when a pooled connection went idle.
+    config.reset_reader_on_write = true;
+    kube::Client::try_from(config).context("building the API server client")
+}
+
+/// Admission gets its own runtime and threads: a flood on the tenant API
+/// (thousands of TLS handshakes and tasks) then queues only on the API's
+/// runtime, and the OS still gives admission's threads their share of CPU.
+/// The receiver resolves if the admission listener ever stops.
+fn spawn_admission(
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    limits: ServerLimits,
+) -> Result<tokio::sync::oneshot::Receiver<String>> {
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("admission".into())
+        .spawn(move || {
+            let outcome = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("admission")
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            server::serve_tls(listener, tls, app, limits).await;
+                            "the admission listener stopped".to_owned()
+                        }
+                        Err(error) => format!("the admission listener: {error}"),
+                    }
+                }),
+                Err(error) => format!("cannot start the admission runtime: {error}"),
+            };
+            let _ = done.send(outcome);
+        })
+        .context("starting the admission thread")?;
+    Ok(stopped)
 }
 
 #[cfg(test)]

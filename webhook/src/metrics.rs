@@ -52,6 +52,13 @@ pub struct Metrics {
     certificate_not_after: AtomicU64,
     admission: Mutex<BTreeMap<&'static str, Histogram>>,
     audit_write_failures: AtomicU64,
+    // Per listener (`admission`, `api`).
+    open_connections: Mutex<BTreeMap<&'static str, u64>>,
+    connections_refused: Mutex<BTreeMap<&'static str, u64>>,
+    connection_timeouts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    requests_shed: Mutex<BTreeMap<&'static str, u64>>,
+    request_timeouts: Mutex<BTreeMap<&'static str, u64>>,
+    pre_auth_limited: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 static METRICS: Metrics = Metrics::new();
@@ -93,6 +100,12 @@ impl Metrics {
             certificate_not_after: AtomicU64::new(0),
             admission: Mutex::new(BTreeMap::new()),
             audit_write_failures: AtomicU64::new(0),
+            open_connections: Mutex::new(BTreeMap::new()),
+            connections_refused: Mutex::new(BTreeMap::new()),
+            connection_timeouts: Mutex::new(BTreeMap::new()),
+            requests_shed: Mutex::new(BTreeMap::new()),
+            request_timeouts: Mutex::new(BTreeMap::new()),
+            pre_auth_limited: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -167,6 +180,50 @@ impl Metrics {
         self.audit_write_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn connection_opened(&self, listener: &'static str) {
+        bump(&self.open_connections, listener);
+    }
+
+    pub fn connection_closed(&self, listener: &'static str) {
+        let mut open = self
+            .open_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(listener).or_default();
+        *count = count.saturating_sub(1);
+    }
+
+    /// A connection closed at accept because the listener was full.
+    pub fn connection_refused(&self, listener: &'static str) {
+        bump(&self.connections_refused, listener);
+    }
+
+    /// A connection closed by a timeout; `phase`: `tls_handshake`,
+    /// `header_read` or `idle`.
+    pub fn connection_timeout(&self, listener: &'static str, phase: &'static str) {
+        let mut map = self
+            .connection_timeouts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry((listener, phase)).or_default() += 1;
+    }
+
+    /// A request refused with 503 because too many were in flight.
+    pub fn request_shed(&self, listener: &'static str) {
+        bump(&self.requests_shed, listener);
+    }
+
+    /// A request answered 504 at the listener's deadline.
+    pub fn request_timeout(&self, listener: &'static str) {
+        bump(&self.request_timeouts, listener);
+    }
+
+    /// A tenant API request refused (429) before authentication; `scope`:
+    /// `source` or `global`.
+    pub fn pre_auth_limited(&self, scope: &'static str) {
+        bump(&self.pre_auth_limited, scope);
+    }
+
     /// For tests: the current value of a counter by name and label.
     pub fn unseal_requests_with(&self, outcome: &str) -> u64 {
         read(&self.unseal_requests, outcome)
@@ -204,6 +261,28 @@ impl Metrics {
     }
     pub fn certificate_renewals(&self) -> u64 {
         self.certificate_renewals.load(Ordering::Relaxed)
+    }
+    pub fn open_connections(&self, listener: &str) -> u64 {
+        read(&self.open_connections, listener)
+    }
+    pub fn connections_refused(&self, listener: &str) -> u64 {
+        read(&self.connections_refused, listener)
+    }
+    pub fn connection_timeouts(&self, listener: &str, phase: &str) -> u64 {
+        let map = self
+            .connection_timeouts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(&(listener, phase)).copied().unwrap_or(0)
+    }
+    pub fn requests_shed(&self, listener: &str) -> u64 {
+        read(&self.requests_shed, listener)
+    }
+    pub fn request_timeouts(&self, listener: &str) -> u64 {
+        read(&self.request_timeouts, listener)
+    }
+    pub fn pre_auth_limited_with(&self, scope: &str) -> u64 {
+        read(&self.pre_auth_limited, scope)
     }
 
     pub fn render(&self) -> String {
@@ -288,6 +367,66 @@ impl Metrics {
                 "keyward_webhook_certificate_not_after_seconds {not_after}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP keyward_open_connections TLS connections open, by listener.\n\
+             # TYPE keyward_open_connections gauge"
+        );
+        for (listener, count) in self
+            .open_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "keyward_open_connections{{listener=\"{listener}\"}} {count}"
+            );
+        }
+        counter_family(
+            &mut out,
+            "keyward_connections_refused_total",
+            "Connections closed at accept because the listener had its maximum open.",
+            "listener",
+            &self.connections_refused,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP keyward_connection_timeouts_total Connections closed by a timeout, by listener and phase.\n\
+             # TYPE keyward_connection_timeouts_total counter"
+        );
+        for ((listener, phase), count) in self
+            .connection_timeouts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "keyward_connection_timeouts_total{{listener=\"{listener}\",phase=\"{phase}\"}} {count}"
+            );
+        }
+        counter_family(
+            &mut out,
+            "keyward_requests_shed_total",
+            "Requests refused with 503 because the listener had its maximum in flight.",
+            "listener",
+            &self.requests_shed,
+        );
+        counter_family(
+            &mut out,
+            "keyward_request_timeouts_total",
+            "Requests answered 504 at the listener's request deadline.",
+            "listener",
+            &self.request_timeouts,
+        );
+        counter_family(
+            &mut out,
+            "keyward_pre_auth_limited_total",
+            "Tenant API requests refused with 429 before authentication, by bucket.",
+            "scope",
+            &self.pre_auth_limited,
+        );
         out.push_str(
             "# HELP keyward_admission_duration_seconds Time to answer an admission review.\n",
         );
@@ -358,6 +497,14 @@ mod tests {
         m.provider_unwrap();
         m.admission("mutate", Duration::from_micros(300));
         m.admission("mutate", Duration::from_millis(7));
+        m.connection_opened("api");
+        m.connection_opened("api");
+        m.connection_closed("api");
+        m.connection_refused("api");
+        m.connection_timeout("admission", "header_read");
+        m.request_shed("api");
+        m.request_timeout("admission");
+        m.pre_auth_limited("source");
         let text = m.render();
         for line in [
             "keyward_unseal_requests_total{outcome=\"ok\"} 1\n",
@@ -371,6 +518,12 @@ mod tests {
             "keyward_admission_duration_seconds_bucket{route=\"mutate\",le=\"+Inf\"} 2\n",
             "keyward_admission_duration_seconds_count{route=\"mutate\"} 2\n",
             "# TYPE keyward_admission_duration_seconds histogram\n",
+            "keyward_open_connections{listener=\"api\"} 1\n",
+            "keyward_connections_refused_total{listener=\"api\"} 1\n",
+            "keyward_connection_timeouts_total{listener=\"admission\",phase=\"header_read\"} 1\n",
+            "keyward_requests_shed_total{listener=\"api\"} 1\n",
+            "keyward_request_timeouts_total{listener=\"admission\"} 1\n",
+            "keyward_pre_auth_limited_total{scope=\"source\"} 1\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -1,4 +1,13 @@
-//! The HTTP surface: routes, shared state, and serving over TLS.
+//! The HTTP surface: routes, shared state, and serving over TLS. Admission
+//! and the tenant API are two routers meant for two listeners, each with
+//! its own limits (`listener`), so tenants cannot starve admission.
+
+mod idle;
+mod listener;
+mod pre_auth;
+
+pub use listener::{ServerLimits, serve_tls};
+pub use pre_auth::PreAuthLimits;
 
 use crate::admission::{self, Review};
 use crate::metrics::metrics;
@@ -11,13 +20,9 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, AdmissionReview};
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 /// Shared by every request; cheap to clone.
 #[derive(Clone)]
@@ -27,15 +32,34 @@ pub struct AppState {
     pub unsealer: Option<Arc<Unsealer>>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// The admission listener's routes: the API server's `/mutate` and
+/// `/validate`, probes and `/metrics`.
+pub fn admission_router(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(mutate_pod))
         .route("/validate", post(validate_object))
-        .route("/v1/unseal", post(unseal::handle))
-        .route("/v1/rewrap", post(crate::rewrap::handle))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+/// The tenant API listener's routes with the default pre-authentication
+/// limits.
+pub fn api_router(state: AppState) -> Router {
+    api_router_with(state, &PreAuthLimits::default())
+}
+
+/// `/v1/unseal` and `/v1/rewrap` behind `pre_auth`, and `/healthz`.
+pub fn api_router_with(state: AppState, pre_auth: &PreAuthLimits) -> Router {
+    Router::new()
+        .route("/v1/unseal", post(unseal::handle))
+        .route("/v1/rewrap", post(crate::rewrap::handle))
+        .route_layer(axum::middleware::from_fn_with_state(
+            pre_auth::PreAuth::new(pre_auth),
+            pre_auth::limit,
+        ))
+        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 
@@ -152,43 +176,5 @@ fn validate_review(review: Review) -> ReviewResult {
     match validate::check(&request) {
         Ok(()) => Json(response.into_review()),
         Err(reason) => Json(response.deny(reason).into_review()),
-    }
-}
-
-/// Serves `app` over TLS on `listener` until the task is dropped.
-pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
     }
 }

@@ -1,4 +1,4 @@
-//! `/mutate` and `/validate` in-process through the router, with real
+//! `/mutate` and `/validate` in-process through the admission router, with real
 //! AdmissionReview bodies (fixtures/) as the API server sends them.
 
 use axum::body::Body;
@@ -10,7 +10,7 @@ use keyward_core::envelope::{Envelope, Scope, ScopeContext};
 use keyward_core::provider::{WrapAlgorithm, WrappedDek};
 use keyward_core::{Dek, crypto};
 use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::{AppState, router};
+use keyward_webhook::{AppState, admission_router, api_router};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -37,7 +37,7 @@ async fn post(path: &str, body: &Value) -> Value {
         .header("content-type", "application/json")
         .body(Body::from(serde_json::to_vec(body).unwrap()))
         .unwrap();
-    let response = router(state()).oneshot(request).await.unwrap();
+    let response = admission_router(state()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&bytes).unwrap()
@@ -251,7 +251,7 @@ async fn unseal_without_a_cluster_is_unavailable() {
         .header("content-type", "application/json")
         .body(Body::from("{}"))
         .unwrap();
-    let response = router(state()).oneshot(request).await.unwrap();
+    let response = api_router(state()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -268,7 +268,7 @@ async fn admission_latency_is_recorded_per_route() {
     assert!(metrics().admissions("mutate") > mutate);
     assert!(metrics().admissions("validate") > validate);
     let request = Request::get("/metrics").body(Body::empty()).unwrap();
-    let response = router(state()).oneshot(request).await.unwrap();
+    let response = admission_router(state()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = String::from_utf8(
         response

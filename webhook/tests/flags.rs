@@ -41,3 +41,14 @@ fn good_flags_get_as_far_as_the_api_server() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("connecting to the API server"), "{stderr}");
 }
+
+#[test]
+fn listener_limits_that_cannot_work_stop_serve_before_it_connects() {
+    let out = serve(&["--idle-timeout-seconds=5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("idle timeout") && !stderr.contains("API server"),
+        "{stderr}"
+    );
+}

@@ -10,7 +10,8 @@ use base64::engine::general_purpose::STANDARD;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::{AppState, router, server, tls};
+use keyward_webhook::server::ServerLimits;
+use keyward_webhook::{AppState, admission_router, server, tls};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,7 +57,12 @@ async fn concurrent_mutations_all_get_the_same_full_patch() {
         unsealer: None,
     };
     let config = tls::server_config(&made.cert_pem, &made.key_pem).unwrap();
-    let task = tokio::spawn(server::serve_tls(listener, config, router(state)));
+    let task = tokio::spawn(server::serve_tls(
+        listener,
+        config,
+        admission_router(state),
+        ServerLimits::admission(),
+    ));
     let review = Bytes::from(
         std::fs::read(format!(
             "{}/tests/fixtures/pod-create-annotated.json",

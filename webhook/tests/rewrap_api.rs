@@ -17,7 +17,7 @@ use keyward_webhook::metrics::metrics;
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::rewrap::{MAX_BODY_BYTES, Moved, RewrapResponse};
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
-use keyward_webhook::{AppState, router};
+use keyward_webhook::{AppState, api_router};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -173,7 +173,7 @@ impl Setup {
         let key_object: KeyObject = Arc::new(Mutex::new(managed_key(&key.key_id, "Active")));
 
         let decrypt_only = Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 8));
-        let app = router(AppState {
+        let app = api_router(AppState {
             injector: Arc::new(InjectorConfig {
                 image: "i".into(),
                 image_pull_policy: None,

@@ -9,7 +9,8 @@ use common::{Sender, connect};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::{AppState, router, server, tls};
+use keyward_webhook::server::ServerLimits;
+use keyward_webhook::{AppState, admission_router, server, tls};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,7 +61,12 @@ async fn mutate_over_tls_next_to_a_trivial_route() {
         unsealer: None,
     };
     let config = tls::server_config(&made.cert_pem, &made.key_pem).unwrap();
-    let task = tokio::spawn(server::serve_tls(listener, config, router(state)));
+    let task = tokio::spawn(server::serve_tls(
+        listener,
+        config,
+        admission_router(state),
+        ServerLimits::admission(),
+    ));
 
     let review = std::fs::read(format!(
         "{}/tests/fixtures/pod-create-annotated.json",

@@ -5,12 +5,13 @@
 
 use keyward_webhook::metrics::metrics;
 use keyward_webhook::mutate::InjectorConfig;
+use keyward_webhook::server::ServerLimits;
 use keyward_webhook::tls::der::facts;
 use keyward_webhook::tls::probe::serving_certificate;
 use keyward_webhook::tls::resolver::SwappableCert;
 use keyward_webhook::tls::rotation::Renewal;
 use keyward_webhook::tls::{Lifetimes, bootstrap_with};
-use keyward_webhook::{AppState, router, server};
+use keyward_webhook::{AppState, admission_router, server};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,8 @@ async fn serving_certificate_is_renewed_under_a_running_listener() {
     let serving = tokio::spawn(server::serve_tls(
         listener,
         cert.server_config().unwrap(),
-        router(state),
+        admission_router(state),
+        ServerLimits::admission(),
     ));
     let renewals = metrics().certificate_renewals();
     let renewing = tokio::spawn(

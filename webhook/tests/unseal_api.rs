@@ -17,7 +17,7 @@ use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
 use keyward_webhook::metrics::metrics;
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
-use keyward_webhook::{AppState, router};
+use keyward_webhook::{AppState, api_router};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -159,7 +159,7 @@ async fn unseal_outcomes_move_the_counters() {
             audience: "keyward".into(),
         })),
     };
-    let app = router(state);
+    let app = api_router(state);
     let m = metrics();
     let before = (
         m.unseal_requests_with("ok"),
@@ -197,7 +197,9 @@ async fn unseal_outcomes_move_the_counters() {
     assert_eq!(m.dek_cache_hits() - before.6, 1, "the second unseal hit");
     assert_eq!(m.unseal_requests_with("bad_request") - before.7, 1);
 
-    let (status, text) = call(&app, "GET", "/metrics", Value::Null).await;
+    // /metrics is served on the admission and plain metrics listeners.
+    let metrics_app = keyward_webhook::server::metrics_router();
+    let (status, text) = call(&metrics_app, "GET", "/metrics", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     for name in [
         "keyward_unseal_denied_total{reason=\"unauthenticated\"}",

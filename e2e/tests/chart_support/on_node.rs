@@ -175,6 +175,8 @@ fn loopback_overlay(image: &str, flow: &Flow) -> Result<Value> {
     let (repository, tag) = image.split_once(':').context("image ref")?;
     let api_port = api_server_port()?;
     let webhook_port = free_port()?;
+    // The injectors call the tenant API listener; the API server admission.
+    let unseal_port = free_port()?;
     let api_env = json!([
         { "name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1" },
         { "name": "KUBERNETES_SERVICE_PORT", "value": api_port },
@@ -185,9 +187,10 @@ fn loopback_overlay(image: &str, flow: &Flow) -> Result<Value> {
         "hostNetwork": true,
         "operator": { "metricsPort": free_port()?, "extraEnv": api_env },
         "webhook": {
-            "replicas": 1, "port": webhook_port, "metricsPort": free_port()?,
+            "replicas": 1, "port": webhook_port, "apiPort": unseal_port,
+            "metricsPort": free_port()?,
             "extraEnv": api_env,
-            "unsealUrl": format!("https://127.0.0.1:{webhook_port}/v1/unseal"),
+            "unsealUrl": format!("https://127.0.0.1:{unseal_port}/v1/unseal"),
             "tls": { "extraSans": ["127.0.0.1"] },
             "admission": { "urlOverride": format!("https://127.0.0.1:{webhook_port}") },
         },

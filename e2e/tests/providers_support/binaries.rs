@@ -82,7 +82,7 @@ pub fn operator(
 /// for 127.0.0.1.
 pub struct Webhook {
     pub process: Process,
-    /// `https://127.0.0.1:PORT`
+    /// `https://127.0.0.1:PORT` of the tenant API (unseal, rewrap).
     pub url: String,
     /// The CA its serving certificate chains to.
     pub ca_pem: String,
@@ -93,11 +93,14 @@ pub struct Webhook {
 pub async fn webhook(bin: &Path, ns: &str, dir: &Path, args: &[String]) -> Result<Webhook> {
     let port = free_port()?;
     let url = format!("https://127.0.0.1:{port}");
+    // Admission is not registered here, but it listens: any free port.
+    let admission_port = free_port()?;
     let ca_out = dir.join("webhook-ca.pem");
     let mut command = Command::new(bin);
     command
         .arg("serve")
-        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--api-listen=127.0.0.1:{port}"))
+        .arg(format!("--admission-listen=127.0.0.1:{admission_port}"))
         .args(["--tls-san", "127.0.0.1", "--namespace", ns])
         .arg("--ca-out")
         .arg(&ca_out)

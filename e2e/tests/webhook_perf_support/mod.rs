@@ -19,8 +19,9 @@ use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
 use keyward_crds::SealedSecret;
 use keyward_kubeutil::keyring_secret;
 use keyward_webhook::mutate::InjectorConfig;
+use keyward_webhook::server::{PreAuthLimits, ServerLimits};
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
-use keyward_webhook::{AppState, router, server, tls};
+use keyward_webhook::{AppState, admission_router, server, tls};
 use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -35,8 +36,11 @@ pub const ITEMS: usize = 10;
 /// The webhook on 127.0.0.1 with a fresh certificate, unsealing through
 /// `provider` (already wrapped in whatever cache/counter the test wants).
 pub struct Webhook {
-    task: JoinHandle<()>,
+    tasks: [JoinHandle<()>; 2],
+    /// The admission listener.
     pub url: String,
+    /// The tenant API listener.
+    pub api_url: String,
     pub ca_pem: String,
 }
 
@@ -50,11 +54,13 @@ impl Webhook {
         let made = tls::bootstrap(&["127.0.0.1".to_owned()])?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("https://{}", listener.local_addr()?);
+        let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let api_url = format!("https://{}", api_listener.local_addr()?);
         let state = AppState {
             injector: Arc::new(InjectorConfig {
                 image: injector_image.0,
                 image_pull_policy: Some(injector_image.1.to_owned()),
-                unseal_url: format!("{url}/v1/unseal"),
+                unseal_url: format!("{api_url}/v1/unseal"),
                 ca_pem: Some(made.ca_pem.clone()),
             }),
             unsealer: Some(Arc::new(Unsealer {
@@ -70,22 +76,46 @@ impl Webhook {
             })),
         };
         let config = tls::server_config(&made.cert_pem, &made.key_pem)?;
-        let task = tokio::spawn(server::serve_tls(listener, config, router(state)));
+        // Every perf pod unseals from 127.0.0.1: one source, so the
+        // pre-authentication limit is lifted to measure the path.
+        let unlimited = PreAuthLimits {
+            burst: 1_000_000,
+            per_second: 1_000_000.0,
+            source_burst: 1_000_000,
+            source_per_second: 1_000_000.0,
+        };
+        let tasks = [
+            tokio::spawn(server::serve_tls(
+                listener,
+                config.clone(),
+                admission_router(state.clone()),
+                ServerLimits::admission(),
+            )),
+            tokio::spawn(server::serve_tls(
+                api_listener,
+                config,
+                server::api_router_with(state, &unlimited),
+                ServerLimits::api(),
+            )),
+        ];
         Ok(Webhook {
-            task,
+            tasks,
             url,
+            api_url,
             ca_pem: made.ca_pem,
         })
     }
 
     pub fn unseal_url(&self) -> String {
-        format!("{}/v1/unseal", self.url)
+        format!("{}/v1/unseal", self.api_url)
     }
 }
 
 impl Drop for Webhook {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 

@@ -11,6 +11,19 @@ use std::sync::Arc;
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 pub async fn connect(port: u16, ca_pem: &str) -> Sender {
+    let tls = tls_stream(port, ca_pem).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// A TLS connection to 127.0.0.1:`port`, before any HTTP.
+pub async fn tls_stream(
+    port: u16,
+    ca_pem: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -21,16 +34,8 @@ pub async fn connect(port: u16, ca_pem: &str) -> Sender {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
-        .unwrap();
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
 }

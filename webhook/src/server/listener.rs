@@ -1,0 +1,298 @@
+//! One TLS listener with its own limits: a cap on open connections, timeouts
+//! on every phase of a connection, a cap on requests in flight and a
+//! deadline per request. The webhook runs two (admission, tenant API), so a
+//! flood on one spends only that one's budget.
+
+use super::idle::IdleTimeout;
+use crate::metrics::metrics;
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// Limits of one listener. `Default` is the admission listener's.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// The listener's label in metrics and logs (`admission`, `api`).
+    pub name: &'static str,
+    /// From accept to a finished TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// From when the server waits for a request head (the first, or the
+    /// next on a kept-alive connection) to its last byte, so it also closes
+    /// idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// No byte moved either way for this long closes the connection (a
+    /// client that stops reading its answer). Must exceed `request_timeout`.
+    pub idle_timeout: Duration,
+    /// Open connections beyond this are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Requests handled at once; more wait up to `queue_timeout`, then 503.
+    pub max_in_flight: usize,
+    pub queue_timeout: Duration,
+    /// From the request head to the answer, including reading the body
+    /// and any wait for a slot; beyond it the client gets 504.
+    pub request_timeout: Duration,
+    /// Largest body a JSON extractor takes (413 beyond).
+    pub body_limit: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self::admission()
+    }
+}
+
+impl ServerLimits {
+    /// `/mutate` and `/validate`, called by the API server only. A
+    /// ReplicaSet scale-up sends hundreds of reviews at once; each takes
+    /// about a millisecond, so a short queue serves a burst instead of
+    /// refusing pods. The body limit fits an UPDATE review of two objects
+    /// at etcd's 1.5 MiB limit.
+    pub fn admission() -> Self {
+        ServerLimits {
+            name: "admission",
+            tls_handshake_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_in_flight: 64,
+            queue_timeout: Duration::from_secs(2),
+            // Below the API server's own timeoutSeconds (10 by default),
+            // so it gets this answer rather than its own timeout.
+            request_timeout: Duration::from_secs(9),
+            body_limit: 4 * 1024 * 1024,
+        }
+    }
+
+    /// `/v1/unseal` and `/v1/rewrap`, reachable by every tenant pod. An
+    /// unseal request is a token and a few names; the injector retries a
+    /// 429 or 503, so a full server refuses at once rather than queueing.
+    pub fn api() -> Self {
+        ServerLimits {
+            name: "api",
+            tls_handshake_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_in_flight: 128,
+            queue_timeout: Duration::from_millis(250),
+            request_timeout: Duration::from_secs(15),
+            body_limit: 64 * 1024,
+        }
+    }
+
+    /// Refuses limits that cannot work together.
+    pub fn check(&self) -> Result<(), String> {
+        let name = self.name;
+        if self.max_connections == 0 || self.max_in_flight == 0 {
+            return Err(format!(
+                "{name}: the connection and in-flight caps must be at least 1"
+            ));
+        }
+        if self.idle_timeout <= self.request_timeout {
+            return Err(format!(
+                "{name}: the idle timeout ({:?}) must exceed the request timeout ({:?}), \
+                 or a slow answer would be cut off",
+                self.idle_timeout, self.request_timeout
+            ));
+        }
+        for (what, value) in [
+            ("TLS handshake", self.tls_handshake_timeout),
+            ("header read", self.header_read_timeout),
+            ("request", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{name}: the {what} timeout must be above 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves `app` over TLS on `listener` under `limits` until the task is
+/// dropped. Connections are served on the runtime this runs on.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    mut limits: ServerLimits,
+) {
+    if let Err(problem) = limits.check() {
+        tracing::warn!(%problem, "adjusting the listener's limits");
+        limits.max_connections = limits.max_connections.max(1);
+        limits.max_in_flight = limits.max_in_flight.max(1);
+        limits.idle_timeout = limits.idle_timeout.max(limits.request_timeout * 2);
+    }
+    let name = limits.name;
+    let acceptor = TlsAcceptor::from(tls);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(Budget {
+                in_flight: Semaphore::new(limits.max_in_flight),
+                queue_timeout: limits.queue_timeout,
+                request_timeout: limits.request_timeout,
+                name,
+            }),
+            within_budget,
+        ))
+        .layer(DefaultBodyLimit::max(limits.body_limit));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Bounds the memory a connection holds while its head arrives.
+        .max_buf_size(64 * 1024);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, typically: let some close.
+                tracing::warn!(listener = name, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            metrics().connection_refused(name);
+            drop(tcp);
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let http = http.clone();
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
+        let handshake_timeout = limits.tls_handshake_timeout;
+        let idle_timeout = limits.idle_timeout;
+        tokio::spawn(async move {
+            let _open = OpenConnection::new(name, permit);
+            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(listener = name, %peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics().connection_timeout(name, "tls_handshake");
+                    return;
+                }
+            };
+            let io = TokioIo::new(IdleTimeout::new(stream, idle_timeout, name));
+            if let Err(error) = http.serve_connection(io, service).await {
+                if error.is_timeout() {
+                    metrics().connection_timeout(name, "header_read");
+                }
+                tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Holds a connection slot and the open-connections gauge while it lives.
+struct OpenConnection {
+    name: &'static str,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(name: &'static str, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        metrics().connection_opened(name);
+        OpenConnection {
+            name,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics().connection_closed(self.name);
+    }
+}
+
+struct Budget {
+    in_flight: Semaphore,
+    queue_timeout: Duration,
+    request_timeout: Duration,
+    name: &'static str,
+}
+
+/// Health and metrics skip the budget: a busy webhook is not a dead one,
+/// and the kubelet must not restart it for being busy.
+fn exempt(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// The in-flight cap and the request deadline. tower's ConcurrencyLimit
+/// waits for a slot without bound and LoadShed refuses without waiting;
+/// admission needs the bounded wait in between, so this is one semaphore.
+async fn within_budget(
+    State(budget): State<Arc<Budget>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if exempt(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let deadline = tokio::time::Instant::now() + budget.request_timeout;
+    let slot = if budget.queue_timeout.is_zero() {
+        budget.in_flight.try_acquire().ok()
+    } else {
+        tokio::time::timeout(budget.queue_timeout, budget.in_flight.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    };
+    let Some(_slot) = slot else {
+        metrics().request_shed(budget.name);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            "overloaded: too many requests in flight; retry shortly",
+        )
+            .into_response();
+    };
+    match tokio::time::timeout_at(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics().request_timeout(budget.name);
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "no answer within the webhook's {:?} request deadline",
+                    budget.request_timeout
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limits_are_consistent() {
+        ServerLimits::admission().check().unwrap();
+        ServerLimits::api().check().unwrap();
+        let mut bad = ServerLimits::api();
+        bad.idle_timeout = bad.request_timeout;
+        assert!(bad.check().unwrap_err().contains("idle timeout"));
+        bad = ServerLimits::api();
+        bad.max_in_flight = 0;
+        assert!(bad.check().is_err());
+    }
+}
