@@ -16,7 +16,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
-/// Connections held open, and how many of them the server has closed.
+/// Connections held open: how many were opened at first, and how often
+/// the server has closed one since (each is then opened again, as an
+/// attacker would, so the pressure stays on).
 pub struct Held {
     pub wanted: usize,
     pub opened: usize,
@@ -33,7 +35,7 @@ impl Held {
 
     pub fn summary(&self) -> String {
         format!(
-            "{} of {} open in {:.1} s ({} failed to open), {} since closed by the server",
+            "{} of {} open in {:.1} s ({} failed to open); closed by the server (then reopened) {} times",
             self.opened,
             self.wanted,
             self.took.as_secs_f64(),
@@ -51,8 +53,12 @@ impl Drop for Held {
     }
 }
 
-/// Opens up to `count` connections, `parallel` handshakes at a time, each
-/// given 10 s, all by `deadline`; each one is then handed to `hold`.
+type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Opens up to `count` connections, 64 handshakes at a time, each given
+/// 10 s, all by `deadline`. Each is handed to `hold`, which returns when
+/// the server closes it; it is then opened again (after a pause, so a
+/// refusing server is not spun on) until the [`Held`] is dropped.
 async fn open_many<F, Fut>(
     connector: &TlsConnector,
     from: IpAddr,
@@ -62,7 +68,7 @@ async fn open_many<F, Fut>(
     hold: F,
 ) -> Held
 where
-    F: Fn(tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Arc<AtomicUsize>) -> Fut,
+    F: Fn(Stream) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let started = Instant::now();
@@ -80,7 +86,25 @@ where
         .buffer_unordered(64);
     while let Some(result) = handshakes.next().await {
         match result {
-            Ok(Ok(stream)) => tasks.push(tokio::spawn(hold(stream, closed.clone()))),
+            Ok(Ok(first)) => {
+                let (connector, closed, hold) = (connector.clone(), closed.clone(), hold.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut stream = first;
+                    loop {
+                        hold(stream).await;
+                        closed.fetch_add(1, Ordering::Relaxed);
+                        stream = loop {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            let reopen = connect(&connector, from, to);
+                            if let Ok(Ok(s)) =
+                                tokio::time::timeout(Duration::from_secs(10), reopen).await
+                            {
+                                break s;
+                            }
+                        };
+                    }
+                }));
+            }
             _ => failed += 1,
         }
         if Instant::now() > deadline {
@@ -97,8 +121,7 @@ where
     }
 }
 
-/// TLS connections that never send a byte; each notes when the server
-/// closes it.
+/// TLS connections that never send a byte.
 pub async fn idle(
     connector: &TlsConnector,
     from: IpAddr,
@@ -112,10 +135,9 @@ pub async fn idle(
         to,
         count,
         deadline,
-        |mut stream, closed| async move {
+        |mut stream| async move {
             let mut byte = [0u8; 1];
             let _ = stream.read(&mut byte).await;
-            closed.fetch_add(1, Ordering::Relaxed);
         },
     )
     .await
@@ -137,7 +159,7 @@ pub async fn slow_headers(
         to,
         count,
         deadline,
-        move |stream, closed| async move {
+        move |stream| async move {
             let (mut read, mut write) = tokio::io::split(stream);
             let mut sent = write
                 .write_all(b"POST /v1/unseal HTTP/1.1\r\nhost: 127.0.0.1\r\n")
@@ -153,7 +175,6 @@ pub async fn slow_headers(
                     }
                 }
             }
-            closed.fetch_add(1, Ordering::Relaxed);
         },
     )
     .await
@@ -209,7 +230,16 @@ pub struct Flood {
     pub finished: bool,
 }
 
+/// The outcome of a request that could not even connect.
+const CONNECT_FAILED: &str = "connect failed";
+
 impl Flood {
+    /// Requests actually sent (answered or not).
+    pub fn sent(&self) -> usize {
+        let refused = self.outcomes.get(CONNECT_FAILED).copied().unwrap_or(0);
+        self.outcomes.values().sum::<usize>() - refused
+    }
+
     pub fn summary(&self) -> String {
         let outcomes: Vec<String> = self
             .outcomes
@@ -217,7 +247,8 @@ impl Flood {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         format!(
-            "{} of {} answered in {:.1} s{}; {}",
+            "{} sent, {} of {} answered in {:.1} s{}; {}",
+            self.sent(),
             self.answered,
             self.wanted,
             self.took.as_secs_f64(),
@@ -275,7 +306,7 @@ pub async fn flood(
                     {
                         Ok(Ok(opened)) => conn = Some(opened),
                         _ => {
-                            note(&tally, "connect failed".into(), false);
+                            note(&tally, CONNECT_FAILED.into(), false);
                             // Refused or capped: back off, do not spin.
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;

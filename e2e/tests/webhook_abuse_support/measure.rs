@@ -7,8 +7,7 @@ use super::http::Conn;
 use crate::webhook_perf_support::{ITEMS, SECRET, pct};
 use anyhow::{Context as _, ensure};
 use hyper::body::Bytes;
-use keyward_webhook::inject;
-use keyward_webhook::unseal::UnsealRequest;
+use keyward_webhook::unseal::{UnsealRequest, UnsealResponse};
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -123,29 +122,47 @@ pub async fn mutate(
     samples
 }
 
-/// An injector's unseal of the SealedSecret every `every`, through the
-/// webhook crate's own client; each must return every item.
+/// An injector's unseal of the SealedSecret every `every`, each over a new
+/// TLS connection (as an injector makes one) from the next of `sources`
+/// (pods have addresses of their own); each must return every item.
 pub async fn unseal(
-    url: String,
-    ca_pem: String,
+    connector: TlsConnector,
+    sources: Vec<IpAddr>,
+    to: SocketAddr,
     request: UnsealRequest,
     every: Duration,
     until: Until,
 ) -> Samples {
     let mut samples = Samples::default();
+    let body = match serde_json::to_vec(&request) {
+        Ok(body) => Bytes::from(body),
+        Err(error) => {
+            samples.failed.push(error.to_string());
+            return samples;
+        }
+    };
     let mut tick = paced(every);
-    while !until.done(samples.ok.len() + samples.failed.len()) {
+    let mut calls = 0;
+    while !until.done(calls) {
+        calls += 1;
         tick.tick().await;
+        let from = sources[calls % sources.len()];
         let started = Instant::now();
-        match tokio::time::timeout(CALL_LIMIT, inject::unseal_once(&url, &ca_pem, &request)).await {
-            Ok(Ok(opened)) => {
-                let items = opened.secrets.get(SECRET).map_or(0, |items| items.len());
-                if items == ITEMS {
-                    samples.ok.push(started.elapsed());
-                } else {
-                    samples.failed.push(format!("{items} of {ITEMS} items"));
-                }
-            }
+        let call = async {
+            let mut conn = Conn::open(&connector, from, to).await?;
+            let (status, answer) = conn.post("/v1/unseal", body.clone()).await?;
+            ensure!(
+                status == 200,
+                "unseal answered {status}: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(200)])
+            );
+            let opened: UnsealResponse = serde_json::from_slice(&answer)?;
+            let items = opened.secrets.get(SECRET).map_or(0, |items| items.len());
+            ensure!(items == ITEMS, "{items} of {ITEMS} items");
+            Ok(())
+        };
+        match tokio::time::timeout(CALL_LIMIT, call).await {
+            Ok(Ok(())) => samples.ok.push(started.elapsed()),
             Ok(Err(error)) => samples.failed.push(format!("{error:#}")),
             Err(_) => samples
                 .failed
