@@ -125,7 +125,9 @@ async fn admission_and_unseal_hold_under_the_full_abuse_load() {
 async fn reader_pod(client: &Client, ns: &str) -> Result<Pod> {
     let (busybox, pull) = cluster::busybox_image();
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "reader", "annotations": {"keyward.io/inject": SECRET}},
+        "metadata": {"name": "reader",
+            "labels": {"keyward.io/injection": "enabled"},
+            "annotations": {"keyward.io/inject": SECRET}},
         "spec": {
             "nodeSelector": {"keyward.io/no-such-node": "true"},
             "containers": [{"name": "app", "image": busybox, "imagePullPolicy": pull,
