@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The webhook's performance figures (docs/performance.md), in one run.
 #
-#   scripts/bench-webhook.sh [load|e2e|all]      default: all
+#   scripts/bench-webhook.sh [load|e2e|abuse|all]      default: all
 #
 # load  /mutate over TLS on 127.0.0.1 with oha: the real webhook router
 #       (release build of webhook/examples/bench_server.rs, admission only)
@@ -11,6 +11,11 @@
 # e2e   the measurements of e2e/tests/webhook_perf.rs on a throwaway
 #       cluster (release build): /v1/unseal for a pod with ten items,
 #       provider calls for 100 pods of one Deployment, pod start-up cost.
+# abuse the real keyward-webhook binary (release) on loopback while 5,000
+#       idle TLS connections, 200 slow-header connections and 10,000 junk
+#       unseal requests hit it: /mutate and unseal p99 quiet vs under
+#       attack, RSS, audit bytes per junk request (e2e/tests/webhook_abuse.rs,
+#       on a throwaway cluster). Not part of `all` (a few minutes).
 #
 # Environment: BENCH_SECONDS (per oha run, default 10), BENCH_RATES
 # (default "500 1000 2000 4000 8000"), BENCH_CONNECTIONS (default 50).
@@ -119,9 +124,20 @@ e2e() {
   uptime
 }
 
+abuse() {
+  section "machine"
+  uptime
+  section "building the webhook binary (release)"
+  cargo build --release --locked -p keyward-webhook --bin keyward-webhook
+  section "e2e/tests/webhook_abuse.rs, release build, the full-size load"
+  e2e/run.sh --release --test webhook_abuse -- --ignored --nocapture
+  uptime
+}
+
 case $what in
   load) load ;;
   e2e) e2e ;;
+  abuse) abuse ;;
   all) load; e2e ;;
-  *) echo "usage: $0 [load|e2e|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|e2e|abuse|all]" >&2; exit 2 ;;
 esac
