@@ -31,11 +31,18 @@ fn free_port() -> Result<u16> {
 }
 
 /// The listen flags, and which address serves admission and which the
-/// unseal API: the one place that knows the binary's listeners. One
-/// `--listen` port serves both today.
+/// unseal API: the one place that knows the binary's listeners.
 fn listeners() -> Result<(Vec<String>, SocketAddr, SocketAddr)> {
-    let both = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    Ok((vec![format!("--listen={both}")], both, both))
+    let admission = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    Ok((
+        vec![
+            format!("--admission-listen={admission}"),
+            format!("--api-listen={api}"),
+        ],
+        admission,
+        api,
+    ))
 }
 
 /// Starts `bin serve` with the local keyring of namespace `ns`, everything
