@@ -149,6 +149,11 @@ struct LimitArgs {
     admission_max_connections: usize,
     #[arg(long, default_value_t = 512)]
     api_max_connections: usize,
+    /// Open connections one source address (IPv6 per /64) may hold.
+    #[arg(long, default_value_t = ServerLimits::admission().max_connections_per_source)]
+    admission_max_connections_per_source: usize,
+    #[arg(long, default_value_t = ServerLimits::api().max_connections_per_source)]
+    api_max_connections_per_source: usize,
     /// Requests in flight per listener; more wait up to the queue time,
     /// then get 503.
     #[arg(long, default_value_t = 64)]
@@ -195,6 +200,7 @@ impl LimitArgs {
             header_read_timeout: Duration::from_secs(self.admission_header_read_timeout_seconds),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             max_connections: self.admission_max_connections,
+            max_connections_per_source: self.admission_max_connections_per_source,
             max_in_flight: self.admission_max_in_flight,
             queue_timeout: Duration::from_millis(self.admission_queue_ms),
             request_timeout: Duration::from_secs(self.admission_request_timeout_seconds),
@@ -209,6 +215,7 @@ impl LimitArgs {
             header_read_timeout: Duration::from_secs(self.api_header_read_timeout_seconds),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             max_connections: self.api_max_connections,
+            max_connections_per_source: self.api_max_connections_per_source,
             max_in_flight: self.api_max_in_flight,
             queue_timeout: Duration::from_millis(self.api_queue_ms),
             request_timeout: Duration::from_secs(self.api_request_timeout_seconds),

@@ -4,6 +4,7 @@
 
 mod idle;
 mod listener;
+mod per_source;
 mod pre_auth;
 
 pub use listener::{ServerLimits, serve_tls};

@@ -4,6 +4,7 @@
 //! flood on one spends only that one's budget.
 
 use super::idle::IdleTimeout;
+use super::per_source::PerSource;
 use crate::metrics::metrics;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -35,6 +36,9 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Open connections beyond this are closed as soon as accepted.
     pub max_connections: usize,
+    /// The same for one source address (IPv6 per /64), so one client
+    /// cannot hold every slot of `max_connections`.
+    pub max_connections_per_source: usize,
     /// Requests handled at once; more wait up to `queue_timeout`, then 503.
     pub max_in_flight: usize,
     pub queue_timeout: Duration,
@@ -64,6 +68,8 @@ impl ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: 512,
+            // The API server may call from one address only.
+            max_connections_per_source: 512,
             max_in_flight: 64,
             queue_timeout: Duration::from_secs(2),
             // Below the API server's own timeoutSeconds (10 by default),
@@ -83,6 +89,9 @@ impl ServerLimits {
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             max_connections: 512,
+            // An injector holds one; a node's pods behind SNAT share one
+            // address, so room for a burst of them.
+            max_connections_per_source: 32,
             max_in_flight: 128,
             queue_timeout: Duration::from_millis(250),
             request_timeout: Duration::from_secs(15),
@@ -93,7 +102,10 @@ impl ServerLimits {
     /// Refuses limits that cannot work together.
     pub fn check(&self) -> Result<(), String> {
         let name = self.name;
-        if self.max_connections == 0 || self.max_in_flight == 0 {
+        if self.max_connections == 0
+            || self.max_connections_per_source == 0
+            || self.max_in_flight == 0
+        {
             return Err(format!(
                 "{name}: the connection and in-flight caps must be at least 1"
             ));
@@ -129,12 +141,14 @@ pub async fn serve_tls(
     if let Err(problem) = limits.check() {
         tracing::warn!(%problem, "adjusting the listener's limits");
         limits.max_connections = limits.max_connections.max(1);
+        limits.max_connections_per_source = limits.max_connections_per_source.max(1);
         limits.max_in_flight = limits.max_in_flight.max(1);
         limits.idle_timeout = limits.idle_timeout.max(limits.request_timeout * 2);
     }
     let name = limits.name;
     let acceptor = TlsAcceptor::from(tls);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_source = PerSource::new(limits.max_connections_per_source);
     let app = app
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(Budget {
@@ -161,6 +175,12 @@ pub async fn serve_tls(
                 continue;
             }
         };
+        // Per source first, so a source at its cap spends no global slot.
+        let Some(source_slot) = per_source.try_open(peer) else {
+            metrics().connection_refused(name);
+            drop(tcp);
+            continue;
+        };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             metrics().connection_refused(name);
             drop(tcp);
@@ -178,6 +198,7 @@ pub async fn serve_tls(
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let _open = OpenConnection::new(name, permit);
+            let _source_slot = source_slot;
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {

@@ -69,7 +69,7 @@ fn retry_after(per_second: f64) -> HeaderValue {
 }
 
 /// The bucket a peer is charged to.
-fn source_key(peer: SocketAddr) -> String {
+pub(super) fn source_key(peer: SocketAddr) -> String {
     match peer.ip().to_canonical() {
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => {
