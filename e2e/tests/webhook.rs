@@ -792,7 +792,9 @@ async fn start_up_cost(pods: &Api<Pod>) -> Result<()> {
                 "cat /run/keyward/db/password >/dev/null || true",
             )?;
             if !inject {
+                // Not opted in: neither the label nor the annotation.
                 pod.metadata.annotations = None;
+                pod.metadata.labels = None;
             }
             let started = Instant::now();
             pods.create(&PostParams::default(), &pod).await?;

@@ -89,9 +89,12 @@ async fn admission_and_unseal_hold_under_a_small_abuse_load() {
         open_limit: Duration::from_secs(20),
         flood_limit: Duration::from_secs(40),
     };
+    // CI runs a debug build with the attacker on the same two cores, and
+    // its attack window is about a second (20 unseals): the p99 there is
+    // nearly the maximum, so the ratio gets more slack than the full run.
     let bounds = Bounds {
-        slack: Duration::from_millis(50),
-        peak_rss_mib: 512,
+        slack: Duration::from_millis(250),
+        peak_rss_mib: 128,
         audit_bytes_per_junk: 1024,
     };
     with_temp_ns(|client, ns| async move { abuse(&client, &ns, &scale, &bounds).await }).await;

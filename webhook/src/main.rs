@@ -531,7 +531,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         stopped = admission_stopped => {
             anyhow::bail!("{}", stopped.unwrap_or_else(|_| "the admission thread panicked".into()))
         }
-        signal = tokio::signal::ctrl_c() => signal.context("waiting for a signal"),
+        signal = stop_signal() => signal.context("waiting for a signal"),
+    }
+}
+
+/// SIGTERM (what the kubelet sends to stop a pod) or Ctrl-C. Without the
+/// former the pod sat out its whole termination grace period.
+async fn stop_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => Ok(()),
+        signal = tokio::signal::ctrl_c() => signal,
     }
 }
 

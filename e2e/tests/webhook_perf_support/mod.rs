@@ -95,7 +95,12 @@ impl Webhook {
                 api_listener,
                 config,
                 server::api_router_with(state, &unlimited),
-                ServerLimits::api(),
+                // The same for the per-source connection cap: 100 pods
+                // unseal at once, all from 127.0.0.1.
+                ServerLimits {
+                    max_connections_per_source: ServerLimits::api().max_connections,
+                    ..ServerLimits::api()
+                },
             )),
         ];
         Ok(Webhook {
