@@ -71,7 +71,8 @@ impl KeyState {
         )
     }
 
-    /// Whether the version may serve an unseal request from a pod.
+    /// Whether the version may serve an unseal request from a pod. The
+    /// webhook enforces it (`webhook/src/key_state/serving.rs`).
     pub const fn can_unseal_for_pods(self) -> bool {
         matches!(self, KeyState::Active | KeyState::Deactivated)
     }

@@ -4,13 +4,15 @@
 //!
 //! Where things are decided: `mutate` (what an opted-in pod gets),
 //! `validate` (what admission refuses), `unseal::authorise` (who may read
-//! which secret), `tls` (certificates), `inject` (the init container).
+//! which secret), `key_state` (what a key's lifecycle state allows), `tls`
+//! (certificates), `inject` (the init container).
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod annotations;
 pub mod exec_env;
 pub mod inject;
+pub mod key_state;
 pub mod metrics;
 pub mod mutate;
 pub mod rewrap;

@@ -5,13 +5,14 @@
 //! ([`authorise`]). The mechanics are `keyward_core::envelope::rewrap`,
 //! shared with the operator. Denials are generic; the reason is audited.
 //! Each caller is rate-limited by their authenticated user name, and only
-//! a ManagedKey that is Active takes re-wrapped items ([`key_state`]).
+//! a ManagedKey that is Active takes re-wrapped items
+//! ([`crate::key_state::wrapping`]).
 //! Malformed input (a token over 8 KiB, names that are not DNS-1123) is
 //! refused before any API call and not audited, as for unseal.
 
 pub mod authorise;
-pub mod key_state;
 
+use crate::key_state::{Keys, wrapping};
 use crate::metrics::metrics;
 use crate::unseal::Unsealer;
 use crate::unseal::authorise::Denial;
@@ -24,9 +25,8 @@ use axum::response::{IntoResponse, Response};
 use keyward_core::audit::Event;
 use keyward_core::envelope::Envelope;
 use keyward_core::envelope::rewrap::rewrap;
+use keyward_crds::SealedSecret;
 use keyward_crds::validation::{is_dns_label, is_dns_subdomain};
-use keyward_crds::{ManagedKey, SealedSecret};
-use kube::Api;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -320,10 +320,8 @@ impl Rewrapper<'_> {
         key_id: &str,
         target_version: u32,
     ) -> Result<(), (StatusCode, String)> {
-        let key_ref = &sealed.spec.key_ref;
-        let key_namespace = key_ref.namespace.as_deref().unwrap_or(self.namespace);
-        let key = Api::<ManagedKey>::namespaced(self.unsealer.client.clone(), key_namespace)
-            .get_opt(&key_ref.name)
+        let key = Keys::new(self.unsealer.client.clone())
+            .of(sealed, self.namespace)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "reading the ManagedKey for a rewrap");
@@ -332,8 +330,7 @@ impl Rewrapper<'_> {
                     "cannot read the SealedSecret's ManagedKey; retry".to_owned(),
                 )
             })?;
-        let reference = format!("{key_namespace}/{}", key_ref.name);
-        key_state::usable_for_wrapping(key.as_ref(), &reference, key_id, target_version)
+        wrapping::usable_for_wrapping(key.key.as_deref(), &key.reference, key_id, target_version)
             .map_err(|reason| (StatusCode::CONFLICT, reason))
     }
 
