@@ -38,6 +38,10 @@ const ANSWERED: &str = "webhook answered";
 /// The most of a webhook's error body quoted in a message.
 const QUOTED_BYTES: usize = 300;
 
+/// The most of a denial's reason quoted (it names a SealedSecret, an item
+/// and a ManagedKey, each up to 253 characters).
+const REASON_BYTES: usize = 1024;
+
 /// Why a request did not succeed, and whether trying again may help.
 enum Attempt {
     Retry(String),
@@ -296,19 +300,36 @@ impl Client {
                     "the webhook's answer is not an unseal response: {e}"
                 ))
             }),
-            403 => Err(Attempt::Fatal(anyhow!(
-                "denied: the webhook refused to unseal for this pod (the reason is in the keyward audit log)"
-            ))),
+            // Final either way. A key-state refusal says why and what to do
+            // (the pod is entitled to know); any other denial is generic.
+            403 => Err(Attempt::Fatal(match quoted(&bytes, REASON_BYTES) {
+                reason if reason.is_empty() || reason == crate::unseal::DENIED => anyhow!(
+                    "denied: the webhook refused to unseal for this pod (the reason is in the keyward audit log)"
+                ),
+                reason => anyhow!("denied: {reason}"),
+            })),
             429 | 500..=599 => Err(Attempt::Retry(format!(
                 "{ANSWERED} {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTED_BYTES)])
+                quoted(&bytes, QUOTED_BYTES)
             ))),
             _ => Err(Attempt::Fatal(anyhow!(
                 "{ANSWERED} {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTED_BYTES)])
+                quoted(&bytes, QUOTED_BYTES)
             ))),
         }
     }
+}
+
+/// At most `max` bytes of a webhook's answer as one line: control
+/// characters (newlines included) become spaces, so the injector's
+/// failure stays the single line the pod's status shows.
+fn quoted(bytes: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(max)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// One unseal call without retries, for tests and tools. A denial is an
@@ -326,4 +347,16 @@ pub async fn unseal_once(
             Attempt::Retry(message) => anyhow!(message),
             Attempt::Fatal(error) => error,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_answers_are_one_bounded_line() {
+        assert_eq!(quoted(b"  re-seal it\nnow\r\n", 100), "re-seal it now");
+        assert_eq!(quoted("é".repeat(10).as_bytes(), 5), "éé\u{fffd}");
+        assert_eq!(quoted(b"", 10), "");
+    }
 }

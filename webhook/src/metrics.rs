@@ -44,6 +44,7 @@ pub struct Metrics {
     unseal_invalid: Mutex<BTreeMap<&'static str, u64>>,
     rewrap_invalid: Mutex<BTreeMap<&'static str, u64>>,
     decrypts: AtomicU64,
+    compromised_served: AtomicU64,
     dek_requests: AtomicU64,
     provider_unwraps: AtomicU64,
     rewrap_requests: Mutex<BTreeMap<&'static str, u64>>,
@@ -92,6 +93,7 @@ impl Metrics {
             unseal_invalid: Mutex::new(BTreeMap::new()),
             rewrap_invalid: Mutex::new(BTreeMap::new()),
             decrypts: AtomicU64::new(0),
+            compromised_served: AtomicU64::new(0),
             dek_requests: AtomicU64::new(0),
             provider_unwraps: AtomicU64::new(0),
             rewrap_requests: Mutex::new(BTreeMap::new()),
@@ -135,6 +137,13 @@ impl Metrics {
     /// Items decrypted and returned to an injector.
     pub fn decrypted(&self, items: usize) {
         self.decrypts.fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    /// Items served from a Compromised key version under the ManagedKey's
+    /// `keyward.io/serve-compromised-until` override.
+    pub fn compromised_served(&self, items: usize) {
+        self.compromised_served
+            .fetch_add(items as u64, Ordering::Relaxed);
     }
 
     /// A DEK asked of the cached, decrypt-only provider (hit or miss).
@@ -243,6 +252,9 @@ impl Metrics {
     pub fn decrypts(&self) -> u64 {
         self.decrypts.load(Ordering::Relaxed)
     }
+    pub fn compromised_served_items(&self) -> u64 {
+        self.compromised_served.load(Ordering::Relaxed)
+    }
     pub fn provider_unwraps(&self) -> u64 {
         self.provider_unwraps.load(Ordering::Relaxed)
     }
@@ -320,6 +332,12 @@ impl Metrics {
             "keyward_unseal_decrypts_total",
             "Items decrypted and returned to injectors.",
             self.decrypts(),
+        );
+        counter(
+            &mut out,
+            "keyward_unseal_compromised_served_total",
+            "Items served from a Compromised key version under keyward.io/serve-compromised-until.",
+            self.compromised_served_items(),
         );
         counter(
             &mut out,
@@ -492,6 +510,7 @@ mod tests {
         m.unseal_denied("not_annotated");
         m.unseal_invalid("secret_name");
         m.decrypted(3);
+        m.compromised_served(2);
         m.dek_requested();
         m.dek_requested();
         m.provider_unwrap();
@@ -511,6 +530,7 @@ mod tests {
             "keyward_unseal_denied_total{reason=\"not_annotated\"} 1\n",
             "keyward_unseal_invalid_total{reason=\"secret_name\"} 1\n",
             "keyward_unseal_decrypts_total 3\n",
+            "keyward_unseal_compromised_served_total 2\n",
             "keyward_provider_unwraps_total 1\n",
             "keyward_dek_cache_hits_total 1\n",
             "keyward_admission_duration_seconds_bucket{route=\"mutate\",le=\"0.0005\"} 1\n",

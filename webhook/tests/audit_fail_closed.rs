@@ -3,63 +3,23 @@
 //! succeeds once the log is writable again. In its own test binary because
 //! the metrics registry is process-wide.
 
-use axum::Json;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use keyward_core::SecretBytes;
-use keyward_core::audit::AuditLog;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
 use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
-use keyward_webhook::AppState;
 use keyward_webhook::metrics::metrics;
-use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::server::api_router;
-use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
-/// Answers for pod `app` in `team`, allowed to read SealedSecret `db`.
-fn fake_api(sealed: Value) -> kube::Client {
-    let api = axum::Router::new()
-        .route(
-            "/apis/authentication.k8s.io/v1/tokenreviews",
-            post(|Json(review): Json<Value>| async move {
-                Json(
-                    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                    "metadata": {}, "spec": review["spec"], "status": {
-                    "authenticated": true, "audiences": ["keyward"], "user": {
-                    "username": "system:serviceaccount:team:api",
-                    "extra": {
-                        "authentication.kubernetes.io/pod-name": ["app"],
-                        "authentication.kubernetes.io/pod-uid": ["uid-1"],
-                    }}}}),
-                )
-            }),
-        )
-        .route(
-            "/api/v1/namespaces/team/pods/app",
-            get(|| async {
-                Json(json!({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": "app", "namespace": "team", "uid": "uid-1",
-                                 "annotations": {"keyward.io/inject": "db"}},
-                    "spec": {"serviceAccountName": "api", "containers": []}}))
-            }),
-        )
-        .route(
-            "/apis/keyward.io/v1alpha1/namespaces/team/sealedsecrets/db",
-            get(move || {
-                let sealed = sealed.clone();
-                async move { Json(sealed) }
-            }),
-        );
-    kube::Client::new(api, "default")
-}
+mod stand_in;
 
 async fn sealed_db(provider: &LocalProvider) -> Value {
     let key = provider
@@ -97,25 +57,16 @@ async fn webhook(dir: &Path, audit_log: &Path) -> axum::Router {
     let provider =
         LocalProvider::open_or_initialise(KeyringStore::new(dir, RootKey::generate())).unwrap();
     let sealed = sealed_db(&provider).await;
-    api_router(AppState {
-        injector: Arc::new(InjectorConfig {
-            image: "i".into(),
-            image_pull_policy: None,
-            unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
-            ca_pem: None,
-        }),
-        unsealer: Some(Arc::new(Unsealer {
-            client: fake_api(sealed),
-            provider: Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 8)),
-            audit: Arc::new(AuditLog::new(audit_log)),
-            limiter: RateLimiter::new(100, 100.0),
-            audience: "keyward".into(),
-        })),
-    })
+    api_router(stand_in::app_state(
+        stand_in::reading_db(sealed),
+        Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 8)),
+        audit_log,
+        RateLimiter::new(100, 100.0),
+    ))
 }
 
 async fn unseal(app: &axum::Router) -> (StatusCode, String) {
-    let body = json!({"token": "t", "namespace": "team", "pod": "app", "secrets": ["db"]});
+    let body = json!({"token": stand_in::GOOD_TOKEN, "namespace": "team", "pod": "app", "secrets": ["db"]});
     let request = Request::builder()
         .method("POST")
         .uri("/v1/unseal")

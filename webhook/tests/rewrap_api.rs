@@ -7,22 +7,23 @@
 use axum::Json;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::post;
 use http_body_util::BodyExt;
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Envelope, Scope, SecretTarget, Wrapping, open_secret, seal_secret};
 use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
 use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
+use keyward_webhook::api_router;
 use keyward_webhook::metrics::metrics;
-use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::rewrap::{MAX_BODY_BYTES, Moved, RewrapResponse};
-use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
-use keyward_webhook::{AppState, api_router};
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::ServiceExt;
+
+mod stand_in;
 
 /// The ManagedKey `team/db` the stand-in API server serves; `Null`: none.
 type KeyObject = Arc<Mutex<Value>>;
@@ -35,61 +36,46 @@ fn managed_key(key_id: &str, state: &str) -> Value {
             "versions": [{"version": 1, "state": "Active"}, {"version": 2, "state": state}]}})
 }
 
-fn fake_api(key: KeyObject) -> kube::Client {
-    let api = axum::Router::new()
-        .route(
-            "/apis/keyward.io/v1alpha1/namespaces/team/managedkeys/db",
-            get(move || {
-                let key = key.lock().unwrap().clone();
-                async move {
-                    if key.is_null() {
-                        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                            "reason": "NotFound", "code": 404, "metadata": {},
-                            "message": "managedkeys.keyward.io \"db\" not found",
-                            "details": {"name": "db", "group": "keyward.io", "kind": "managedkeys"}});
-                        (StatusCode::NOT_FOUND, Json(status))
-                    } else {
-                        (StatusCode::OK, Json(key))
-                    }
-                }
-            }),
-        )
-        .route(
-            "/apis/authentication.k8s.io/v1/tokenreviews",
-            post(|Json(review): Json<Value>| async move {
-                let user = match review["spec"]["token"].as_str() {
-                    Some("alice-token") => Some("alice"),
-                    Some("bob-token") => Some("bob"),
-                    _ => None,
-                };
-                let status = match user {
-                    Some(user) => json!({"authenticated": true,
+fn fake_api(key: KeyObject) -> axum::Router {
+    stand_in::object(
+        "/apis/keyward.io/v1alpha1/namespaces/team/managedkeys/db",
+        key,
+    )
+    .route(
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        post(|Json(review): Json<Value>| async move {
+            let user = match review["spec"]["token"].as_str() {
+                Some("alice-token") => Some("alice"),
+                Some("bob-token") => Some("bob"),
+                _ => None,
+            };
+            let status = match user {
+                Some(user) => json!({"authenticated": true,
                         "user": {"username": user, "groups": ["system:authenticated"]}}),
-                    None => json!({"authenticated": false, "error": "invalid bearer token"}),
-                };
-                Json(
-                    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            };
+            Json(
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
                             "metadata": {}, "spec": review["spec"], "status": status}),
-                )
-            }),
-        )
-        .route(
-            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-            post(|Json(review): Json<Value>| async move {
-                let spec = &review["spec"];
-                let attributes = &spec["resourceAttributes"];
-                let allowed = spec["user"] == "alice"
-                    && attributes["namespace"] == "team"
-                    && attributes["verb"] == "update"
-                    && attributes["group"] == "keyward.io"
-                    && attributes["resource"] == "sealedsecrets";
-                Json(
-                    json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            )
+        }),
+    )
+    .route(
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        post(|Json(review): Json<Value>| async move {
+            let spec = &review["spec"];
+            let attributes = &spec["resourceAttributes"];
+            let allowed = spec["user"] == "alice"
+                && attributes["namespace"] == "team"
+                && attributes["verb"] == "update"
+                && attributes["group"] == "keyward.io"
+                && attributes["resource"] == "sealedsecrets";
+            Json(
+                json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
                             "metadata": {}, "spec": spec, "status": {"allowed": allowed}}),
-                )
-            }),
-        );
-    kube::Client::new(api, "default")
+            )
+        }),
+    )
 }
 
 async fn post_rewrap(
@@ -173,23 +159,12 @@ impl Setup {
         let key_object: KeyObject = Arc::new(Mutex::new(managed_key(&key.key_id, "Active")));
 
         let decrypt_only = Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 8));
-        let app = api_router(AppState {
-            injector: Arc::new(InjectorConfig {
-                image: "i".into(),
-                image_pull_policy: None,
-                unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
-                ca_pem: None,
-            }),
-            unsealer: Some(Arc::new(Unsealer {
-                client: fake_api(Arc::clone(&key_object)),
-                provider: Arc::clone(&decrypt_only),
-                audit: Arc::new(keyward_core::audit::AuditLog::new(
-                    &dir.path().join("audit.log"),
-                )),
-                limiter,
-                audience: "keyward".into(),
-            })),
-        });
+        let app = api_router(stand_in::app_state(
+            fake_api(Arc::clone(&key_object)),
+            Arc::clone(&decrypt_only),
+            &dir.path().join("audit.log"),
+            limiter,
+        ));
         Setup {
             dir,
             app,

@@ -1,84 +1,27 @@
 //! `/v1/unseal` and `/metrics` in-process, against a stand-in API server
-//! (an axum router handed to `kube::Client::new`) that answers TokenReview
-//! and the pod and SealedSecret reads. What is checked here is the
-//! webhook's side: outcomes and the counters they move. The real API
-//! server's answers are covered by `e2e/tests/webhook.rs`.
+//! (`stand_in`) that answers TokenReview and the pod and SealedSecret
+//! reads. What is checked here is the webhook's side: outcomes and the
+//! counters they move.
 
-use axum::Json;
 use axum::body::Body;
-use axum::extract::Path;
 use axum::http::{Request, StatusCode};
-use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
 use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
+use keyward_webhook::api_router;
 use keyward_webhook::metrics::metrics;
-use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
-use keyward_webhook::{AppState, api_router};
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
-const GOOD_TOKEN: &str = "good-token";
+mod stand_in;
 
-/// Answers as the API server would for pod `app` (uid-1, SA `api`) in
-/// namespace `team`, annotated for SealedSecret `db`.
-fn fake_api(sealed: Value) -> kube::Client {
-    let api = axum::Router::new()
-        .route(
-            "/apis/authentication.k8s.io/v1/tokenreviews",
-            post(|Json(review): Json<Value>| async move {
-                let status = if review["spec"]["token"] == GOOD_TOKEN {
-                    json!({"authenticated": true, "audiences": ["keyward"], "user": {
-                    "username": "system:serviceaccount:team:api",
-                    "extra": {
-                        "authentication.kubernetes.io/pod-name": ["app"],
-                        "authentication.kubernetes.io/pod-uid": ["uid-1"],
-                    }}})
-                } else {
-                    json!({"authenticated": false, "error": "token has expired"})
-                };
-                Json(
-                    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                            "metadata": {}, "spec": review["spec"], "status": status}),
-                )
-            }),
-        )
-        .route(
-            "/api/v1/namespaces/team/pods/app",
-            get(|| async {
-                Json(json!({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": "app", "namespace": "team", "uid": "uid-1",
-                                 "annotations": {"keyward.io/inject": "db"}},
-                    "spec": {"serviceAccountName": "api", "containers": []}}))
-            }),
-        )
-        .route(
-            "/apis/keyward.io/v1alpha1/namespaces/team/sealedsecrets/{name}",
-            get(move |Path(name): Path<String>| {
-                let sealed = sealed.clone();
-                async move {
-                    if name == "db" {
-                        Ok(Json(sealed))
-                    } else {
-                        Err((
-                            StatusCode::NOT_FOUND,
-                            Json(
-                                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                        "reason": "NotFound", "code": 404, "message": "not found"}),
-                            ),
-                        ))
-                    }
-                }
-            }),
-        );
-    kube::Client::new(api, "default")
-}
+use stand_in::GOOD_TOKEN;
 
 async fn sealed_db(provider: &LocalProvider) -> Value {
     let key = provider
@@ -142,23 +85,12 @@ async fn unseal_outcomes_move_the_counters() {
         LocalProvider::open_or_initialise(KeyringStore::new(dir.path(), RootKey::generate()))
             .unwrap();
     let sealed = sealed_db(&provider).await;
-    let state = AppState {
-        injector: Arc::new(InjectorConfig {
-            image: "i".into(),
-            image_pull_policy: None,
-            unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
-            ca_pem: None,
-        }),
-        unsealer: Some(Arc::new(Unsealer {
-            client: fake_api(sealed),
-            provider: Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 8)),
-            audit: Arc::new(keyward_core::audit::AuditLog::new(
-                &dir.path().join("audit.log"),
-            )),
-            limiter: RateLimiter::new(10, 1.0),
-            audience: "keyward".into(),
-        })),
-    };
+    let state = stand_in::app_state(
+        stand_in::reading_db(sealed),
+        Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 8)),
+        &dir.path().join("audit.log"),
+        RateLimiter::new(10, 1.0),
+    );
     let app = api_router(state);
     let m = metrics();
     let before = (

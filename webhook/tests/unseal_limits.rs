@@ -4,83 +4,32 @@
 //! token of the pod's rate limit. (A file of its own: the metrics are
 //! process-wide and `unseal_api.rs` checks exact deltas.)
 
-use axum::Json;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
+use keyward_webhook::api_router;
 use keyward_webhook::metrics::metrics;
-use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
-use keyward_webhook::{AppState, api_router};
-use serde_json::{Value, json};
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter};
+use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tower::ServiceExt;
 
-/// Pod `app` in `team`, annotated for a..d; no SealedSecret exists.
-fn fake_api(reviews: Arc<AtomicUsize>) -> kube::Client {
-    let api = axum::Router::new()
-        .route(
-            "/apis/authentication.k8s.io/v1/tokenreviews",
-            post(move |Json(review): Json<Value>| {
-                reviews.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    Json(
-                        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                        "metadata": {}, "spec": review["spec"], "status": {
-                        "authenticated": true, "audiences": ["keyward"], "user": {
-                        "username": "system:serviceaccount:team:api",
-                        "extra": {
-                            "authentication.kubernetes.io/pod-name": ["app"],
-                            "authentication.kubernetes.io/pod-uid": ["uid-1"],
-                        }}}}),
-                    )
-                }
-            }),
-        )
-        .route(
-            "/api/v1/namespaces/team/pods/app",
-            get(|| async {
-                Json(json!({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": "app", "namespace": "team", "uid": "uid-1",
-                                 "annotations": {"keyward.io/inject": "a,b,c,d"}},
-                    "spec": {"serviceAccountName": "api", "containers": []}}))
-            }),
-        )
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                Json(
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                            "reason": "NotFound", "code": 404, "message": "not found"}),
-                ),
-            )
-        });
-    kube::Client::new(api, "default")
-}
+mod stand_in;
 
 fn app(dir: &Path, reviews: Arc<AtomicUsize>, burst: u32) -> axum::Router {
     let provider =
         LocalProvider::open_or_initialise(KeyringStore::new(dir, RootKey::generate())).unwrap();
-    api_router(AppState {
-        injector: Arc::new(InjectorConfig {
-            image: "i".into(),
-            image_pull_policy: None,
-            unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
-            ca_pem: None,
-        }),
-        unsealer: Some(Arc::new(Unsealer {
-            client: fake_api(reviews),
-            provider: Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 8)),
-            audit: Arc::new(keyward_core::audit::AuditLog::new(&dir.join("audit.log"))),
-            limiter: RateLimiter::new(burst, 0.001),
-            audience: "keyward".into(),
-        })),
-    })
+    // Pod `app` annotated for a..d; no SealedSecret exists.
+    api_router(stand_in::app_state(
+        stand_in::api("a,b,c,d", reviews),
+        Arc::new(DecryptOnly::cached(provider, Duration::from_secs(30), 8)),
+        &dir.join("audit.log"),
+        RateLimiter::new(burst, 0.001),
+    ))
 }
 
 async fn post_unseal(app: &axum::Router, body: Vec<u8>) -> (StatusCode, String) {
@@ -95,7 +44,7 @@ async fn post_unseal(app: &axum::Router, body: Vec<u8>) -> (StatusCode, String) 
 }
 
 fn unseal(secrets: &[&str]) -> Vec<u8> {
-    json!({"token": "good", "namespace": "team", "pod": "app", "secrets": secrets})
+    json!({"token": stand_in::GOOD_TOKEN, "namespace": "team", "pod": "app", "secrets": secrets})
         .to_string()
         .into_bytes()
 }

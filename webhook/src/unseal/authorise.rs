@@ -1,5 +1,6 @@
 //! Where unseal is authorised. Each check returns the reason for the audit
-//! log; the caller only ever sees a generic denial.
+//! log; the caller sees a generic denial, except for a key-state refusal
+//! (`DenialKind::KeyState`), which comes after every check here.
 
 use crate::annotations::{self as a, requested_secrets};
 use k8s_openapi::api::authentication::v1::TokenReviewStatus;
@@ -20,7 +21,8 @@ pub struct Caller {
     pub pod_uid: String,
 }
 
-/// Why a request was refused: for the audit log, never for the caller.
+/// Why a request was refused: for the audit log, and for the caller only
+/// when [`DenialKind::told_to_caller`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub kind: DenialKind,
@@ -54,6 +56,9 @@ pub enum DenialKind {
     NoSuchSecret,
     /// The envelope did not open (tampered, wrong scope, disabled version).
     CannotOpen,
+    /// An item is sealed under a key version that may not serve pods
+    /// (`crate::key_state::serving`).
+    KeyState,
     /// `/v1/rewrap`: SubjectAccessReview said no.
     Forbidden,
     BadRequest,
@@ -72,9 +77,20 @@ impl DenialKind {
             DenialKind::AccessList => "access_list",
             DenialKind::NoSuchSecret => "no_such_secret",
             DenialKind::CannotOpen => "cannot_open",
+            DenialKind::KeyState => "key_state",
             DenialKind::Forbidden => "forbidden",
             DenialKind::BadRequest => "bad_request",
         }
+    }
+}
+
+impl DenialKind {
+    /// Whether the reason goes to the caller instead of the generic denial:
+    /// only a key-state refusal, which is decided after the caller proved
+    /// it is entitled to the secret and names only that secret, its key
+    /// and the key's state, with what to do.
+    pub fn told_to_caller(self) -> bool {
+        self == DenialKind::KeyState
     }
 }
 

@@ -1,15 +1,20 @@
 //! `POST /v1/unseal`: the injector sends its pod-bound token and the
 //! SealedSecrets it wants; after the structural checks in [`validate`],
 //! TokenReview and the checks in [`authorise`], each secret is opened with
-//! the provider and returned as item -> base64. Every request that passes
-//! [`validate`] is audited; denials get a generic 403. Malformed requests
-//! get a 400 that says what is wrong, and only a metric and a log line.
+//! the provider and returned as item -> base64 — unless an item is sealed
+//! under a key version that may not serve pods ([`crate::key_state::serving`]),
+//! checked before anything is decrypted. Every request that passes
+//! [`validate`] is audited; denials get a generic 403, except a key-state
+//! refusal, whose 403 says what to do. Malformed requests get a 400 that
+//! says what is wrong, and only a metric and a log line.
 
 pub mod authorise;
 pub mod decrypt_only;
 pub mod rate_limit;
 pub mod validate;
 
+use crate::key_state::serving::{self, Verdict};
+use crate::key_state::{Item, Keys};
 use crate::metrics::metrics;
 use authorise::{Caller, Denial, DenialKind};
 use axum::Json;
@@ -21,6 +26,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use keyward_core::ProviderError;
 use keyward_core::audit::{AuditLog, Event};
 use keyward_core::envelope::{Envelope, open_secret};
@@ -28,7 +34,7 @@ use keyward_crds::SealedSecret;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -78,6 +84,17 @@ pub struct Unsealer {
     pub audit: Arc<AuditLog>,
     pub limiter: RateLimiter,
     pub audience: String,
+}
+
+/// One SealedSecret opened, with what its audit record says.
+struct Opened {
+    values: BTreeMap<String, Zeroizing<String>>,
+    /// `item=version` pairs.
+    versions: String,
+    /// Key-state notes: a state not checked, the override used.
+    notes: Vec<(&'static str, String)>,
+    /// Items served from a Compromised version under the override.
+    overridden: usize,
 }
 
 enum Failure {
@@ -130,7 +147,12 @@ pub async fn handle(State(state): State<crate::AppState>, body: Body) -> Respons
             metrics().unseal_request("denied");
             metrics().unseal_denied(kind.label());
             tracing::warn!(%subject, pod = %request.pod, %reason, "unseal denied");
-            (StatusCode::FORBIDDEN, DENIED).into_response()
+            let body = if kind.told_to_caller() {
+                reason
+            } else {
+                DENIED.to_owned()
+            };
+            (StatusCode::FORBIDDEN, body).into_response()
         }
         Err(Failure::Limited) => {
             metrics().unseal_request("rate_limited");
@@ -222,18 +244,23 @@ impl Unsealer {
             return Err(Failure::Limited);
         }
         let mut response = UnsealResponse::default();
+        let mut keys = Keys::new(self.client.clone());
+        let mut overridden = 0;
         for name in &request.secrets {
-            match self.open(&caller, name).await {
-                Ok((values, versions)) => {
+            match self.open(&caller, name, &mut keys).await {
+                Ok(opened) => {
+                    let mut detail = vec![("key_versions", opened.versions)];
+                    detail.extend(opened.notes);
                     self.record(
                         &caller.username,
                         &pod_key,
                         std::slice::from_ref(name),
                         "ok",
-                        [("key_versions", versions)],
+                        detail,
                     )
                     .await?;
-                    response.secrets.insert(name.clone(), values);
+                    overridden += opened.overridden;
+                    response.secrets.insert(name.clone(), opened.values);
                 }
                 Err(Failure::Denied(denial)) => {
                     self.record(
@@ -271,6 +298,10 @@ impl Unsealer {
                 Err(Failure::Limited) => return Err(Failure::Limited),
             }
         }
+        // Counted once the whole answer is served, as decrypts are.
+        if overridden > 0 {
+            metrics().compromised_served(overridden);
+        }
         Ok(response)
     }
 
@@ -299,13 +330,8 @@ impl Unsealer {
         Ok(caller)
     }
 
-    /// One SealedSecret: access list, then decrypt. Returns values and
-    /// `item=version` pairs for the audit record.
-    async fn open(
-        &self,
-        caller: &Caller,
-        name: &str,
-    ) -> Result<(BTreeMap<String, Zeroizing<String>>, String), Failure> {
+    /// One SealedSecret: access list, key state, then decrypt.
+    async fn open(&self, caller: &Caller, name: &str, keys: &mut Keys) -> Result<Opened, Failure> {
         let sealed = Api::<SealedSecret>::namespaced(self.client.clone(), &caller.namespace)
             .get_opt(name)
             .await
@@ -318,16 +344,23 @@ impl Unsealer {
             })?;
         authorise::service_account_may_read(caller, &sealed)?;
         let target = crate::validate::target_of(&sealed, &caller.namespace, name);
-        let versions = sealed
+        let envelopes: BTreeMap<&str, Option<Envelope>> = sealed
             .spec
             .encrypted_data
             .iter()
-            .map(|(item, text)| match Envelope::decode(text) {
-                Ok(e) => format!("{item}={}", e.key_version),
-                Err(_) => format!("{item}=?"),
+            .map(|(item, text)| (item.as_str(), Envelope::decode(text).ok()))
+            .collect();
+        let versions = envelopes
+            .iter()
+            .map(|(item, envelope)| match envelope {
+                Some(e) => format!("{item}={}", e.key_version),
+                None => format!("{item}=?"),
             })
             .collect::<Vec<_>>()
             .join(",");
+        let (notes, overridden) = self
+            .key_state(&sealed, &caller.namespace, name, &envelopes, keys)
+            .await?;
         let opened = open_secret(&target, self.provider.as_ref(), &sealed.spec.encrypted_data)
             .await
             .map_err(|e| {
@@ -350,16 +383,78 @@ impl Unsealer {
             .into_iter()
             .map(|(item, value)| (item, Zeroizing::new(STANDARD.encode(value.expose()))))
             .collect();
-        Ok((values, versions))
+        Ok(Opened {
+            values,
+            versions,
+            notes,
+            overridden,
+        })
     }
 
-    async fn record<const N: usize>(
+    /// Refuses the secret when an item's key version may not serve pods;
+    /// otherwise returns what the audit record must add (a state not
+    /// checked, the override used) and how many items the override served.
+    /// Items that do not parse are left to `open_secret` to refuse.
+    async fn key_state(
+        &self,
+        sealed: &SealedSecret,
+        namespace: &str,
+        name: &str,
+        envelopes: &BTreeMap<&str, Option<Envelope>>,
+        keys: &mut Keys,
+    ) -> Result<(Vec<(&'static str, String)>, usize), Failure> {
+        let key = keys.of(sealed, namespace).await.map_err(|e| {
+            Failure::Internal(format!(
+                "reading the ManagedKey of SealedSecret {name}: {e}"
+            ))
+        })?;
+        let now = Timestamp::now();
+        let (mut unchecked, mut overridden) = (BTreeSet::new(), Vec::new());
+        let mut until = None;
+        for (item, envelope) in envelopes {
+            let Some(envelope) = envelope else { continue };
+            let item = Item::new(name, item, &key.reference, envelope);
+            match serving::may_serve(key.key.as_deref(), &item, now) {
+                Verdict::Serve => {}
+                Verdict::Unchecked(why) => {
+                    unchecked.insert(why);
+                }
+                Verdict::Overridden(end) => {
+                    overridden.push(format!("{}={}", item.item, item.version));
+                    until = Some(end);
+                }
+                Verdict::Refuse(reason) => {
+                    return Err(Denial::new(DenialKind::KeyState, reason).into());
+                }
+            }
+        }
+        let mut notes = Vec::new();
+        if !unchecked.is_empty() {
+            let why = Vec::from_iter(unchecked).join("; ");
+            tracing::info!(secret = name, %why, "key state not checked");
+            notes.push(("key_state_unchecked", why));
+        }
+        let served = overridden.len();
+        if let Some(until) = until {
+            let what = format!(
+                "served items {} on Compromised versions of ManagedKey {} under {}={until}",
+                overridden.join(","),
+                key.reference,
+                serving::OVERRIDE
+            );
+            tracing::warn!(secret = name, %what, "override used");
+            notes.push(("key_state_override", what));
+        }
+        Ok((notes, served))
+    }
+
+    async fn record(
         &self,
         actor: &str,
         pod: &str,
         secrets: &[String],
         outcome: &str,
-        detail: [(&str, String); N],
+        detail: impl IntoIterator<Item = (&str, String)>,
     ) -> Result<(), Failure> {
         let namespace = pod.split('/').next().unwrap_or_default();
         let mut details: BTreeMap<String, String> =
