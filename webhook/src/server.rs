@@ -161,21 +161,35 @@ fn mutate_review(state: &AppState, review: Review) -> ReviewResult {
     }
 }
 
-async fn validate_object(Json(review): Json<Review>) -> ReviewResult {
+async fn validate_object(
+    State(state): State<AppState>,
+    Json(review): Json<Review>,
+) -> ReviewResult {
     let started = std::time::Instant::now();
-    let answer = validate_review(review);
+    let answer = validate_review(&state, review).await;
     metrics().admission("validate", started.elapsed());
     answer
 }
 
-fn validate_review(review: Review) -> ReviewResult {
+async fn validate_review(state: &AppState, review: Review) -> ReviewResult {
     let request = match admission::request(review) {
         Ok(request) => request,
         Err(answer) => return Json(*answer),
     };
-    let response = AdmissionResponse::from(&request);
-    match validate::check(&request) {
-        Ok(()) => Json(response.into_review()),
+    let mut response = AdmissionResponse::from(&request);
+    if let Err(reason) = validate::check(&request) {
+        return Json(response.deny(reason).into_review());
+    }
+    // ManagedKeys are read with the unseal API's client; admission served
+    // without one (tests without a cluster) does not check key states.
+    let Some(unsealer) = &state.unsealer else {
+        return Json(response.into_review());
+    };
+    match validate::key_states(&request, &unsealer.client).await {
+        Ok(warnings) => {
+            response.warnings = (!warnings.is_empty()).then_some(warnings);
+            Json(response.into_review())
+        }
         Err(reason) => Json(response.deny(reason).into_review()),
     }
 }

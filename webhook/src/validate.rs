@@ -1,11 +1,18 @@
 //! What admission refuses, one function per resource; each returns the
 //! user-facing reason. Kubernetes 1.20 has no CEL rules, so transitions and
-//! envelope headers are checked here.
+//! envelope headers are checked here, and [`key_states`] reads the
+//! ManagedKey to refuse new items sealed under versions that are not Active.
 
 use crate::admission::{Request, typed};
+use crate::key_state::sealing::{self, Admit};
+use crate::key_state::serving::{OVERRIDE, override_until};
+use crate::key_state::{Item, Keys};
+use k8s_openapi::jiff::Timestamp;
 use keyward_core::envelope::{Envelope, Scope, SecretTarget};
 use keyward_crds::{ManagedKey, SealedSecret};
+use kube::Client;
 use kube::core::admission::Operation;
+use std::collections::BTreeSet;
 
 /// Checks one admission request; `Err` is the reason shown to the user.
 pub fn check(request: &Request) -> Result<(), String> {
@@ -22,12 +29,30 @@ fn managed_key(request: &Request) -> Result<(), String> {
         return Ok(()); // DELETE
     };
     key.spec.validate().map_err(|e| e.to_string())?;
-    if request.operation == Operation::Update
-        && let Some(old) = typed::<ManagedKey>(request, true)?
-    {
-        key.validate_update(&old).map_err(|e| e.to_string())?;
+    let old = match request.operation {
+        Operation::Update => typed::<ManagedKey>(request, true)?,
+        _ => None,
+    };
+    if let Some(old) = &old {
+        key.validate_update(old).map_err(|e| e.to_string())?;
     }
-    Ok(())
+    serve_override(&key, old.as_ref(), Timestamp::now())
+}
+
+/// A new or changed `keyward.io/serve-compromised-until` must be one the
+/// webhook would honour (unseal ignores it otherwise); an unchanged one is
+/// left alone, as it only ages.
+fn serve_override(
+    key: &ManagedKey,
+    old: Option<&ManagedKey>,
+    now: Timestamp,
+) -> Result<(), String> {
+    let value = |key: &ManagedKey| key.metadata.annotations.as_ref()?.get(OVERRIDE).cloned();
+    let new = value(key);
+    if new.is_none() || new == old.and_then(value) {
+        return Ok(());
+    }
+    override_until(key, now).map(|_| ())
 }
 
 fn sealed_secret(request: &Request) -> Result<(), String> {
@@ -35,6 +60,20 @@ fn sealed_secret(request: &Request) -> Result<(), String> {
         return Ok(());
     };
     sealed.spec.validate().map_err(|e| e.to_string())?;
+    let (namespace, name) = placed(request, &sealed)?;
+    let target = target_of(&sealed, &namespace, &name);
+    for (item, text) in &sealed.spec.encrypted_data {
+        let envelope = Envelope::decode(text)
+            .map_err(|e| format!("spec.encryptedData[{item}]: not a Keyward envelope: {e}"))?;
+        envelope
+            .check_context(&target.item(item))
+            .map_err(|e| format!("spec.encryptedData[{item}]: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Where a SealedSecret is created: its namespace and name.
+fn placed(request: &Request, sealed: &SealedSecret) -> Result<(String, String), String> {
     let namespace = sealed
         .metadata
         .namespace
@@ -47,15 +86,55 @@ fn sealed_secret(request: &Request) -> Result<(), String> {
         .clone()
         .or_else(|| (!request.name.is_empty()).then(|| request.name.clone()))
         .ok_or("the SealedSecret has no name; generateName is not supported for sealed values")?;
-    let target = target_of(&sealed, &namespace, &name);
-    for (item, text) in &sealed.spec.encrypted_data {
-        let envelope = Envelope::decode(text)
-            .map_err(|e| format!("spec.encryptedData[{item}]: not a Keyward envelope: {e}"))?;
-        envelope
-            .check_context(&target.item(item))
-            .map_err(|e| format!("spec.encryptedData[{item}]: {e}"))?;
+    Ok((namespace, name))
+}
+
+/// After [`check`]: every new or changed item of a SealedSecret must be
+/// sealed under an Active version of its ManagedKey (see
+/// [`crate::key_state::sealing`]). `Ok` holds the warnings for the client:
+/// a key or state not known yet, or a ManagedKey that could not be read
+/// (admitted then: unseal still checks the state before serving).
+pub async fn key_states(request: &Request, client: &Client) -> Result<Vec<String>, String> {
+    if (request.kind.group.as_str(), request.kind.kind.as_str()) != ("keyward.io", "SealedSecret") {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let Some(sealed) = typed::<SealedSecret>(request, false)? else {
+        return Ok(Vec::new());
+    };
+    let old = match request.operation {
+        Operation::Update => typed::<SealedSecret>(request, true)?,
+        _ => None,
+    };
+    let old_items = old.as_ref().map(|old| &old.spec.encrypted_data);
+    let changed: Vec<(&String, Envelope)> =
+        sealing::new_or_changed(&sealed.spec.encrypted_data, old_items)
+            .filter_map(|(item, text)| Some((item, Envelope::decode(text).ok()?)))
+            .collect();
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (namespace, name) = placed(request, &sealed)?;
+    let key = match Keys::new(client.clone()).of(&sealed, &namespace).await {
+        Ok(key) => key,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the ManagedKey of a SealedSecret at admission");
+            return Ok(vec![format!(
+                "the ManagedKey of SealedSecret {name} could not be read, so key states were not checked"
+            )]);
+        }
+    };
+    let mut warnings = BTreeSet::new();
+    for (item, envelope) in &changed {
+        let item = Item::new(&name, item, &key.reference, envelope);
+        match sealing::may_seal(key.key.as_deref(), &item) {
+            Admit::Yes => {}
+            Admit::Warn(warning) => {
+                warnings.insert(warning);
+            }
+            Admit::Refuse(reason) => return Err(reason),
+        }
+    }
+    Ok(warnings.into_iter().collect())
 }
 
 /// The context a SealedSecret's values must have been sealed for: where it lives.
