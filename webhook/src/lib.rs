@@ -13,6 +13,7 @@ pub mod exec_env;
 pub mod inject;
 pub mod metrics;
 pub mod mutate;
+pub mod pod_guard;
 pub mod rewrap;
 pub mod server;
 pub mod tls;
