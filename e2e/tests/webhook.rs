@@ -840,14 +840,20 @@ async fn refused_shapes(pods: &Api<Pod>) -> Result<()> {
     pod["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": busybox,
         "imagePullPolicy": pull, "command": ["sleep", "60"],
         "volumeMounts": [{"name": "keyward-secrets", "mountPath": "/s"}]}]);
-    let data = serde_json::to_vec(&pod)?;
     let error = pods
-        .replace_subresource("ephemeralcontainers", "debugged", &PostParams::default(), data)
+        .replace_subresource(
+            "ephemeralcontainers",
+            "debugged",
+            &PostParams::default(),
+            data,
+        )
         .await
         .err()
         .context("an ephemeral container mounting keyward-secrets was admitted")?;
     ensure!(
-        error.to_string().contains("ephemeral container `debug` mounts volume"),
+        error
+            .to_string()
+            .contains("ephemeral container `debug` mounts volume"),
         "the debug container was refused for another reason: {error}"
     );
     println!("refused at admission: ephemeral container: {error}");

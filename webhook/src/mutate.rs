@@ -541,12 +541,18 @@ mod tests {
         for (field, value) in [
             ("image", json!("busybox")),
             ("args", json!(["inject", "--secrets", "db,other"])),
-            ("command", json!(["sh", "-c", "cat /var/run/secrets/keyward.io/token/token"])),
+            (
+                "command",
+                json!(["sh", "-c", "cat /var/run/secrets/keyward.io/token/token"]),
+            ),
         ] {
             let mut forged = doc.clone();
             forged["spec"]["initContainers"][0][field] = value;
             let error = patch_for(&serde_json::from_value(forged).unwrap(), &config()).unwrap_err();
-            assert!(error.contains("reserved for Keyward's injector"), "{field}: {error}");
+            assert!(
+                error.contains("reserved for Keyward's injector"),
+                "{field}: {error}"
+            );
         }
     }
 

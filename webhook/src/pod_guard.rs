@@ -199,8 +199,10 @@ mod tests {
             json!({"name": a::SECRETS_VOLUME, "emptyDir": {}}),
             json!({"name": a::SECRETS_VOLUME, "persistentVolumeClaim": {"claimName": "c"}}),
         ] {
-            let error = check(&pod(json!({"volumes": [volume], "containers": [app(json!([]))]})))
-                .unwrap_err();
+            let error = check(&pod(
+                json!({"volumes": [volume], "containers": [app(json!([]))]}),
+            ))
+            .unwrap_err();
             assert!(error.contains("medium: Memory"), "{error}");
         }
     }
