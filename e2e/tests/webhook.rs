@@ -845,7 +845,7 @@ async fn refused_shapes(pods: &Api<Pod>) -> Result<()> {
             "ephemeralcontainers",
             "debugged",
             &PostParams::default(),
-            data,
+            &pod,
         )
         .await
         .err()
