@@ -177,7 +177,9 @@ impl Webhook {
         let mut mutate = common(
             "/mutate",
             json!([{"apiGroups": [""], "apiVersions": ["v1"],
-                "operations": ["CREATE"], "resources": ["pods"]}]),
+                "operations": ["CREATE"], "resources": ["pods"]},
+                {"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["UPDATE"], "resources": ["pods/ephemeralcontainers"]}]),
         );
         mutate["objectSelector"] = json!({"matchLabels": {INJECTION_LABEL: INJECTION_ENABLED}});
         let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
@@ -423,6 +425,7 @@ async fn injection_flow(
     println!("pod create -> Succeeded with injection: {to_done:?}");
 
     env_exec_flow(client, &pods).await?;
+    refused_shapes(&pods).await?;
 
     // The audit log names the pod, secret and key version, never the value.
     let audit = webhook.audit_log();
@@ -780,6 +783,84 @@ async fn env_exec_flow(client: &Client, pods: &Api<Pod>) -> Result<()> {
 }
 
 /// Pod creation -> Succeeded, the same pod with and without injection.
+/// Pods that would put plaintext on a disk or the unseal token in the
+/// app's hands are refused by the API server, with the webhook's reason;
+/// so is a debug container mounting the secrets of a running pod.
+async fn refused_shapes(pods: &Api<Pod>) -> Result<()> {
+    let refusals = [
+        (
+            "hostpath",
+            json!({"name": "keyward-secrets", "hostPath": {"path": "/var/tmp/keyward-e2e"}}),
+            None,
+            "must be an emptyDir with medium: Memory",
+        ),
+        (
+            "token-in-app",
+            json!({"name": "keyward-token", "projected": {"sources": [{"serviceAccountToken":
+                {"audience": "keyward", "expirationSeconds": 600, "path": "token"}}]}}),
+            Some("keyward-token"),
+            "app container `app` mounts volume `keyward-token`",
+        ),
+    ];
+    for (name, volume, mount, expected) in refusals {
+        let mut pod = serde_json::to_value(app_pod(name, "db", "true")?)?;
+        pod["spec"]["volumes"] = json!([volume]);
+        if let Some(volume) = mount {
+            pod["spec"]["containers"][0]["volumeMounts"] =
+                json!([{"name": volume, "mountPath": "/mnt/x"}]);
+        }
+        let pod: Pod = serde_json::from_value(pod)?;
+        let error = pods
+            .create(&PostParams::default(), &pod)
+            .await
+            .err()
+            .with_context(|| format!("pod {name} was admitted"))?;
+        ensure!(
+            error.to_string().contains(expected),
+            "pod {name} refused for another reason: {error}"
+        );
+        println!("refused at admission: {name}: {error}");
+    }
+
+    // A running opted-in pod, then `kubectl debug` with the secrets mounted.
+    pods.create(
+        &PostParams::default(),
+        &app_pod("debugged", "db", "sleep 600")?,
+    )
+    .await?;
+    let running = |pod: Option<&Pod>| pod.is_some_and(|p| container_started(p, "app"));
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        kube::runtime::wait::await_condition(pods.clone(), "debugged", running),
+    )
+    .await
+    .context("pod debugged did not start within 120 s")??;
+    let mut pod = serde_json::to_value(pods.get("debugged").await?)?;
+    let (busybox, pull) = cluster::busybox_image();
+    pod["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": busybox,
+        "imagePullPolicy": pull, "command": ["sleep", "60"],
+        "volumeMounts": [{"name": "keyward-secrets", "mountPath": "/s"}]}]);
+    let error = pods
+        .replace_subresource(
+            "ephemeralcontainers",
+            "debugged",
+            &PostParams::default(),
+            &pod,
+        )
+        .await
+        .err()
+        .context("an ephemeral container mounting keyward-secrets was admitted")?;
+    ensure!(
+        error
+            .to_string()
+            .contains("ephemeral container `debug` mounts volume"),
+        "the debug container was refused for another reason: {error}"
+    );
+    println!("refused at admission: ephemeral container: {error}");
+    pods.delete("debugged", &Default::default()).await?;
+    Ok(())
+}
+
 async fn start_up_cost(pods: &Api<Pod>) -> Result<()> {
     let mut figures = Vec::new();
     for inject in [false, true] {

@@ -15,6 +15,7 @@ pub mod inject;
 pub mod key_state;
 pub mod metrics;
 pub mod mutate;
+pub mod pod_guard;
 pub mod rewrap;
 pub mod server;
 pub mod tls;

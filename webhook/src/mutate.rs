@@ -115,9 +115,13 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
         new_volumes,
     );
 
+    crate::pod_guard::check(pod)?;
+
     let init = spec.init_containers.as_deref().unwrap_or_default();
-    if !init.iter().any(|c| c.name == a::INIT_CONTAINER) {
-        let container = init_container(pod, config, &secrets, mount_path, env_exec);
+    let container = init_container(pod, config, &secrets, mount_path, env_exec);
+    if let Some(existing) = init.iter().find(|c| c.name == a::INIT_CONTAINER) {
+        is_this_injector(existing, &container)?;
+    } else {
         // First, so other init containers may use the secrets too.
         if spec.init_containers.is_some() {
             ops.push(json!({"op": "add", "path": "/spec/initContainers/0", "value": container}));
@@ -139,6 +143,26 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
         }
     }
     Ok(ops)
+}
+
+/// A pre-declared `keyward-inject` (this webhook's own, on re-invocation)
+/// must be the injector this pod would get: it alone holds the unseal
+/// token, so a look-alike with another image, command or secret list could
+/// read what it likes.
+fn is_this_injector(existing: &Container, expected: &Value) -> Result<(), String> {
+    let same = existing.image.as_deref() == expected["image"].as_str()
+        && serde_json::to_value(&existing.command).ok().as_ref() == Some(&expected["command"])
+        && serde_json::to_value(&existing.args).ok().as_ref() == Some(&expected["args"]);
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "init container `{}` is reserved for Keyward's injector and this one is not it \
+             (image, command or arguments differ); rename it, or remove it and Keyward adds \
+             the injector",
+            a::INIT_CONTAINER
+        ))
+    }
 }
 
 fn push_all(ops: &mut Vec<Value>, path: &str, exists: bool, values: Vec<Value>) {
@@ -501,6 +525,48 @@ mod tests {
             let error = patch_for(&pod(bad, json!({})), &config()).unwrap_err();
             assert!(error.contains("not a SealedSecret name"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn a_look_alike_injector_is_refused_and_the_real_one_kept() {
+        let plain = pod("db", json!({}));
+        let ops = patch_for(&plain, &config()).unwrap();
+        let mut doc = serde_json::to_value(&plain).unwrap();
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
+        json_patch::patch(&mut doc, &patch).unwrap();
+        // Re-invoked on its own mutation: nothing to add, nothing refused.
+        let mutated: Pod = serde_json::from_value(doc.clone()).unwrap();
+        assert!(patch_for(&mutated, &config()).unwrap().is_empty());
+        // The same name with another image, or asking for more secrets.
+        for (field, value) in [
+            ("image", json!("busybox")),
+            ("args", json!(["inject", "--secrets", "db,other"])),
+            (
+                "command",
+                json!(["sh", "-c", "cat /var/run/secrets/keyward.io/token/token"]),
+            ),
+        ] {
+            let mut forged = doc.clone();
+            forged["spec"]["initContainers"][0][field] = value;
+            let error = patch_for(&serde_json::from_value(forged).unwrap(), &config()).unwrap_err();
+            assert!(
+                error.contains("reserved for Keyward's injector"),
+                "{field}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn pre_declared_volumes_are_checked_before_anything_is_added() {
+        let mut p = pod("db", json!({}));
+        p.spec.as_mut().unwrap().volumes = Some(vec![
+            serde_json::from_value(
+                json!({"name": a::SECRETS_VOLUME, "hostPath": {"path": "/var/tmp/k"}}),
+            )
+            .unwrap(),
+        ]);
+        let error = patch_for(&p, &config()).unwrap_err();
+        assert!(error.contains("medium: Memory"), "{error}");
     }
 
     #[test]

@@ -302,3 +302,37 @@ async fn the_plain_metrics_router_serves_metrics_and_health_only() {
     let response = app.oneshot(get("/mutate")).await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+/// `kubectl debug` on an injected pod: the API server sends an UPDATE of
+/// `pods/ephemeralcontainers`. Never patched; refused only when the debug
+/// container mounts Keyward's volumes.
+#[tokio::test]
+async fn ephemeral_containers_may_not_mount_keyward_volumes() {
+    let create = fixture("pod-create-annotated.json");
+    let injected = apply(&create, &post("/mutate", &create).await);
+    let debug = |mounts: Value| {
+        let mut pod = injected.clone();
+        pod["spec"]["ephemeralContainers"] =
+            json!([{"name": "debug", "image": "busybox", "volumeMounts": mounts}]);
+        let mut review = create.clone();
+        review["request"]["operation"] = json!("UPDATE");
+        review["request"]["subResource"] = json!("ephemeralcontainers");
+        review["request"]["oldObject"] = injected.clone();
+        review["request"]["object"] = pod;
+        review
+    };
+    let refused = post(
+        "/mutate",
+        &debug(json!([{"name": "keyward-secrets", "mountPath": "/s"}])),
+    )
+    .await;
+    assert_eq!(refused["response"]["allowed"], false);
+    let message = refused["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ephemeral container `debug` mounts volume `keyward-secrets`"),
+        "{message}"
+    );
+    let allowed = post("/mutate", &debug(json!([]))).await;
+    assert_eq!(allowed["response"]["allowed"], true);
+    assert!(allowed["response"]["patch"].is_null(), "{allowed}");
+}
