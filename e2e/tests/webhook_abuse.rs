@@ -36,7 +36,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use webhook_abuse_support::measure::{self, Samples, Until};
 use webhook_abuse_support::server::{self, Memory, Webhook};
-use webhook_abuse_support::{attack, http, load_average, raise_open_files};
+use webhook_abuse_support::{Attacker, attack, http, load_average, raise_open_files};
 use webhook_perf_support::{SECRET, create_sealed_secret, pod_token};
 
 /// How hard to push, and for how long at most.
@@ -52,6 +52,8 @@ struct Scale {
     /// Opening the idle and slow connections, together.
     open_limit: Duration,
     flood_limit: Duration,
+    /// The attacker threads' nice value (see [`Attacker`]).
+    attacker_nice: i32,
 }
 
 /// What must hold under attack.
@@ -88,6 +90,7 @@ async fn admission_and_unseal_hold_under_a_small_abuse_load() {
         quiet_unseals: 60,
         open_limit: Duration::from_secs(20),
         flood_limit: Duration::from_secs(40),
+        attacker_nice: 19,
     };
     // CI runs a debug build with the attacker on the same two cores, and
     // its attack window is about a second (20 unseals): the p99 there is
@@ -113,6 +116,12 @@ async fn admission_and_unseal_hold_under_the_full_abuse_load() {
         quiet_unseals: 200,
         open_limit: Duration::from_secs(120),
         flood_limit: Duration::from_secs(240),
+        // ABUSE_ATTACKER_NICE=0: the attacker competes with the webhook
+        // for the same two cores (the report's second row).
+        attacker_nice: std::env::var("ABUSE_ATTACKER_NICE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(19),
     };
     let bounds = Bounds {
         slack: Duration::from_millis(5),
@@ -295,17 +304,19 @@ async fn measure_abuse(
 
     // The attack: idle and slow connections held open, then the flood, with
     // the legitimate traffic measured while the flood runs.
+    let attacker = Attacker::new(scale.attacker_nice)?;
     let opened_by = Instant::now() + scale.open_limit;
-    let idle = attack::idle(&connector, IDLE_FROM, webhook.api, scale.idle, opened_by).await;
-    let slow = attack::slow_headers(
-        &connector,
-        SLOW_FROM,
-        webhook.api,
-        scale.slow,
-        SLOW_HEADER_EVERY,
-        opened_by,
-    )
-    .await;
+    let (api, idle_count, slow_count) = (webhook.api, scale.idle, scale.slow);
+    let c = connector.clone();
+    let idle = attacker
+        .run(async move { attack::idle(&c, IDLE_FROM, api, idle_count, opened_by).await })
+        .await?;
+    let c = connector.clone();
+    let slow = attacker
+        .run(async move {
+            attack::slow_headers(&c, SLOW_FROM, api, slow_count, SLOW_HEADER_EVERY, opened_by).await
+        })
+        .await?;
     println!("ABUSE {} idle connections: {}", scale.name, idle.summary());
     println!(
         "ABUSE {} slow-header connections: {}",
@@ -319,16 +330,14 @@ async fn measure_abuse(
     let flood_done = Arc::new(AtomicBool::new(false));
     let (flood, (attack_mutates, attack_unseals)) = tokio::join!(
         async {
-            let flood = attack::flood(
-                &connector,
-                JUNK_FROM,
-                webhook.api,
-                &bodies,
-                scale.junk,
-                scale.flood_connections,
-                Instant::now() + scale.flood_limit,
-            )
-            .await;
+            let (c, bodies) = (connector.clone(), bodies.clone());
+            let (junk, connections) = (scale.junk, scale.flood_connections);
+            let until = Instant::now() + scale.flood_limit;
+            let flood = attacker
+                .run(async move {
+                    attack::flood(&c, JUNK_FROM, api, &bodies, junk, connections, until).await
+                })
+                .await;
             flood_done.store(true, Ordering::Relaxed);
             flood
         },
@@ -353,6 +362,7 @@ async fn measure_abuse(
             ),
         ),
     );
+    let flood = flood?;
     let memory_attack = webhook.memory()?;
     let (idle_closed, slow_closed) = (idle.closed_by_server(), slow.closed_by_server());
     let junk_audit = (webhook.audit_bytes() - audit_before)
@@ -361,7 +371,7 @@ async fn measure_abuse(
     webhook.check_running()?;
 
     // After: the attacker gone, memory should come back down.
-    drop((idle, slow));
+    drop((idle, slow, attacker));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let memory_after: Memory = webhook.memory()?;
     let (after_mutates, after_unseals) = legit(
@@ -421,12 +431,13 @@ async fn measure_abuse(
         junk_log / sent
     );
     println!(
-        "ABUSE {} machine load average: before {load_before}, after {load_after}; open files limit {files}",
-        scale.name
+        "ABUSE {} machine load average: before {load_before}, after {load_after}; open files limit {files}; attacker at nice {}",
+        scale.name, scale.attacker_nice
     );
     println!(
-        "| {} | {} → {} | {:.1} → {:.1} ms | {:.1} → {:.1} ms | {} / {} / {} MiB | {} B | {} | {} / {} |",
+        "| {} (attacker nice {}) | {} → {} | {:.1} → {:.1} ms | {:.1} → {:.1} ms | {} / {} / {} MiB | {} B | {} | {} / {} |",
         scale.name,
+        scale.attacker_nice,
         load_before,
         load_after,
         ms(quiet_mutates.pct(99)),
