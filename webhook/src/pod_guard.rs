@@ -60,6 +60,27 @@ pub fn check(pod: &Pod) -> Result<(), String> {
     Ok(())
 }
 
+/// The `pods/ephemeralcontainers` subresource: from Kubernetes 1.22 the
+/// object is the Pod; before, an `EphemeralContainers` object holding only
+/// the list. Both are read, so an older API server is no way around it.
+pub fn check_ephemeral(request: &crate::admission::Request) -> Result<(), String> {
+    let Some(object) = request.object.as_ref() else {
+        return Ok(());
+    };
+    let object =
+        serde_json::to_value(object).map_err(|e| format!("cannot read the object: {e}"))?;
+    let pod: Pod = if request.kind.kind == "EphemeralContainers" {
+        let list = object.get("ephemeralContainers").cloned();
+        serde_json::from_value(
+            serde_json::json!({"spec": {"containers": [], "ephemeralContainers": list}}),
+        )
+    } else {
+        serde_json::from_value(object)
+    }
+    .map_err(|e| format!("cannot read the {}: {e}", request.kind.kind))?;
+    check(&pod)
+}
+
 fn check_volume(volume: &Volume) -> Result<(), String> {
     if volume.name == a::SECRETS_VOLUME {
         let in_memory = volume

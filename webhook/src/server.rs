@@ -125,19 +125,19 @@ fn mutate_review(state: &AppState, review: Review) -> ReviewResult {
         Err(answer) => return Json(*answer),
     };
     let response = AdmissionResponse::from(&request);
+    // `kubectl debug`: the pod exists and is not patched here, but an
+    // ephemeral container must not mount Keyward's volumes.
+    if request.sub_resource.as_deref() == Some("ephemeralcontainers") {
+        return Json(match crate::pod_guard::check_ephemeral(&request) {
+            Ok(()) => response.into_review(),
+            Err(reason) => response.deny(reason).into_review(),
+        });
+    }
     let pod = match admission::typed::<k8s_openapi::api::core::v1::Pod>(&request, false) {
         Ok(Some(pod)) => pod,
         Ok(None) => return Json(response.into_review()),
         Err(reason) => return Json(response.deny(reason).into_review()),
     };
-    // `kubectl debug`: the pod exists and is not patched here, but an
-    // ephemeral container must not mount Keyward's volumes.
-    if request.sub_resource.as_deref() == Some("ephemeralcontainers") {
-        return Json(match crate::pod_guard::check(&pod) {
-            Ok(()) => response.into_review(),
-            Err(reason) => response.deny(reason).into_review(),
-        });
-    }
     let ops = match mutate::patch_for(&pod, &state.injector) {
         Ok(ops) => ops,
         Err(reason) => return Json(response.deny(reason).into_review()),

@@ -336,3 +336,26 @@ async fn ephemeral_containers_may_not_mount_keyward_volumes() {
     assert_eq!(allowed["response"]["allowed"], true);
     assert!(allowed["response"]["patch"].is_null(), "{allowed}");
 }
+
+/// Before Kubernetes 1.22 the subresource's object is `EphemeralContainers`
+/// (the list only, no volumes): still refused.
+#[tokio::test]
+async fn ephemeral_containers_are_checked_in_the_pre_1_22_shape_too() {
+    let mut review = fixture("pod-create-annotated.json");
+    let request = &mut review["request"];
+    request["operation"] = json!("UPDATE");
+    request["subResource"] = json!("ephemeralcontainers");
+    request["kind"] = json!({"group": "", "version": "v1", "kind": "EphemeralContainers"});
+    let object = |mounts: Value| {
+        json!({"apiVersion": "v1", "kind": "EphemeralContainers",
+            "metadata": {"name": "p", "namespace": "team"},
+            "ephemeralContainers": [{"name": "debug", "image": "busybox", "volumeMounts": mounts}]})
+    };
+    request["object"] = object(json!([{"name": "keyward-token", "mountPath": "/t"}]));
+    let refused = post("/mutate", &review).await;
+    assert_eq!(refused["response"]["allowed"], false, "{refused}");
+    review["request"]["object"] = object(json!([]));
+    let allowed = post("/mutate", &review).await;
+    assert_eq!(allowed["response"]["allowed"], true, "{allowed}");
+    assert!(allowed["response"]["patch"].is_null());
+}
