@@ -513,7 +513,24 @@ async fn injection_flow(
     .map_err(anyhow::Error::msg)?;
     json_patch_apply(&mut sneaky, patch)?;
     sneaky["metadata"]["annotations"] = json!({"keyward.io/inject": "other-secret"});
-    // Annotated for something else, so the webhook sees it as mutated already.
+    // Annotated for something else: through the webhook, the hand-written
+    // injector is not the one this pod would get, so admission refuses it.
+    let error = pods
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(sneaky.clone())?,
+        )
+        .await
+        .err()
+        .context("a pod with a look-alike injector was admitted")?;
+    ensure!(
+        error
+            .to_string()
+            .contains("reserved for Keyward's injector"),
+        "the look-alike injector was refused for another reason: {error}"
+    );
+    // Without the opt-in label the webhook never sees it; unseal refuses.
+    sneaky["metadata"]["labels"] = json!({});
     let sneaky: Pod = serde_json::from_value(sneaky)?;
     pods.create(&PostParams::default(), &sneaky).await?;
     let denied = pods::wait_for_completion(&pods, "sneaky", Duration::from_secs(120)).await?;
