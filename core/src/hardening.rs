@@ -32,10 +32,13 @@ pub struct HardeningError {
 /// inherited across `exec` (`keyward-webhook exec-env` does not call this).
 pub fn harden_process(warn: fn(&str)) -> Result<MemoryLock, HardeningError> {
     disable_core_dumps()?;
-    locked::enable(Box::new(move |refusal| warn(&refusal_message(refusal))));
-    drop(locked::Locked::<[u8; 32]>::zeroed(
-        "the start-up check buffer",
-    ));
+    // Elsewhere there is no mlock: `memory_lock()` says nothing is locked.
+    if cfg!(unix) {
+        locked::enable(Box::new(move |refusal| warn(&refusal_message(refusal))));
+        drop(locked::Locked::<[u8; 32]>::zeroed(
+            "the start-up check buffer",
+        ));
+    }
     Ok(memory_lock())
 }
 

@@ -15,7 +15,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
 use tokio::runtime::Handle;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Why the in-cluster keyring could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -159,11 +159,11 @@ pub async fn load_or_create_root_key(
 ) -> Result<RootKey> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     if let Some(secret) = api.get_opt(name).await? {
-        return root_key_from(&secret, namespace, name);
+        return root_key_from(secret, namespace, name);
     }
     let mut key = Zeroizing::new(vec![0u8; 32]);
     keyward_core::crypto::fill_random(&mut key);
-    let secret = Secret {
+    let mut secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(namespace.to_owned()),
@@ -182,8 +182,11 @@ pub async fn load_or_create_root_key(
         type_: Some("Opaque".into()),
         ..Secret::default()
     };
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => {
+    let created = api.create(&PostParams::default(), &secret).await;
+    wipe(&mut secret);
+    match created {
+        Ok(mut created) => {
+            wipe(&mut created);
             tracing::info!(
                 namespace,
                 name,
@@ -194,24 +197,35 @@ pub async fn load_or_create_root_key(
         // Another replica created it first: use theirs.
         Err(e) if SecretBackend::is_conflict(&e) => {
             let secret = api.get(name).await?;
-            root_key_from(&secret, namespace, name)
+            root_key_from(secret, namespace, name)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-fn root_key_from(secret: &Secret, namespace: &str, name: &str) -> Result<RootKey> {
-    let bytes = secret
+fn root_key_from(mut secret: Secret, namespace: &str, name: &str) -> Result<RootKey> {
+    let key = match secret
         .data
         .as_ref()
         .and_then(|data| data.get(ROOT_KEY_ITEM))
-        .ok_or_else(|| {
-            Error::Keyring(format!(
-                "Secret {namespace}/{name} has no `{ROOT_KEY_ITEM}` item; restore it from backup"
-            ))
-        })?;
-    RootKey::from_bytes(&bytes.0)
-        .map_err(|e| Error::Keyring(format!("Secret {namespace}/{name}: {e}")))
+    {
+        Some(bytes) => RootKey::from_bytes(&bytes.0)
+            .map_err(|e| Error::Keyring(format!("Secret {namespace}/{name}: {e}"))),
+        None => Err(Error::Keyring(format!(
+            "Secret {namespace}/{name} has no `{ROOT_KEY_ITEM}` item; restore it from backup"
+        ))),
+    };
+    wipe(&mut secret);
+    key
+}
+
+/// Wipes the data of a root-key Secret read or written here before it is
+/// freed. The API client's own request and response buffers are beyond
+/// reach; this leaves no copy in the objects this process owns.
+fn wipe(secret: &mut Secret) {
+    for value in secret.data.iter_mut().flat_map(|data| data.values_mut()) {
+        value.0.zeroize();
+    }
 }
 
 /// The local provider over the in-cluster keyring, initialising an empty
@@ -236,7 +250,7 @@ pub async fn local_provider(
 pub async fn load_root_key(client: Client, namespace: &str, name: &str) -> Result<RootKey> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     match api.get_opt(name).await? {
-        Some(secret) => root_key_from(&secret, namespace, name),
+        Some(secret) => root_key_from(secret, namespace, name),
         None => Err(Error::Keyring(format!(
             "Secret {namespace}/{name} does not exist; the operator creates it on start"
         ))),
