@@ -27,6 +27,8 @@ use zeroize::Zeroize;
 pub(crate) struct Locked<T: ?Sized + Zeroize> {
     data: Box<T>,
     locked: bool,
+    /// What the buffer holds, for the warning if it cannot be locked.
+    what: &'static str,
 }
 
 impl<const N: usize> Locked<[u8; N]> {
@@ -51,6 +53,7 @@ impl<T: ?Sized + Zeroize> Locked<T> {
         let mut this = Locked {
             data,
             locked: false,
+            what,
         };
         let (start, len) = this.block();
         this.locked = len > 0 && lock_span(start, len, what);
@@ -77,7 +80,7 @@ impl<T: ?Sized + Zeroize> Locked<T> {
 
 impl<const N: usize> Clone for Locked<[u8; N]> {
     fn clone(&self) -> Self {
-        let mut copy = Self::zeroed("a copy of a key");
+        let mut copy = Self::zeroed(self.what);
         copy.data.copy_from_slice(&self.data[..]);
         copy
     }
@@ -85,7 +88,7 @@ impl<const N: usize> Clone for Locked<[u8; N]> {
 
 impl Clone for Locked<[u8]> {
     fn clone(&self) -> Self {
-        Self::copy_of(&self.data, "a copy of secret bytes")
+        Self::copy_of(&self.data, self.what)
     }
 }
 
