@@ -36,7 +36,7 @@ pub fn harden_process(warn: fn(&str)) -> Result<MemoryLock, HardeningError> {
     if cfg!(unix) {
         locked::enable(Box::new(move |refusal| warn(&refusal_message(refusal))));
         drop(locked::Locked::<[u8; 32]>::zeroed(
-            "the start-up check buffer",
+            "key buffers at start-up",
         ));
     }
     Ok(memory_lock())
@@ -82,19 +82,23 @@ fn kib(bytes: u64) -> String {
     format!("{} KiB", bytes / 1024)
 }
 
+fn limit_text(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), kib)
+}
+
 fn refusal_message(refusal: &locked::Refusal) -> String {
-    let locked_now = kib(memory_lock().locked_bytes);
-    let limit = match memlock_limit() {
-        Some(limit) => format!("the memlock limit is {}", kib(limit)),
-        None => "the memlock limit is unlimited".to_owned(),
-    };
+    let now = memory_lock();
     format!(
-        "could not lock {} ({} bytes) into RAM: {}; {limit} and {locked_now} are locked. \
+        "could not lock {} into RAM ({} bytes): {}; the memlock limit is {} and {} are locked. \
          Key material and secret values may be swapped to disk; everything else works. \
          To allow it, raise the memlock limit the process starts with (`ulimit -l`; in a \
          cluster, the container runtime's, e.g. LimitMEMLOCK= in containerd's systemd unit) \
          or run it with CAP_IPC_LOCK. Later refusals are not reported.",
-        refusal.what, refusal.bytes, refusal.error
+        refusal.what,
+        refusal.bytes,
+        refusal.error,
+        limit_text(now.limit),
+        kib(now.locked_bytes)
     )
 }
 
@@ -107,6 +111,8 @@ pub struct MemoryLock {
     pub refused: u64,
     /// Bytes (whole pages) locked now.
     pub locked_bytes: u64,
+    /// The soft memlock limit in bytes (`None`: unlimited).
+    pub limit: Option<u64>,
 }
 
 impl MemoryLock {
@@ -119,17 +125,16 @@ impl MemoryLock {
 
 impl fmt::Display for MemoryLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (locked, limit) = (kib(self.locked_bytes), limit_text(self.limit));
         match (self.enabled, self.refused) {
             (false, _) => f.write_str("key buffers not locked in RAM"),
             (true, 0) => write!(
                 f,
-                "key buffers locked in RAM ({} locked now)",
-                kib(self.locked_bytes)
+                "key buffers locked in RAM ({locked} now, memlock limit {limit})"
             ),
             (true, refused) => write!(
                 f,
-                "{refused} key buffers could not be locked in RAM ({} locked now)",
-                kib(self.locked_bytes)
+                "{refused} key buffers could not be locked in RAM ({locked} now, memlock limit {limit})"
             ),
         }
     }
@@ -142,5 +147,6 @@ pub fn memory_lock() -> MemoryLock {
         enabled: state.enabled,
         refused: state.refused,
         locked_bytes: (state.pages * locked::page_size()) as u64,
+        limit: memlock_limit(),
     }
 }

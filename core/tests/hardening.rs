@@ -107,6 +107,6 @@ fn hardening_disables_core_dumps_and_locks_secrets_or_says_why_not() {
     assert_eq!(status.refused, 2);
     assert_eq!(
         status.to_string(),
-        "2 key buffers could not be locked in RAM (0 KiB locked now)"
+        "2 key buffers could not be locked in RAM (0 KiB now, memlock limit 0 KiB)"
     );
 }
