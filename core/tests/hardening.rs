@@ -5,11 +5,11 @@
 //! are per thread).
 #![cfg(target_os = "linux")]
 
+mod memlock_limit;
+
 use keyward_core::hardening::{harden_process, memory_lock};
 use keyward_core::{Dek, SecretBytes};
-use rustix::process::{
-    DumpableBehavior, Resource, Rlimit, dumpable_behavior, getrlimit, setrlimit,
-};
+use rustix::process::{DumpableBehavior, Resource, dumpable_behavior, getrlimit};
 use std::sync::Mutex;
 
 static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -76,18 +76,7 @@ fn hardening_disables_core_dumps_and_locks_secrets_or_says_why_not() {
 
     // Now the kernel refuses: no CAP_IPC_LOCK (root has it) and no
     // allowance. The values still work; one warning says what to do.
-    let mut caps = rustix::thread::capabilities(None).unwrap();
-    caps.effective -= rustix::thread::CapabilitySet::IPC_LOCK;
-    rustix::thread::set_capabilities(None, caps).unwrap();
-    let hard = getrlimit(Resource::Memlock).maximum;
-    setrlimit(
-        Resource::Memlock,
-        Rlimit {
-            current: Some(0),
-            maximum: hard,
-        },
-    )
-    .unwrap();
+    memlock_limit::limit_locking_to(0);
     let refused = SecretBytes::from(&b"not lockable"[..]);
     let also = Dek::from_slice(&[7; 32]).unwrap();
     assert_eq!(refused.expose(), b"not lockable");

@@ -6,11 +6,13 @@
 //! `cargo test -p keyward-core --test memlock_footprint -- --ignored --nocapture`
 #![cfg(target_os = "linux")]
 
+mod memlock_limit;
+
 use keyward_core::Dek;
 use keyward_core::hardening::{harden_process, memory_lock};
 use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
 use keyward_core::provider::{DekCache, KeyAlgorithm, KeyProvider, KeySpec, WrapContext};
-use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+use rustix::process::{Resource, getrlimit};
 use std::time::Duration;
 
 fn status(field: &str) -> String {
@@ -73,6 +75,14 @@ async fn fill(dir: &std::path::Path, deks: usize) {
     report(&format!("DEK cache: {deks} data keys"));
 }
 
+fn new_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 #[ignore = "a measurement; run with --ignored --nocapture"]
 fn what_a_webhook_like_process_locks() {
@@ -87,11 +97,7 @@ fn what_a_webhook_like_process_locks() {
     RootKey::generate()
         .save_new(&dir.path().join("root.key"))
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = new_runtime();
     runtime.block_on(async {
         let root = RootKey::load(&dir.path().join("root.key")).unwrap();
         let store = KeyringStore::new(dir.path(), root);
@@ -116,25 +122,9 @@ fn what_a_webhook_like_process_locks() {
     report("all dropped");
 
     println!("--- 64 KiB memlock limit, no CAP_IPC_LOCK (an older systemd's default)");
-    let mut caps = rustix::thread::capabilities(None).unwrap();
-    caps.effective -= rustix::thread::CapabilitySet::IPC_LOCK;
-    caps.permitted -= rustix::thread::CapabilitySet::IPC_LOCK;
-    // Per thread: the runtime's threads are started after this.
-    rustix::thread::set_capabilities(None, caps).unwrap();
-    let hard = getrlimit(Resource::Memlock).maximum;
-    setrlimit(
-        Resource::Memlock,
-        Rlimit {
-            current: Some(64 * 1024),
-            maximum: hard,
-        },
-    )
-    .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    // Before the runtime, whose threads inherit it.
+    memlock_limit::limit_locking_to(64 * 1024);
+    let runtime = new_runtime();
     runtime.block_on(fill(dir.path(), 1000));
     drop(runtime);
     report("all dropped");
