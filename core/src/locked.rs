@@ -159,12 +159,17 @@ fn lock_span(start: *const u8, len: usize, what: &'static str) -> bool {
         return false;
     }
     let mut pages = PAGES.lock().unwrap_or_else(PoisonError::into_inner);
-    // SAFETY: `start..start + len` is one live allocation owned by the
-    // caller. The kernel rounds the range out to whole pages, which are
-    // mapped since the allocation lies in them, and only pins them in RAM:
-    // no byte is read or written. Pages already locked are locked again,
-    // which the kernel counts once.
-    let result = unsafe { sys::lock(start, len) };
+    // Pages that already hold a locked buffer need no system call.
+    let result = if pages_of(start, len).all(|page| pages.contains_key(&page)) {
+        Ok(())
+    } else {
+        // SAFETY: `start..start + len` is one live allocation owned by the
+        // caller. The kernel rounds the range out to whole pages, which are
+        // mapped since the allocation lies in them, and only pins them in
+        // RAM: no byte is read or written. Pages already locked are locked
+        // again, which the kernel counts once.
+        unsafe { sys::lock(start, len) }
+    };
     match result {
         Ok(()) => {
             for page in pages_of(start, len) {
