@@ -272,3 +272,37 @@ pub async fn open_local_provider(
         root,
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_key_secret(bytes: &[u8]) -> Secret {
+        Secret {
+            data: Some([(ROOT_KEY_ITEM.to_owned(), ByteString(bytes.to_vec()))].into()),
+            ..Secret::default()
+        }
+    }
+
+    /// `Vec::zeroize` zeroes the whole allocation and then empties it.
+    #[test]
+    fn wiping_empties_every_item_in_place() {
+        let mut secret = root_key_secret(&[0xAB; 32]);
+        wipe(&mut secret);
+        let item = &secret.data.unwrap()[ROOT_KEY_ITEM].0;
+        assert!(item.is_empty() && item.capacity() == 32);
+    }
+
+    #[test]
+    fn a_root_key_is_read_from_its_item_and_a_missing_one_named() {
+        let key = root_key_from(root_key_secret(&[7; 32]), "ns", "root").unwrap();
+        assert_eq!(format!("{key:?}"), "RootKey(<redacted>)");
+        let error = root_key_from(Secret::default(), "ns", "root").unwrap_err();
+        assert!(
+            error.to_string().contains("restore it from backup"),
+            "{error}"
+        );
+        let error = root_key_from(root_key_secret(&[7; 31]), "ns", "root").unwrap_err();
+        assert!(error.to_string().contains("32 bytes"), "{error}");
+    }
+}
