@@ -23,6 +23,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if holds_secrets(&cli.command)
+        && let Err(error) =
+            keyward_core::hardening::harden_process(|warning| eprintln!("warning: {warning}"))
+    {
+        return fail(&error.into());
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,6 +56,19 @@ fn main() -> ExitCode {
             }
             code
         }
+    }
+}
+
+/// Commands that hold plaintext, key material or a Kubernetes token run
+/// without core dumps and with their secrets locked in RAM where allowed.
+fn holds_secrets(command: &Command) -> bool {
+    match command {
+        Command::Seal(_)
+        | Command::Unseal(_)
+        | Command::Local(_)
+        | Command::Cluster(_)
+        | Command::Rewrap(_) => true,
+        Command::Inspect(_) | Command::Audit(_) => false,
     }
 }
 

@@ -2,12 +2,15 @@
 //! `local` provider and the secret-memory types they share.
 //!
 //! Nothing here talks to Kubernetes; the operator, webhook and CLI build on it.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: `locked`, which calls `mlock`, is the one exception.
+#![deny(unsafe_code)]
 
 pub mod audit;
 pub mod crypto;
 pub mod envelope;
+pub mod hardening;
 pub mod local;
+mod locked;
 pub mod provider;
 pub mod secret;
 

@@ -15,7 +15,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
 use tokio::runtime::Handle;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Why the in-cluster keyring could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -159,11 +159,11 @@ pub async fn load_or_create_root_key(
 ) -> Result<RootKey> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     if let Some(secret) = api.get_opt(name).await? {
-        return root_key_from(&secret, namespace, name);
+        return root_key_from(secret, namespace, name);
     }
     let mut key = Zeroizing::new(vec![0u8; 32]);
     keyward_core::crypto::fill_random(&mut key);
-    let secret = Secret {
+    let mut secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(namespace.to_owned()),
@@ -182,8 +182,11 @@ pub async fn load_or_create_root_key(
         type_: Some("Opaque".into()),
         ..Secret::default()
     };
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => {
+    let created = api.create(&PostParams::default(), &secret).await;
+    wipe(&mut secret);
+    match created {
+        Ok(mut created) => {
+            wipe(&mut created);
             tracing::info!(
                 namespace,
                 name,
@@ -194,24 +197,35 @@ pub async fn load_or_create_root_key(
         // Another replica created it first: use theirs.
         Err(e) if SecretBackend::is_conflict(&e) => {
             let secret = api.get(name).await?;
-            root_key_from(&secret, namespace, name)
+            root_key_from(secret, namespace, name)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-fn root_key_from(secret: &Secret, namespace: &str, name: &str) -> Result<RootKey> {
-    let bytes = secret
+fn root_key_from(mut secret: Secret, namespace: &str, name: &str) -> Result<RootKey> {
+    let key = match secret
         .data
         .as_ref()
         .and_then(|data| data.get(ROOT_KEY_ITEM))
-        .ok_or_else(|| {
-            Error::Keyring(format!(
-                "Secret {namespace}/{name} has no `{ROOT_KEY_ITEM}` item; restore it from backup"
-            ))
-        })?;
-    RootKey::from_bytes(&bytes.0)
-        .map_err(|e| Error::Keyring(format!("Secret {namespace}/{name}: {e}")))
+    {
+        Some(bytes) => RootKey::from_bytes(&bytes.0)
+            .map_err(|e| Error::Keyring(format!("Secret {namespace}/{name}: {e}"))),
+        None => Err(Error::Keyring(format!(
+            "Secret {namespace}/{name} has no `{ROOT_KEY_ITEM}` item; restore it from backup"
+        ))),
+    };
+    wipe(&mut secret);
+    key
+}
+
+/// Wipes the data of a root-key Secret read or written here before it is
+/// freed. The API client's own request and response buffers are beyond
+/// reach; this leaves no copy in the objects this process owns.
+fn wipe(secret: &mut Secret) {
+    for value in secret.data.iter_mut().flat_map(|data| data.values_mut()) {
+        value.0.zeroize();
+    }
 }
 
 /// The local provider over the in-cluster keyring, initialising an empty
@@ -236,7 +250,7 @@ pub async fn local_provider(
 pub async fn load_root_key(client: Client, namespace: &str, name: &str) -> Result<RootKey> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     match api.get_opt(name).await? {
-        Some(secret) => root_key_from(&secret, namespace, name),
+        Some(secret) => root_key_from(secret, namespace, name),
         None => Err(Error::Keyring(format!(
             "Secret {namespace}/{name} does not exist; the operator creates it on start"
         ))),
@@ -257,4 +271,38 @@ pub async fn open_local_provider(
         Box::new(backend),
         root,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_key_secret(bytes: &[u8]) -> Secret {
+        Secret {
+            data: Some([(ROOT_KEY_ITEM.to_owned(), ByteString(bytes.to_vec()))].into()),
+            ..Secret::default()
+        }
+    }
+
+    /// `Vec::zeroize` zeroes the whole allocation and then empties it.
+    #[test]
+    fn wiping_empties_every_item_in_place() {
+        let mut secret = root_key_secret(&[0xAB; 32]);
+        wipe(&mut secret);
+        let item = &secret.data.unwrap()[ROOT_KEY_ITEM].0;
+        assert!(item.is_empty() && item.capacity() == 32);
+    }
+
+    #[test]
+    fn a_root_key_is_read_from_its_item_and_a_missing_one_named() {
+        let key = root_key_from(root_key_secret(&[7; 32]), "ns", "root").unwrap();
+        assert_eq!(format!("{key:?}"), "RootKey(<redacted>)");
+        let error = root_key_from(Secret::default(), "ns", "root").unwrap_err();
+        assert!(
+            error.to_string().contains("restore it from backup"),
+            "{error}"
+        );
+        let error = root_key_from(root_key_secret(&[7; 31]), "ns", "root").unwrap_err();
+        assert!(error.to_string().contains("32 bytes"), "{error}");
+    }
 }

@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    // Before the root key and keyring exist (keyward_memory_locked).
+    let memory = keyward_core::hardening::harden_process(|warning| tracing::warn!("{warning}"))?;
+    tracing::info!("core dumps disabled; {memory}");
     let config = Config::parse();
     // A standby only connects the providers once elected: check the flags
     // now, so a typo stops every replica at start instead of the next leader.

@@ -215,6 +215,13 @@ impl Metrics {
             );
         }
         drop(expiry);
+        out.push_str("# HELP keyward_memory_locked 1 while every key and value buffer of this process is locked in RAM.\n");
+        out.push_str("# TYPE keyward_memory_locked gauge\n");
+        let _ = writeln!(
+            out,
+            "keyward_memory_locked {}",
+            u8::from(keyward_core::hardening::memory_lock().all_locked())
+        );
         out.push_str("# HELP keyward_leader 1 while this replica holds the leader Lease.\n");
         out.push_str("# TYPE keyward_leader gauge\n");
         let _ = writeln!(
@@ -297,6 +304,8 @@ mod tests {
         assert!(text.contains("keyward_key_expiry_seconds{namespace=\"apps\",name=\"db\"} 42\n"));
         assert!(!text.contains("gone"));
         assert!(text.contains("keyward_leader 1\n"));
+        // Not hardened in this test process.
+        assert!(text.contains("# TYPE keyward_memory_locked gauge\nkeyward_memory_locked 0\n"));
         metrics.provider_call();
         metrics.provider_call_by_op("describe_key", std::time::Duration::from_millis(500));
         metrics.api_request("list");

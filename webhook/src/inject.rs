@@ -48,23 +48,17 @@ enum Attempt {
     Fatal(anyhow::Error),
 }
 
-pub fn disable_core_dumps() -> Result<()> {
-    use rustix::process::{Resource, Rlimit, setrlimit};
-    setrlimit(
-        Resource::Core,
-        Rlimit {
-            current: Some(0),
-            maximum: Some(0),
-        },
-    )
-    .context("cannot disable core dumps (setrlimit RLIMIT_CORE)")?;
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .context("cannot mark the process non-dumpable")?;
+/// The injector holds the pod's plaintext: no core dumps, values locked
+/// in RAM where allowed (`keyward_core::hardening`).
+fn harden() -> Result<()> {
+    keyward_core::hardening::harden_process(|warning| {
+        eprintln!("keyward-inject: warning: {warning}");
+    })?;
     Ok(())
 }
 
 pub async fn run(config: &InjectConfig) -> Result<()> {
-    disable_core_dumps()?;
+    harden()?;
     for name in &config.secrets {
         check_file_name(name).with_context(|| format!("SealedSecret name `{name}`"))?;
     }

@@ -434,6 +434,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("keyward_webhook=info")),
         )
         .init();
+    // Before the root key, keyring and DEK cache exist (keyward_memory_locked).
+    let memory = keyward_core::hardening::harden_process(|warning| tracing::warn!("{warning}"))?;
+    tracing::info!("core dumps disabled; {memory}");
     let provider_timeout = Duration::try_from_secs_f64(args.provider_timeout_seconds)
         .ok()
         .filter(|t| !t.is_zero())

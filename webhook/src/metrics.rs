@@ -387,6 +387,13 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP keyward_memory_locked 1 while every key and value buffer of this process is locked in RAM.\n\
+             # TYPE keyward_memory_locked gauge\n\
+             keyward_memory_locked {}",
+            u8::from(keyward_core::hardening::memory_lock().all_locked())
+        );
+        let _ = writeln!(
+            out,
             "# HELP keyward_open_connections TLS connections open, by listener.\n\
              # TYPE keyward_open_connections gauge"
         );
@@ -544,6 +551,8 @@ mod tests {
             "keyward_requests_shed_total{listener=\"api\"} 1\n",
             "keyward_request_timeouts_total{listener=\"admission\"} 1\n",
             "keyward_pre_auth_limited_total{scope=\"source\"} 1\n",
+            // Not hardened in this test process.
+            "# TYPE keyward_memory_locked gauge\nkeyward_memory_locked 0\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

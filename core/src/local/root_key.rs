@@ -1,3 +1,4 @@
+use crate::locked::Locked;
 use crate::provider::ProviderError;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -7,25 +8,30 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 /// The 256-bit key the local keyring file is encrypted under. Stored as one
-/// line of base64; in a cluster it comes from a Kubernetes Secret.
+/// line of base64; in a cluster it comes from a Kubernetes Secret. Held in
+/// a locked block of its own, like every key ([`crate::secret`]).
 #[derive(Clone)]
-pub struct RootKey(Zeroizing<[u8; 32]>);
+pub struct RootKey(Locked<[u8; 32]>);
 
 impl RootKey {
+    const WHAT: &str = "the keyring's root key";
+
     pub fn generate() -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        crate::crypto::fill_random(&mut key[..]);
+        let mut key = Locked::zeroed(Self::WHAT);
+        crate::crypto::fill_random(key.expose_mut());
         RootKey(key)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProviderError> {
-        let array: [u8; 32] = bytes.try_into().map_err(|_| {
-            ProviderError::InvalidRequest(format!(
+        if bytes.len() != 32 {
+            return Err(ProviderError::InvalidRequest(format!(
                 "a root key is 32 bytes, this one has {}",
                 bytes.len()
-            ))
-        })?;
-        Ok(RootKey(Zeroizing::new(array)))
+            )));
+        }
+        let mut key = Locked::zeroed(Self::WHAT);
+        key.expose_mut().copy_from_slice(bytes);
+        Ok(RootKey(key))
     }
 
     /// Accepts the base64 text written by [`RootKey::save_new`].
@@ -72,13 +78,16 @@ impl RootKey {
                 io_error(e)
             }
         })?;
-        let text = Zeroizing::new(format!("{}\n", STANDARD.encode(&self.0[..])));
+        // Encoded straight into a buffer of the final size: no unwiped copy.
+        let mut text = Zeroizing::new(String::with_capacity(45));
+        STANDARD.encode_string(self.expose(), &mut text);
+        text.push('\n');
         file.write_all(text.as_bytes()).map_err(io_error)?;
         file.sync_all().map_err(io_error)
     }
 
     pub(crate) fn expose(&self) -> &[u8; 32] {
-        &self.0
+        self.0.expose()
     }
 }
 

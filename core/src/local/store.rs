@@ -18,6 +18,7 @@ use super::keyring::{FORMAT, Keyring};
 use super::root_key::RootKey;
 use crate::crypto;
 use crate::provider::{ProviderError, Result};
+use crate::secret::to_json_wiped;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockWriteGuard};
@@ -234,9 +235,7 @@ impl KeyringStore {
     }
 
     fn json(&self, ring: &Keyring) -> Result<Zeroizing<Vec<u8>>> {
-        Ok(Zeroizing::new(
-            serde_json::to_vec(ring).map_err(|e| self.storage(e))?,
-        ))
+        to_json_wiped(ring).map_err(|e| self.storage(e))
     }
 
     /// Runs `view` on the current keyring. Versions whose deletion is due
@@ -322,7 +321,7 @@ impl KeyringStore {
     }
 
     fn encode(&self, ring: &Keyring) -> Result<Vec<u8>> {
-        let json = Zeroizing::new(serde_json::to_vec(ring).map_err(|e| self.storage(e))?);
+        let json = self.json(ring)?;
         let mut header = MAGIC.to_vec();
         header.push(FILE_VERSION);
         let nonce = crypto::random_nonce();
