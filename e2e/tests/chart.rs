@@ -571,7 +571,8 @@ async fn optional_objects(client: &Client, ns: &str, names: &Names, helm: &Helm)
                 "KeywardRotationFailed",
                 "KeywardUnsealDenialsSpike",
                 "KeywardDecryptRateAnomaly",
-                "KeywardAuditWriteFailing"
+                "KeywardAuditWriteFailing",
+                "KeywardMemoryNotLocked"
             ],
         "alerts {alerts:?}"
     );
