@@ -11,7 +11,7 @@
 //! on the injector's name.
 
 use crate::annotations as a;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Volume, VolumeMount};
 
 /// `Err` is the whole admission message, saying what to change.
 pub fn check(pod: &Pod) -> Result<(), String> {
@@ -27,23 +27,23 @@ pub fn check(pod: &Pod) -> Result<(), String> {
         .filter(|v| projects_keyward_token(v))
         .map(|v| v.name.as_str())
         .collect();
-    for (kind, container) in containers(spec) {
-        let injector = kind == Kind::Init && container.name == a::INIT_CONTAINER;
-        if container.name == a::INIT_CONTAINER && !injector {
+    for (kind, name, mounts) in containers(spec) {
+        let injector = kind == Kind::Init && name == a::INIT_CONTAINER;
+        if name == a::INIT_CONTAINER && !injector {
             return Err(format!(
                 "the container name `{}` is reserved for Keyward's injector; rename the {} container",
                 a::INIT_CONTAINER,
                 kind.as_str()
             ));
         }
-        for mount in container.volume_mounts.as_deref().unwrap_or_default() {
+        for mount in mounts {
             if !injector && tokens.contains(&mount.name.as_str()) {
                 return Err(format!(
                     "{} container `{}` mounts volume `{}`, which holds the token Keyward's injector \
                      unseals with (audience `{}`); only the injector may mount it. Remove the \
                      mount: the app reads its secrets from the files the injector writes",
                     kind.as_str(),
-                    container.name,
+                    name,
                     mount.name,
                     a::AUDIENCE
                 ));
@@ -52,7 +52,7 @@ pub fn check(pod: &Pod) -> Result<(), String> {
                 return Err(format!(
                     "ephemeral container `{}` mounts volume `{}`, which holds the pod's \
                      unsealed secrets; debug without mounting it",
-                    container.name, mount.name
+                    name, mount.name
                 ));
             }
         }
@@ -157,26 +157,28 @@ impl Kind {
     }
 }
 
-/// Every container of the pod with its kind; ephemeral containers are
-/// converted to the fields checked here (name and mounts).
-fn containers(spec: &PodSpec) -> Vec<(Kind, Container)> {
-    let app = spec.containers.iter().map(|c| (Kind::App, c.clone()));
+/// Every container of the pod with its kind, name and mounts (the
+/// ephemeral ones are another type with the same fields).
+fn containers(spec: &PodSpec) -> Vec<(Kind, &str, &[VolumeMount])> {
+    let app = spec.containers.iter().map(|c| (Kind::App, c));
     let init = spec
         .init_containers
         .iter()
         .flatten()
-        .map(|c| (Kind::Init, c.clone()));
-    let ephemeral = spec.ephemeral_containers.iter().flatten().map(|e| {
-        (
-            Kind::Ephemeral,
-            Container {
-                name: e.name.clone(),
-                volume_mounts: e.volume_mounts.clone(),
-                ..Container::default()
-            },
-        )
-    });
-    app.chain(init).chain(ephemeral).collect()
+        .map(|c| (Kind::Init, c));
+    let regular = app
+        .chain(init)
+        .map(|(kind, c)| (kind, c.name.as_str(), mounts(&c.volume_mounts)));
+    let ephemeral = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|e| (Kind::Ephemeral, e.name.as_str(), mounts(&e.volume_mounts)));
+    regular.chain(ephemeral).collect()
+}
+
+fn mounts(list: &Option<Vec<VolumeMount>>) -> &[VolumeMount] {
+    list.as_deref().unwrap_or_default()
 }
 
 #[cfg(test)]
