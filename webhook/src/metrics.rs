@@ -56,6 +56,7 @@ pub struct Metrics {
     // Per listener (`admission`, `api`).
     open_connections: Mutex<BTreeMap<&'static str, u64>>,
     connections_refused: Mutex<BTreeMap<&'static str, u64>>,
+    connections_displaced: Mutex<BTreeMap<&'static str, u64>>,
     connection_timeouts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     requests_shed: Mutex<BTreeMap<&'static str, u64>>,
     request_timeouts: Mutex<BTreeMap<&'static str, u64>>,
@@ -104,6 +105,7 @@ impl Metrics {
             audit_write_failures: AtomicU64::new(0),
             open_connections: Mutex::new(BTreeMap::new()),
             connections_refused: Mutex::new(BTreeMap::new()),
+            connections_displaced: Mutex::new(BTreeMap::new()),
             connection_timeouts: Mutex::new(BTreeMap::new()),
             requests_shed: Mutex::new(BTreeMap::new()),
             request_timeouts: Mutex::new(BTreeMap::new()),
@@ -202,9 +204,15 @@ impl Metrics {
         *count = count.saturating_sub(1);
     }
 
-    /// A connection closed at accept because the listener was full.
+    /// A connection closed at accept because the listener (or its source)
+    /// was full.
     pub fn connection_refused(&self, listener: &'static str) {
         bump(&self.connections_refused, listener);
+    }
+
+    /// An idle connection closed to make room for a new one.
+    pub fn connection_displaced(&self, listener: &'static str) {
+        bump(&self.connections_displaced, listener);
     }
 
     /// A connection closed by a timeout; `phase`: `tls_handshake`,
@@ -279,6 +287,9 @@ impl Metrics {
     }
     pub fn connections_refused(&self, listener: &str) -> u64 {
         read(&self.connections_refused, listener)
+    }
+    pub fn connections_displaced(&self, listener: &str) -> u64 {
+        read(&self.connections_displaced, listener)
     }
     pub fn connection_timeouts(&self, listener: &str, phase: &str) -> u64 {
         let map = self
@@ -411,9 +422,16 @@ impl Metrics {
         counter_family(
             &mut out,
             "keyward_connections_refused_total",
-            "Connections closed at accept because the listener had its maximum open.",
+            "Connections closed at accept because the listener, or their source address, had its maximum open.",
             "listener",
             &self.connections_refused,
+        );
+        counter_family(
+            &mut out,
+            "keyward_connections_displaced_total",
+            "Idle connections closed to make room for a new one when the listener was full.",
+            "listener",
+            &self.connections_displaced,
         );
         let _ = writeln!(
             out,

@@ -4,8 +4,8 @@
 
 mod idle;
 mod listener;
-mod per_source;
 mod pre_auth;
+mod slots;
 
 pub use listener::{ServerLimits, serve_tls};
 pub use pre_auth::PreAuthLimits;

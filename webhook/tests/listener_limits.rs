@@ -8,7 +8,7 @@ mod common;
 
 use axum::Router;
 use axum::routing::{get, post};
-use common::{connect, tls_stream};
+use common::{connect, tls_stream, tls_stream_from};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
@@ -18,6 +18,7 @@ use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::server::{PreAuthLimits, ServerLimits, api_router_with, serve_tls};
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
 use keyward_webhook::{AppState, admission_router, tls};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -242,6 +243,81 @@ async fn connections_beyond_the_cap_are_refused_while_admission_answers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(request(&api, "GET", "/healthz", vec![]).await.status, 200);
+}
+
+/// Whether the server closes `stream` within `limit`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(limit, stream.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_listener_closes_an_idle_connection_of_its_biggest_source_for_a_newcomer() {
+    let server = serve(
+        slow(Duration::from_millis(1500)),
+        ServerLimits {
+            max_connections: 4,
+            max_connections_per_source: 4,
+            ..limits("t_displace")
+        },
+    )
+    .await;
+    let hog = Ipv4Addr::new(127, 0, 0, 2);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tls_stream_from(hog, server.port, &server.ca_pem)
+                .await
+                .unwrap(),
+        );
+    }
+    // The oldest is busy: a request in flight is never cut off.
+    held[0]
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A newcomer from another address gets in; the oldest idle connection
+    // of the source holding the most (the second) is closed for it.
+    let mut newcomer = tls_stream_from(Ipv4Addr::new(127, 0, 0, 3), server.port, &server.ca_pem)
+        .await
+        .expect("a newcomer gets a slot at the cap");
+    assert!(
+        closed_within(&mut held[1], Duration::from_secs(2)).await,
+        "the oldest idle connection was closed"
+    );
+    newcomer
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 256];
+    let n = newcomer.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let n = held[0].read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "the busy connection's request was answered: {:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert_eq!(metrics().connections_displaced("t_displace"), 1);
+
+    // The hog (3 open) cannot displace the newcomer (1): short of two more.
+    assert!(
+        tls_stream_from(hog, server.port, &server.ca_pem)
+            .await
+            .is_err()
+    );
+    assert_eq!(metrics().connections_refused("t_displace"), 1);
+    assert_eq!(metrics().connections_displaced("t_displace"), 1);
+    assert!(!closed_within(&mut newcomer, Duration::from_millis(300)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

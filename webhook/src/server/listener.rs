@@ -4,18 +4,19 @@
 //! flood on one spends only that one's budget.
 
 use super::idle::IdleTimeout;
-use super::per_source::PerSource;
+use super::slots::{Slot, Slots};
 use crate::metrics::metrics;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -34,7 +35,9 @@ pub struct ServerLimits {
     /// No byte moved either way for this long closes the connection (a
     /// client that stops reading its answer). Must exceed `request_timeout`.
     pub idle_timeout: Duration,
-    /// Open connections beyond this are closed as soon as accepted.
+    /// Open connections at most. At the cap a new connection displaces an
+    /// idle one of the source holding the most (see `slots`), or is closed
+    /// as soon as accepted.
     pub max_connections: usize,
     /// The same for one source address (IPv6 per /64), so one client
     /// cannot hold every slot of `max_connections`.
@@ -147,8 +150,7 @@ pub async fn serve_tls(
     }
     let name = limits.name;
     let acceptor = TlsAcceptor::from(tls);
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let per_source = PerSource::new(limits.max_connections_per_source);
+    let slots = Slots::new(limits.max_connections, limits.max_connections_per_source);
     let app = app
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(Budget {
@@ -175,31 +177,52 @@ pub async fn serve_tls(
                 continue;
             }
         };
-        // Per source first, so a source at its cap spends no global slot.
-        let Some(source_slot) = per_source.try_open(peer) else {
-            metrics().connection_refused(name);
-            drop(tcp);
-            continue;
+        let slot = match slots.try_open(peer) {
+            Ok(opened) => {
+                if opened.displaced_another {
+                    metrics().connection_displaced(name);
+                }
+                opened.slot
+            }
+            Err(_) => {
+                metrics().connection_refused(name);
+                drop(tcp);
+                continue;
+            }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            metrics().connection_refused(name);
-            drop(tcp);
-            continue;
+        let connection = Connection {
+            acceptor: acceptor.clone(),
+            http: http.clone(),
+            app: app.clone(),
+            name,
+            peer,
+            handshake_timeout: limits.tls_handshake_timeout,
+            idle_timeout: limits.idle_timeout,
         };
-        let acceptor = acceptor.clone();
-        let http = http.clone();
-        let service = TowerToHyperService::new(app.clone().map_request(
-            move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            },
-        ));
-        let handshake_timeout = limits.tls_handshake_timeout;
-        let idle_timeout = limits.idle_timeout;
-        tokio::spawn(async move {
-            let _open = OpenConnection::new(name, permit);
-            let _source_slot = source_slot;
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        tokio::spawn(connection.serve(tcp, slot));
+    }
+}
+
+/// What serving one accepted connection needs.
+struct Connection {
+    acceptor: TlsAcceptor,
+    http: hyper::server::conn::http1::Builder,
+    app: Router,
+    name: &'static str,
+    peer: SocketAddr,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Connection {
+    /// The handshake, then requests until the client leaves, a timeout
+    /// fires, or the listener displaces this connection for a newcomer.
+    async fn serve(self, tcp: TcpStream, slot: Slot) {
+        let (name, peer) = (self.name, self.peer);
+        let _open = OpenConnection::new(name);
+        let handshake = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp));
+        let stream = tokio::select! {
+            handshake = handshake => match handshake {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(listener = name, %peer, %error, "TLS handshake failed");
@@ -209,31 +232,53 @@ pub async fn serve_tls(
                     metrics().connection_timeout(name, "tls_handshake");
                     return;
                 }
-            };
-            let io = TokioIo::new(IdleTimeout::new(stream, idle_timeout, name));
-            if let Err(error) = http.serve_connection(io, service).await {
-                if error.is_timeout() {
-                    metrics().connection_timeout(name, "header_read");
-                }
-                tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
+            },
+            () = slot.evicted() => return,
+        };
+        let requests = slot.in_flight_counter();
+        let app = self.app;
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let in_flight = requests.start();
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await;
+                drop(in_flight);
+                response
             }
         });
+        let io = TokioIo::new(IdleTimeout::new(stream, self.idle_timeout, name));
+        let served = self.http.serve_connection(io, service);
+        tokio::pin!(served);
+        let result = tokio::select! {
+            result = served.as_mut() => result,
+            () = slot.evicted() => {
+                if !slot.busy() {
+                    return;
+                }
+                // A request arrived just as it was chosen: answer it first.
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
+        };
+        if let Err(error) = result {
+            if error.is_timeout() {
+                metrics().connection_timeout(name, "header_read");
+            }
+            tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
+        }
     }
 }
 
-/// Holds a connection slot and the open-connections gauge while it lives.
+/// Holds the open-connections gauge up while it lives.
 struct OpenConnection {
     name: &'static str,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl OpenConnection {
-    fn new(name: &'static str, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+    fn new(name: &'static str) -> Self {
         metrics().connection_opened(name);
-        OpenConnection {
-            name,
-            _permit: permit,
-        }
+        OpenConnection { name }
     }
 }
 

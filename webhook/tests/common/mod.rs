@@ -24,6 +24,17 @@ pub async fn tls_stream(
     port: u16,
     ca_pem: &str,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    tls_stream_from(std::net::Ipv4Addr::LOCALHOST, port, ca_pem).await
+}
+
+/// The same from another loopback address, so the server sees another
+/// peer.
+#[allow(dead_code)]
+pub async fn tls_stream_from(
+    from: std::net::Ipv4Addr,
+    port: u16,
+    ca_pem: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -34,7 +45,9 @@ pub async fn tls_stream(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
