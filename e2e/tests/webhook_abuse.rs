@@ -7,11 +7,16 @@
 //! values, the webhook's memory bounded, and the audit log must grow by a
 //! small constant per rejected request.
 //!
-//! The attacker sends from 127.0.0.2-4, `/mutate` comes from 127.0.0.1
-//! and the legitimate unseals from 127.0.1.1-50, so the server sees them as
-//! different peers, as it would see a hostile pod, the API server and the
-//! pods being started. Every phase is bounded in count and
-//! time and gives up cleanly when the server misbehaves.
+//! The idle and slow-header connections come from 200 addresses each
+//! (127.0.2.x, 127.0.3.x: a tenant with many pods, enough to fill the
+//! listener-wide connection cap, not just one address's), the junk from
+//! 127.0.0.2, `/mutate` from 127.0.0.1 and the legitimate unseals from
+//! 127.0.1.1-50, so the server sees them as different peers, as it would
+//! see hostile pods, the API server and the pods being started. The
+//! legitimate calls are measured over a fixed window during which the
+//! flood keeps going (at least its count of requests). Every phase is
+//! bounded in count and time and gives up cleanly when the server
+//! misbehaves.
 //!
 //! The CI test is a small load; the full one (5,000 / 200 / 10,000) prints
 //! the figures of docs/performance.md: `scripts/bench-webhook.sh abuse`.
@@ -51,6 +56,9 @@ struct Scale {
     quiet_unseals: usize,
     /// Opening the idle and slow connections, together.
     open_limit: Duration,
+    /// How long the flood and the measurement under attack last.
+    window: Duration,
+    /// When the flood is given up (its requests then in flight get 30 s).
     flood_limit: Duration,
     /// The attacker threads' nice value (see [`Attacker`]).
     attacker_nice: i32,
@@ -66,14 +74,21 @@ struct Bounds {
 
 const LEGIT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const JUNK_FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-const IDLE_FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
-const SLOW_FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
-/// Injectors' pods: each call comes from the next of these.
-fn injector_sources() -> Vec<IpAddr> {
-    (1..=50)
-        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, i)))
+
+/// `count` loopback addresses 127.0.`block`.1, .2, ...
+fn addresses(block: u8, count: u8) -> Vec<IpAddr> {
+    (1..=count)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, block, i)))
         .collect()
 }
+
+/// Injectors' pods: each call comes from the next of these.
+fn injector_sources() -> Vec<IpAddr> {
+    addresses(1, 50)
+}
+
+/// The hostile tenant's pods holding idle and slow-header connections.
+const ATTACKER_ADDRESSES: u8 = 200;
 const MUTATE_EVERY: Duration = Duration::from_millis(10);
 const UNSEAL_EVERY: Duration = Duration::from_millis(50);
 const SLOW_HEADER_EVERY: Duration = Duration::from_secs(2);
@@ -89,6 +104,7 @@ async fn admission_and_unseal_hold_under_a_small_abuse_load() {
         quiet_mutates: 300,
         quiet_unseals: 60,
         open_limit: Duration::from_secs(20),
+        window: Duration::from_secs(8),
         flood_limit: Duration::from_secs(40),
         attacker_nice: 19,
     };
@@ -115,6 +131,7 @@ async fn admission_and_unseal_hold_under_the_full_abuse_load() {
         quiet_mutates: 1_000,
         quiet_unseals: 200,
         open_limit: Duration::from_secs(120),
+        window: Duration::from_secs(30),
         flood_limit: Duration::from_secs(240),
         // ABUSE_ATTACKER_NICE=0: the attacker competes with the webhook
         // for the same two cores (the report's second row).
@@ -202,6 +219,23 @@ fn until(count: usize, min: usize, within: Duration, stop: &Arc<AtomicBool>) -> 
         deadline: Instant::now() + within,
         stop: stop.clone(),
     }
+}
+
+/// A counter of the webhook's `/metrics` (served on the admission
+/// listener), by its full name with labels.
+async fn webhook_counter(
+    connector: &tokio_rustls::TlsConnector,
+    webhook: &Webhook,
+    series: &str,
+) -> Result<u64> {
+    let mut conn = http::Conn::open(connector, LEGIT, webhook.admission).await?;
+    let (status, body) = conn.get("/metrics").await?;
+    ensure!(status == 200, "/metrics answered {status}");
+    let text = String::from_utf8_lossy(&body);
+    Ok(text
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0))
 }
 
 fn mib(kib: u64) -> u64 {
@@ -309,12 +343,16 @@ async fn measure_abuse(
     let (api, idle_count, slow_count) = (webhook.api, scale.idle, scale.slow);
     let c = connector.clone();
     let idle = attacker
-        .run(async move { attack::idle(&c, IDLE_FROM, api, idle_count, opened_by).await })
+        .run(async move {
+            let from = addresses(2, ATTACKER_ADDRESSES);
+            attack::idle(&c, &from, api, idle_count, opened_by).await
+        })
         .await?;
     let c = connector.clone();
     let slow = attacker
         .run(async move {
-            attack::slow_headers(&c, SLOW_FROM, api, slow_count, SLOW_HEADER_EVERY, opened_by).await
+            let from = addresses(3, ATTACKER_ADDRESSES);
+            attack::slow_headers(&c, &from, api, slow_count, SLOW_HEADER_EVERY, opened_by).await
         })
         .await?;
     println!("ABUSE {} idle connections: {}", scale.name, idle.summary());
@@ -331,11 +369,12 @@ async fn measure_abuse(
     let (flood, (attack_mutates, attack_unseals)) = tokio::join!(
         async {
             let (c, bodies) = (connector.clone(), bodies.clone());
-            let (junk, connections) = (scale.junk, scale.flood_connections);
+            let counts = (scale.junk, scale.flood_connections);
+            let window_ends = Instant::now() + scale.window;
             let until = Instant::now() + scale.flood_limit;
             let flood = attacker
                 .run(async move {
-                    attack::flood(&c, JUNK_FROM, api, &bodies, junk, connections, until).await
+                    attack::flood(&c, JUNK_FROM, api, &bodies, counts, window_ends, until).await
                 })
                 .await;
             flood_done.store(true, Ordering::Relaxed);
@@ -346,8 +385,8 @@ async fn measure_abuse(
             &connector,
             &review,
             request,
-            // Until the flood ends; at least a few samples even if it ends
-            // at once.
+            // Until the flood ends (the window, or later if the server is
+            // slow to take its count); at least a few samples regardless.
             until(
                 usize::MAX,
                 50,
@@ -365,12 +404,20 @@ async fn measure_abuse(
     let flood = flood?;
     let memory_attack = webhook.memory()?;
     let (idle_closed, slow_closed) = (idle.closed_by_server(), slow.closed_by_server());
+    let (idle_refused, slow_refused) = (idle.refused(), slow.refused());
+    let displaced = webhook_counter(
+        &connector,
+        webhook,
+        "keyward_connections_displaced_total{listener=\"api\"}",
+    )
+    .await?;
     let junk_audit = (webhook.audit_bytes() - audit_before)
         .saturating_sub(audit_per_unseal * attack_unseals.ok.len() as u64);
     let junk_log = webhook.log_bytes() - log_before;
     webhook.check_running()?;
 
     // After: the attacker gone, memory should come back down.
+    let (idle_summary, slow_summary) = (idle.summary(), slow.summary());
     drop((idle, slow, attacker));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let memory_after: Memory = webhook.memory()?;
@@ -387,6 +434,10 @@ async fn measure_abuse(
 
     let sent = flood.sent().max(1) as u64;
     let per_junk = junk_audit / sent;
+    println!(
+        "ABUSE {} after the flood: idle attackers {}; slow-header attackers {}; idle connections the unseal listener closed for newcomers: {displaced}",
+        scale.name, idle_summary, slow_summary
+    );
     println!(
         "ABUSE {} junk flood over {} connections: {}",
         scale.name,
@@ -435,7 +486,7 @@ async fn measure_abuse(
         scale.name, scale.attacker_nice
     );
     println!(
-        "| {} (attacker nice {}) | {} → {} | {:.1} → {:.1} ms | {:.1} → {:.1} ms | {} / {} / {} MiB | {} B | {} | {} / {} |",
+        "| {} (attacker nice {}) | {} → {} | {:.1} → {:.1} ms | {:.1} → {:.1} ms | {} / {} / {} MiB | {} B | {} | idle {} closed, {} refused / slow {} closed, {} refused / {} displaced |",
         scale.name,
         scale.attacker_nice,
         load_before,
@@ -450,7 +501,10 @@ async fn measure_abuse(
         per_junk,
         flood.summary(),
         idle_closed,
+        idle_refused,
         slow_closed,
+        slow_refused,
+        displaced,
     );
 
     // What must hold.
@@ -474,6 +528,10 @@ async fn measure_abuse(
         ms(attack_unseals.pct(99)),
         ms(quiet_unseals.pct(99)),
         bounds.slack
+    );
+    ensure!(
+        displaced > 0,
+        "the attack never filled the unseal listener's connection cap (nothing was displaced), so it did not test it"
     );
     ensure!(
         flood.finished,

@@ -4,7 +4,6 @@
 //! connections close when their [`Held`] is dropped.
 
 use super::http::{Conn, connect};
-use futures::StreamExt as _;
 use hyper::body::Bytes;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -17,30 +16,45 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 /// Connections held open: how many were opened at first, and how often
-/// the server has closed one since (each is then opened again, as an
-/// attacker would, so the pressure stays on).
+/// the server has closed or refused one since. Every one of them keeps
+/// trying, as an attacker would, so the pressure stays on: a closed one is
+/// opened again after 200 ms, a refused one after 1 s.
 pub struct Held {
     pub wanted: usize,
+    pub sources: usize,
     pub opened: usize,
-    pub failed: usize,
     pub took: Duration,
-    closed: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// First tries that succeeded, and first tries done at all.
+    opened: AtomicUsize,
+    tried: AtomicUsize,
+    closed: AtomicUsize,
+    refused: AtomicUsize,
 }
 
 impl Held {
     pub fn closed_by_server(&self) -> usize {
-        self.closed.load(Ordering::Relaxed)
+        self.counts.closed.load(Ordering::Relaxed)
+    }
+
+    pub fn refused(&self) -> usize {
+        self.counts.refused.load(Ordering::Relaxed)
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "{} of {} open in {:.1} s ({} failed to open); closed by the server (then reopened) {} times",
+            "{} of {} open from {} addresses after {:.1} s; since then closed by the server {} times, connections refused {} times (each tried again)",
             self.opened,
             self.wanted,
+            self.sources,
             self.took.as_secs_f64(),
-            self.failed,
-            self.closed_by_server()
+            self.closed_by_server(),
+            self.refused()
         )
     }
 }
@@ -55,13 +69,14 @@ impl Drop for Held {
 
 type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
-/// Opens up to `count` connections, 64 handshakes at a time, each given
-/// 10 s, all by `deadline`. Each is handed to `hold`, which returns when
-/// the server closes it; it is then opened again (after a pause, so a
-/// refusing server is not spun on) until the [`Held`] is dropped.
+/// Starts `count` attackers, the `i`th from `sources[i % len]`, each
+/// holding one connection with `hold` (which returns when the server
+/// closes it) and opening it again until the [`Held`] is dropped. Their
+/// first tries go 64 at a time (a burst beyond the listen backlog would
+/// measure the kernel); this returns once all were tried or at `deadline`.
 async fn open_many<F, Fut>(
     connector: &TlsConnector,
-    from: IpAddr,
+    sources: &[IpAddr],
     to: SocketAddr,
     count: usize,
     deadline: Instant,
@@ -72,51 +87,63 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let started = Instant::now();
-    let closed = Arc::new(AtomicUsize::new(0));
-    let (mut tasks, mut failed) = (Vec::with_capacity(count), 0);
-    let mut handshakes = futures::stream::iter(0..count)
-        .map(|_| {
-            let connector = connector.clone();
-            async move {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let limit = left.min(Duration::from_secs(10));
-                tokio::time::timeout(limit, connect(&connector, from, to)).await
-            }
-        })
-        .buffer_unordered(64);
-    while let Some(result) = handshakes.next().await {
-        match result {
-            Ok(Ok(first)) => {
-                let (connector, closed, hold) = (connector.clone(), closed.clone(), hold.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut stream = first;
-                    loop {
-                        hold(stream).await;
-                        closed.fetch_add(1, Ordering::Relaxed);
-                        stream = loop {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            let reopen = connect(&connector, from, to);
-                            if let Ok(Ok(s)) =
-                                tokio::time::timeout(Duration::from_secs(10), reopen).await
-                            {
-                                break s;
-                            }
-                        };
+    let counts = Arc::new(Counts::default());
+    let first_tries = Arc::new(tokio::sync::Semaphore::new(64));
+    let tasks = (0..count)
+        .map(|i| {
+            let from = sources[i % sources.len()];
+            let (connector, counts, hold) = (connector.clone(), counts.clone(), hold.clone());
+            let first_tries = first_tries.clone();
+            tokio::spawn(async move {
+                let first = {
+                    let _turn = first_tries.acquire().await;
+                    let opened = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        connect(&connector, from, to),
+                    )
+                    .await;
+                    counts.tried.fetch_add(1, Ordering::Relaxed);
+                    opened.ok().and_then(Result::ok)
+                };
+                let mut stream = match first {
+                    Some(stream) => {
+                        counts.opened.fetch_add(1, Ordering::Relaxed);
+                        Some(stream)
                     }
-                }));
-            }
-            _ => failed += 1,
-        }
-        if Instant::now() > deadline {
-            break;
-        }
+                    None => {
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                };
+                loop {
+                    match stream.take() {
+                        Some(open) => {
+                            hold(open).await;
+                            counts.closed.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(1)).await,
+                    }
+                    let reopen = connect(&connector, from, to);
+                    match tokio::time::timeout(Duration::from_secs(10), reopen).await {
+                        Ok(Ok(s)) => stream = Some(s),
+                        _ => {
+                            counts.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    while counts.tried.load(Ordering::Relaxed) < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Held {
         wanted: count,
-        opened: tasks.len(),
-        failed,
+        sources: sources.len(),
+        opened: counts.opened.load(Ordering::Relaxed),
         took: started.elapsed(),
-        closed,
+        counts,
         tasks,
     }
 }
@@ -124,14 +151,14 @@ where
 /// TLS connections that never send a byte.
 pub async fn idle(
     connector: &TlsConnector,
-    from: IpAddr,
+    sources: &[IpAddr],
     to: SocketAddr,
     count: usize,
     deadline: Instant,
 ) -> Held {
     open_many(
         connector,
-        from,
+        sources,
         to,
         count,
         deadline,
@@ -147,7 +174,7 @@ pub async fn idle(
 /// never the blank line that ends the headers.
 pub async fn slow_headers(
     connector: &TlsConnector,
-    from: IpAddr,
+    sources: &[IpAddr],
     to: SocketAddr,
     count: usize,
     every: Duration,
@@ -155,7 +182,7 @@ pub async fn slow_headers(
 ) -> Held {
     open_many(
         connector,
-        from,
+        sources,
         to,
         count,
         deadline,
@@ -247,10 +274,10 @@ impl Flood {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         format!(
-            "{} sent, {} of {} answered in {:.1} s{}; {}",
+            "{} sent (at least {} wanted), {} answered, in {:.1} s{}; {}",
             self.sent(),
-            self.answered,
             self.wanted,
+            self.answered,
             self.took.as_secs_f64(),
             if self.finished {
                 ""
@@ -262,17 +289,17 @@ impl Flood {
     }
 }
 
-/// Sends `count` junk requests to `/v1/unseal` over `connections`
-/// keep-alive connections as fast as the server takes them, reconnecting
-/// when the server closes one; each request is given 30 s, the whole flood
-/// until `deadline`.
+/// Sends junk requests to `/v1/unseal` over `connections` keep-alive
+/// connections as fast as the server takes them, reconnecting when the
+/// server closes one: at least `count`, and on until `window_ends`. Each
+/// request is given 30 s, the whole flood until `deadline`.
 pub async fn flood(
     connector: &TlsConnector,
     from: IpAddr,
     to: SocketAddr,
     bodies: &[(&'static str, Bytes)],
-    count: usize,
-    connections: usize,
+    (count, connections): (usize, usize),
+    window_ends: Instant,
     deadline: Instant,
 ) -> Flood {
     let started = Instant::now();
@@ -294,7 +321,8 @@ pub async fn flood(
             let mut conn: Option<Conn> = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count || Instant::now() > deadline {
+                let now = Instant::now();
+                if (i >= count && now >= window_ends) || now > deadline {
                     return;
                 }
                 if conn.as_ref().is_none_or(Conn::is_closed) {

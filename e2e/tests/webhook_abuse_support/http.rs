@@ -73,6 +73,17 @@ impl Conn {
         Ok((status, response.into_body().collect().await?.to_bytes()))
     }
 
+    /// GETs `path`; the status and the whole body.
+    pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes)> {
+        self.sender.ready().await?;
+        let request = hyper::Request::get(path)
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        Ok((status, response.into_body().collect().await?.to_bytes()))
+    }
+
     /// Whether the server (or an error) has closed it.
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
