@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use keyward_webhook::inject::{self, InjectConfig};
 use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::server::{PreAuthLimits, ServerLimits};
+use keyward_webhook::server::{ConnectRate, PreAuthLimits, ServerLimits};
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
 use keyward_webhook::{AppState, admission_router, server, tls};
 use std::path::PathBuf;
@@ -154,6 +154,13 @@ struct LimitArgs {
     admission_max_connections_per_source: usize,
     #[arg(long, default_value_t = ServerLimits::api().max_connections_per_source)]
     api_max_connections_per_source: usize,
+    /// New unseal-API connections one source address may open at once,
+    /// then per second; beyond it they are closed before the TLS
+    /// handshake. 0 per second turns the limit off.
+    #[arg(long, default_value_t = ServerLimits::api().connect_rate_per_source.map_or(0, |r| r.burst))]
+    api_connect_burst_per_source: u32,
+    #[arg(long, default_value_t = ServerLimits::api().connect_rate_per_source.map_or(0.0, |r| r.per_second))]
+    api_connects_per_second_per_source: f64,
     /// Requests in flight per listener; more wait up to the queue time,
     /// then get 503.
     #[arg(long, default_value_t = 64)]
@@ -201,6 +208,7 @@ impl LimitArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             max_connections: self.admission_max_connections,
             max_connections_per_source: self.admission_max_connections_per_source,
+            connect_rate_per_source: None,
             max_in_flight: self.admission_max_in_flight,
             queue_timeout: Duration::from_millis(self.admission_queue_ms),
             request_timeout: Duration::from_secs(self.admission_request_timeout_seconds),
@@ -216,6 +224,12 @@ impl LimitArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             max_connections: self.api_max_connections,
             max_connections_per_source: self.api_max_connections_per_source,
+            connect_rate_per_source: (self.api_connects_per_second_per_source > 0.0).then_some(
+                ConnectRate {
+                    burst: self.api_connect_burst_per_source,
+                    per_second: self.api_connects_per_second_per_source,
+                },
+            ),
             max_in_flight: self.api_max_in_flight,
             queue_timeout: Duration::from_millis(self.api_queue_ms),
             request_timeout: Duration::from_secs(self.api_request_timeout_seconds),

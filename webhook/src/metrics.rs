@@ -57,6 +57,7 @@ pub struct Metrics {
     open_connections: Mutex<BTreeMap<&'static str, u64>>,
     connections_refused: Mutex<BTreeMap<&'static str, u64>>,
     connections_displaced: Mutex<BTreeMap<&'static str, u64>>,
+    connections_rate_limited: Mutex<BTreeMap<&'static str, u64>>,
     connection_timeouts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     requests_shed: Mutex<BTreeMap<&'static str, u64>>,
     request_timeouts: Mutex<BTreeMap<&'static str, u64>>,
@@ -106,6 +107,7 @@ impl Metrics {
             open_connections: Mutex::new(BTreeMap::new()),
             connections_refused: Mutex::new(BTreeMap::new()),
             connections_displaced: Mutex::new(BTreeMap::new()),
+            connections_rate_limited: Mutex::new(BTreeMap::new()),
             connection_timeouts: Mutex::new(BTreeMap::new()),
             requests_shed: Mutex::new(BTreeMap::new()),
             request_timeouts: Mutex::new(BTreeMap::new()),
@@ -210,6 +212,12 @@ impl Metrics {
         bump(&self.connections_refused, listener);
     }
 
+    /// A connection closed at accept because its source opened too many
+    /// too fast.
+    pub fn connection_rate_limited(&self, listener: &'static str) {
+        bump(&self.connections_rate_limited, listener);
+    }
+
     /// An idle connection closed to make room for a new one.
     pub fn connection_displaced(&self, listener: &'static str) {
         bump(&self.connections_displaced, listener);
@@ -287,6 +295,9 @@ impl Metrics {
     }
     pub fn connections_refused(&self, listener: &str) -> u64 {
         read(&self.connections_refused, listener)
+    }
+    pub fn connections_rate_limited(&self, listener: &str) -> u64 {
+        read(&self.connections_rate_limited, listener)
     }
     pub fn connections_displaced(&self, listener: &str) -> u64 {
         read(&self.connections_displaced, listener)
@@ -425,6 +436,13 @@ impl Metrics {
             "Connections closed at accept because the listener, or their source address, had its maximum open.",
             "listener",
             &self.connections_refused,
+        );
+        counter_family(
+            &mut out,
+            "keyward_connections_rate_limited_total",
+            "Connections closed at accept because their source address opened new ones too fast.",
+            "listener",
+            &self.connections_rate_limited,
         );
         counter_family(
             &mut out,

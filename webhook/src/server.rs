@@ -7,7 +7,7 @@ mod listener;
 mod pre_auth;
 mod slots;
 
-pub use listener::{ServerLimits, serve_tls};
+pub use listener::{ConnectRate, ServerLimits, serve_tls};
 pub use pre_auth::PreAuthLimits;
 
 use crate::admission::{self, Review};

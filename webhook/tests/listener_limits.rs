@@ -15,7 +15,9 @@ use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
 use keyward_core::provider::KeyProvider;
 use keyward_webhook::metrics::metrics;
 use keyward_webhook::mutate::InjectorConfig;
-use keyward_webhook::server::{PreAuthLimits, ServerLimits, api_router_with, serve_tls};
+use keyward_webhook::server::{
+    ConnectRate, PreAuthLimits, ServerLimits, api_router_with, serve_tls,
+};
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, Unsealer};
 use keyward_webhook::{AppState, admission_router, tls};
 use std::net::Ipv4Addr;
@@ -318,6 +320,45 @@ async fn a_full_listener_closes_an_idle_connection_of_its_biggest_source_for_a_n
     assert_eq!(metrics().connections_refused("t_displace"), 1);
     assert_eq!(metrics().connections_displaced("t_displace"), 1);
     assert!(!closed_within(&mut newcomer, Duration::from_millis(300)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_reconnecting_too_fast_is_closed_before_its_handshake() {
+    let server = serve(
+        api_router_with(state(), &PreAuthLimits::default()),
+        ServerLimits {
+            connect_rate_per_source: Some(ConnectRate {
+                burst: 3,
+                per_second: 0.5,
+            }),
+            ..limits("t_connect_rate")
+        },
+    )
+    .await;
+    let flooder = Ipv4Addr::new(127, 0, 0, 4);
+    // Each connection is closed at once, as a flood's are after every junk
+    // request: the slots come back, the tokens do not.
+    for _ in 0..3 {
+        let opened = tls_stream_from(flooder, server.port, &server.ca_pem).await;
+        drop(opened.expect("within the burst"));
+    }
+    assert!(
+        tls_stream_from(flooder, server.port, &server.ca_pem)
+            .await
+            .is_err(),
+        "a fourth at once is closed at accept"
+    );
+    assert_eq!(metrics().connections_rate_limited("t_connect_rate"), 1);
+    let other = tls_stream_from(Ipv4Addr::new(127, 0, 0, 5), server.port, &server.ca_pem).await;
+    assert!(other.is_ok(), "another source is not affected");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(
+        tls_stream_from(flooder, server.port, &server.ca_pem)
+            .await
+            .is_ok(),
+        "a token is back after 2 s at 0.5 per second"
+    );
+    assert_eq!(metrics().connections_rate_limited("t_connect_rate"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,10 +95,11 @@ impl Webhook {
                 api_listener,
                 config,
                 server::api_router_with(state, &unlimited),
-                // The same for the per-source connection cap: 100 pods
-                // unseal at once, all from 127.0.0.1.
+                // The same for the per-source connection cap and rate: 100
+                // pods unseal at once, all from 127.0.0.1.
                 ServerLimits {
                     max_connections_per_source: ServerLimits::api().max_connections,
+                    connect_rate_per_source: None,
                     ..ServerLimits::api()
                 },
             )),

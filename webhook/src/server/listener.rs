@@ -4,8 +4,10 @@
 //! flood on one spends only that one's budget.
 
 use super::idle::IdleTimeout;
+use super::pre_auth::source_key;
 use super::slots::{Slot, Slots};
 use crate::metrics::metrics;
+use crate::unseal::RateLimiter;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -42,6 +44,11 @@ pub struct ServerLimits {
     /// The same for one source address (IPv6 per /64), so one client
     /// cannot hold every slot of `max_connections`.
     pub max_connections_per_source: usize,
+    /// New connections one source may open in a burst, then per second;
+    /// beyond it they are closed at accept, before any TLS work. A client
+    /// that reconnects for every request (as a flood does when each junk
+    /// request ends its connection) otherwise costs a handshake each.
+    pub connect_rate_per_source: Option<ConnectRate>,
     /// Requests handled at once; more wait up to `queue_timeout`, then 503.
     pub max_in_flight: usize,
     pub queue_timeout: Duration,
@@ -50,6 +57,13 @@ pub struct ServerLimits {
     pub request_timeout: Duration,
     /// Largest body a JSON extractor takes (413 beyond).
     pub body_limit: usize,
+}
+
+/// A token bucket for new connections.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectRate {
+    pub burst: u32,
+    pub per_second: f64,
 }
 
 impl Default for ServerLimits {
@@ -73,6 +87,8 @@ impl ServerLimits {
             max_connections: 512,
             // The API server may call from one address only.
             max_connections_per_source: 512,
+            // And opens as many as a burst of reviews needs.
+            connect_rate_per_source: None,
             max_in_flight: 64,
             queue_timeout: Duration::from_secs(2),
             // Below the API server's own timeoutSeconds (10 by default),
@@ -95,6 +111,11 @@ impl ServerLimits {
             // An injector holds one; a node's pods behind SNAT share one
             // address, so room for a burst of them.
             max_connections_per_source: 32,
+            // An injector opens one or two (a retry); the same room.
+            connect_rate_per_source: Some(ConnectRate {
+                burst: 32,
+                per_second: 8.0,
+            }),
             max_in_flight: 128,
             queue_timeout: Duration::from_millis(250),
             request_timeout: Duration::from_secs(15),
@@ -111,6 +132,14 @@ impl ServerLimits {
         {
             return Err(format!(
                 "{name}: the connection and in-flight caps must be at least 1"
+            ));
+        }
+        if let Some(rate) = self.connect_rate_per_source
+            && (rate.burst == 0 || !(rate.per_second > 0.0))
+        {
+            return Err(format!(
+                "{name}: the connection rate per source needs a burst of at least 1 and a rate above 0 \
+                 (leave it out for no limit)"
             ));
         }
         if self.idle_timeout <= self.request_timeout {
@@ -146,11 +175,15 @@ pub async fn serve_tls(
         limits.max_connections = limits.max_connections.max(1);
         limits.max_connections_per_source = limits.max_connections_per_source.max(1);
         limits.max_in_flight = limits.max_in_flight.max(1);
+        limits.connect_rate_per_source = None;
         limits.idle_timeout = limits.idle_timeout.max(limits.request_timeout * 2);
     }
     let name = limits.name;
     let acceptor = TlsAcceptor::from(tls);
     let slots = Slots::new(limits.max_connections, limits.max_connections_per_source);
+    let connect_rate = limits
+        .connect_rate_per_source
+        .map(|rate| RateLimiter::new(rate.burst, rate.per_second));
     let app = app
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(Budget {
@@ -177,6 +210,13 @@ pub async fn serve_tls(
                 continue;
             }
         };
+        if let Some(rate) = &connect_rate
+            && !rate.allow(&source_key(peer))
+        {
+            metrics().connection_rate_limited(name);
+            drop(tcp);
+            continue;
+        }
         let slot = match slots.try_open(peer) {
             Ok(opened) => {
                 if opened.displaced_another {
@@ -360,5 +400,11 @@ mod tests {
         bad = ServerLimits::api();
         bad.max_in_flight = 0;
         assert!(bad.check().is_err());
+        bad = ServerLimits::api();
+        bad.connect_rate_per_source = Some(ConnectRate {
+            burst: 0,
+            per_second: 1.0,
+        });
+        assert!(bad.check().unwrap_err().contains("connection rate"));
     }
 }
