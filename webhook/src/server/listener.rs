@@ -135,7 +135,7 @@ impl ServerLimits {
             ));
         }
         if let Some(rate) = self.connect_rate_per_source
-            && (rate.burst == 0 || !(rate.per_second > 0.0))
+            && (rate.burst == 0 || rate.per_second.is_nan() || rate.per_second <= 0.0)
         {
             return Err(format!(
                 "{name}: the connection rate per source needs a burst of at least 1 and a rate above 0 \
