@@ -311,6 +311,7 @@ async fn measure_abuse(
     // Quiet: the reference latencies, and an audit record's size for a
     // legitimate unseal.
     let audit_before_quiet = webhook.audit_bytes();
+    let log_before_quiet = webhook.log_bytes();
     let (quiet_mutates, quiet_unseals) = legit(
         webhook,
         &connector,
@@ -332,6 +333,10 @@ async fn measure_abuse(
     .await;
     let audit_per_unseal =
         (webhook.audit_bytes() - audit_before_quiet) / quiet_unseals.ok.len().max(1) as u64;
+    // Each legitimate unseal is also logged; what they write under attack
+    // is not the junk's.
+    let log_per_unseal =
+        (webhook.log_bytes() - log_before_quiet) / quiet_unseals.ok.len().max(1) as u64;
     let memory_before = webhook.memory()?;
     let audit_before = webhook.audit_bytes();
     let log_before = webhook.log_bytes();
@@ -413,7 +418,8 @@ async fn measure_abuse(
     .await?;
     let junk_audit = (webhook.audit_bytes() - audit_before)
         .saturating_sub(audit_per_unseal * attack_unseals.ok.len() as u64);
-    let junk_log = webhook.log_bytes() - log_before;
+    let junk_log = (webhook.log_bytes() - log_before)
+        .saturating_sub(log_per_unseal * attack_unseals.ok.len() as u64);
     webhook.check_running()?;
 
     // After: the attacker gone, memory should come back down.
