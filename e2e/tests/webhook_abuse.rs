@@ -141,7 +141,7 @@ async fn admission_and_unseal_hold_under_the_full_abuse_load() {
             .unwrap_or(19),
     };
     let bounds = Bounds {
-        slack: Duration::from_millis(5),
+        slack: Duration::ZERO,
         peak_rss_mib: 1024,
         audit_bytes_per_junk: 1024,
     };

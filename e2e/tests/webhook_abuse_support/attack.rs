@@ -18,7 +18,7 @@ use tokio_rustls::TlsConnector;
 /// Connections held open: how many were opened at first, and how often
 /// the server has closed or refused one since. Every one of them keeps
 /// trying, as an attacker would, so the pressure stays on: a closed one is
-/// opened again after 200 ms, a refused one after 1 s.
+/// opened again after 200 ms, a refused one after [`REFUSED_RETRY`].
 pub struct Held {
     pub wanted: usize,
     pub sources: usize,
@@ -68,6 +68,11 @@ impl Drop for Held {
 }
 
 type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// How long an attacker whose connection was refused waits to try again:
+/// the attack is connections held open, not a connect flood (which the
+/// server meets at accept, per source, before any TLS work).
+pub const REFUSED_RETRY: Duration = Duration::from_secs(5);
 
 /// Starts `count` attackers, the `i`th from `sources[i % len]`, each
 /// holding one connection with `hold` (which returns when the server
@@ -122,7 +127,7 @@ where
                             counts.closed.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
-                        None => tokio::time::sleep(Duration::from_secs(1)).await,
+                        None => tokio::time::sleep(REFUSED_RETRY).await,
                     }
                     let reopen = connect(&connector, from, to);
                     match tokio::time::timeout(Duration::from_secs(10), reopen).await {
