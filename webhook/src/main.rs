@@ -194,6 +194,13 @@ struct LimitArgs {
     pre_auth_source_burst: u32,
     #[arg(long, default_value_t = PreAuthLimits::default().source_per_second)]
     pre_auth_source_per_second: f64,
+    /// Requests one source address may make when the all-sources bucket is
+    /// empty (a burst, then per second), so a flood from many addresses
+    /// cannot lock a starting pod out. 0 burst turns it off.
+    #[arg(long, default_value_t = PreAuthLimits::default().source_reserve_burst)]
+    pre_auth_source_reserve_burst: u32,
+    #[arg(long, default_value_t = PreAuthLimits::default().source_reserve_per_second)]
+    pre_auth_source_reserve_per_second: f64,
     /// Seconds to connect to the API server, and to wait for each answer.
     #[arg(long, default_value_t = 10)]
     kube_timeout_seconds: u64,
@@ -243,6 +250,8 @@ impl LimitArgs {
             per_second: self.pre_auth_per_second,
             source_burst: self.pre_auth_source_burst,
             source_per_second: self.pre_auth_source_per_second,
+            source_reserve_burst: self.pre_auth_source_reserve_burst,
+            source_reserve_per_second: self.pre_auth_source_reserve_per_second,
         }
     }
 

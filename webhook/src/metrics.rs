@@ -53,6 +53,7 @@ pub struct Metrics {
     certificate_not_after: AtomicU64,
     admission: Mutex<BTreeMap<&'static str, Histogram>>,
     audit_write_failures: AtomicU64,
+    pre_auth_reserve_used: AtomicU64,
     // Per listener (`admission`, `api`).
     open_connections: Mutex<BTreeMap<&'static str, u64>>,
     connections_refused: Mutex<BTreeMap<&'static str, u64>>,
@@ -104,6 +105,7 @@ impl Metrics {
             certificate_not_after: AtomicU64::new(0),
             admission: Mutex::new(BTreeMap::new()),
             audit_write_failures: AtomicU64::new(0),
+            pre_auth_reserve_used: AtomicU64::new(0),
             open_connections: Mutex::new(BTreeMap::new()),
             connections_refused: Mutex::new(BTreeMap::new()),
             connections_displaced: Mutex::new(BTreeMap::new()),
@@ -249,6 +251,12 @@ impl Metrics {
         bump(&self.pre_auth_limited, scope);
     }
 
+    /// A tenant API request let through on its source's reserve while
+    /// the all-sources bucket was empty.
+    pub fn pre_auth_reserve_used(&self) {
+        self.pre_auth_reserve_used.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// For tests: the current value of a counter by name and label.
     pub fn unseal_requests_with(&self, outcome: &str) -> u64 {
         read(&self.unseal_requests, outcome)
@@ -283,6 +291,9 @@ impl Metrics {
     pub fn admissions(&self, route: &str) -> u64 {
         let admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
         admission.get(route).map_or(0, |h| h.count)
+    }
+    pub fn pre_auth_reserve_uses(&self) -> u64 {
+        self.pre_auth_reserve_used.load(Ordering::Relaxed)
     }
     pub fn audit_write_failures(&self) -> u64 {
         self.audit_write_failures.load(Ordering::Relaxed)
@@ -385,6 +396,12 @@ impl Metrics {
             "keyward_rewrap_items_total",
             "Items re-sealed onto a newer key version through /v1/rewrap.",
             self.rewrapped_items.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "keyward_pre_auth_reserve_used_total",
+            "Tenant API requests let through on their source's reserve while the all-sources pre-authentication bucket was empty.",
+            self.pre_auth_reserve_uses(),
         );
         counter(
             &mut out,

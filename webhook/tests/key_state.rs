@@ -180,6 +180,7 @@ impl Setup {
             per_second: 1000.0,
             source_burst: 1000,
             source_per_second: 1000.0,
+            ..PreAuthLimits::default()
         };
         let app = server::api_router_with(self.state.clone(), &limits);
         let request = Request::post("/v1/unseal")

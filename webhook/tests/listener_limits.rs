@@ -8,7 +8,7 @@ mod common;
 
 use axum::Router;
 use axum::routing::{get, post};
-use common::{connect, tls_stream, tls_stream_from};
+use common::{connect_from, tls_stream, tls_stream_from};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use keyward_core::local::{KeyringStore, LocalProvider, RootKey};
@@ -90,7 +90,18 @@ struct Answer {
 
 /// One request on a fresh connection.
 async fn request(server: &Server, method: &str, path: &str, body: Vec<u8>) -> Answer {
-    let mut sender = connect(server.port, &server.ca_pem).await;
+    request_from(Ipv4Addr::LOCALHOST, server, method, path, body).await
+}
+
+/// The same from another loopback address.
+async fn request_from(
+    from: Ipv4Addr,
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Answer {
+    let mut sender = connect_from(from, server.port, &server.ca_pem).await;
     let request = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -538,5 +549,72 @@ async fn the_per_source_limit_answers_429_before_any_api_call() {
     assert_eq!(
         request(&server, "GET", "/healthz", vec![]).await.status,
         200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_many_sources_cannot_lock_a_starting_pod_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider =
+        LocalProvider::open_or_initialise(KeyringStore::new(dir.path(), RootKey::generate()))
+            .unwrap();
+    let reviews = Arc::new(AtomicUsize::new(0));
+    let state = AppState {
+        unsealer: Some(Arc::new(Unsealer {
+            client: counting_api(Arc::clone(&reviews)),
+            provider: Arc::new(DecryptOnly::new(Arc::new(provider) as Arc<dyn KeyProvider>)),
+            audit: Arc::new(keyward_core::audit::AuditLog::new(
+                &dir.path().join("audit.log"),
+            )),
+            limiter: RateLimiter::new(100, 100.0),
+            audience: "keyward".into(),
+        })),
+        ..state()
+    };
+    // Almost no refill, so the counts below are exact.
+    let pre_auth = PreAuthLimits {
+        burst: 4,
+        per_second: 0.001,
+        source_burst: 2,
+        source_per_second: 0.001,
+        source_reserve_burst: 1,
+        source_reserve_per_second: 0.001,
+    };
+    let server = serve(api_router_with(state, &pre_auth), limits("t_reserve")).await;
+    let junk = br#"{"token":"junk","namespace":"team","pod":"app","secrets":["db"]}"#.to_vec();
+    let send = |last: u8| {
+        let junk = junk.clone();
+        let server = &server;
+        async move {
+            request_from(
+                Ipv4Addr::new(127, 0, 0, last),
+                server,
+                "POST",
+                "/v1/unseal",
+                junk,
+            )
+            .await
+            .status
+        }
+    };
+    let reserve_before = metrics().pre_auth_reserve_uses();
+    // Two flooding addresses, each within its own limit, drain the
+    // all-sources bucket.
+    for flooder in [10, 11] {
+        for _ in 0..2 {
+            assert_ne!(send(flooder).await, 429);
+        }
+    }
+    // A third spends its reserve, then is refused.
+    assert_ne!(send(12).await, 429, "the reserve");
+    assert_eq!(send(12).await, 429, "the global bucket is empty");
+    // A pod starting now still gets its unseal through, once.
+    assert_ne!(send(20).await, 429, "a starting pod is locked out");
+    assert_eq!(send(20).await, 429);
+    assert_eq!(metrics().pre_auth_reserve_uses() - reserve_before, 2);
+    assert_eq!(
+        reviews.load(Ordering::SeqCst),
+        6,
+        "each admitted request costs one review"
     );
 }

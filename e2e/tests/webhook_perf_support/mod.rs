@@ -83,6 +83,7 @@ impl Webhook {
             per_second: 1_000_000.0,
             source_burst: 1_000_000,
             source_per_second: 1_000_000.0,
+            ..PreAuthLimits::default()
         };
         let tasks = [
             tokio::spawn(server::serve_tls(

@@ -5,6 +5,13 @@
 //! usually holds whole) and one shared by all, checked in that order so a
 //! single noisy source is stopped by its own bucket before it drains the
 //! global one. Reuses the per-pod limiter's token bucket.
+//!
+//! A tenant with many pods (addresses) can still drain the global bucket
+//! with each source under its own limit, and would then starve every other
+//! pod's injector. So each source also holds a small reserve that is spent
+//! only when the global bucket is empty: a pod starting (one or two
+//! requests) always gets through, and the most a flood adds on top of the
+//! global rate is the reserve's trickle per address it controls.
 
 use crate::metrics::metrics;
 use crate::unseal::RateLimiter;
@@ -24,6 +31,10 @@ pub struct PreAuthLimits {
     /// Requests one source address may burst, then `source_per_second`.
     pub source_burst: u32,
     pub source_per_second: f64,
+    /// Requests one source may make past an empty global bucket: a burst,
+    /// then this many per second. 0 burst: none.
+    pub source_reserve_burst: u32,
+    pub source_reserve_per_second: f64,
 }
 
 impl Default for PreAuthLimits {
@@ -36,6 +47,9 @@ impl Default for PreAuthLimits {
             per_second: 100.0,
             source_burst: 20,
             source_per_second: 10.0,
+            // An injector asks once and retries a few times.
+            source_reserve_burst: 3,
+            source_reserve_per_second: 0.1,
         }
     }
 }
@@ -43,6 +57,8 @@ impl Default for PreAuthLimits {
 pub(super) struct PreAuth {
     global: RateLimiter,
     sources: RateLimiter,
+    /// `None` when the reserve is off.
+    reserves: Option<RateLimiter>,
     global_retry: HeaderValue,
     source_retry: HeaderValue,
 }
@@ -52,6 +68,12 @@ impl PreAuth {
         Arc::new(PreAuth {
             global: RateLimiter::new(limits.burst, limits.per_second),
             sources: RateLimiter::new(limits.source_burst, limits.source_per_second),
+            reserves: (limits.source_reserve_burst > 0).then(|| {
+                RateLimiter::new(
+                    limits.source_reserve_burst,
+                    limits.source_reserve_per_second,
+                )
+            }),
             global_retry: retry_after(limits.per_second),
             source_retry: retry_after(limits.source_per_second),
         })
@@ -89,12 +111,21 @@ pub(super) async fn limit(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
     // No peer: called in-process (tests), charged to the global bucket only.
-    let refused = if peer.is_some_and(|peer| !pre_auth.sources.allow(&source_key(peer))) {
+    let source = peer.map(source_key);
+    let refused = if source
+        .as_ref()
+        .is_some_and(|key| !pre_auth.sources.allow(key))
+    {
         Some(("source", &pre_auth.source_retry))
-    } else if !pre_auth.global.allow("") {
-        Some(("global", &pre_auth.global_retry))
-    } else {
+    } else if pre_auth.global.allow("") {
         None
+    } else if let (Some(key), Some(reserves)) = (&source, &pre_auth.reserves)
+        && reserves.allow(key)
+    {
+        metrics().pre_auth_reserve_used();
+        None
+    } else {
+        Some(("global", &pre_auth.global_retry))
     };
     match refused {
         None => next.run(request).await,

@@ -11,7 +11,13 @@ use std::sync::Arc;
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 pub async fn connect(port: u16, ca_pem: &str) -> Sender {
-    let tls = tls_stream(port, ca_pem).await.unwrap();
+    connect_from(std::net::Ipv4Addr::LOCALHOST, port, ca_pem).await
+}
+
+/// The same from another loopback address.
+#[allow(dead_code)]
+pub async fn connect_from(from: std::net::Ipv4Addr, port: u16, ca_pem: &str) -> Sender {
+    let tls = tls_stream_from(from, port, ca_pem).await.unwrap();
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
