@@ -26,6 +26,7 @@ pub async fn connect_from(from: std::net::Ipv4Addr, port: u16, ca_pem: &str) -> 
 }
 
 /// A TLS connection to 127.0.0.1:`port`, before any HTTP.
+#[allow(dead_code)]
 pub async fn tls_stream(
     port: u16,
     ca_pem: &str,
