@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+#[allow(dead_code)]
 pub async fn connect(port: u16, ca_pem: &str) -> Sender {
     connect_from(std::net::Ipv4Addr::LOCALHOST, port, ca_pem).await
 }
