@@ -37,6 +37,16 @@ pub fn check(pod: &Pod) -> Result<(), String> {
             ));
         }
         for mount in mounts {
+            if injector && mount.name != a::SECRETS_VOLUME && mount.name != a::TOKEN_VOLUME {
+                return Err(format!(
+                    "`{}` mounts volume `{}`; Keyward's injector mounts only `{}` and `{}`, \
+                     so it cannot write the secrets anywhere else. Remove the mount",
+                    a::INIT_CONTAINER,
+                    mount.name,
+                    a::SECRETS_VOLUME,
+                    a::TOKEN_VOLUME
+                ));
+            }
             if !injector && tokens.contains(&mount.name.as_str()) {
                 return Err(format!(
                     "{} container `{}` mounts volume `{}`, which holds the token Keyward's injector \
@@ -267,6 +277,19 @@ mod tests {
         })))
         .unwrap_err();
         assert!(error.contains("ephemeral container `debug`"), "{error}");
+    }
+
+    #[test]
+    fn the_injector_mounts_only_keywards_volumes() {
+        let error = check(&pod(json!({
+            "volumes": [{"name": "loot", "hostPath": {"path": "/var/tmp"}}],
+            "initContainers": [{"name": a::INIT_CONTAINER, "image": "k", "volumeMounts": [
+                {"name": a::SECRETS_VOLUME, "mountPath": "/run/keyward"},
+                {"name": "loot", "mountPath": "/loot"}]}],
+            "containers": [app(json!([]))],
+        })))
+        .unwrap_err();
+        assert!(error.contains("mounts volume `loot`"), "{error}");
     }
 
     #[test]

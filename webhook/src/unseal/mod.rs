@@ -10,6 +10,7 @@
 
 pub mod authorise;
 pub mod decrypt_only;
+pub mod entitlement;
 pub mod rate_limit;
 pub mod validate;
 
@@ -84,6 +85,9 @@ pub struct Unsealer {
     pub audit: Arc<AuditLog>,
     pub limiter: RateLimiter,
     pub audience: String,
+    /// The image admission gives the injector; only a pod running it may
+    /// unseal.
+    pub injector_image: String,
 }
 
 /// One SealedSecret opened, with what its audit record says.
@@ -326,7 +330,7 @@ impl Unsealer {
             .await
             .map_err(|e| Failure::Internal(format!("reading the pod: {e}")))?
             .ok_or_else(|| Denial::new(DenialKind::PodGone, "the token's pod no longer exists"))?;
-        authorise::pod_may_read(&caller, &pod, &request.secrets)?;
+        authorise::pod_may_read(&caller, &pod, &request.secrets, &self.injector_image)?;
         Ok(caller)
     }
 

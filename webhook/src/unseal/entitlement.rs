@@ -1,0 +1,206 @@
+//! What a pod may unseal, read from what admission fixed rather than from
+//! what anyone can edit later: the secrets come from the injector's
+//! arguments (a container's command and args cannot change once the pod
+//! exists; the `keyward.io/inject` annotation can), and only while that
+//! injector runs, so a pod that has started, finished or never got its
+//! injector holds no entitlement.
+//!
+//! A pod that never went through the webhook (no opt-in label) could carry
+//! a hand-written `keyward-inject`. It gets nothing it would not get by
+//! opting in: the image must be the configured injector image (which holds
+//! Keyward's binary only), and the pod must pass the same shape checks as
+//! at admission (`pod_guard`: a memory-backed secrets volume, the token
+//! mounted by the injector alone, the injector mounting nothing else).
+
+use super::authorise::{Denial, DenialKind};
+use crate::annotations::{self as a, requested_secrets};
+use crate::pod_guard;
+use k8s_openapi::api::core::v1::{Container, ContainerState, Pod};
+
+/// The SealedSecrets `pod` was admitted for, if it may unseal now.
+pub fn fixed_at_admission(pod: &Pod, injector_image: &str) -> Result<Vec<String>, Denial> {
+    let injector = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.init_containers.as_ref())
+        .and_then(|init| init.iter().find(|c| c.name == a::INIT_CONTAINER))
+        .ok_or_else(|| {
+            Denial::new(
+                DenialKind::NotInjected,
+                format!(
+                    "pod has no `{}` init container: it was not admitted through Keyward's \
+                     webhook (label it {}={})",
+                    a::INIT_CONTAINER,
+                    a::INJECTION_LABEL,
+                    a::INJECTION_ENABLED
+                ),
+            )
+        })?;
+    let image = injector.image.as_deref().unwrap_or_default();
+    if image != injector_image {
+        return Err(Denial::new(
+            DenialKind::NotInjected,
+            format!(
+                "the pod's `{}` runs image `{image}`, not the configured injector image",
+                a::INIT_CONTAINER
+            ),
+        ));
+    }
+    pod_guard::check(pod).map_err(|why| Denial::new(DenialKind::NotInjected, why))?;
+    injector_running(pod)?;
+    Ok(secrets_argument(injector))
+}
+
+/// Only while the pod starts: the injector's own status says it runs.
+fn injector_running(pod: &Pod) -> Result<(), Denial> {
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("unknown");
+    let state = status
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == a::INIT_CONTAINER))
+        .and_then(|c| c.state.as_ref());
+    let now = match state {
+        Some(ContainerState {
+            running: Some(_), ..
+        }) => return Ok(()),
+        Some(ContainerState {
+            terminated: Some(_),
+            ..
+        }) => "has finished",
+        Some(ContainerState {
+            waiting: Some(_), ..
+        }) => "is waiting to start",
+        _ => "has not started",
+    };
+    Err(Denial::new(
+        DenialKind::NotStarting,
+        format!(
+            "secrets are handed out only while a pod starts, and this pod's injector {now} \
+             (pod phase {phase})"
+        ),
+    ))
+}
+
+/// The value after `--secrets` in the injector's command line.
+fn secrets_argument(injector: &Container) -> Vec<String> {
+    let argv: Vec<&str> = injector
+        .command
+        .iter()
+        .flatten()
+        .chain(injector.args.iter().flatten())
+        .map(String::as_str)
+        .collect();
+    argv.windows(2)
+        .find(|pair| pair[0] == "--secrets")
+        .map(|pair| requested_secrets(pair[1]))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    pub const IMAGE: &str = "keyward/webhook:test";
+
+    /// A pod as admission leaves it, its injector in state `state`
+    /// (`running`, `terminated`, `waiting`), asking for `secrets`.
+    pub fn admitted_pod(secrets: &str, state: &str) -> Value {
+        json!({
+            "metadata": {"name": "app", "namespace": "team", "uid": "uid-1",
+                          "annotations": {a::INJECT: secrets}},
+            "spec": {
+                "serviceAccountName": "api",
+                "initContainers": [{
+                    "name": a::INIT_CONTAINER, "image": IMAGE,
+                    "command": ["/keyward-webhook"],
+                    "args": ["inject", "--secrets", secrets, "--mount-path", "/run/keyward"],
+                    "volumeMounts": [
+                        {"name": a::SECRETS_VOLUME, "mountPath": "/run/keyward"},
+                        {"name": a::TOKEN_VOLUME, "mountPath": a::TOKEN_DIR, "readOnly": true},
+                    ],
+                }],
+                "containers": [{"name": "app", "image": "app",
+                    "volumeMounts": [{"name": a::SECRETS_VOLUME, "mountPath": "/run/keyward"}]}],
+                "volumes": [{"name": a::SECRETS_VOLUME, "emptyDir": {"medium": "Memory"}}],
+            },
+            "status": {"phase": "Pending", "initContainerStatuses": [{
+                "name": a::INIT_CONTAINER, "image": IMAGE, "imageID": "", "ready": false,
+                "restartCount": 0, "state": {state: {}},
+            }]},
+        })
+    }
+
+    fn pod(value: Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_starting_pod_gets_the_secrets_its_injector_names() {
+        let secrets = fixed_at_admission(&pod(admitted_pod("db, api", "running")), IMAGE);
+        assert_eq!(secrets.unwrap(), vec!["db", "api"]);
+    }
+
+    #[test]
+    fn the_annotation_edited_after_admission_changes_nothing() {
+        let mut edited = admitted_pod("db", "running");
+        edited["metadata"]["annotations"][a::INJECT] = json!("db,payments");
+        assert_eq!(fixed_at_admission(&pod(edited), IMAGE).unwrap(), vec!["db"]);
+    }
+
+    #[test]
+    fn only_while_the_injector_runs() {
+        for (state, says) in [
+            ("terminated", "has finished"),
+            ("waiting", "is waiting to start"),
+        ] {
+            let denial = fixed_at_admission(&pod(admitted_pod("db", state)), IMAGE).unwrap_err();
+            assert_eq!(denial.kind, DenialKind::NotStarting);
+            assert!(denial.reason.contains(says), "{}", denial.reason);
+        }
+        let mut no_status = admitted_pod("db", "running");
+        no_status["status"] = json!({"phase": "Pending"});
+        let denial = fixed_at_admission(&pod(no_status), IMAGE).unwrap_err();
+        assert!(denial.reason.contains("has not started"), "{}", denial.reason);
+    }
+
+    #[test]
+    fn a_pod_without_the_configured_injector_gets_nothing() {
+        let mut bare = admitted_pod("db", "running");
+        bare["spec"]["initContainers"] = json!([]);
+        let denial = fixed_at_admission(&pod(bare), IMAGE).unwrap_err();
+        assert_eq!(denial.kind, DenialKind::NotInjected);
+        assert!(denial.reason.contains(a::INJECTION_LABEL));
+
+        let mut other_image = admitted_pod("db", "running");
+        other_image["spec"]["initContainers"][0]["image"] = json!("attacker/shell:latest");
+        let denial = fixed_at_admission(&pod(other_image), IMAGE).unwrap_err();
+        assert!(denial.reason.contains("attacker/shell:latest"), "{}", denial.reason);
+
+        let mut extra_mount = admitted_pod("db", "running");
+        extra_mount["spec"]["initContainers"][0]["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "node-disk", "mountPath": "/out"}));
+        let denial = fixed_at_admission(&pod(extra_mount), IMAGE).unwrap_err();
+        assert_eq!(denial.kind, DenialKind::NotInjected);
+        assert!(denial.reason.contains("node-disk"), "{}", denial.reason);
+
+        let mut on_disk = admitted_pod("db", "running");
+        on_disk["spec"]["volumes"][0] = json!({"name": a::SECRETS_VOLUME, "hostPath": {"path": "/tmp"}});
+        let denial = fixed_at_admission(&pod(on_disk), IMAGE).unwrap_err();
+        assert_eq!(denial.kind, DenialKind::NotInjected);
+    }
+
+    #[test]
+    fn the_secrets_argument_is_read_from_command_and_args() {
+        let injector: Container = serde_json::from_value(json!({
+            "name": "keyward-inject",
+            "command": ["/keyward-webhook", "inject", "--secrets", "a,b"],
+        }))
+        .unwrap();
+        assert_eq!(secrets_argument(&injector), vec!["a", "b"]);
+        let none: Container = serde_json::from_value(json!({"name": "keyward-inject"})).unwrap();
+        assert!(secrets_argument(&none).is_empty());
+    }
+}
