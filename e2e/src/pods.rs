@@ -78,9 +78,12 @@ pub async fn starting_pod(
     let api = Api::<Pod>::namespaced(client.clone(), ns);
     api.create(&PostParams::default(), &pod).await?;
     let limit = Duration::from_secs(120);
-    let pod = tokio::time::timeout(limit, await_condition(api, name, |p: Option<&Pod>| p.is_some_and(injector_running)))
-        .await
-        .with_context(|| format!("pod {name}'s injector was not running within {limit:?}"))??;
+    let pod = tokio::time::timeout(
+        limit,
+        await_condition(api, name, |p: Option<&Pod>| p.is_some_and(injector_running)),
+    )
+    .await
+    .with_context(|| format!("pod {name}'s injector was not running within {limit:?}"))??;
     pod.with_context(|| format!("pod {name} was deleted while starting"))
 }
 

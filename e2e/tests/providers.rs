@@ -42,7 +42,6 @@ use keyward_e2e::{cluster, crds, with_temp_ns};
 use keyward_gcp_double::{Double, KEY_RING};
 use keyward_operator::Config;
 use keyward_provider_select::{ProviderArgs, Providers};
-use keyward_webhook::annotations::{INJECTION_ENABLED, INJECTION_LABEL};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::server::ServerLimits;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};

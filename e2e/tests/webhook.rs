@@ -712,7 +712,10 @@ async fn entitlement_is_fixed_at_admission(
     let mut unscheduled = serde_json::to_value(app_pod("unscheduled", "db", "true")?)?;
     unscheduled["spec"]["nodeSelector"] = json!({"keyward.io/e2e-no-such-node": "true"});
     let unscheduled = pods
-        .create(&PostParams::default(), &serde_json::from_value(unscheduled)?)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(unscheduled)?,
+        )
         .await?;
     pods.patch(
         "holder",
@@ -721,9 +724,21 @@ async fn entitlement_is_fixed_at_admission(
     )
     .await?;
     let cases = [
-        (done, "db", "this pod's injector has finished (pod phase Succeeded)"),
-        (&unscheduled, "db", "this pod's injector has not started (pod phase Pending)"),
-        (holder, "tampered", "SealedSecret `tampered` is not among those the pod was admitted for (db)"),
+        (
+            done,
+            "db",
+            "this pod's injector has finished (pod phase Succeeded)",
+        ),
+        (
+            &unscheduled,
+            "db",
+            "this pod's injector has not started (pod phase Pending)",
+        ),
+        (
+            holder,
+            "tampered",
+            "SealedSecret `tampered` is not among those the pod was admitted for (db)",
+        ),
     ];
     for (pod, secret, reason) in cases {
         let request = UnsealRequest {
@@ -746,7 +761,9 @@ async fn entitlement_is_fixed_at_admission(
             pod.name_any()
         );
     }
-    println!("entitlement: Succeeded, never-started and re-annotated pods denied with their reasons");
+    println!(
+        "entitlement: Succeeded, never-started and re-annotated pods denied with their reasons"
+    );
     Ok(())
 }
 

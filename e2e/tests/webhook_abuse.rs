@@ -33,12 +33,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use hyper::body::Bytes;
-use k8s_openapi::api::core::v1::Pod;
 use keyward_e2e::{cluster, crds, pods, with_temp_ns};
 use keyward_webhook::unseal::UnsealRequest;
-use kube::api::PostParams;
-use kube::{Api, Client, ResourceExt};
-use serde_json::json;
+use kube::{Client, ResourceExt};
 use webhook_abuse_support::measure::{self, Samples, Until};
 use webhook_abuse_support::server::{self, Memory, Webhook};
 use webhook_abuse_support::{Attacker, attack, http, load_average, raise_open_files};

@@ -66,7 +66,11 @@ async fn starting_deployment_pods(client: &Client, ns: &str, replicas: i32) -> R
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let listed = pods.list(&ListParams::default().labels("app=perf")).await?;
-        let running = listed.items.iter().filter(|p| pods::injector_running(p)).count();
+        let running = listed
+            .items
+            .iter()
+            .filter(|p| pods::injector_running(p))
+            .count();
         if running >= replicas as usize {
             return Ok(listed.items);
         }

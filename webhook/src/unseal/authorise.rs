@@ -298,8 +298,7 @@ mod tests {
         let who = caller(&status(&["keyward"], true), "keyward").unwrap();
         let db = vec!["db".to_owned()];
         assert!(pod_may_read(&who, &pod("db, api", "api", "uid-1"), &db, IMAGE).is_ok());
-        let not_entitled =
-            pod_may_read(&who, &pod("api", "api", "uid-1"), &db, IMAGE).unwrap_err();
+        let not_entitled = pod_may_read(&who, &pod("api", "api", "uid-1"), &db, IMAGE).unwrap_err();
         assert_eq!(not_entitled.kind, DenialKind::NotEntitled);
         assert!(
             not_entitled.reason.contains("not among"),
@@ -309,8 +308,12 @@ mod tests {
         assert_eq!(other_sa.kind, DenialKind::ServiceAccountMismatch);
         let replaced = pod_may_read(&who, &pod("db", "api", "uid-2"), &db, IMAGE).unwrap_err();
         assert_eq!(replaced.kind, DenialKind::PodGone);
-        let other_image =
-            pod_may_read(&who, &pod("db", "api", "uid-1"), &db, "keyward/webhook:other");
+        let other_image = pod_may_read(
+            &who,
+            &pod("db", "api", "uid-1"),
+            &db,
+            "keyward/webhook:other",
+        );
         assert_eq!(other_image.unwrap_err().kind, DenialKind::NotInjected);
         assert!(matches_request(&who, "team", "app").is_ok());
         assert!(matches_request(&who, "team", "other").is_err());

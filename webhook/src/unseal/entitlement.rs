@@ -161,7 +161,11 @@ pub(crate) mod tests {
         let mut no_status = admitted_pod("db", "running");
         no_status["status"] = json!({"phase": "Pending"});
         let denial = fixed_at_admission(&pod(no_status), IMAGE).unwrap_err();
-        assert!(denial.reason.contains("has not started"), "{}", denial.reason);
+        assert!(
+            denial.reason.contains("has not started"),
+            "{}",
+            denial.reason
+        );
     }
 
     #[test]
@@ -175,7 +179,11 @@ pub(crate) mod tests {
         let mut other_image = admitted_pod("db", "running");
         other_image["spec"]["initContainers"][0]["image"] = json!("attacker/shell:latest");
         let denial = fixed_at_admission(&pod(other_image), IMAGE).unwrap_err();
-        assert!(denial.reason.contains("attacker/shell:latest"), "{}", denial.reason);
+        assert!(
+            denial.reason.contains("attacker/shell:latest"),
+            "{}",
+            denial.reason
+        );
 
         let mut extra_mount = admitted_pod("db", "running");
         extra_mount["spec"]["initContainers"][0]["volumeMounts"]
@@ -187,7 +195,8 @@ pub(crate) mod tests {
         assert!(denial.reason.contains("node-disk"), "{}", denial.reason);
 
         let mut on_disk = admitted_pod("db", "running");
-        on_disk["spec"]["volumes"][0] = json!({"name": a::SECRETS_VOLUME, "hostPath": {"path": "/tmp"}});
+        on_disk["spec"]["volumes"][0] =
+            json!({"name": a::SECRETS_VOLUME, "hostPath": {"path": "/tmp"}});
         let denial = fixed_at_admission(&pod(on_disk), IMAGE).unwrap_err();
         assert_eq!(denial.kind, DenialKind::NotInjected);
     }
