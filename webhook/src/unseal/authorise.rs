@@ -308,12 +308,8 @@ mod tests {
         assert_eq!(other_sa.kind, DenialKind::ServiceAccountMismatch);
         let replaced = pod_may_read(&who, &pod("db", "api", "uid-2"), &db, IMAGE).unwrap_err();
         assert_eq!(replaced.kind, DenialKind::PodGone);
-        let other_image = pod_may_read(
-            &who,
-            &pod("db", "api", "uid-1"),
-            &db,
-            "keyward/webhook:other",
-        );
+        let other_image =
+            pod_may_read(&who, &pod("db", "api", "uid-1"), &db, "other/injector:test");
         assert_eq!(other_image.unwrap_err().kind, DenialKind::NotInjected);
         assert!(matches_request(&who, "team", "app").is_ok());
         assert!(matches_request(&who, "team", "other").is_err());

@@ -37,12 +37,16 @@ pub fn fixed_at_admission(pod: &Pod, injector_image: &str) -> Result<Vec<String>
             )
         })?;
     let image = injector.image.as_deref().unwrap_or_default();
-    if image != injector_image {
+    // The repository, not the tag: a pod admitted just before an upgrade
+    // still starts with the previous release's injector.
+    if repository(image) != repository(injector_image) {
         return Err(Denial::new(
             DenialKind::NotInjected,
             format!(
-                "the pod's `{}` runs image `{image}`, not the configured injector image",
-                a::INIT_CONTAINER
+                "the pod's `{}` runs image `{image}`, not from the configured injector image's \
+                 repository `{}`",
+                a::INIT_CONTAINER,
+                repository(injector_image)
             ),
         ));
     }
@@ -79,6 +83,17 @@ fn injector_running(pod: &Pod) -> Result<(), Denial> {
              (pod phase {phase})"
         ),
     ))
+}
+
+/// An image reference without its tag or digest
+/// (`registry:5000/keyward/webhook:0.3@sha256:…` → `registry:5000/keyward/webhook`).
+fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rfind(':') {
+        // A colon after the last slash starts the tag; before it, a port.
+        Some(colon) if !image[colon..].contains('/') => &image[..colon],
+        _ => image,
+    }
 }
 
 /// The value after `--secrets` in the injector's command line.
@@ -199,6 +214,22 @@ pub(crate) mod tests {
             json!({"name": a::SECRETS_VOLUME, "hostPath": {"path": "/tmp"}});
         let denial = fixed_at_admission(&pod(on_disk), IMAGE).unwrap_err();
         assert_eq!(denial.kind, DenialKind::NotInjected);
+    }
+
+    #[test]
+    fn another_tag_of_the_injector_image_is_the_same_injector() {
+        let mut upgraded = admitted_pod("db", "running");
+        upgraded["spec"]["initContainers"][0]["image"] = json!("keyward/webhook:previous");
+        assert!(fixed_at_admission(&pod(upgraded), IMAGE).is_ok());
+        assert_eq!(
+            repository("reg:5000/keyward/webhook:0.3@sha256:ab"),
+            "reg:5000/keyward/webhook"
+        );
+        assert_eq!(
+            repository("reg:5000/keyward/webhook"),
+            "reg:5000/keyward/webhook"
+        );
+        assert_eq!(repository("webhook@sha256:ab"), "webhook");
     }
 
     #[test]
