@@ -53,9 +53,11 @@ pub enum DenialKind {
     ServiceAccountMismatch,
     /// The pod has no injector admitted by Keyward (or a look-alike).
     NotInjected,
-    /// The pod's injector is not running: it has not started, or the pod
-    /// is past start-up.
+    /// The pod is past start-up: its injector has finished.
     NotStarting,
+    /// The pod's injector is not running as far as the API server knows
+    /// (not started, or its status not posted yet): the caller may retry.
+    NotRunningYet,
     /// A secret the pod was not admitted for.
     NotEntitled,
     AccessList,
@@ -81,6 +83,7 @@ impl DenialKind {
             DenialKind::ServiceAccountMismatch => "service_account_mismatch",
             DenialKind::NotInjected => "not_injected",
             DenialKind::NotStarting => "not_starting",
+            DenialKind::NotRunningYet => "not_running_yet",
             DenialKind::NotEntitled => "not_entitled",
             DenialKind::AccessList => "access_list",
             DenialKind::NoSuchSecret => "no_such_secret",

@@ -63,21 +63,24 @@ fn injector_running(pod: &Pod) -> Result<(), Denial> {
         .and_then(|s| s.init_container_statuses.as_ref())
         .and_then(|all| all.iter().find(|c| c.name == a::INIT_CONTAINER))
         .and_then(|c| c.state.as_ref());
-    let now = match state {
+    // The kubelet reports a started container up to a second or so after
+    // it runs, so an injector's first call can arrive before its own
+    // `running`: "not yet" is retryable, "finished" is final.
+    let (kind, now) = match state {
         Some(ContainerState {
             running: Some(_), ..
         }) => return Ok(()),
         Some(ContainerState {
             terminated: Some(_),
             ..
-        }) => "has finished",
+        }) => (DenialKind::NotStarting, "has finished"),
         Some(ContainerState {
             waiting: Some(_), ..
-        }) => "is waiting to start",
-        _ => "has not started",
+        }) => (DenialKind::NotRunningYet, "is waiting to start"),
+        _ => (DenialKind::NotRunningYet, "has not started"),
     };
     Err(Denial::new(
-        DenialKind::NotStarting,
+        kind,
         format!(
             "secrets are handed out only while a pod starts, and this pod's injector {now} \
              (pod phase {phase})"
@@ -165,12 +168,12 @@ pub(crate) mod tests {
 
     #[test]
     fn only_while_the_injector_runs() {
-        for (state, says) in [
-            ("terminated", "has finished"),
-            ("waiting", "is waiting to start"),
+        for (state, kind, says) in [
+            ("terminated", DenialKind::NotStarting, "has finished"),
+            ("waiting", DenialKind::NotRunningYet, "is waiting to start"),
         ] {
             let denial = fixed_at_admission(&pod(admitted_pod("db", state)), IMAGE).unwrap_err();
-            assert_eq!(denial.kind, DenialKind::NotStarting);
+            assert_eq!(denial.kind, kind);
             assert!(denial.reason.contains(says), "{}", denial.reason);
         }
         let mut no_status = admitted_pod("db", "running");

@@ -151,6 +151,15 @@ pub async fn handle(State(state): State<crate::AppState>, body: Body) -> Respons
             metrics().unseal_request("denied");
             metrics().unseal_denied(kind.label());
             tracing::warn!(%subject, pod = %request.pod, %reason, "unseal denied");
+            if kind == DenialKind::NotRunningYet {
+                // The injector retries this: its running status is on the way.
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    "the API server does not show this pod's injector running yet; retry shortly",
+                )
+                    .into_response();
+            }
             let body = if kind.told_to_caller() {
                 reason
             } else {
