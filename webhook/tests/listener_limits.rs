@@ -569,6 +569,7 @@ async fn a_flood_from_many_sources_cannot_lock_a_starting_pod_out() {
             )),
             limiter: RateLimiter::new(100, 100.0),
             audience: "keyward".into(),
+            injector_image: "keyward/webhook:test".into(),
         })),
         ..state()
     };
