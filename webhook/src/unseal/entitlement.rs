@@ -88,6 +88,35 @@ fn injector_running(pod: &Pod) -> Result<(), Denial> {
     ))
 }
 
+/// Whether the pod sits on a node with its injector about to run (no
+/// status for it yet, or waiting while its container is created): only
+/// then is a late `running` worth waiting for. An unscheduled pod, or an
+/// injector stuck on its image, is not.
+pub fn injector_being_created(pod: &Pod) -> bool {
+    let scheduled = pod
+        .spec
+        .as_ref()
+        .is_some_and(|spec| spec.node_name.is_some());
+    let waiting = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == a::INIT_CONTAINER))
+        .and_then(|c| c.state.as_ref())
+        .map(|state| state.waiting.as_ref().map(|w| w.reason.as_deref()));
+    let starting = match waiting {
+        // No status for the injector yet.
+        None => true,
+        Some(Some(Some(reason))) => {
+            matches!(reason, "PodInitializing" | "ContainerCreating")
+        }
+        // Waiting without a reason, or running/terminated.
+        Some(Some(None)) => true,
+        Some(None) => false,
+    };
+    scheduled && starting
+}
+
 /// An image reference without its tag or digest
 /// (`registry:5000/keyward/webhook:0.3@sha256:…` → `registry:5000/keyward/webhook`).
 fn repository(image: &str) -> &str {
@@ -217,6 +246,25 @@ pub(crate) mod tests {
             json!({"name": a::SECRETS_VOLUME, "hostPath": {"path": "/tmp"}});
         let denial = fixed_at_admission(&pod(on_disk), IMAGE).unwrap_err();
         assert_eq!(denial.kind, DenialKind::NotInjected);
+    }
+
+    #[test]
+    fn only_a_scheduled_pod_whose_injector_is_being_created_is_waited_for() {
+        let mut creating = admitted_pod("db", "waiting");
+        creating["spec"]["nodeName"] = json!("node-1");
+        creating["status"]["initContainerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "PodInitializing"}});
+        assert!(injector_being_created(&pod(creating.clone())));
+        let mut pulling = creating.clone();
+        pulling["status"]["initContainerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "ImagePullBackOff"}});
+        assert!(!injector_being_created(&pod(pulling)));
+        let mut unscheduled = creating;
+        unscheduled["spec"]["nodeName"] = Value::Null;
+        assert!(!injector_being_created(&pod(unscheduled)));
+        let mut finished = admitted_pod("db", "terminated");
+        finished["spec"]["nodeName"] = json!("node-1");
+        assert!(!injector_being_created(&pod(finished)));
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub struct Unsealer {
     pub injector_image: String,
 }
 
+/// How long an unseal waits for the kubelet to report the caller's
+/// injector running, and how often it looks.
+const STATUS_GRACE: std::time::Duration = std::time::Duration::from_millis(2500);
+const STATUS_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One SealedSecret opened, with what its audit record says.
 struct Opened {
     values: BTreeMap<String, Zeroizing<String>>,
@@ -334,12 +339,36 @@ impl Unsealer {
         let status = reviewed.status.unwrap_or_default();
         let caller = authorise::caller(&status, &self.audience)?;
         authorise::matches_request(&caller, &request.namespace, &request.pod)?;
-        let pod = Api::<Pod>::namespaced(self.client.clone(), &caller.namespace)
-            .get_opt(&caller.pod_name)
-            .await
-            .map_err(|e| Failure::Internal(format!("reading the pod: {e}")))?
-            .ok_or_else(|| Denial::new(DenialKind::PodGone, "the token's pod no longer exists"))?;
-        authorise::pod_may_read(&caller, &pod, &request.secrets, &self.injector_image)?;
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &caller.namespace);
+        let read_pod = || async {
+            pods.get_opt(&caller.pod_name)
+                .await
+                .map_err(|e| Failure::Internal(format!("reading the pod: {e}")))?
+                .ok_or_else(|| {
+                    Failure::from(Denial::new(
+                        DenialKind::PodGone,
+                        "the token's pod no longer exists",
+                    ))
+                })
+        };
+        let mut pod = read_pod().await?;
+        let mut verdict =
+            authorise::pod_may_read(&caller, &pod, &request.secrets, &self.injector_image);
+        // An injector calls as soon as it runs, and the kubelet posts that
+        // it runs up to a second or so later: for a pod on a node whose
+        // injector is being created, re-read the pod briefly rather than
+        // send the injector into its back-off.
+        let until = tokio::time::Instant::now() + STATUS_GRACE;
+        while matches!(&verdict, Err(d) if d.kind == DenialKind::NotRunningYet)
+            && entitlement::injector_being_created(&pod)
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(STATUS_POLL).await;
+            pod = read_pod().await?;
+            verdict =
+                authorise::pod_may_read(&caller, &pod, &request.secrets, &self.injector_image);
+        }
+        verdict?;
         Ok(caller)
     }
 
