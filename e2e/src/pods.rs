@@ -57,6 +57,64 @@ pub async fn pod_bound_token(
         .context("TokenRequest returned no token")
 }
 
+/// A pod shaped as admission leaves one for SealedSecrets `secrets`
+/// (comma-separated) and still starting: its `keyward-inject` init
+/// container runs `image` (which must hold /bin/busybox, and be the
+/// injector image the webhook under test is configured with) and sleeps
+/// for an hour instead of unsealing, so a test can unseal with the pod's
+/// token for as long as it needs. Not labelled for injection: no webhook
+/// touches it. Returns once the injector runs.
+pub async fn starting_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    secrets: &str,
+    (image, pull): (&str, &str),
+) -> Result<Pod> {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": starting_pod_spec(secrets, (image, pull)),
+    }))?;
+    let api = Api::<Pod>::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &pod).await?;
+    let limit = Duration::from_secs(120);
+    let pod = tokio::time::timeout(
+        limit,
+        await_condition(api, name, |p: Option<&Pod>| p.is_some_and(injector_running)),
+    )
+    .await
+    .with_context(|| format!("pod {name}'s injector was not running within {limit:?}"))??;
+    pod.with_context(|| format!("pod {name} was deleted while starting"))
+}
+
+/// Whether the pod's `keyward-inject` init container runs.
+pub fn injector_running(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == "keyward-inject"))
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|state| state.running.is_some())
+}
+
+/// The spec of [`starting_pod`], for a pod template too.
+pub fn starting_pod_spec(secrets: &str, (image, pull): (&str, &str)) -> serde_json::Value {
+    serde_json::json!({
+            "terminationGracePeriodSeconds": 0,
+            "initContainers": [{
+                "name": "keyward-inject", "image": image, "imagePullPolicy": pull,
+                // `sh -c SCRIPT inject --secrets ...`: the arguments are
+                // there to be read, not used.
+                "command": ["/bin/busybox", "sh", "-c", "exec /bin/busybox sleep 3600"],
+                "args": ["inject", "--secrets", secrets],
+                "volumeMounts": [{"name": "keyward-secrets", "mountPath": "/run/keyward"}],
+            }],
+            "containers": [{"name": "app", "image": image, "imagePullPolicy": pull,
+                "command": ["/bin/busybox", "true"]}],
+            "volumes": [{"name": "keyward-secrets", "emptyDir": {"medium": "Memory"}}],
+    })
+}
+
 /// The pod's phase, or `"?"` when it has no status yet.
 pub fn phase(pod: &Pod) -> &str {
     pod.status

@@ -38,11 +38,10 @@ use keyward_core::{KeyProvider, provider::KeyInfo};
 use keyward_crds::conditions::{self, READY};
 use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::keys::{degraded_reason, ready, wait_key};
-use keyward_e2e::{crds, with_temp_ns};
+use keyward_e2e::{cluster, crds, with_temp_ns};
 use keyward_gcp_double::{Double, KEY_RING};
 use keyward_operator::Config;
 use keyward_provider_select::{ProviderArgs, Providers};
-use keyward_webhook::annotations::{INJECTION_ENABLED, INJECTION_LABEL};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::server::ServerLimits;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
@@ -576,7 +575,7 @@ async fn serve_unseal(
     let url = format!("https://{}", listener.local_addr()?);
     let state = AppState {
         injector: Arc::new(InjectorConfig {
-            image: "unused".into(),
+            image: cluster::busybox_image().0,
             image_pull_policy: None,
             unseal_url: format!("{url}/v1/unseal"),
             ca_pem: Some(made.ca_pem.clone()),
@@ -589,6 +588,7 @@ async fn serve_unseal(
             audit: Arc::new(keyward_core::audit::AuditLog::new(&dir.join("unseal.log"))),
             limiter: RateLimiter::new(5, 1.0),
             audience: keyward_webhook::annotations::AUDIENCE.to_owned(),
+            injector_image: cluster::busybox_image().0,
         })),
     };
     let tls_config = tls::server_config(&made.cert_pem, &made.key_pem)?;
@@ -602,24 +602,15 @@ async fn serve_unseal(
     Ok((url, made.ca_pem, task))
 }
 
-/// A pod annotated for `secrets` that no node matches: it never runs
-/// (nothing is pulled), but it exists, which is all a bound token needs.
+/// A pod shaped as admitted for `secrets` whose injector sleeps
+/// (`pods::starting_pod`): while it runs, the pod's token may unseal.
 async fn reader_pod(client: &Client, ns: &str, secrets: &str) -> Result<Pod> {
     reader_pod_named(client, ns, "reader", secrets).await
 }
 
 async fn reader_pod_named(client: &Client, ns: &str, name: &str, secrets: &str) -> Result<Pod> {
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {INJECTION_LABEL: INJECTION_ENABLED},
-                     "annotations": {"keyward.io/inject": secrets}},
-        "spec": {
-            "nodeSelector": {"keyward.io/e2e-no-such-node": "true"},
-            "containers": [{"name": "app", "image": "keyward.local/never-pulled:e2e"}],
-        },
-    }))?;
-    Ok(Api::<Pod>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &pod)
-        .await?)
+    let (image, pull) = cluster::busybox_image();
+    keyward_e2e::pods::starting_pod(client, ns, name, secrets, (&image, pull)).await
 }
 
 async fn token_for(client: &Client, ns: &str, pod: &Pod) -> Result<String> {

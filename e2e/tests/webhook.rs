@@ -91,6 +91,8 @@ async fn injector_image() -> Result<(String, &'static str)> {
 /// The webhook served in-process, and the configurations pointing at it.
 struct Webhook {
     tasks: [JoinHandle<()>; 2],
+    /// The injector image and pull policy it gives pods.
+    injector: (String, &'static str),
     /// The admission listener (the configurations' clientConfig).
     url: String,
     /// The tenant API listener (unseal, rewrap).
@@ -101,7 +103,12 @@ struct Webhook {
 }
 
 impl Webhook {
-    async fn start(client: &Client, ns: &str, dir: &Path, image: (String, &str)) -> Result<Self> {
+    async fn start(
+        client: &Client,
+        ns: &str,
+        dir: &Path,
+        image: (String, &'static str),
+    ) -> Result<Self> {
         let made = tls::bootstrap(&["127.0.0.1".to_owned()])?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("https://{}", listener.local_addr()?);
@@ -112,7 +119,7 @@ impl Webhook {
         let audit = dir.join("unseal-audit.log");
         let state = AppState {
             injector: Arc::new(InjectorConfig {
-                image: image.0,
+                image: image.0.clone(),
                 image_pull_policy: Some(image.1.to_owned()),
                 unseal_url: format!("{api_url}/v1/unseal"),
                 ca_pem: Some(made.ca_pem.clone()),
@@ -123,6 +130,7 @@ impl Webhook {
                 audit: Arc::new(keyward_core::audit::AuditLog::new(&audit)),
                 limiter: RateLimiter::new(20, 5.0),
                 audience: "keyward".into(),
+                injector_image: image.0.clone(),
             })),
         };
         let tls_config = tls::server_config(&made.cert_pem, &made.key_pem)?;
@@ -142,6 +150,7 @@ impl Webhook {
         ];
         let webhook = Webhook {
             tasks,
+            injector: image,
             url,
             api_url,
             ca_pem: made.ca_pem,
@@ -435,16 +444,22 @@ async fn injection_flow(
     );
     ensure!(!audit.contains(PASSWORD), "the audit log holds the value");
 
-    // Directly, with a token for the reader pod: audience keyward works,
-    // another audience is refused.
+    // Directly, with tokens. Secrets are handed out only while a pod
+    // starts: `holder` stands for one, its injector (the configured image)
+    // sleeping instead of unsealing, so its token may open what its
+    // arguments name for as long as the test needs. Audience keyward
+    // works, another audience is refused.
     let url = format!("{}/v1/unseal", webhook.api_url);
+    let (image, pull) = (&webhook.injector.0, webhook.injector.1);
+    pods::starting_pod(client, ns, "holder", "db", (image, pull)).await?;
+    let holder = pods.get("holder").await?;
     let request = |token: String| UnsealRequest {
         token,
         namespace: ns.to_owned(),
-        pod: "reader".into(),
+        pod: "holder".into(),
         secrets: vec!["db".into()],
     };
-    let good = token_for(client, ns, &done, "keyward").await?;
+    let good = token_for(client, ns, &holder, "keyward").await?;
     let mut latencies = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();
@@ -463,7 +478,7 @@ async fn injection_flow(
         inject::unseal_once(url_ref, ca_pem, again).await
     })
     .await?;
-    let other = token_for(client, ns, &done, "other").await?;
+    let other = token_for(client, ns, &holder, "other").await?;
     match inject::unseal_once(&url, &webhook.ca_pem, &request(other)).await {
         Err(e) if e.to_string().starts_with("denied") => {}
         Err(e) => bail!("wrong audience: expected a denial, got {e}"),
@@ -478,7 +493,7 @@ async fn injection_flow(
     );
 
     // An expired token: the API server will not mint one (TokenRequest
-    // wants >= 600 s), so the reader's real token is re-signed with the
+    // wants >= 600 s), so the holder's real token is re-signed with the
     // cluster's service-account key with every time claim moved into the
     // past; binding, audience and issuer stay as minted.
     match expired_copy(&good).await? {
@@ -502,8 +517,10 @@ async fn injection_flow(
         None => println!("expired token: skipped (not the local cluster: no signing key)"),
     }
 
-    // A pod not annotated for the secret: the same init container, written
-    // by hand (the webhook leaves an un-annotated pod alone), is refused.
+    entitlement_is_fixed_at_admission(client, ns, webhook, &done, &holder).await?;
+
+    // A hand-written injector that would also write elsewhere (a disk
+    // volume): through the webhook, admission refuses the pod.
     let mut sneaky =
         serde_json::to_value(app_pod("sneaky", "db", "cat /run/keyward/db/password")?)?;
     let patch = keyward_webhook::mutate::patch_for(
@@ -512,9 +529,14 @@ async fn injection_flow(
     )
     .map_err(anyhow::Error::msg)?;
     json_patch_apply(&mut sneaky, patch)?;
-    sneaky["metadata"]["annotations"] = json!({"keyward.io/inject": "other-secret"});
-    // Annotated for something else: through the webhook, the hand-written
-    // injector is not the one this pod would get, so admission refuses it.
+    sneaky["spec"]["volumes"]
+        .as_array_mut()
+        .context("volumes")?
+        .push(json!({"name": "loot", "emptyDir": {}}));
+    sneaky["spec"]["initContainers"][0]["volumeMounts"]
+        .as_array_mut()
+        .context("injector mounts")?
+        .push(json!({"name": "loot", "mountPath": "/loot"}));
     let error = pods
         .create(
             &PostParams::default(),
@@ -522,11 +544,9 @@ async fn injection_flow(
         )
         .await
         .err()
-        .context("a pod with a look-alike injector was admitted")?;
+        .context("a pod whose injector mounts a disk volume was admitted")?;
     ensure!(
-        error
-            .to_string()
-            .contains("reserved for Keyward's injector"),
+        error.to_string().contains("mounts volume `loot`"),
         "the look-alike injector was refused for another reason: {error}"
     );
     // Without the opt-in label the webhook never sees it; unseal refuses.
@@ -548,8 +568,8 @@ async fn injection_flow(
         "the app container started without its secrets"
     );
     ensure!(
-        webhook.audit_log().contains("not annotated"),
-        "no annotation denial in the audit log"
+        webhook.audit_log().contains("mounts volume `loot`"),
+        "no denial of the look-alike injector in the audit log"
     );
 
     // Real pods, each denied: a tampered ciphertext, and a ServiceAccount
@@ -619,10 +639,10 @@ async fn injection_flow(
             ),
         }
     }
-    pods.delete("reader", &DeleteParams::default()).await?;
+    pods.delete("holder", &DeleteParams::default()).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while pods.get_opt("reader").await?.is_some() {
-        ensure!(Instant::now() < deadline, "reader was not deleted");
+    while pods.get_opt("holder").await?.is_some() {
+        ensure!(Instant::now() < deadline, "holder was not deleted");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     match inject::unseal_once(&url, &webhook.ca_pem, &request(good)).await {
@@ -646,7 +666,10 @@ async fn injection_flow(
     let metrics = keyward_webhook::metrics::metrics();
     for reason in [
         "unauthenticated",
-        "not_annotated",
+        "not_starting",
+        "not_running_yet",
+        "not_entitled",
+        "not_injected",
         "access_list",
         "cannot_open",
         "request_mismatch",
@@ -659,7 +682,7 @@ async fn injection_flow(
     ensure!(metrics.decrypts() >= 11 && metrics.unseal_requests_with("ok") >= 11);
     ensure!(
         metrics.dek_cache_hits() >= 1,
-        "the reader's repeated unseals never hit the DEK cache"
+        "the holder's repeated unseals never hit the DEK cache"
     );
     let text = metrics.render();
     ensure!(text.contains("keyward_admission_duration_seconds_count{route=\"mutate\"}"));
@@ -671,6 +694,81 @@ async fn injection_flow(
     );
 
     start_up_cost(&pods).await
+}
+
+/// Issue 14's entitlement must-shows: a token bound to a pod past its
+/// start (`done`, Succeeded), to a Pending pod whose injector never ran,
+/// and to a starting pod (`holder`) asking for a secret its annotation
+/// names only since an edit after admission: each denied, with its reason
+/// in the audit log.
+async fn entitlement_is_fixed_at_admission(
+    client: &Client,
+    ns: &str,
+    webhook: &Webhook,
+    done: &Pod,
+    holder: &Pod,
+) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let url = format!("{}/v1/unseal", webhook.api_url);
+    let mut unscheduled = serde_json::to_value(app_pod("unscheduled", "db", "true")?)?;
+    unscheduled["spec"]["nodeSelector"] = json!({"keyward.io/e2e-no-such-node": "true"});
+    let unscheduled = pods
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(unscheduled)?,
+        )
+        .await?;
+    pods.patch(
+        "holder",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"keyward.io/inject": "db,tampered"}}})),
+    )
+    .await?;
+    let cases = [
+        (
+            done,
+            "db",
+            "this pod's injector has finished (pod phase Succeeded)",
+        ),
+        (
+            &unscheduled,
+            "db",
+            "this pod's injector has not started (pod phase Pending)",
+        ),
+        (
+            holder,
+            "tampered",
+            "SealedSecret `tampered` is not among those the pod was admitted for (db)",
+        ),
+    ];
+    for (pod, secret, reason) in cases {
+        let request = UnsealRequest {
+            token: token_for(client, ns, pod, "keyward").await?,
+            namespace: ns.to_owned(),
+            pod: pod.name_any(),
+            secrets: vec![secret.to_owned()],
+        };
+        // A pod that has not started yet gets a retryable 503 (its
+        // injector's running status may just be late); the others 403.
+        match inject::unseal_once(&url, &webhook.ca_pem, &request).await {
+            Err(e) if e.to_string().starts_with("denied") => {}
+            Err(e) if pod.name_any() == "unscheduled" && e.to_string().contains("503") => {}
+            other => bail!(
+                "{}: expected a denial, got {:?}",
+                pod.name_any(),
+                other.map(|_| "values")
+            ),
+        }
+        ensure!(
+            webhook.audit_log().contains(reason),
+            "{}: the audit log lacks `{reason}`",
+            pod.name_any()
+        );
+    }
+    println!(
+        "entitlement: Succeeded, never-started and re-annotated pods denied with their reasons"
+    );
+    Ok(())
 }
 
 /// The audit log's last line is cut mid-record while the webhook runs (a

@@ -33,12 +33,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use hyper::body::Bytes;
-use k8s_openapi::api::core::v1::Pod;
-use keyward_e2e::{cluster, crds, with_temp_ns};
+use keyward_e2e::{cluster, crds, pods, with_temp_ns};
 use keyward_webhook::unseal::UnsealRequest;
-use kube::api::PostParams;
-use kube::{Api, Client, ResourceExt};
-use serde_json::json;
+use kube::{Client, ResourceExt};
 use webhook_abuse_support::measure::{self, Samples, Until};
 use webhook_abuse_support::server::{self, Memory, Webhook};
 use webhook_abuse_support::{Attacker, attack, http, load_average, raise_open_files};
@@ -148,26 +145,6 @@ async fn admission_and_unseal_hold_under_the_full_abuse_load() {
     with_temp_ns(|client, ns| async move { abuse(&client, &ns, &scale, &bounds).await }).await;
 }
 
-/// A pod allowed to read the SealedSecret, kept Pending by a node selector
-/// nothing matches: real to the API server (uid, ServiceAccount, bound
-/// token), which is all the unseal path checks.
-async fn reader_pod(client: &Client, ns: &str) -> Result<Pod> {
-    let (busybox, pull) = cluster::busybox_image();
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "reader",
-            "labels": {"keyward.io/injection": "enabled"},
-            "annotations": {"keyward.io/inject": SECRET}},
-        "spec": {
-            "nodeSelector": {"keyward.io/no-such-node": "true"},
-            "containers": [{"name": "app", "image": busybox, "imagePullPolicy": pull,
-                "command": ["sleep", "3600"]}],
-        },
-    }))?;
-    Ok(Api::<Pod>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &pod)
-        .await?)
-}
-
 /// The API server's AdmissionReview of an annotated pod.
 fn admission_review() -> Result<Bytes> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -253,7 +230,11 @@ async fn abuse(client: &Client, ns: &str, scale: &Scale, bounds: &Bounds) -> Res
     let load_before = load_average();
     crds::install_keyward_crds(client).await?;
     create_sealed_secret(client, ns).await?;
-    let pod = reader_pod(client, ns).await?;
+    // A pod starting with an injector that sleeps: real to the API server
+    // (uid, ServiceAccount, bound token, a running injector), which is all
+    // the unseal path checks.
+    let (busybox, pull) = cluster::busybox_image();
+    let pod = pods::starting_pod(client, ns, "reader", SECRET, (&busybox, pull)).await?;
     let request = UnsealRequest {
         token: pod_token(client, ns, &pod).await?,
         namespace: ns.to_owned(),
@@ -264,7 +245,7 @@ async fn abuse(client: &Client, ns: &str, scale: &Scale, bounds: &Bounds) -> Res
     let bin =
         keyward_e2e::binaries::build_binary("keyward-webhook", "keyward-webhook", release).await?;
     let dir = tempfile::tempdir()?;
-    let mut webhook = server::start(&bin, ns, dir.path()).await?;
+    let mut webhook = server::start(&bin, ns, dir.path(), &busybox).await?;
     let outcome = measure_abuse(
         &mut webhook,
         ns,

@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use keyward_conformance::CountingProvider;
 use keyward_core::provider::{DekCache, KeyProvider};
-use keyward_e2e::{cluster, crds, with_temp_ns};
+use keyward_e2e::{cluster, crds, pods, with_temp_ns};
 use keyward_kubeutil::keyring_secret;
 use keyward_webhook::annotations::{INJECTION_ENABLED, INJECTION_LABEL};
 use keyward_webhook::inject;
@@ -41,11 +41,12 @@ async fn counting_provider(client: &Client, ns: &str) -> Result<CountingProvider
     Ok(CountingProvider::new(local))
 }
 
-/// `replicas` pods of one Deployment annotated for the SealedSecret, kept
-/// Pending by a node selector nothing matches: they are real pods to the
-/// API server (uid, ServiceAccount, bound tokens), which is all the unseal
-/// path looks at, without loading the node with containers.
-async fn pending_deployment_pods(client: &Client, ns: &str, replicas: i32) -> Result<Vec<Pod>> {
+/// `replicas` pods of one Deployment shaped as admitted for the
+/// SealedSecret and starting, each with an injector that sleeps
+/// (`pods::starting_pod_spec`): real to the API server (uid,
+/// ServiceAccount, bound tokens, a running injector), which is all the
+/// unseal path looks at.
+async fn starting_deployment_pods(client: &Client, ns: &str, replicas: i32) -> Result<Vec<Pod>> {
     let (busybox, pull) = cluster::busybox_image();
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "perf"},
@@ -53,13 +54,8 @@ async fn pending_deployment_pods(client: &Client, ns: &str, replicas: i32) -> Re
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "perf"}},
             "template": {
-                "metadata": {"labels": {"app": "perf", INJECTION_LABEL: INJECTION_ENABLED},
-                    "annotations": {"keyward.io/inject": SECRET}},
-                "spec": {
-                    "nodeSelector": {"keyward.io/no-such-node": "true"},
-                    "containers": [{"name": "app", "image": busybox,
-                        "imagePullPolicy": pull, "command": ["sleep", "3600"]}],
-                },
+                "metadata": {"labels": {"app": "perf"}},
+                "spec": pods::starting_pod_spec(SECRET, (&busybox, pull)),
             },
         },
     }))?;
@@ -67,16 +63,20 @@ async fn pending_deployment_pods(client: &Client, ns: &str, replicas: i32) -> Re
         .create(&PostParams::default(), &deployment)
         .await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let listed = pods.list(&ListParams::default().labels("app=perf")).await?;
-        if listed.items.len() >= replicas as usize {
+        let running = listed
+            .items
+            .iter()
+            .filter(|p| pods::injector_running(p))
+            .count();
+        if running >= replicas as usize {
             return Ok(listed.items);
         }
         ensure!(
             Instant::now() < deadline,
-            "the Deployment made {} of {replicas} pods in 120 s; is kube-controller-manager running?",
-            listed.items.len()
+            "{running} of {replicas} pods of the Deployment started in 300 s"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -133,7 +133,7 @@ async fn a_deployments_pods_unsealing_together_cost_one_provider_call_with_the_c
     with_temp_ns(|client, ns| async move {
         crds::install_keyward_crds(&client).await?;
         create_sealed_secret(&client, &ns).await?;
-        let pods = pending_deployment_pods(&client, &ns, PODS as i32).await?;
+        let pods = starting_deployment_pods(&client, &ns, PODS as i32).await?;
         let tokens = tokens_for(&client, &ns, &pods).await?;
         let requests: Vec<_> = pods
             .iter()
@@ -141,11 +141,12 @@ async fn a_deployments_pods_unsealing_together_cost_one_provider_call_with_the_c
             .map(|(pod, token)| request(&ns, pod, token))
             .collect();
         let dir = tempfile::tempdir()?;
-        let unused_image = ("unused:perf".to_owned(), "Never");
+        // The image the pods' injectors run: theirs may unseal.
+        let injector_image = (cluster::busybox_image().0, "Never");
 
         // Without the cache: the provider sees every pod's unwrap.
         let uncached = Arc::new(counting_provider(&client, &ns).await?);
-        let webhook = Webhook::start(&client, uncached.clone(), dir.path(), unused_image.clone())
+        let webhook = Webhook::start(&client, uncached.clone(), dir.path(), injector_image.clone())
             .await?;
         let (latencies, wall) = burst(&webhook, &requests).await?;
         let calls_without = uncached.unwraps();
@@ -161,7 +162,7 @@ async fn a_deployments_pods_unsealing_together_cost_one_provider_call_with_the_c
             Duration::from_secs(30),
             1024,
         ));
-        let webhook = Webhook::start(&client, cached.clone(), dir.path(), unused_image).await?;
+        let webhook = Webhook::start(&client, cached.clone(), dir.path(), injector_image).await?;
         let (latencies, wall) = burst(&webhook, &requests).await?;
         let calls_with = cached.inner().unwraps();
         println!(
@@ -192,11 +193,12 @@ async fn unseal_latency_for_a_pod_with_ten_items() {
     with_temp_ns(|client, ns| async move {
         crds::install_keyward_crds(&client).await?;
         create_sealed_secret(&client, &ns).await?;
-        let pods = pending_deployment_pods(&client, &ns, 1).await?;
+        let pods = starting_deployment_pods(&client, &ns, 1).await?;
         let token = tokens_for(&client, &ns, &pods).await?.remove(0);
         let request = request(&ns, &pods[0], &token);
         let dir = tempfile::tempdir()?;
-        let unused_image = ("unused:perf".to_owned(), "Never");
+        // The image the pods' injectors run: theirs may unseal.
+        let injector_image = (cluster::busybox_image().0, "Never");
 
         let stacks: [(&str, Arc<dyn KeyProvider>); 2] = [
             (
@@ -214,7 +216,7 @@ async fn unseal_latency_for_a_pod_with_ten_items() {
         ];
         for (name, provider) in stacks {
             let webhook =
-                Webhook::start(&client, provider, dir.path(), unused_image.clone()).await?;
+                Webhook::start(&client, provider, dir.path(), injector_image.clone()).await?;
             let first = timed_unseal(&webhook, &request).await?;
             let mut times = Vec::with_capacity(SEQUENTIAL);
             for _ in 0..SEQUENTIAL {

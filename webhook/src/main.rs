@@ -496,6 +496,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(dir) = args.audit_log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let injector_image = args.injector_image.clone();
     let state = AppState {
         injector: Arc::new(InjectorConfig {
             image: args.injector_image,
@@ -523,6 +524,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             )),
             limiter: RateLimiter::new(args.rate_burst, args.rate_per_second),
             audience: keyward_webhook::annotations::AUDIENCE.to_owned(),
+            injector_image,
         })),
     };
     // Bound before anything is served, so a taken port stops the start.

@@ -567,7 +567,7 @@ mod tests {
         let m = Metrics::new();
         m.unseal_request("ok");
         m.unseal_request("denied");
-        m.unseal_denied("not_annotated");
+        m.unseal_denied("not_entitled");
         m.unseal_invalid("secret_name");
         m.decrypted(3);
         m.compromised_served(2);
@@ -587,7 +587,7 @@ mod tests {
         let text = m.render();
         for line in [
             "keyward_unseal_requests_total{outcome=\"ok\"} 1\n",
-            "keyward_unseal_denied_total{reason=\"not_annotated\"} 1\n",
+            "keyward_unseal_denied_total{reason=\"not_entitled\"} 1\n",
             "keyward_unseal_invalid_total{reason=\"secret_name\"} 1\n",
             "keyward_unseal_decrypts_total 3\n",
             "keyward_unseal_compromised_served_total 2\n",

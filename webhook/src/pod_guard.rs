@@ -37,6 +37,18 @@ pub fn check(pod: &Pod) -> Result<(), String> {
             ));
         }
         for mount in mounts {
+            if injector && !injector_may_mount(volumes, &mount.name) {
+                return Err(format!(
+                    "`{}` mounts volume `{}`; Keyward's injector mounts only `{}`, `{}` and \
+                     read-only kinds (secret, projected, configMap, downwardAPI, e.g. the \
+                     ServiceAccount token Kubernetes adds), so it cannot write the secrets \
+                     anywhere else. Remove the mount",
+                    a::INIT_CONTAINER,
+                    mount.name,
+                    a::SECRETS_VOLUME,
+                    a::TOKEN_VOLUME
+                ));
+            }
             if !injector && tokens.contains(&mount.name.as_str()) {
                 return Err(format!(
                     "{} container `{}` mounts volume `{}`, which holds the token Keyward's injector \
@@ -111,6 +123,21 @@ fn check_volume(volume: &Volume) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Keyward's two volumes, or a kind the kubelet mounts read-only (so the
+/// injector could not write secrets there): the ServiceAccount token
+/// volume the API server adds to every container is one.
+fn injector_may_mount(volumes: &[Volume], name: &str) -> bool {
+    if name == a::SECRETS_VOLUME || name == a::TOKEN_VOLUME {
+        return true;
+    }
+    volumes.iter().find(|v| v.name == name).is_some_and(|v| {
+        v.secret.is_some()
+            || v.projected.is_some()
+            || v.config_map.is_some()
+            || v.downward_api.is_some()
+    })
 }
 
 /// A projected volume holding a ServiceAccount token for Keyward's audience.
@@ -267,6 +294,30 @@ mod tests {
         })))
         .unwrap_err();
         assert!(error.contains("ephemeral container `debug`"), "{error}");
+    }
+
+    #[test]
+    fn the_injector_mounts_only_keywards_volumes() {
+        let error = check(&pod(json!({
+            "volumes": [{"name": "loot", "hostPath": {"path": "/var/tmp"}}],
+            "initContainers": [{"name": a::INIT_CONTAINER, "image": "k", "volumeMounts": [
+                {"name": a::SECRETS_VOLUME, "mountPath": "/run/keyward"},
+                {"name": "loot", "mountPath": "/loot"}]}],
+            "containers": [app(json!([]))],
+        })))
+        .unwrap_err();
+        assert!(error.contains("mounts volume `loot`"), "{error}");
+        // The ServiceAccount token Kubernetes mounts into every container.
+        let with_sa_token = check(&pod(json!({
+            "volumes": [{"name": "default-token-abcde", "secret": {"secretName": "default-token-abcde"}},
+                        {"name": "kube-api-access-x", "projected": {"sources": []}}],
+            "initContainers": [{"name": a::INIT_CONTAINER, "image": "k", "volumeMounts": [
+                {"name": a::SECRETS_VOLUME, "mountPath": "/run/keyward"},
+                {"name": "default-token-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/x"}]}],
+            "containers": [app(json!([]))],
+        })));
+        assert!(with_sa_token.is_ok(), "{with_sa_token:?}");
     }
 
     #[test]

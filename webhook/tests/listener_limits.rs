@@ -518,6 +518,7 @@ async fn the_per_source_limit_answers_429_before_any_api_call() {
             )),
             limiter: RateLimiter::new(100, 100.0),
             audience: "keyward".into(),
+            injector_image: "keyward/webhook:test".into(),
         })),
         ..state()
     };
@@ -568,6 +569,7 @@ async fn a_flood_from_many_sources_cannot_lock_a_starting_pod_out() {
             )),
             limiter: RateLimiter::new(100, 100.0),
             audience: "keyward".into(),
+            injector_image: "keyward/webhook:test".into(),
         })),
         ..state()
     };

@@ -97,7 +97,7 @@ async fn unseal_outcomes_move_the_counters() {
         m.unseal_requests_with("ok"),
         m.unseal_requests_with("denied"),
         m.denials_with("unauthenticated"),
-        m.denials_with("not_annotated"),
+        m.denials_with("not_entitled"),
         m.decrypts(),
         m.provider_unwraps(),
         m.dek_cache_hits(),
@@ -123,7 +123,7 @@ async fn unseal_outcomes_move_the_counters() {
     assert_eq!(m.unseal_requests_with("ok") - before.0, 2);
     assert_eq!(m.unseal_requests_with("denied") - before.1, 2);
     assert_eq!(m.denials_with("unauthenticated") - before.2, 1);
-    assert_eq!(m.denials_with("not_annotated") - before.3, 1);
+    assert_eq!(m.denials_with("not_entitled") - before.3, 1);
     assert_eq!(m.decrypts() - before.4, 4, "two items, twice");
     assert_eq!(m.provider_unwraps() - before.5, 1, "one miss: one DEK");
     assert_eq!(m.dek_cache_hits() - before.6, 1, "the second unseal hit");

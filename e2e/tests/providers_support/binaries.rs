@@ -104,7 +104,8 @@ pub async fn webhook(bin: &Path, ns: &str, dir: &Path, args: &[String]) -> Resul
         .args(["--tls-san", "127.0.0.1", "--namespace", ns])
         .arg("--ca-out")
         .arg(&ca_out)
-        .args(["--injector-image", "keyward.local/never-pulled:e2e"])
+        // The image of the tests' starting pods' injectors.
+        .args(["--injector-image", &keyward_e2e::cluster::busybox_image().0])
         .arg(format!("--unseal-url={url}/v1/unseal"))
         .arg("--audit-log")
         .arg(dir.join("unseal.log"))

@@ -46,10 +46,11 @@ fn listeners() -> Result<(Vec<String>, SocketAddr, SocketAddr)> {
 }
 
 /// Starts `bin serve` with the local keyring of namespace `ns`, everything
-/// it writes under `dir`, and waits until both addresses accept. The
+/// it writes under `dir`, `injector_image` as the injector image (pods
+/// running it may unseal), and waits until both addresses accept. The
 /// per-pod rate limit is lifted so a legitimate pod can be measured
 /// hundreds of times; every other limit is the binary's default.
-pub async fn start(bin: &Path, ns: &str, dir: &Path) -> Result<Webhook> {
+pub async fn start(bin: &Path, ns: &str, dir: &Path, injector_image: &str) -> Result<Webhook> {
     let (listen, admission, api) = listeners()?;
     let ca_out = dir.join("webhook-ca.pem");
     let audit_dir = dir.join("audit");
@@ -61,7 +62,7 @@ pub async fn start(bin: &Path, ns: &str, dir: &Path) -> Result<Webhook> {
         .args(["--tls-san", "127.0.0.1", "--namespace", ns])
         .arg("--ca-out")
         .arg(&ca_out)
-        .args(["--injector-image", "keyward.local/never-pulled:abuse"])
+        .args(["--injector-image", injector_image])
         .arg(format!("--unseal-url=https://{api}/v1/unseal"))
         .arg("--audit-log")
         .arg(audit_dir.join("unseal-audit.log"))

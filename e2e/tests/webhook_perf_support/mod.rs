@@ -58,7 +58,7 @@ impl Webhook {
         let api_url = format!("https://{}", api_listener.local_addr()?);
         let state = AppState {
             injector: Arc::new(InjectorConfig {
-                image: injector_image.0,
+                image: injector_image.0.clone(),
                 image_pull_policy: Some(injector_image.1.to_owned()),
                 unseal_url: format!("{api_url}/v1/unseal"),
                 ca_pem: Some(made.ca_pem.clone()),
@@ -73,6 +73,7 @@ impl Webhook {
                 // hundreds of calls) measures the path, not the limiter.
                 limiter: RateLimiter::new(100_000, 100_000.0),
                 audience: "keyward".into(),
+                injector_image: injector_image.0,
             })),
         };
         let config = tls::server_config(&made.cert_pem, &made.key_pem)?;

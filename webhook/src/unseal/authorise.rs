@@ -2,7 +2,7 @@
 //! log; the caller sees a generic denial, except for a key-state refusal
 //! (`DenialKind::KeyState`), which comes after every check here.
 
-use crate::annotations::{self as a, requested_secrets};
+use super::entitlement;
 use k8s_openapi::api::authentication::v1::TokenReviewStatus;
 use k8s_openapi::api::core::v1::Pod;
 use keyward_crds::SealedSecret;
@@ -51,7 +51,15 @@ pub enum DenialKind {
     /// The token's pod is gone, replaced or terminating.
     PodGone,
     ServiceAccountMismatch,
-    NotAnnotated,
+    /// The pod has no injector admitted by Keyward (or a look-alike).
+    NotInjected,
+    /// The pod is past start-up: its injector has finished.
+    NotStarting,
+    /// The pod's injector is not running as far as the API server knows
+    /// (not started, or its status not posted yet): the caller may retry.
+    NotRunningYet,
+    /// A secret the pod was not admitted for.
+    NotEntitled,
     AccessList,
     NoSuchSecret,
     /// The envelope did not open (tampered, wrong scope, disabled version).
@@ -73,7 +81,10 @@ impl DenialKind {
             DenialKind::RequestMismatch => "request_mismatch",
             DenialKind::PodGone => "pod_gone",
             DenialKind::ServiceAccountMismatch => "service_account_mismatch",
-            DenialKind::NotAnnotated => "not_annotated",
+            DenialKind::NotInjected => "not_injected",
+            DenialKind::NotStarting => "not_starting",
+            DenialKind::NotRunningYet => "not_running_yet",
+            DenialKind::NotEntitled => "not_entitled",
             DenialKind::AccessList => "access_list",
             DenialKind::NoSuchSecret => "no_such_secret",
             DenialKind::CannotOpen => "cannot_open",
@@ -176,8 +187,14 @@ pub fn matches_request(caller: &Caller, namespace: &str, pod: &str) -> Result<()
 }
 
 /// The live pod must be the one the token is bound to, run as the token's
-/// ServiceAccount and be annotated for every requested secret.
-pub fn pod_may_read(caller: &Caller, pod: &Pod, secrets: &[String]) -> Result<(), Denial> {
+/// ServiceAccount, be starting with the injector admission gave it
+/// (`entitlement`), and have been admitted for every requested secret.
+pub fn pod_may_read(
+    caller: &Caller,
+    pod: &Pod,
+    secrets: &[String],
+    injector_image: &str,
+) -> Result<(), Denial> {
     if pod.metadata.uid.as_deref() != Some(caller.pod_uid.as_str()) {
         return deny(
             DenialKind::PodGone,
@@ -201,19 +218,14 @@ pub fn pod_may_read(caller: &Caller, pod: &Pod, secrets: &[String]) -> Result<()
             ),
         );
     }
-    let annotated = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(a::INJECT))
-        .map(|v| requested_secrets(v))
-        .unwrap_or_default();
-    if let Some(missing) = secrets.iter().find(|s| !annotated.contains(s)) {
+    let entitled = entitlement::fixed_at_admission(pod, injector_image)?;
+    if let Some(missing) = secrets.iter().find(|s| !entitled.contains(s)) {
         return deny(
-            DenialKind::NotAnnotated,
+            DenialKind::NotEntitled,
             format!(
-                "pod is not annotated {} for SealedSecret `{missing}`",
-                a::INJECT
+                "SealedSecret `{missing}` is not among those the pod was admitted for ({}); \
+                 editing the annotation after admission changes nothing",
+                entitled.join(",")
             ),
         );
     }
@@ -242,6 +254,7 @@ pub fn service_account_may_read(caller: &Caller, sealed: &SealedSecret) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unseal::entitlement::tests::{IMAGE, admitted_pod};
     use k8s_openapi::api::authentication::v1::UserInfo;
     use serde_json::json;
 
@@ -263,13 +276,11 @@ mod tests {
         }
     }
 
-    fn pod(annotation: &str, sa: &str, uid: &str) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": "app", "namespace": "team", "uid": uid,
-                          "annotations": {a::INJECT: annotation}},
-            "spec": {"serviceAccountName": sa, "containers": []},
-        }))
-        .unwrap()
+    fn pod(secrets: &str, sa: &str, uid: &str) -> Pod {
+        let mut pod = admitted_pod(secrets, "running");
+        pod["metadata"]["uid"] = json!(uid);
+        pod["spec"]["serviceAccountName"] = json!(sa);
+        serde_json::from_value(pod).unwrap()
     }
 
     #[test]
@@ -289,14 +300,20 @@ mod tests {
     fn pod_checks() {
         let who = caller(&status(&["keyward"], true), "keyward").unwrap();
         let db = vec!["db".to_owned()];
-        assert!(pod_may_read(&who, &pod("db, api", "api", "uid-1"), &db).is_ok());
-        let not_annotated = pod_may_read(&who, &pod("api", "api", "uid-1"), &db).unwrap_err();
+        assert!(pod_may_read(&who, &pod("db, api", "api", "uid-1"), &db, IMAGE).is_ok());
+        let not_entitled = pod_may_read(&who, &pod("api", "api", "uid-1"), &db, IMAGE).unwrap_err();
+        assert_eq!(not_entitled.kind, DenialKind::NotEntitled);
         assert!(
-            not_annotated.reason.contains("not annotated"),
-            "{not_annotated:?}"
+            not_entitled.reason.contains("not among"),
+            "{not_entitled:?}"
         );
-        assert!(pod_may_read(&who, &pod("db", "other", "uid-1"), &db).is_err());
-        assert!(pod_may_read(&who, &pod("db", "api", "uid-2"), &db).is_err());
+        let other_sa = pod_may_read(&who, &pod("db", "other", "uid-1"), &db, IMAGE).unwrap_err();
+        assert_eq!(other_sa.kind, DenialKind::ServiceAccountMismatch);
+        let replaced = pod_may_read(&who, &pod("db", "api", "uid-2"), &db, IMAGE).unwrap_err();
+        assert_eq!(replaced.kind, DenialKind::PodGone);
+        let other_image =
+            pod_may_read(&who, &pod("db", "api", "uid-1"), &db, "other/injector:test");
+        assert_eq!(other_image.unwrap_err().kind, DenialKind::NotInjected);
         assert!(matches_request(&who, "team", "app").is_ok());
         assert!(matches_request(&who, "team", "other").is_err());
         assert!(matches_request(&who, "prod", "app").is_err());

@@ -10,6 +10,7 @@
 
 pub mod authorise;
 pub mod decrypt_only;
+pub mod entitlement;
 pub mod rate_limit;
 pub mod validate;
 
@@ -84,7 +85,15 @@ pub struct Unsealer {
     pub audit: Arc<AuditLog>,
     pub limiter: RateLimiter,
     pub audience: String,
+    /// The image admission gives the injector; only a pod running it may
+    /// unseal.
+    pub injector_image: String,
 }
+
+/// How long an unseal waits for the kubelet to report the caller's
+/// injector running, and how often it looks.
+const STATUS_GRACE: std::time::Duration = std::time::Duration::from_millis(2500);
+const STATUS_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// One SealedSecret opened, with what its audit record says.
 struct Opened {
@@ -147,6 +156,15 @@ pub async fn handle(State(state): State<crate::AppState>, body: Body) -> Respons
             metrics().unseal_request("denied");
             metrics().unseal_denied(kind.label());
             tracing::warn!(%subject, pod = %request.pod, %reason, "unseal denied");
+            if kind == DenialKind::NotRunningYet {
+                // The injector retries this: its running status is on the way.
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    "the API server does not show this pod's injector running yet; retry shortly",
+                )
+                    .into_response();
+            }
             let body = if kind.told_to_caller() {
                 reason
             } else {
@@ -321,12 +339,36 @@ impl Unsealer {
         let status = reviewed.status.unwrap_or_default();
         let caller = authorise::caller(&status, &self.audience)?;
         authorise::matches_request(&caller, &request.namespace, &request.pod)?;
-        let pod = Api::<Pod>::namespaced(self.client.clone(), &caller.namespace)
-            .get_opt(&caller.pod_name)
-            .await
-            .map_err(|e| Failure::Internal(format!("reading the pod: {e}")))?
-            .ok_or_else(|| Denial::new(DenialKind::PodGone, "the token's pod no longer exists"))?;
-        authorise::pod_may_read(&caller, &pod, &request.secrets)?;
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &caller.namespace);
+        let read_pod = || async {
+            pods.get_opt(&caller.pod_name)
+                .await
+                .map_err(|e| Failure::Internal(format!("reading the pod: {e}")))?
+                .ok_or_else(|| {
+                    Failure::from(Denial::new(
+                        DenialKind::PodGone,
+                        "the token's pod no longer exists",
+                    ))
+                })
+        };
+        let mut pod = read_pod().await?;
+        let mut verdict =
+            authorise::pod_may_read(&caller, &pod, &request.secrets, &self.injector_image);
+        // An injector calls as soon as it runs, and the kubelet posts that
+        // it runs up to a second or so later: for a pod on a node whose
+        // injector is being created, re-read the pod briefly rather than
+        // send the injector into its back-off.
+        let until = tokio::time::Instant::now() + STATUS_GRACE;
+        while matches!(&verdict, Err(d) if d.kind == DenialKind::NotRunningYet)
+            && entitlement::injector_being_created(&pod)
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(STATUS_POLL).await;
+            pod = read_pod().await?;
+            verdict =
+                authorise::pod_may_read(&caller, &pod, &request.secrets, &self.injector_image);
+        }
+        verdict?;
         Ok(caller)
     }
 

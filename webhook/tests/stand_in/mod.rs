@@ -1,7 +1,8 @@
 //! What the tenant-API tests share: a stand-in API server (an axum router
 //! handed to `kube::Client::new`) that answers TokenReview for pod `app`
 //! (uid `uid-1`, ServiceAccount `api`) in namespace `team` and serves that
-//! pod, and the webhook state over it. Tests add their own routes
+//! pod, starting with the injector admission gave it (image
+//! [`INJECTOR_IMAGE`]), and the webhook state over it. Tests add their own routes
 //! (SealedSecrets, ManagedKeys); anything else gets the API server's
 //! NotFound Status. The real API server's answers are covered by
 //! `e2e/tests/webhook.rs`.
@@ -23,8 +24,30 @@ use std::sync::{Arc, Mutex};
 /// The one token TokenReview accepts; any other "has expired".
 pub const GOOD_TOKEN: &str = "good-token";
 
-/// TokenReview (each counted in `reviews`) and pod `app`, annotated
-/// `keyward.io/inject: <inject>`.
+/// The injector image of the webhook under test and of its pod.
+pub const INJECTOR_IMAGE: &str = "keyward/webhook:stand-in";
+
+/// Pod `app` as admission left it for SealedSecrets `inject`
+/// (comma-separated), its injector running.
+pub fn starting_pod(inject: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "app", "namespace": "team", "uid": "uid-1",
+                     "annotations": {"keyward.io/inject": inject}},
+        "spec": {
+            "serviceAccountName": "api",
+            "initContainers": [{"name": "keyward-inject", "image": INJECTOR_IMAGE,
+                "command": ["/keyward-webhook"],
+                "args": ["inject", "--secrets", inject, "--mount-path", "/run/keyward"],
+                "volumeMounts": [{"name": "keyward-secrets", "mountPath": "/run/keyward"}]}],
+            "containers": [{"name": "app", "image": "app"}],
+            "volumes": [{"name": "keyward-secrets", "emptyDir": {"medium": "Memory"}}]},
+        "status": {"phase": "Pending", "initContainerStatuses": [{
+            "name": "keyward-inject", "image": INJECTOR_IMAGE, "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"running": {}}}]}})
+}
+
+/// TokenReview (each counted in `reviews`) and pod `app`, admitted for
+/// `inject` ([`starting_pod`]).
 pub fn api(inject: &'static str, reviews: Arc<AtomicUsize>) -> Router {
     Router::new()
         .route(
@@ -51,12 +74,7 @@ pub fn api(inject: &'static str, reviews: Arc<AtomicUsize>) -> Router {
         )
         .route(
             "/api/v1/namespaces/team/pods/app",
-            get(move || async move {
-                Json(json!({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": "app", "namespace": "team", "uid": "uid-1",
-                                 "annotations": {"keyward.io/inject": inject}},
-                    "spec": {"serviceAccountName": "api", "containers": []}}))
-            }),
+            get(move || async move { Json(starting_pod(inject)) }),
         )
         .fallback(|| async { not_found() })
 }
@@ -103,7 +121,7 @@ pub fn app_state(
 ) -> AppState {
     AppState {
         injector: Arc::new(InjectorConfig {
-            image: "i".into(),
+            image: INJECTOR_IMAGE.into(),
             image_pull_policy: None,
             unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
             ca_pem: None,
@@ -114,6 +132,7 @@ pub fn app_state(
             audit: Arc::new(keyward_core::audit::AuditLog::new(audit)),
             limiter,
             audience: "keyward".into(),
+            injector_image: INJECTOR_IMAGE.into(),
         })),
     }
 }
