@@ -502,26 +502,29 @@ fn counting_api(reviews: Arc<AtomicUsize>) -> kube::Client {
     kube::Client::new(api, "default")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_per_source_limit_answers_429_before_any_api_call() {
-    let dir = tempfile::tempdir().unwrap();
+/// The tenant API's state over [`counting_api`], its keyring and audit log
+/// in `dir`.
+fn counting_state(dir: &std::path::Path, reviews: &Arc<AtomicUsize>) -> AppState {
     let provider =
-        LocalProvider::open_or_initialise(KeyringStore::new(dir.path(), RootKey::generate()))
-            .unwrap();
-    let reviews = Arc::new(AtomicUsize::new(0));
-    let state = AppState {
+        LocalProvider::open_or_initialise(KeyringStore::new(dir, RootKey::generate())).unwrap();
+    AppState {
         unsealer: Some(Arc::new(Unsealer {
-            client: counting_api(Arc::clone(&reviews)),
+            client: counting_api(Arc::clone(reviews)),
             provider: Arc::new(DecryptOnly::new(Arc::new(provider) as Arc<dyn KeyProvider>)),
-            audit: Arc::new(keyward_core::audit::AuditLog::new(
-                &dir.path().join("audit.log"),
-            )),
+            audit: Arc::new(keyward_core::audit::AuditLog::new(&dir.join("audit.log"))),
             limiter: RateLimiter::new(100, 100.0),
             audience: "keyward".into(),
             injector_image: "keyward/webhook:test".into(),
         })),
         ..state()
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_source_limit_answers_429_before_any_api_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let reviews = Arc::new(AtomicUsize::new(0));
+    let state = counting_state(dir.path(), &reviews);
     let pre_auth = PreAuthLimits {
         source_burst: 3,
         source_per_second: 0.1,
@@ -556,23 +559,8 @@ async fn the_per_source_limit_answers_429_before_any_api_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_many_sources_cannot_lock_a_starting_pod_out() {
     let dir = tempfile::tempdir().unwrap();
-    let provider =
-        LocalProvider::open_or_initialise(KeyringStore::new(dir.path(), RootKey::generate()))
-            .unwrap();
     let reviews = Arc::new(AtomicUsize::new(0));
-    let state = AppState {
-        unsealer: Some(Arc::new(Unsealer {
-            client: counting_api(Arc::clone(&reviews)),
-            provider: Arc::new(DecryptOnly::new(Arc::new(provider) as Arc<dyn KeyProvider>)),
-            audit: Arc::new(keyward_core::audit::AuditLog::new(
-                &dir.path().join("audit.log"),
-            )),
-            limiter: RateLimiter::new(100, 100.0),
-            audience: "keyward".into(),
-            injector_image: "keyward/webhook:test".into(),
-        })),
-        ..state()
-    };
+    let state = counting_state(dir.path(), &reviews);
     // Almost no refill, so the counts below are exact.
     let pre_auth = PreAuthLimits {
         burst: 4,

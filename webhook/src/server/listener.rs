@@ -210,14 +210,15 @@ pub async fn serve_tls(
                 continue;
             }
         };
+        let source = source_key(peer);
         if let Some(rate) = &connect_rate
-            && !rate.allow(&source_key(peer))
+            && !rate.allow(&source)
         {
             metrics().connection_rate_limited(name);
             drop(tcp);
             continue;
         }
-        let slot = match slots.try_open(peer) {
+        let slot = match slots.try_open(source) {
             Ok(opened) => {
                 if opened.displaced_another {
                     metrics().connection_displaced(name);

@@ -12,9 +12,7 @@
 //! share is never displaced, and sources that all hold about the same
 //! number stop displacing each other (no churn of TLS handshakes).
 
-use super::pre_auth::source_key;
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -79,9 +77,8 @@ impl Slots {
         })
     }
 
-    /// A slot for a connection from `peer`.
-    pub(super) fn try_open(self: &Arc<Self>, peer: SocketAddr) -> Result<Opened, Refused> {
-        let source = source_key(peer);
+    /// A slot for a connection from `source` (`pre_auth::source_key`).
+    pub(super) fn try_open(self: &Arc<Self>, source: String) -> Result<Opened, Refused> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let held = state.per_source.get(&source).copied().unwrap_or(0);
         if held >= self.max_per_source {
@@ -204,8 +201,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn peer(last: u8) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, last], 1000))
+    fn peer(last: u8) -> String {
+        format!("10.0.0.{last}")
     }
 
     #[test]
@@ -244,7 +241,7 @@ mod tests {
         );
         let state = slots.state.lock().unwrap();
         assert_eq!(state.open.len(), 4);
-        assert_eq!(state.per_source[&source_key(peer(1))], 2);
+        assert_eq!(state.per_source[&peer(1)], 2);
     }
 
     #[test]
@@ -284,7 +281,7 @@ mod tests {
         drop(a1);
         let state = slots.state.lock().unwrap();
         assert_eq!(state.open.len(), 2);
-        assert_eq!(state.per_source[&source_key(peer(1))], 1);
-        assert_eq!(state.per_source[&source_key(peer(2))], 1);
+        assert_eq!(state.per_source[&peer(1)], 1);
+        assert_eq!(state.per_source[&peer(2)], 1);
     }
 }

@@ -59,10 +59,7 @@ pub fn fixed_at_admission(pod: &Pod, injector_image: &str) -> Result<Vec<String>
 fn injector_running(pod: &Pod) -> Result<(), Denial> {
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("unknown");
-    let state = status
-        .and_then(|s| s.init_container_statuses.as_ref())
-        .and_then(|all| all.iter().find(|c| c.name == a::INIT_CONTAINER))
-        .and_then(|c| c.state.as_ref());
+    let state = injector_state(pod);
     // The kubelet reports a started container up to a second or so after
     // it runs, so an injector's first call can arrive before its own
     // `running`: "not yet" is retryable, "finished" is final.
@@ -97,24 +94,29 @@ pub fn injector_being_created(pod: &Pod) -> bool {
         .spec
         .as_ref()
         .is_some_and(|spec| spec.node_name.is_some());
-    let waiting = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.init_container_statuses.as_ref())
-        .and_then(|all| all.iter().find(|c| c.name == a::INIT_CONTAINER))
-        .and_then(|c| c.state.as_ref())
-        .map(|state| state.waiting.as_ref().map(|w| w.reason.as_deref()));
-    let starting = match waiting {
+    let starting = match injector_state(pod) {
         // No status for the injector yet.
         None => true,
-        Some(Some(Some(reason))) => {
-            matches!(reason, "PodInitializing" | "ContainerCreating")
-        }
-        // Waiting without a reason, or running/terminated.
-        Some(Some(None)) => true,
-        Some(None) => false,
+        Some(state) => state.waiting.as_ref().is_some_and(|waiting| {
+            matches!(
+                waiting.reason.as_deref(),
+                None | Some("PodInitializing" | "ContainerCreating")
+            )
+        }),
     };
     scheduled && starting
+}
+
+/// The state the kubelet last reported for the pod's injector.
+fn injector_state(pod: &Pod) -> Option<&ContainerState> {
+    pod.status
+        .as_ref()?
+        .init_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == a::INIT_CONTAINER)?
+        .state
+        .as_ref()
 }
 
 /// An image reference without its tag or digest
