@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::algorithm::{Algorithm, KeyUsage};
 use crate::managed_key_status::ManagedKeyStatus;
 use crate::provider::{ProviderKind, ProviderSpec};
-use crate::validation::{Collector, DNS_SUBDOMAIN_PATTERN, Invalid, is_dns_subdomain};
+use crate::validation::{
+    Collector, DNS_SUBDOMAIN_PATTERN, Invalid, is_dns_label, is_dns_subdomain,
+};
 use crate::{HumanDuration, KeyState};
 
 /// Shortest deletion window (AWS KMS's minimum pending window).
@@ -137,7 +139,27 @@ pub struct ManagedKeySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 8192))]
     pub description: Option<String>,
+
+    /// Other namespaces whose SealedSecrets may use this key (their
+    /// `spec.keyRef.namespace` names this one). Omitted: this namespace
+    /// only. Checked at admission, unseal, re-wrap and materialisation;
+    /// SealedSecrets of namespaces not granted do not count as dependants,
+    /// so they cannot keep a version from being destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_with: Option<ShareWith>,
 }
+
+/// The namespaces a ManagedKey is shared with.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ShareWith {
+    /// Namespace names, or `*` for every namespace.
+    #[serde(default)]
+    #[schemars(schema_with = "share_with_namespaces_schema")]
+    pub namespaces: Vec<String>,
+}
+
+/// [`ShareWith::namespaces`] entry that grants every namespace.
+pub const EVERY_NAMESPACE: &str = "*";
 
 /// Reference to a KeyRotationPolicy in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -153,6 +175,18 @@ fn default_state() -> KeyState {
 
 fn default_deletion_window() -> HumanDuration {
     HumanDuration::from_days(MAX_DELETION_WINDOW_DAYS)
+}
+
+fn share_with_namespaces_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 256,
+        "items": {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$",
+        },
+    })
 }
 
 fn deletion_window_schema(_: &mut SchemaGenerator) -> Schema {
@@ -229,6 +263,7 @@ impl ManagedKeySpec {
                 );
             }
         }
+        self.check_share_with(&mut errors);
         if self.tags.len() > 50 {
             errors.push(
                 "spec.tags",
@@ -236,6 +271,43 @@ impl ManagedKeySpec {
             );
         }
         errors.finish()
+    }
+
+    /// Whether SealedSecrets in `namespace` may use this key, which lives
+    /// in `own_namespace`.
+    pub fn is_shared_with(&self, own_namespace: &str, namespace: &str) -> bool {
+        namespace == own_namespace
+            || self.share_with.as_ref().is_some_and(|share| {
+                share
+                    .namespaces
+                    .iter()
+                    .any(|n| n == namespace || n == EVERY_NAMESPACE)
+            })
+    }
+
+    fn check_share_with(&self, errors: &mut Collector) {
+        let Some(share) = &self.share_with else {
+            return;
+        };
+        if share.namespaces.len() > 256 {
+            errors.push(
+                "spec.shareWith.namespaces",
+                format!(
+                    "lists {} namespaces; at most 256 (use `*` to share with every namespace)",
+                    share.namespaces.len()
+                ),
+            );
+        }
+        for (i, namespace) in share.namespaces.iter().enumerate() {
+            if namespace != EVERY_NAMESPACE && !is_dns_label(namespace) {
+                errors.push(
+                    format!("spec.shareWith.namespaces[{i}]"),
+                    format!(
+                        "`{namespace}` is not a namespace name; list namespace names, or `*` for every namespace"
+                    ),
+                );
+            }
+        }
     }
 
     fn check_deletion_window(&self, errors: &mut Collector) {
@@ -251,5 +323,14 @@ impl ManagedKeySpec {
                 ),
             );
         }
+    }
+}
+
+impl ManagedKey {
+    /// Whether SealedSecrets in `namespace` may use this key: its own
+    /// namespace, or one `spec.shareWith` grants.
+    pub fn is_shared_with(&self, namespace: &str) -> bool {
+        let own = self.metadata.namespace.as_deref().unwrap_or_default();
+        self.spec.is_shared_with(own, namespace)
     }
 }

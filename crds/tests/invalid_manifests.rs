@@ -93,6 +93,20 @@ fn two_providers_at_once() {
 }
 
 #[test]
+fn share_with_a_namespace_pattern() {
+    refused(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {{local: {{}}}}\n  shareWith:\n    namespaces: [billing, team-*]\n"
+        ),
+        "/spec/shareWith/namespaces/1",
+        "does not match",
+        &[
+            "spec.shareWith.namespaces[1]: `team-*` is not a namespace name; list namespace names, or `*` for every namespace",
+        ],
+    );
+}
+
+#[test]
 fn deletion_window_of_three_days() {
     refused(
         &format!("{KEY_HEAD}spec:\n  provider: {{local: {{}}}}\n  deletionWindow: 3d\n"),

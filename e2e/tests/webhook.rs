@@ -32,6 +32,9 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
+#[path = "webhook_support/sharing.rs"]
+mod sharing;
+
 const KEYRING: &str = "keyward-local-keyring";
 const ROOT_KEY: &str = "keyward-local-root-key";
 const IMAGE: &str = "keyward.local/keyward-webhook:e2e";

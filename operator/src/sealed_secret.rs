@@ -69,6 +69,33 @@ pub fn assess(
     None
 }
 
+/// Why a SealedSecret may not use another namespace's key: the key does
+/// not exist or is not shared with `namespace` (`spec.shareWith`). Such a
+/// secret is neither re-wrapped nor materialised.
+fn not_shared(
+    key: Option<&ManagedKey>,
+    namespace: &str,
+    key_namespace: &str,
+    key_name: &str,
+) -> Option<(&'static str, String)> {
+    if key_namespace == namespace || key.is_some_and(|key| key.is_shared_with(namespace)) {
+        return None;
+    }
+    let whether = if key.is_some() {
+        "is not shared with"
+    } else {
+        "does not exist, so it is not shared with"
+    };
+    Some((
+        "KeyNotShared",
+        format!(
+            "ManagedKey {key_namespace}/{key_name} {whether} namespace {namespace}: its owner \
+             must add `{namespace}` to spec.shareWith.namespaces, or re-seal under a key in \
+             this namespace"
+        ),
+    ))
+}
+
 /// The shared context, the ManagedKeys as this controller's watch last saw
 /// them, and whether this operator writes template Secrets.
 pub struct SecretsContext {
@@ -126,8 +153,9 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
     // or call a just-compromised version usable. So both re-read the key
     // first (rare: only secrets due a re-wrap, or with a template).
     let mut key = read_cached(&shared.keys, &ctx.client, &key_namespace, &key_name).await?;
+    let not_shared = not_shared(key.as_deref(), &namespace, &key_namespace, &key_name);
     let mut fresh = false;
-    if let (Ok(items), Some(stored)) = (item_versions(&secret), key.as_deref()) {
+    if let (Ok(items), Some(stored), None) = (item_versions(&secret), key.as_deref(), &not_shared) {
         let mode = rewrap_mode(stored, &key_namespace, ctx).await?;
         let stored_status = stored.status.clone().unwrap_or_default();
         if rewrap::decide(&items, &stored_status, mode, touched).is_some() {
@@ -179,7 +207,7 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
                 &secret,
                 shared.materialize_secrets,
                 touched,
-                assess(&items, key.as_deref()),
+                not_shared.or_else(|| assess(&items, key.as_deref())),
                 ctx,
             )
             .await?;

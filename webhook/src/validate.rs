@@ -6,6 +6,7 @@
 use crate::admission::{Request, typed};
 use crate::key_state::sealing::{self, Admit};
 use crate::key_state::serving::{OVERRIDE, override_until};
+use crate::key_state::sharing::{self, Sharing};
 use crate::key_state::{Item, Keys};
 use k8s_openapi::jiff::Timestamp;
 use keyward_core::envelope::{Envelope, Scope, SecretTarget};
@@ -89,9 +90,10 @@ fn placed(request: &Request, sealed: &SealedSecret) -> Result<(String, String), 
     Ok((namespace, name))
 }
 
-/// After [`check`]: every new or changed item of a SealedSecret must be
-/// sealed under an Active version of its ManagedKey (see
-/// [`crate::key_state::sealing`]). `Ok` holds the warnings for the client:
+/// After [`check`]: a SealedSecret created with, or changed to, another
+/// namespace's ManagedKey must be granted by it ([`crate::key_state::sharing`]),
+/// and every new or changed item must be sealed under an Active version of
+/// its ManagedKey (see [`crate::key_state::sealing`]). `Ok` holds the warnings for the client:
 /// a key or state not known yet, or a ManagedKey that could not be read
 /// (admitted then: unseal still checks the state before serving).
 pub async fn key_states(request: &Request, client: &Client) -> Result<Vec<String>, String> {
@@ -110,7 +112,13 @@ pub async fn key_states(request: &Request, client: &Client) -> Result<Vec<String
         sealing::new_or_changed(&sealed.spec.encrypted_data, old_items)
             .filter_map(|(item, text)| Some((item, Envelope::decode(text).ok()?)))
             .collect();
-    if changed.is_empty() {
+    // A new object, or one that now names another key, is judged for
+    // sharing even with no item to check.
+    let names_new_key = old.as_ref().is_none_or(|old| {
+        old.key_namespace() != sealed.key_namespace()
+            || old.spec.key_ref.name != sealed.spec.key_ref.name
+    });
+    if changed.is_empty() && !names_new_key {
         return Ok(Vec::new());
     }
     let (namespace, name) = placed(request, &sealed)?;
@@ -124,6 +132,15 @@ pub async fn key_states(request: &Request, client: &Client) -> Result<Vec<String
         }
     };
     let mut warnings = BTreeSet::new();
+    match sharing::sharing(&key) {
+        Sharing::Granted => {}
+        Sharing::Refused(why) => return Err(format!("SealedSecret {name}: {why}")),
+        Sharing::Unknown(why) => {
+            warnings.insert(format!(
+                "{why}; pods cannot unseal SealedSecret {name} until it does"
+            ));
+        }
+    }
     for (item, envelope) in &changed {
         let item = Item::new(&name, item, &key.reference, envelope);
         match sealing::may_seal(key.key.as_deref(), &item) {

@@ -169,12 +169,15 @@ impl Dependants {
 
     /// Version -> number of SealedSecrets with at least one item under it,
     /// for ManagedKey `key_namespace/key_name` whose provider key is
-    /// `provider_key_id`; [`NotSynced`] before the first complete list.
+    /// `provider_key_id`, counting only secrets in namespaces the key is
+    /// `shared_with` (so no other namespace pins its versions or blocks
+    /// its deletion); [`NotSynced`] before the first complete list.
     pub fn count(
         &self,
         key_namespace: &str,
         key_name: &str,
         provider_key_id: &str,
+        shared_with: impl Fn(&str) -> bool,
     ) -> Result<BTreeMap<u32, u32>, NotSynced> {
         if !*self.synced.borrow() {
             return Err(NotSynced);
@@ -182,7 +185,8 @@ impl Dependants {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut counts = BTreeMap::new();
         let key = (key_namespace.to_owned(), key_name.to_owned());
-        for secret in state.by_key.get(&key).into_iter().flatten() {
+        let referencing = state.by_key.get(&key).into_iter().flatten();
+        for secret in referencing.filter(|(namespace, _)| shared_with(namespace)) {
             let Some(uses) = state.secrets.get(secret) else {
                 continue;
             };
@@ -201,11 +205,12 @@ impl Dependants {
         key_namespace: &str,
         key_name: &str,
         provider_key_id: &str,
+        shared_with: impl Fn(&str) -> bool,
         patience: Duration,
     ) -> Result<BTreeMap<u32, u32>, NotSynced> {
         let mut synced = self.synced.subscribe();
         match tokio::time::timeout(patience, synced.wait_for(|s| *s)).await {
-            Ok(Ok(_)) => self.count(key_namespace, key_name, provider_key_id),
+            Ok(Ok(_)) => self.count(key_namespace, key_name, provider_key_id, shared_with),
             _ => Err(NotSynced),
         }
     }
@@ -261,7 +266,10 @@ mod tests {
             secret("apps", "s5", "db", &[("a", envelope("old-key", 1))]),
             secret("apps", "s6", "db", &[("a", "AAAA".into())]),
         ]);
-        assert_eq!(index.count("apps", "db", "k1"), Ok([(1, 2), (2, 1)].into()));
+        assert_eq!(
+            index.count("apps", "db", "k1", |_| true),
+            Ok([(1, 2), (2, 1)].into())
+        );
         assert_eq!(index.len(), 6);
     }
 
@@ -271,7 +279,7 @@ mod tests {
     #[tokio::test]
     async fn an_unsynced_index_refuses_to_count() {
         let index = Dependants::default();
-        assert_eq!(index.count("apps", "db", "k1"), Err(NotSynced));
+        assert_eq!(index.count("apps", "db", "k1", |_| true), Err(NotSynced));
         index.apply(Event::Init);
         index.apply(Event::InitApply(secret(
             "apps",
@@ -280,14 +288,14 @@ mod tests {
             &[("a", envelope("k1", 1))],
         )));
         // Half-way through the list: still refused, even with a count at hand.
-        assert_eq!(index.count("apps", "db", "k1"), Err(NotSynced));
+        assert_eq!(index.count("apps", "db", "k1", |_| true), Err(NotSynced));
         let waited = index
-            .count_when_synced("apps", "db", "k1", Duration::from_millis(20))
+            .count_when_synced("apps", "db", "k1", |_| true, Duration::from_millis(20))
             .await;
         assert_eq!(waited, Err(NotSynced));
         index.apply(Event::InitDone);
         let counted = index
-            .count_when_synced("apps", "db", "k1", Duration::from_millis(20))
+            .count_when_synced("apps", "db", "k1", |_| true, Duration::from_millis(20))
             .await;
         assert_eq!(counted, Ok([(1, 1)].into()));
     }
@@ -299,7 +307,7 @@ mod tests {
             let index = std::sync::Arc::clone(&index);
             tokio::spawn(async move {
                 index
-                    .count_when_synced("apps", "db", "k1", Duration::from_secs(10))
+                    .count_when_synced("apps", "db", "k1", |_| true, Duration::from_secs(10))
                     .await
             })
         };
@@ -324,14 +332,20 @@ mod tests {
         // Re-wrapped onto v2: the key must recount.
         let rewrapped = secret("apps", "s1", "db", &[("a", envelope("k1", 2))]);
         assert_eq!(index.apply(Event::Apply(rewrapped)), vec![id("apps", "db")]);
-        assert_eq!(index.count("apps", "db", "k1"), Ok([(2, 1)].into()));
+        assert_eq!(
+            index.count("apps", "db", "k1", |_| true),
+            Ok([(2, 1)].into())
+        );
         // Moved to another key: both keys recount.
         let moved = secret("apps", "s1", "cache", &[("a", envelope("k9", 1))]);
         assert_eq!(
             index.apply(Event::Apply(moved.clone())),
             vec![id("apps", "cache"), id("apps", "db")]
         );
-        assert_eq!(index.count("apps", "db", "k1"), Ok(BTreeMap::new()));
+        assert_eq!(
+            index.count("apps", "db", "k1", |_| true),
+            Ok(BTreeMap::new())
+        );
         assert_eq!(index.apply(Event::Delete(moved)), vec![id("apps", "cache")]);
         assert!(index.is_empty());
     }
@@ -350,9 +364,37 @@ mod tests {
         index.apply(Event::Init);
         index.apply(Event::InitApply(keep));
         // Mid-relist the previous complete list still answers.
-        assert_eq!(index.count("apps", "old", "k2"), Ok([(1, 1)].into()));
+        assert_eq!(
+            index.count("apps", "old", "k2", |_| true),
+            Ok([(1, 1)].into())
+        );
         assert_eq!(index.apply(Event::InitDone), vec![id("apps", "old")]);
-        assert_eq!(index.count("apps", "old", "k2"), Ok(BTreeMap::new()));
-        assert_eq!(index.count("apps", "db", "k1"), Ok([(1, 1)].into()));
+        assert_eq!(
+            index.count("apps", "old", "k2", |_| true),
+            Ok(BTreeMap::new())
+        );
+        assert_eq!(
+            index.count("apps", "db", "k1", |_| true),
+            Ok([(1, 1)].into())
+        );
+    }
+
+    #[test]
+    fn secrets_of_namespaces_the_key_is_not_shared_with_pin_nothing() {
+        let mut foreign = secret("tenant", "s2", "db", &[("a", envelope("k1", 1))]);
+        foreign.spec.key_ref.namespace = Some("apps".into());
+        let index = synced(vec![
+            secret("apps", "s1", "db", &[("a", envelope("k1", 2))]),
+            foreign,
+        ]);
+        assert_eq!(
+            index.count("apps", "db", "k1", |ns| ns == "apps"),
+            Ok([(2, 1)].into()),
+            "version 1, used only by an ungranted namespace, must count no dependant"
+        );
+        assert_eq!(
+            index.count("apps", "db", "k1", |ns| ns == "apps" || ns == "tenant"),
+            Ok([(1, 1), (2, 1)].into())
+        );
     }
 }

@@ -101,7 +101,13 @@ async fn apply_key(
 
     let counts = ctx
         .dependants
-        .count_when_synced(namespace, &key.name_any(), &info.key_id, SYNC_PATIENCE)
+        .count_when_synced(
+            namespace,
+            &key.name_any(),
+            &info.key_id,
+            |ns| key.is_shared_with(ns),
+            SYNC_PATIENCE,
+        )
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
     set_dependants(&mut status.versions, &counts);

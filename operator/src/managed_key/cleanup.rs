@@ -26,7 +26,13 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     };
     let counts = ctx
         .dependants
-        .count_when_synced(&namespace, &key.name_any(), &key_id, SYNC_PATIENCE)
+        .count_when_synced(
+            &namespace,
+            &key.name_any(),
+            &key_id,
+            |ns| key.is_shared_with(ns),
+            SYNC_PATIENCE,
+        )
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
     set_dependants(&mut status.versions, &counts);

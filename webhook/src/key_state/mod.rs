@@ -10,6 +10,7 @@
 
 pub mod sealing;
 pub mod serving;
+pub mod sharing;
 pub mod wrapping;
 
 use keyward_core::envelope::Envelope;
@@ -28,6 +29,9 @@ pub struct Keys {
 /// the object, `None` when it does not exist.
 pub struct KeyOf {
     pub reference: String,
+    pub key_namespace: String,
+    /// The SealedSecret's namespace, which the key must be shared with.
+    pub secret_namespace: String,
     pub key: Option<Arc<ManagedKey>>,
 }
 
@@ -49,19 +53,21 @@ impl Keys {
         let key_ref = &sealed.spec.key_ref;
         let key_namespace = key_ref.namespace.as_deref().unwrap_or(namespace);
         let id = (key_namespace.to_owned(), key_ref.name.clone());
-        let reference = format!("{}/{}", id.0, id.1);
+        let of = |key| KeyOf {
+            reference: format!("{}/{}", id.0, id.1),
+            key_namespace: key_namespace.to_owned(),
+            secret_namespace: namespace.to_owned(),
+            key,
+        };
         if let Some(key) = self.read.get(&id) {
-            return Ok(KeyOf {
-                reference,
-                key: key.clone(),
-            });
+            return Ok(of(key.clone()));
         }
         let key = Api::<ManagedKey>::namespaced(self.client.clone(), key_namespace)
             .get_opt(&key_ref.name)
             .await?
             .map(Arc::new);
-        self.read.insert(id, key.clone());
-        Ok(KeyOf { reference, key })
+        self.read.insert(id.clone(), key.clone());
+        Ok(of(key))
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod authorise;
 
+use crate::key_state::sharing::{self, Sharing};
 use crate::key_state::{Keys, wrapping};
 use crate::metrics::metrics;
 use crate::unseal::Unsealer;
@@ -312,8 +313,8 @@ impl Rewrapper<'_> {
         })
     }
 
-    /// The ManagedKey named by `spec.keyRef` is Active and is `key_id`
-    /// (409 with the reason otherwise).
+    /// The ManagedKey named by `spec.keyRef` is shared with this
+    /// namespace, Active, and is `key_id` (409 with the reason otherwise).
     async fn key_usable(
         &self,
         sealed: &SealedSecret,
@@ -330,6 +331,9 @@ impl Rewrapper<'_> {
                     "cannot read the SealedSecret's ManagedKey; retry".to_owned(),
                 )
             })?;
+        if let Sharing::Refused(why) | Sharing::Unknown(why) = sharing::sharing(&key) {
+            return Err((StatusCode::CONFLICT, why));
+        }
         wrapping::usable_for_wrapping(key.key.as_deref(), &key.reference, key_id, target_version)
             .map_err(|reason| (StatusCode::CONFLICT, reason))
     }

@@ -67,6 +67,9 @@ pub enum DenialKind {
     /// An item is sealed under a key version that may not serve pods
     /// (`crate::key_state::serving`).
     KeyState,
+    /// The SealedSecret names another namespace's ManagedKey that is not
+    /// shared with its namespace (`crate::key_state::sharing`).
+    KeyNotShared,
     /// `/v1/rewrap`: SubjectAccessReview said no.
     Forbidden,
     BadRequest,
@@ -89,6 +92,7 @@ impl DenialKind {
             DenialKind::NoSuchSecret => "no_such_secret",
             DenialKind::CannotOpen => "cannot_open",
             DenialKind::KeyState => "key_state",
+            DenialKind::KeyNotShared => "key_not_shared",
             DenialKind::Forbidden => "forbidden",
             DenialKind::BadRequest => "bad_request",
         }
@@ -97,11 +101,11 @@ impl DenialKind {
 
 impl DenialKind {
     /// Whether the reason goes to the caller instead of the generic denial:
-    /// only a key-state refusal, which is decided after the caller proved
-    /// it is entitled to the secret and names only that secret, its key
-    /// and the key's state, with what to do.
+    /// only a key-state or key-sharing refusal, which is decided after the
+    /// caller proved it is entitled to the secret and names only that
+    /// secret's key, its state or sharing, and what to do.
     pub fn told_to_caller(self) -> bool {
-        self == DenialKind::KeyState
+        matches!(self, DenialKind::KeyState | DenialKind::KeyNotShared)
     }
 }
 

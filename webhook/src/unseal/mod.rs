@@ -2,10 +2,12 @@
 //! SealedSecrets it wants; after the structural checks in [`validate`],
 //! TokenReview and the checks in [`authorise`], each secret is opened with
 //! the provider and returned as item -> base64 — unless an item is sealed
-//! under a key version that may not serve pods ([`crate::key_state::serving`]),
-//! checked before anything is decrypted. Every request that passes
-//! [`validate`] is audited; denials get a generic 403, except a key-state
-//! refusal, whose 403 says what to do. Malformed requests get a 400 that
+//! under a key version that may not serve pods ([`crate::key_state::serving`])
+//! or its key is another namespace's that is not shared with the pod's
+//! ([`crate::key_state::sharing`]), both checked before anything is
+//! decrypted. Every request that passes [`validate`] is audited; denials
+//! get a generic 403, except a key-state or sharing refusal, whose 403
+//! says what to do. Malformed requests get a 400 that
 //! says what is wrong, and only a metric and a log line.
 
 pub mod authorise;
@@ -15,6 +17,7 @@ pub mod rate_limit;
 pub mod validate;
 
 use crate::key_state::serving::{self, Verdict};
+use crate::key_state::sharing::{self, Sharing};
 use crate::key_state::{Item, Keys};
 use crate::metrics::metrics;
 use authorise::{Caller, Denial, DenialKind};
@@ -450,6 +453,16 @@ impl Unsealer {
                 "reading the ManagedKey of SealedSecret {name}: {e}"
             ))
         })?;
+        match sharing::sharing(&key) {
+            Sharing::Granted => {}
+            Sharing::Refused(why) | Sharing::Unknown(why) => {
+                return Err(Denial::new(
+                    DenialKind::KeyNotShared,
+                    format!("SealedSecret {name}: {why}"),
+                )
+                .into());
+            }
+        }
         let now = Timestamp::now();
         let (mut unchecked, mut overridden) = (BTreeSet::new(), Vec::new());
         let mut until = None;
