@@ -13,6 +13,7 @@ pub mod algorithm;
 pub mod conditions;
 pub mod cryptoperiod;
 pub mod duration;
+pub mod exposure;
 pub mod generate;
 mod key_changes;
 pub mod lifecycle;

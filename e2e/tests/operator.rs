@@ -894,7 +894,9 @@ async fn eager_rewrap_after_rotation_compromise_rewraps_and_template_secret_is_o
         .await?;
         ensure!(operations(&counted, 1) == 0, "{:?}", counted.status);
 
-        // Compromise v2: v3 at once, the secret re-wrapped, then v2 scheduled for destruction.
+        // Compromise v2, exposing only it: v3 at once, the secret re-wrapped,
+        // then v2 scheduled for destruction.
+        annotate(&keys, "k", "keyward.io/exposed-versions", "primary").await?;
         set_state(&keys, "k", "Compromised").await?;
         wait_sealed(&secrets, "creds", "re-wrapped to v3", |s| all_on(s, 3)).await?;
         let retired = wait_key(&keys, "k", "v2 destruction scheduled", |k| {
@@ -906,7 +908,8 @@ async fn eager_rewrap_after_rotation_compromise_rewraps_and_template_secret_is_o
         .await?;
         ensure!(version_state(&retired, 2) == Some(KeyState::Compromised));
         ensure!(primary(&retired) == Some(3));
-        // v1 keeps its (long, default) decrypt retention.
+        // v1, not exposed, keeps its (long, default) decrypt retention.
+        ensure!(version_state(&retired, 1) == Some(KeyState::Deactivated));
         ensure!(
             retired
                 .status

@@ -250,9 +250,12 @@ async fn chaos(
     let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), ns);
     operator.start()?;
     for i in 0..KEYS {
+        // Each compromise exposes only the primary, so every report marks
+        // exactly one version (the counts below check none is handled twice).
         let key: ManagedKey = serde_json::from_value(json!({
             "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
-            "metadata": { "name": key_name(i) },
+            "metadata": { "name": key_name(i),
+                          "annotations": { "keyward.io/exposed-versions": "primary" } },
             "spec": { "provider": { "local": {} } },
         }))?;
         keys.create(&PostParams::default(), &key).await?;

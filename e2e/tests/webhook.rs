@@ -32,6 +32,10 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
+#[path = "webhook_support/compromise.rs"]
+mod compromise;
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "webhook_support/sharing.rs"]
 mod sharing;
 

@@ -2,12 +2,9 @@
 //! policy, `decide`) here; how (`rewrap`) in `keyward_core::envelope::rewrap`.
 //!
 //! An item's header (key version, wrapped DEK, scope) is the AES-GCM AAD of
-//! its ciphertext, so swapping in a new wrapped DEK alone would break every
-//! item's tag. Recomputing the tag needs the DEK, so the operator unwraps the
-//! DEK once per secret, wraps it under the primary version (the two calls
-//! `KeyProvider::rewrap` makes by default) and re-seals each item with the
-//! same DEK and a fresh nonce under the new header. Reusing the old nonce
-//! under a different AAD would leak GCM's hash key, so it is not an option.
+//! its ciphertext, so every item is opened and sealed again: under a fresh
+//! DEK wrapped by the primary version, as whoever held a retired or
+//! compromised version may have unwrapped the old DEK.
 //! Plaintext exists only inside the operator, in zeroizing buffers; nothing
 //! is logged or returned but envelopes.
 
@@ -38,7 +35,8 @@ impl Reason {
 
 /// Whether the items (item -> (version, provider key id)) should be
 /// re-wrapped now. Only onto an Active primary of the same provider key, and
-/// only from versions that still decrypt (Deactivated or Compromised).
+/// only from versions that still decrypt (Deactivated or Compromised, and
+/// not pending destruction).
 /// `touched`: the secret's spec changed since the operator last saw it.
 pub fn decide(
     items: &BTreeMap<String, (u32, String)>,
@@ -56,7 +54,12 @@ pub fn decide(
     }
     let mut reason = None;
     for (version, _) in items.values().filter(|(v, _)| *v != primary) {
-        match key.version(*version).map(|v| v.state) {
+        let status = key.version(*version);
+        // Pending destruction: disabled at the provider, nothing to re-wrap from.
+        if status.is_some_and(|v| v.destroy_scheduled_at.is_some()) {
+            continue;
+        }
+        match status.map(|v| v.state) {
             Some(KeyState::Compromised) => return Some(Reason::Compromised),
             Some(KeyState::Deactivated) => {
                 reason = reason.or(match mode {
@@ -147,10 +150,19 @@ mod tests {
             decide(&items(&[2]), &rotated, RewrapMode::Eager, true),
             None
         );
-        let compromised = key(&[Compromised, Active]);
+        let mut compromised = key(&[Compromised, Active]);
         assert_eq!(
             decide(&items(&[1]), &compromised, RewrapMode::Manual, false),
             Some(Reason::Compromised)
+        );
+        // Pending destruction: disabled at the provider, so not tried.
+        compromised.versions[0].destroy_scheduled_at =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_eq!(
+            decide(&items(&[1]), &compromised, RewrapMode::Manual, false),
+            None
         );
         // Nothing to re-wrap onto, or from.
         assert_eq!(

@@ -10,6 +10,7 @@ use crate::key_state::sharing::{self, Sharing};
 use crate::key_state::{Item, Keys};
 use k8s_openapi::jiff::Timestamp;
 use keyward_core::envelope::{Envelope, Scope, SecretTarget};
+use keyward_crds::exposure::{EXPOSED_VERSIONS, Exposed};
 use keyward_crds::{ManagedKey, SealedSecret};
 use kube::Client;
 use kube::core::admission::Operation;
@@ -37,7 +38,19 @@ fn managed_key(request: &Request) -> Result<(), String> {
     if let Some(old) = &old {
         key.validate_update(old).map_err(|e| e.to_string())?;
     }
-    serve_override(&key, old.as_ref(), Timestamp::now())
+    serve_override(&key, old.as_ref(), Timestamp::now())?;
+    exposed_versions(&key)
+}
+
+/// `keyward.io/exposed-versions` must say which versions a compromise
+/// exposed in a form the operator reads.
+fn exposed_versions(key: &ManagedKey) -> Result<(), String> {
+    let value = key
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(EXPOSED_VERSIONS));
+    Exposed::parse(value.map(String::as_str)).map(|_| ())
 }
 
 /// A new or changed `keyward.io/serve-compromised-until` must be one the

@@ -4,12 +4,15 @@
 //!
 //! An item's header (key version, wrapped DEK, scope) is the AES-GCM AAD of
 //! its ciphertext, so swapping in a new wrapped DEK alone would break every
-//! item's tag. Recomputing the tag needs the DEK, so the DEK is unwrapped
-//! once per distinct wrapped DEK, wrapped under the primary version (the two
-//! calls `KeyProvider::rewrap` makes by default) and each item re-sealed
-//! with the same DEK and a fresh nonce under the new header. Reusing the old
-//! nonce under a different AAD would leak GCM's hash key. Plaintext exists
-//! only in zeroizing buffers; nothing but envelopes is returned.
+//! item's tag: each item has to be decrypted and sealed again anyway. So
+//! the old DEK is unwrapped once per distinct wrapped DEK, only to open
+//! the items, and they are sealed under a **fresh** DEK wrapped under the
+//! primary version. Re-wrapping is how values leave a compromised or
+//! retired version, and whoever held that version's key (a leaked keyring,
+//! a stolen KMS credential) may have unwrapped the old DEK: keeping it
+//! would leave every copy of the new envelope open to them. A fresh DEK
+//! costs nothing extra: one unwrap and one wrap either way. Plaintext
+//! exists only in zeroizing buffers; nothing but envelopes is returned.
 
 use super::{Envelope, EnvelopeError, ItemError, SecretTarget};
 use crate::crypto;
@@ -34,8 +37,9 @@ pub struct Rewrapped {
     pub operations: BTreeMap<u32, u64>,
 }
 
-/// Re-seals every item not on `primary` under the provider's primary
-/// version. One unwrap per distinct wrapped DEK, one wrap per DEK.
+/// Re-seals every item not on `primary` under a fresh DEK wrapped by the
+/// provider's primary version. One unwrap per distinct old wrapped DEK,
+/// one fresh DEK and one wrap per old DEK.
 pub async fn rewrap(
     target: &SecretTarget,
     encrypted: &BTreeMap<String, String>,
@@ -52,8 +56,8 @@ pub async fn rewrap(
         to: primary,
         ..Rewrapped::default()
     };
-    // (old wrapped DEK, DEK, new wrapped DEK)
-    let mut deks: Vec<(WrappedDek, Dek, WrappedDek)> = Vec::new();
+    // (old wrapped DEK, old DEK, fresh DEK, fresh DEK wrapped)
+    let mut deks: Vec<(WrappedDek, Dek, Dek, WrappedDek)> = Vec::new();
     for (item, text) in encrypted {
         let envelope = Envelope::decode(text).map_err(|e| item_error(item, e))?;
         if envelope.key_version == primary && envelope.provider_key_id == key_id {
@@ -64,28 +68,31 @@ pub async fn rewrap(
             .check_context(&target.item(item))
             .map_err(|e| item_error(item, e))?;
         let old = envelope.wrapped();
-        let index = match deks.iter().position(|(seen, _, _)| *seen == old) {
+        let index = match deks.iter().position(|(seen, ..)| *seen == old) {
             Some(index) => index,
             None => {
-                let dek = provider
+                let old_dek = provider
                     .unwrap_dek(&old, &context)
                     .await
                     .map_err(|e| item_error(item, e.into()))?;
+                let fresh = Dek::generate();
                 let new = provider
-                    .wrap_dek(key_id, &dek, &context)
+                    .wrap_dek(key_id, &fresh, &context)
                     .await
                     .map_err(|e| item_error(item, e.into()))?;
                 *out.operations.entry(new.version).or_default() += 1;
-                deks.push((old, dek, new));
+                deks.push((old, old_dek, fresh, new));
                 deks.len() - 1
             }
         };
-        let (old, dek, new) = &deks[index];
-        let plaintext = envelope.open_with(dek).map_err(|e| item_error(item, e))?;
+        let (old, old_dek, fresh, new) = &deks[index];
+        let plaintext = envelope
+            .open_with(old_dek)
+            .map_err(|e| item_error(item, e))?;
         let resealed = Envelope::seal_with(
             envelope.context.clone(),
             new,
-            dek,
+            fresh,
             crypto::random_nonce(),
             plaintext.expose(),
         )
@@ -166,6 +173,23 @@ mod tests {
             let envelope = Envelope::decode(text).unwrap();
             assert_eq!(envelope.key_version, 2);
         }
+        // Sealed under a fresh DEK: whoever unwrapped the old one (a leaked
+        // version 1) learns nothing from the new envelopes.
+        let context = target.wrap_context();
+        let dek_of = |text: &String| {
+            let wrapped = Envelope::decode(text).unwrap().wrapped();
+            let provider = &provider;
+            let context = &context;
+            async move { provider.unwrap_dek(&wrapped, context).await.unwrap() }
+        };
+        let old_dek = dek_of(&sealed["password"]).await;
+        let new_dek = dek_of(&out.data["password"]).await;
+        assert_ne!(old_dek.expose(), new_dek.expose(), "the old DEK was kept");
+        assert_eq!(
+            new_dek.expose(),
+            dek_of(&out.data["user"]).await.expose(),
+            "items that shared a DEK share the fresh one"
+        );
         let opened = open_secret(&target, &provider, &out.data).await.unwrap();
         assert_eq!(opened["password"].expose(), b"hunter2");
         assert_eq!(opened["user"].expose(), b"admin");

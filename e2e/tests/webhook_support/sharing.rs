@@ -33,8 +33,10 @@ async fn a_key_opens_another_namespaces_secrets_only_while_its_owner_shares_it()
             Api::<Namespace>::all(client.clone())
                 .patch(&tenant, &PatchParams::default(), &Patch::Merge(&label))
                 .await?;
+            // Sealed first: this creates the keyring the webhook opens.
+            let sealed = sealed_with_key_of(&client, &owner, &tenant).await?;
             let webhook = Webhook::start(&client, &owner, dir.path(), image).await?;
-            let result = sharing_flow(&client, &owner, &tenant, &webhook).await;
+            let result = sharing_flow(&client, &owner, &tenant, &webhook, &sealed).await;
             if result.is_err() {
                 println!("audit log:\n{}", webhook.audit_log());
             }
@@ -50,18 +52,23 @@ async fn a_key_opens_another_namespaces_secrets_only_while_its_owner_shares_it()
     .await;
 }
 
-async fn sharing_flow(client: &Client, owner: &str, tenant: &str, webhook: &Webhook) -> Result<()> {
+async fn sharing_flow(
+    client: &Client,
+    owner: &str,
+    tenant: &str,
+    webhook: &Webhook,
+    sealed: &SealedSecret,
+) -> Result<()> {
     let keys: Api<ManagedKey> = Api::namespaced(client.clone(), owner);
     let key: ManagedKey = serde_json::from_value(json!({
         "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
         "metadata": {"name": "db"}, "spec": {"provider": {"local": {}}},
     }))?;
     keys.create(&PostParams::default(), &key).await?;
-    let sealed = sealed_with_key_of(client, owner, tenant).await?;
     let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), tenant);
 
     let not_shared = format!("ManagedKey {owner}/db is not shared with namespace {tenant}");
-    match secrets.create(&PostParams::default(), &sealed).await {
+    match secrets.create(&PostParams::default(), sealed).await {
         Err(kube::Error::Api(status)) if status.message.contains(&not_shared) => {
             println!("ungranted reference refused: {}", status.message);
         }
@@ -69,7 +76,7 @@ async fn sharing_flow(client: &Client, owner: &str, tenant: &str, webhook: &Webh
     }
 
     share_with(&keys, json!([tenant])).await?;
-    secrets.create(&PostParams::default(), &sealed).await?;
+    secrets.create(&PostParams::default(), sealed).await?;
     let (image, pull) = (&webhook.injector.0, webhook.injector.1);
     let holder = pods::starting_pod(client, tenant, "holder", "shared", (image, pull)).await?;
     let request = UnsealRequest {

@@ -10,6 +10,7 @@
 //! a count taken from a half-filled index would say "no dependants" and let
 //! a version that secrets still need be destroyed.
 
+use crate::annotations::REWRAPPED_GENERATION;
 use keyward_core::envelope::Envelope;
 use keyward_crds::SealedSecret;
 use kube::ResourceExt;
@@ -22,12 +23,14 @@ use tokio::sync::watch;
 /// (namespace, name) of a ManagedKey or a SealedSecret.
 pub type Id = (String, String);
 
-/// What one SealedSecret needs: its key, and the (provider key id, version)
-/// pairs its items were sealed under.
+/// What one SealedSecret needs: its key, the (provider key id, version)
+/// pairs its items were sealed under, and whether its spec is the
+/// operator's own re-wrap (no one applied anything since).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Uses {
     key: Id,
     versions: BTreeSet<(String, u32)>,
+    rewrapped: bool,
 }
 
 fn uses(secret: &SealedSecret) -> Option<(Id, Uses)> {
@@ -43,7 +46,19 @@ fn uses(secret: &SealedSecret) -> Option<(Id, Uses)> {
         .filter_map(|text| Envelope::decode(text).ok())
         .map(|envelope| (envelope.provider_key_id, envelope.key_version))
         .collect();
-    Some((id, Uses { key, versions }))
+    let rewrapped = secret
+        .annotations()
+        .get(REWRAPPED_GENERATION)
+        .and_then(|g| g.parse::<i64>().ok())
+        .is_some_and(|g| Some(g) == secret.metadata.generation);
+    Some((
+        id,
+        Uses {
+            key,
+            versions,
+            rewrapped,
+        },
+    ))
 }
 
 /// The index has not seen the complete list of SealedSecrets yet.
@@ -182,12 +197,49 @@ impl Dependants {
         if !*self.synced.borrow() {
             return Err(NotSynced);
         }
+        Ok(self.tally(
+            key_namespace,
+            key_name,
+            provider_key_id,
+            shared_with,
+            |_| true,
+        ))
+    }
+
+    /// Of [`Dependants::count`], the SealedSecrets whose spec is the
+    /// operator's own re-wrap: a re-wrap in flight while a version was
+    /// retired may land on it after the count, and only those may bring a
+    /// Compromised version back from pending destruction.
+    pub fn count_rewrapped(
+        &self,
+        key_namespace: &str,
+        key_name: &str,
+        provider_key_id: &str,
+        shared_with: impl Fn(&str) -> bool,
+    ) -> BTreeMap<u32, u32> {
+        self.tally(
+            key_namespace,
+            key_name,
+            provider_key_id,
+            shared_with,
+            |uses| uses.rewrapped,
+        )
+    }
+
+    fn tally(
+        &self,
+        key_namespace: &str,
+        key_name: &str,
+        provider_key_id: &str,
+        shared_with: impl Fn(&str) -> bool,
+        counted: impl Fn(&Uses) -> bool,
+    ) -> BTreeMap<u32, u32> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut counts = BTreeMap::new();
         let key = (key_namespace.to_owned(), key_name.to_owned());
         let referencing = state.by_key.get(&key).into_iter().flatten();
         for secret in referencing.filter(|(namespace, _)| shared_with(namespace)) {
-            let Some(uses) = state.secrets.get(secret) else {
+            let Some(uses) = state.secrets.get(secret).filter(|u| counted(u)) else {
                 continue;
             };
             for (id, version) in &uses.versions {
@@ -196,7 +248,7 @@ impl Dependants {
                 }
             }
         }
-        Ok(counts)
+        counts
     }
 
     /// [`Dependants::count`], waiting up to `patience` for the first list.
@@ -395,6 +447,31 @@ mod tests {
         assert_eq!(
             index.count("apps", "db", "k1", |ns| ns == "apps" || ns == "tenant"),
             Ok([(1, 1), (2, 1)].into())
+        );
+    }
+
+    #[test]
+    fn only_a_spec_the_operator_wrote_counts_as_its_own_rewrap() {
+        let stamped = |name: &str, generation: i64, annotated: &str| {
+            let mut s = secret("apps", name, "db", &[("a", envelope("k1", 1))]);
+            s.metadata.generation = Some(generation);
+            s.metadata.annotations =
+                Some([(REWRAPPED_GENERATION.to_owned(), annotated.to_owned())].into());
+            s
+        };
+        let index = synced(vec![
+            stamped("own", 4, "4"),
+            // Applied (from Git) after the operator's re-wrap at generation 2.
+            stamped("applied", 3, "2"),
+            secret("apps", "plain", "db", &[("a", envelope("k1", 1))]),
+        ]);
+        assert_eq!(
+            index.count("apps", "db", "k1", |_| true),
+            Ok([(1, 3)].into())
+        );
+        assert_eq!(
+            index.count_rewrapped("apps", "db", "k1", |_| true),
+            [(1, 1)].into()
         );
     }
 }

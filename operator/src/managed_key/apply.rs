@@ -111,6 +111,11 @@ async fn apply_key(
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
     set_dependants(&mut status.versions, &counts);
+    let rewrapped =
+        ctx.dependants
+            .count_rewrapped(namespace, &key.name_any(), &info.key_id, |ns| {
+                key.is_shared_with(ns)
+            });
 
     info = lifecycle::drive(key, &mut status, info, recorded_primary, ctx, &mut out, now).await?;
 
@@ -141,6 +146,7 @@ async fn apply_key(
             .is_some_and(|v| v == "true");
         retention::destroy_retired(
             &mut status.versions,
+            &rewrapped,
             &info.key_id,
             info.primary_version,
             policy.decrypt_retention,

@@ -10,10 +10,12 @@ use crate::error::Result;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use keyward_core::provider::{DeletionTarget, KeyInfo, VersionState};
+use keyward_crds::exposure::{EXPOSED_VERSIONS, Exposed};
 use keyward_crds::{KeyState, ManagedKey, ManagedKeyStatus, Transition, transition};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 #[allow(clippy::too_many_arguments)]
@@ -143,18 +145,40 @@ pub async fn drive(
             if record {
                 set_compromise_marker(key, Some(version), ctx).await?;
             }
-            compromise(status, info, version, from, ctx, out, now).await
+            let exposed = exposed_by(key, out).select(&status.versions, version);
+            compromise(status, info, version, &exposed, from, ctx, out, now).await
         }
         Transition::ScheduleDestruction { .. } => destroy(key, status, info, ctx, out).await,
     }
 }
 
-/// The compromised version keeps decrypting (for re-wrapping only); a new
-/// version replaces it at once.
+/// What the key's [`EXPOSED_VERSIONS`] annotation says; one that does not
+/// parse exposes every version (retiring too many loses nothing: their
+/// dependants are re-sealed first), with a warning.
+fn exposed_by(key: &ManagedKey, out: &mut Outcome) -> Exposed {
+    let value = key.annotations().get(EXPOSED_VERSIONS).map(String::as_str);
+    Exposed::parse(value).unwrap_or_else(|why| {
+        out.event(
+            true,
+            "InvalidExposedVersions",
+            "EmergencyRotation",
+            format!("{why}; every version that still exists is treated as exposed"),
+        );
+        Exposed::Every
+    })
+}
+
+/// Every exposed version (`target`, the reported one, among them) is
+/// marked Compromised: it serves no pod, takes no new value, and decrypts
+/// only so its dependants can be re-sealed under fresh data keys, after
+/// which `retention` schedules its destruction (the provider disables it
+/// at once). A new version replaces the primary at once.
+#[allow(clippy::too_many_arguments)]
 async fn compromise(
     status: &mut ManagedKeyStatus,
     mut info: KeyInfo,
     target: u32,
+    exposed: &BTreeSet<u32>,
     from: KeyState,
     ctx: &Context,
     out: &mut Outcome,
@@ -163,10 +187,17 @@ async fn compromise(
     if from == KeyState::Suspended {
         set_enabled(&info, target, true, ctx).await?;
     }
-    if let Some(entry) = version_mut(&mut status.versions, target) {
-        entry.state = KeyState::Compromised;
-        entry.deactivated_at.get_or_insert(Time(now));
+    for version in exposed {
+        if let Some(entry) = version_mut(&mut status.versions, *version) {
+            entry.state = KeyState::Compromised;
+            entry.deactivated_at.get_or_insert(Time(now));
+        }
     }
+    let listed = exposed
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     if info.primary_version == target {
         ctx.metrics.provider_call();
         info = ctx.provider.rotate_key(&info.key_id).await?;
@@ -181,13 +212,14 @@ async fn compromise(
         "Compromised",
         "EmergencyRotation",
         format!(
-            "version {target} marked Compromised (decrypt-only, for re-wrapping); version {replacement} is the new primary. Set spec.state: Active to acknowledge"
+            "version(s) {listed} marked Compromised (decrypt-only, to re-seal their SealedSecrets under fresh data keys; then scheduled for destruction); version {replacement} is the new primary. Set spec.state: Active to acknowledge"
         ),
     );
     out.audit(
         "key.compromise",
         &[
             ("version", target.to_string()),
+            ("exposed", listed.replace(' ', "")),
             ("replacement", replacement.to_string()),
         ],
     );

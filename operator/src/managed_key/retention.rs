@@ -14,6 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use keyward_core::ProviderError;
 use keyward_core::provider::DeletionTarget;
 use keyward_crds::{HumanDuration, KeyState, KeyVersionStatus};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What to do about retired versions now.
@@ -60,23 +61,49 @@ pub fn retirement(
 }
 
 /// Versions pending destruction that a SealedSecret uses after all: a
-/// re-wrap that was in flight when the version was retired (it read the
-/// key before the version was compromised) lands on it after the count.
-/// Their deletion is cancelled so they can still be re-wrapped off.
-pub fn needed_again(versions: &[KeyVersionStatus], forced: bool) -> Vec<u32> {
+/// re-wrap that was in flight when the version was retired lands on it
+/// after the count. Their deletion is cancelled so they can still be
+/// re-wrapped off. A Compromised version comes back only for such a
+/// re-wrap of the operator's own (`rewrapped`: version -> count): its
+/// material may be in an attacker's hands, and a dependant someone applied
+/// (an old copy, with admission bypassed) must not pin it.
+pub fn needed_again(
+    versions: &[KeyVersionStatus],
+    rewrapped: &BTreeMap<u32, u32>,
+    forced: bool,
+) -> Vec<u32> {
     if forced {
         return Vec::new();
     }
-    versions
-        .iter()
-        .filter(|v| {
-            v.destroy_scheduled_at.is_some()
-                && v.destroyed_at.is_none()
-                && v.state != KeyState::Destroyed
-                && v.dependants > 0
-        })
+    pending_with_dependants(versions)
+        .filter(|v| v.state != KeyState::Compromised || own_rewraps(rewrapped, v.version) > 0)
         .map(|v| v.version)
         .collect()
+}
+
+/// Compromised versions pending destruction that SealedSecrets other than
+/// the operator's own re-wraps use: those values no longer open, and the
+/// owners are told.
+pub fn stranded(versions: &[KeyVersionStatus], rewrapped: &BTreeMap<u32, u32>) -> Vec<(u32, u32)> {
+    pending_with_dependants(versions)
+        .filter(|v| v.state == KeyState::Compromised && own_rewraps(rewrapped, v.version) == 0)
+        .map(|v| (v.version, v.dependants))
+        .collect()
+}
+
+fn own_rewraps(rewrapped: &BTreeMap<u32, u32>, version: u32) -> u32 {
+    rewrapped.get(&version).copied().unwrap_or(0)
+}
+
+fn pending_with_dependants(
+    versions: &[KeyVersionStatus],
+) -> impl Iterator<Item = &KeyVersionStatus> {
+    versions.iter().filter(|v| {
+        v.destroy_scheduled_at.is_some()
+            && v.destroyed_at.is_none()
+            && v.state != KeyState::Destroyed
+            && v.dependants > 0
+    })
 }
 
 /// Cancels the pending destruction of versions SealedSecrets still use and
@@ -84,12 +111,13 @@ pub fn needed_again(versions: &[KeyVersionStatus], forced: bool) -> Vec<u32> {
 /// disabled); they are scheduled again once nothing uses them.
 async fn keep_needed(
     versions: &mut [KeyVersionStatus],
+    rewrapped: &BTreeMap<u32, u32>,
     key_id: &str,
     forced: bool,
     ctx: &Context,
     out: &mut Outcome,
 ) -> Result<()> {
-    for version in needed_again(versions, forced) {
+    for version in needed_again(versions, rewrapped, forced) {
         ctx.metrics.provider_call();
         match ctx
             .provider
@@ -135,6 +163,7 @@ async fn keep_needed(
 #[allow(clippy::too_many_arguments)]
 pub async fn destroy_retired(
     versions: &mut [KeyVersionStatus],
+    rewrapped: &BTreeMap<u32, u32>,
     key_id: &str,
     primary: u32,
     retention: HumanDuration,
@@ -144,7 +173,17 @@ pub async fn destroy_retired(
     out: &mut Outcome,
     now: Timestamp,
 ) -> Result<()> {
-    keep_needed(versions, key_id, forced, ctx, out).await?;
+    keep_needed(versions, rewrapped, key_id, forced, ctx, out).await?;
+    for (version, count) in stranded(versions, rewrapped) {
+        out.event(
+            true,
+            "ExposedVersionInUse",
+            "ScheduleDeletion",
+            format!(
+                "{count} SealedSecret(s) use version {version}, which is Compromised and scheduled for destruction: it is not brought back, so they no longer open; re-seal their values (keyward seal) and commit"
+            ),
+        );
+    }
     let plan = retirement(versions, primary, retention, forced, now);
     out.deadlines.extend(plan.next);
     for (version, count) in &plan.held {
@@ -243,20 +282,24 @@ mod tests {
     }
 
     #[test]
-    fn a_version_pending_destruction_that_gained_a_dependant_is_kept() {
+    fn a_retired_version_that_gained_a_dependant_is_kept_unless_compromised() {
         let now = Timestamp::from_second(1_000).unwrap();
         let mut versions = vec![
-            version(1, KeyState::Compromised, Some(900), 1), // re-wrap landed late
-            version(2, KeyState::Compromised, Some(900), 0), // really unused
+            version(1, KeyState::Deactivated, Some(900), 1), // re-wrap landed late
+            version(2, KeyState::Deactivated, Some(900), 0), // really unused
             version(3, KeyState::Destroyed, Some(900), 1),   // too late
-            version(4, KeyState::Active, None, 3),
+            version(4, KeyState::Compromised, Some(900), 2), // applied copies: not pinned
+            version(5, KeyState::Compromised, Some(900), 1), // the operator's own re-wrap
+            version(6, KeyState::Active, None, 3),
         ];
-        for v in &mut versions[..3] {
+        for v in &mut versions[..5] {
             v.destroy_scheduled_at = Some(Time(now));
         }
-        assert_eq!(needed_again(&versions, false), [1]);
+        let rewrapped = [(5, 1), (6, 3)].into();
+        assert_eq!(needed_again(&versions, &rewrapped, false), [1, 5]);
+        assert_eq!(stranded(&versions, &rewrapped), [(4, 2)]);
         assert!(
-            needed_again(&versions, true).is_empty(),
+            needed_again(&versions, &rewrapped, true).is_empty(),
             "force-destroy wins"
         );
     }
