@@ -102,8 +102,11 @@ pub struct ManagedKeySpec {
     /// Desired state of the primary version: PreActivation, Active (default),
     /// Suspended, Deactivated, Compromised or Destroyed. Legal moves:
     /// PreActivation->Active, Active<->Suspended, Active->Deactivated,
-    /// Active|Suspended|Deactivated->Compromised (rotates at once and
-    /// re-wraps every SealedSecret), Deactivated|Compromised->Destroyed.
+    /// Active|Suspended|Deactivated->Compromised (rotates at once, marks
+    /// every exposed version Compromised — annotation
+    /// `keyward.io/exposed-versions`, default all — re-seals their
+    /// SealedSecrets under fresh data keys, then schedules them for
+    /// destruction), Deactivated|Compromised->Destroyed.
     #[serde(default = "default_state")]
     pub state: KeyState,
 
