@@ -68,6 +68,9 @@ pub async fn run(args: SealArgs) -> Result<()> {
         namespace: namespace.clone(),
         secret_name: name.clone(),
         key_ref: key_ref.clone(),
+        // Bound into each value: editing spec.access to let more
+        // ServiceAccounts in breaks opening.
+        access: args.service_accounts.clone(),
     };
 
     let encrypted_data = match &public {

@@ -85,5 +85,6 @@ pub fn target_of(sealed: &SealedSecret, source: &str) -> Result<SecretTarget> {
         key_ref: format!("{key_namespace}/{}", sealed.spec.key_ref.name),
         namespace,
         secret_name,
+        access: sealed.service_accounts(),
     })
 }

@@ -1,11 +1,15 @@
-//! Replays the committed envelope v1 test vectors (`tests/vectors/envelope-v1.json`)
-//! through `Envelope::seal_with`, `decode`, `check_context` and `open_with`.
+//! Replays the committed envelope test vectors (`tests/vectors/envelope-v1.json`
+//! and `envelope-v2.json`) through `Envelope::seal_with`, `decode`,
+//! `check_context` and `open_with`.
 //!
-//! The file was produced once by the ignored `generate_vectors` test below and
-//! is fixed data from then on: if an implementation change alters any byte,
-//! `replay_*` fails. To regenerate (only for a new format version):
+//! Each file was produced once by an ignored generator below and is fixed
+//! data from then on: if an implementation change alters any byte,
+//! `replay_*` fails. Version 1 envelopes (no `access` field) must keep
+//! opening for as long as Git may hold them. To regenerate (only for a new
+//! format version):
 //! `cargo test -p keyward-core --test envelope_vectors -- --ignored --nocapture generate_vectors`
-//! and paste the JSON it prints.
+//! (or `generate_v2_vectors`) and paste the JSON it prints. When version 2
+//! came, v1's `future-version` case moved from version byte 2 to 3.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -17,11 +21,13 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 const VECTORS: &str = include_str!("vectors/envelope-v1.json");
+const VECTORS_V2: &str = include_str!("vectors/envelope-v2.json");
 
 #[derive(Deserialize)]
 struct File {
     positive: Vec<Positive>,
     negative: Vec<Negative>,
+    #[serde(default)]
     local_symmetric_wrap: Vec<LocalWrap>,
 }
 
@@ -32,17 +38,24 @@ struct Context {
     secret_name: String,
     item: String,
     key_ref: String,
+    /// Version 2: the ServiceAccounts (absent in version 1 files).
+    #[serde(default)]
+    access: Option<Vec<String>>,
 }
 
 impl Context {
     fn scope_context(&self) -> ScopeContext {
-        ScopeContext::new(
+        let context = ScopeContext::new(
             self.scope.parse().unwrap(),
             &self.namespace,
             &self.secret_name,
             &self.item,
             &self.key_ref,
-        )
+        );
+        match &self.access {
+            Some(access) => context.with_access(access),
+            None => context,
+        }
     }
 }
 
@@ -137,6 +150,13 @@ fn describe(error: &EnvelopeError) -> (&'static str, Option<serde_json::Value>) 
             "ContextMismatch",
             Some(json!({"field": field, "sealed_for": sealed_for, "opened_as": opened_as})),
         ),
+        EnvelopeError::AccessWidened {
+            sealed_for,
+            opened_for,
+        } => (
+            "AccessWidened",
+            Some(json!({"sealed_for": sealed_for, "opened_for": opened_for})),
+        ),
         EnvelopeError::AuthenticationFailed => ("AuthenticationFailed", None),
         EnvelopeError::Provider(_) => ("Provider", None),
         EnvelopeError::InvalidInput(_) => ("InvalidInput", None),
@@ -145,7 +165,29 @@ fn describe(error: &EnvelopeError) -> (&'static str, Option<serde_json::Value>) 
 
 #[test]
 fn replay_positive_vectors() {
-    let file: File = serde_json::from_str(VECTORS).unwrap();
+    let algorithms = replay_positive(VECTORS);
+    assert_eq!(
+        algorithms.values().sum::<usize>(),
+        5,
+        "positive vectors exercised"
+    );
+    assert_eq!(algorithms.get(&1), Some(&4));
+    assert_eq!(algorithms.get(&2), Some(&1));
+}
+
+#[test]
+fn replay_positive_v2_vectors() {
+    let algorithms = replay_positive(VECTORS_V2);
+    assert_eq!(
+        algorithms.values().sum::<usize>(),
+        3,
+        "positive vectors exercised"
+    );
+}
+
+/// Replays a file's positive cases; returns how many used each wrap code.
+fn replay_positive(vectors: &str) -> BTreeMap<u8, usize> {
+    let file: File = serde_json::from_str(vectors).unwrap();
     let mut algorithms = BTreeMap::new();
     for case in &file.positive {
         let name = &case.name;
@@ -208,6 +250,7 @@ fn replay_positive_vectors() {
                 decoded.context.secret_name.as_str(),
                 decoded.context.item.as_str(),
                 decoded.context.key_ref.as_str(),
+                decoded.context.access.as_ref(),
             ),
             (
                 recorded.scope.as_str(),
@@ -215,6 +258,7 @@ fn replay_positive_vectors() {
                 recorded.secret_name.as_str(),
                 recorded.item.as_str(),
                 recorded.key_ref.as_str(),
+                recorded.access.as_ref(),
             ),
             "{name}: recorded context"
         );
@@ -229,14 +273,49 @@ fn replay_positive_vectors() {
             assert_eq!(&unwrapped[..], dek.expose(), "{name}: RSA-OAEP unwrap");
         }
     }
-    assert_eq!(file.positive.len(), 5, "positive vectors exercised");
-    assert_eq!(algorithms.get(&1), Some(&4));
-    assert_eq!(algorithms.get(&2), Some(&1));
+    algorithms
 }
 
 #[test]
 fn replay_negative_vectors() {
-    let file: File = serde_json::from_str(VECTORS).unwrap();
+    let kinds = replay_negative(VECTORS);
+    let covered: Vec<_> = kinds.keys().copied().collect();
+    assert_eq!(
+        covered,
+        [
+            "AuthenticationFailed",
+            "ContextMismatch",
+            "Malformed",
+            "NotAnEnvelope",
+            "Truncated",
+            "UnsupportedVersion"
+        ]
+    );
+    assert_eq!(
+        kinds.values().sum::<usize>(),
+        15,
+        "negative vectors exercised"
+    );
+}
+
+#[test]
+fn replay_negative_v2_vectors() {
+    let kinds = replay_negative(VECTORS_V2);
+    let covered: Vec<_> = kinds.keys().copied().collect();
+    assert_eq!(
+        covered,
+        ["AccessWidened", "AuthenticationFailed", "Malformed"]
+    );
+    assert_eq!(
+        kinds.values().sum::<usize>(),
+        5,
+        "negative vectors exercised"
+    );
+}
+
+/// Replays a file's negative cases; returns how many gave each error kind.
+fn replay_negative(vectors: &str) -> BTreeMap<&'static str, usize> {
+    let file: File = serde_json::from_str(vectors).unwrap();
     let mut kinds = BTreeMap::new();
     for case in &file.negative {
         let name = &case.name;
@@ -264,19 +343,7 @@ fn replay_negative_vectors() {
         assert_eq!(detail, case.error.detail, "{name}: {error}");
         *kinds.entry(kind).or_insert(0) += 1;
     }
-    let covered: Vec<_> = kinds.keys().copied().collect();
-    assert_eq!(
-        covered,
-        [
-            "AuthenticationFailed",
-            "ContextMismatch",
-            "Malformed",
-            "NotAnEnvelope",
-            "Truncated",
-            "UnsupportedVersion"
-        ]
-    );
-    assert_eq!(file.negative.len(), 15, "negative vectors exercised");
+    kinds
 }
 
 /// The local provider's symmetric blob, rebuilt from the documented layout
@@ -362,6 +429,7 @@ fn generate_vectors() {
         namespace: namespace.into(),
         secret_name: secret_name.into(),
         key_ref: key_ref.into(),
+        access: Vec::new(),
     };
     let inputs = vec![
         Input {
@@ -460,7 +528,11 @@ fn generate_vectors() {
             algorithm: input.algorithm,
             blob: blob.clone(),
         };
-        let context = input.target.item(input.item);
+        // Version 1 binds no ServiceAccounts.
+        let context = ScopeContext {
+            access: None,
+            ..input.target.item(input.item)
+        };
         let envelope =
             Envelope::seal_with(context.clone(), &wrapped, &dek, nonce, &input.plaintext).unwrap();
         let bytes = envelope.to_bytes().unwrap();
@@ -551,12 +623,12 @@ fn generate_vectors() {
         None,
         None,
     );
-    let mut v2 = strict_bytes.clone();
-    v2[4] = 2;
+    let mut future = strict_bytes.clone();
+    future[4] = 3;
     push(
         "future-version",
-        "format version byte set to 2",
-        b64(&v2),
+        "format version byte set to 3 (after versions 1 and 2)",
+        b64(&future),
         "decode",
         None,
         None,
@@ -704,6 +776,188 @@ fn generate_vectors() {
             "aad_hex": hex(&wrap_aad),
             "blob_hex": hex(&local_blob),
         }],
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// Version 2 generator: the `access` field. Opaque wrapped DEKs (the provider
+// blob format is covered by the version 1 file).
+// ---------------------------------------------------------------------------
+
+fn context_v2_json(c: &ScopeContext, secret_name: &str, item: &str) -> serde_json::Value {
+    let mut json = context_json(c, secret_name, item);
+    json["access"] = serde_json::json!(c.access);
+    json
+}
+
+#[test]
+#[ignore = "prints the version 2 vector file; run by hand only"]
+fn generate_v2_vectors() {
+    use serde_json::json;
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let target = |scope, namespace: &str, secret_name: &str, access: &[&str]| SecretTarget {
+        scope,
+        namespace: namespace.into(),
+        secret_name: secret_name.into(),
+        key_ref: "default".into(),
+        access: names(access),
+    };
+    let inputs = [
+        (
+            "strict-scope-bound-access",
+            "strict scope, sealed for ServiceAccounts api and worker (given unsorted, recorded sorted)",
+            target(Scope::Strict, "prod", "db-credentials", &["worker", "api"]),
+            "password",
+        ),
+        (
+            "namespace-scope-bound-access",
+            "namespace scope, sealed for ServiceAccount reporting: moves between secrets of the namespace, never to another ServiceAccount",
+            target(Scope::Namespace, "team-a", "app-config", &["reporting"]),
+            "api-token",
+        ),
+        (
+            "strict-scope-any-service-account",
+            "strict scope, sealed for any ServiceAccount: an empty access field",
+            target(Scope::Strict, "prod", "flags", &[]),
+            "enabled",
+        ),
+    ];
+    let mut positive = Vec::new();
+    let mut sealed = Vec::new();
+    for (i, (name, comment, target, item)) in inputs.iter().enumerate() {
+        let dek_bytes = derived(&format!("v2 dek {name}"), 32);
+        let dek = Dek::from_slice(&dek_bytes).unwrap();
+        let nonce: [u8; 12] = derived(&format!("v2 nonce {name}"), 12).try_into().unwrap();
+        let blob = derived(&format!("v2 blob {name}"), 32).repeat(2)[..48].to_vec();
+        let wrapped = WrappedDek {
+            key_id: "local-0011223344556677".into(),
+            version: 4 + i as u32,
+            algorithm: WrapAlgorithm::Symmetric,
+            blob: blob.clone(),
+        };
+        let plaintext = format!("value of {name}").into_bytes();
+        let context = target.item(item);
+        let envelope =
+            Envelope::seal_with(context.clone(), &wrapped, &dek, nonce, &plaintext).unwrap();
+        let bytes = envelope.to_bytes().unwrap();
+        let header_len = bytes.len() - 12 - 4 - envelope.ciphertext.len();
+        positive.push(json!({
+            "name": name,
+            "comment": comment,
+            "context": context_v2_json(&context, &target.secret_name, item),
+            "recorded_context": context_v2_json(&context, &context.secret_name, &context.item),
+            "key_version": wrapped.version,
+            "provider_key_id": wrapped.key_id,
+            "wrap_algorithm": 1,
+            "wrapped_dek_hex": hex(&blob),
+            "dek_hex": hex(&dek_bytes),
+            "nonce_hex": hex(&nonce),
+            "plaintext_hex": hex(&plaintext),
+            "header_aad_hex": hex(&bytes[..header_len]),
+            "ciphertext_and_tag_hex": hex(&envelope.ciphertext),
+            "envelope_base64": envelope.encode().unwrap(),
+        }));
+        sealed.push((envelope, bytes, dek_bytes, context));
+    }
+
+    let (strict, strict_bytes, strict_dek, strict_ctx) = &sealed[0];
+    let b64 = |bytes: &[u8]| STANDARD.encode(bytes);
+    let opened_for = |access: &[&str]| {
+        let c = strict_ctx.clone().with_access(&names(access));
+        context_v2_json(&c, &c.secret_name, &c.item)
+    };
+    // The access field "api,worker" inside the header.
+    let at = strict_bytes
+        .windows(10)
+        .position(|w| w == b"api,worker")
+        .expect("access field");
+    let with_access_bytes = |replacement: &[u8; 10]| {
+        let mut bytes = strict_bytes.clone();
+        bytes[at..at + 10].copy_from_slice(replacement);
+        b64(&bytes)
+    };
+    let mut negative = Vec::new();
+    let mut push = |name: &str,
+                    comment: &str,
+                    envelope: String,
+                    stage: &str,
+                    open_as: Option<serde_json::Value>,
+                    dek: Option<String>| {
+        let mut case =
+            json!({"name": name, "comment": comment, "envelope_base64": envelope, "stage": stage});
+        if let Some(open_as) = &open_as {
+            case["open_as"] = open_as.clone();
+        }
+        if let Some(dek) = &dek {
+            case["dek_hex"] = json!(dek);
+        }
+        let parsed = Envelope::decode(case["envelope_base64"].as_str().unwrap());
+        let context = || {
+            serde_json::from_value::<Context>(open_as.clone().unwrap())
+                .unwrap()
+                .scope_context()
+        };
+        let error = match stage {
+            "decode" => parsed.unwrap_err(),
+            "check_context" => parsed.unwrap().check_context(&context()).unwrap_err(),
+            _ => {
+                let parsed = parsed.unwrap();
+                parsed.check_context(&context()).unwrap();
+                parsed
+                    .open_with(&Dek::from_slice(&unhex(dek.as_ref().unwrap())).unwrap())
+                    .unwrap_err()
+            }
+        };
+        let (kind, detail) = describe(&error);
+        case["error"] = json!({"kind": kind, "detail": detail, "message": error.to_string()});
+        negative.push(case);
+    };
+    push(
+        "access-widened-to-any",
+        "value sealed for api and worker, in a SealedSecret whose spec.access was removed",
+        strict.encode().unwrap(),
+        "check_context",
+        Some(opened_for(&[])),
+        None,
+    );
+    push(
+        "access-widened-to-another-service-account",
+        "value sealed for api and worker, in a SealedSecret whose spec.access also names intruder",
+        strict.encode().unwrap(),
+        "check_context",
+        Some(opened_for(&["api", "intruder"])),
+        None,
+    );
+    push(
+        "header-access-changed",
+        "access field api,worker -> apj,worker in the header: a canonical list the context allows, AEAD rejects",
+        with_access_bytes(b"apj,worker"),
+        "open_with",
+        Some(opened_for(&["apj"])),
+        Some(hex(strict_dek)),
+    );
+    push(
+        "access-not-sorted",
+        "access field `api,worker` -> `wo,apirker`: names not in sorted order",
+        with_access_bytes(b"wo,apirker"),
+        "decode",
+        None,
+        None,
+    );
+    push(
+        "access-empty-name",
+        "access field `,apiworker`: an empty ServiceAccount name",
+        with_access_bytes(b",apiworker"),
+        "decode",
+        None,
+        None,
+    );
+    let out = json!({
+        "format": "Keyward envelope v2",
+        "description": "Test vectors for the access field of docs/envelope-format.md (version 2); replayed by core/tests/envelope_vectors.rs. All keys here are test-only.",
+        "positive": positive,
+        "negative": negative,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
 }

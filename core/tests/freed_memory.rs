@@ -172,6 +172,7 @@ fn target() -> SecretTarget {
         namespace: "shop".into(),
         secret_name: "db".into(),
         key_ref: "marker".into(),
+        access: Vec::new(),
     }
 }
 

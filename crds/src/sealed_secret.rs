@@ -180,6 +180,15 @@ fn encrypted_data_schema(_: &mut SchemaGenerator) -> Schema {
 }
 
 impl SealedSecret {
+    /// The ServiceAccounts `spec.access` lets unseal; empty: any.
+    pub fn service_accounts(&self) -> Vec<String> {
+        self.spec
+            .access
+            .as_ref()
+            .map(|access| access.service_accounts.clone())
+            .unwrap_or_default()
+    }
+
     /// Namespace of the referenced ManagedKey: `keyRef.namespace`, or this
     /// SealedSecret's own namespace.
     pub fn key_namespace(&self) -> Option<&str> {
@@ -231,6 +240,16 @@ impl SealedSecretSpec {
                     );
                 }
             }
+        }
+        let restricted = self
+            .access
+            .as_ref()
+            .is_some_and(|a| !a.service_accounts.is_empty());
+        if restricted && self.template.is_some() {
+            errors.push(
+                "spec.template",
+                "cannot be used with spec.access: a Secret is readable by anything allowed to read Secrets in the namespace, whatever spec.access says; remove spec.template and read the values through the injector, or remove spec.access",
+            );
         }
         if let Some(template) = &self.template
             && template.type_.as_deref() == Some("")

@@ -301,3 +301,13 @@ fn api_server_fixtures_are_refused_by_both_layers() {
     }
     assert!(count >= 4, "expected the four issue cases, found {count}");
 }
+
+#[test]
+fn a_restricted_secret_is_not_materialised() {
+    refused_by_webhook(
+        &format!(
+            "{SECRET_HEAD}spec:\n  keyRef: {{name: k}}\n  access: {{serviceAccounts: [api]}}\n  template: {{type: Opaque}}\n  encryptedData: {{password: S1dSRA==}}\n"
+        ),
+        &["spec.template: cannot be used with spec.access"],
+    );
+}

@@ -117,6 +117,7 @@ async fn flow(client: &Client, ns: &str, dir: &Path) -> Result<()> {
         namespace: ns.to_owned(),
         secret_name: "db".into(),
         key_ref: format!("{ns}/sealing"),
+        access: Vec::new(),
     };
     let opened = open_secret(&target, &provider, &sealed.spec.encrypted_data).await?;
     ensure!(

@@ -353,6 +353,7 @@ async fn sealed_secret_dependants_block_destruction_and_deletion_schedules_it() 
             namespace: ns.clone(),
             secret_name: "creds".into(),
             key_ref: "app".into(),
+            access: Vec::new(),
         };
         let items: BTreeMap<String, SecretBytes> =
             [("password".to_owned(), SecretBytes::new(b"hunter2".to_vec()))].into();
@@ -734,6 +735,7 @@ async fn create_sealed(
         namespace: ns.to_owned(),
         secret_name: name.to_owned(),
         key_ref: format!("{ns}/{key}"),
+        access: Vec::new(),
     };
     let values: BTreeMap<String, SecretBytes> = items
         .iter()

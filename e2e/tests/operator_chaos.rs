@@ -427,6 +427,7 @@ async fn create_sealed(
         namespace: ns.to_owned(),
         secret_name: name.clone(),
         key_ref: format!("{ns}/{key_name}"),
+        access: Vec::new(),
     };
     let values: BTreeMap<String, Vec<u8>> = (0..ITEMS_PER_SECRET)
         .map(|item| {

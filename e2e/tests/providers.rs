@@ -522,6 +522,7 @@ async fn seal(
         secret_name: key.to_owned(),
         // What the webhook rebuilds from the SealedSecret: `<namespace>/<key>`.
         key_ref: format!("{ns}/{key}"),
+        access: Vec::new(),
     };
     let items: BTreeMap<String, SecretBytes> = [(
         "password".to_owned(),

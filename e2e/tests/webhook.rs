@@ -32,6 +32,8 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
+#[path = "webhook_support/access.rs"]
+mod access;
 #[path = "webhook_support/compromise.rs"]
 mod compromise;
 #[path = "support/in_process.rs"]
@@ -271,6 +273,24 @@ impl Webhook {
         }
     }
 
+    /// Points the validating configuration's namespace selector at
+    /// `value`: another value stands for a webhook that is down (or a
+    /// failurePolicy of Ignore), the test namespace brings it back. The
+    /// API server sees the change a moment later.
+    async fn select_validation(&self, client: &Client, value: &str) -> Result<()> {
+        let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+        let mut config = configs.get(&self.config_name).await?;
+        for hook in config.webhooks.iter_mut().flatten() {
+            hook.namespace_selector = Some(serde_json::from_value(
+                json!({"matchLabels": {SELECTOR_LABEL: value}}),
+            )?);
+        }
+        configs
+            .replace(&self.config_name, &PostParams::default(), &config)
+            .await?;
+        Ok(())
+    }
+
     fn audit_log(&self) -> String {
         std::fs::read_to_string(&self.audit).unwrap_or_default()
     }
@@ -317,6 +337,7 @@ async fn sealed_secret(
         namespace: sealed_for_ns.to_owned(),
         secret_name: name.to_owned(),
         key_ref: format!("{sealed_for_ns}/db"),
+        access: Vec::new(),
     };
     let items: BTreeMap<String, SecretBytes> = [(
         "password".to_owned(),
@@ -1184,6 +1205,7 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
         namespace: ns.to_owned(),
         secret_name: "rotating".into(),
         key_ref: format!("{ns}/db"),
+        access: Vec::new(),
     };
     let opened =
         keyward_core::envelope::open_secret(&target, &provider, &rewritten.spec.encrypted_data)

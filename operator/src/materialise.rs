@@ -105,6 +105,8 @@ pub async fn secret(
 
 /// Degraded reason of a SealedSecret with a template the operator may not act on.
 pub const NOT_MATERIALISED: &str = "SecretsNotMaterialized";
+/// Degraded reason of a SealedSecret with both `spec.access` and a template.
+pub const RESTRICTED: &str = "RestrictedNotMaterialized";
 
 /// What to do about `spec.template`: write the Secret (`materialize` on),
 /// say why not (off), or delete the Secret this SealedSecret owns once its
@@ -118,6 +120,16 @@ pub async fn reconcile_template(
     assessment: Option<(&'static str, String)>,
     ctx: &Context,
 ) -> Result<Option<(&'static str, String)>> {
+    if sealed.spec.template.is_some() && !sealed.service_accounts().is_empty() {
+        // Admission refuses this pair; one stored before it did is not
+        // materialised either (a Secret would bypass spec.access).
+        return Ok(assessment.or(Some((
+            RESTRICTED,
+            "spec.access restricts who may unseal, so spec.template is not materialised: a Secret \
+             would be readable by anything allowed to read Secrets in the namespace; remove one of them"
+                .to_owned(),
+        ))));
+    }
     match (&sealed.spec.template, materialize) {
         (Some(_), true) if assessment.is_none() => secret(sealed, ctx).await,
         (Some(_), true) => Ok(assessment),

@@ -87,6 +87,7 @@ pub fn target_of(secret: &SealedSecret) -> Option<SecretTarget> {
         key_ref: format!("{key_namespace}/{}", secret.spec.key_ref.name),
         namespace,
         secret_name,
+        access: secret.service_accounts(),
     })
 }
 
@@ -209,6 +210,7 @@ mod tests {
             namespace: "apps".into(),
             secret_name: "creds".into(),
             key_ref: "apps/db".into(),
+            access: Vec::new(),
         };
         let wrapping = || Wrapping::Provider {
             provider: &provider,

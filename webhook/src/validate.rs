@@ -76,12 +76,42 @@ fn sealed_secret(request: &Request) -> Result<(), String> {
     sealed.spec.validate().map_err(|e| e.to_string())?;
     let (namespace, name) = placed(request, &sealed)?;
     let target = target_of(&sealed, &namespace, &name);
+    let old = match request.operation {
+        Operation::Update => typed::<SealedSecret>(request, true)?,
+        _ => None,
+    };
+    let old_items = old.as_ref().map(|old| &old.spec.encrypted_data);
+    let changed: BTreeSet<&String> =
+        sealing::new_or_changed(&sealed.spec.encrypted_data, old_items)
+            .map(|(item, _)| item)
+            .collect();
     for (item, text) in &sealed.spec.encrypted_data {
         let envelope = Envelope::decode(text)
             .map_err(|e| format!("spec.encryptedData[{item}]: not a Keyward envelope: {e}"))?;
         envelope
             .check_context(&target.item(item))
             .map_err(|e| format!("spec.encryptedData[{item}]: {e}"))?;
+        if changed.contains(item) {
+            unbound_in_namespace_scope(&target, &envelope)
+                .map_err(|e| format!("spec.encryptedData[{item}]: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A namespace-scope value that binds no ServiceAccounts (envelope version
+/// 1) may be copied into any SealedSecret of the namespace, one without
+/// `spec.access` too, so `spec.access` would protect nothing: new such
+/// values are refused where `spec.access` is set.
+fn unbound_in_namespace_scope(target: &SecretTarget, envelope: &Envelope) -> Result<(), String> {
+    if target.scope == Scope::Namespace
+        && !target.access.is_empty()
+        && envelope.context.access.is_none()
+    {
+        return Err(
+            "was sealed before Keyward bound spec.access into values (envelope version 1), and a namespace-scope value can be copied into a SealedSecret without spec.access; re-seal it with `keyward seal --scope namespace --service-account NAME`"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -183,5 +213,6 @@ pub fn target_of(sealed: &SealedSecret, namespace: &str, name: &str) -> SecretTa
         namespace: namespace.to_owned(),
         secret_name: name.to_owned(),
         key_ref: format!("{key_namespace}/{}", sealed.spec.key_ref.name),
+        access: sealed.service_accounts(),
     }
 }

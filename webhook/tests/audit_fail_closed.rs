@@ -36,6 +36,7 @@ async fn sealed_db(provider: &LocalProvider) -> Value {
         namespace: "team".into(),
         secret_name: "db".into(),
         key_ref: "team/db".into(),
+        access: Vec::new(),
     };
     let values = [("password".to_owned(), SecretBytes::new(b"hunter2".to_vec()))].into();
     let encrypted = seal_secret(

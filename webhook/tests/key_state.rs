@@ -85,6 +85,7 @@ async fn seal(provider: &LocalProvider, key_id: &str, secret: &str, item: &str) 
         namespace: "team".into(),
         secret_name: secret.into(),
         key_ref: "team/app".into(),
+        access: Vec::new(),
     };
     let value = SecretBytes::new(format!("{secret}-{item}").into_bytes());
     let wrapping = Wrapping::Provider { provider, key_id };

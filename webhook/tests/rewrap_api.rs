@@ -141,6 +141,7 @@ impl Setup {
             namespace: "team".into(),
             secret_name: "db".into(),
             key_ref: "team/db".into(),
+            access: Vec::new(),
         };
         let values: BTreeMap<String, SecretBytes> = [
             ("password".to_owned(), SecretBytes::new(b"hunter2".to_vec())),

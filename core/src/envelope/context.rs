@@ -62,9 +62,13 @@ pub struct SecretTarget {
     pub secret_name: String,
     /// The ManagedKey reference (`name` or `namespace/name`).
     pub key_ref: String,
+    /// The ServiceAccounts that may unseal (`spec.access`); empty: any.
+    pub access: Vec<String>,
 }
 
 impl SecretTarget {
+    /// The context of one item: sealing binds `access` into its header,
+    /// and opening checks the header's against it.
     pub fn item(&self, item: &str) -> ScopeContext {
         ScopeContext::new(
             self.scope,
@@ -73,6 +77,7 @@ impl SecretTarget {
             item,
             &self.key_ref,
         )
+        .with_access(&self.access)
     }
 
     /// The context the DEK is wrapped under. Items are not part of it: one
@@ -98,6 +103,9 @@ pub struct ScopeContext {
     pub secret_name: String,
     pub item: String,
     pub key_ref: String,
+    /// The ServiceAccounts the value was sealed for, sorted and distinct
+    /// (empty: any); `None` in a version 1 header, which bound none.
+    pub access: Option<Vec<String>>,
 }
 
 impl ScopeContext {
@@ -118,7 +126,29 @@ impl ScopeContext {
             secret_name: secret_name.to_owned(),
             item: item.to_owned(),
             key_ref: key_ref.to_owned(),
+            access: None,
         }
+    }
+
+    /// Binds the ServiceAccounts that may unseal (empty: any), in the
+    /// canonical order the header records.
+    pub fn with_access(mut self, service_accounts: &[String]) -> Self {
+        let mut access = service_accounts.to_vec();
+        access.sort();
+        access.dedup();
+        self.access = Some(access);
+        self
+    }
+
+    /// `Some((sealed for, opened for))` when the value is opened for
+    /// ServiceAccounts its header did not grant: any at all while it names
+    /// some, or one it does not name. Narrowing is allowed; a version 1
+    /// header bound nothing, so it never refuses.
+    pub(crate) fn widened_access(&self, expected: &ScopeContext) -> Option<(String, String)> {
+        let sealed = self.access.as_deref().filter(|a| !a.is_empty())?;
+        let opened = expected.access.as_deref().unwrap_or_default();
+        let within = !opened.is_empty() && opened.iter().all(|sa| sealed.contains(sa));
+        (!within).then(|| (sealed.join(", "), describe_access(opened)))
     }
 
     /// The first field where `self` (the header) differs from `expected`.
@@ -136,6 +166,15 @@ impl ScopeContext {
         .into_iter()
         .find(|(_, sealed, opened)| sealed != opened)
         .map(|(field, sealed, opened)| (field, sealed.to_owned(), opened.to_owned()))
+    }
+}
+
+/// "api, worker", or "any ServiceAccount" for an empty list.
+pub fn describe_access(access: &[String]) -> String {
+    if access.is_empty() {
+        "any ServiceAccount".into()
+    } else {
+        access.join(", ")
     }
 }
 
@@ -159,6 +198,7 @@ mod tests {
             namespace: "ns".into(),
             secret_name: "db".into(),
             key_ref: "k".into(),
+            access: Vec::new(),
         };
         assert_eq!(
             target
@@ -169,6 +209,38 @@ mod tests {
         );
         target.scope = Scope::Namespace;
         assert!(!target.wrap_context().contains_key("keyward.io/secret"));
+    }
+
+    #[test]
+    fn access_may_narrow_but_not_widen() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let context = |access: Option<&[&str]>| {
+            let base = ScopeContext::new(Scope::Strict, "ns", "db", "pw", "k");
+            match access {
+                Some(list) => base.with_access(&names(list)),
+                None => base,
+            }
+        };
+        let sealed = context(Some(&["worker", "api", "api"]));
+        assert_eq!(sealed.access, Some(names(&["api", "worker"])));
+        assert_eq!(sealed.widened_access(&context(Some(&["api"]))), None);
+        assert_eq!(
+            sealed.widened_access(&context(Some(&["worker", "api"]))),
+            None
+        );
+        assert_eq!(
+            sealed.widened_access(&context(Some(&[]))),
+            Some(("api, worker".into(), "any ServiceAccount".into()))
+        );
+        assert_eq!(
+            sealed.widened_access(&context(Some(&["api", "intruder"]))),
+            Some(("api, worker".into(), "api, intruder".into()))
+        );
+        assert!(sealed.widened_access(&context(None)).is_some());
+        // Sealed for any ServiceAccount, or by version 1: anything goes.
+        let open = context(Some(&[]));
+        assert_eq!(open.widened_access(&context(Some(&["api"]))), None);
+        assert_eq!(context(None).widened_access(&context(Some(&[]))), None);
     }
 
     #[test]

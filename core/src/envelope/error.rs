@@ -10,7 +10,7 @@ pub enum EnvelopeError {
     )]
     NotAnEnvelope,
     #[error(
-        "envelope format version {0} is not supported by this Keyward (it reads version 1); upgrade Keyward"
+        "envelope format version {0} is not supported by this Keyward (it reads versions 1 and 2); upgrade Keyward"
     )]
     UnsupportedVersion(u8),
     #[error("envelope is truncated: it ends inside the {0}; the value was cut when copied")]
@@ -30,6 +30,13 @@ pub enum EnvelopeError {
         field: &'static str,
         sealed_for: String,
         opened_as: String,
+    },
+    #[error(
+        "value was sealed for ServiceAccounts {sealed_for} but the SealedSecret's spec.access lets {opened_for} unseal it; spec.access may only name ServiceAccounts the value was sealed for: restore it, or re-seal with `keyward seal --service-account`"
+    )]
+    AccessWidened {
+        sealed_for: String,
+        opened_for: String,
     },
     #[error(
         "authentication failed: the sealed value or its header was modified, or the wrong data key was used"

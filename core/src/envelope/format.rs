@@ -1,12 +1,16 @@
-//! Byte layout of envelope v1 (see `docs/envelope-format.md`):
+//! Byte layout of envelope v2 (see `docs/envelope-format.md`):
 //!
 //! ```text
 //! "KWRD" | version u8 | wrap u8 | scope u8 | key_ref str | key_version u32
 //! | provider_key_id str | namespace str | secret_name str | item str
-//! | wrapped_dek bytes | nonce [12] | length u32 | ciphertext || tag [length]
+//! | access str (v2 only) | wrapped_dek bytes | nonce [12] | length u32
+//! | ciphertext || tag [length]
 //! ```
 //! `str`/`bytes` are a big-endian u16 length then the bytes. Everything up to
 //! and including `wrapped_dek` is the header, authenticated as AES-GCM AAD.
+//! `access` is the sorted, distinct ServiceAccount names joined by `,`
+//! (empty: any). Version 1 is the same without `access`; it is still read,
+//! and written back as is by re-wrapping (its context has no access).
 
 use super::{EnvelopeError, Scope, ScopeContext};
 use crate::crypto::{self, NONCE_LEN, TAG_LEN};
@@ -16,7 +20,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 pub const MAGIC: &[u8; 4] = b"KWRD";
-pub const VERSION: u8 = 1;
+/// The version new seals write: it binds the ServiceAccounts.
+pub const VERSION: u8 = 2;
+/// The first version, without `access`; read, never written for new seals.
+pub const VERSION_UNBOUND: u8 = 1;
+/// Separates ServiceAccount names in the `access` field.
+const ACCESS_SEPARATOR: char = ',';
 
 /// One parsed (or freshly sealed) value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,14 +75,21 @@ impl Envelope {
     }
 
     /// Refuses a value whose header names another namespace, secret, item,
-    /// scope or key than the one it is being opened as.
+    /// scope or key than the one it is being opened as, or that is opened
+    /// for ServiceAccounts its header does not grant.
     pub fn check_context(&self, expected: &ScopeContext) -> Result<(), EnvelopeError> {
-        match self.context.first_difference(expected) {
-            None => Ok(()),
-            Some((field, sealed_for, opened_as)) => Err(EnvelopeError::ContextMismatch {
+        if let Some((field, sealed_for, opened_as)) = self.context.first_difference(expected) {
+            return Err(EnvelopeError::ContextMismatch {
                 field,
                 sealed_for,
                 opened_as,
+            });
+        }
+        match self.context.widened_access(expected) {
+            None => Ok(()),
+            Some((sealed_for, opened_for)) => Err(EnvelopeError::AccessWidened {
+                sealed_for,
+                opened_for,
             }),
         }
     }
@@ -123,7 +139,7 @@ impl Envelope {
         }
         reader.take(MAGIC.len(), "magic")?;
         let version = reader.u8("format version")?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_UNBOUND {
             return Err(EnvelopeError::UnsupportedVersion(version));
         }
         let wrap_algorithm = WrapAlgorithm::from_code(reader.u8("wrap algorithm")?)
@@ -136,6 +152,10 @@ impl Envelope {
         let namespace = reader.string("namespace")?;
         let secret_name = reader.string("secret name")?;
         let item = reader.string("item name")?;
+        let access = match version {
+            VERSION_UNBOUND => None,
+            _ => Some(parse_access(&reader.string("access list")?)),
+        };
         let wrapped_dek = reader.bytes("wrapped data key")?.to_vec();
         let nonce: [u8; NONCE_LEN] = reader
             .take(NONCE_LEN, "nonce")?
@@ -157,6 +177,7 @@ impl Envelope {
             secret_name,
             item,
             key_ref,
+            access,
         };
         let envelope = Envelope {
             context,
@@ -185,6 +206,17 @@ impl Envelope {
         if self.wrapped_dek.is_empty() {
             return Err(EnvelopeError::Malformed("empty wrapped data key"));
         }
+        if let Some(access) = &context.access {
+            let canonical = access.windows(2).all(|pair| pair[0] < pair[1])
+                && access
+                    .iter()
+                    .all(|sa| !sa.is_empty() && !sa.contains(ACCESS_SEPARATOR));
+            if !canonical {
+                return Err(EnvelopeError::Malformed(
+                    "access list is not sorted, distinct, non-empty ServiceAccount names",
+                ));
+            }
+        }
         match context.scope {
             Scope::Strict if context.secret_name.is_empty() || context.item.is_empty() => Err(
                 EnvelopeError::Malformed("strict scope without secret or item name"),
@@ -204,7 +236,10 @@ impl Envelope {
         let context = &self.context;
         let mut out = Vec::with_capacity(64 + self.wrapped_dek.len());
         out.extend_from_slice(MAGIC);
-        out.push(VERSION);
+        out.push(match context.access {
+            Some(_) => VERSION,
+            None => VERSION_UNBOUND,
+        });
         out.push(self.wrap_algorithm.code());
         out.push(context.scope.code());
         put_bytes(&mut out, context.key_ref.as_bytes(), "key reference")?;
@@ -213,9 +248,21 @@ impl Envelope {
         put_bytes(&mut out, context.namespace.as_bytes(), "namespace")?;
         put_bytes(&mut out, context.secret_name.as_bytes(), "secret name")?;
         put_bytes(&mut out, context.item.as_bytes(), "item name")?;
+        if let Some(access) = &context.access {
+            let joined = access.join(&ACCESS_SEPARATOR.to_string());
+            put_bytes(&mut out, joined.as_bytes(), "access list")?;
+        }
         put_bytes(&mut out, &self.wrapped_dek, "wrapped data key")?;
         Ok(out)
     }
+}
+
+/// The `access` field's names; `validate` then insists they are canonical.
+fn parse_access(text: &str) -> Vec<String> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.split(ACCESS_SEPARATOR).map(str::to_owned).collect()
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8], field: &str) -> Result<(), EnvelopeError> {
@@ -278,11 +325,46 @@ mod tests {
             algorithm: WrapAlgorithm::Symmetric,
             blob: vec![9; 40],
         };
-        let context = ScopeContext::new(Scope::Strict, "prod", "db", "password", "default");
+        let context = ScopeContext::new(Scope::Strict, "prod", "db", "password", "default")
+            .with_access(&["api".to_owned(), "worker".to_owned()]);
         (
             Envelope::seal_with(context, &wrapped, &dek, [2; 12], b"s3cret").unwrap(),
             dek,
         )
+    }
+
+    #[test]
+    fn version_1_and_2_headers_round_trip_and_differ_only_by_access() {
+        let (bound, dek) = sample();
+        let bytes = bound.to_bytes().unwrap();
+        assert_eq!(bytes[4], VERSION);
+        let unbound = Envelope::seal_with(
+            ScopeContext {
+                access: None,
+                ..bound.context.clone()
+            },
+            &bound.wrapped(),
+            &dek,
+            [2; 12],
+            b"s3cret",
+        )
+        .unwrap();
+        let old = unbound.to_bytes().unwrap();
+        assert_eq!(old[4], VERSION_UNBOUND);
+        // "api,worker" (2 + 10 bytes) is the only difference in length.
+        assert_eq!(bytes.len(), old.len() + 12);
+        assert_eq!(Envelope::from_bytes(&old).unwrap(), unbound);
+        assert_eq!(Envelope::from_bytes(&bytes).unwrap(), bound);
+    }
+
+    #[test]
+    fn an_access_list_out_of_canonical_order_is_malformed() {
+        let (mut envelope, _) = sample();
+        envelope.context.access = Some(vec!["worker".into(), "api".into()]);
+        assert!(matches!(
+            envelope.to_bytes(),
+            Err(EnvelopeError::InvalidInput(_))
+        ));
     }
 
     #[test]
@@ -318,12 +400,13 @@ mod tests {
         );
         let (envelope, _) = sample();
         let mut bytes = envelope.to_bytes().unwrap();
-        bytes[4] = 2;
+        let version = bytes[4];
+        bytes[4] = 3;
         assert_eq!(
             Envelope::from_bytes(&bytes),
-            Err(EnvelopeError::UnsupportedVersion(2))
+            Err(EnvelopeError::UnsupportedVersion(3))
         );
-        bytes[4] = 1;
+        bytes[4] = version;
         bytes[6] = 9;
         assert_eq!(
             Envelope::from_bytes(&bytes),

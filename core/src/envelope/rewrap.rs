@@ -89,8 +89,14 @@ pub async fn rewrap(
         let plaintext = envelope
             .open_with(old_dek)
             .map_err(|e| item_error(item, e))?;
+        // A version 1 value bound no ServiceAccounts: it now binds the
+        // secret's spec.access; a version 2 value keeps the ones it has.
+        let context = match envelope.context.access {
+            Some(_) => envelope.context.clone(),
+            None => target.item(item),
+        };
         let resealed = Envelope::seal_with(
-            envelope.context.clone(),
+            context,
             new,
             fresh,
             crypto::random_nonce(),
@@ -113,6 +119,7 @@ pub async fn rewrap(
 mod tests {
     use super::*;
     use crate::SecretBytes;
+    use crate::envelope::ScopeContext;
     use crate::envelope::{Scope, Wrapping, open_secret, seal_secret};
     use crate::local::{KeyringStore, LocalProvider, RootKey};
     use crate::provider::{KeyAlgorithm, KeySpec};
@@ -136,6 +143,7 @@ mod tests {
             namespace: "apps".into(),
             secret_name: "creds".into(),
             key_ref: "apps/db".into(),
+            access: Vec::new(),
         };
         let values: BTreeMap<String, SecretBytes> = [
             ("user".to_owned(), SecretBytes::new(b"admin".to_vec())),
@@ -196,6 +204,15 @@ mod tests {
         // The Git copy still opens while version 1 decrypts.
         let old = open_secret(&target, &provider, &sealed).await.unwrap();
         assert_eq!(old["password"].expose(), b"hunter2");
+        // Sealed with version 2, each value binds the target's (empty)
+        // access list, and keeps it.
+        assert!(out.data.values().all(|t| {
+            Envelope::decode(t)
+                .unwrap()
+                .context
+                .access
+                .is_some_and(|a| a.is_empty())
+        }));
         // Already on the primary: untouched, no provider call.
         let again = rewrap(&target, &out.data, &info.key_id, 2, &provider)
             .await
@@ -211,5 +228,67 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error.error, EnvelopeError::ContextMismatch { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_version_1_value_binds_the_secrets_access_once_re_wrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyringStore::new(dir.path(), RootKey::generate());
+        let provider = LocalProvider::open_or_initialise(store).unwrap();
+        let spec = KeySpec {
+            name: "db".into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: None,
+            description: None,
+        };
+        let info = provider.create_key(&spec).await.unwrap();
+        let target = SecretTarget {
+            scope: Scope::Namespace,
+            namespace: "apps".into(),
+            secret_name: "creds".into(),
+            key_ref: "apps/db".into(),
+            access: vec!["api".into()],
+        };
+        // A version 1 value, as sealed before access was bound.
+        let context = target.wrap_context();
+        let dek = Dek::generate();
+        let wrapped = provider
+            .wrap_dek(&info.key_id, &dek, &context)
+            .await
+            .unwrap();
+        let unbound = ScopeContext {
+            access: None,
+            ..target.item("token")
+        };
+        let old = Envelope::seal_with(unbound, &wrapped, &dek, [3; 12], b"t0ken")
+            .unwrap()
+            .encode()
+            .unwrap();
+        let sealed: BTreeMap<String, String> = [("token".to_owned(), old)].into();
+        let rotated = provider.rotate_key(&info.key_id).await.unwrap();
+        let out = rewrap(
+            &target,
+            &sealed,
+            &info.key_id,
+            rotated.primary_version,
+            &provider,
+        )
+        .await
+        .unwrap();
+        let envelope = Envelope::decode(&out.data["token"]).unwrap();
+        assert_eq!(envelope.context.access, Some(vec!["api".to_owned()]));
+        // Now copying it into a SealedSecret without spec.access fails.
+        let anyone = SecretTarget {
+            access: Vec::new(),
+            ..target.clone()
+        };
+        let copied = open_secret(&anyone, &provider, &out.data)
+            .await
+            .unwrap_err();
+        assert!(matches!(copied.error, EnvelopeError::AccessWidened { .. }));
+        assert_eq!(
+            open_secret(&target, &provider, &out.data).await.unwrap()["token"].expose(),
+            b"t0ken"
+        );
     }
 }

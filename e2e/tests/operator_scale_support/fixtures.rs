@@ -177,6 +177,7 @@ pub fn target(ns: &str, i: usize, j: usize) -> SecretTarget {
         namespace: ns.to_owned(),
         secret_name: secret_name(i, j),
         key_ref: key_name(i),
+        access: Vec::new(),
     }
 }
 

@@ -144,6 +144,7 @@ pub async fn create_sealed_secret(client: &Client, ns: &str) -> Result<()> {
         namespace: ns.to_owned(),
         secret_name: SECRET.to_owned(),
         key_ref: format!("{ns}/perf"),
+        access: Vec::new(),
     };
     let items: BTreeMap<String, SecretBytes> = (0..ITEMS)
         .map(|i| {

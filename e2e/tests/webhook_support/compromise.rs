@@ -7,9 +7,8 @@
 //! sealed to an exposed version is refused at admission.
 
 use super::in_process::start_operator;
-use super::{KEYRING, ROOT_KEY, SELECTOR_LABEL, Webhook, app_pod, injector_image};
+use super::{KEYRING, ROOT_KEY, Webhook, app_pod, injector_image};
 use anyhow::{Context as _, Result, bail, ensure};
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use keyward_core::Dek;
 use keyward_core::SecretBytes;
@@ -196,7 +195,7 @@ async fn git_copy_past_a_down_webhook(
     copy: &SealedSecret,
     webhook: &Webhook,
 ) -> Result<()> {
-    select_validation(client, webhook, "nowhere").await?;
+    webhook.select_validation(client, "nowhere").await?;
     let secrets: Api<SealedSecret> = Api::namespaced(client.clone(), ns);
     let patch = json!({"spec": {"encryptedData": copy.spec.encrypted_data}});
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -237,7 +236,7 @@ async fn git_copy_past_a_down_webhook(
         pods::phase(&done)
     );
     println!("git copy under an exposed version: not brought back; the pod was told: {expected}");
-    select_validation(client, webhook, ns).await
+    webhook.select_validation(client, ns).await
 }
 
 /// s2 deleted and created again from its Git copy (v2): refused at
@@ -273,21 +272,6 @@ async fn new_secret_under_an_exposed_version_is_refused(
             ),
         }
     }
-}
-
-/// Points the validating configuration's namespace selector at `value`.
-async fn select_validation(client: &Client, webhook: &Webhook, value: &str) -> Result<()> {
-    let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let mut config = configs.get(&webhook.config_name).await?;
-    for hook in config.webhooks.iter_mut().flatten() {
-        hook.namespace_selector = Some(serde_json::from_value(
-            json!({"matchLabels": {SELECTOR_LABEL: value}}),
-        )?);
-    }
-    configs
-        .replace(&webhook.config_name, &PostParams::default(), &config)
-        .await?;
-    Ok(())
 }
 
 async fn wait_for_event(client: &Client, ns: &str, reason: &str) -> Result<()> {
@@ -341,6 +325,7 @@ fn target(ns: &str, name: &str) -> SecretTarget {
         namespace: ns.to_owned(),
         secret_name: name.to_owned(),
         key_ref: format!("{ns}/k"),
+        access: Vec::new(),
     }
 }
 

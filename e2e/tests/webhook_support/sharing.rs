@@ -138,6 +138,7 @@ async fn sealed_with_key_of(client: &Client, owner: &str, tenant: &str) -> Resul
         namespace: tenant.to_owned(),
         secret_name: "shared".into(),
         key_ref: format!("{owner}/db"),
+        access: Vec::new(),
     };
     let items: BTreeMap<String, SecretBytes> = [(
         "password".to_owned(),

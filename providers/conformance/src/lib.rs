@@ -356,6 +356,7 @@ async fn envelope_round_trip(provider: &dyn KeyProvider, caps: &Capabilities) ->
         namespace: "shop".into(),
         secret_name: "db".into(),
         key_ref: format!("shop/{}", key.name),
+        access: Vec::new(),
     };
     let items: BTreeMap<String, SecretBytes> = [
         ("password".to_owned(), SecretBytes::from(&b"hunter2"[..])),
@@ -439,6 +440,7 @@ async fn offline_sealed_value_opens(
         namespace: "shop".into(),
         secret_name: "api".into(),
         key_ref: format!("shop/{}", key.name),
+        access: Vec::new(),
     };
     let items: BTreeMap<String, SecretBytes> =
         [("token".to_owned(), SecretBytes::from(&b"offline"[..]))].into();

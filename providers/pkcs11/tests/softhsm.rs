@@ -387,6 +387,7 @@ async fn offline_seal_with_the_exported_public_key_opens_through_the_token() {
         namespace: "shop".into(),
         secret_name: "db".into(),
         key_ref: format!("shop/{}", key.name),
+        access: Vec::new(),
     };
     let items: BTreeMap<String, SecretBytes> = [(
         "password".to_owned(),
