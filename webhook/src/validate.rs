@@ -99,10 +99,10 @@ fn sealed_secret(request: &Request) -> Result<(), String> {
     Ok(())
 }
 
-/// A namespace-scope value that binds no ServiceAccounts (envelope version
-/// 1) may be copied into any SealedSecret of the namespace, one without
-/// `spec.access` too, so `spec.access` would protect nothing: new such
-/// values are refused where `spec.access` is set.
+/// A namespace-scope value that binds no ServiceAccounts (envelope
+/// version 1) may be copied into any SealedSecret of the namespace, one
+/// without `spec.access` too, so `spec.access` would protect nothing: new
+/// such values are refused where `spec.access` is set.
 fn unbound_in_namespace_scope(target: &SecretTarget, envelope: &Envelope) -> Result<(), String> {
     if target.scope == Scope::Namespace
         && !target.access.is_empty()
