@@ -15,6 +15,10 @@ use crate::validation::{
 };
 use crate::{HumanDuration, KeyState};
 
+/// Annotation saying why a ManagedKey's state (or what drives it) was
+/// changed: recorded with the change in the audit logs.
+pub const REASON: &str = "keyward.io/reason";
+
 /// Shortest deletion window (AWS KMS's minimum pending window).
 pub const MIN_DELETION_WINDOW_DAYS: u64 = 7;
 /// Longest deletion window (AWS KMS's maximum pending window).

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod annotations;
 pub mod exec_env;
 pub mod inject;
+pub mod key_audit;
 pub mod key_state;
 pub mod metrics;
 pub mod mutate;

@@ -11,6 +11,7 @@ pub use listener::{ConnectRate, ServerLimits, serve_tls};
 pub use pre_auth::PreAuthLimits;
 
 use crate::admission::{self, Review};
+use crate::key_audit;
 use crate::metrics::metrics;
 use crate::mutate::{self, InjectorConfig};
 use crate::unseal::{self, Unsealer};
@@ -193,11 +194,25 @@ async fn validate_review(state: &AppState, review: Review) -> ReviewResult {
     let Some(unsealer) = &state.unsealer else {
         return Json(response.into_review());
     };
-    match validate::key_states(&request, &unsealer.client).await {
-        Ok(warnings) => {
-            response.warnings = (!warnings.is_empty()).then_some(warnings);
-            Json(response.into_review())
+    let mut warnings = match validate::key_states(&request, &unsealer.client).await {
+        Ok(warnings) => warnings,
+        Err(reason) => return Json(response.deny(reason).into_review()),
+    };
+    if let Some(change) = key_audit::change(&request) {
+        // Fail closed: a change that cannot be attributed is not made.
+        let audit = Arc::clone(&unsealer.audit);
+        let written = tokio::task::spawn_blocking(move || audit.append(change.event)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            metrics().audit_write_failure();
+            tracing::error!("cannot record a ManagedKey change in the audit log; refused");
+            return Json(
+                response
+                    .deny("cannot write the audit log, so this ManagedKey change is refused; retry, and see the webhook log if it persists")
+                    .into_review(),
+            );
         }
-        Err(reason) => Json(response.deny(reason).into_review()),
+        warnings.extend(change.warning);
     }
+    response.warnings = (!warnings.is_empty()).then_some(warnings);
+    Json(response.into_review())
 }

@@ -115,7 +115,9 @@ async fn compromise_flow(
     }
 
     let started = Instant::now();
-    let patch = json!({"spec": {"state": "Compromised"}});
+    let reason = "INC-7: a keyring backup was copied";
+    let patch = json!({"metadata": {"annotations": {"keyward.io/reason": reason}},
+                       "spec": {"state": "Compromised"}});
     keys.patch("k", &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     let retired = wait_key(keys, "k", "v1-v3 Compromised and scheduled", |k| {
@@ -175,9 +177,31 @@ async fn compromise_flow(
             .context("audit dir")?
             .join("operator-audit.log"),
     )?;
+    let compromise = audit
+        .lines()
+        .find(|line| line.contains("\"key.compromise\""))
+        .context("no key.compromise record")?;
     ensure!(
-        audit.contains("\"exposed\":\"1,2,3\""),
-        "no exposed versions in the audit"
+        compromise.contains("\"exposed\":\"1,2,3\"") && compromise.contains(reason),
+        "the compromise record lacks the exposed versions or the reason: {compromise}"
+    );
+    // Who asked, from admission's userInfo, with the same reason.
+    let webhook_audit = webhook.audit_log();
+    let change = webhook_audit
+        .lines()
+        .find(|line| line.contains("Active -> Compromised"))
+        .context("admission recorded no change of spec.state")?;
+    let record: serde_json::Value = serde_json::from_str(change)?;
+    let actor = record["actor"].as_str().unwrap_or_default();
+    ensure!(
+        record["action"] == "key.change"
+            && record["detail"]["reason"] == reason
+            && !actor.is_empty()
+            && actor != "(unknown user)",
+        "{change}"
+    );
+    println!(
+        "attributed: {actor} set spec.state Compromised; the reason is in the webhook's and the operator's records"
     );
     println!("compromise: v1-v3 Compromised, pending deletion; s1-s3 on v4 under fresh data keys");
 

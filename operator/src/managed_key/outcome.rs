@@ -4,6 +4,7 @@
 use crate::context::Context;
 use k8s_openapi::jiff::Timestamp;
 use keyward_crds::ManagedKey;
+use keyward_crds::managed_key::REASON;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 use std::collections::BTreeMap;
@@ -51,7 +52,20 @@ impl Outcome {
             key.metadata.namespace.as_deref().unwrap_or_default(),
             key.metadata.name.as_deref().unwrap_or_default()
         );
-        for (action, detail) in self.audits {
+        // Why the user changed the key (the webhook's `key.change` record
+        // names who): carried on what the operator did about it.
+        let reason = key
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REASON))
+            .filter(|r| !r.trim().is_empty());
+        for (action, mut detail) in self.audits {
+            if let Some(reason) = reason {
+                detail
+                    .entry("reason".into())
+                    .or_insert_with(|| reason.clone());
+            }
             if let Err(error) = ctx.audit.record(action, &subject, "ok", detail).await {
                 tracing::error!(%error, action, key = %subject, "audit record not written");
                 ctx.metrics
