@@ -97,6 +97,11 @@ pub struct AuditArgs {
     /// The log to check (default: audit.log in the local keyring).
     #[arg(short = 'f', long = "filename", global = true)]
     pub file: Option<PathBuf>,
+    /// Records of this log kept elsewhere (your log collector's copy of
+    /// the component's stdout, or `{"seq": N, "hash": "..."}` lines): each
+    /// must be in the log, so a cut tail or a rewritten chain fails.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub checkpoints: Option<PathBuf>,
     #[command(flatten)]
     pub keyring: KeyringArgs,
 }

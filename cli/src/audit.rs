@@ -69,7 +69,23 @@ pub fn run(args: AuditArgs) -> Result<()> {
         Some(path) => path,
         None => keyring::keyring_dir(args.keyring.keyring.as_deref())?.join(FILE),
     };
-    let (summary, broken) = match audit::verify(&path) {
+    let checkpoints = match &args.checkpoints {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read checkpoints from {}", file.display()))?;
+            let read = audit::checkpoints::parse(&text);
+            if read.is_empty() {
+                anyhow::bail!(
+                    "{} holds no checkpoint (JSON lines with `seq` and a 64-hex-digit `hash`); export the component's audit lines from your log collector",
+                    file.display()
+                );
+            }
+            println!("checkpoints kept outside the log: {}", read.len());
+            read
+        }
+        None => Vec::new(),
+    };
+    let (summary, broken) = match audit::verify_with_checkpoints(&path, &checkpoints) {
         Ok(summary) => (summary, false),
         Err(AuditError::Broken(summary)) => (*summary, true),
         Err(error) => return Err(error.into()),

@@ -109,3 +109,50 @@ fn verify_walks_rotated_pruned_and_broken_segments() {
     assert!(error.contains("broken at line 1 of"), "{error}");
     assert!(error.contains("edited"), "{error}");
 }
+
+#[test]
+fn a_cut_tail_and_a_recomputed_chain_fail_against_checkpoints() {
+    use keyward_core::audit::AuditLog;
+    let keyward = Keyward::new();
+    let path = keyward.path("webhook-audit.log");
+    let file = path.to_str().unwrap();
+    let log = AuditLog::new(&path);
+    for i in 0..4 {
+        log.append(padded(i)).unwrap();
+    }
+    // The collector's copy of the component's stdout, other lines mixed in.
+    let mirrored = std::fs::read_to_string(&path).unwrap();
+    let collected = keyward.write(
+        "collected.log",
+        format!("webhook listening on :8443\n{mirrored}").as_bytes(),
+    );
+    let checkpoints = collected.to_str().unwrap();
+    let ok = keyward
+        .run(&["audit", "verify", "-f", file, "--checkpoints", checkpoints])
+        .ok()
+        .stdout_text();
+    assert!(ok.contains("checkpoints kept outside the log: 4"), "{ok}");
+
+    // The newest record cut off: the chain alone still verifies.
+    let kept: Vec<&str> = mirrored.lines().take(3).collect();
+    std::fs::write(&path, format!("{}\n", kept.join("\n"))).unwrap();
+    keyward.run(&["audit", "verify", "-f", file]).ok();
+    let error = keyward
+        .run(&["audit", "verify", "-f", file, "--checkpoints", checkpoints])
+        .user_error();
+    assert!(error.contains("records 3 to 3 were cut off"), "{error}");
+
+    // A file with no checkpoint in it says so.
+    let empty = keyward.write("empty.log", b"nothing here\n");
+    let error = keyward
+        .run(&[
+            "audit",
+            "verify",
+            "-f",
+            file,
+            "--checkpoints",
+            empty.to_str().unwrap(),
+        ])
+        .user_error();
+    assert!(error.contains("holds no checkpoint"), "{error}");
+}

@@ -18,14 +18,16 @@
 //! break and reports it.
 
 pub mod bound;
+pub mod checkpoints;
 mod log;
 mod scan;
 mod segments;
 mod verify;
 
 pub use bound::{MAX_DETAIL_ENTRIES, MAX_FIELD_BYTES, MAX_RECORD_BYTES};
+pub use checkpoints::Checkpoint;
 pub use log::{AuditLog, Options};
-pub use verify::{Problem, Summary, verify};
+pub use verify::{Problem, Summary, verify, verify_with_checkpoints};
 
 use crate::crypto::sha256;
 use serde::{Deserialize, Serialize};

@@ -393,3 +393,42 @@ fn verify_does_not_read_a_record_being_written_as_torn() {
         "the lock was held, so verify waited for the whole record"
     );
 }
+
+#[test]
+fn checkpoints_kept_outside_catch_a_cut_tail_and_a_recomputed_chain() {
+    let (_dir, path) = log_with_three();
+    // What a log collector kept: the records as mirrored to stdout.
+    let outside = checkpoints::parse(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(outside.len(), 3);
+    verify_with_checkpoints(&path, &outside).unwrap();
+
+    // The newest record cut off: a shorter chain that verifies on its own.
+    let original = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = original.lines().take(2).collect();
+    std::fs::write(&path, format!("{}\n", kept.join("\n"))).unwrap();
+    verify(&path).unwrap();
+    let cut = verify_with_checkpoints(&path, &outside)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        cut.contains("ends at sequence 1") && cut.contains("records 2 to 2 were cut off"),
+        "{cut}"
+    );
+
+    // Rewritten from scratch with a recomputed chain: verifies on its own.
+    std::fs::remove_file(&path).unwrap();
+    let forged = AuditLog::new(&path);
+    for action in ["key.create", "key.rotate", "secret.unseal"] {
+        let mut event = event(action);
+        event.actor = "mallory".into();
+        forged.append(event).unwrap();
+    }
+    verify(&path).unwrap();
+    let rewritten = verify_with_checkpoints(&path, &outside)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        rewritten.contains("line 1") && rewritten.contains("the log was rewritten"),
+        "{rewritten}"
+    );
+}

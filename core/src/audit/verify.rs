@@ -1,8 +1,10 @@
 //! Checking a whole log: every segment, oldest first, every link.
 
+use super::checkpoints::Checkpoint;
 use super::log::ACTOR;
 use super::scan::{self, parse};
 use super::{AuditError, BREAK_ACTION, GENESIS, Head, Location, Record, io_error, segments};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,18 @@ pub struct Summary {
 /// (listed in [`Summary::breaks`]); [`AuditError::Broken`] with every
 /// problem otherwise.
 pub fn verify(path: &Path) -> Result<Summary, AuditError> {
+    verify_with_checkpoints(path, &[])
+}
+
+/// [`verify`], and every checkpoint kept outside the log must be in it:
+/// the record of that sequence number with that hash. One whose record has
+/// another hash means the log was rewritten; one past the log's last
+/// record means records were cut off its end. Checkpoints older than the
+/// oldest kept segment are not judged (pruned).
+pub fn verify_with_checkpoints(
+    path: &Path,
+    checkpoints: &[Checkpoint],
+) -> Result<Summary, AuditError> {
     let rotated = segments::rotated(path)?;
     // The first segment ever written must start at the genesis hash; a
     // later one may be the oldest kept after pruning.
@@ -53,6 +67,11 @@ pub fn verify(path: &Path) -> Result<Summary, AuditError> {
         expected: None,
         pending: None,
         may_start_mid_chain,
+        wanted: checkpoints
+            .iter()
+            .map(|c| (c.seq, c.hash.to_ascii_lowercase()))
+            .collect(),
+        end: None,
     };
     for file in files {
         let is_active = file.as_path() == path;
@@ -86,6 +105,7 @@ pub fn verify(path: &Path) -> Result<Summary, AuditError> {
         .map_err(io_error(&file))?;
         walk.summary.segments.push(file);
     }
+    walk.unmatched_checkpoints(path);
     if let Some(mut pending) = walk.pending.take() {
         pending
             .reason
@@ -116,9 +136,37 @@ struct Walk {
     /// The first bad line since the last valid record.
     pending: Option<Problem>,
     may_start_mid_chain: bool,
+    /// Checkpoints not met yet: sequence -> hash.
+    wanted: BTreeMap<u64, String>,
+    /// Where the last valid record is.
+    end: Option<Location>,
 }
 
 impl Walk {
+    /// Checkpoints past the end of the log: its newest records were cut.
+    fn unmatched_checkpoints(&mut self, path: &Path) {
+        let first = self.summary.first_seq.unwrap_or(0);
+        let last = self.expected.as_ref().map(|h| h.next_seq);
+        let Some((&newest, _)) = self.wanted.iter().rfind(|(seq, _)| *seq >= &first) else {
+            return;
+        };
+        let at = self.end.clone().unwrap_or(Location {
+            file: path.to_owned(),
+            line: 1,
+            offset: 0,
+        });
+        let reason = match last {
+            Some(next) => format!(
+                "the log ends at sequence {} but a checkpoint kept outside it reaches sequence {newest}: records {next} to {newest} were cut off",
+                next - 1
+            ),
+            None => format!(
+                "the log holds no record but a checkpoint kept outside it reaches sequence {newest}: it was emptied"
+            ),
+        };
+        self.summary.problems.push(Problem { at, reason });
+    }
+
     fn line(&mut self, at: Location, parsed: Result<Record, String>) {
         let record = match parsed {
             Ok(record) => record,
@@ -180,6 +228,20 @@ impl Walk {
             }
             Some(_) => None,
         };
+        if let Some(hash) = self.wanted.remove(&record.body.seq)
+            && hash != record.hash
+        {
+            self.summary.problems.push(Problem {
+                at: at.clone(),
+                reason: format!(
+                    "record {} has hash {} but a checkpoint kept outside the log says {hash}: the log was rewritten",
+                    record.body.seq, record.hash
+                ),
+            });
+        }
+        // Records newer than a checkpoint mean it is matched or judged above.
+        self.wanted.retain(|seq, _| *seq > record.body.seq);
+        self.end = Some(at.clone());
         if let Some(reason) = problem {
             self.summary.problems.push(Problem { at, reason });
         }
