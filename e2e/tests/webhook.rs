@@ -323,15 +323,6 @@ async fn sealed_secret(
     name: &str,
     sealed_for_ns: &str,
 ) -> Result<SealedSecret> {
-    let provider = keyring_secret::local_provider(client.clone(), ns, KEYRING, ROOT_KEY).await?;
-    let key = provider
-        .create_key(&KeySpec {
-            name: format!("{ns}-db"),
-            algorithm: KeyAlgorithm::Aes256,
-            owner: Some(format!("e2e-{ns}")),
-            description: None,
-        })
-        .await?;
     let target = SecretTarget {
         scope: Scope::Strict,
         namespace: sealed_for_ns.to_owned(),
@@ -339,6 +330,33 @@ async fn sealed_secret(
         key_ref: format!("{sealed_for_ns}/db"),
         access: Vec::new(),
     };
+    let encrypted = seal_password(client, ns, &format!("{ns}-db"), &target).await?;
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"keyRef": {"name": "db"}, "encryptedData": encrypted},
+    }))?)
+}
+
+/// [`PASSWORD`] as item `password`, sealed for `target` under a new key
+/// `key_name` of the local keyring in `keyring_ns` (the keyring is created
+/// first if missing, as the operator does on start).
+async fn seal_password(
+    client: &Client,
+    keyring_ns: &str,
+    key_name: &str,
+    target: &SecretTarget,
+) -> Result<BTreeMap<String, String>> {
+    let provider =
+        keyring_secret::local_provider(client.clone(), keyring_ns, KEYRING, ROOT_KEY).await?;
+    let key = provider
+        .create_key(&KeySpec {
+            name: key_name.to_owned(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: Some(format!("e2e-{keyring_ns}")),
+            description: None,
+        })
+        .await?;
     let items: BTreeMap<String, SecretBytes> = [(
         "password".to_owned(),
         SecretBytes::new(PASSWORD.as_bytes().to_vec()),
@@ -348,12 +366,7 @@ async fn sealed_secret(
         provider: &provider,
         key_id: &key.key_id,
     };
-    let encrypted = seal_secret(&target, wrapping, &items).await?;
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"keyRef": {"name": "db"}, "encryptedData": encrypted},
-    }))?)
+    Ok(seal_secret(target, wrapping, &items).await?)
 }
 
 fn container_started(pod: &Pod, name: &str) -> bool {

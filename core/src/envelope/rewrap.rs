@@ -124,20 +124,24 @@ mod tests {
     use crate::local::{KeyringStore, LocalProvider, RootKey};
     use crate::provider::{KeyAlgorithm, KeySpec};
 
-    #[tokio::test]
-    async fn rewrapped_items_open_under_the_new_version_and_keep_their_values() {
+    /// A local keyring in a temporary directory, with one AES key.
+    async fn local_key() -> (tempfile::TempDir, LocalProvider, crate::provider::KeyInfo) {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyringStore::new(dir.path(), RootKey::generate());
         let provider = LocalProvider::open_or_initialise(store).unwrap();
-        let info = provider
-            .create_key(&KeySpec {
-                name: "db".into(),
-                algorithm: KeyAlgorithm::Aes256,
-                owner: None,
-                description: None,
-            })
-            .await
-            .unwrap();
+        let spec = KeySpec {
+            name: "db".into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: None,
+            description: None,
+        };
+        let info = provider.create_key(&spec).await.unwrap();
+        (dir, provider, info)
+    }
+
+    #[tokio::test]
+    async fn rewrapped_items_open_under_the_new_version_and_keep_their_values() {
+        let (_dir, provider, info) = local_key().await;
         let target = SecretTarget {
             scope: Scope::Strict,
             namespace: "apps".into(),
@@ -232,16 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_1_value_binds_the_secrets_access_once_re_wrapped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KeyringStore::new(dir.path(), RootKey::generate());
-        let provider = LocalProvider::open_or_initialise(store).unwrap();
-        let spec = KeySpec {
-            name: "db".into(),
-            algorithm: KeyAlgorithm::Aes256,
-            owner: None,
-            description: None,
-        };
-        let info = provider.create_key(&spec).await.unwrap();
+        let (_dir, provider, info) = local_key().await;
         let target = SecretTarget {
             scope: Scope::Namespace,
             namespace: "apps".into(),

@@ -4,20 +4,16 @@
 //! gets past a down admission webhook it still does not open at unseal;
 //! widening `spec.access` of the original is refused too.
 
-use super::{KEYRING, PASSWORD, ROOT_KEY, Webhook, injector_image, token_for};
+use super::{PASSWORD, Webhook, injector_image, seal_password, token_for};
 use anyhow::{Result, bail, ensure};
-use keyward_core::SecretBytes;
-use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
-use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
+use keyward_core::envelope::{Scope, SecretTarget};
 use keyward_crds::SealedSecret;
 use keyward_e2e::{crds, pods, with_temp_ns};
-use keyward_kubeutil::keyring_secret;
 use keyward_webhook::inject;
 use keyward_webhook::unseal::UnsealRequest;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -115,15 +111,6 @@ async fn access_flow(
 /// SealedSecret `restricted`: one namespace-scope value sealed for
 /// ServiceAccount `api`, under a fresh key of the namespace's keyring.
 async fn sealed_for_api(client: &Client, ns: &str) -> Result<SealedSecret> {
-    let provider = keyring_secret::local_provider(client.clone(), ns, KEYRING, ROOT_KEY).await?;
-    let key = provider
-        .create_key(&KeySpec {
-            name: format!("{ns}-restricted"),
-            algorithm: KeyAlgorithm::Aes256,
-            owner: Some(format!("e2e-{ns}")),
-            description: None,
-        })
-        .await?;
     let target = SecretTarget {
         scope: Scope::Namespace,
         namespace: ns.to_owned(),
@@ -131,16 +118,7 @@ async fn sealed_for_api(client: &Client, ns: &str) -> Result<SealedSecret> {
         key_ref: format!("{ns}/db"),
         access: vec!["api".into()],
     };
-    let items: BTreeMap<String, SecretBytes> = [(
-        "password".to_owned(),
-        SecretBytes::new(PASSWORD.as_bytes().to_vec()),
-    )]
-    .into();
-    let wrapping = Wrapping::Provider {
-        provider: &provider,
-        key_id: &key.key_id,
-    };
-    let encrypted = seal_secret(&target, wrapping, &items).await?;
+    let encrypted = seal_password(client, ns, &format!("{ns}-restricted"), &target).await?;
     Ok(serde_json::from_value(json!({
         "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
         "metadata": {"name": "restricted", "namespace": ns},

@@ -3,22 +3,18 @@
 //! refuses an ungranted reference, a grant makes it work, and revoking the
 //! grant stops the next unseal.
 
-use super::{KEYRING, PASSWORD, ROOT_KEY, SELECTOR_LABEL, Webhook, injector_image, token_for};
+use super::{PASSWORD, SELECTOR_LABEL, Webhook, injector_image, seal_password, token_for};
 use anyhow::{Result, bail, ensure};
 use base64::Engine;
 use k8s_openapi::api::core::v1::Namespace;
-use keyward_core::SecretBytes;
-use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
-use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
+use keyward_core::envelope::{Scope, SecretTarget};
 use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::{crds, namespace, pods, with_temp_ns};
-use keyward_kubeutil::keyring_secret;
 use keyward_webhook::inject;
 use keyward_webhook::unseal::UnsealRequest;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use std::collections::BTreeMap;
 
 #[tokio::test]
 async fn a_key_opens_another_namespaces_secrets_only_while_its_owner_shares_it() {
@@ -124,15 +120,6 @@ async fn share_with(keys: &Api<ManagedKey>, namespaces: serde_json::Value) -> Re
 /// SealedSecret `shared` of namespace `tenant`, sealed under ManagedKey
 /// `owner/db` (a fresh key in the owner's local keyring).
 async fn sealed_with_key_of(client: &Client, owner: &str, tenant: &str) -> Result<SealedSecret> {
-    let provider = keyring_secret::local_provider(client.clone(), owner, KEYRING, ROOT_KEY).await?;
-    let key = provider
-        .create_key(&KeySpec {
-            name: format!("{owner}-shared"),
-            algorithm: KeyAlgorithm::Aes256,
-            owner: Some(format!("e2e-{owner}")),
-            description: None,
-        })
-        .await?;
     let target = SecretTarget {
         scope: Scope::Strict,
         namespace: tenant.to_owned(),
@@ -140,16 +127,7 @@ async fn sealed_with_key_of(client: &Client, owner: &str, tenant: &str) -> Resul
         key_ref: format!("{owner}/db"),
         access: Vec::new(),
     };
-    let items: BTreeMap<String, SecretBytes> = [(
-        "password".to_owned(),
-        SecretBytes::new(PASSWORD.as_bytes().to_vec()),
-    )]
-    .into();
-    let wrapping = Wrapping::Provider {
-        provider: &provider,
-        key_id: &key.key_id,
-    };
-    let encrypted = seal_secret(&target, wrapping, &items).await?;
+    let encrypted = seal_password(client, owner, &format!("{owner}-shared"), &target).await?;
     Ok(serde_json::from_value(json!({
         "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
         "metadata": {"name": "shared", "namespace": tenant},
