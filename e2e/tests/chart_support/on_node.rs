@@ -99,14 +99,16 @@ pub async fn install_seal_and_read(
     ));
 
     // The operator, from the chart, reconciles a key in its namespace: RSA,
-    // so anyone can seal offline from its public key.
+    // so anyone can seal offline from its public key, and shared with the
+    // application's namespace, whose SealedSecret names it.
     let keys = keyward_api(client, &flow.release_ns, "ManagedKey", "managedkeys");
     keys.create(
         &PostParams::default(),
         &serde_json::from_value(json!({
             "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
             "metadata": { "name": "app" },
-            "spec": { "provider": { "local": {} }, "algorithm": "RSA4096", "usage": "Seal" },
+            "spec": { "provider": { "local": {} }, "algorithm": "RSA4096", "usage": "Seal",
+                      "shareWith": { "namespaces": [flow.app_ns] } },
         }))?,
     )
     .await?;
