@@ -121,8 +121,8 @@ pub async fn install_seal_and_read(
         );
     }
     steps.done(&format!(
-        "ManagedKey {}/app (RSA4096, local provider) Ready; keyring Secrets created",
-        flow.release_ns
+        "ManagedKey {}/app (RSA4096, local provider, shared with {}) Ready; keyring Secrets created",
+        flow.release_ns, flow.app_ns
     ));
 
     // The webhook, from the chart, bootstraps its TLS into the Secret its
