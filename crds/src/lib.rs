@@ -24,6 +24,7 @@ pub mod provider;
 pub mod pruning;
 pub mod rotation_policy;
 pub mod sealed_secret;
+pub mod sharing;
 pub mod validation;
 
 pub use algorithm::{Algorithm, KeyUsage};

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use keyward_crds::conditions::{DEGRADED, READY};
+use keyward_crds::sharing::sharing;
 use keyward_crds::{
     KeyState, ManagedKey, ManagedKeyStatus, RewrapMode, SealedSecret, SealedSecretStatus,
 };
@@ -69,31 +70,19 @@ pub fn assess(
     None
 }
 
-/// Why a SealedSecret may not use another namespace's key: the key does
-/// not exist or is not shared with `namespace` (`spec.shareWith`). Such a
-/// secret is neither re-wrapped nor materialised.
+/// Why a SealedSecret may not use another namespace's key
+/// ([`keyward_crds::sharing`]). Such a secret is neither re-wrapped nor
+/// materialised.
 fn not_shared(
     key: Option<&ManagedKey>,
     namespace: &str,
     key_namespace: &str,
     key_name: &str,
 ) -> Option<(&'static str, String)> {
-    if key_namespace == namespace || key.is_some_and(|key| key.is_shared_with(namespace)) {
-        return None;
-    }
-    let whether = if key.is_some() {
-        "is not shared with"
-    } else {
-        "does not exist, so it is not shared with"
-    };
-    Some((
-        "KeyNotShared",
-        format!(
-            "ManagedKey {key_namespace}/{key_name} {whether} namespace {namespace}: its owner \
-             must add `{namespace}` to spec.shareWith.namespaces, or re-seal under a key in \
-             this namespace"
-        ),
-    ))
+    let reference = format!("{key_namespace}/{key_name}");
+    sharing(key, key_namespace, &reference, namespace)
+        .refusal()
+        .map(|why| ("KeyNotShared", why))
 }
 
 /// The shared context, the ManagedKeys as this controller's watch last saw

@@ -1,100 +1,13 @@
-//! Whether a SealedSecret may use a ManagedKey of another namespace: only
-//! when the key's owner granted that namespace (`spec.shareWith`). Without
-//! this, anyone who may create SealedSecrets anywhere could make any key
-//! open their values, and pin its versions.
-//!
-//! A key that does not exist grants nothing. Admission lets such a
-//! SealedSecret in with a warning (a GitOps applier may apply it before
-//! the key), and unseal refuses it until the key exists and grants.
+//! Key sharing ([`keyward_crds::sharing`]) for a key as one request read it.
 
 use super::KeyOf;
-
-/// Whether the SealedSecret's namespace may use the key it names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sharing {
-    /// Same namespace, or granted.
-    Granted,
-    /// Another namespace's key that does not exist (yet).
-    Unknown(String),
-    /// Another namespace's key that does not grant this one.
-    Refused(String),
-}
+pub use keyward_crds::sharing::Sharing;
 
 pub fn sharing(key: &KeyOf) -> Sharing {
-    if key.key_namespace == key.secret_namespace {
-        return Sharing::Granted;
-    }
-    let (owner, namespace, reference) = (&key.key_namespace, &key.secret_namespace, &key.reference);
-    match key.key.as_deref() {
-        Some(found) if found.is_shared_with(namespace) => Sharing::Granted,
-        Some(_) => Sharing::Refused(format!(
-            "ManagedKey {reference} is not shared with namespace {namespace}: its owner must add \
-             `{namespace}` to spec.shareWith.namespaces of that key, or seal under a key in \
-             namespace {namespace}"
-        )),
-        None => Sharing::Unknown(format!(
-            "ManagedKey {reference} does not exist, so nothing shares it with namespace \
-             {namespace}; create it in namespace {owner} with `{namespace}` in \
-             spec.shareWith.namespaces, or seal under a key in namespace {namespace}"
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use keyward_crds::ManagedKey;
-    use serde_json::json;
-    use std::sync::Arc;
-
-    fn key(share_with: serde_json::Value) -> ManagedKey {
-        serde_json::from_value(json!({
-            "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
-            "metadata": {"name": "app", "namespace": "team"},
-            "spec": {"provider": {"local": {}}, "shareWith": share_with},
-        }))
-        .unwrap()
-    }
-
-    fn of(key: Option<ManagedKey>, secret_namespace: &str) -> KeyOf {
-        KeyOf {
-            reference: "team/app".into(),
-            key_namespace: "team".into(),
-            secret_namespace: secret_namespace.into(),
-            key: key.map(Arc::new),
-        }
-    }
-
-    #[test]
-    fn a_key_serves_its_own_namespace_and_only_the_ones_it_names() {
-        let listed = key(json!({"namespaces": ["billing"]}));
-        assert_eq!(sharing(&of(Some(listed.clone()), "team")), Sharing::Granted);
-        assert_eq!(
-            sharing(&of(Some(listed.clone()), "billing")),
-            Sharing::Granted
-        );
-        let Sharing::Refused(why) = sharing(&of(Some(listed), "intruder")) else {
-            panic!("an unlisted namespace was granted");
-        };
-        assert!(
-            why.contains("not shared with namespace intruder")
-                && why.contains("spec.shareWith.namespaces"),
-            "{why}"
-        );
-        let every = key(json!({"namespaces": ["*"]}));
-        assert_eq!(sharing(&of(Some(every), "anyone")), Sharing::Granted);
-        // Omitted and empty grant nothing beyond the key's own namespace.
-        let none = key(json!({"namespaces": []}));
-        assert!(matches!(
-            sharing(&of(Some(none), "billing")),
-            Sharing::Refused(_)
-        ));
-    }
-
-    #[test]
-    fn a_missing_key_of_another_namespace_grants_nothing() {
-        assert!(matches!(sharing(&of(None, "billing")), Sharing::Unknown(_)));
-        // Its own namespace needs no grant, whether or not the key exists.
-        assert_eq!(sharing(&of(None, "team")), Sharing::Granted);
-    }
+    keyward_crds::sharing::sharing(
+        key.key.as_deref(),
+        &key.key_namespace,
+        &key.reference,
+        &key.secret_namespace,
+    )
 }

@@ -12,7 +12,7 @@
 
 pub mod authorise;
 
-use crate::key_state::sharing::{self, Sharing};
+use crate::key_state::sharing;
 use crate::key_state::{Keys, wrapping};
 use crate::metrics::metrics;
 use crate::unseal::Unsealer;
@@ -331,7 +331,7 @@ impl Rewrapper<'_> {
                     "cannot read the SealedSecret's ManagedKey; retry".to_owned(),
                 )
             })?;
-        if let Sharing::Refused(why) | Sharing::Unknown(why) = sharing::sharing(&key) {
+        if let Some(why) = sharing::sharing(&key).refusal() {
             return Err((StatusCode::CONFLICT, why));
         }
         wrapping::usable_for_wrapping(key.key.as_deref(), &key.reference, key_id, target_version)

@@ -17,7 +17,7 @@ pub mod rate_limit;
 pub mod validate;
 
 use crate::key_state::serving::{self, Verdict};
-use crate::key_state::sharing::{self, Sharing};
+use crate::key_state::sharing;
 use crate::key_state::{Item, Keys};
 use crate::metrics::metrics;
 use authorise::{Caller, Denial, DenialKind};
@@ -453,15 +453,9 @@ impl Unsealer {
                 "reading the ManagedKey of SealedSecret {name}: {e}"
             ))
         })?;
-        match sharing::sharing(&key) {
-            Sharing::Granted => {}
-            Sharing::Refused(why) | Sharing::Unknown(why) => {
-                return Err(Denial::new(
-                    DenialKind::KeyNotShared,
-                    format!("SealedSecret {name}: {why}"),
-                )
-                .into());
-            }
+        if let Some(why) = sharing::sharing(&key).refusal() {
+            let reason = format!("SealedSecret {name}: {why}");
+            return Err(Denial::new(DenialKind::KeyNotShared, reason).into());
         }
         let now = Timestamp::now();
         let (mut unchecked, mut overridden) = (BTreeSet::new(), Vec::new());
