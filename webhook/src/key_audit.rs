@@ -10,6 +10,7 @@
 //! admitted, with a warning, and recorded as having none.
 
 use crate::admission::{Request, typed};
+use crate::key_state::serving::OVERRIDE;
 use keyward_core::audit::Event;
 use keyward_crds::ManagedKey;
 use keyward_crds::exposure::EXPOSED_VERSIONS;
@@ -17,11 +18,12 @@ use keyward_crds::managed_key::REASON;
 use kube::core::admission::Operation;
 use std::collections::BTreeMap;
 
-/// Annotations that drive the lifecycle (besides `spec.state`).
+/// Annotations that drive the lifecycle (besides `spec.state`). The
+/// operator reads the first and last; it owns their names.
 const DRIVING: [&str; 4] = [
     "keyward.io/rotate",
     EXPOSED_VERSIONS,
-    "keyward.io/serve-compromised-until",
+    OVERRIDE,
     "keyward.io/force-destroy",
 ];
 
@@ -61,8 +63,7 @@ pub fn change(request: &Request) -> Option<Change> {
         "reason".into(),
         reason.unwrap_or_else(|| "(none given)".into()),
     );
-    if !request.user_info.groups.as_ref().is_none_or(Vec::is_empty) {
-        let groups = request.user_info.groups.clone().unwrap_or_default();
+    if let Some(groups) = request.user_info.groups.as_ref().filter(|g| !g.is_empty()) {
         detail.insert("groups".into(), groups.join(","));
     }
     let namespace = request.namespace.clone().unwrap_or_default();

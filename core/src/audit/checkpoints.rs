@@ -22,8 +22,7 @@ pub struct Checkpoint {
 /// Reads checkpoints, one JSON object per line with at least `seq` and
 /// `hash` (audit records as mirrored to stdout qualify). Lines that are not
 /// JSON objects, or that lack those fields, are skipped, so a collector's
-/// export with other log lines mixed in works; the count read is returned
-/// with them so a file that held none can be told apart.
+/// export with other log lines mixed in works.
 pub fn parse(text: &str) -> Vec<Checkpoint> {
     text.lines()
         .filter_map(|line| {

@@ -143,11 +143,11 @@ struct Walk {
 }
 
 impl Walk {
-    /// Checkpoints past the end of the log: its newest records were cut.
+    /// Checkpoints past the end of the log (each record read dropped the
+    /// ones up to it): its newest records were cut.
     fn unmatched_checkpoints(&mut self, path: &Path) {
-        let first = self.summary.first_seq.unwrap_or(0);
         let last = self.expected.as_ref().map(|h| h.next_seq);
-        let Some((&newest, _)) = self.wanted.iter().rfind(|(seq, _)| *seq >= &first) else {
+        let Some((&newest, _)) = self.wanted.last_key_value() else {
             return;
         };
         let at = self.end.clone().unwrap_or(Location {

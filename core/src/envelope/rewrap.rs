@@ -139,6 +139,19 @@ mod tests {
         (dir, provider, info)
     }
 
+    /// Rotates the key, then re-wraps `sealed` onto the new primary.
+    async fn rotate_and_rewrap(
+        target: &SecretTarget,
+        sealed: &BTreeMap<String, String>,
+        provider: &LocalProvider,
+        key_id: &str,
+    ) -> Rewrapped {
+        let rotated = provider.rotate_key(key_id).await.unwrap();
+        rewrap(target, sealed, key_id, rotated.primary_version, provider)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn rewrapped_items_open_under_the_new_version_and_keep_their_values() {
         let (_dir, provider, info) = local_key().await;
@@ -164,16 +177,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let rotated = provider.rotate_key(&info.key_id).await.unwrap();
-        let out = rewrap(
-            &target,
-            &sealed,
-            &info.key_id,
-            rotated.primary_version,
-            &provider,
-        )
-        .await
-        .unwrap();
+        let out = rotate_and_rewrap(&target, &sealed, &provider, &info.key_id).await;
         assert_eq!(out.items, ["password", "user"]);
         assert_eq!((out.from.as_slice(), out.to), (&[1][..], 2));
         assert_eq!(
@@ -260,16 +264,7 @@ mod tests {
             .encode()
             .unwrap();
         let sealed: BTreeMap<String, String> = [("token".to_owned(), old)].into();
-        let rotated = provider.rotate_key(&info.key_id).await.unwrap();
-        let out = rewrap(
-            &target,
-            &sealed,
-            &info.key_id,
-            rotated.primary_version,
-            &provider,
-        )
-        .await
-        .unwrap();
+        let out = rotate_and_rewrap(&target, &sealed, &provider, &info.key_id).await;
         let envelope = Envelope::decode(&out.data["token"]).unwrap();
         assert_eq!(envelope.context.access, Some(vec!["api".to_owned()]));
         // Now copying it into a SealedSecret without spec.access fails.

@@ -193,11 +193,7 @@ async fn compromise(
             entry.deactivated_at.get_or_insert(Time(now));
         }
     }
-    let listed = exposed
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let numbers: Vec<String> = exposed.iter().map(u32::to_string).collect();
     if info.primary_version == target {
         ctx.metrics.provider_call();
         info = ctx.provider.rotate_key(&info.key_id).await?;
@@ -212,14 +208,15 @@ async fn compromise(
         "Compromised",
         "EmergencyRotation",
         format!(
-            "version(s) {listed} marked Compromised (decrypt-only, to re-seal their SealedSecrets under fresh data keys; then scheduled for destruction); version {replacement} is the new primary. Set spec.state: Active to acknowledge"
+            "version(s) {} marked Compromised (decrypt-only, to re-seal their SealedSecrets under fresh data keys; then scheduled for destruction); version {replacement} is the new primary. Set spec.state: Active to acknowledge",
+            numbers.join(", ")
         ),
     );
     out.audit(
         "key.compromise",
         &[
             ("version", target.to_string()),
-            ("exposed", listed.replace(' ', "")),
+            ("exposed", numbers.join(",")),
             ("replacement", replacement.to_string()),
         ],
     );
