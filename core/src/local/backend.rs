@@ -72,6 +72,25 @@ pub trait KeyringBackend: Send + Sync {
         self.store(bytes, expected).map(|()| None)
     }
 
+    /// The highest keyring generation written so far, kept apart from the
+    /// keyring so that writing back an older copy of it is noticed. `None`:
+    /// nothing recorded yet, or this backend keeps no record (the store
+    /// then only remembers what it saw while it runs).
+    fn generation_floor(&self) -> Result<Option<u64>, ProviderError> {
+        Ok(None)
+    }
+
+    /// How an operator accepts an older keyring on purpose (a restore).
+    fn accept_older_hint(&self) -> String {
+        "delete the recorded generation, then restart".into()
+    }
+
+    /// Records that `generation` was written; a lower one never replaces a
+    /// higher one. Called after the keyring itself was written.
+    fn raise_generation_floor(&self, _generation: u64) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Pessimistic backends (files) lock here; optimistic ones return a no-op
     /// guard and rely on [`WriteError::Conflict`].
     fn lock(&self, _exclusive: bool) -> Result<LockGuard, ProviderError> {

@@ -13,6 +13,9 @@ use std::time::SystemTime;
 
 pub const KEYRING_FILE: &str = "keyring.kwk";
 const LOCK_FILE: &str = "keyring.lock";
+/// The highest keyring generation written, in decimal: see
+/// [`KeyringBackend::generation_floor`].
+pub const GENERATION_FILE: &str = "keyring.generation";
 
 pub struct FileBackend {
     dir: PathBuf,
@@ -43,14 +46,18 @@ impl FileBackend {
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> Result<(), ProviderError> {
-        let path = self.keyring_path();
+        self.replace_file(KEYRING_FILE, bytes)
+    }
+
+    /// Writes `dir/name` through a temporary file renamed over it.
+    fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<(), ProviderError> {
+        let path = self.dir.join(name);
         let stamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let temp = self.dir.join(format!(
-            ".{KEYRING_FILE}.{}.{stamp}.tmp",
-            std::process::id()
-        ));
+        let temp = self
+            .dir
+            .join(format!(".{name}.{}.{stamp}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut options = OpenOptions::new();
             options.write(true).create_new(true);
@@ -103,6 +110,35 @@ impl KeyringBackend for FileBackend {
     ) -> Result<Option<Revision>, WriteError> {
         self.store(bytes, expected)?;
         Ok(Some(revision_of(bytes)))
+    }
+
+    fn accept_older_hint(&self) -> String {
+        format!("delete {}", self.dir.join(GENERATION_FILE).display())
+    }
+
+    fn generation_floor(&self) -> Result<Option<u64>, ProviderError> {
+        let path = self.dir.join(GENERATION_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+                storage(
+                    &path,
+                    "not a generation number; restore it, or delete it to accept the keyring as it is",
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(storage(&path, e)),
+        }
+    }
+
+    /// Writers hold the exclusive lock, so read-compare-write is safe here.
+    fn raise_generation_floor(&self, generation: u64) -> Result<(), ProviderError> {
+        if self
+            .generation_floor()?
+            .is_some_and(|floor| floor >= generation)
+        {
+            return Ok(());
+        }
+        self.replace_file(GENERATION_FILE, format!("{generation}\n").as_bytes())
     }
 
     fn lock(&self, exclusive: bool) -> Result<LockGuard, ProviderError> {

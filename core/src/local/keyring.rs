@@ -16,7 +16,17 @@ pub const FORMAT: u32 = 1;
 #[derive(Serialize, Deserialize, Default)]
 pub struct Keyring {
     pub format: u32,
+    /// Counts the writes of this keyring (the store adds one to each). It
+    /// is inside the encryption, so it cannot be edited; the highest one
+    /// written is also kept outside ([`super::KeyringBackend::generation_floor`]),
+    /// so an older keyring written back is recognised and refused.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
     pub keys: Vec<LocalKey>,
+}
+
+fn is_zero(generation: &u64) -> bool {
+    *generation == 0
 }
 
 pub type LocalKey = KeyRecord<LocalVersion>;
@@ -72,6 +82,7 @@ impl Keyring {
     pub fn new() -> Self {
         Keyring {
             format: FORMAT,
+            generation: 0,
             keys: Vec::new(),
         }
     }
@@ -139,6 +150,11 @@ impl Keyring {
 
     pub fn cancel_deletion(&mut self, key: &str, target: DeletionTarget) -> Result<()> {
         self.find_mut(key)?.cancel_deletion(target)
+    }
+
+    /// When the next scheduled deletion falls due (unix seconds).
+    pub fn next_due(&self) -> Option<u64> {
+        self.keys.iter().filter_map(|key| key.next_due()).min()
     }
 
     /// Destroys what is due: versions lose their material, keys disappear.

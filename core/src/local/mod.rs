@@ -3,6 +3,7 @@
 //! a bare cluster or a laptop with no KMS.
 
 mod backend;
+mod erasure;
 mod file_backend;
 mod keyring;
 mod material;
@@ -11,7 +12,8 @@ mod store;
 mod wrap;
 
 pub use backend::{KeyringBackend, LockGuard, Revision, Stored, WriteError};
-pub use file_backend::FileBackend;
+pub use erasure::erase_when_due;
+pub use file_backend::{FileBackend, GENERATION_FILE};
 pub use root_key::RootKey;
 pub use store::{DEFAULT_CACHE_TTL, KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
 
@@ -56,6 +58,11 @@ impl LocalProvider {
 
     pub fn store(&self) -> &KeyringStore {
         &self.store
+    }
+
+    /// [`KeyringStore::erase_due`], off the async threads.
+    pub async fn erase_due(&self) -> Result<Option<u64>> {
+        self.blocking(KeyringStore::erase_due).await
     }
 
     /// Runs blocking keyring I/O off the async threads.
@@ -167,3 +174,6 @@ impl KeyProvider for LocalProvider {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod custody_tests;

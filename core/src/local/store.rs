@@ -11,6 +11,12 @@
 //! backend's compare-and-swap: a conflict reloads and re-applies the change.
 //! The TTL bounds how long a reader can act on a version another process
 //! just disabled (the same trade-off as the webhook's DEK cache TTL).
+//!
+//! Every write adds one to the keyring's generation (inside the encryption)
+//! and then records it outside the keyring ([`KeyringBackend::generation_floor`]).
+//! A keyring older than the highest generation this process saw or the
+//! backend recorded is refused: writing back an old copy would bring back
+//! versions since disabled or destroyed.
 
 use super::backend::{KeyringBackend, Revision, WriteError};
 use super::file_backend::FileBackend;
@@ -20,7 +26,7 @@ use crate::crypto;
 use crate::provider::{ProviderError, Result};
 use crate::secret::to_json_wiped;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -42,6 +48,11 @@ pub struct KeyringStore {
     cache: RwLock<Option<Cached>>,
     ttl_millis: AtomicU64,
     generations: AtomicU64,
+    /// The highest keyring generation seen or written by this process, or
+    /// recorded by the backend.
+    floor: AtomicU64,
+    /// Whether the backend's record was read into `floor` yet (once).
+    floor_read: AtomicBool,
 }
 
 struct Cached {
@@ -62,10 +73,6 @@ impl Cached {
     fn fresh(&self, ttl: Duration, now: u64) -> bool {
         self.at.elapsed() < ttl && self.next_due.is_none_or(|at| now < at)
     }
-}
-
-fn next_due(ring: &Keyring) -> Option<u64> {
-    ring.keys.iter().filter_map(|key| key.next_due()).min()
 }
 
 /// A lookup that a newer keyring might answer.
@@ -90,6 +97,8 @@ impl KeyringStore {
             cache: RwLock::new(None),
             ttl_millis: AtomicU64::new(0),
             generations: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
+            floor_read: AtomicBool::new(false),
         }
     }
 
@@ -110,7 +119,7 @@ impl KeyringStore {
     /// Replaces the cached copy with `ring` at `revision`.
     fn remember(&self, slot: &mut Option<Cached>, ring: Keyring, revision: Option<Revision>) {
         *slot = Some(Cached {
-            next_due: next_due(&ring),
+            next_due: ring.next_due(),
             ring,
             revision,
             at: Instant::now(),
@@ -154,11 +163,79 @@ impl KeyringStore {
         if self.backend.load()?.is_some() {
             return Err(refuse());
         }
-        match self.backend.store(&self.encode(&Keyring::new())?, None) {
-            Ok(()) => Ok(()),
+        let floor = self.floor()?;
+        if floor > 0 {
+            return Err(self.storage(format!(
+                "the keyring is gone, but generation {floor} of it was written before; \
+                 restore the newest backup of it rather than starting an empty one{}",
+                self.accept_hint()
+            )));
+        }
+        let mut ring = Keyring::new();
+        ring.generation = 1;
+        match self.backend.store(&self.encode(&ring)?, None) {
+            Ok(()) => {
+                self.record_written(ring.generation);
+                Ok(())
+            }
             Err(WriteError::Conflict) => Err(refuse()),
             Err(WriteError::Storage(e)) => Err(e),
         }
+    }
+
+    /// The highest generation known: seen here, or recorded by the backend
+    /// (read on first use).
+    fn floor(&self) -> Result<u64> {
+        if !self.floor_read.load(Ordering::Acquire) {
+            if let Some(recorded) = self.backend.generation_floor()? {
+                self.floor.fetch_max(recorded, Ordering::AcqRel);
+            }
+            self.floor_read.store(true, Ordering::Release);
+        }
+        Ok(self.floor.load(Ordering::Acquire))
+    }
+
+    /// Refuses a keyring older than one already seen or written.
+    fn refuse_rollback(&self, ring: &Keyring) -> Result<()> {
+        let floor = self.floor()?;
+        if ring.generation < floor {
+            return Err(self.storage(format!(
+                "this keyring is generation {}, but generation {floor} was already written: \
+                 an older copy was written back, which would bring back key versions since \
+                 disabled or destroyed. Restore the newest keyring{}",
+                ring.generation,
+                self.accept_hint()
+            )));
+        }
+        self.floor.fetch_max(ring.generation, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn accept_hint(&self) -> String {
+        format!(
+            ". Only to accept an older keyring on purpose: {}",
+            self.backend.accept_older_hint()
+        )
+    }
+
+    /// Raises the floor after `generation` was written. A failure to record
+    /// it outside is not the write's failure (the keyring did change); the
+    /// next write records its own, higher generation.
+    fn record_written(&self, generation: u64) {
+        self.floor.fetch_max(generation, Ordering::AcqRel);
+        if let Err(error) = self.backend.raise_generation_floor(generation) {
+            tracing::warn!(
+                %error,
+                generation,
+                "could not record the keyring generation outside the keyring; \
+                 a rollback to the previous keyring would go unnoticed until the next write"
+            );
+        }
+    }
+
+    /// The highest keyring generation known to this store.
+    pub fn generation(&self) -> Result<u64> {
+        self.floor()
     }
 
     /// Applies `change` to the current keyring and persists the result. If
@@ -171,15 +248,17 @@ impl KeyringStore {
         for attempt in 1..=MAX_ATTEMPTS {
             let lock = self.backend.lock(true)?;
             let mut slot = self.cache_mut();
-            if slot.as_ref().is_none_or(|c| c.revision.is_none()) {
+            let loaded = slot.as_ref().is_none_or(|c| c.revision.is_none());
+            if loaded {
                 let (ring, revision) = self.load()?;
                 self.remember(&mut slot, ring, Some(revision));
             }
-            match self.apply(&mut slot, &mut change) {
+            match self.apply(&mut slot, &mut change, loaded) {
                 Ok((result, None)) => return Ok(result),
                 Ok((result, Some(Ok(revision)))) => {
                     if let Some(cached) = slot.as_mut() {
                         let ring = std::mem::take(&mut cached.ring);
+                        self.record_written(ring.generation);
                         self.remember(&mut slot, ring, revision);
                     }
                     return Ok(result);
@@ -202,14 +281,27 @@ impl KeyringStore {
         )))
     }
 
+    /// Writes the keyring without the material of versions whose deletion
+    /// fell due, so it leaves storage now rather than at the next change
+    /// (reads already treat it as gone). Returns when the next deletion
+    /// falls due, if one is scheduled.
+    pub fn erase_due(&self) -> Result<Option<u64>> {
+        // Start from the stored keyring: a no-op on a copy just loaded
+        // writes nothing, so this writes only when something was due.
+        *self.cache_mut() = None;
+        self.update(|ring| Ok(ring.next_due()))
+    }
+
     /// Runs `change` on the cached keyring and writes it; the inner result
     /// is the write's, `None` when there was nothing to write: the change
-    /// left a fresh copy as it was (e.g. creating a key that exists).
+    /// left a fresh copy as it was (e.g. creating a key that exists). A
+    /// copy `loaded` for this change is fresh whatever the TTL.
     #[allow(clippy::type_complexity)]
     fn apply<T>(
         &self,
         slot: &mut Option<Cached>,
         change: &mut impl FnMut(&mut Keyring) -> Result<T>,
+        loaded: bool,
     ) -> Result<(T, Option<std::result::Result<Option<Revision>, WriteError>>)> {
         let cached = slot
             .as_mut()
@@ -217,7 +309,7 @@ impl KeyringStore {
         let now = super::now();
         let purged = cached.ring.purge_due(now);
         // A stale copy is written anyway: the compare-and-swap checks it.
-        let before = match !purged && cached.fresh(self.cache_ttl(), now) {
+        let before = match !purged && (loaded || cached.fresh(self.cache_ttl(), now)) {
             true => Some(self.json(&cached.ring)?),
             false => None,
         };
@@ -227,6 +319,7 @@ impl KeyringStore {
         {
             return Ok((result, None));
         }
+        cached.ring.generation += 1;
         let bytes = self.encode(&cached.ring)?;
         let written = self
             .backend
@@ -282,7 +375,9 @@ impl KeyringStore {
                 self.backend.missing_hint()
             ))
         })?;
-        Ok((self.decode(&stored.bytes)?, stored.revision))
+        let ring = self.decode(&stored.bytes)?;
+        self.refuse_rollback(&ring)?;
+        Ok((ring, stored.revision))
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Keyring> {
@@ -425,7 +520,7 @@ mod tests {
         let store = KeyringStore::with_backend(Box::new(Arc::clone(&racy)), RootKey::generate());
         store.initialise().unwrap();
         racy.conflicts.store(u32::MAX, Ordering::SeqCst);
-        let error = store.update(|_| Ok(())).unwrap_err();
+        let error = store.update(|ring| ring.create(&spec("a"), 0)).unwrap_err();
         assert!(error.to_string().contains("retry later"), "{error}");
     }
 
