@@ -17,6 +17,10 @@
 //! Ready, SealedSecret Ready, unseal, rotation by annotation (version 2 in
 //! the double), deletion (every version `DESTROY_SCHEDULED`).
 //!
+//! A wrapped local root key (`providers_support::wrapped_root`): the
+//! operator with `--root-key-wrapping-key` at moto; copies of the keyring
+//! Secrets, an older keyring written back, erasure of destroyed material.
+//!
 //! A hung KMS: the webhook binary with `--aws-endpoint-url` at a server that
 //! never answers (`providers_support::hung`).
 
@@ -228,6 +232,23 @@ fn a_hung_kms_fails_its_unseals_at_the_deadline_and_holds_up_no_others() {
         providers_support::hung::run(client, ns, endpoint).await
     }));
     drop(moto);
+}
+
+/// The local root key wrapped by AWS KMS: copies of the keyring Secrets
+/// alone open nothing, an older keyring written back is refused, destroyed
+/// material leaves the stored keyring when due (`wrapped_root`).
+#[test]
+fn a_wrapped_local_root_key_keeps_copies_closed_and_refuses_rollback() {
+    let _alone = one_at_a_time();
+    let moto = Moto::start().expect("moto");
+    let other_moto = Moto::start().expect("a second moto: another KMS");
+    set_aws_credentials();
+    let (kms, other_kms) = (moto.endpoint.clone(), other_moto.endpoint.clone());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(with_temp_ns(move |client, ns| async move {
+        providers_support::wrapped_root::run(client, ns, kms, other_kms).await
+    }));
+    drop((moto, other_moto));
 }
 
 /// Cloud KMS through the binaries as they ship: the double runs in this

@@ -1,11 +1,14 @@
 //! The local provider's keyring kept in the API server, so the operator and
 //! the webhook (separate pods) share it: Secret `keyward-local-keyring`, data
 //! `keyring.kwk` = the already-encrypted keyring bytes, updated with
-//! optimistic concurrency on `resourceVersion`. The root key lives in
-//! another Secret, created once and never overwritten.
+//! optimistic concurrency on `resourceVersion`. The highest keyring
+//! generation written is recorded apart from it, in ConfigMap
+//! `<keyring Secret>-generation`, so a keyring copy written back is refused.
+//! The root key lives in another Secret ([`crate::root_key_secret`]).
 
+use crate::root_key_secret::{self, Wrapping};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use keyward_core::ProviderError;
 use keyward_core::local::{
     KEYRING_FILE, KeyringBackend, KeyringStore, LocalProvider, Revision, RootKey, Stored,
@@ -15,7 +18,6 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
 use tokio::runtime::Handle;
-use zeroize::{Zeroize, Zeroizing};
 
 /// Why the in-cluster keyring could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -35,15 +37,24 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Data key of the root-key Secret: the 32 raw key bytes.
-pub const ROOT_KEY_ITEM: &str = "root.key";
-/// Label on both Secrets, so they are easy to find (and to back up).
+/// Label on the keyring's Secrets and ConfigMap, so they are easy to find
+/// (and to back up).
 const COMPONENT_LABEL: (&str, &str) = ("app.kubernetes.io/component", "local-keyring");
+/// Item of the generation ConfigMap: the highest generation written.
+pub const GENERATION_ITEM: &str = "generation";
+/// Tries to raise the recorded generation against concurrent writers.
+const RAISE_ATTEMPTS: u32 = 5;
+
+/// The ConfigMap recording the highest generation of keyring Secret `keyring`.
+pub fn generation_config_map(keyring: &str) -> String {
+    format!("{keyring}-generation")
+}
 
 /// A keyring in a Kubernetes Secret. Its calls block: the local provider
 /// runs them on tokio's blocking threads, which may wait on the runtime.
 pub struct SecretBackend {
     api: Api<Secret>,
+    generations: Api<ConfigMap>,
     namespace: String,
     name: String,
     runtime: Handle,
@@ -53,7 +64,8 @@ impl SecretBackend {
     /// Must be called from within the tokio runtime that will serve it.
     pub fn new(client: Client, namespace: &str, name: &str) -> Self {
         SecretBackend {
-            api: Api::namespaced(client, namespace),
+            api: Api::namespaced(client.clone(), namespace),
+            generations: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             runtime: Handle::current(),
@@ -64,12 +76,70 @@ impl SecretBackend {
         ProviderError::Storage(format!("{}: {error}", self.location()))
     }
 
-    fn is_conflict(error: &kube::Error) -> bool {
+    pub(crate) fn is_conflict(error: &kube::Error) -> bool {
         matches!(error, kube::Error::Api(status) if status.code == 409)
+    }
+
+    fn generation_name(&self) -> String {
+        generation_config_map(&self.name)
+    }
+
+    /// The recorded generation and the ConfigMap's resourceVersion.
+    fn recorded_generation(&self) -> Result<Option<(u64, String)>, ProviderError> {
+        let name = self.generation_name();
+        let found = self
+            .runtime
+            .block_on(self.generations.get_opt(&name))
+            .map_err(|e| self.storage(format!("ConfigMap {name}: {e}")))?;
+        let Some(map) = found else {
+            return Ok(None);
+        };
+        let value = map
+            .data
+            .as_ref()
+            .and_then(|data| data.get(GENERATION_ITEM))
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                self.storage(format!(
+                    "ConfigMap {}/{name} has no numeric `{GENERATION_ITEM}`; restore it, or \
+                     delete it to accept the keyring as it is",
+                    self.namespace
+                ))
+            })?;
+        Ok(Some((
+            value,
+            map.metadata.resource_version.unwrap_or_default(),
+        )))
+    }
+
+    fn write_generation(&self, generation: u64, expected: Option<String>) -> kube::Result<()> {
+        let map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.generation_name()),
+                namespace: Some(self.namespace.clone()),
+                resource_version: expected.clone(),
+                labels: Some(labels()),
+                ..ObjectMeta::default()
+            },
+            data: Some([(GENERATION_ITEM.to_owned(), generation.to_string())].into()),
+            ..ConfigMap::default()
+        };
+        let params = PostParams::default();
+        let written = match expected {
+            None => self
+                .runtime
+                .block_on(self.generations.create(&params, &map)),
+            Some(_) => self.runtime.block_on(self.generations.replace(
+                &self.generation_name(),
+                &params,
+                &map,
+            )),
+        };
+        written.map(drop)
     }
 }
 
-fn labels() -> BTreeMap<String, String> {
+pub(crate) fn labels() -> BTreeMap<String, String> {
     [(COMPONENT_LABEL.0.to_owned(), COMPONENT_LABEL.1.to_owned())].into()
 }
 
@@ -80,6 +150,43 @@ impl KeyringBackend for SecretBackend {
 
     fn missing_hint(&self) -> String {
         "the operator creates it on start".into()
+    }
+
+    fn accept_older_hint(&self) -> String {
+        format!(
+            "`kubectl -n {} delete configmap {}`, then restart the operator and the webhook",
+            self.namespace,
+            self.generation_name()
+        )
+    }
+
+    fn generation_floor(&self) -> Result<Option<u64>, ProviderError> {
+        Ok(self
+            .recorded_generation()?
+            .map(|(generation, _)| generation))
+    }
+
+    /// Compare-and-swap on the ConfigMap's resourceVersion: a concurrent
+    /// raise to a higher value wins, a lower one is never written.
+    fn raise_generation_floor(&self, generation: u64) -> Result<(), ProviderError> {
+        for _ in 0..RAISE_ATTEMPTS {
+            let expected = match self.recorded_generation()? {
+                Some((recorded, _)) if recorded >= generation => return Ok(()),
+                Some((_, revision)) => Some(revision),
+                None => None,
+            };
+            match self.write_generation(generation, expected) {
+                Ok(()) => return Ok(()),
+                Err(e) if Self::is_conflict(&e) => continue,
+                Err(e) => {
+                    return Err(self.storage(format!("ConfigMap {}: {e}", self.generation_name())));
+                }
+            }
+        }
+        Err(self.storage(format!(
+            "ConfigMap {} kept changing; the generation is recorded at the next write",
+            self.generation_name()
+        )))
     }
 
     fn load(&self) -> Result<Option<Stored>, ProviderError> {
@@ -149,95 +256,27 @@ impl KeyringBackend for SecretBackend {
     }
 }
 
-/// Reads the root key from its Secret, creating the Secret with a fresh key
-/// if it does not exist. An existing key is never replaced: losing it loses
-/// every key in the keyring.
-pub async fn load_or_create_root_key(
-    client: Client,
-    namespace: &str,
-    name: &str,
-) -> Result<RootKey> {
-    let api: Api<Secret> = Api::namespaced(client, namespace);
-    if let Some(secret) = api.get_opt(name).await? {
-        return root_key_from(secret, namespace, name);
-    }
-    let mut key = Zeroizing::new(vec![0u8; 32]);
-    keyward_core::crypto::fill_random(&mut key);
-    let mut secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(labels()),
-            annotations: Some(
-                [(
-                    "keyward.io/warning".to_owned(),
-                    "back this up; without it the local keyring cannot be opened".to_owned(),
-                )]
-                .into(),
-            ),
-            ..ObjectMeta::default()
-        },
-        data: Some([(ROOT_KEY_ITEM.to_owned(), ByteString(key.to_vec()))].into()),
-        immutable: Some(true),
-        type_: Some("Opaque".into()),
-        ..Secret::default()
-    };
-    let created = api.create(&PostParams::default(), &secret).await;
-    wipe(&mut secret);
-    match created {
-        Ok(mut created) => {
-            wipe(&mut created);
-            tracing::info!(
-                namespace,
-                name,
-                "created the local provider's root key Secret"
-            );
-            RootKey::from_bytes(&key).map_err(Error::from)
-        }
-        // Another replica created it first: use theirs.
-        Err(e) if SecretBackend::is_conflict(&e) => {
-            let secret = api.get(name).await?;
-            root_key_from(secret, namespace, name)
-        }
-        Err(e) => Err(e.into()),
-    }
+/// The in-cluster keyring's Secrets, and what wraps its root key.
+#[derive(Clone, Copy)]
+pub struct Location<'a> {
+    pub namespace: &'a str,
+    pub keyring_secret: &'a str,
+    pub root_key_secret: &'a str,
+    pub wrapping: Option<Wrapping<'a>>,
 }
 
-fn root_key_from(mut secret: Secret, namespace: &str, name: &str) -> Result<RootKey> {
-    let key = match secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(ROOT_KEY_ITEM))
-    {
-        Some(bytes) => RootKey::from_bytes(&bytes.0)
-            .map_err(|e| Error::Keyring(format!("Secret {namespace}/{name}: {e}"))),
-        None => Err(Error::Keyring(format!(
-            "Secret {namespace}/{name} has no `{ROOT_KEY_ITEM}` item; restore it from backup"
-        ))),
-    };
-    wipe(&mut secret);
-    key
-}
-
-/// Wipes the data of a root-key Secret read or written here before it is
-/// freed. The API client's own request and response buffers are beyond
-/// reach; this leaves no copy in the objects this process owns.
-fn wipe(secret: &mut Secret) {
-    for value in secret.data.iter_mut().flat_map(|data| data.values_mut()) {
-        value.0.zeroize();
-    }
-}
-
-/// The local provider over the in-cluster keyring, initialising an empty
-/// keyring on first start.
-pub async fn local_provider(
-    client: Client,
-    namespace: &str,
-    keyring_secret: &str,
-    root_key_secret: &str,
-) -> Result<LocalProvider> {
-    let root = load_or_create_root_key(client.clone(), namespace, root_key_secret).await?;
-    let backend = SecretBackend::new(client, namespace, keyring_secret);
+/// The local provider over the in-cluster keyring, for the operator:
+/// creates the root key and an empty keyring on first start.
+pub async fn local_provider_at(client: Client, at: Location<'_>) -> Result<LocalProvider> {
+    let root = root_key_secret::load_or_create(
+        client.clone(),
+        at.namespace,
+        at.root_key_secret,
+        at.keyring_secret,
+        at.wrapping,
+    )
+    .await?;
+    let backend = SecretBackend::new(client, at.namespace, at.keyring_secret);
     let store = KeyringStore::with_backend(Box::new(backend), root);
     tokio::task::spawn_blocking(move || LocalProvider::open_or_initialise(store))
         .await
@@ -245,64 +284,69 @@ pub async fn local_provider(
         .map_err(Error::from)
 }
 
-/// Reads the root key from its Secret without ever creating it: for the
-/// webhook, which only decrypts and must not start a keyring of its own.
-pub async fn load_root_key(client: Client, namespace: &str, name: &str) -> Result<RootKey> {
-    let api: Api<Secret> = Api::namespaced(client, namespace);
-    match api.get_opt(name).await? {
-        Some(secret) => root_key_from(secret, namespace, name),
-        None => Err(Error::Keyring(format!(
-            "Secret {namespace}/{name} does not exist; the operator creates it on start"
-        ))),
-    }
-}
-
-/// The local provider over an existing in-cluster keyring, read-only in
-/// intent: nothing is created or initialised.
-pub async fn open_local_provider(
-    client: Client,
-    namespace: &str,
-    keyring_secret: &str,
-    root_key_secret: &str,
-) -> Result<LocalProvider> {
-    let root = load_root_key(client.clone(), namespace, root_key_secret).await?;
-    let backend = SecretBackend::new(client, namespace, keyring_secret);
+/// The local provider over an existing in-cluster keyring, for the
+/// webhook: nothing is created or initialised.
+pub async fn open_local_provider_at(client: Client, at: Location<'_>) -> Result<LocalProvider> {
+    let root = root_key_secret::load(
+        client.clone(),
+        at.namespace,
+        at.root_key_secret,
+        at.wrapping,
+    )
+    .await?;
+    let backend = SecretBackend::new(client, at.namespace, at.keyring_secret);
     Ok(LocalProvider::new(KeyringStore::with_backend(
         Box::new(backend),
         root,
     )))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// [`local_provider_at`] with a root key in the clear.
+pub async fn local_provider(
+    client: Client,
+    namespace: &str,
+    keyring_secret: &str,
+    root_key_secret: &str,
+) -> Result<LocalProvider> {
+    local_provider_at(
+        client,
+        Location::clear(namespace, keyring_secret, root_key_secret),
+    )
+    .await
+}
 
-    fn root_key_secret(bytes: &[u8]) -> Secret {
-        Secret {
-            data: Some([(ROOT_KEY_ITEM.to_owned(), ByteString(bytes.to_vec()))].into()),
-            ..Secret::default()
+/// [`open_local_provider_at`] with a root key in the clear.
+pub async fn open_local_provider(
+    client: Client,
+    namespace: &str,
+    keyring_secret: &str,
+    root_key_secret: &str,
+) -> Result<LocalProvider> {
+    open_local_provider_at(
+        client,
+        Location::clear(namespace, keyring_secret, root_key_secret),
+    )
+    .await
+}
+
+/// The clear root key for `keyring_secret`, created if neither it nor
+/// the keyring exists.
+pub async fn load_or_create_root_key(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    keyring_secret: &str,
+) -> Result<RootKey> {
+    root_key_secret::load_or_create(client, namespace, name, keyring_secret, None).await
+}
+
+impl<'a> Location<'a> {
+    pub fn clear(namespace: &'a str, keyring_secret: &'a str, root_key_secret: &'a str) -> Self {
+        Location {
+            namespace,
+            keyring_secret,
+            root_key_secret,
+            wrapping: None,
         }
-    }
-
-    /// `Vec::zeroize` zeroes the whole allocation and then empties it.
-    #[test]
-    fn wiping_empties_every_item_in_place() {
-        let mut secret = root_key_secret(&[0xAB; 32]);
-        wipe(&mut secret);
-        let item = &secret.data.unwrap()[ROOT_KEY_ITEM].0;
-        assert!(item.is_empty() && item.capacity() == 32);
-    }
-
-    #[test]
-    fn a_root_key_is_read_from_its_item_and_a_missing_one_named() {
-        let key = root_key_from(root_key_secret(&[7; 32]), "ns", "root").unwrap();
-        assert_eq!(format!("{key:?}"), "RootKey(<redacted>)");
-        let error = root_key_from(Secret::default(), "ns", "root").unwrap_err();
-        assert!(
-            error.to_string().contains("restore it from backup"),
-            "{error}"
-        );
-        let error = root_key_from(root_key_secret(&[7; 31]), "ns", "root").unwrap_err();
-        assert!(error.to_string().contains("32 bytes"), "{error}");
     }
 }

@@ -3,3 +3,4 @@
 #![forbid(unsafe_code)]
 
 pub mod keyring_secret;
+pub mod root_key_secret;

@@ -42,20 +42,20 @@ pub async fn run(
     election.acquire(&client).await;
     metrics.set_leader(true);
     tracing::info!(identity = %election.identity, lease = %election.lease_name, "elected leader");
-    let local = keyring_secret::local_provider(
-        client.clone(),
-        &config.namespace,
-        &config.keyring_secret,
-        &config.root_key_secret,
-    )
-    .await?;
+    let external = keyward_provider_select::Providers::connect(&config.providers)
+        .await
+        .map_err(|e| Error::Blocked(format!("key providers: {e}")))?;
+    let local = Arc::new(
+        keyring_secret::configured_local_provider(client.clone(), config, &external).await?,
+    );
     local
         .store()
         .set_cache_ttl(std::time::Duration::from_secs(config.keyring_cache_seconds));
-    let providers = keyward_provider_select::Providers::connect(&config.providers)
-        .await
-        .map_err(|e| Error::Blocked(format!("key providers: {e}")))?
-        .with_local(Arc::new(local));
+    // Destroyed material leaves the stored keyring when due (leader only).
+    let erasure = AbortOnDrop(tokio::spawn(keyward_core::local::erase_when_due(
+        Arc::clone(&local),
+    )));
+    let providers = external.with_local(local);
     tracing::info!(providers = ?providers.names(), "key providers");
     if let Some(dir) = config.audit_log.parent() {
         std::fs::create_dir_all(dir).map_err(|error| {
@@ -105,5 +105,15 @@ pub async fn run(
         lost = election.hold(&client) => Err(lost),
     };
     metrics.set_leader(false);
+    drop(erasure);
     result
+}
+
+/// Stops a background task when its owner returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

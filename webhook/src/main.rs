@@ -478,20 +478,30 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         _ => bootstrapped_tls(&client, &args).await?,
     };
-    let local = keyward_kubeutil::keyring_secret::open_local_provider(
-        client.clone(),
-        &args.namespace,
-        &args.keyring_secret,
-        &args.root_key_secret,
-    )
-    .await?;
+    // Envelopes name their key id, which routes each unwrap to its provider.
+    let external = keyward_provider_select::Providers::connect(&args.providers).await?;
+    let wrapping = args
+        .providers
+        .root_key_wrapping_key
+        .as_deref()
+        .map(|key_id| keyward_kubeutil::root_key_secret::Wrapping {
+            key_id,
+            provider: &external,
+        });
+    let at = keyward_kubeutil::keyring_secret::Location {
+        wrapping,
+        ..keyward_kubeutil::keyring_secret::Location::clear(
+            &args.namespace,
+            &args.keyring_secret,
+            &args.root_key_secret,
+        )
+    };
+    let local =
+        keyward_kubeutil::keyring_secret::open_local_provider_at(client.clone(), at).await?;
     local
         .store()
         .set_cache_ttl(Duration::from_secs(args.keyring_cache_seconds));
-    // Envelopes name their key id, which routes each unwrap to its provider.
-    let provider = keyward_provider_select::Providers::connect(&args.providers)
-        .await?
-        .with_local(Arc::new(local));
+    let provider = external.with_local(Arc::new(local));
     tracing::info!(providers = ?provider.names(), "key providers");
     if let Some(dir) = args.audit_log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

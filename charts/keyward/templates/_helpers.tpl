@@ -110,6 +110,21 @@ app.kubernetes.io/component: {{ .component }}
 - name: KEYWARD_PKCS11_TOKEN_GENERATES_IV
   value: {{ $p.pkcs11.tokenGeneratesIv | quote }}
 {{- end }}
+{{- if and $p.local.enabled $p.local.rootKeyWrappingKey }}
+- name: KEYWARD_ROOT_KEY_WRAPPING_KEY
+  value: {{ $p.local.rootKeyWrappingKey | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The local keyring's Secrets: keyring, clear and wrapped root key. */}}
+{{- define "keyward.localSecrets" -}}
+{{- $l := .Values.providers.local }}
+{{- toJson (list $l.keyringSecret $l.rootKeySecret (printf "%s-wrapped" $l.rootKeySecret)) }}
+{{- end -}}
+
+{{/* The ConfigMap recording the highest keyring generation written. */}}
+{{- define "keyward.keyringGeneration" -}}
+{{- printf "%s-generation" .Values.providers.local.keyringSecret }}
 {{- end -}}
 
 {{- define "keyward.providerVolumeMounts" -}}

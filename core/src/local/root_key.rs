@@ -86,6 +86,22 @@ impl RootKey {
         file.sync_all().map_err(io_error)
     }
 
+    /// The key as a data key, for a KMS or HSM to wrap (the root key then
+    /// never has to be stored in the clear).
+    pub fn to_dek(&self) -> crate::secret::Dek {
+        crate::secret::Dek::from_slice(self.expose()).expect("a root key is 32 bytes")
+    }
+
+    /// The root key a KMS or HSM unwrapped.
+    pub fn from_dek(dek: &crate::secret::Dek) -> Self {
+        Self::from_bytes(dek.expose()).expect("a data key is 32 bytes")
+    }
+
+    /// Constant-time comparison.
+    pub fn same_as(&self, other: &RootKey) -> bool {
+        crate::crypto::constant_time_eq(self.expose(), other.expose())
+    }
+
     pub(crate) fn expose(&self) -> &[u8; 32] {
         self.0.expose()
     }

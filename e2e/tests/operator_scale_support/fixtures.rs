@@ -123,7 +123,8 @@ pub struct Keyring {
 /// Creates one provider key per ManagedKey (owner = its uid) in one keyring
 /// update, and writes the keyring Secret the operator will open.
 pub async fn keyring(client: &Client, ns: &str, keys: &[ManagedKey]) -> Result<Keyring> {
-    let root = keyring_secret::load_or_create_root_key(client.clone(), ns, ROOT_KEY).await?;
+    let root =
+        keyring_secret::load_or_create_root_key(client.clone(), ns, ROOT_KEY, KEYRING).await?;
     let memory = MemoryBackend::default();
     let provider = LocalProvider::open_or_initialise(KeyringStore::with_backend(
         Box::new(memory.clone()),

@@ -4,3 +4,4 @@
 pub mod binaries;
 pub mod hung;
 pub mod peers;
+pub mod wrapped_root;

@@ -2,6 +2,7 @@
 //! provider crates' own config types.
 
 use crate::error::FlagError;
+use crate::route::{Kind, kind_of_key_id};
 use keyward_provider_aws::AwsKmsConfig;
 use keyward_provider_gcp::{CredentialSource, GcpKmsConfig};
 use keyward_provider_pkcs11::{DEFAULT_MAX_SESSIONS, Pkcs11Config};
@@ -65,6 +66,13 @@ pub struct ProviderArgs {
     /// Google's service rejects anonymous calls.
     #[arg(long, env = "KEYWARD_GCP_ANONYMOUS")]
     pub gcp_anonymous: bool,
+
+    /// Wrap the local keyring's root key with this key of a provider above
+    /// (an AWS KMS key ARN or `alias/...`, a Cloud KMS key name, a PKCS#11
+    /// `p11k-...` id), so copies of the keyring Secrets open nothing alone.
+    /// The operator and the webhook both need it and may decrypt with it.
+    #[arg(long, env = "KEYWARD_ROOT_KEY_WRAPPING_KEY")]
+    pub root_key_wrapping_key: Option<String>,
 }
 
 impl Default for ProviderArgs {
@@ -83,6 +91,7 @@ impl Default for ProviderArgs {
             gcp_key_ring: None,
             gcp_endpoint: None,
             gcp_anonymous: false,
+            root_key_wrapping_key: None,
         }
     }
 }
@@ -98,11 +107,55 @@ pub struct Plan {
 impl ProviderArgs {
     /// Checks the flags without touching any provider.
     pub fn plan(&self) -> Result<Plan, FlagError> {
-        Ok(Plan {
+        let plan = Plan {
             aws: self.aws()?,
             pkcs11: self.pkcs11()?,
             gcp: self.gcp()?,
-        })
+        };
+        self.check_root_key_wrapping(&plan)?;
+        Ok(plan)
+    }
+
+    /// The wrapping key, if set, must belong to a provider that is on.
+    fn check_root_key_wrapping(&self, plan: &Plan) -> Result<(), FlagError> {
+        let Some(key_id) = self.root_key_wrapping_key.as_deref() else {
+            return Ok(());
+        };
+        let flag = "root-key-wrapping-key";
+        let kind = match kind_of_key_id(key_id) {
+            Some(Kind::Local) => {
+                return Err(FlagError::new(
+                    flag,
+                    "names a local key; the root key must be wrapped outside the cluster, by AWS KMS, Cloud KMS or PKCS#11",
+                ));
+            }
+            Some(kind) => kind,
+            None => {
+                return Err(FlagError::new(
+                    flag,
+                    format!(
+                        "`{key_id}` is not a key id: use an AWS KMS `arn:aws:kms:...` or `alias/...`, a Cloud KMS `projects/...` key name, or a PKCS#11 `p11k-...` id"
+                    ),
+                ));
+            }
+        };
+        let on = match kind {
+            Kind::Aws => plan.aws.is_some(),
+            Kind::Pkcs11 => plan.pkcs11.is_some(),
+            Kind::Gcp => plan.gcp.is_some(),
+            Kind::Local => false,
+        };
+        if on {
+            return Ok(());
+        }
+        Err(FlagError::new(
+            flag,
+            format!(
+                "`{key_id}` belongs to {}, which is off; also set {}",
+                kind.product(),
+                kind.how_to_enable()
+            ),
+        ))
     }
 
     fn aws(&self) -> Result<Option<AwsKmsConfig>, FlagError> {

@@ -205,3 +205,26 @@ fn gcp_anonymous_has_its_variable_and_says_it_is_for_test_doubles() {
         "{help}"
     );
 }
+
+#[test]
+fn the_root_key_wrapping_key_must_be_outside_the_cluster_and_its_provider_on() {
+    let plan = parse(&[
+        "--aws-region=eu-west-1",
+        "--root-key-wrapping-key=alias/keyward-root",
+    ])
+    .plan();
+    assert!(plan.is_ok(), "{plan:?}");
+    let e = refused(&["--root-key-wrapping-key=alias/keyward-root"]);
+    assert_eq!(e.flag, "root-key-wrapping-key");
+    assert!(e.to_string().contains("AWS KMS, which is off"), "{e}");
+    assert!(e.to_string().contains("--aws-region"), "{e}");
+    let e = refused(&["--root-key-wrapping-key=local-0011223344556677"]);
+    assert!(e.to_string().contains("outside the cluster"), "{e}");
+    let e = refused(&["--root-key-wrapping-key=my-key"]);
+    assert!(e.to_string().contains("is not a key id"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("--root-key-wrapping-key (KEYWARD_ROOT_KEY_WRAPPING_KEY) "),
+        "{e}"
+    );
+}
