@@ -3,13 +3,13 @@
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Builds `bin` of `package` in this checkout (`--release` if asked) and
 /// returns the executable cargo reports, so a shared or relocated target
 /// dir is followed rather than guessed.
 pub async fn build_binary(package: &str, bin: &str, release: bool) -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = crate::manifest_dir().join("..");
     let mut build = tokio::process::Command::new(env!("CARGO"));
     build
         .current_dir(&root)

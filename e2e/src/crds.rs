@@ -14,7 +14,7 @@ use crate::FIELD_MANAGER;
 
 /// Where the `keyward-crds` crate writes the committed CRD YAML.
 pub fn keyward_crds_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/generated")
+    crate::manifest_dir().join("../crds/generated")
 }
 
 /// Install Keyward's own CRDs (`crds/generated/*.yaml`).

@@ -37,7 +37,7 @@ impl Helm {
                 python.display()
             );
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/keyward_helm.py");
+        let script = crate::manifest_dir().join("helm/keyward_helm.py");
         Ok(Self { python, script })
     }
 

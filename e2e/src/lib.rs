@@ -18,3 +18,13 @@ pub use namespace::with_temp_ns;
 
 /// Field manager for everything the tests apply server-side.
 pub const FIELD_MANAGER: &str = "keyward-e2e";
+
+/// This crate's directory in the checkout being tested. Cargo sets
+/// `CARGO_MANIFEST_DIR` when it runs a test; the compile-time value is only
+/// the fallback, because a build shared between checkouts (one target dir
+/// for every clone, as CI uses) may come from another path.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}

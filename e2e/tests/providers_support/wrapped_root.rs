@@ -99,7 +99,7 @@ pub async fn run(client: Client, ns: String, kms: String, other_kms: String) -> 
     wait_sealed_ready(&sealed, "app").await?;
 
     copies_alone_open_nothing(&client, &ns, &sealed, wrapping, &other_kms).await?;
-    an_older_keyring_is_refused(&client, &ns, &keys, &webhook, wrapping).await?;
+    an_older_keyring_is_refused(&client, &ns, &keys, (&webhook, &app), wrapping).await?;
     destroyed_material_is_erased_when_due(&client, &ns, wrapping).await?;
     operator.abort();
     let _ = operator.await;
@@ -222,7 +222,7 @@ async fn an_older_keyring_is_refused(
     client: &Client,
     ns: &str,
     keys: &Api<ManagedKey>,
-    webhook: &LocalProvider,
+    (webhook, app): (&LocalProvider, &str),
     wrapping: Wrapping<'_>,
 ) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
@@ -237,7 +237,7 @@ async fn an_older_keyring_is_refused(
         key.status.as_ref().and_then(|s| s.primary_version) == Some(2)
     })
     .await?;
-    ensure!(webhook.describe_key("app").await?.primary_version == 2);
+    ensure!(webhook.describe_key(app).await?.primary_version == 2);
     let newest = keyring_data(&secrets).await?;
     let recorded = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get(&generation_config_map(KEYRING))
@@ -246,7 +246,7 @@ async fn an_older_keyring_is_refused(
 
     write_keyring(&secrets, old).await?;
     let error = webhook
-        .describe_key("app")
+        .describe_key(app)
         .await
         .err()
         .context("the running process read the older keyring")?;
@@ -257,7 +257,7 @@ async fn an_older_keyring_is_refused(
     let fresh =
         keyring_secret::open_local_provider_at(client.clone(), at(ns, Some(wrapping))).await?;
     let error = fresh
-        .describe_key("app")
+        .describe_key(app)
         .await
         .err()
         .context("a fresh process read the older keyring")?;
@@ -268,8 +268,8 @@ async fn an_older_keyring_is_refused(
     ensure!(error.to_string().contains("delete configmap"), "{error}");
 
     write_keyring(&secrets, newest).await?;
-    ensure!(fresh.describe_key("app").await?.primary_version == 2);
-    ensure!(webhook.describe_key("app").await?.primary_version == 2);
+    ensure!(fresh.describe_key(app).await?.primary_version == 2);
+    ensure!(webhook.describe_key(app).await?.primary_version == 2);
     println!("an older keyring written back was refused; the newest one is accepted");
     Ok(())
 }
