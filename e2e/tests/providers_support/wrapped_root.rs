@@ -6,7 +6,11 @@
 //!   without the KMS nor with another KMS; with the KMS it opens;
 //! - an older keyring written back into its Secret is refused by a process
 //!   that saw a newer one and by a freshly started one;
-//! - destroyed material leaves the stored keyring seconds after it is due.
+//! - destroyed material leaves the stored keyring seconds after it is due;
+//! - turning wrapping on for a keyring whose root key is in the clear wraps
+//!   that key (nothing re-encrypted, nothing lost); a clear key that differs
+//!   from the wrapped one, or a keyring whose root key is gone, stops the
+//!   operator instead of starting a new key.
 
 use crate::{KEYRING, REGION, ROOT_KEY, in_process, key_id, managed_key, seal, wait_sealed_ready};
 use anyhow::{Context as _, Result, ensure};
@@ -102,6 +106,7 @@ pub async fn run(client: Client, ns: String, kms: String, other_kms: String) -> 
     an_older_keyring_is_refused(&client, &ns, &keys, (&webhook, &app), wrapping).await?;
     destroyed_material_is_erased_when_due(&client, &ns, wrapping).await?;
     operator.abort();
+    turning_wrapping_on_keeps_the_key_in_use(&client, wrapping).await?;
     let _ = operator.await;
     Ok(())
 }
@@ -356,4 +361,65 @@ async fn destroyed_material_is_erased_when_due(
         due.elapsed()
     );
     Ok(())
+}
+
+/// An installation that ran with the root key in the clear, started with
+/// wrapping: the same key is wrapped and the keyring still opens. Then the
+/// two ways a restore can go wrong are refused with what to do.
+async fn turning_wrapping_on_keeps_the_key_in_use(
+    client: &Client,
+    wrapping: Wrapping<'_>,
+) -> Result<()> {
+    let ns = namespace::create_temp_ns(client).await?;
+    let outcome = async {
+        let clear = keyring_secret::local_provider_at(client.clone(), at(&ns, None)).await?;
+        let spec = KeySpec {
+            name: "before".into(),
+            algorithm: KeyAlgorithm::Aes256,
+            owner: None,
+            description: None,
+        };
+        let key = clear.create_key(&spec).await?;
+        let context = [("keyward.io/namespace".to_owned(), ns.clone())].into();
+        let dek = keyward_core::Dek::generate();
+        let sealed = clear.wrap_dek(&key.key_id, &dek, &context).await?;
+
+        let wrapped = keyring_secret::local_provider_at(client.clone(), at(&ns, Some(wrapping))).await?;
+        let opened = wrapped.unwrap_dek(&sealed, &context).await?;
+        ensure!(opened.expose() == dek.expose(), "the wrapped key is not the key in use");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        ensure!(secrets.get_opt(&wrapped_secret_name(ROOT_KEY)).await?.is_some());
+        ensure!(secrets.get_opt(ROOT_KEY).await?.is_some(), "the clear key is left to the administrator");
+
+        // A clear key that is not the wrapped one: stop, name both.
+        secrets.delete(ROOT_KEY, &DeleteParams::default()).await?;
+        let other = Secret {
+            metadata: ObjectMeta {
+                name: Some(ROOT_KEY.into()),
+                ..ObjectMeta::default()
+            },
+            data: Some([(root_key_secret::ROOT_KEY_ITEM.to_owned(), k8s_openapi::ByteString(vec![7; 32]))].into()),
+            ..Secret::default()
+        };
+        secrets.create(&PostParams::default(), &other).await?;
+        let error = refusal(keyring_secret::local_provider_at(client.clone(), at(&ns, Some(wrapping))).await)?;
+        ensure!(error.contains("holds a different root key"), "{error}");
+
+        // The root key gone while the keyring exists: no new key is made.
+        secrets.delete(ROOT_KEY, &DeleteParams::default()).await?;
+        secrets.delete(&wrapped_secret_name(ROOT_KEY), &DeleteParams::default()).await?;
+        let error = refusal(keyring_secret::local_provider_at(client.clone(), at(&ns, Some(wrapping))).await)?;
+        ensure!(error.contains("restore the root key Secret from backup"), "{error}");
+        ensure!(
+            secrets.get_opt(&wrapped_secret_name(ROOT_KEY)).await?.is_none(),
+            "a new root key was stored"
+        );
+        println!("turning wrapping on kept the key in use; a mismatched or missing root key stops the start");
+        Ok(())
+    }
+    .await;
+    Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::background())
+        .await?;
+    outcome
 }
