@@ -44,14 +44,18 @@ fn aws(endpoint: &str) -> ProviderArgs {
 
 /// A KMS key for wrapping, created at `kms` the way an administrator would.
 async fn wrapping_key(kms: &Providers) -> Result<String> {
-    let spec = KeySpec {
-        name: "local-root".into(),
-        algorithm: KeyAlgorithm::Aes256,
-        owner: None,
-        description: Some("wraps Keyward's local root key".into()),
-    };
+    let spec = aes_key("local-root");
     let aws = kms.aws().context("AWS KMS is configured")?;
     Ok(aws.create_key(&spec).await?.key_id)
+}
+
+fn aes_key(name: &str) -> KeySpec {
+    KeySpec {
+        name: name.into(),
+        algorithm: KeyAlgorithm::Aes256,
+        owner: None,
+        description: None,
+    }
 }
 
 fn at<'a>(ns: &'a str, wrapping: Option<Wrapping<'a>>) -> Location<'a> {
@@ -319,12 +323,7 @@ async fn destroyed_material_is_erased_when_due(
     let root = root.to_dek();
     let other =
         keyring_secret::open_local_provider_at(client.clone(), at(ns, Some(wrapping))).await?;
-    let spec = KeySpec {
-        name: "scratch".into(),
-        algorithm: KeyAlgorithm::Aes256,
-        owner: None,
-        description: None,
-    };
+    let spec = aes_key("scratch");
     let key = other.create_key(&spec).await?;
     other.rotate_key(&key.key_id).await?;
     other
@@ -373,12 +372,7 @@ async fn turning_wrapping_on_keeps_the_key_in_use(
     let ns = namespace::create_temp_ns(client).await?;
     let outcome = async {
         let clear = keyring_secret::local_provider_at(client.clone(), at(&ns, None)).await?;
-        let spec = KeySpec {
-            name: "before".into(),
-            algorithm: KeyAlgorithm::Aes256,
-            owner: None,
-            description: None,
-        };
+        let spec = aes_key("before");
         let key = clear.create_key(&spec).await?;
         let context = [("keyward.io/namespace".to_owned(), ns.clone())].into();
         let dek = keyward_core::Dek::generate();
