@@ -11,11 +11,14 @@ pub const ROTATING: &str = "Rotating";
 /// `True` when the object works but something needs attention (e.g. the
 /// provider is unreachable, or the primary version nears expiry).
 pub const DEGRADED: &str = "Degraded";
+/// On a SealedSecret: `True` while its copy in Git is behind the key's
+/// primary version and retention holds older versions for it.
+pub const GIT_BEHIND: &str = "GitBehind";
 
 /// Condition types a ManagedKey reports.
 pub const MANAGED_KEY_CONDITIONS: [&str; 3] = [READY, ROTATING, DEGRADED];
 /// Condition types a SealedSecret reports.
-pub const SEALED_SECRET_CONDITIONS: [&str; 2] = [READY, DEGRADED];
+pub const SEALED_SECRET_CONDITIONS: [&str; 3] = [READY, DEGRADED, GIT_BEHIND];
 
 /// Looks up a condition by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {

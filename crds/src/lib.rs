@@ -42,7 +42,8 @@ pub use rotation_policy::{
     EffectivePolicy, KeyRotationPolicy, KeyRotationPolicySpec, RewrapMode, RotationStrategy,
 };
 pub use sealed_secret::{
-    Access, KeyReference, Scope, SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate,
+    Access, GitBehind, KeyReference, Scope, SealedSecret, SealedSecretSpec, SealedSecretStatus,
+    SecretTemplate,
 };
 pub use validation::{FieldError, Invalid};
 

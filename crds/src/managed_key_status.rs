@@ -127,6 +127,16 @@ pub struct KeyVersionStatus {
     /// while this is above zero.
     #[serde(default)]
     pub dependants: u32,
+
+    /// Of `dependants`, SealedSecrets that need this version only for their
+    /// copy in Git (the cluster copy is already on a newer version): run
+    /// `keyward rewrap` over the repository and commit to release it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub git_dependants: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl KeyVersionStatus {
@@ -143,6 +153,7 @@ impl KeyVersionStatus {
             destroyed_at: None,
             operations: 0,
             dependants: 0,
+            git_dependants: 0,
         }
     }
 }

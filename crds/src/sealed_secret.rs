@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -160,11 +160,30 @@ pub struct SealedSecretStatus {
     #[serde(default)]
     pub rewrapped_since_git: bool,
 
+    /// Set while the copy in Git is behind the key's primary version and
+    /// the operator does not bring it forward in the cluster (it re-wrapped
+    /// the cluster copy already, or an applier restored Git's copy after
+    /// that re-wrap). Retention keeps the Deactivated versions listed until
+    /// Git catches up; a Compromised one is retired whatever Git holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_behind: Option<GitBehind>,
+
     /// Standard conditions: `Ready` (every item can be unsealed) and
     /// `Degraded` (e.g. an item uses a Deactivated or Compromised version).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::conditions::schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// The key versions the Git copy of a SealedSecret needs, and since when.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitBehind {
+    /// Versions of the key that Git's copy is sealed under; retention keeps
+    /// them until Git catches up (run `keyward rewrap` and commit).
+    pub versions: Vec<u32>,
+    /// When the operator first saw Git's copy behind.
+    pub since: Time,
 }
 
 fn encrypted_data_schema(_: &mut SchemaGenerator) -> Schema {

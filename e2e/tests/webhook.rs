@@ -34,6 +34,8 @@ use tokio::task::JoinHandle;
 
 #[path = "webhook_support/access.rs"]
 mod access;
+#[path = "webhook_support/applier.rs"]
+mod applier;
 #[path = "webhook_support/compromise.rs"]
 mod compromise;
 #[path = "support/in_process.rs"]

@@ -16,6 +16,28 @@ pub const COMPROMISE_HANDLED: &str = "keyward.io/compromise-handled";
 /// at that generation is the operator's own, even if its status write was
 /// lost (a crash in between).
 pub const REWRAPPED_GENERATION: &str = "keyward.io/rewrapped-generation";
+
+/// On a SealedSecret: the key version the operator last re-wrapped it
+/// onto, `<version>:<provider key id>`. Written with the re-wrap itself, so
+/// it survives a lost status write, and an applier that puts Git's older
+/// copy back leaves it (it owns only the fields it applies): the operator
+/// then knows it was reverted and does not write the same re-wrap again.
+pub const REWRAPPED_TO: &str = "keyward.io/rewrapped-to";
+
+/// On a SealedSecret with no copy kept anywhere (made imperatively):
+/// `"true"` stops retention from keeping old versions for a Git copy.
+pub const NO_GIT_COPY: &str = "keyward.io/no-git-copy";
+
+/// The value of [`REWRAPPED_TO`] for `version` of `key_id`.
+pub fn rewrapped_to(version: u32, key_id: &str) -> String {
+    format!("{version}:{key_id}")
+}
+
+/// Parses [`REWRAPPED_TO`]; `None` for a missing or foreign value.
+pub fn parse_rewrapped_to(value: Option<&str>) -> Option<(u32, &str)> {
+    let (version, key_id) = value?.split_once(':')?;
+    Some((version.parse().ok()?, key_id))
+}
 /// `"true"` lets a key be destroyed although SealedSecrets still depend on it.
 pub const FORCE_DESTROY: &str = "keyward.io/force-destroy";
 

@@ -23,6 +23,11 @@ pub struct Metrics {
     /// Kubernetes API requests by verb.
     api_requests: Mutex<BTreeMap<&'static str, u64>>,
     rewraps: Mutex<BTreeMap<&'static str, u64>>,
+    /// Re-wraps not made again because an applier restored Git's copy.
+    rewraps_withheld: AtomicU64,
+    /// (namespace, name, version) -> SealedSecrets that need the version
+    /// only for their copy in Git.
+    git_dependants: Mutex<BTreeMap<(String, String, u32), u32>>,
     /// (namespace, name) -> seconds until the primary version's rotation is due.
     expiry: Mutex<BTreeMap<(String, String), i64>>,
     leader: AtomicU64,
@@ -105,6 +110,23 @@ impl Metrics {
     }
 
     /// A SealedSecret re-wrapped; `reason`: `eager`, `lazy` or `compromised`.
+    pub fn rewrap_withheld(&self) {
+        self.rewraps_withheld.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Replaces what is recorded for key `namespace/name`: version ->
+    /// SealedSecrets that need it only for their copy in Git.
+    pub fn set_git_dependants(&self, namespace: &str, name: &str, counts: &BTreeMap<u32, u32>) {
+        let mut all = self
+            .git_dependants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.retain(|(ns, n, _), _| !(ns == namespace && n == name));
+        for (version, count) in counts.iter().filter(|(_, c)| **c > 0) {
+            all.insert((namespace.to_owned(), name.to_owned(), *version), *count);
+        }
+    }
+
     pub fn rewrapped(&self, reason: &'static str) {
         let mut rewraps = self.rewraps.lock().unwrap_or_else(|e| e.into_inner());
         *rewraps.entry(reason).or_default() += 1;
@@ -205,6 +227,26 @@ impl Metrics {
             let _ = writeln!(out, "keyward_rewraps_total{{reason=\"{reason}\"}} {count}");
         }
         drop(rewraps);
+        out.push_str("# HELP keyward_rewraps_withheld_total Re-wraps not made again because an applier restored Git's older copy after the operator's re-wrap.\n");
+        out.push_str("# TYPE keyward_rewraps_withheld_total counter\n");
+        let _ = writeln!(
+            out,
+            "keyward_rewraps_withheld_total {}",
+            self.rewraps_withheld.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP keyward_key_git_dependants SealedSecrets whose copy in Git alone keeps this key version (run keyward rewrap over the repository).\n");
+        out.push_str("# TYPE keyward_key_git_dependants gauge\n");
+        let held = self
+            .git_dependants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for ((namespace, name, version), count) in held.iter() {
+            let _ = writeln!(
+                out,
+                "keyward_key_git_dependants{{namespace=\"{namespace}\",name=\"{name}\",version=\"{version}\"}} {count}"
+            );
+        }
+        drop(held);
         out.push_str("# HELP keyward_key_expiry_seconds Seconds until the key's primary version is due for rotation.\n");
         out.push_str("# TYPE keyward_key_expiry_seconds gauge\n");
         let expiry = self.expiry.lock().unwrap_or_else(|e| e.into_inner());

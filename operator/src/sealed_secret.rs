@@ -7,6 +7,7 @@ use crate::annotations::{self, SpecChange};
 use crate::context::{Context, FIELD_MANAGER, read_cached};
 use crate::dependants::{self, item_versions};
 use crate::error::{Error, Result};
+use crate::git_copy;
 use crate::managed_key::status::set_condition;
 use crate::materialise;
 use crate::metrics::Controller as Metric;
@@ -14,7 +15,7 @@ use crate::rewrap;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use keyward_crds::conditions::{DEGRADED, READY};
+use keyward_crds::conditions::{DEGRADED, GIT_BEHIND, READY};
 use keyward_crds::sharing::sharing;
 use keyward_crds::{
     KeyState, ManagedKey, ManagedKeyStatus, RewrapMode, SealedSecret, SealedSecretStatus,
@@ -144,22 +145,38 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
     let mut key = read_cached(&shared.keys, &ctx.client, &key_namespace, &key_name).await?;
     let not_shared = not_shared(key.as_deref(), &namespace, &key_namespace, &key_name);
     let mut fresh = false;
+    let mut step = git_copy::Step::Nothing;
     if let (Ok(items), Some(stored), None) = (item_versions(&secret), key.as_deref(), &not_shared) {
+        let rewrapped_to = secret.annotations().get(annotations::REWRAPPED_TO).cloned();
+        let withheld = |key: &keyward_crds::ManagedKeyStatus, reason| {
+            git_copy::reverted(rewrapped_to.as_deref(), key, reason)
+        };
         let mode = rewrap_mode(stored, &key_namespace, ctx).await?;
         let stored_status = stored.status.clone().unwrap_or_default();
-        if rewrap::decide(&items, &stored_status, mode, touched).is_some() {
+        let due = rewrap::decide(&items, &stored_status, mode, touched);
+        if due.is_some_and(|reason| !withheld(&stored_status, reason)) {
             key = get_key(ctx, &key_namespace, &key_name).await?;
             fresh = true;
-            if let Some(current) = key.as_deref() {
-                let mode = rewrap_mode(current, &key_namespace, ctx).await?;
-                let key_status = current.status.clone().unwrap_or_default();
-                if let Some(reason) = rewrap::decide(&items, &key_status, mode, touched) {
+        }
+        if let Some(current) = key.as_deref().filter(|_| due.is_some()) {
+            let mode = rewrap_mode(current, &key_namespace, ctx).await?;
+            let key_status = current.status.clone().unwrap_or_default();
+            let primary = key_status.primary_version.unwrap_or_default();
+            match rewrap::decide(&items, &key_status, mode, touched) {
+                Some(reason) if withheld(&key_status, reason) => {
+                    ctx.metrics.rewrap_withheld();
+                    step = git_copy::Step::Withheld(git_copy::behind_primary(&items, primary));
+                }
+                Some(reason) => {
                     secret = rewrap_secret(&secret, &key_status, reason, ctx).await?;
                     status.rewrapped_since_git = true;
+                    step = git_copy::Step::Rewrapped(git_copy::behind_primary(&items, primary));
                 }
+                None => {}
             }
         }
     }
+    status.git_behind = git_copy::git_behind(status.git_behind.as_ref(), change, step, now);
     if !fresh && shared.materialize_secrets && secret.spec.template.is_some() {
         key = get_key(ctx, &key_namespace, &key_name).await?;
     }
@@ -189,6 +206,20 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
                     versions.join(", "),
                     secret.spec.key_ref.name
                 ),
+                generation,
+                now,
+            );
+            let (behind, reason, message) = git_copy::condition(
+                status.git_behind.as_ref(),
+                status.rewrapped_since_git,
+                &format!("{key_namespace}/{key_name}"),
+            );
+            set_condition(
+                &mut status.conditions,
+                GIT_BEHIND,
+                behind,
+                reason,
+                message,
                 generation,
                 now,
             );
@@ -323,7 +354,10 @@ async fn rewrap_secret(
     let patch = json!({
         "metadata": {
             "resourceVersion": secret.resource_version(),
-            "annotations": { annotations::REWRAPPED_GENERATION: next },
+            "annotations": {
+                annotations::REWRAPPED_GENERATION: next,
+                annotations::REWRAPPED_TO: annotations::rewrapped_to(primary, key_id),
+            },
         },
         "spec": { "encryptedData": done.data },
     });

@@ -10,7 +10,7 @@
 //! a count taken from a half-filled index would say "no dependants" and let
 //! a version that secrets still need be destroyed.
 
-use crate::annotations::REWRAPPED_GENERATION;
+use crate::annotations::{NO_GIT_COPY, REWRAPPED_GENERATION};
 use keyward_core::envelope::Envelope;
 use keyward_crds::SealedSecret;
 use kube::ResourceExt;
@@ -24,12 +24,14 @@ use tokio::sync::watch;
 pub type Id = (String, String);
 
 /// What one SealedSecret needs: its key, the (provider key id, version)
-/// pairs its items were sealed under, and whether its spec is the
-/// operator's own re-wrap (no one applied anything since).
+/// pairs its items were sealed under, those its copy in Git still needs
+/// (`status.gitBehind`, under the same provider key), and whether its spec
+/// is the operator's own re-wrap (no one applied anything since).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Uses {
     key: Id,
     versions: BTreeSet<(String, u32)>,
+    for_git: BTreeSet<(String, u32)>,
     rewrapped: bool,
 }
 
@@ -39,13 +41,23 @@ fn uses(secret: &SealedSecret) -> Option<(Id, Uses)> {
         secret.key_namespace()?.to_owned(),
         secret.spec.key_ref.name.clone(),
     );
-    let versions = secret
+    let versions: BTreeSet<(String, u32)> = secret
         .spec
         .encrypted_data
         .values()
         .filter_map(|text| Envelope::decode(text).ok())
         .map(|envelope| (envelope.provider_key_id, envelope.key_version))
         .collect();
+    let no_git_copy = secret.annotations().get(NO_GIT_COPY).map(String::as_str) == Some("true");
+    let git_behind = secret.status.as_ref().and_then(|s| s.git_behind.as_ref());
+    let for_git = match (versions.first(), git_behind) {
+        (Some((key_id, _)), Some(behind)) if !no_git_copy => behind
+            .versions
+            .iter()
+            .map(|version| (key_id.clone(), *version))
+            .collect(),
+        _ => BTreeSet::new(),
+    };
     let rewrapped = secret
         .annotations()
         .get(REWRAPPED_GENERATION)
@@ -56,6 +68,7 @@ fn uses(secret: &SealedSecret) -> Option<(Id, Uses)> {
         Uses {
             key,
             versions,
+            for_git,
             rewrapped,
         },
     ))
@@ -129,8 +142,8 @@ impl Default for Dependants {
 
 impl Dependants {
     /// Applies one watch event; returns the ManagedKeys whose dependants
-    /// changed (so they are reconciled again). Status-only updates change
-    /// nothing here and trigger nothing.
+    /// changed (so they are reconciled again). Status-only updates trigger
+    /// nothing unless they change what Git's copy needs.
     pub fn apply(&self, event: Event<SealedSecret>) -> Vec<Id> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut changed = BTreeSet::new();
@@ -183,7 +196,7 @@ impl Dependants {
     }
 
     /// Version -> number of SealedSecrets with at least one item under it,
-    /// for ManagedKey `key_namespace/key_name` whose provider key is
+    /// in the cluster copy or in the copy Git still holds, for ManagedKey `key_namespace/key_name` whose provider key is
     /// `provider_key_id`, counting only secrets in namespaces the key is
     /// `shared_with` (so no other namespace pins its versions or blocks
     /// its deletion); [`NotSynced`] before the first complete list.
@@ -202,8 +215,26 @@ impl Dependants {
             key_name,
             provider_key_id,
             shared_with,
-            |_| true,
+            |uses| Box::new(uses.versions.union(&uses.for_git)),
         ))
+    }
+
+    /// Of [`Dependants::count`], the SealedSecrets that need a version only
+    /// for their copy in Git (the cluster copy is on another version).
+    pub fn count_git_only(
+        &self,
+        key_namespace: &str,
+        key_name: &str,
+        provider_key_id: &str,
+        shared_with: impl Fn(&str) -> bool,
+    ) -> BTreeMap<u32, u32> {
+        self.tally(
+            key_namespace,
+            key_name,
+            provider_key_id,
+            shared_with,
+            |uses| Box::new(uses.for_git.difference(&uses.versions)),
+        )
     }
 
     /// Of [`Dependants::count`], the SealedSecrets whose spec is the
@@ -222,7 +253,10 @@ impl Dependants {
             key_name,
             provider_key_id,
             shared_with,
-            |uses| uses.rewrapped,
+            |uses| match uses.rewrapped {
+                true => Box::new(uses.versions.iter()),
+                false => Box::new(std::iter::empty()),
+            },
         )
     }
 
@@ -232,17 +266,17 @@ impl Dependants {
         key_name: &str,
         provider_key_id: &str,
         shared_with: impl Fn(&str) -> bool,
-        counted: impl Fn(&Uses) -> bool,
+        counted: impl for<'u> Fn(&'u Uses) -> Box<dyn Iterator<Item = &'u (String, u32)> + 'u>,
     ) -> BTreeMap<u32, u32> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut counts = BTreeMap::new();
         let key = (key_namespace.to_owned(), key_name.to_owned());
         let referencing = state.by_key.get(&key).into_iter().flatten();
         for secret in referencing.filter(|(namespace, _)| shared_with(namespace)) {
-            let Some(uses) = state.secrets.get(secret).filter(|u| counted(u)) else {
+            let Some(uses) = state.secrets.get(secret) else {
                 continue;
             };
-            for (id, version) in &uses.versions {
+            for (id, version) in counted(uses) {
                 if id == provider_key_id {
                     *counts.entry(*version).or_insert(0) += 1;
                 }
@@ -323,6 +357,58 @@ mod tests {
             Ok([(1, 2), (2, 1)].into())
         );
         assert_eq!(index.len(), 6);
+    }
+
+    /// A SealedSecret whose copy in Git is behind (`status.gitBehind`) keeps
+    /// those versions as dependants too; counted apart as Git-only unless
+    /// its cluster copy uses them as well, and not at all when it has
+    /// `keyward.io/no-git-copy: "true"`.
+    #[test]
+    fn versions_git_still_needs_are_dependants_and_counted_apart() {
+        let behind = |versions: Vec<u32>, mut s: SealedSecret| {
+            s.status = Some(keyward_crds::SealedSecretStatus {
+                git_behind: Some(keyward_crds::GitBehind {
+                    versions,
+                    since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                    ),
+                }),
+                ..Default::default()
+            });
+            s
+        };
+        let rewrapped = behind(
+            vec![1],
+            secret("apps", "s1", "db", &[("a", envelope("k1", 2))]),
+        );
+        let reverted = behind(
+            vec![1],
+            secret("apps", "s2", "db", &[("a", envelope("k1", 1))]),
+        );
+        let mut no_copy = behind(
+            vec![1],
+            secret("apps", "s3", "db", &[("a", envelope("k1", 2))]),
+        );
+        no_copy
+            .annotations_mut()
+            .insert(NO_GIT_COPY.into(), "true".into());
+        let index = synced(vec![rewrapped, reverted, no_copy]);
+        assert_eq!(
+            index.count("apps", "db", "k1", |_| true),
+            Ok([(1, 2), (2, 2)].into())
+        );
+        assert_eq!(
+            index.count_git_only("apps", "db", "k1", |_| true),
+            [(1, 1)].into()
+        );
+        // Git catches up: a status without gitBehind releases version 1.
+        let caught_up = secret("apps", "s1", "db", &[("a", envelope("k1", 2))]);
+        let changed = index.apply(Event::Apply(caught_up));
+        assert_eq!(changed, vec![("apps".to_owned(), "db".to_owned())]);
+        assert_eq!(
+            index.count_git_only("apps", "db", "k1", |_| true),
+            BTreeMap::new()
+        );
     }
 
     /// The guard: before the initial list completes nothing is counted, so

@@ -4,7 +4,8 @@
 use super::max_operations::{self, Verdict};
 use super::outcome::Outcome;
 use super::status::{
-    set_condition, set_dependants, sync_versions, timestamp, version_mut, versions_with_dependants,
+    set_condition, set_dependants, set_git_dependants, sync_versions, timestamp, version_mut,
+    versions_with_dependants,
 };
 use super::{lifecycle, native, provider_key_name, retention, rotating};
 use crate::annotations::{self, ManualRotation};
@@ -111,6 +112,14 @@ async fn apply_key(
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
     set_dependants(&mut status.versions, &counts);
+    let git_only = ctx
+        .dependants
+        .count_git_only(namespace, &key.name_any(), &info.key_id, |ns| {
+            key.is_shared_with(ns)
+        });
+    set_git_dependants(&mut status.versions, &git_only);
+    ctx.metrics
+        .set_git_dependants(namespace, &key.name_any(), &git_only);
     let rewrapped =
         ctx.dependants
             .count_rewrapped(namespace, &key.name_any(), &info.key_id, |ns| {

@@ -66,6 +66,13 @@ pub fn set_dependants(versions: &mut [KeyVersionStatus], counts: &BTreeMap<u32, 
     }
 }
 
+/// Of the dependants, those that need each version only for a Git copy.
+pub fn set_git_dependants(versions: &mut [KeyVersionStatus], counts: &BTreeMap<u32, u32>) {
+    for version in versions {
+        version.git_dependants = counts.get(&version.version).copied().unwrap_or(0);
+    }
+}
+
 /// Versions that SealedSecrets still need and that are not destroyed yet.
 pub fn versions_with_dependants(versions: &[KeyVersionStatus]) -> Vec<(u32, u32)> {
     versions
