@@ -269,6 +269,31 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
         return Ok(Action::await_change());
     }
     let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let had_git_behind = secret
+        .status
+        .as_ref()
+        .is_some_and(|s| s.git_behind.is_some());
+    if status.git_behind.is_none() && had_git_behind {
+        // A server-side apply that stops sending an object field makes the
+        // 1.20 API server store it as `null`, which the schema refuses; a
+        // merge patch removes it outright.
+        let clear = json!({"status": {"gitBehind": null}});
+        match api
+            .patch_status(
+                &secret.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&clear),
+            )
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Ok(Action::await_change());
+            }
+            other => {
+                other?;
+            }
+        }
+    }
     let patch = json!({
         "apiVersion": keyward_crds::API_VERSION,
         "kind": "SealedSecret",
