@@ -11,14 +11,21 @@ pub const ROTATING: &str = "Rotating";
 /// `True` when the object works but something needs attention (e.g. the
 /// provider is unreachable, or the primary version nears expiry).
 pub const DEGRADED: &str = "Degraded";
+/// kstatus: `True` while the operator is still bringing the object to its
+/// declared state (creating the provider key, rotating). Flux `--wait` and
+/// other kstatus readers report the object `InProgress` meanwhile.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus: `True` while the operator cannot make progress without a
+/// change from you; mirrors `Degraded`. kstatus readers report `Failed`.
+pub const STALLED: &str = "Stalled";
 /// On a SealedSecret: `True` while its copy in Git is behind the key's
 /// primary version and retention holds older versions for it.
 pub const GIT_BEHIND: &str = "GitBehind";
 
 /// Condition types a ManagedKey reports.
-pub const MANAGED_KEY_CONDITIONS: [&str; 3] = [READY, ROTATING, DEGRADED];
+pub const MANAGED_KEY_CONDITIONS: [&str; 5] = [READY, ROTATING, DEGRADED, RECONCILING, STALLED];
 /// Condition types a SealedSecret reports.
-pub const SEALED_SECRET_CONDITIONS: [&str; 3] = [READY, DEGRADED, GIT_BEHIND];
+pub const SEALED_SECRET_CONDITIONS: [&str; 5] = [READY, DEGRADED, GIT_BEHIND, RECONCILING, STALLED];
 
 /// Looks up a condition by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {

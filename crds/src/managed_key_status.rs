@@ -128,8 +128,9 @@ pub struct KeyVersionStatus {
     #[serde(default)]
     pub dependants: u32,
 
-    /// Of `dependants`, SealedSecrets that need this version only for their
-    /// copy in Git (the cluster copy is already on a newer version): run
+    /// Of `dependants`, SealedSecrets that keep this version only for their
+    /// copy in Git: the cluster copy is already on a newer version, or an
+    /// applier put Git's copy back after the operator re-wrapped it. Run
     /// `keyward rewrap` over the repository and commit to release it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub git_dependants: u32,

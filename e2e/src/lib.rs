@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod crds;
 pub mod helm;
 pub mod keys;
+pub mod kstatus;
 pub mod namespace;
 pub mod pods;
 

@@ -8,7 +8,7 @@ use crate::context::{Context, FIELD_MANAGER, read_cached};
 use crate::dependants::{self, item_versions};
 use crate::error::{Error, Result};
 use crate::git_copy;
-use crate::managed_key::status::set_condition;
+use crate::managed_key::status::{set_condition, set_kstatus_conditions};
 use crate::materialise;
 use crate::metrics::Controller as Metric;
 use crate::rewrap;
@@ -259,12 +259,22 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
                 READY,
                 false,
                 "InvalidEnvelope",
+                message.clone(),
+                generation,
+                now,
+            );
+            set_condition(
+                &mut status.conditions,
+                DEGRADED,
+                true,
+                "InvalidEnvelope",
                 message,
                 generation,
                 now,
             );
         }
     }
+    set_kstatus_conditions(&mut status.conditions, None, generation, now);
     if !status_changed(secret.status.as_ref(), &status) {
         return Ok(Action::await_change());
     }

@@ -18,7 +18,8 @@ use keyward_core::SecretBytes;
 use keyward_core::envelope::{Envelope, Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_crds::conditions::{GIT_BEHIND, find};
 use keyward_crds::{ManagedKey, SealedSecret};
-use keyward_e2e::keys::{delete_all, ready, wait_key};
+use keyward_e2e::keys::{degraded_reason, delete_all, ready, wait_key};
+use keyward_e2e::kstatus::{Kstatus, kstatus, kubectl_ready};
 use keyward_e2e::{crds, pods, with_temp_ns};
 use keyward_kubeutil::keyring_secret;
 use keyward_operator::Config;
@@ -125,8 +126,20 @@ async fn flow(
             .and_then(|s| s.version(1))
             .context("version 1")?;
         ensure!(
-            v1.dependants >= 3 && v1.destroy_scheduled_at.is_none(),
+            v1.dependants >= 3 && v1.git_dependants == 3 && v1.destroy_scheduled_at.is_none(),
             "version 1 must stay for Git's copies: {v1:?}"
+        );
+        // Nothing left for the operator to do: not Rotating, kstatus Current.
+        let status = key.status.as_ref().context("status")?;
+        let rotating = find(&status.conditions, "Rotating").context("Rotating")?;
+        ensure!(
+            rotating.status == "False" && rotating.reason == "WaitingForGit",
+            "Rotating: {rotating:?}"
+        );
+        let view = kstatus(&key.metadata, status.observed_generation, &status.conditions);
+        ensure!(
+            view == Kstatus::Current && kubectl_ready(&status.conditions),
+            "kstatus {view:?} for a Ready key waiting for Git"
         );
         println!(
             "{:?} after the rotation, {} re-applies of Git's copies: one re-wrap write per SealedSecret \
@@ -171,11 +184,52 @@ async fn flow(
             "SealedSecrets kept changing after Git caught up"
         );
         println!("after keyward rewrap and one apply: every copy on version 2, no further writes");
-        Ok(())
+        let key = wait_key(keys, "k", "version 1 released by Git", |k| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.version(1))
+                .is_some_and(|v| v.git_dependants == 0 && v.dependants == 0)
+        })
+        .await?;
+        let status = key.status.as_ref().context("status")?;
+        ensure!(kstatus(&key.metadata, status.observed_generation, &status.conditions) == Kstatus::Current);
+        kstatus_agrees_on_a_degraded_key(keys).await
     }
     .await;
     applier.abort();
     result
+}
+
+/// A key the operator cannot serve (AWS is off): Degraded, so kstatus says
+/// Failed and `kubectl wait --for=condition=Ready` keeps waiting.
+async fn kstatus_agrees_on_a_degraded_key(keys: &Api<ManagedKey>) -> Result<()> {
+    let key: ManagedKey = serde_json::from_value(json!({
+        "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
+        "metadata": {"name": "elsewhere"},
+        "spec": {"provider": {"aws": {"region": "eu-west-1"}}, "deletionWindow": "7d"},
+    }))?;
+    keys.create(&PostParams::default(), &key).await?;
+    let key = wait_key(keys, "elsewhere", "Degraded", |k| {
+        degraded_reason(k).is_some()
+    })
+    .await?;
+    let status = key.status.as_ref().context("status")?;
+    let view = kstatus(
+        &key.metadata,
+        status.observed_generation,
+        &status.conditions,
+    );
+    ensure!(
+        view == Kstatus::Failed && !kubectl_ready(&status.conditions),
+        "kstatus {view:?} for {:?}",
+        degraded_reason(&key)
+    );
+    let stalled = find(&status.conditions, "Stalled").context("Stalled")?;
+    println!(
+        "a Degraded key: kstatus Failed, Stalled {}: {}",
+        stalled.reason, stalled.message
+    );
+    Ok(())
 }
 
 /// Every [`ROUND`], each manifest in `git` applied as kustomize-controller

@@ -10,7 +10,7 @@
 //! a count taken from a half-filled index would say "no dependants" and let
 //! a version that secrets still need be destroyed.
 
-use crate::annotations::{NO_GIT_COPY, REWRAPPED_GENERATION};
+use crate::annotations::{NO_GIT_COPY, REWRAPPED_GENERATION, REWRAPPED_TO, parse_rewrapped_to};
 use keyward_core::envelope::Envelope;
 use keyward_crds::SealedSecret;
 use kube::ResourceExt;
@@ -32,6 +32,9 @@ struct Uses {
     key: Id,
     versions: BTreeSet<(String, u32)>,
     for_git: BTreeSet<(String, u32)>,
+    /// The spec is Git's copy, put back behind a re-wrap the operator
+    /// already made (and will not make again): it waits for Git.
+    withheld: bool,
     rewrapped: bool,
 }
 
@@ -58,6 +61,12 @@ fn uses(secret: &SealedSecret) -> Option<(Id, Uses)> {
             .collect(),
         _ => BTreeSet::new(),
     };
+    let withheld = parse_rewrapped_to(secret.annotations().get(REWRAPPED_TO).map(String::as_str))
+        .is_some_and(|(to, key_id)| {
+            versions
+                .iter()
+                .any(|(id, version)| id == key_id && *version < to)
+        });
     let rewrapped = secret
         .annotations()
         .get(REWRAPPED_GENERATION)
@@ -69,6 +78,7 @@ fn uses(secret: &SealedSecret) -> Option<(Id, Uses)> {
             key,
             versions,
             for_git,
+            withheld,
             rewrapped,
         },
     ))
@@ -219,9 +229,11 @@ impl Dependants {
         ))
     }
 
-    /// Of [`Dependants::count`], the SealedSecrets that need a version only
-    /// for their copy in Git (the cluster copy is on another version).
-    pub fn count_git_only(
+    /// Of [`Dependants::count`], the SealedSecrets that wait for Git: their
+    /// cluster copy is ahead (a version only Git's copy needs), or it is
+    /// Git's copy put back behind the operator's re-wrap (every version it
+    /// uses). The operator has nothing left to do for them.
+    pub fn count_for_git(
         &self,
         key_namespace: &str,
         key_name: &str,
@@ -233,7 +245,10 @@ impl Dependants {
             key_name,
             provider_key_id,
             shared_with,
-            |uses| Box::new(uses.for_git.difference(&uses.versions)),
+            |uses| match uses.withheld {
+                true => Box::new(uses.versions.union(&uses.for_git)),
+                false => Box::new(uses.for_git.difference(&uses.versions)),
+            },
         )
     }
 
@@ -392,22 +407,27 @@ mod tests {
         no_copy
             .annotations_mut()
             .insert(NO_GIT_COPY.into(), "true".into());
-        let index = synced(vec![rewrapped, reverted, no_copy]);
+        // Git's copy put back behind the operator's re-wrap onto version 2.
+        let mut put_back = secret("apps", "s4", "db", &[("a", envelope("k1", 1))]);
+        put_back
+            .annotations_mut()
+            .insert(REWRAPPED_TO.into(), "2:k1".into());
+        let index = synced(vec![rewrapped, reverted, no_copy, put_back]);
         assert_eq!(
             index.count("apps", "db", "k1", |_| true),
-            Ok([(1, 2), (2, 2)].into())
+            Ok([(1, 3), (2, 2)].into())
         );
         assert_eq!(
-            index.count_git_only("apps", "db", "k1", |_| true),
-            [(1, 1)].into()
+            index.count_for_git("apps", "db", "k1", |_| true),
+            [(1, 2)].into()
         );
         // Git catches up: a status without gitBehind releases version 1.
         let caught_up = secret("apps", "s1", "db", &[("a", envelope("k1", 2))]);
         let changed = index.apply(Event::Apply(caught_up));
         assert_eq!(changed, vec![("apps".to_owned(), "db".to_owned())]);
         assert_eq!(
-            index.count_git_only("apps", "db", "k1", |_| true),
-            BTreeMap::new()
+            index.count_for_git("apps", "db", "k1", |_| true),
+            [(1, 1)].into()
         );
     }
 

@@ -4,8 +4,8 @@
 use super::max_operations::{self, Verdict};
 use super::outcome::Outcome;
 use super::status::{
-    set_condition, set_dependants, set_git_dependants, sync_versions, timestamp, version_mut,
-    versions_with_dependants,
+    set_condition, set_dependants, set_git_dependants, set_kstatus_conditions, sync_versions,
+    timestamp, version_mut, versions_with_dependants,
 };
 use super::{lifecycle, native, provider_key_name, retention, rotating};
 use crate::annotations::{self, ManualRotation};
@@ -17,7 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use keyward_core::ProviderError;
 use keyward_core::crypto::public_key_to_pem;
 use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
-use keyward_crds::conditions::{DEGRADED, READY};
+use keyward_crds::conditions::{self, DEGRADED, READY, ROTATING};
 use keyward_crds::{
     Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyVersionStatus, ManagedKey,
     ManagedKeyStatus, RotationStrategy,
@@ -112,14 +112,14 @@ async fn apply_key(
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
     set_dependants(&mut status.versions, &counts);
-    let git_only = ctx
+    let for_git = ctx
         .dependants
-        .count_git_only(namespace, &key.name_any(), &info.key_id, |ns| {
+        .count_for_git(namespace, &key.name_any(), &info.key_id, |ns| {
             key.is_shared_with(ns)
         });
-    set_git_dependants(&mut status.versions, &git_only);
+    set_git_dependants(&mut status.versions, &for_git);
     ctx.metrics
-        .set_git_dependants(namespace, &key.name_any(), &git_only);
+        .set_git_dependants(namespace, &key.name_any(), &for_git);
     let rewrapped =
         ctx.dependants
             .count_rewrapped(namespace, &key.name_any(), &info.key_id, |ns| {
@@ -531,6 +531,15 @@ async fn finish(
     if let Some((reason, message)) = &out.degraded {
         tracing::warn!(key = %key.name_any(), namespace, reason, message, "key degraded");
     }
+    let in_progress = match conditions::find(&status.conditions, ROTATING) {
+        Some(rotating) if rotating.status == "True" => Some(("Rotating", rotating.message.clone())),
+        _ if status.provider_key_id.is_none() => Some((
+            "CreatingKey",
+            "the provider key is being created".to_owned(),
+        )),
+        _ => None,
+    };
+    set_kstatus_conditions(&mut status.conditions, in_progress, generation, now);
 
     // An unchanged status is not written again: a third of the ManagedKey
     // patches at cold start were such no-ops, on the slots that decide how

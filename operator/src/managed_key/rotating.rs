@@ -10,11 +10,13 @@ use keyward_crds::conditions::ROTATING;
 use keyward_crds::{KeyState, KeyVersionStatus, ManagedKeyStatus, RewrapMode};
 
 /// Retired versions with dependants, split by whether the operator
-/// re-wraps them now (`eager`) or leaves them (`deferred`): (version, count).
+/// re-wraps them now (`eager`) or leaves them (`deferred`), and those only
+/// Git's copies hold (`for_git`): (version, count).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PendingRewraps {
     pub eager: Vec<(u32, u32)>,
     pub deferred: Vec<(u32, u32)>,
+    pub for_git: Vec<(u32, u32)>,
 }
 
 pub fn pending(status: &ManagedKeyStatus, mode: RewrapMode) -> PendingRewraps {
@@ -26,13 +28,20 @@ pub fn pending(status: &ManagedKeyStatus, mode: RewrapMode) -> PendingRewraps {
     let can_rewrap = status.state == Some(KeyState::Active)
         && status.version(primary).map(|v| v.state) == Some(KeyState::Active);
     for v in status.versions.iter().filter(|v| is_retired(v, primary)) {
+        if v.git_dependants > 0 {
+            out.for_git.push((v.version, v.git_dependants));
+        }
+        let in_cluster = v.dependants.saturating_sub(v.git_dependants);
+        if in_cluster == 0 {
+            continue;
+        }
         let eager = can_rewrap
             && (v.state == KeyState::Compromised || mode == RewrapMode::Eager)
             && v.destroy_scheduled_at.is_none();
         if eager {
-            out.eager.push((v.version, v.dependants));
+            out.eager.push((v.version, in_cluster));
         } else {
-            out.deferred.push((v.version, v.dependants));
+            out.deferred.push((v.version, in_cluster));
         }
     }
     out
@@ -69,6 +78,15 @@ pub fn set(
             format!(
                 "rotated to version {primary}; not re-wrapped now (policy rewrap: {mode:?}, or no Active primary): {}",
                 describe(&pending.deferred)
+            ),
+        )
+    } else if !pending.for_git.is_empty() {
+        (
+            false,
+            "WaitingForGit",
+            format!(
+                "rotated to version {primary}; the cluster is done, Git's copies still need older versions (run `keyward rewrap` over the repository and commit): {}",
+                describe(&pending.for_git)
             ),
         )
     } else {
@@ -134,7 +152,8 @@ mod tests {
             pending(&s, RewrapMode::Eager),
             PendingRewraps {
                 eager: vec![(1, 2), (2, 1)],
-                deferred: vec![]
+                deferred: vec![],
+                for_git: vec![],
             }
         );
         // Lazy: a compromised version is still re-wrapped at once.
@@ -142,7 +161,19 @@ mod tests {
             pending(&s, RewrapMode::Lazy),
             PendingRewraps {
                 eager: vec![(2, 1)],
-                deferred: vec![(1, 2)]
+                deferred: vec![(1, 2)],
+                for_git: vec![],
+            }
+        );
+        // The applier put Git's copies back on version 1: the cluster is done.
+        let mut waiting = s.clone();
+        waiting.versions[0].git_dependants = 2;
+        assert_eq!(
+            pending(&waiting, RewrapMode::Eager),
+            PendingRewraps {
+                eager: vec![(2, 1)],
+                deferred: vec![],
+                for_git: vec![(1, 2)],
             }
         );
         set(&mut s, RewrapMode::Eager, Some(4), now());

@@ -89,6 +89,54 @@ pub fn version_mut(
     versions.iter_mut().find(|v| v.version == number)
 }
 
+/// kstatus's `Reconciling` and `Stalled`, from what the other conditions
+/// say: `Reconciling` with `in_progress` (reason, message) while the
+/// operator is still at work, `Stalled` whenever `Degraded` is True (same
+/// reason and message; then not `Reconciling`). Flux's
+/// `wait`, `kubectl wait` and kstatus readers then agree with `Ready`.
+pub fn set_kstatus_conditions(
+    conditions: &mut Vec<Condition>,
+    in_progress: Option<(&str, String)>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let degraded = keyward_crds::conditions::find(conditions, keyward_crds::conditions::DEGRADED)
+        .filter(|c| c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    // Stalled wins: kstatus reads Reconciling first, and a key that needs a
+    // change from you must read Failed, not InProgress for ever.
+    let (reconciling, reason, message) = match in_progress.filter(|_| degraded.is_none()) {
+        Some((reason, message)) => (true, reason, message),
+        None => (false, "Reconciled", "nothing in progress".to_owned()),
+    };
+    set_condition(
+        conditions,
+        keyward_crds::conditions::RECONCILING,
+        reconciling,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    let (stalled, reason, message) = match &degraded {
+        Some((reason, message)) => (true, reason.as_str(), message.clone()),
+        None => (
+            false,
+            "Progressing",
+            "nothing blocks the operator".to_owned(),
+        ),
+    };
+    set_condition(
+        conditions,
+        keyward_crds::conditions::STALLED,
+        stalled,
+        reason,
+        message,
+        generation,
+        now,
+    );
+}
+
 /// Sets a condition, keeping its `lastTransitionTime` when the status
 /// (True/False) did not change.
 pub fn set_condition(
@@ -261,5 +309,42 @@ mod tests {
             t2,
         );
         assert_eq!(conditions[0].type_, "Degraded");
+    }
+
+    #[test]
+    fn kstatus_conditions_follow_degraded_and_never_both() {
+        use keyward_crds::conditions::{DEGRADED, RECONCILING, STALLED, find};
+        let now = Timestamp::from_second(0).unwrap();
+        let mut conditions = Vec::new();
+        set_kstatus_conditions(
+            &mut conditions,
+            Some(("Rotating", "busy".into())),
+            Some(1),
+            now,
+        );
+        let status = |c: &Vec<Condition>, t: &str| find(c, t).map(|c| c.status.clone());
+        assert_eq!(status(&conditions, RECONCILING).as_deref(), Some("True"));
+        assert_eq!(status(&conditions, STALLED).as_deref(), Some("False"));
+        set_condition(
+            &mut conditions,
+            DEGRADED,
+            true,
+            "ProviderRefused",
+            "no".into(),
+            Some(1),
+            now,
+        );
+        set_kstatus_conditions(
+            &mut conditions,
+            Some(("Rotating", "busy".into())),
+            Some(1),
+            now,
+        );
+        assert_eq!(status(&conditions, RECONCILING).as_deref(), Some("False"));
+        let stalled = find(&conditions, STALLED).unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "ProviderRefused")
+        );
     }
 }
