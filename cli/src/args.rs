@@ -34,8 +34,9 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct RewrapArgs {
-    /// The SealedSecret manifest to rewrite in place.
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    /// The SealedSecret manifest to rewrite in place, or a directory: every
+    /// SealedSecret manifest under it (for CI after a rotation).
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR")]
     pub file: PathBuf,
     /// The webhook's tenant API base URL (the chart's `apiPort`), e.g.
     /// https://keyward-webhook.keyward-system.svc:8444.

@@ -3,6 +3,11 @@
 //! file's `spec.encryptedData` with the answer — atomically, so on any
 //! error the file is as it was. Values never leave the cluster: only
 //! envelopes travel, and the caller needs no key access.
+//!
+//! `-f DIR` does every SealedSecret manifest under DIR (`*.yaml`, `*.yml`,
+//! `*.json`; other files and kinds are skipped), for a CI job after a
+//! rotation: it goes on past a file it cannot rewrap, names each, and fails
+//! at the end if any failed.
 
 use crate::args::RewrapArgs;
 use crate::{https, kubeconfig, manifest};
@@ -32,28 +37,112 @@ struct Moved {
 /// Tries of one request while the webhook answers 429 (too many requests).
 const RATE_LIMITED_ATTEMPTS: u32 = 5;
 
+/// What one call needs besides the file: where and as whom.
+struct Session<'a> {
+    server: &'a str,
+    ca_pem: String,
+    token: zeroize::Zeroizing<String>,
+}
+
 pub async fn run(args: RewrapArgs) -> Result<()> {
     if args.file == Path::new("-") {
-        bail!("rewrap rewrites a file in place; give a file with -f, not `-`");
+        bail!("rewrap rewrites a file in place; give a file or a directory with -f, not `-`");
     }
-    let source = args.file.display().to_string();
-    let text = manifest::read_input(&args.file)?;
-    let sealed = manifest::parse_sealed_secret(&text, &source)?;
-    let namespace = sealed
-        .metadata
-        .namespace
-        .clone()
-        .with_context(|| format!("{source} has no metadata.namespace; add it"))?;
     let ca_pem = std::fs::read_to_string(&args.ca_file)
         .with_context(|| format!("cannot read the CA file {}", args.ca_file.display()))?;
     let token = match &args.token_file {
         Some(file) => kubeconfig::read_token_file(file)?,
         None => kubeconfig::token(&kubeconfig::path(args.kubeconfig.as_deref())?)?,
     };
+    let session = Session {
+        server: &args.server,
+        ca_pem,
+        token,
+    };
+    if args.file.is_dir() {
+        return rewrap_directory(&session, &args.file).await;
+    }
+    let text = manifest::read_input(&args.file)?;
+    rewrap_file(&session, &args.file, &text).await.map(drop)
+}
+
+/// Every SealedSecret manifest under `dir`, one after the other.
+async fn rewrap_directory(session: &Session<'_>, dir: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    collect_manifests(dir, &mut files)?;
+    files.sort();
+    let (mut rewritten, mut current, mut failed) = (0, 0, Vec::new());
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        if !is_sealed_secret(&text) {
+            continue;
+        }
+        match rewrap_file(session, file, &text).await {
+            Ok(true) => rewritten += 1,
+            Ok(false) => current += 1,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                failed.push(file.display().to_string());
+            }
+        }
+    }
+    println!(
+        "{}: {rewritten} rewritten, {current} already current, {} failed",
+        dir.display(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        bail!(
+            "could not rewrap {} (each left as it was)",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn collect_manifests(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            collect_manifests(&path, out)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A single-document manifest of kind SealedSecret (others are skipped).
+fn is_sealed_secret(text: &str) -> bool {
+    serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
+        .is_ok_and(|doc| doc["kind"].as_str() == Some("SealedSecret"))
+}
+
+/// Rewraps one file; `Ok(false)` when every item was already current.
+async fn rewrap_file(session: &Session<'_>, file: &Path, text: &str) -> Result<bool> {
+    let source = file.display().to_string();
+    let sealed = manifest::parse_sealed_secret(text, &source)?;
+    let namespace = sealed
+        .metadata
+        .namespace
+        .clone()
+        .with_context(|| format!("{source} has no metadata.namespace; add it"))?;
+    let (ca_pem, token) = (&session.ca_pem, &session.token);
     let body = serde_json::to_vec(&sealed)?;
     let mut attempt = 1;
     let reply = loop {
-        let reply = https::post_json(&args.server, "/v1/rewrap", &ca_pem, &token, body.clone())
+        let reply = https::post_json(session.server, "/v1/rewrap", ca_pem, token, body.clone())
             .await
             .with_context(|| format!("{source} is unchanged"))?;
         if reply.status != 429 || attempt == RATE_LIMITED_ATTEMPTS {
@@ -92,17 +181,17 @@ pub async fn run(args: RewrapArgs) -> Result<()> {
             "{source}: every item is already on key version {}; unchanged",
             answer.primary_version
         );
-        return Ok(());
+        return Ok(false);
     }
-    let updated = with_encrypted_data(&text, &answer.sealed_secret.spec.encrypted_data)
+    let updated = with_encrypted_data(text, &answer.sealed_secret.spec.encrypted_data)
         .with_context(|| format!("{source} is unchanged"))?;
-    replace_atomically(&args.file, updated.as_bytes())
+    replace_atomically(file, updated.as_bytes())
         .with_context(|| format!("{source} is unchanged"))?;
     for moved in &answer.moved {
         println!("{}: key version {} -> {}", moved.item, moved.from, moved.to);
     }
     println!("rewrote {source}");
-    Ok(())
+    Ok(true)
 }
 
 /// The manifest with only `spec.encryptedData` replaced: everything else
@@ -177,5 +266,30 @@ mod tests {
         assert_eq!(mode, 0o640);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(replace_atomically(&dir.path().join("missing.yaml"), b"x").is_err());
+    }
+
+    #[test]
+    fn a_directory_yields_its_sealed_secret_manifests_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = "apiVersion: keyward.io/v1alpha1\nkind: SealedSecret\nmetadata: {name: a}\n";
+        std::fs::create_dir(dir.path().join("apps")).unwrap();
+        std::fs::write(dir.path().join("apps/a.yaml"), sealed).unwrap();
+        std::fs::write(dir.path().join("b.yml"), "kind: Deployment\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), sealed).unwrap();
+        std::fs::write(dir.path().join(".a.yaml.keyward-rewrap.1"), sealed).unwrap();
+        let mut files = Vec::new();
+        collect_manifests(dir.path(), &mut files).unwrap();
+        files.sort();
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["apps/a.yaml", "b.yml"]);
+        let kinds: Vec<bool> = files
+            .iter()
+            .map(|f| is_sealed_secret(&std::fs::read_to_string(f).unwrap()))
+            .collect();
+        assert_eq!(kinds, [true, false]);
+        assert!(!is_sealed_secret("{not yaml"));
     }
 }

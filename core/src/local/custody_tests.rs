@@ -150,3 +150,63 @@ async fn destroyed_material_leaves_the_stored_keyring_when_due() {
     assert_eq!(document["keys"][0]["versions"][0]["state"], "destroyed");
     assert!(!material(&document, 2).is_empty(), "the primary is kept");
 }
+
+/// Hands out keyring bytes in order and reports a fixed recorded floor.
+struct Scripted {
+    loads: std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>,
+    floor: u64,
+}
+
+impl KeyringBackend for Scripted {
+    fn location(&self) -> String {
+        "scripted".into()
+    }
+    fn load(&self) -> Result<Option<Stored>> {
+        let bytes = self
+            .loads
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("a load was scripted");
+        Ok(Some(Stored {
+            bytes,
+            revision: Revision("r".into()),
+        }))
+    }
+    fn store(&self, _: &[u8], _: Option<&Revision>) -> std::result::Result<(), WriteError> {
+        Err(WriteError::Conflict)
+    }
+    fn generation_floor(&self) -> Result<Option<u64>> {
+        Ok(Some(self.floor))
+    }
+}
+
+/// Another writer's write landing between reading the keyring and reading
+/// the floor is not a rollback: the keyring is read again, after the floor.
+#[tokio::test]
+async fn a_keyring_read_just_before_another_write_is_read_again_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = RootKey::generate();
+    let local =
+        LocalProvider::open_or_initialise(KeyringStore::new(dir.path(), root.clone())).unwrap();
+    local.create_key(&spec("app")).await.unwrap();
+    let older = std::fs::read(dir.path().join(KEYRING_FILE)).unwrap();
+    local.rotate_key("app").await.unwrap();
+    let newer = std::fs::read(dir.path().join(KEYRING_FILE)).unwrap();
+    let scripted = |loads: Vec<Vec<u8>>| {
+        let backend = Scripted {
+            loads: std::sync::Mutex::new(loads.into()),
+            floor: 3,
+        };
+        LocalProvider::new(KeyringStore::with_backend(Box::new(backend), root.clone()))
+    };
+    let raced = scripted(vec![older.clone(), newer]);
+    assert_eq!(raced.describe_key("app").await.unwrap().primary_version, 2);
+    let rolled_back = scripted(vec![older.clone(), older]);
+    let error = rolled_back
+        .describe_key("app")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("generation 2, but generation 3"), "{error}");
+}

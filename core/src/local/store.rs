@@ -367,7 +367,23 @@ impl KeyringStore {
         view(&cached.ring)
     }
 
+    /// The stored keyring, refused if older than the generation floor. A
+    /// keyring read just before another writer's write, checked against a
+    /// floor read just after it, looks older without being a rollback: so
+    /// a keyring below the floor is read once more, after the floor, and
+    /// only refused if it is still below.
     fn load(&self) -> Result<(Keyring, Revision)> {
+        let (ring, revision) = self.load_unchecked()?;
+        if ring.generation >= self.floor()? {
+            self.floor.fetch_max(ring.generation, Ordering::AcqRel);
+            return Ok((ring, revision));
+        }
+        let (ring, revision) = self.load_unchecked()?;
+        self.refuse_rollback(&ring)?;
+        Ok((ring, revision))
+    }
+
+    fn load_unchecked(&self) -> Result<(Keyring, Revision)> {
         let stored = self.backend.load()?.ok_or_else(|| {
             ProviderError::Storage(format!(
                 "no keyring at {}; {}",
@@ -375,9 +391,7 @@ impl KeyringStore {
                 self.backend.missing_hint()
             ))
         })?;
-        let ring = self.decode(&stored.bytes)?;
-        self.refuse_rollback(&ring)?;
-        Ok((ring, stored.revision))
+        Ok((self.decode(&stored.bytes)?, stored.revision))
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Keyring> {

@@ -155,22 +155,22 @@ async fn flow(
         let ca = dir.join("webhook-ca.pem");
         std::fs::write(&ca, &webhook.ca_pem)?;
         let cli = keyward_cli().await?;
-        for name in SECRETS {
-            let out = tokio::process::Command::new(&cli)
-                .arg("rewrap")
-                .arg("-f")
-                .arg(git.join(format!("{name}.yaml")))
-                .args(["--server", &webhook.api_url])
-                .arg("--ca-file")
-                .arg(&ca)
-                .output()
-                .await?;
-            ensure!(
-                out.status.success(),
-                "keyward rewrap {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let out = tokio::process::Command::new(&cli)
+            .arg("rewrap")
+            .arg("-f")
+            .arg(&git)
+            .args(["--server", &webhook.api_url])
+            .arg("--ca-file")
+            .arg(&ca)
+            .output()
+            .await?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && said.contains("3 rewritten, 0 already current, 0 failed"),
+            "keyward rewrap -f {}: {said}{}",
+            git.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         wait_for(&sealed, "Git's re-wrapped copy applied, Git current", |s| {
             on_versions(s) == [2] && git_behind(s).is_none()
         })
