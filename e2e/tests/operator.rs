@@ -1645,8 +1645,11 @@ async fn max_operations_rotates_once_reached_and_refuses_a_limit_one_rewrap_meet
         ensure!(operations(&key, 1) == 0, "unwraps counted: {:?}", key.status);
         eprintln!("v2 after the rotation's re-wrap: {} wrap(s)", operations(&key, 2));
 
-        // Git re-applies the v1 copies: each is re-wrapped again, one wrap on
-        // v2 each, until v2 reaches maxOperations and v3 becomes primary.
+        // Git's v1 copies put back the way `kubectl replace` does, dropping
+        // the operator's `keyward.io/rewrapped-to` (an applier that keeps it
+        // is left alone: `a_gitops_applier_...`): each is re-wrapped again,
+        // one wrap on v2 each, until v2 reaches maxOperations and v3 becomes
+        // primary.
         // (Rounds, not one: a ManagedKey reconcile working from a stale
         // cached copy can write an older count back.)
         let mut rounds = 0;
@@ -1661,7 +1664,7 @@ async fn max_operations_rotates_once_reached_and_refuses_a_limit_one_rewrap_meet
                 if primary(&keys.get("k").await?) == Some(3) {
                     break;
                 }
-                let patch = json!({ "spec": { "encryptedData": git[name] } });
+                let patch = replaced_with(&git[name]);
                 last = Instant::now();
                 secrets
                     .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -1720,7 +1723,7 @@ async fn max_operations_rotates_once_reached_and_refuses_a_limit_one_rewrap_meet
             // The policy edit alone refuses it when v3 already has 2 wraps.
             let settled = lowered.elapsed() > Duration::from_secs(2);
             if settled && degraded_reason(&key).is_none() && reapplied < 4 {
-                let patch = json!({ "spec": { "encryptedData": git["a"] } });
+                let patch = replaced_with(&git["a"]);
                 secrets
                     .patch("a", &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
@@ -1754,4 +1757,13 @@ async fn max_operations_rotates_once_reached_and_refuses_a_limit_one_rewrap_meet
         Ok(())
     })
     .await;
+}
+
+/// A merge patch that puts `encrypted_data` back as a replace of the whole
+/// object would: without the operator's record of its last re-wrap.
+fn replaced_with(encrypted_data: &impl serde::Serialize) -> serde_json::Value {
+    json!({
+        "metadata": { "annotations": { "keyward.io/rewrapped-to": null } },
+        "spec": { "encryptedData": encrypted_data },
+    })
 }

@@ -229,6 +229,25 @@ impl Dependants {
         ))
     }
 
+    /// Of [`Dependants::count`], the SealedSecrets that need a version only
+    /// for their copy in Git (`status.gitBehind`; the cluster copy is on
+    /// another version).
+    pub fn count_git_only(
+        &self,
+        key_namespace: &str,
+        key_name: &str,
+        provider_key_id: &str,
+        shared_with: impl Fn(&str) -> bool,
+    ) -> BTreeMap<u32, u32> {
+        self.tally(
+            key_namespace,
+            key_name,
+            provider_key_id,
+            shared_with,
+            |uses| Box::new(uses.for_git.difference(&uses.versions)),
+        )
+    }
+
     /// Of [`Dependants::count`], the SealedSecrets that wait for Git: their
     /// cluster copy is ahead (a version only Git's copy needs), or it is
     /// Git's copy put back behind the operator's re-wrap (every version it
@@ -420,6 +439,10 @@ mod tests {
         assert_eq!(
             index.count_for_git("apps", "db", "k1", |_| true),
             [(1, 2)].into()
+        );
+        assert_eq!(
+            index.count_git_only("apps", "db", "k1", |_| true),
+            [(1, 1)].into()
         );
         // Git catches up: a status without gitBehind releases version 1.
         let caught_up = secret("apps", "s1", "db", &[("a", envelope("k1", 2))]);

@@ -111,7 +111,12 @@ async fn apply_key(
         )
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
-    set_dependants(&mut status.versions, &counts);
+    let git_only = ctx
+        .dependants
+        .count_git_only(namespace, &key.name_any(), &info.key_id, |ns| {
+            key.is_shared_with(ns)
+        });
+    set_dependants(&mut status.versions, &counts, &git_only);
     let for_git = ctx
         .dependants
         .count_for_git(namespace, &key.name_any(), &info.key_id, |ns| {

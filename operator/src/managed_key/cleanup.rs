@@ -13,6 +13,7 @@ use keyward_crds::ManagedKey;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
         )
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
-    set_dependants(&mut status.versions, &counts);
+    set_dependants(&mut status.versions, &counts, &BTreeMap::new());
     if let Some(message) = destruction_blocker(&key, &status) {
         let event = Event {
             type_: EventType::Warning,

@@ -51,10 +51,10 @@ pub fn retirement(
         };
         if ends > now {
             out.next = Some(out.next.map_or(ends, |n: Timestamp| n.min(ends)));
-        } else if holding(v) == 0 || forced {
+        } else if v.dependants == 0 || forced {
             out.due.push(v.version);
         } else {
-            out.held.push((v.version, holding(v)));
+            out.held.push((v.version, v.dependants));
         }
     }
     out
@@ -87,20 +87,8 @@ pub fn needed_again(
 pub fn stranded(versions: &[KeyVersionStatus], rewrapped: &BTreeMap<u32, u32>) -> Vec<(u32, u32)> {
     pending_with_dependants(versions)
         .filter(|v| v.state == KeyState::Compromised && own_rewraps(rewrapped, v.version) == 0)
-        .map(|v| (v.version, holding(v)))
+        .map(|v| (v.version, v.dependants))
         .collect()
-}
-
-/// SealedSecrets that keep `v` from destruction: every dependant, Git
-/// copies included, for a retired version; for a Compromised one only the
-/// cluster copies. Its material may be in an attacker's hands, so a stale
-/// Git copy does not keep it enabled (its cluster copy was re-sealed, and
-/// admission refuses to store a copy that goes back onto it).
-pub fn holding(v: &KeyVersionStatus) -> u32 {
-    match v.state {
-        KeyState::Compromised => v.dependants.saturating_sub(v.git_dependants),
-        _ => v.dependants,
-    }
 }
 
 fn own_rewraps(rewrapped: &BTreeMap<u32, u32>, version: u32) -> u32 {
@@ -114,7 +102,7 @@ fn pending_with_dependants(
         v.destroy_scheduled_at.is_some()
             && v.destroyed_at.is_none()
             && v.state != KeyState::Destroyed
-            && holding(v) > 0
+            && v.dependants > 0
     })
 }
 
@@ -291,24 +279,6 @@ mod tests {
             retirement(&scheduled, 7, retention, true, now),
             Retirement::default()
         );
-    }
-
-    /// Git copies behind keep a retired version, never a Compromised one.
-    #[test]
-    fn git_copies_hold_retired_versions_but_not_compromised_ones() {
-        let now = Timestamp::from_second(1_000).unwrap();
-        let git_only = |mut v: KeyVersionStatus| {
-            v.git_dependants = v.dependants;
-            v
-        };
-        let versions = [
-            git_only(version(1, KeyState::Deactivated, Some(800), 2)),
-            git_only(version(2, KeyState::Compromised, Some(990), 3)),
-            version(3, KeyState::Active, None, 0),
-        ];
-        let plan = retirement(&versions, 3, HumanDuration::from_secs(100), false, now);
-        assert_eq!(plan.due, [2]);
-        assert_eq!(plan.held, [(1, 2)]);
     }
 
     #[test]

@@ -60,9 +60,22 @@ pub fn sync_versions(
 }
 
 /// Records how many SealedSecrets use each version (zero when absent).
-pub fn set_dependants(versions: &mut [KeyVersionStatus], counts: &BTreeMap<u32, u32>) {
+/// `counts` includes Git copies; `git_only` says how many of them need a
+/// version only in Git. Those do not count for a Compromised version: its
+/// material may be in an attacker's hands, so a stale Git copy does not
+/// keep it enabled (its cluster copy was re-sealed, and admission refuses
+/// to store a copy that goes back onto it).
+pub fn set_dependants(
+    versions: &mut [KeyVersionStatus],
+    counts: &BTreeMap<u32, u32>,
+    git_only: &BTreeMap<u32, u32>,
+) {
     for version in versions {
-        version.dependants = counts.get(&version.version).copied().unwrap_or(0);
+        let count = |map: &BTreeMap<u32, u32>| map.get(&version.version).copied().unwrap_or(0);
+        version.dependants = match version.state {
+            KeyState::Compromised => count(counts).saturating_sub(count(git_only)),
+            _ => count(counts),
+        };
     }
 }
 
@@ -245,7 +258,7 @@ mod tests {
             KeyState::Active,
             now(),
         );
-        set_dependants(&mut versions, &[(1, 3)].into());
+        set_dependants(&mut versions, &[(1, 3)].into(), &BTreeMap::new());
         assert_eq!(versions_with_dependants(&versions), [(1, 3)]);
         sync_versions(
             &mut versions,
@@ -259,7 +272,7 @@ mod tests {
         assert_eq!(versions[0].state, KeyState::Destroyed);
         assert!(versions[0].destroyed_at.is_some());
         assert!(versions_with_dependants(&versions).is_empty());
-        set_dependants(&mut versions, &BTreeMap::new());
+        set_dependants(&mut versions, &BTreeMap::new(), &BTreeMap::new());
         assert_eq!(versions[0].dependants, 0);
     }
 
@@ -346,5 +359,18 @@ mod tests {
             (stalled.status.as_str(), stalled.reason.as_str()),
             ("True", "ProviderRefused")
         );
+    }
+
+    #[test]
+    fn git_copies_count_for_retired_versions_but_not_compromised_ones() {
+        let mut versions = vec![
+            KeyVersionStatus::new(1, KeyState::Deactivated),
+            KeyVersionStatus::new(2, KeyState::Compromised),
+        ];
+        let counts = [(1, 2), (2, 3)].into();
+        let git_only = [(1, 2), (2, 1)].into();
+        set_dependants(&mut versions, &counts, &git_only);
+        assert_eq!(versions[0].dependants, 2, "held for Git");
+        assert_eq!(versions[1].dependants, 2, "cluster copies only");
     }
 }
