@@ -69,7 +69,8 @@ pub fn verdict(
 
 /// Wraps the operator makes on a new version to re-wrap the dependants: one
 /// per SealedSecret on a version it re-wraps from (the current primary,
-/// Deactivated ones unless re-wrapping is Manual, Compromised ones always).
+/// Deactivated ones unless re-wrapping is Manual, Compromised ones always),
+/// not counting those that wait for Git (it does not re-wrap them again).
 pub fn rewraps_after_rotation(status: &ManagedKeyStatus, mode: RewrapMode) -> u64 {
     let operator_rewraps = mode != RewrapMode::Manual;
     status
@@ -80,7 +81,7 @@ pub fn rewraps_after_rotation(status: &ManagedKeyStatus, mode: RewrapMode) -> u6
             KeyState::Compromised => true,
             _ => false,
         })
-        .map(|v| u64::from(v.dependants))
+        .map(|v| u64::from(v.dependants.saturating_sub(v.git_dependants)))
         .sum()
 }
 
