@@ -30,7 +30,7 @@ pub mod validation;
 pub use algorithm::{Algorithm, KeyUsage};
 pub use duration::{HumanDuration, ParseDurationError};
 pub use lifecycle::{IllegalTransition, KeyState, Transition, transition};
-pub use managed_key::{ManagedKey, ManagedKeySpec, PolicyReference, ShareWith};
+pub use managed_key::{DeletionPolicy, ManagedKey, ManagedKeySpec, PolicyReference, ShareWith};
 pub use managed_key_status::{
     KeyVersionStatus, ManagedKeyStatus, NativeRotationEffect, NativeRotationStatus,
 };

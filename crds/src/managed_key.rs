@@ -131,6 +131,15 @@ pub struct ManagedKeySpec {
     #[schemars(schema_with = "deletion_window_schema")]
     pub deletion_window: HumanDuration,
 
+    /// What deleting this ManagedKey does to the provider key: `Delete`
+    /// (the default) schedules its destruction after `deletionWindow`;
+    /// `Retain` leaves it as it is at the provider (and in the local
+    /// keyring), for a key that must outlive the resource: an Argo CD prune
+    /// or a mistaken delete then costs nothing. Either way, SealedSecrets
+    /// that still need the key block its deletion.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
     /// Alias (name) for the key at the provider, e.g. `payments/db`;
     /// defaults to `keyward/<namespace>/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +183,16 @@ pub struct PolicyReference {
     /// Name of the KeyRotationPolicy.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
+}
+
+/// What deleting a ManagedKey does to its provider key.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Destroy it after the deletion window.
+    #[default]
+    Delete,
+    /// Leave it untouched.
+    Retain,
 }
 
 fn default_state() -> KeyState {

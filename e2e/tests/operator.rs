@@ -1767,3 +1767,53 @@ fn replaced_with(encrypted_data: &impl serde::Serialize) -> serde_json::Value {
         "spec": { "encryptedData": encrypted_data },
     })
 }
+
+/// `deletionPolicy: Retain`: deleting the ManagedKey (an Argo CD prune, a
+/// mistaken `kubectl delete`) leaves the provider key enabled and not
+/// scheduled for deletion, and says so in an Event and the audit log.
+#[tokio::test]
+async fn a_retained_key_outlives_its_managed_key() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let audit = audit_path(&dir);
+        let operator = Operator::start(&client, &ns, &audit);
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        keys.create(
+            &PostParams::default(),
+            &managed_key(
+                "kept",
+                json!({"provider": {"local": {}}, "deletionPolicy": "Retain"}),
+            )?,
+        )
+        .await?;
+        let key_id = key_id_of(&wait_key(&keys, "kept", "Ready", ready).await?)?;
+        keys.delete("kept", &DeleteParams::default()).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while keys.get_opt("kept").await?.is_some() {
+            ensure!(Instant::now() < deadline, "finalizer never removed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let provider = keyring(&client, &ns).await?;
+        let info = describe(&provider, &key_id).await?;
+        ensure!(
+            info.deletion_at.is_none()
+                && info.versions.iter().all(|v| v.deletion_at.is_none()
+                    && v.state == keyward_core::provider::VersionState::Enabled),
+            "a retained key was touched: {info:?}"
+        );
+        wait_for_event(&client, &ns, "ProviderKeyRetained").await?;
+        let log = std::fs::read_to_string(&audit)?;
+        ensure!(
+            log.lines()
+                .any(|l| l.contains("\"key.retain\"") && l.contains(&key_id)),
+            "no key.retain audit record"
+        );
+        println!(
+            "deletionPolicy Retain: provider key {key_id} untouched after the ManagedKey went"
+        );
+        operator.delete_keys_and_stop(&client, &ns).await?;
+        Ok(())
+    })
+    .await;
+}

@@ -111,6 +111,11 @@ fn differences(old: Option<&ManagedKey>, new: &ManagedKey) -> Vec<(String, Strin
             old.and_then(sharing),
             sharing(new),
         ),
+        (
+            "spec.deletionPolicy",
+            old.map(|k| format!("{:?}", k.spec.deletion_policy)),
+            Some(format!("{:?}", new.spec.deletion_policy)),
+        ),
     ];
     for (field, before, after) in fields {
         if old.is_none() || before != after {

@@ -1,6 +1,7 @@
 //! The Cleanup arm: deleting a ManagedKey schedules the provider key's
-//! deletion after its deletion window (never immediate), then lets the
-//! finalizer go. SealedSecrets that still need the key block it.
+//! deletion after its deletion window (never immediate), or with
+//! `deletionPolicy: Retain` leaves it untouched, then lets the finalizer
+//! go. SealedSecrets that still need the key block it either way.
 
 use super::apply::{SYNC_PATIENCE, destruction_blocker};
 use super::status::set_dependants;
@@ -9,7 +10,7 @@ use crate::error::{Error, Result};
 use k8s_openapi::jiff::Timestamp;
 use keyward_core::ProviderError;
 use keyward_core::provider::DeletionTarget;
-use keyward_crds::ManagedKey;
+use keyward_crds::{DeletionPolicy, ManagedKey};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -48,6 +49,10 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
         let _ = ctx.recorder.publish(&event, &key.object_ref(&())).await;
         return Err(Error::Blocked(message));
     }
+    let subject = format!("{namespace}/{}", key.name_any());
+    if key.spec.deletion_policy == DeletionPolicy::Retain {
+        return retain(&key, &subject, &key_id, ctx).await;
+    }
     if status.native_rotation.is_some() {
         // Cloud KMS keeps rotating a key whose versions are all scheduled
         // for destruction, making a fresh enabled version each period.
@@ -69,7 +74,6 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
         Err(ProviderError::UnknownKey(_)) => "already destroyed".into(),
         Err(e) => return Err(e.into()),
     };
-    let subject = format!("{namespace}/{}", key.name_any());
     let detail = [
         ("providerKeyId".to_owned(), key_id.clone()),
         ("at".to_owned(), at.clone()),
@@ -94,5 +98,31 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     };
     let _ = ctx.recorder.publish(&event, &key.object_ref(&())).await;
     tracing::info!(key = %subject, provider_key = %key_id, at, "provider deletion scheduled");
+    Ok(Action::await_change())
+}
+
+/// `deletionPolicy: Retain`: the provider key stays as it is; the audit log
+/// and an Event say which one, so it can be found and adopted again.
+async fn retain(key: &ManagedKey, subject: &str, key_id: &str, ctx: &Context) -> Result<Action> {
+    let detail = [
+        ("providerKeyId".to_owned(), key_id.to_owned()),
+        ("cause".to_owned(), "ManagedKey deleted".to_owned()),
+    ]
+    .into();
+    if let Err(error) = ctx.audit.record("key.retain", subject, "ok", detail).await {
+        tracing::error!(%error, key = %subject, "audit record not written");
+    }
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "ProviderKeyRetained".into(),
+        note: Some(format!(
+            "ManagedKey deleted with deletionPolicy Retain: provider key {key_id} is kept as it is; \
+             delete it at the provider when nothing needs it"
+        )),
+        action: "Retain".into(),
+        secondary: None,
+    };
+    let _ = ctx.recorder.publish(&event, &key.object_ref(&())).await;
+    tracing::info!(key = %subject, provider_key = %key_id, "provider key retained");
     Ok(Action::await_change())
 }
