@@ -87,10 +87,20 @@ impl SecretBackend {
     /// The recorded generation and the ConfigMap's resourceVersion.
     fn recorded_generation(&self) -> Result<Option<(u64, String)>, ProviderError> {
         let name = self.generation_name();
-        let found = self
-            .runtime
-            .block_on(self.generations.get_opt(&name))
-            .map_err(|e| self.storage(format!("ConfigMap {name}: {e}")))?;
+        let found = match self.runtime.block_on(self.generations.get_opt(&name)) {
+            Ok(found) => found,
+            // RBAC written before this record existed: keep serving, with
+            // only this process's memory guarding against a rollback.
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                tracing::warn!(
+                    configmap = %name,
+                    "may not read the keyring's generation record; a keyring written back is only \
+                     caught while this process runs: grant get on this ConfigMap (the chart does)"
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(self.storage(format!("ConfigMap {name}: {e}"))),
+        };
         let Some(map) = found else {
             return Ok(None);
         };
