@@ -8,7 +8,9 @@
 //! copy back; the operator leaves it (`GitBehind: AppliedCopyBehind`) and
 //! keeps version 1 for it; pods keep starting. `keyward rewrap` over the
 //! directory plus one more apply brings everything onto version 2, Git is
-//! current again, and nothing is written after that.
+//! current again, and nothing is written after that. Then a compromise with
+//! the applier still running: one re-seal each, every re-apply of the
+//! exposed copy refused at admission.
 
 use super::in_process::start_operator;
 use super::{Webhook, app_pod, injector_image, keyward_cli};
@@ -193,11 +195,87 @@ async fn flow(
         .await?;
         let status = key.status.as_ref().context("status")?;
         ensure!(kstatus(&key.metadata, status.observed_generation, &status.conditions) == Kstatus::Current);
+        through_a_compromise(ns, keys, &sealed, &git, audit).await?;
         kstatus_agrees_on_a_degraded_key(keys).await
     }
     .await;
     applier.abort();
     result
+}
+
+/// The key is compromised while the applier keeps applying Git's copies
+/// (on version 2, now exposed): the operator re-seals each SealedSecret
+/// once onto version 3; admission refuses every re-apply of the exposed
+/// copy, so nothing is reverted or written again. Git is then updated from
+/// the cluster's re-sealed copies (the documented path, as `/v1/rewrap`
+/// cannot open a retired version) and the next round applies cleanly.
+async fn through_a_compromise(
+    ns: &str,
+    keys: &Api<ManagedKey>,
+    sealed: &Api<SealedSecret>,
+    git: &Path,
+    audit: &Path,
+) -> Result<()> {
+    let before = rewraps(audit)?;
+    let patch = json!({"metadata": {"annotations": {"keyward.io/reason": "e2e: applier through a compromise"}},
+                       "spec": {"state": "Compromised"}});
+    keys.patch("k", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    wait_key(keys, "k", "version 3 primary after the compromise", |k| {
+        k.status.as_ref().and_then(|s| s.primary_version) == Some(3)
+    })
+    .await?;
+    let compromised = Instant::now();
+    wait_for(sealed, "every copy re-sealed onto version 3", |s| {
+        on_versions(s) == [3]
+    })
+    .await?;
+    tokio::time::sleep(ROUND * 10).await;
+    let now = sealed.list(&ListParams::default()).await?.items;
+    ensure!(
+        now.iter().all(|s| on_versions(s) == [3]),
+        "an applier reverted a re-seal past admission: {:?}",
+        now.iter().map(on_versions).collect::<Vec<_>>()
+    );
+    let after = rewraps(audit)?;
+    for name in SECRETS {
+        let subject = format!("{ns}/{name}");
+        let made =
+            after.get(&subject).copied().unwrap_or(0) - before.get(&subject).copied().unwrap_or(0);
+        ensure!(
+            made == 1,
+            "{subject} re-sealed {made} times through the compromise"
+        );
+    }
+    println!(
+        "{:?} after the compromise, {} refused re-applies each: one re-seal per SealedSecret",
+        compromised.elapsed(),
+        compromised.elapsed().as_secs() / ROUND.as_secs()
+    );
+    // Git takes the cluster's re-sealed envelopes; the next rounds apply them.
+    for name in SECRETS {
+        let current = sealed.get(name).await?;
+        let file = git.join(format!("{name}.yaml"));
+        let mut manifest: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&file)?)?;
+        manifest["spec"]["encryptedData"] = serde_json::to_value(&current.spec.encrypted_data)?;
+        std::fs::write(&file, serde_yaml_ng::to_string(&manifest)?)?;
+    }
+    let settled = rewraps(audit)?;
+    tokio::time::sleep(ROUND * 3).await;
+    ensure!(
+        rewraps(audit)? == settled,
+        "the operator wrote again after Git took the re-seal"
+    );
+    // (An apply of the very bytes the cluster holds changes nothing the
+    // operator can see, so `gitBehind` stays until the next change; for a
+    // Compromised version it holds nothing.)
+    let now = sealed.list(&ListParams::default()).await?.items;
+    ensure!(
+        now.iter().all(|s| on_versions(s) == [3]),
+        "not all on version 3"
+    );
+    println!("Git took the cluster's re-sealed copies: applied cleanly, no further writes");
+    Ok(())
 }
 
 /// A key the operator cannot serve (AWS is off): Degraded, so kstatus says
