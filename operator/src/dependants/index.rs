@@ -98,6 +98,25 @@ impl std::fmt::Display for NotSynced {
     }
 }
 
+/// Per key version, how many SealedSecrets of one ManagedKey...
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// ...use it, in the cluster copy or in the copy Git still holds.
+    pub all: BTreeMap<u32, u32>,
+    /// ...need it only for their copy in Git (`status.gitBehind`; the
+    /// cluster copy is on another version).
+    pub git_only: BTreeMap<u32, u32>,
+    /// ...wait for Git: the Git-only ones, and those whose spec is Git's
+    /// copy put back behind the operator's re-wrap (every version it uses).
+    /// The operator has nothing left to do for them.
+    pub for_git: BTreeMap<u32, u32>,
+    /// ...use it in a spec that is the operator's own re-wrap: a re-wrap in
+    /// flight while a version was retired may land on it after the count,
+    /// and only those may bring a Compromised version back from pending
+    /// destruction.
+    pub rewrapped: BTreeMap<u32, u32>,
+}
+
 #[derive(Default)]
 struct State {
     secrets: HashMap<Id, Uses>,
@@ -206,10 +225,11 @@ impl Dependants {
     }
 
     /// Version -> number of SealedSecrets with at least one item under it,
-    /// in the cluster copy or in the copy Git still holds, for ManagedKey `key_namespace/key_name` whose provider key is
-    /// `provider_key_id`, counting only secrets in namespaces the key is
-    /// `shared_with` (so no other namespace pins its versions or blocks
-    /// its deletion); [`NotSynced`] before the first complete list.
+    /// in the cluster copy or in the copy Git still holds, for ManagedKey
+    /// `key_namespace/key_name` whose provider key is `provider_key_id`,
+    /// counting only secrets in namespaces the key is `shared_with` (so no
+    /// other namespace pins its versions or blocks its deletion);
+    /// [`NotSynced`] before the first complete list.
     pub fn count(
         &self,
         key_namespace: &str,
@@ -217,120 +237,66 @@ impl Dependants {
         provider_key_id: &str,
         shared_with: impl Fn(&str) -> bool,
     ) -> Result<BTreeMap<u32, u32>, NotSynced> {
+        self.counts(key_namespace, key_name, provider_key_id, shared_with)
+            .map(|counts| counts.all)
+    }
+
+    /// Every tally a ManagedKey reconcile needs, in one pass over the
+    /// key's SealedSecrets (see [`Counts`]).
+    pub fn counts(
+        &self,
+        key_namespace: &str,
+        key_name: &str,
+        provider_key_id: &str,
+        shared_with: impl Fn(&str) -> bool,
+    ) -> Result<Counts, NotSynced> {
         if !*self.synced.borrow() {
             return Err(NotSynced);
         }
-        Ok(self.tally(
-            key_namespace,
-            key_name,
-            provider_key_id,
-            shared_with,
-            |uses| Box::new(uses.versions.union(&uses.for_git)),
-        ))
-    }
-
-    /// Of [`Dependants::count`], the SealedSecrets that need a version only
-    /// for their copy in Git (`status.gitBehind`; the cluster copy is on
-    /// another version).
-    pub fn count_git_only(
-        &self,
-        key_namespace: &str,
-        key_name: &str,
-        provider_key_id: &str,
-        shared_with: impl Fn(&str) -> bool,
-    ) -> BTreeMap<u32, u32> {
-        self.tally(
-            key_namespace,
-            key_name,
-            provider_key_id,
-            shared_with,
-            |uses| Box::new(uses.for_git.difference(&uses.versions)),
-        )
-    }
-
-    /// Of [`Dependants::count`], the SealedSecrets that wait for Git: their
-    /// cluster copy is ahead (a version only Git's copy needs), or it is
-    /// Git's copy put back behind the operator's re-wrap (every version it
-    /// uses). The operator has nothing left to do for them.
-    pub fn count_for_git(
-        &self,
-        key_namespace: &str,
-        key_name: &str,
-        provider_key_id: &str,
-        shared_with: impl Fn(&str) -> bool,
-    ) -> BTreeMap<u32, u32> {
-        self.tally(
-            key_namespace,
-            key_name,
-            provider_key_id,
-            shared_with,
-            |uses| match uses.withheld {
-                true => Box::new(uses.versions.union(&uses.for_git)),
-                false => Box::new(uses.for_git.difference(&uses.versions)),
-            },
-        )
-    }
-
-    /// Of [`Dependants::count`], the SealedSecrets whose spec is the
-    /// operator's own re-wrap: a re-wrap in flight while a version was
-    /// retired may land on it after the count, and only those may bring a
-    /// Compromised version back from pending destruction.
-    pub fn count_rewrapped(
-        &self,
-        key_namespace: &str,
-        key_name: &str,
-        provider_key_id: &str,
-        shared_with: impl Fn(&str) -> bool,
-    ) -> BTreeMap<u32, u32> {
-        self.tally(
-            key_namespace,
-            key_name,
-            provider_key_id,
-            shared_with,
-            |uses| match uses.rewrapped {
-                true => Box::new(uses.versions.iter()),
-                false => Box::new(std::iter::empty()),
-            },
-        )
-    }
-
-    fn tally(
-        &self,
-        key_namespace: &str,
-        key_name: &str,
-        provider_key_id: &str,
-        shared_with: impl Fn(&str) -> bool,
-        counted: impl for<'u> Fn(&'u Uses) -> Box<dyn Iterator<Item = &'u (String, u32)> + 'u>,
-    ) -> BTreeMap<u32, u32> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut counts = BTreeMap::new();
+        let mut counts = Counts::default();
         let key = (key_namespace.to_owned(), key_name.to_owned());
         let referencing = state.by_key.get(&key).into_iter().flatten();
         for secret in referencing.filter(|(namespace, _)| shared_with(namespace)) {
             let Some(uses) = state.secrets.get(secret) else {
                 continue;
             };
-            for (id, version) in counted(uses) {
-                if id == provider_key_id {
-                    *counts.entry(*version).or_insert(0) += 1;
+            let add = |map: &mut BTreeMap<u32, u32>, (_, version): &(String, u32)| {
+                *map.entry(*version).or_insert(0) += 1;
+            };
+            for used in uses
+                .versions
+                .union(&uses.for_git)
+                .filter(|(id, _)| id == provider_key_id)
+            {
+                add(&mut counts.all, used);
+                let git_only = !uses.versions.contains(used);
+                if git_only {
+                    add(&mut counts.git_only, used);
+                }
+                if git_only || uses.withheld {
+                    add(&mut counts.for_git, used);
+                }
+                if uses.rewrapped && !git_only {
+                    add(&mut counts.rewrapped, used);
                 }
             }
         }
-        counts
+        Ok(counts)
     }
 
-    /// [`Dependants::count`], waiting up to `patience` for the first list.
-    pub async fn count_when_synced(
+    /// [`Dependants::counts`], waiting up to `patience` for the first list.
+    pub async fn counts_when_synced(
         &self,
         key_namespace: &str,
         key_name: &str,
         provider_key_id: &str,
         shared_with: impl Fn(&str) -> bool,
         patience: Duration,
-    ) -> Result<BTreeMap<u32, u32>, NotSynced> {
+    ) -> Result<Counts, NotSynced> {
         let mut synced = self.synced.subscribe();
         match tokio::time::timeout(patience, synced.wait_for(|s| *s)).await {
-            Ok(Ok(_)) => self.count(key_namespace, key_name, provider_key_id, shared_with),
+            Ok(Ok(_)) => self.counts(key_namespace, key_name, provider_key_id, shared_with),
             _ => Err(NotSynced),
         }
     }
@@ -437,11 +403,11 @@ mod tests {
             Ok([(1, 3), (2, 2)].into())
         );
         assert_eq!(
-            index.count_for_git("apps", "db", "k1", |_| true),
+            index.counts("apps", "db", "k1", |_| true).unwrap().for_git,
             [(1, 2)].into()
         );
         assert_eq!(
-            index.count_git_only("apps", "db", "k1", |_| true),
+            index.counts("apps", "db", "k1", |_| true).unwrap().git_only,
             [(1, 1)].into()
         );
         // Git catches up: a status without gitBehind releases version 1.
@@ -449,7 +415,7 @@ mod tests {
         let changed = index.apply(Event::Apply(caught_up));
         assert_eq!(changed, vec![("apps".to_owned(), "db".to_owned())]);
         assert_eq!(
-            index.count_for_git("apps", "db", "k1", |_| true),
+            index.counts("apps", "db", "k1", |_| true).unwrap().for_git,
             [(1, 1)].into()
         );
     }
@@ -471,13 +437,14 @@ mod tests {
         // Half-way through the list: still refused, even with a count at hand.
         assert_eq!(index.count("apps", "db", "k1", |_| true), Err(NotSynced));
         let waited = index
-            .count_when_synced("apps", "db", "k1", |_| true, Duration::from_millis(20))
+            .counts_when_synced("apps", "db", "k1", |_| true, Duration::from_millis(20))
             .await;
         assert_eq!(waited, Err(NotSynced));
         index.apply(Event::InitDone);
         let counted = index
-            .count_when_synced("apps", "db", "k1", |_| true, Duration::from_millis(20))
-            .await;
+            .counts_when_synced("apps", "db", "k1", |_| true, Duration::from_millis(20))
+            .await
+            .map(|c| c.all);
         assert_eq!(counted, Ok([(1, 1)].into()));
     }
 
@@ -488,8 +455,9 @@ mod tests {
             let index = std::sync::Arc::clone(&index);
             tokio::spawn(async move {
                 index
-                    .count_when_synced("apps", "db", "k1", |_| true, Duration::from_secs(10))
+                    .counts_when_synced("apps", "db", "k1", |_| true, Duration::from_secs(10))
                     .await
+                    .map(|c| c.all)
             })
         };
         tokio::task::yield_now().await;
@@ -599,7 +567,10 @@ mod tests {
             Ok([(1, 3)].into())
         );
         assert_eq!(
-            index.count_rewrapped("apps", "db", "k1", |_| true),
+            index
+                .counts("apps", "db", "k1", |_| true)
+                .unwrap()
+                .rewrapped,
             [(1, 1)].into()
         );
     }

@@ -102,7 +102,7 @@ async fn apply_key(
 
     let counts = ctx
         .dependants
-        .count_when_synced(
+        .counts_when_synced(
             namespace,
             &key.name_any(),
             &info.key_id,
@@ -111,25 +111,11 @@ async fn apply_key(
         )
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
-    let git_only = ctx
-        .dependants
-        .count_git_only(namespace, &key.name_any(), &info.key_id, |ns| {
-            key.is_shared_with(ns)
-        });
-    set_dependants(&mut status.versions, &counts, &git_only);
-    let for_git = ctx
-        .dependants
-        .count_for_git(namespace, &key.name_any(), &info.key_id, |ns| {
-            key.is_shared_with(ns)
-        });
-    set_git_dependants(&mut status.versions, &for_git);
+    set_dependants(&mut status.versions, &counts.all, &counts.git_only);
+    set_git_dependants(&mut status.versions, &counts.for_git);
     ctx.metrics
-        .set_git_dependants(namespace, &key.name_any(), &for_git);
-    let rewrapped =
-        ctx.dependants
-            .count_rewrapped(namespace, &key.name_any(), &info.key_id, |ns| {
-                key.is_shared_with(ns)
-            });
+        .set_git_dependants(namespace, &key.name_any(), &counts.for_git);
+    let rewrapped = counts.rewrapped;
 
     info = lifecycle::drive(key, &mut status, info, recorded_primary, ctx, &mut out, now).await?;
 

@@ -28,7 +28,7 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     };
     let counts = ctx
         .dependants
-        .count_when_synced(
+        .counts_when_synced(
             &namespace,
             &key.name_any(),
             &key_id,
@@ -37,7 +37,7 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
         )
         .await
         .map_err(|e| Error::Blocked(e.to_string()))?;
-    set_dependants(&mut status.versions, &counts, &BTreeMap::new());
+    set_dependants(&mut status.versions, &counts.all, &BTreeMap::new());
     if let Some(message) = destruction_blocker(&key, &status) {
         let event = Event {
             type_: EventType::Warning,
