@@ -14,6 +14,7 @@ use keyward_core::local::{
     KEYRING_FILE, KeyringBackend, KeyringStore, LocalProvider, Revision, RootKey, Stored,
     WriteError,
 };
+use keyward_core::provider::KeyProvider;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
@@ -357,6 +358,15 @@ impl<'a> Location<'a> {
             keyring_secret,
             root_key_secret,
             wrapping: None,
+        }
+    }
+
+    /// The root key wrapped by `key_id` at `provider` (`--root-key-wrapping-key`),
+    /// or in the clear when that is unset.
+    pub fn wrapped_by(self, key_id: Option<&'a str>, provider: &'a dyn KeyProvider) -> Self {
+        Location {
+            wrapping: key_id.map(|key_id| Wrapping { key_id, provider }),
+            ..self
         }
     }
 }

@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use keyward_core::KeyProvider;
 use keyward_core::local::{LocalProvider, RootKey};
 use keyward_kubeutil::keyring_secret::{self as shared, Location};
-use keyward_kubeutil::root_key_secret::Wrapping;
 use kube::Client;
 
 pub use keyward_kubeutil::root_key_secret::ROOT_KEY_ITEM;
@@ -49,21 +48,11 @@ pub async fn configured_local_provider(
     config: &crate::Config,
     external: &dyn KeyProvider,
 ) -> Result<LocalProvider> {
-    let wrapping = config
-        .providers
-        .root_key_wrapping_key
-        .as_deref()
-        .map(|key_id| Wrapping {
-            key_id,
-            provider: external,
-        });
-    let at = Location {
-        wrapping,
-        ..Location::clear(
-            &config.namespace,
-            &config.keyring_secret,
-            &config.root_key_secret,
-        )
-    };
+    let at = Location::clear(
+        &config.namespace,
+        &config.keyring_secret,
+        &config.root_key_secret,
+    )
+    .wrapped_by(config.providers.root_key_wrapping_key.as_deref(), external);
     Ok(shared::local_provider_at(client, at).await?)
 }

@@ -480,22 +480,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     // Envelopes name their key id, which routes each unwrap to its provider.
     let external = keyward_provider_select::Providers::connect(&args.providers).await?;
-    let wrapping = args
-        .providers
-        .root_key_wrapping_key
-        .as_deref()
-        .map(|key_id| keyward_kubeutil::root_key_secret::Wrapping {
-            key_id,
-            provider: &external,
-        });
-    let at = keyward_kubeutil::keyring_secret::Location {
-        wrapping,
-        ..keyward_kubeutil::keyring_secret::Location::clear(
-            &args.namespace,
-            &args.keyring_secret,
-            &args.root_key_secret,
-        )
-    };
+    let at = keyward_kubeutil::keyring_secret::Location::clear(
+        &args.namespace,
+        &args.keyring_secret,
+        &args.root_key_secret,
+    )
+    .wrapped_by(args.providers.root_key_wrapping_key.as_deref(), &external);
     let local =
         keyward_kubeutil::keyring_secret::open_local_provider_at(client.clone(), at).await?;
     local
