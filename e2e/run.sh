@@ -61,7 +61,9 @@ t_tests=$(now)
 status=0
 for bin in "${test_bins[@]}"; do
   log "running $(basename "$bin")"
-  (cd e2e && "$bin" "${test_args[@]}") || status=$?
+  # Cargo sets CARGO_MANIFEST_DIR only under `cargo test`; a binary whose
+  # build was reused from another checkout would otherwise read that one.
+  (cd e2e && CARGO_MANIFEST_DIR="$PWD" "$bin" "${test_args[@]}") || status=$?
 done
 
 log "timings (s): build tests ${t_build}, cluster up ${t_cluster}, tests $(elapsed "$t_tests"), total $(elapsed "$t0")"

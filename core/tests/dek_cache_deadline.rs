@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use keyward_core::Dek;
 use keyward_core::provider::{
-    Deadline, DekCache, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError,
+    Claim, Deadline, DekCache, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError,
     PublicKeyInfo, WrapAlgorithm, WrapContext, WrappedDek,
 };
 use std::sync::Arc;
@@ -49,6 +49,12 @@ impl KeyProvider for Scripted {
         if key.starts_with("hang-") {
             std::future::pending::<()>().await;
         }
+        Err(refused())
+    }
+    fn keeps_claims(&self, _: &str) -> bool {
+        false
+    }
+    async fn set_owner(&self, _: &str, _: &str, _: &Claim) -> Result<(), ProviderError> {
         Err(refused())
     }
     async fn rotate_key(&self, _: &str) -> Result<KeyInfo, ProviderError> {

@@ -54,6 +54,9 @@ impl ManagedKeySpec {
                 ),
             );
         }
+        if self.existing_key != old.existing_key {
+            errors.push("spec.existingKey", format!("cannot be changed: {HINT}"));
+        }
         if self.usage != old.usage {
             errors.push(
                 "spec.usage",
@@ -126,5 +129,29 @@ mod tests {
             Some(KeyState::Active),
         );
         same.validate_update(&old).expect("description may change");
+    }
+
+    #[test]
+    fn an_adopted_key_stays_adopted_and_no_key_is_adopted_later() {
+        let made = key(
+            "provider: {aws: {region: eu-west-1}}",
+            Some(KeyState::Active),
+        );
+        let adopted = key(
+            "provider: {aws: {region: eu-west-1}}\nexistingKey: alias/terraform/a",
+            Some(KeyState::Active),
+        );
+        assert!(
+            adopted
+                .validate_update(&made)
+                .unwrap_err()
+                .mentions("spec.existingKey")
+        );
+        assert!(
+            made.validate_update(&adopted)
+                .unwrap_err()
+                .mentions("spec.existingKey")
+        );
+        adopted.validate_update(&adopted).expect("unchanged");
     }
 }

@@ -132,13 +132,28 @@ pub struct ManagedKeySpec {
     pub deletion_window: HumanDuration,
 
     /// What deleting this ManagedKey does to the provider key: `Delete`
-    /// (the default) schedules its destruction after `deletionWindow`;
-    /// `Retain` leaves it as it is at the provider (and in the local
-    /// keyring), for a key that must outlive the resource: an Argo CD prune
-    /// or a mistaken delete then costs nothing. Either way, SealedSecrets
-    /// that still need the key block its deletion.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// schedules its destruction after `deletionWindow`; `Retain` leaves it
+    /// as it is at the provider (and in the local keyring), for a key that
+    /// must outlive the resource: an Argo CD prune or a mistaken delete then
+    /// costs nothing. Omitted: `Delete` for a key Keyward made, `Retain` for
+    /// one adopted through `existingKey`. Either way, SealedSecrets that
+    /// still need the key block its deletion, and a key another cluster
+    /// claims is never destroyed from this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
+    /// Adopt this existing provider key as version 1 instead of creating
+    /// one (a key made by Terraform or by hand): an AWS KMS key ARN, key id
+    /// or `alias/...`; a Cloud KMS CryptoKey name
+    /// (`projects/P/locations/L/keyRings/R/cryptoKeys/K`, in the operator's
+    /// key ring); or the label of a PKCS#11 secret key (AES256 only). Its
+    /// algorithm must match `algorithm`. Keyward records itself as owner
+    /// (tags, labels or token metadata) and manages the key from then on;
+    /// the adopted version is never destroyed by retention while the
+    /// effective `deletionPolicy` is `Retain`. Fixed at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub existing_key: Option<String>,
 
     /// Alias (name) for the key at the provider, e.g. `payments/db`;
     /// defaults to `keyward/<namespace>/<name>`.
@@ -223,6 +238,17 @@ fn deletion_window_schema(_: &mut SchemaGenerator) -> Schema {
 }
 
 impl ManagedKeySpec {
+    /// `deletionPolicy`, or its default: `Retain` for an adopted key
+    /// (`existingKey`), else `Delete`.
+    pub fn effective_deletion_policy(&self) -> DeletionPolicy {
+        self.deletion_policy
+            .unwrap_or(if self.existing_key.is_some() {
+                DeletionPolicy::Retain
+            } else {
+                DeletionPolicy::Delete
+            })
+    }
+
     /// The configured provider, when exactly one is set.
     pub fn provider_kind(&self) -> Option<ProviderKind<'_>> {
         self.provider.kind()
@@ -290,6 +316,7 @@ impl ManagedKeySpec {
             }
         }
         self.check_share_with(&mut errors);
+        self.check_existing_key(&mut errors);
         if self.tags.len() > 50 {
             errors.push(
                 "spec.tags",
@@ -336,6 +363,54 @@ impl ManagedKeySpec {
         }
     }
 
+    fn check_existing_key(&self, errors: &mut Collector) {
+        let Some(reference) = &self.existing_key else {
+            return;
+        };
+        const FIELD: &str = "spec.existingKey";
+        let problem = match self.provider.kind() {
+            Some(ProviderKind::Local(_)) => Some(
+                "the local keyring holds only keys Keyward made; remove existingKey, or adopt a KMS or HSM key"
+                    .to_owned(),
+            ),
+            Some(ProviderKind::Aws(_)) => {
+                let fits = reference.starts_with("arn:aws")
+                    || reference.starts_with("alias/")
+                    || is_kms_key_id(reference);
+                (!fits).then(|| format!(
+                    "`{reference}` is not an AWS KMS key reference; give a key ARN, a key id (`1234abcd-12ab-34cd-56ef-1234567890ab`) or `alias/...`"
+                ))
+            }
+            Some(ProviderKind::Gcp(gcp)) => {
+                let ring = format!(
+                    "projects/{}/locations/{}/keyRings/{}/cryptoKeys/",
+                    gcp.project, gcp.location, gcp.key_ring
+                );
+                let fits = reference
+                    .strip_prefix(&ring)
+                    .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+                (!fits).then(|| format!(
+                    "`{reference}` is not a CryptoKey of the key ring in spec.provider.gcp; give `{ring}<name>`"
+                ))
+            }
+            Some(ProviderKind::Pkcs11(_)) => {
+                let fits = !reference.is_empty() && reference.len() <= 32;
+                (!fits).then(|| format!(
+                    "`{reference}` is not a PKCS#11 label; labels are 1 to 32 bytes"
+                ))
+            }
+            None => None,
+        };
+        if let Some(problem) = problem {
+            errors.push(FIELD, problem);
+        }
+        if self.algorithm != Algorithm::Aes256
+            && matches!(self.provider.kind(), Some(ProviderKind::Pkcs11(_)))
+        {
+            errors.push(FIELD, "PKCS#11 keys can be adopted as AES256 only");
+        }
+    }
+
     fn check_deletion_window(&self, errors: &mut Collector) {
         let secs = self.deletion_window.as_secs();
         let days = secs / 86_400;
@@ -359,4 +434,19 @@ impl ManagedKey {
         let own = self.metadata.namespace.as_deref().unwrap_or_default();
         self.spec.is_shared_with(own, namespace)
     }
+}
+
+/// An AWS KMS key id: a UUID, or an `mrk-` multi-Region key id.
+fn is_kms_key_id(text: &str) -> bool {
+    let uuid = |t: &str| {
+        t.len() == 36
+            && t.char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    };
+    uuid(text)
+        || text
+            .strip_prefix("mrk-")
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -311,3 +311,41 @@ fn a_restricted_secret_is_not_materialised() {
         &["spec.template: cannot be used with spec.access"],
     );
 }
+
+#[test]
+fn existing_key_references_that_cannot_name_a_key_of_the_provider() {
+    refused_by_webhook(
+        &format!("{KEY_HEAD}spec:\n  provider: {{local: {{}}}}\n  existingKey: anything\n"),
+        &["spec.existingKey: the local keyring holds only keys Keyward made"],
+    );
+    refused_by_webhook(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {{aws: {{region: eu-west-1}}}}\n  existingKey: terraform/payments\n"
+        ),
+        &[
+            "`terraform/payments` is not an AWS KMS key reference",
+            "`alias/...`",
+        ],
+    );
+    refused_by_webhook(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {{gcp: {{project: acme-prod, location: global, keyRing: main}}}}\n  existingKey: projects/other/locations/global/keyRings/main/cryptoKeys/db\n"
+        ),
+        &["give `projects/acme-prod/locations/global/keyRings/main/cryptoKeys/<name>`"],
+    );
+    refused_by_webhook(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {{pkcs11: {{tokenLabel: t}}}}\n  algorithm: RSA3072\n  usage: Seal\n  existingKey: hr-key\n"
+        ),
+        &["PKCS#11 keys can be adopted as AES256 only"],
+    );
+    for fine in [
+        "{aws: {region: eu-west-1}}\n  existingKey: alias/terraform/payments",
+        "{aws: {region: eu-west-1}}\n  existingKey: 1234abcd-12ab-34cd-56ef-1234567890ab",
+        "{aws: {region: eu-west-1}}\n  existingKey: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "{pkcs11: {tokenLabel: t}}\n  existingKey: hr-key",
+    ] {
+        let yaml = format!("{KEY_HEAD}spec:\n  provider: {fine}\n");
+        check(object(&yaml)).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+    }
+}

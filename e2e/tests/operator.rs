@@ -214,7 +214,8 @@ async fn key_lifecycle_restart_rotation_suspend_and_audit() {
         let provider = keyring(&client, &ns).await?;
         let ring = keyring_keys(&provider).await?;
         for key in [&key, &db2] {
-            let owned = ring.iter().filter(|(_, owner)| *owner == key.uid()).count();
+            let stable = Some(format!("{ns}/{}", key.name_any()));
+            let owned = ring.iter().filter(|(_, owner)| *owner == stable).count();
             ensure!(
                 owned == 1,
                 "{} owns {owned} provider keys: {ring:?}",

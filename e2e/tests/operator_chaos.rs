@@ -594,9 +594,10 @@ async fn check_keyring(
     for (i, want) in asked.iter().enumerate() {
         let name = key_name(i);
         let key = keys.get(&name).await?;
+        let stable = Some(format!("{}/{name}", key.namespace().unwrap_or_default()));
         let owned: Vec<&String> = ring
             .iter()
-            .filter(|(_, owner)| *owner == key.uid())
+            .filter(|(_, owner)| *owner == stable)
             .map(|(id, _)| id)
             .collect();
         ensure!(owned.len() == 1, "{name} owns provider keys {owned:?}");

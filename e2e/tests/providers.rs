@@ -30,7 +30,7 @@ mod providers_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
@@ -65,6 +65,14 @@ const REGION: &str = "eu-west-1";
 /// not happen while another test's threads may read it.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// One token for the whole binary: SoftHSM2 reads its configuration once
+/// per process, when the module is first initialised, so every test here
+/// uses this one (its directory outlives the process; it is a temp dir).
+fn softhsm() -> &'static SoftHsm {
+    static HSM: OnceLock<SoftHsm> = OnceLock::new();
+    HSM.get_or_init(|| SoftHsm::start().expect("SoftHSM2"))
+}
+
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME
         .lock()
@@ -78,7 +86,7 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
     let _alone = one_at_a_time();
     let moto = Moto::start().expect("moto");
-    let hsm = SoftHsm::start().expect("SoftHSM2");
+    let hsm = softhsm();
     set_peer_environment(&hsm.conf);
     let args = ProviderArgs {
         aws_region: Some(REGION.into()),
@@ -217,6 +225,49 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
     drop(moto);
 }
 
+/// Two clusters and one KMS and HSM: the second is refused the keys the
+/// first claims, and takes them over once the first is gone
+/// (`providers_support::claims`).
+#[test]
+fn a_second_cluster_is_refused_claimed_keys_until_the_first_is_gone() {
+    let _alone = one_at_a_time();
+    let moto = Moto::start().expect("moto");
+    let hsm = softhsm();
+    set_peer_environment(&hsm.conf);
+    let args = ProviderArgs {
+        aws_region: Some(REGION.into()),
+        aws_endpoint_url: Some(moto.endpoint.clone()),
+        pkcs11_module: Some(SOFTHSM_MODULE.into()),
+        pkcs11_token_label: Some(TOKEN.into()),
+        pkcs11_pin_file: Some(hsm.pin_file.clone()),
+        ..ProviderArgs::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(with_temp_ns(move |client, ns| async move {
+        providers_support::claims::run(client, ns, args).await
+    }));
+    drop(moto);
+}
+
+/// A KMS key made as Terraform makes one, adopted by reference and kept
+/// when its ManagedKey goes (`providers_support::adopted`).
+#[test]
+fn a_terraform_made_kms_key_is_adopted_and_outlives_its_managed_key() {
+    let _alone = one_at_a_time();
+    let moto = Moto::start().expect("moto");
+    set_aws_credentials();
+    let args = ProviderArgs {
+        aws_region: Some(REGION.into()),
+        aws_endpoint_url: Some(moto.endpoint.clone()),
+        ..ProviderArgs::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(with_temp_ns(move |client, ns| async move {
+        providers_support::adopted::run(client, ns, args).await
+    }));
+    drop(moto);
+}
+
 /// A hung AWS KMS (a loopback server that accepts and never answers) under
 /// the real webhook binary: unseals of local secrets keep answering while
 /// the AWS ones are stuck, and those fail at --provider-timeout-seconds
@@ -349,11 +400,15 @@ impl CloudKms {
         let id = key_id(&key)?;
         ensure!(id.starts_with(&format!("{KEY_RING}/cryptoKeys/")), "{id}");
         let stored = kms.key(&id).context("no CryptoKey in the double")?;
+        let owner = keyward_provider_gcp::naming::owner_label_value(&format!(
+            "{}/{}",
+            key.namespace().unwrap_or_default(),
+            key.name_any()
+        ));
         ensure!(
-            stored.labels.get("keyward-owner") == key.uid().as_ref(),
-            "owner label {:?}, ManagedKey uid {:?}",
+            stored.labels.get("keyward-owner") == Some(&owner),
+            "owner label {:?}, not {owner}",
             stored.labels.get("keyward-owner"),
-            key.uid()
         );
         ensure!(
             stored.purpose == "ENCRYPT_DECRYPT" && stored.primary == Some(1),
@@ -510,14 +565,18 @@ async fn aws_describe(endpoint: &str, key_id: &str) -> Result<KeyInfo> {
     Ok(aws.describe_key(key_id).await?)
 }
 
-/// The peer's key is owned by the ManagedKey and matches its status.
+/// The peer's key is owned by the ManagedKey (`namespace/name`) and
+/// matches its status.
 fn check_peer_key(peer: &str, key: &ManagedKey, at_peer: &KeyInfo) -> Result<()> {
     let status = key.status.as_ref().context("status")?;
+    let owner = format!("{}/{}", key.namespace().unwrap_or_default(), key.name_any());
+    // Cloud KMS labels hold it encoded.
+    let label = keyward_provider_gcp::naming::owner_label_value(&owner);
     ensure!(
-        at_peer.owner == key.uid(),
-        "{peer}: key owned by {:?}, not {:?}",
-        at_peer.owner,
-        key.uid()
+        at_peer.owner.as_deref() == Some(owner.as_str())
+            || at_peer.owner.as_deref() == Some(label.as_str()),
+        "{peer}: key owned by {:?}, not {owner}",
+        at_peer.owner
     );
     ensure!(
         Some(at_peer.primary_version) == status.primary_version && at_peer.primary_version == 1,

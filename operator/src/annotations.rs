@@ -38,6 +38,11 @@ pub fn parse_rewrapped_to(value: Option<&str>) -> Option<(u32, &str)> {
     let (version, key_id) = value?.split_once(':')?;
     Some((version.parse().ok()?, key_id))
 }
+/// On a ManagedKey: the id of a cluster whose live claim on the provider
+/// key this cluster may take over now, without waiting for the claim's
+/// lease to run out (that cluster was rebuilt and is gone).
+pub const TAKE_OVER_FROM: &str = "keyward.io/take-over-from";
+
 /// `"true"` lets a key be destroyed although SealedSecrets still depend on it.
 pub const FORCE_DESTROY: &str = "keyward.io/force-destroy";
 

@@ -1,5 +1,7 @@
 //! Flags, each with an environment-variable fallback.
 
+use crate::error::Error;
+use crate::managed_key::claim::ClaimSettings;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -91,6 +93,18 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_KEYRING_CACHE_SECONDS", default_value_t = 5)]
     pub keyring_cache_seconds: u64,
 
+    /// This cluster's id in its claims on KMS and HSM keys (default: the
+    /// uid of the `kube-system` namespace, which a rebuilt cluster does not
+    /// share). Lowercase letters, digits and `-`, at most 63.
+    #[arg(long, env = "KEYWARD_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// How long another cluster's claim on a key holds without renewal
+    /// before this cluster may take the key over (seconds). The claim is
+    /// renewed every quarter of it.
+    #[arg(long, env = "KEYWARD_KEY_CLAIM_LEASE_SECONDS", default_value_t = 3600)]
+    pub key_claim_lease_seconds: u64,
+
     /// AWS KMS, Cloud KMS and PKCS#11 (the local keyring is always on).
     #[command(flatten)]
     pub providers: keyward_provider_select::ProviderArgs,
@@ -117,8 +131,40 @@ impl Config {
             materialize_secrets: false,
             max_concurrent_reconciles: 16,
             keyring_cache_seconds: 5,
+            cluster_id: None,
+            key_claim_lease_seconds: 3600,
             providers: Default::default(),
         }
+    }
+
+    /// This cluster's claim settings; the id is read from the API server
+    /// unless `--cluster-id` gives it.
+    pub async fn claim_settings(
+        &self,
+        client: &kube::Client,
+    ) -> crate::error::Result<ClaimSettings> {
+        if self.key_claim_lease_seconds < 60 && self.key_claim_lease_seconds != 0 {
+            tracing::warn!(
+                seconds = self.key_claim_lease_seconds,
+                "--key-claim-lease-seconds under a minute: another cluster can take keys over after a short outage"
+            );
+        }
+        if self.key_claim_lease_seconds == 0 {
+            return Err(Error::Blocked(
+                "--key-claim-lease-seconds must be more than 0".into(),
+            ));
+        }
+        let cluster = match &self.cluster_id {
+            Some(id) => {
+                check_cluster_id(id)?;
+                id.clone()
+            }
+            None => kube_system_uid(client).await?,
+        };
+        Ok(ClaimSettings {
+            cluster,
+            lease: std::time::Duration::from_secs(self.key_claim_lease_seconds),
+        })
     }
 
     /// How the audit log is written.
@@ -194,5 +240,52 @@ mod tests {
         assert!(!config.materialize_secrets);
         let config = Config::try_parse_from(["keyward-operator", "--materialize-secrets"]).unwrap();
         assert!(config.materialize_secrets);
+    }
+}
+
+/// Cluster ids end up in KMS tags and Cloud KMS labels.
+fn check_cluster_id(id: &str) -> crate::error::Result<()> {
+    let fits = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-');
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::Blocked(format!(
+            "--cluster-id `{id}` must be 1 to 63 lowercase letters, digits or `-`, not starting or ending with `-`"
+        )))
+    }
+}
+
+/// The uid of `kube-system`: made once per cluster, so a cluster rebuilt
+/// from Git gets a new one.
+async fn kube_system_uid(client: &kube::Client) -> crate::error::Result<String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let namespace = api.get("kube-system").await.map_err(|e| {
+        Error::Blocked(format!(
+            "reading namespace kube-system for this cluster's id: {e}; grant `get` on it, or set --cluster-id"
+        ))
+    })?;
+    namespace
+        .metadata
+        .uid
+        .ok_or_else(|| Error::Blocked("namespace kube-system has no uid; set --cluster-id".into()))
+}
+
+#[cfg(test)]
+mod cluster_id_tests {
+    use super::check_cluster_id;
+
+    #[test]
+    fn cluster_ids_must_fit_tags_and_labels() {
+        assert!(check_cluster_id("0b5e2c1a-6f1e-4b7e-9d0a-3c2f1e0d9c8b").is_ok());
+        assert!(check_cluster_id("prod-eu-1").is_ok());
+        for bad in ["", "Prod", "prod_eu", "-prod", "prod-", &"a".repeat(64)] {
+            assert!(check_cluster_id(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 use crate::audit::Audit;
 use crate::counted_provider::{self, CountedProvider};
 use crate::dependants::Dependants;
+use crate::managed_key::claim::ClaimSettings;
 use crate::metrics::Metrics;
 use keyward_core::KeyProvider;
 use keyward_core::provider::KeyInfo;
@@ -29,6 +30,8 @@ pub struct Context {
     pub audit: Audit,
     /// Namespace to watch, or all.
     pub watch_namespace: Option<String>,
+    /// This cluster's id and the lease of its claims on provider keys.
+    pub claims: ClaimSettings,
     /// Which key versions the SealedSecrets use, kept by one shared watch.
     pub dependants: Arc<Dependants>,
     /// KeyRotationPolicies, kept by the ManagedKey controller's watch of
@@ -56,6 +59,7 @@ impl Context {
         audit: Audit,
         watch_namespace: Option<String>,
         policies: Store<KeyRotationPolicy>,
+        claims: ClaimSettings,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -75,6 +79,7 @@ impl Context {
             metrics,
             audit,
             watch_namespace,
+            claims,
             dependants: Arc::default(),
             policies,
             operations: Mutex::default(),

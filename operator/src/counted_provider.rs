@@ -11,7 +11,7 @@
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use keyward_core::provider::{
-    DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
+    Claim, DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
     WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider};
@@ -65,6 +65,12 @@ impl Shared {
         let mut created = self.created_mut();
         created.retain(|_, (_, at)| at.elapsed() < JUST_CREATED_FOR);
         created.insert(info.key_id.clone(), (info.clone(), Instant::now()));
+    }
+
+    fn update_created(&self, key_id: &str, update: impl FnOnce(&mut KeyInfo)) {
+        if let Some((info, _)) = self.created_mut().get_mut(key_id) {
+            update(info);
+        }
     }
 
     fn forget(&self, key_id: &str) {
@@ -145,9 +151,51 @@ impl KeyProvider for CountedProvider {
         created
     }
 
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        let adopted = self
+            .change("adopt_key", None, self.inner.adopt_key(reference, spec))
+            .await;
+        if let Ok(info) = &adopted {
+            self.shared.remember_created(info);
+        }
+        adopted
+    }
+
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         self.timed("describe_key", self.inner.describe_key(key))
             .await
+    }
+
+    fn keeps_claims(&self, key_id: &str) -> bool {
+        self.inner.keeps_claims(key_id)
+    }
+
+    fn recorded_owner(&self, key_id: &str, owner: &str) -> String {
+        self.inner.recorded_owner(key_id, owner)
+    }
+
+    /// Unlike other changes, keeps what a create just returned, updated:
+    /// a new key is claimed at once, and the next reconcile need not
+    /// describe it again for that.
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
+        let queued = Instant::now();
+        let _turn = self.shared.changes.acquire().await.ok();
+        let call = self.inner.set_owner(key_id, owner, claim);
+        let result = self.run("set_owner", queued, call).await;
+        match &result {
+            Ok(()) => {
+                let recorded = self.inner.recorded_owner(key_id, owner);
+                let keeps = self.inner.keeps_claims(key_id);
+                self.shared.update_created(key_id, |info| {
+                    info.owner = Some(recorded);
+                    if keeps {
+                        info.claim = Some(claim.clone());
+                    }
+                });
+            }
+            Err(_) => self.shared.forget(key_id),
+        }
+        result
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {

@@ -75,6 +75,7 @@ pub async fn run(
         audit::Audit::with_options(config.audit_log.clone(), config.audit_options()),
         config.watch_namespace.clone(),
         policies,
+        config.claim_settings(&client).await?,
     ));
     ready.set_ready();
     tracing::info!(

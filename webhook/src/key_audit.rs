@@ -113,8 +113,8 @@ fn differences(old: Option<&ManagedKey>, new: &ManagedKey) -> Vec<(String, Strin
         ),
         (
             "spec.deletionPolicy",
-            old.map(|k| format!("{:?}", k.spec.deletion_policy)),
-            Some(format!("{:?}", new.spec.deletion_policy)),
+            old.map(|k| format!("{:?}", k.spec.effective_deletion_policy())),
+            Some(format!("{:?}", new.spec.effective_deletion_policy())),
         ),
     ];
     for (field, before, after) in fields {

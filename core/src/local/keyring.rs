@@ -126,6 +126,13 @@ impl Keyring {
         Ok(info)
     }
 
+    /// Records the key's stable owner. The keyring keeps no claims: every
+    /// cluster holds its own copy of it.
+    pub fn set_owner(&mut self, key: &str, owner: &str) -> Result<()> {
+        self.find_mut(key)?.set_owner(owner, None);
+        Ok(())
+    }
+
     pub fn rotate(&mut self, key: &str, now: u64) -> Result<KeyInfo> {
         let key = self.find_mut(key)?;
         key.refuse_if_pending_deletion()?;

@@ -19,7 +19,7 @@ pub use store::{DEFAULT_CACHE_TTL, KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
 
 use crate::provider::key_record::unix_seconds;
 use crate::provider::{
-    DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
+    Claim, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
     WrapContext, WrappedDek,
 };
 use crate::secret::Dek;
@@ -97,6 +97,16 @@ impl KeyProvider for LocalProvider {
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         let key = key.to_owned();
         self.blocking(move |store| store.read(|ring| Ok(ring.find(&key)?.info())))
+            .await
+    }
+
+    fn keeps_claims(&self, _key_id: &str) -> bool {
+        false
+    }
+
+    async fn set_owner(&self, key_id: &str, owner: &str, _claim: &Claim) -> Result<()> {
+        let (key_id, owner) = (key_id.to_owned(), owner.to_owned());
+        self.blocking(move |store| store.update(|ring| ring.set_owner(&key_id, &owner)))
             .await
     }
 

@@ -152,6 +152,7 @@ mod tests {
             primary: number,
             deletion_at: None,
             versions: Vec::new(),
+            claim: None,
         };
         assert_eq!(
             context_aad(&key.id, number, &context),

@@ -5,8 +5,8 @@
 //! closes the connection.
 
 use super::{
-    DeletionTarget, KeyInfo, KeyProvider, KeySpec, NativeRotation, NativeSchedule, ProviderError,
-    PublicKeyInfo, Result, WrapContext, WrappedDek,
+    Claim, DeletionTarget, KeyInfo, KeyProvider, KeySpec, NativeRotation, NativeSchedule,
+    ProviderError, PublicKeyInfo, Result, WrapContext, WrappedDek,
 };
 use crate::secret::Dek;
 use async_trait::async_trait;
@@ -63,8 +63,31 @@ impl<P: KeyProvider> KeyProvider for Deadline<P> {
             }))
     }
 
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        let kind = self.inner.kind();
+        tokio::time::timeout(self.limit, self.inner.adopt_key(reference, spec))
+            .await
+            .unwrap_or(Err(ProviderError::TimedOut {
+                provider: kind,
+                after: self.limit,
+            }))
+    }
+
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         self.within(key, self.inner.describe_key(key)).await
+    }
+
+    fn keeps_claims(&self, key_id: &str) -> bool {
+        self.inner.keeps_claims(key_id)
+    }
+
+    fn recorded_owner(&self, key_id: &str, owner: &str) -> String {
+        self.inner.recorded_owner(key_id, owner)
+    }
+
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
+        self.within(key_id, self.inner.set_owner(key_id, owner, claim))
+            .await
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {

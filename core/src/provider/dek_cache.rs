@@ -12,7 +12,7 @@
 //! goes through this decorator, which drops that key's entries at once.
 
 use super::{
-    DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
+    Claim, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
     WrapContext, WrappedDek, wrap_context_aad,
 };
 use crate::crypto::sha256;
@@ -168,8 +168,24 @@ impl<P: KeyProvider> KeyProvider for DekCache<P> {
         self.inner.create_key(spec).await
     }
 
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        self.inner.adopt_key(reference, spec).await
+    }
+
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         self.inner.describe_key(key).await
+    }
+
+    fn keeps_claims(&self, key_id: &str) -> bool {
+        self.inner.keeps_claims(key_id)
+    }
+
+    fn recorded_owner(&self, key_id: &str, owner: &str) -> String {
+        self.inner.recorded_owner(key_id, owner)
+    }
+
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
+        self.inner.set_owner(key_id, owner, claim).await
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {

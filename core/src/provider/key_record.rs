@@ -4,7 +4,7 @@
 //! of these, does its own storage work, and writes the record back.
 
 use super::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result, VersionInfo,
+    Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result, VersionInfo,
     VersionState,
 };
 use serde::ser::SerializeStruct;
@@ -24,6 +24,33 @@ pub struct KeyRecord<V> {
     /// When the whole key is destroyed (Unix seconds), once scheduled.
     pub deletion_at: Option<u64>,
     pub versions: Vec<V>,
+    /// The cluster that uses the key, for providers that keep claims.
+    /// Absent from records written before claims existed.
+    #[serde(default)]
+    pub claim: Option<ClaimRecord>,
+}
+
+/// A [`Claim`] as stored: the cluster id and renewal time (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub cluster: String,
+    pub renewed_at: u64,
+}
+
+impl ClaimRecord {
+    pub fn from_claim(claim: &Claim) -> Self {
+        ClaimRecord {
+            cluster: claim.cluster.clone(),
+            renewed_at: unix_seconds(claim.renewed_at),
+        }
+    }
+
+    pub fn to_claim(&self) -> Claim {
+        Claim {
+            cluster: self.cluster.clone(),
+            renewed_at: system_time(self.renewed_at),
+        }
+    }
 }
 
 /// What the rules read and change in one recorded version. A provider that
@@ -124,7 +151,7 @@ impl<V: Serialize> KeyRecord<V> {
         extra: usize,
         head: impl FnOnce(&mut S::SerializeStruct) -> Result<(), S::Error>,
     ) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct(name, extra + 8)?;
+        let mut out = serializer.serialize_struct(name, extra + 9)?;
         head(&mut out)?;
         out.serialize_field("id", &self.id)?;
         out.serialize_field("name", &self.name)?;
@@ -134,6 +161,11 @@ impl<V: Serialize> KeyRecord<V> {
         out.serialize_field("primary", &self.primary)?;
         out.serialize_field("deletion_at", &self.deletion_at)?;
         out.serialize_field("versions", &self.versions)?;
+        // Left out until set, so records without one read as before.
+        match &self.claim {
+            Some(claim) => out.serialize_field("claim", claim)?,
+            None => out.skip_field("claim")?,
+        }
         out.end()
     }
 }
@@ -150,6 +182,15 @@ impl<V: RecordedVersion> KeyRecord<V> {
             primary: first.number(),
             deletion_at: None,
             versions: vec![first],
+            claim: None,
+        }
+    }
+
+    /// Records the key's stable owner and, when given, the claim on it.
+    pub fn set_owner(&mut self, owner: &str, claim: Option<&Claim>) {
+        self.owner = Some(owner.to_owned());
+        if let Some(claim) = claim {
+            self.claim = Some(ClaimRecord::from_claim(claim));
         }
     }
 
@@ -171,6 +212,7 @@ impl<V: RecordedVersion> KeyRecord<V> {
                 })
                 .collect(),
             deletion_at: self.deletion_at.map(system_time),
+            claim: self.claim.as_ref().map(ClaimRecord::to_claim),
         }
     }
 
@@ -394,6 +436,7 @@ mod tests {
             description: None,
             primary: 4,
             deletion_at: None,
+            claim: None,
             versions: vec![
                 version(1, VersionState::Destroyed, Some(150)),
                 version(2, VersionState::PendingDeletion, Some(900)),

@@ -21,7 +21,7 @@ pub use dek_cache::DekCache;
 
 pub use error::ProviderError;
 pub use types::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, NativeRotation, NativeRotationEffect,
+    Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, NativeRotation, NativeRotationEffect,
     NativeSchedule, PublicKeyInfo, VersionInfo, VersionState, WrapAlgorithm, WrapContext,
     WrappedDek,
 };
@@ -47,6 +47,35 @@ pub trait KeyProvider: Send + Sync {
     /// Creates a key, or returns the existing one when a key with the same
     /// `spec.owner` already exists, so a retried reconcile never makes two.
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo>;
+
+    /// Whether the provider records a [`Claim`] on `key_id`: true where two
+    /// clusters can reach one key (KMS, HSM), false for the local keyring,
+    /// of which every cluster holds its own copy.
+    fn keeps_claims(&self, key_id: &str) -> bool;
+
+    /// Records `owner`, the stable identity of what manages the key (a
+    /// ManagedKey's `namespace/name`, which survives a rebuild from Git
+    /// where its uid does not), and `claim` where claims are kept.
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()>;
+
+    /// How `owner` reads back in [`KeyInfo::owner`]: as given, unless the
+    /// provider must encode it (Cloud KMS label values).
+    fn recorded_owner(&self, key_id: &str, owner: &str) -> String {
+        let _ = key_id;
+        owner.to_owned()
+    }
+
+    /// Makes a key made outside Keyward (`reference`: an ARN or alias, a
+    /// CryptoKey name, a token label) into the Keyward key `spec` names,
+    /// as its version 1, recording `spec.owner`. Idempotent like
+    /// [`create_key`](Self::create_key). Providers that cannot refuse.
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        let _ = spec;
+        Err(ProviderError::InvalidRequest(format!(
+            "the {} provider cannot adopt a key made elsewhere (`{reference}`)",
+            self.kind()
+        )))
+    }
 
     /// Looks a key up by provider key id or by name/alias.
     async fn describe_key(&self, key: &str) -> Result<KeyInfo>;

@@ -129,6 +129,19 @@ pub struct KeyInfo {
     pub versions: Vec<VersionInfo>,
     /// Set when the whole key is scheduled for destruction.
     pub deletion_at: Option<SystemTime>,
+    /// Which cluster last said it uses the key, where the provider keeps
+    /// claims ([`KeyProvider::keeps_claims`](super::KeyProvider::keeps_claims)).
+    pub claim: Option<Claim>,
+}
+
+/// A cluster's claim on a key that several clusters could reach (a KMS or
+/// HSM key). Its operator renews it while it runs, so a claim left
+/// unrenewed for longer than the lease belongs to a cluster that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The cluster's id (by default the uid of its `kube-system` namespace).
+    pub cluster: String,
+    pub renewed_at: SystemTime,
 }
 
 /// What a deletion request applies to.

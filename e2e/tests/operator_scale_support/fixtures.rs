@@ -136,7 +136,7 @@ pub async fn keyring(client: &Client, ns: &str, keys: &[ManagedKey]) -> Result<K
             let spec = KeySpec {
                 name: format!("keyward/{ns}/{}", key.name_any()),
                 algorithm: KeyAlgorithm::Aes256,
-                owner: key.uid(),
+                owner: Some(format!("{ns}/{}", key.name_any())),
                 description: None,
             };
             (key.name_any(), spec)

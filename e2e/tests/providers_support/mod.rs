@@ -1,7 +1,9 @@
 //! Glue for `providers.rs`: the real provider peers it runs against, and
 //! the operator and webhook binaries as processes.
 
+pub mod adopted;
 pub mod binaries;
+pub mod claims;
 pub mod hung;
 pub mod peers;
 pub mod wrapped_root;

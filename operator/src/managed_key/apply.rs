@@ -7,7 +7,7 @@ use super::status::{
     set_condition, set_dependants, set_git_dependants, set_kstatus_conditions, sync_versions,
     timestamp, version_mut, versions_with_dependants,
 };
-use super::{lifecycle, native, provider_key_name, retention, rotating};
+use super::{claim, lifecycle, native, provider_key_name, retention, rotating};
 use crate::annotations::{self, ManualRotation};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
@@ -152,6 +152,7 @@ async fn apply_key(
             policy.decrypt_retention,
             key.spec.deletion_window,
             forced,
+            adopted_version(key),
             ctx,
             &mut out,
             now,
@@ -260,9 +261,27 @@ fn supported(key: &ManagedKey, ctx: &Context) -> Result<KeyAlgorithm, (&'static 
     }
 }
 
-/// The provider key, created on first sight. Creation is keyed by the
-/// resource uid, so a restart before status was written finds the same key.
+/// The provider key, created on first sight and claimed for this cluster
+/// (`None`: nothing to do at the provider now; `out` says why).
 async fn ensure_key(
+    key: &ManagedKey,
+    algorithm: KeyAlgorithm,
+    status: &mut ManagedKeyStatus,
+    ctx: &Context,
+    out: &mut Outcome,
+) -> Result<Option<KeyInfo>> {
+    let Some(mut info) = find_or_create(key, algorithm, status, ctx, out).await? else {
+        return Ok(None);
+    };
+    Ok(claim::settle(key, &mut info, ctx, out)
+        .await?
+        .then_some(info))
+}
+
+/// The provider key. Creation is keyed by the ManagedKey's
+/// `namespace/name`, so a restart before status was written, or the same
+/// manifest applied to a cluster rebuilt from Git, finds the same key.
+async fn find_or_create(
     key: &ManagedKey,
     algorithm: KeyAlgorithm,
     status: &mut ManagedKeyStatus,
@@ -290,11 +309,10 @@ async fn ensure_key(
             Err(e) => Err(e.into()),
         };
     }
-    let uid = key.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
     let spec = KeySpec {
         name: provider_key_name(key),
         algorithm,
-        owner: Some(uid),
+        owner: Some(claim::stable_owner(key)),
         description: key.spec.description.clone(),
     };
     ctx.metrics.provider_call();
@@ -306,7 +324,11 @@ async fn ensure_key(
             return Ok(None);
         }
     };
-    let info = match provider.create_key(&spec).await {
+    let made = match &key.spec.existing_key {
+        Some(reference) => provider.adopt_key(reference, &spec).await,
+        None => provider.create_key(&spec).await,
+    };
+    let info = match made {
         Ok(info) => info,
         Err(ProviderError::InvalidRequest(message)) => {
             out.degrade("ProviderRefused", message);
@@ -315,20 +337,78 @@ async fn ensure_key(
         Err(e) => return Err(e.into()),
     };
     status.provider_key_id = Some(info.key_id.clone());
-    out.event(
-        false,
-        "Created",
-        "CreateKey",
-        format!("provider key {} created with version 1", info.key_id),
-    );
-    out.audit(
-        "key.create",
-        &[
-            ("providerKeyId", info.key_id.clone()),
-            ("algorithm", info.algorithm.to_string()),
-        ],
-    );
+    if let Some(reference) = &key.spec.existing_key {
+        out.event(
+            false,
+            "Adopted",
+            "AdoptKey",
+            format!(
+                "existing provider key {reference} adopted as {} ({} versions, primary {})",
+                info.key_id,
+                info.versions.len(),
+                info.primary_version
+            ),
+        );
+        out.audit(
+            "key.adopt-existing",
+            &[
+                ("providerKeyId", info.key_id.clone()),
+                ("reference", reference.clone()),
+            ],
+        );
+    } else if made_earlier(&info) {
+        out.event(
+            false,
+            "FoundExisting",
+            "CreateKey",
+            format!(
+                "provider key {} already exists for {} (made before this ManagedKey, e.g. before the cluster was rebuilt); using it with its {} versions, primary {}",
+                info.key_id,
+                claim::stable_owner(key),
+                info.versions.len(),
+                info.primary_version
+            ),
+        );
+        out.audit(
+            "key.found",
+            &[
+                ("providerKeyId", info.key_id.clone()),
+                ("primaryVersion", info.primary_version.to_string()),
+            ],
+        );
+    } else {
+        out.event(
+            false,
+            "Created",
+            "CreateKey",
+            format!("provider key {} created with version 1", info.key_id),
+        );
+        out.audit(
+            "key.create",
+            &[
+                ("providerKeyId", info.key_id.clone()),
+                ("algorithm", info.algorithm.to_string()),
+            ],
+        );
+    }
     Ok(Some(info))
+}
+
+/// The version retention leaves alone: an adopted key's first version,
+/// while deleting the ManagedKey would retain the key.
+fn adopted_version(key: &ManagedKey) -> Option<u32> {
+    (key.spec.existing_key.is_some()
+        && key.spec.effective_deletion_policy() == keyward_crds::DeletionPolicy::Retain)
+        .then_some(1)
+}
+
+/// Whether `create_key` returned a key that existed before this call: one
+/// with a claim, more than one version, or a first version over a minute old.
+fn made_earlier(info: &KeyInfo) -> bool {
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    info.claim.is_some()
+        || info.versions.len() > 1
+        || info.versions.iter().any(|v| v.created_at < old)
 }
 
 /// The policy in force, or the NIST defaults (Degraded when the named
@@ -455,6 +535,11 @@ async fn finish(
     let state = status.state;
     let primary = status.primary_version.unwrap_or(0);
     let (ready, reason, message) = match state {
+        _ if out.held_elsewhere => (
+            false,
+            "ClaimedByAnotherCluster",
+            "another cluster manages the provider key (see the Degraded condition)".into(),
+        ),
         Some(KeyState::Active) if status.provider_key_id.is_some() => (
             true,
             "Active",

@@ -50,8 +50,26 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
         return Err(Error::Blocked(message));
     }
     let subject = format!("{namespace}/{}", key.name_any());
-    if key.spec.deletion_policy == DeletionPolicy::Retain {
-        return retain(&key, &subject, &key_id, ctx).await;
+    if let Some(other) = claimed_elsewhere(&key_id, ctx).await? {
+        let note = format!(
+            "ManagedKey deleted: provider key {key_id} is claimed by cluster {other}, which may still use it, so it is left as it is"
+        );
+        return retain(
+            &key,
+            &subject,
+            &key_id,
+            "claimed by another cluster",
+            note,
+            ctx,
+        )
+        .await;
+    }
+    if key.spec.effective_deletion_policy() == DeletionPolicy::Retain {
+        let note = format!(
+            "ManagedKey deleted with deletionPolicy Retain: provider key {key_id} is kept as it is; \
+             delete it at the provider when nothing needs it"
+        );
+        return retain(&key, &subject, &key_id, "ManagedKey deleted", note, ctx).await;
     }
     if status.native_rotation.is_some() {
         // Cloud KMS keeps rotating a key whose versions are all scheduled
@@ -101,12 +119,36 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// `deletionPolicy: Retain`: the provider key stays as it is; the audit log
-/// and an Event say which one, so it can be found and adopted again.
-async fn retain(key: &ManagedKey, subject: &str, key_id: &str, ctx: &Context) -> Result<Action> {
+/// The cluster, other than this one, that claims `key_id`: this cluster
+/// must not destroy a key another one uses.
+async fn claimed_elsewhere(key_id: &str, ctx: &Context) -> Result<Option<String>> {
+    if !ctx.provider.keeps_claims(key_id) {
+        return Ok(None);
+    }
+    match ctx.provider.describe_key(key_id).await {
+        Ok(info) => Ok(info
+            .claim
+            .map(|claim| claim.cluster)
+            .filter(|cluster| *cluster != ctx.claims.cluster)),
+        Err(ProviderError::UnknownKey(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `deletionPolicy: Retain`, or a key another cluster claims: the provider
+/// key stays as it is; the audit log and an Event say which one, so it can
+/// be found and adopted again.
+async fn retain(
+    key: &ManagedKey,
+    subject: &str,
+    key_id: &str,
+    cause: &str,
+    note: String,
+    ctx: &Context,
+) -> Result<Action> {
     let detail = [
         ("providerKeyId".to_owned(), key_id.to_owned()),
-        ("cause".to_owned(), "ManagedKey deleted".to_owned()),
+        ("cause".to_owned(), cause.to_owned()),
     ]
     .into();
     if let Err(error) = ctx.audit.record("key.retain", subject, "ok", detail).await {
@@ -115,10 +157,7 @@ async fn retain(key: &ManagedKey, subject: &str, key_id: &str, ctx: &Context) ->
     let event = Event {
         type_: EventType::Normal,
         reason: "ProviderKeyRetained".into(),
-        note: Some(format!(
-            "ManagedKey deleted with deletionPolicy Retain: provider key {key_id} is kept as it is; \
-             delete it at the provider when nothing needs it"
-        )),
+        note: Some(note),
         action: "Retain".into(),
         secondary: None,
     };

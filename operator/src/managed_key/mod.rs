@@ -2,6 +2,7 @@
 //! with the Apply arm in `apply.rs` and the Cleanup arm in `cleanup.rs`.
 
 mod apply;
+pub mod claim;
 mod cleanup;
 mod lifecycle;
 mod max_operations;

@@ -15,6 +15,8 @@ pub struct Outcome {
     audits: Vec<(&'static str, BTreeMap<String, String>)>,
     pub degraded: Option<(&'static str, String)>,
     pub deadlines: Vec<Timestamp>,
+    /// Another cluster holds the key: not Ready here, whatever its state.
+    pub held_elsewhere: bool,
 }
 
 impl Outcome {

@@ -169,6 +169,7 @@ pub async fn destroy_retired(
     retention: HumanDuration,
     window: HumanDuration,
     forced: bool,
+    adopted: Option<u32>,
     ctx: &Context,
     out: &mut Outcome,
     now: Timestamp,
@@ -195,6 +196,16 @@ pub async fn destroy_retired(
         );
     }
     for version in plan.due {
+        if Some(version) == adopted {
+            // Made outside Keyward and kept on deletion (`Retain`): the
+            // version stays Deactivated, its key left to whoever made it.
+            tracing::debug!(
+                key_id,
+                version,
+                "retention over; adopted version left in place"
+            );
+            continue;
+        }
         ctx.metrics.provider_call();
         let window = Duration::from_secs(window.as_secs());
         let at = match ctx

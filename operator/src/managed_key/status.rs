@@ -207,6 +207,7 @@ mod tests {
                 })
                 .collect(),
             deletion_at: None,
+            claim: None,
         }
     }
 

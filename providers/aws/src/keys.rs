@@ -1,6 +1,7 @@
 //! Finding and making the KMS keys behind a Keyward key: alias lookups,
 //! tags, per-version KMS keys, and the caches that spare repeat lookups.
 
+use crate::claims;
 use crate::errors::{At, from_sdk};
 use crate::naming::{self, TAG_KEY, TAG_MANAGED_BY, TAG_OWNER, TAG_VERSION};
 use crate::provider::AwsKmsProvider;
@@ -8,7 +9,7 @@ use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::DateTime;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec as KmsKeySpec, KeyState, KeyUsageType, Tag};
 use keyward_core::provider::{
-    KeyAlgorithm, KeyInfo, ProviderError, Result, VersionInfo, VersionState, WrapContext,
+    Claim, KeyAlgorithm, KeyInfo, ProviderError, Result, VersionInfo, VersionState, WrapContext,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
@@ -31,6 +32,7 @@ pub(crate) struct Resolved {
     pub owner: Option<String>,
     pub algorithm: KeyAlgorithm,
     pub primary: KmsVersion,
+    pub claim: Option<Claim>,
 }
 
 impl AwsKmsProvider {
@@ -109,6 +111,7 @@ impl AwsKmsProvider {
             owner: tags.get(TAG_OWNER).cloned(),
             algorithm,
             primary: kms_version(&metadata, version),
+            claim: claims::from_tags(&tags),
         })
     }
 
@@ -176,6 +179,7 @@ impl AwsKmsProvider {
             deletion_at: (resolved.primary.state == VersionState::PendingDeletion)
                 .then_some(resolved.primary.deletion_at)
                 .flatten(),
+            claim: resolved.claim.clone(),
         })
     }
 

@@ -8,6 +8,8 @@
 //! provider-specific methods ([`rotation`]).
 #![forbid(unsafe_code)]
 
+mod adopt;
+mod claims;
 mod config;
 mod errors;
 mod keys;

@@ -5,7 +5,10 @@
 //!   also the Keyward key id, and a valid KMS `KeyId` in its own right.
 //! - `alias/<prefix>/<name>/v<n>` points at version `n` (pins unwraps to it).
 //! - Tags on every KMS key: `keyward.io/key`, `keyward.io/version`,
-//!   `keyward.io/owner` (the ManagedKey uid), `keyward.io/managed-by`.
+//!   `keyward.io/owner` (the ManagedKey's `namespace/name`; its uid on
+//!   keys made before 0.9), `keyward.io/managed-by`.
+//! - On the primary version's KMS key only: `keyward.io/cluster` and
+//!   `keyward.io/claimed-at`, the claim (see `claims.rs`).
 
 use keyward_core::provider::{ProviderError, Result};
 use std::time::Duration;
@@ -14,6 +17,10 @@ pub const TAG_KEY: &str = "keyward.io/key";
 pub const TAG_VERSION: &str = "keyward.io/version";
 pub const TAG_OWNER: &str = "keyward.io/owner";
 pub const TAG_MANAGED_BY: &str = "keyward.io/managed-by";
+/// On the primary version's KMS key: the cluster that claims the key and
+/// when it last renewed the claim (Unix seconds).
+pub const TAG_CLUSTER: &str = "keyward.io/cluster";
+pub const TAG_CLAIMED_AT: &str = "keyward.io/claimed-at";
 pub const MANAGED_BY: &str = "keyward";
 
 const MAX_ALIAS_LEN: usize = 256;

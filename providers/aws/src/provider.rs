@@ -13,8 +13,9 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::EncryptionAlgorithmSpec;
 use keyward_core::crypto::RsaPublicKey;
 use keyward_core::provider::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation, NativeSchedule,
-    ProviderError, PublicKeyInfo, Result, VersionState, WrapAlgorithm, WrapContext, WrappedDek,
+    Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation,
+    NativeSchedule, ProviderError, PublicKeyInfo, Result, VersionState, WrapAlgorithm, WrapContext,
+    WrappedDek,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -115,6 +116,22 @@ impl KeyProvider for AwsKmsProvider {
         self.info(&resolved).await
     }
 
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        self.adopt(reference, spec).await
+    }
+
+    fn keeps_claims(&self, _key_id: &str) -> bool {
+        true
+    }
+
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
+        let key_id = self.key_id_for(key_id).await?;
+        let resolved = self.resolve(&key_id, None).await?;
+        let at = At::key(&key_id);
+        self.tag_owner(&resolved.primary.kms_key_id, Some(owner), Some(claim), at)
+            .await
+    }
+
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         let key_id = self.key_id_for(key).await?;
         let by_name =
@@ -148,6 +165,10 @@ impl KeyProvider for AwsKmsProvider {
                 None,
                 next,
             )
+            .await?;
+        // Before the alias moves, so the claim never looks released.
+        let at = At::version(&key_id, next);
+        self.tag_owner(&made.kms_key_id, None, current.claim.as_ref(), at)
             .await?;
         self.move_primary_alias(&key_id, &made.kms_key_id).await?;
         tracing::info!(key = %key_id, version = next, "rotated: primary alias moved");

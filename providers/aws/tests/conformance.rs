@@ -27,7 +27,7 @@ async fn aws_provider_passes_the_conformance_suite() {
         ran.len(),
         started.elapsed()
     );
-    assert_eq!(ran.len(), 9, "{ran:?}");
+    assert_eq!(ran.len(), 10, "{ran:?}");
 }
 
 /// Per-operation latency against moto on loopback, and what the DEK cache

@@ -13,8 +13,8 @@ use keyward_core::envelope::{
     PublicSealingKey, Scope, SecretTarget, Wrapping, open_secret, seal_secret,
 };
 use keyward_core::provider::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError, WrapAlgorithm,
-    WrapContext, WrappedDek,
+    Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError,
+    WrapAlgorithm, WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, SecretBytes};
 use std::collections::BTreeMap;
@@ -49,6 +49,7 @@ impl Default for Capabilities {
 pub async fn run(provider: &dyn KeyProvider, caps: &Capabilities) -> Vec<&'static str> {
     let mut ran = vec![
         create_is_idempotent_per_owner(provider, caps).await,
+        owner_and_claim_are_recorded(provider, caps).await,
         describe_finds_by_id_and_name(provider, caps).await,
         unknown_keys_are_reported(provider).await,
         wrap_is_bound_to_its_context(provider, caps).await,
@@ -97,6 +98,69 @@ fn context(namespace: &str) -> WrapContext {
         ("keyward.io/scope".to_owned(), "namespace".to_owned()),
     ]
     .into()
+}
+
+/// What a rebuilt cluster relies on: the stable owner set by `set_owner`
+/// finds the key again through `create_key`, and the claim (where kept)
+/// reads back and survives a rotation.
+async fn owner_and_claim_are_recorded(
+    provider: &dyn KeyProvider,
+    caps: &Capabilities,
+) -> &'static str {
+    const CHECK: &str = "owner_and_claim_are_recorded";
+    let mut spec = spec(caps, "claimed", KeyAlgorithm::Aes256);
+    let made = provider
+        .create_key(&spec)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] {e}"));
+    let stable = format!("team-{}/claimed", unique_suffix());
+    // Whole seconds: every provider stores the time to the second.
+    let renewed_at = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    let claim = Claim {
+        cluster: "0b5e2c1a-cluster-a".into(),
+        renewed_at,
+    };
+    provider
+        .set_owner(&made.key_id, &stable, &claim)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] set_owner: {e}"));
+    let read = provider
+        .describe_key(&made.key_id)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] {e}"));
+    let recorded = provider.recorded_owner(&made.key_id, &stable);
+    assert_eq!(read.owner.as_deref(), Some(recorded.as_str()), "[{CHECK}]");
+    let kept = provider.keeps_claims(&made.key_id);
+    assert_eq!(read.claim, kept.then(|| claim.clone()), "[{CHECK}]");
+
+    spec.owner = Some(stable.clone());
+    let again = provider
+        .create_key(&spec)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] create by the stable owner: {e}"));
+    assert_eq!(
+        again.key_id, made.key_id,
+        "[{CHECK}] the stable owner did not find the key again"
+    );
+    let rotated = provider
+        .rotate_key(&made.key_id)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] {e}"));
+    assert_eq!(
+        rotated.owner.as_deref(),
+        Some(recorded.as_str()),
+        "[{CHECK}]"
+    );
+    let read = provider
+        .describe_key(&made.key_id)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] {e}"));
+    assert_eq!(
+        read.claim,
+        kept.then_some(claim),
+        "[{CHECK}] the claim was lost in a rotation"
+    );
+    CHECK
 }
 
 async fn create_is_idempotent_per_owner(

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use keyward_core::Dek;
 use keyward_core::provider::{
-    DekCache, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, PublicKeyInfo, Result,
-    WrapContext, WrappedDek,
+    Claim, DekCache, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, PublicKeyInfo,
+    Result, WrapContext, WrappedDek,
 };
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,8 +39,21 @@ impl KeyProvider for CountingProvider<'_> {
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
         self.inner.create_key(spec).await
     }
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        self.inner.adopt_key(reference, spec).await
+    }
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         self.inner.describe_key(key).await
+    }
+    fn keeps_claims(&self, key_id: &str) -> bool {
+        self.inner.keeps_claims(key_id)
+    }
+
+    fn recorded_owner(&self, key_id: &str, owner: &str) -> String {
+        self.inner.recorded_owner(key_id, owner)
+    }
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
+        self.inner.set_owner(key_id, owner, claim).await
     }
     async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {
         self.inner.rotate_key(key_id).await

@@ -270,22 +270,10 @@ pub fn dispatch(
                     "destroy_scheduled_duration must be between 24 hours and 120 days",
                 );
             }
-            let mut labels = BTreeMap::new();
-            if let Some(map) = body["labels"].as_object() {
-                for (k, v) in map {
-                    let v = v.as_str().unwrap_or_default().to_owned();
-                    let fits = |s: &str| {
-                        s.len() <= 63
-                            && s.chars().all(|c| {
-                                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
-                            })
-                    };
-                    if k.is_empty() || !fits(k) || !fits(&v) {
-                        return fail(Status::InvalidArgument, format!("invalid label `{k}`"));
-                    }
-                    labels.insert(k.clone(), v);
-                }
-            }
+            let labels = match labels_of(body) {
+                Ok(labels) => labels,
+                Err(message) => return fail(Status::InvalidArgument, message),
+            };
             kms.keys.insert(
                 name.clone(),
                 Key {
@@ -338,6 +326,12 @@ pub fn dispatch(
                         key.next_rotation = body["nextRotationTime"]
                             .as_str()
                             .and_then(wire::parse_timestamp);
+                    }
+                    "labels" => {
+                        key.labels = match labels_of(body) {
+                            Ok(labels) => labels,
+                            Err(message) => return fail(Status::InvalidArgument, message),
+                        };
                     }
                     other => {
                         return fail(
@@ -630,4 +624,22 @@ pub fn dispatch(
             format!("{other} is not served by the double"),
         ),
     }
+}
+
+/// A CryptoKey body's labels, checked as Cloud KMS checks them.
+fn labels_of(body: &Value) -> Result<BTreeMap<String, String>, String> {
+    let fits = |s: &str| {
+        s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
+    let mut labels = BTreeMap::new();
+    for (k, v) in body["labels"].as_object().into_iter().flatten() {
+        let v = v.as_str().unwrap_or_default().to_owned();
+        if k.is_empty() || !fits(k) || !fits(&v) {
+            return Err(format!("invalid label `{k}`"));
+        }
+        labels.insert(k.clone(), v);
+    }
+    Ok(labels)
 }

@@ -1,6 +1,7 @@
 //! Reading Cloud KMS state: crypto keys, their versions, and what they
 //! mean as a Keyward [`KeyInfo`].
 
+use crate::claims;
 use crate::errors::At;
 use crate::naming::{self, OWNER_LABEL};
 use crate::provider::GcpKmsProvider;
@@ -175,6 +176,7 @@ impl GcpKmsProvider {
             primary_version: primary_of(key, algorithm, &versions),
             deletion_at: whole_key_deletion(&versions),
             versions,
+            claim: claims::from_labels(&key.labels),
         })
     }
 

@@ -13,6 +13,8 @@
 //! (`providers/gcp-double`), not against Google's service.
 #![forbid(unsafe_code)]
 
+mod adopt;
+mod claims;
 mod config;
 mod errors;
 mod keys;

@@ -70,16 +70,20 @@ pub fn crypto_key_id(name: &str) -> Result<String> {
 /// letters, digits, `_` and `-`, up to 63 characters; Kubernetes uids fit
 /// as they are. Anything else is stored as `h-` plus a SHA-256 prefix.
 pub fn owner_label_value(owner: &str) -> String {
-    let fits = !owner.is_empty()
-        && owner.len() <= MAX_LABEL_LEN
-        && owner
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if fits {
+    if is_label_value(owner) {
         owner.to_owned()
     } else {
         format!("h-{}", &hex(&sha256(owner.as_bytes()))[..MAX_LABEL_LEN - 2])
     }
+}
+
+/// Whether `value` is a Cloud KMS label value as it is.
+pub fn is_label_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_LABEL_LEN
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 /// The crypto key resource name inside `key_ring`, for either a full

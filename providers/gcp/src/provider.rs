@@ -17,8 +17,9 @@ use google_cloud_kms_v1::model::{
 use google_cloud_wkt::FieldMask;
 use keyward_core::crypto::{RsaPublicKey, public_key_from_pem};
 use keyward_core::provider::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation, NativeSchedule,
-    ProviderError, PublicKeyInfo, Result, VersionState, WrapAlgorithm, WrapContext, WrappedDek,
+    Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation,
+    NativeSchedule, ProviderError, PublicKeyInfo, Result, VersionState, WrapAlgorithm, WrapContext,
+    WrappedDek,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -313,6 +314,22 @@ impl KeyProvider for GcpKmsProvider {
             self.wait_generated(&name, 1).await?;
         }
         self.info_of(&created, Some(&spec.name)).await
+    }
+
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        self.adopt_by_reference(reference, spec).await
+    }
+
+    fn keeps_claims(&self, _key_id: &str) -> bool {
+        true
+    }
+
+    fn recorded_owner(&self, _key_id: &str, owner: &str) -> String {
+        naming::owner_label_value(owner)
+    }
+
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
+        self.set_owner_labels(key_id, owner, claim).await
     }
 
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {

@@ -9,6 +9,7 @@
 //! same token, so every replica sharing the HSM sees the same state.
 #![forbid(unsafe_code)]
 
+mod adopt;
 mod config;
 mod meta;
 mod oaep;
@@ -23,8 +24,8 @@ use async_trait::async_trait;
 use cryptoki::session::Session;
 use keyward_core::provider::key_record::unix_seconds;
 use keyward_core::provider::{
-    DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo,
-    Result, WrapAlgorithm, WrapContext, WrappedDek,
+    Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError,
+    PublicKeyInfo, Result, WrapAlgorithm, WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
 use meta::{ID_PREFIX, KeyMeta};
@@ -250,10 +251,70 @@ impl KeyProvider for Pkcs11Provider {
         .await
     }
 
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        if spec.algorithm != KeyAlgorithm::Aes256 {
+            return Err(ProviderError::InvalidRequest(format!(
+                "only AES256 keys can be adopted from the token, not {}",
+                spec.algorithm.describe()
+            )));
+        }
+        let (label, spec) = (reference.to_owned(), spec.clone());
+        self.run(move |session, shared| {
+            let _admin = write(&shared.objects);
+            let existing = token::all_meta(session)?;
+            if spec.owner.is_some()
+                && let Some(found) = existing.iter().find(|s| s.meta.key.owner == spec.owner)
+            {
+                // Adopted before: a retry, or a cluster rebuilt from Git.
+                return Ok(found.meta.key.info());
+            }
+            meta::check_name(&spec.name)?;
+            if existing.iter().any(|s| s.meta.key.name == spec.name) {
+                return Err(ProviderError::InvalidRequest(format!(
+                    "a key named `{}` already exists on the token; pick another name",
+                    spec.name
+                ))
+                .into());
+            }
+            let (handle, id) = adopt::find(session, &label)?;
+            if let Some(owner) = existing
+                .iter()
+                .find(|s| (1..=s.meta.key.primary).any(|v| token::version_id(&s.meta.key.id, v) == id))
+            {
+                return Err(ProviderError::InvalidRequest(format!(
+                    "the token key labelled `{label}` is already Keyward key `{}`; adopt it only once",
+                    owner.meta.key.name
+                ))
+                .into());
+            }
+            let mut meta = KeyMeta::new(&spec, meta::new_key_id(), now());
+            adopt::take(session, handle, &meta.key.id)?;
+            token::write_meta(session, None, &mut meta)?;
+            tracing::info!(key = %meta.key.id, name = %meta.key.name, label, "adopted token key as version 1");
+            Ok(meta.key.info())
+        })
+        .await
+    }
+
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         let key = key.to_owned();
         self.run(move |session, shared| Ok(load_settled(session, shared, &key)?.meta.key.info()))
             .await
+    }
+
+    fn keeps_claims(&self, _key_id: &str) -> bool {
+        true
+    }
+
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
+        let (key_id, owner, claim) = (key_id.to_owned(), owner.to_owned(), claim.clone());
+        self.run(move |session, shared| {
+            update(session, shared, &key_id, |_, meta| {
+                meta.key.set_owner(&owner, Some(&claim));
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {

@@ -34,6 +34,10 @@ async fn provider() -> Pkcs11Provider {
 /// there. Login state is per process, so it sees private objects once the
 /// provider has logged in.
 fn inspector() -> Session {
+    session(false)
+}
+
+fn session(read_write: bool) -> Session {
     softhsm();
     let pkcs11 = Pkcs11::new(MODULE).expect("load SoftHSM2");
     match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -46,7 +50,11 @@ fn inspector() -> Session {
         .into_iter()
         .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == TOKEN)
         .expect("test token");
-    pkcs11.open_ro_session(slot).unwrap()
+    if read_write {
+        pkcs11.open_rw_session(slot).unwrap()
+    } else {
+        pkcs11.open_ro_session(slot).unwrap()
+    }
 }
 
 fn spec(name: &str, algorithm: KeyAlgorithm) -> KeySpec {
@@ -126,7 +134,7 @@ async fn conformance_suite_passes_on_softhsm2() {
         ran.len(),
         started.elapsed()
     );
-    assert_eq!(ran.len(), 10, "every check must run: {ran:?}");
+    assert_eq!(ran.len(), 11, "every check must run: {ran:?}");
 }
 
 #[tokio::test]
@@ -505,4 +513,93 @@ async fn token_generated_iv_is_refused_when_the_token_does_not_write_one() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("tokenGeneratesIv"), "{error}");
+}
+
+/// An AES-256 key generated on the token by someone else (as
+/// `pkcs11-tool --keygen` would), labelled `label`.
+fn made_outside_keyward(label: &str, extractable: bool) {
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{KeyType, ObjectClass};
+    session(true)
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32.into()),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(!extractable),
+                Attribute::Extractable(extractable),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ],
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_key_made_on_the_token_elsewhere_is_adopted_by_label() {
+    let provider = provider().await;
+    let label = format!("hr-db-{}", &spec("x", KeyAlgorithm::Aes256).name[2..]);
+    made_outside_keyward(&label, false);
+    let mut wanted = spec("hr-db", KeyAlgorithm::Aes256);
+    wanted.owner = Some(format!("hr/{}", wanted.name));
+    let adopted = provider.adopt_key(&label, &wanted).await.unwrap();
+    assert_eq!(adopted.primary_version, 1);
+    assert_eq!(adopted.owner, wanted.owner);
+    // The very object: it now carries the version id, and wraps.
+    let found = inspector()
+        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    let id = version_id(&adopted.key_id, 1);
+    assert_eq!(
+        inspector().find_objects(&[Attribute::Id(id)]).unwrap(),
+        found
+    );
+    let dek = Dek::generate();
+    let wrapped = provider
+        .wrap_dek(&adopted.key_id, &dek, &context("hr"))
+        .await
+        .unwrap();
+    let again = provider.adopt_key(&label, &wanted).await.unwrap();
+    assert_eq!(
+        again.key_id, adopted.key_id,
+        "a rebuilt cluster finds it again"
+    );
+    let opened = provider.unwrap_dek(&wrapped, &context("hr")).await.unwrap();
+    assert_eq!(opened.expose(), dek.expose());
+
+    let refusal = |result: Result<keyward_core::provider::KeyInfo, ProviderError>| match result {
+        Err(ProviderError::InvalidRequest(message)) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let message = refusal(
+        provider
+            .adopt_key(&label, &spec("hr-db-copy", KeyAlgorithm::Aes256))
+            .await,
+    );
+    assert!(message.contains("already Keyward key"), "{message}");
+    let message = refusal(
+        provider
+            .adopt_key("no-such-label", &spec("none", KeyAlgorithm::Aes256))
+            .await,
+    );
+    assert!(
+        message.contains("no secret key on the token has that label"),
+        "{message}"
+    );
+    let open_label = format!("{label}-extractable");
+    made_outside_keyward(&open_label, true);
+    let message = refusal(
+        provider
+            .adopt_key(&open_label, &spec("open", KeyAlgorithm::Aes256))
+            .await,
+    );
+    assert!(
+        message.contains("its value can leave the token"),
+        "{message}"
+    );
 }

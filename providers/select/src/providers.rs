@@ -7,7 +7,7 @@ use crate::error::{NotServed, SetupError};
 use crate::route::{Kind, kind_of_key_id};
 use async_trait::async_trait;
 use keyward_core::provider::{
-    DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
+    Claim, DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
     WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider, ProviderError};
@@ -290,6 +290,24 @@ impl KeyProvider for Providers {
 
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         self.for_key_id(key)?.describe_key(key).await
+    }
+
+    fn keeps_claims(&self, key_id: &str) -> bool {
+        self.for_key_id(key_id)
+            .is_ok_and(|provider| provider.keeps_claims(key_id))
+    }
+
+    fn recorded_owner(&self, key_id: &str, owner: &str) -> String {
+        match self.for_key_id(key_id) {
+            Ok(provider) => provider.recorded_owner(key_id, owner),
+            Err(_) => owner.to_owned(),
+        }
+    }
+
+    async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
+        self.for_key_id(key_id)?
+            .set_owner(key_id, owner, claim)
+            .await
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {

@@ -11,7 +11,7 @@ use crate::metrics::metrics;
 use async_trait::async_trait;
 use keyward_core::Dek;
 use keyward_core::provider::{
-    Deadline, DekCache, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError,
+    Claim, Deadline, DekCache, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError,
     PublicKeyInfo, WrapContext, WrappedDek,
 };
 use std::sync::Arc;
@@ -73,8 +73,20 @@ impl<P: KeyProvider> KeyProvider for CountUnwraps<P> {
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo, ProviderError> {
         self.0.create_key(spec).await
     }
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo, ProviderError> {
+        self.0.adopt_key(reference, spec).await
+    }
     async fn describe_key(&self, key: &str) -> Result<KeyInfo, ProviderError> {
         self.0.describe_key(key).await
+    }
+    fn keeps_claims(&self, key: &str) -> bool {
+        self.0.keeps_claims(key)
+    }
+    fn recorded_owner(&self, key: &str, owner: &str) -> String {
+        self.0.recorded_owner(key, owner)
+    }
+    async fn set_owner(&self, key: &str, owner: &str, claim: &Claim) -> Result<(), ProviderError> {
+        self.0.set_owner(key, owner, claim).await
     }
     async fn rotate_key(&self, key: &str) -> Result<KeyInfo, ProviderError> {
         self.0.rotate_key(key).await
@@ -139,8 +151,17 @@ impl KeyProvider for DecryptOnly {
     async fn create_key(&self, _: &KeySpec) -> Result<KeyInfo, ProviderError> {
         Err(refused())
     }
+    async fn adopt_key(&self, _: &str, _: &KeySpec) -> Result<KeyInfo, ProviderError> {
+        Err(refused())
+    }
     async fn describe_key(&self, key: &str) -> Result<KeyInfo, ProviderError> {
         self.inner.describe_key(key).await
+    }
+    fn keeps_claims(&self, key_id: &str) -> bool {
+        self.inner.keeps_claims(key_id)
+    }
+    async fn set_owner(&self, _: &str, _: &str, _: &Claim) -> Result<(), ProviderError> {
+        Err(refused())
     }
     async fn rotate_key(&self, _: &str) -> Result<KeyInfo, ProviderError> {
         Err(refused())
