@@ -22,11 +22,13 @@ struct StatusDetails {
     name: Option<String>,
 }
 
-pub async fn managed_key(
+/// One request to the API server with the kubeconfig's credentials.
+pub async fn request(
     connection: &Connection,
-    namespace: &str,
-    name: &str,
-) -> Result<ManagedKey> {
+    method: hyper::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<https::Reply> {
     let (bearer, identity) = match &connection.credentials {
         Credentials::Bearer(token) => (Some(token.as_str()), None),
         Credentials::ClientCertificate { cert_pem, key_pem } => {
@@ -41,8 +43,26 @@ pub async fn managed_key(
         peer: "the API server",
         ca_hint: "check the cluster's certificate-authority in the kubeconfig",
     };
+    https::send(&endpoint, method, path, bearer, body).await
+}
+
+/// The message of an API server refusal, or the start of its body.
+pub fn refusal(reply: &https::Reply) -> String {
+    let status: Status = serde_json::from_slice(&reply.body).unwrap_or_default();
+    if status.message.is_empty() {
+        String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]).into_owned()
+    } else {
+        status.message.trim().to_owned()
+    }
+}
+
+pub async fn managed_key(
+    connection: &Connection,
+    namespace: &str,
+    name: &str,
+) -> Result<ManagedKey> {
     let path = format!("/apis/keyward.io/v1alpha1/namespaces/{namespace}/managedkeys/{name}");
-    let reply = https::send(&endpoint, hyper::Method::GET, &path, bearer, None).await?;
+    let reply = request(connection, hyper::Method::GET, &path, None).await?;
     let reference = format!("{namespace}/{name}");
     let status: Status = serde_json::from_slice(&reply.body).unwrap_or_default();
     match reply.status {

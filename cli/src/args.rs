@@ -91,6 +91,21 @@ pub struct KubeArgs {
     pub token_file: Option<PathBuf>,
 }
 
+/// Where a cluster keeps the local provider's keyring (the chart's
+/// defaults; see `providers.local` in its values).
+#[derive(Args)]
+pub struct ClusterKeyringArgs {
+    /// Namespace Keyward is installed in.
+    #[arg(short, long, default_value = "keyward-system")]
+    pub namespace: String,
+    /// Secret holding the encrypted keyring.
+    #[arg(long, default_value = "keyward-local-keyring")]
+    pub keyring_secret: String,
+    /// Secret holding the root key (`<name>-wrapped` when a KMS wraps it).
+    #[arg(long, default_value = "keyward-local-root-key")]
+    pub root_key_secret: String,
+}
+
 #[derive(Args)]
 pub struct AuditArgs {
     #[command(subcommand)]
@@ -116,7 +131,7 @@ pub enum AuditCommand {
 #[derive(Args)]
 pub struct KeyringArgs {
     /// Directory of the local keyring (root.key + keyring.kwk).
-    #[arg(long, env = "KEYWARD_KEYRING", value_name = "DIR")]
+    #[arg(long, env = "KEYWARD_KEYRING", value_name = "DIR", global = true)]
     pub keyring: Option<PathBuf>,
 }
 
@@ -195,6 +210,10 @@ pub struct UnsealArgs {
     /// Print only this item's raw bytes.
     #[arg(long)]
     pub item: Option<String>,
+    /// The namespace the SealedSecret is applied in, for a manifest that
+    /// leaves it to the applier (as GitOps repositories often do).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: UnsealFormat,
     #[command(flatten)]
@@ -239,6 +258,28 @@ pub enum LocalCommand {
     Rotate { key: String },
     /// List keys and their versions.
     List,
+    /// Copy the keyring of a cluster's local provider into --keyring DIR
+    /// (a new directory): its root key, keyring and generation. The
+    /// directory is a keyring: `keyward unseal --keyring DIR` opens
+    /// SealedSecrets from it offline.
+    Backup {
+        #[command(flatten)]
+        cluster: ClusterKeyringArgs,
+        #[command(flatten)]
+        kube: KubeArgs,
+    },
+    /// Write the keyring in --keyring DIR (from `backup`) into a cluster,
+    /// e.g. one rebuilt from Git, before the operator starts.
+    Restore {
+        #[command(flatten)]
+        cluster: ClusterKeyringArgs,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Replace keyring objects that exist with other contents (the
+        /// operator and webhook must be stopped).
+        #[arg(long)]
+        replace: bool,
+    },
     /// Print the public key of an RSA key, for `keyward seal --cert`.
     PublicKey {
         key: String,

@@ -1,5 +1,5 @@
 use crate::args::{LocalArgs, LocalCommand};
-use crate::{audit, keyring};
+use crate::{audit, backup, keyring};
 use anyhow::{Context, Result};
 use keyward_core::envelope::PublicSealingKey;
 use keyward_core::local::{KeyringStore, LocalProvider, ROOT_KEY_FILE, RootKey};
@@ -20,6 +20,12 @@ pub async fn run(args: LocalArgs) -> Result<()> {
             );
             Ok(())
         }
+        LocalCommand::Backup { cluster, kube } => backup::backup(&kube, &cluster, &dir).await,
+        LocalCommand::Restore {
+            cluster,
+            kube,
+            replace,
+        } => backup::restore(&kube, &cluster, &dir, replace).await,
         LocalCommand::Rotate { key } => {
             let provider = LocalProvider::open_dir(&dir)?;
             let info = provider.rotate_key(&key).await?;

@@ -5,6 +5,7 @@
 mod apiserver;
 mod args;
 mod audit;
+mod backup;
 mod cluster;
 mod cluster_key;
 mod https;

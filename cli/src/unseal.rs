@@ -11,7 +11,16 @@ use std::io::Write;
 
 pub async fn run(args: UnsealArgs) -> Result<()> {
     let source = manifest::source_name(&args.file);
-    let sealed = manifest::parse_sealed_secret(&manifest::read_input(&args.file)?, &source)?;
+    let mut sealed = manifest::parse_sealed_secret(&manifest::read_input(&args.file)?, &source)?;
+    match (&sealed.metadata.namespace, &args.namespace) {
+        (Some(said), Some(given)) if said != given => {
+            return Err(anyhow!(
+                "{source} says namespace `{said}`, not `{given}`; drop --namespace"
+            ));
+        }
+        (None, Some(given)) => sealed.metadata.namespace = Some(given.clone()),
+        _ => {}
+    }
     let target = target_of(&sealed, &source)?;
     let (provider, dir) = keyring::open(args.keyring.keyring.as_deref())?;
 
@@ -65,7 +74,11 @@ pub fn target_of(sealed: &SealedSecret, source: &str) -> Result<SecretTarget> {
         .metadata
         .namespace
         .clone()
-        .ok_or_else(|| anyhow!("{source} has no metadata.namespace"))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "{source} has no metadata.namespace (values are bound to it); pass the namespace it is applied in with --namespace"
+            )
+        })?;
     let secret_name = sealed
         .metadata
         .name

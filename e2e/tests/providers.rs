@@ -268,6 +268,30 @@ fn a_terraform_made_kms_key_is_adopted_and_outlives_its_managed_key() {
     drop(moto);
 }
 
+/// The cluster torn down and rebuilt from the same manifests: KMS, HSM and
+/// (restored from its backup) local keys come back on the same provider
+/// keys, and a pod opens every value (`providers_support::rebuild`).
+#[test]
+fn a_cluster_rebuilt_from_git_gets_its_keys_and_values_back() {
+    let _alone = one_at_a_time();
+    let moto = Moto::start().expect("moto");
+    let hsm = softhsm();
+    set_peer_environment(&hsm.conf);
+    let args = ProviderArgs {
+        aws_region: Some(REGION.into()),
+        aws_endpoint_url: Some(moto.endpoint.clone()),
+        pkcs11_module: Some(SOFTHSM_MODULE.into()),
+        pkcs11_token_label: Some(TOKEN.into()),
+        pkcs11_pin_file: Some(hsm.pin_file.clone()),
+        ..ProviderArgs::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(with_temp_ns(move |client, ns| async move {
+        providers_support::rebuild::run(client, ns, args).await
+    }));
+    drop(moto);
+}
+
 /// A hung AWS KMS (a loopback server that accepts and never answers) under
 /// the real webhook binary: unseals of local secrets keep answering while
 /// the AWS ones are stuck, and those fail at --provider-timeout-seconds

@@ -6,4 +6,5 @@ pub mod binaries;
 pub mod claims;
 pub mod hung;
 pub mod peers;
+pub mod rebuild;
 pub mod wrapped_root;

@@ -4,7 +4,7 @@
 
 use crate::errors::{At, from_sdk};
 use crate::keys::tag;
-use crate::naming::{TAG_CLAIMED_AT, TAG_CLUSTER, TAG_OWNER};
+use crate::naming::{self, TAG_CLAIMED_AT, TAG_CLUSTER, TAG_MANAGED_BY, TAG_OWNER};
 use crate::provider::AwsKmsProvider;
 use keyward_core::provider::key_record::{system_time, unix_seconds};
 use keyward_core::provider::{Claim, Result};
@@ -29,7 +29,8 @@ impl AwsKmsProvider {
         claim: Option<&Claim>,
         at: At<'_>,
     ) -> Result<()> {
-        let mut tags = Vec::new();
+        // With managed-by, which IAM policies may require on every tag write.
+        let mut tags = vec![tag(TAG_MANAGED_BY, naming::MANAGED_BY)?];
         if let Some(owner) = owner {
             tags.push(tag(TAG_OWNER, owner)?);
         }
@@ -39,9 +40,6 @@ impl AwsKmsProvider {
                 TAG_CLAIMED_AT,
                 &unix_seconds(claim.renewed_at).to_string(),
             )?);
-        }
-        if tags.is_empty() {
-            return Ok(());
         }
         self.client
             .tag_resource()
