@@ -58,7 +58,10 @@ async fn get(connection: &kubeconfig::Connection, path: &str) -> Result<Option<V
             "no permission to read {path}: {}; back up and restore as a cluster admin",
             apiserver::refusal(&reply)
         ),
-        code => bail!("the API server answered HTTP {code} for {path}: {}", apiserver::refusal(&reply)),
+        code => bail!(
+            "the API server answered HTTP {code} for {path}: {}",
+            apiserver::refusal(&reply)
+        ),
     }
 }
 
@@ -119,16 +122,25 @@ pub async fn backup(kube: &KubeArgs, at: &ClusterKeyringArgs, dir: &Path) -> Res
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     write_new(dir, KEYRING_FILE, &secret_item(&keyring, KEYRING_FILE)?)?;
     if let Some(secret) = &clear {
-        RootKey::from_bytes(&secret_item(secret, ROOT_KEY_ITEM)?)?.save_new(&dir.join(ROOT_KEY_FILE))?;
+        RootKey::from_bytes(&secret_item(secret, ROOT_KEY_ITEM)?)?
+            .save_new(&dir.join(ROOT_KEY_FILE))?;
     }
     if let Some(secret) = &wrapped {
-        write_new(dir, WRAPPED_ROOT_KEY_FILE, &secret_item(secret, WRAPPED_ROOT_KEY_ITEM)?)?;
+        write_new(
+            dir,
+            WRAPPED_ROOT_KEY_FILE,
+            &secret_item(secret, WRAPPED_ROOT_KEY_ITEM)?,
+        )?;
     }
     if let Some(number) = generation
         .as_ref()
         .and_then(|map| map["data"][GENERATION_ITEM].as_str())
     {
-        write_new(dir, GENERATION_FILE, format!("{}\n", number.trim()).as_bytes())?;
+        write_new(
+            dir,
+            GENERATION_FILE,
+            format!("{}\n", number.trim()).as_bytes(),
+        )?;
     }
     if clear.is_some() {
         let keys = describe(dir).await?;
@@ -170,9 +182,7 @@ fn objects(names: &Names, dir: &Path) -> Result<Vec<(String, Value)>> {
             Err(e) => Err(e).with_context(|| format!("reading {}", dir.join(file).display())),
         }
     };
-    let metadata = |name: &str| {
-        json!({"name": name, "namespace": names.namespace, "labels": {LABEL.0: LABEL.1}})
-    };
+    let metadata = |name: &str| json!({"name": name, "namespace": names.namespace, "labels": {LABEL.0: LABEL.1}});
     let secret = |name: &str, item: &str, bytes: &[u8], immutable: bool| {
         json!({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -181,8 +191,12 @@ fn objects(names: &Names, dir: &Path) -> Result<Vec<(String, Value)>> {
             "data": {item: STANDARD.encode(bytes)},
         })
     };
-    let keyring = read(KEYRING_FILE)?
-        .with_context(|| format!("{} has no {KEYRING_FILE}: not a keyring backup", dir.display()))?;
+    let keyring = read(KEYRING_FILE)?.with_context(|| {
+        format!(
+            "{} has no {KEYRING_FILE}: not a keyring backup",
+            dir.display()
+        )
+    })?;
     let mut out = vec![(
         names.path("secrets", &names.keyring),
         secret(&names.keyring, KEYRING_FILE, &keyring, false),
@@ -199,7 +213,12 @@ fn objects(names: &Names, dir: &Path) -> Result<Vec<(String, Value)>> {
     if let Some(wrapped) = read(WRAPPED_ROOT_KEY_FILE)? {
         out.push((
             names.path("secrets", &names.wrapped_root_key),
-            secret(&names.wrapped_root_key, WRAPPED_ROOT_KEY_ITEM, &wrapped, true),
+            secret(
+                &names.wrapped_root_key,
+                WRAPPED_ROOT_KEY_ITEM,
+                &wrapped,
+                true,
+            ),
         ));
         has_root = true;
     }
@@ -256,7 +275,11 @@ pub async fn restore(
     }
     let mut existing = Vec::new();
     for (path, object) in &objects {
-        existing.push(get(&connection, path).await?.map(|found| same_data(&found, object)));
+        existing.push(
+            get(&connection, path)
+                .await?
+                .map(|found| same_data(&found, object)),
+        );
     }
     let differing: Vec<&str> = objects
         .iter()
@@ -282,7 +305,11 @@ pub async fn restore(
             // Root-key Secrets are immutable: replaced by delete and create.
             let reply = apiserver::request(&connection, hyper::Method::DELETE, path, None).await?;
             if !(200..300).contains(&reply.status) && reply.status != 404 {
-                bail!("deleting {name}: HTTP {}: {}", reply.status, apiserver::refusal(&reply));
+                bail!(
+                    "deleting {name}: HTTP {}: {}",
+                    reply.status,
+                    apiserver::refusal(&reply)
+                );
             }
         }
         let collection = &path[..path.len() - name.len() - 1];
@@ -371,6 +398,9 @@ mod tests {
         keyring(dir.path()).await;
         std::fs::remove_file(dir.path().join(ROOT_KEY_FILE)).unwrap();
         let message = objects(&names(), dir.path()).err().unwrap().to_string();
-        assert!(message.contains("neither root.key nor root.key.wrapped"), "{message}");
+        assert!(
+            message.contains("neither root.key nor root.key.wrapped"),
+            "{message}"
+        );
     }
 }

@@ -12,8 +12,8 @@
 //! SealedSecret offline (`keyward unseal --keyring`).
 
 use crate::{
-    KEYRING, ROOT_KEY, in_process, key_id, managed_key, reader_pod, seal, serve_unseal,
-    token_for, wait_sealed_ready,
+    KEYRING, ROOT_KEY, in_process, key_id, managed_key, reader_pod, seal, serve_unseal, token_for,
+    wait_sealed_ready,
 };
 use anyhow::{Context as _, Result, ensure};
 use base64::Engine;
@@ -145,11 +145,17 @@ pub async fn run(client: Client, ns: String, args: ProviderArgs) -> Result<()> {
     let sealed: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
     for manifest in &git {
         if manifest["kind"] == "ManagedKey" {
-            keys.create(&PostParams::default(), &serde_json::from_value(manifest.clone())?)
-                .await?;
+            keys.create(
+                &PostParams::default(),
+                &serde_json::from_value(manifest.clone())?,
+            )
+            .await?;
         } else {
             sealed
-                .create(&PostParams::default(), &serde_json::from_value(manifest.clone())?)
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(manifest.clone())?,
+                )
                 .await?;
         }
     }
@@ -162,7 +168,10 @@ pub async fn run(client: Client, ns: String, args: ProviderArgs) -> Result<()> {
             "{name}: a new provider key {} instead of {id}",
             key_id(&key)?
         );
-        println!("{name} Ready on {id} {:?} after the operator started", started.elapsed());
+        println!(
+            "{name} Ready on {id} {:?} after the operator started",
+            started.elapsed()
+        );
     }
     for (name, _) in VALUES {
         wait_sealed_ready(&sealed, name).await?;
@@ -217,6 +226,10 @@ async fn run_cli(cli: &Path, args: &[&str], keyring: &Path, ns: &str) -> Result<
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    println!("keyward {}: {}", args.join(" "), String::from_utf8_lossy(&out.stdout).trim());
+    println!(
+        "keyward {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
     Ok(())
 }

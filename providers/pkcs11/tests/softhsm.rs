@@ -38,12 +38,18 @@ fn inspector() -> Session {
 }
 
 fn session(read_write: bool) -> Session {
+    // One handle for the whole process, never dropped: a dropped handle
+    // may finalise the module under the other tests' sessions.
+    static PKCS11: std::sync::OnceLock<Pkcs11> = std::sync::OnceLock::new();
     softhsm();
-    let pkcs11 = Pkcs11::new(MODULE).expect("load SoftHSM2");
-    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => panic!("initialise SoftHSM2: {e}"),
-    }
+    let pkcs11 = PKCS11.get_or_init(|| {
+        let pkcs11 = Pkcs11::new(MODULE).expect("load SoftHSM2");
+        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => panic!("initialise SoftHSM2: {e}"),
+        }
+        pkcs11
+    });
     let slot = pkcs11
         .get_slots_with_token()
         .unwrap()
@@ -520,23 +526,38 @@ async fn token_generated_iv_is_refused_when_the_token_does_not_write_one() {
 fn made_outside_keyward(label: &str, extractable: bool) {
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::{KeyType, ObjectClass};
-    session(true)
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::ValueLen(32.into()),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(!extractable),
-                Attribute::Extractable(extractable),
-                Attribute::Encrypt(true),
-                Attribute::Decrypt(true),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ],
-        )
-        .unwrap();
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    let session = session(true);
+    // Logged in while any session of the process is; other tests may just
+    // have closed theirs.
+    match session.login(UserType::User, Some(&AuthPin::new(common::PIN.into()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("login: {e}"),
+    }
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::ValueLen(32.into()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(!extractable),
+        Attribute::Extractable(extractable),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    // SoftHSM2 answers CKR_GENERAL_ERROR now and then while other tests of
+    // this binary generate keys on the same token at once.
+    for attempt in 1.. {
+        match session.generate_key(&Mechanism::AesKeyGen, &template) {
+            Ok(_) => return,
+            Err(CkError::Pkcs11(RvError::GeneralError, _)) if attempt < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("generating {label}: {e}"),
+        }
+    }
 }
 
 #[tokio::test]
