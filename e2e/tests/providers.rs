@@ -48,7 +48,7 @@ use keyward_operator::Config;
 use keyward_provider_select::{ProviderArgs, Providers};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::server::ServerLimits;
-use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, Unsealer};
+use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, UnsealResponse, Unsealer};
 use keyward_webhook::{AppState, api_router, inject, server, tls};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -64,6 +64,24 @@ const REGION: &str = "eu-west-1";
 /// a time: the AWS/PKCS#11 test sets the process environment, which must
 /// not happen while another test's threads may read it.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The operator's flags for moto and the shared SoftHSM2 token.
+fn aws_and_pkcs11(moto: &Moto, hsm: &SoftHsm) -> ProviderArgs {
+    ProviderArgs {
+        pkcs11_module: Some(SOFTHSM_MODULE.into()),
+        pkcs11_token_label: Some(TOKEN.into()),
+        pkcs11_pin_file: Some(hsm.pin_file.clone()),
+        ..aws_only(moto)
+    }
+}
+
+fn aws_only(moto: &Moto) -> ProviderArgs {
+    ProviderArgs {
+        aws_region: Some(REGION.into()),
+        aws_endpoint_url: Some(moto.endpoint.clone()),
+        ..ProviderArgs::default()
+    }
+}
 
 /// One token for the whole binary: SoftHSM2 reads its configuration once
 /// per process, when the module is first initialised, so every test here
@@ -88,14 +106,7 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
     let moto = Moto::start().expect("moto");
     let hsm = softhsm();
     set_peer_environment(&hsm.conf);
-    let args = ProviderArgs {
-        aws_region: Some(REGION.into()),
-        aws_endpoint_url: Some(moto.endpoint.clone()),
-        pkcs11_module: Some(SOFTHSM_MODULE.into()),
-        pkcs11_token_label: Some(TOKEN.into()),
-        pkcs11_pin_file: Some(hsm.pin_file.clone()),
-        ..ProviderArgs::default()
-    };
+    let args = aws_and_pkcs11(&moto, hsm);
     let endpoint = moto.endpoint.clone();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(with_temp_ns(move |client, ns| async move {
@@ -190,15 +201,7 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
                 let audit = std::fs::read_to_string(dir.path().join("unseal.log"));
                 format!("unseal audit: {}", audit.unwrap_or_default())
             })?;
-        for (name, value) in values {
-            let got = opened
-                .secrets
-                .get(name)
-                .and_then(|items| items.get("password"))
-                .with_context(|| format!("no {name}/password in the unseal response"))?;
-            let plain = base64::engine::general_purpose::STANDARD.decode(got.as_bytes())?;
-            ensure!(plain == value.as_bytes(), "{name} opened to other bytes");
-        }
+        check_opened(&opened, &values)?;
         webhook.abort();
         println!(
             "sealed and unsealed through AWS KMS and PKCS#11 after {:?}",
@@ -234,14 +237,7 @@ fn a_second_cluster_is_refused_claimed_keys_until_the_first_is_gone() {
     let moto = Moto::start().expect("moto");
     let hsm = softhsm();
     set_peer_environment(&hsm.conf);
-    let args = ProviderArgs {
-        aws_region: Some(REGION.into()),
-        aws_endpoint_url: Some(moto.endpoint.clone()),
-        pkcs11_module: Some(SOFTHSM_MODULE.into()),
-        pkcs11_token_label: Some(TOKEN.into()),
-        pkcs11_pin_file: Some(hsm.pin_file.clone()),
-        ..ProviderArgs::default()
-    };
+    let args = aws_and_pkcs11(&moto, hsm);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(with_temp_ns(move |client, ns| async move {
         providers_support::claims::run(client, ns, args).await
@@ -256,11 +252,7 @@ fn a_terraform_made_kms_key_is_adopted_and_outlives_its_managed_key() {
     let _alone = one_at_a_time();
     let moto = Moto::start().expect("moto");
     set_aws_credentials();
-    let args = ProviderArgs {
-        aws_region: Some(REGION.into()),
-        aws_endpoint_url: Some(moto.endpoint.clone()),
-        ..ProviderArgs::default()
-    };
+    let args = aws_only(&moto);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(with_temp_ns(move |client, ns| async move {
         providers_support::adopted::run(client, ns, args).await
@@ -277,14 +269,7 @@ fn a_cluster_rebuilt_from_git_gets_its_keys_and_values_back() {
     let moto = Moto::start().expect("moto");
     let hsm = softhsm();
     set_peer_environment(&hsm.conf);
-    let args = ProviderArgs {
-        aws_region: Some(REGION.into()),
-        aws_endpoint_url: Some(moto.endpoint.clone()),
-        pkcs11_module: Some(SOFTHSM_MODULE.into()),
-        pkcs11_token_label: Some(TOKEN.into()),
-        pkcs11_pin_file: Some(hsm.pin_file.clone()),
-        ..ProviderArgs::default()
-    };
+    let args = aws_and_pkcs11(&moto, hsm);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(with_temp_ns(move |client, ns| async move {
         providers_support::rebuild::run(client, ns, args).await
@@ -642,6 +627,20 @@ async fn seal(
     Api::<SealedSecret>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &secret)
         .await?;
+    Ok(())
+}
+
+/// Each SealedSecret's `password` came back as the value sealed.
+fn check_opened(opened: &UnsealResponse, values: &[(&str, &str)]) -> Result<()> {
+    for (name, value) in values {
+        let got = opened
+            .secrets
+            .get(*name)
+            .and_then(|items| items.get("password"))
+            .with_context(|| format!("no {name}/password in the unseal response"))?;
+        let plain = base64::engine::general_purpose::STANDARD.decode(got.as_bytes())?;
+        ensure!(plain == value.as_bytes(), "{name} opened to other bytes");
+    }
     Ok(())
 }
 

@@ -12,11 +12,10 @@
 //! SealedSecret offline (`keyward unseal --keyring`).
 
 use crate::{
-    KEYRING, ROOT_KEY, in_process, key_id, managed_key, reader_pod, seal, serve_unseal, token_for,
-    wait_sealed_ready,
+    KEYRING, ROOT_KEY, check_opened, in_process, key_id, managed_key, reader_pod, seal,
+    serve_unseal, token_for, wait_sealed_ready,
 };
-use anyhow::{Context as _, Result, ensure};
-use base64::Engine;
+use anyhow::{Result, ensure};
 use k8s_openapi::api::core::v1::Namespace;
 use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::keys::{ready, wait_key};
@@ -195,15 +194,7 @@ pub async fn run(client: Client, ns: String, args: ProviderArgs) -> Result<()> {
         secrets: VALUES.iter().map(|(n, _)| (*n).to_owned()).collect(),
     };
     let opened = inject::unseal_once(&format!("{url}/v1/unseal"), &ca_pem, &request).await?;
-    for (name, value) in VALUES {
-        let got = opened
-            .secrets
-            .get(name)
-            .and_then(|items| items.get("password"))
-            .with_context(|| format!("no {name}/password in the unseal response"))?;
-        let plain = base64::engine::general_purpose::STANDARD.decode(got.as_bytes())?;
-        ensure!(plain == value.as_bytes(), "{name} opened to other bytes");
-    }
+    check_opened(&opened, &VALUES)?;
     webhook.abort();
     second.abort();
     let _ = second.await;

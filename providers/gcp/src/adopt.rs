@@ -4,13 +4,9 @@
 //! versions kept as they are. Terraform users: add the `keyward-` labels to
 //! `lifecycle { ignore_changes = [labels] }`.
 
-use crate::errors::At;
 use crate::keys::algorithm_of;
 use crate::naming::{self, MANAGED_LABEL, OWNER_LABEL};
 use crate::provider::GcpKmsProvider;
-use crate::retry::Idempotent;
-use google_cloud_kms_v1::model::CryptoKey;
-use google_cloud_wkt::FieldMask;
 use keyward_core::provider::{KeyInfo, KeySpec, ProviderError, Result};
 
 pub const ADOPTED_LABEL: &str = "keyward-adopted";
@@ -59,15 +55,7 @@ impl GcpKmsProvider {
             if let Some(owner) = owner {
                 labels.insert(OWNER_LABEL.into(), owner);
             }
-            let update = CryptoKey::new().set_name(&name).set_labels(labels);
-            self.call("UpdateCryptoKey", Idempotent::Yes, At::key(&name), || {
-                self.client
-                    .update_crypto_key()
-                    .set_crypto_key(update.clone())
-                    .set_update_mask(FieldMask::default().set_paths(["labels"]))
-                    .send()
-            })
-            .await?;
+            self.set_labels(&name, labels).await?;
             tracing::info!(key = %name, "adopted CryptoKey");
         }
         self.info_of(&self.get_key(&name).await?, Some(&spec.name))

@@ -57,11 +57,18 @@ impl GcpKmsProvider {
     ) -> Result<()> {
         let name = self.crypto_key_name(key_id)?;
         let key = self.get_key(&name).await?;
-        let update =
-            CryptoKey::new()
-                .set_name(&name)
-                .set_labels(with_owner(&key.labels, owner, claim)?);
-        self.call("UpdateCryptoKey", Idempotent::Yes, At::key(&name), || {
+        self.set_labels(&name, with_owner(&key.labels, owner, claim)?)
+            .await
+    }
+
+    /// Replaces the CryptoKey's labels.
+    pub(crate) async fn set_labels(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<()> {
+        let update = CryptoKey::new().set_name(name).set_labels(labels);
+        self.call("UpdateCryptoKey", Idempotent::Yes, At::key(name), || {
             self.client
                 .update_crypto_key()
                 .set_crypto_key(update.clone())

@@ -203,6 +203,25 @@ fn update<T>(
     Ok(result)
 }
 
+/// The key `spec.owner` already has (a retry, or a cluster rebuilt from
+/// Git), or `None` when `spec.name` is free for a new one.
+fn owned_or_name_free(existing: &[StoredMeta], spec: &KeySpec) -> OpResult<Option<KeyInfo>> {
+    if spec.owner.is_some()
+        && let Some(found) = existing.iter().find(|s| s.meta.key.owner == spec.owner)
+    {
+        return Ok(Some(found.meta.key.info()));
+    }
+    meta::check_name(&spec.name)?;
+    if existing.iter().any(|s| s.meta.key.name == spec.name) {
+        return Err(ProviderError::InvalidRequest(format!(
+            "a key named `{}` already exists on the token; pick another name or rotate the existing key",
+            spec.name
+        ))
+        .into());
+    }
+    Ok(None)
+}
+
 fn wrong_type(meta: &KeyMeta, expected: &'static str) -> ProviderError {
     ProviderError::WrongKeyType {
         key: meta.key.id.clone(),
@@ -229,18 +248,8 @@ impl KeyProvider for Pkcs11Provider {
         self.run(move |session, shared| {
             let _admin = write(&shared.objects);
             let existing = token::all_meta(session)?;
-            if spec.owner.is_some()
-                && let Some(found) = existing.iter().find(|s| s.meta.key.owner == spec.owner)
-            {
-                return Ok(found.meta.key.info());
-            }
-            meta::check_name(&spec.name)?;
-            if existing.iter().any(|s| s.meta.key.name == spec.name) {
-                return Err(ProviderError::InvalidRequest(format!(
-                    "a key named `{}` already exists on the token; pick another name or rotate the existing key",
-                    spec.name
-                ))
-                .into());
+            if let Some(found) = owned_or_name_free(&existing, &spec)? {
+                return Ok(found);
             }
             let mut meta = KeyMeta::new(&spec, meta::new_key_id(), now());
             token::generate_version(session, &meta, 1)?;
@@ -262,19 +271,9 @@ impl KeyProvider for Pkcs11Provider {
         self.run(move |session, shared| {
             let _admin = write(&shared.objects);
             let existing = token::all_meta(session)?;
-            if spec.owner.is_some()
-                && let Some(found) = existing.iter().find(|s| s.meta.key.owner == spec.owner)
-            {
-                // Adopted before: a retry, or a cluster rebuilt from Git.
-                return Ok(found.meta.key.info());
-            }
-            meta::check_name(&spec.name)?;
-            if existing.iter().any(|s| s.meta.key.name == spec.name) {
-                return Err(ProviderError::InvalidRequest(format!(
-                    "a key named `{}` already exists on the token; pick another name",
-                    spec.name
-                ))
-                .into());
+            // Adopted before: a retry, or a cluster rebuilt from Git.
+            if let Some(found) = owned_or_name_free(&existing, &spec)? {
+                return Ok(found);
             }
             let (handle, id) = adopt::find(session, &label)?;
             if let Some(owner) = existing
