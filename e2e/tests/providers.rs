@@ -65,6 +65,28 @@ const REGION: &str = "eu-west-1";
 /// not happen while another test's threads may read it.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// Runs `test` in a fresh namespace with moto started (and the SoftHSM2
+/// token when `hsm`), given the operator's flags for them.
+fn with_peers<F, Fut>(hsm: bool, test: F)
+where
+    F: FnOnce(Client, String, ProviderArgs) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let _alone = one_at_a_time();
+    let moto = Moto::start().expect("moto");
+    let args = if hsm {
+        let hsm = softhsm();
+        set_peer_environment(&hsm.conf);
+        aws_and_pkcs11(&moto, hsm)
+    } else {
+        set_aws_credentials();
+        aws_only(&moto)
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(with_temp_ns(move |client, ns| test(client, ns, args)));
+    drop(moto);
+}
+
 /// The operator's flags for moto and the shared SoftHSM2 token.
 fn aws_and_pkcs11(moto: &Moto, hsm: &SoftHsm) -> ProviderArgs {
     ProviderArgs {
@@ -233,31 +255,14 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
 /// (`providers_support::claims`).
 #[test]
 fn a_second_cluster_is_refused_claimed_keys_until_the_first_is_gone() {
-    let _alone = one_at_a_time();
-    let moto = Moto::start().expect("moto");
-    let hsm = softhsm();
-    set_peer_environment(&hsm.conf);
-    let args = aws_and_pkcs11(&moto, hsm);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(with_temp_ns(move |client, ns| async move {
-        providers_support::claims::run(client, ns, args).await
-    }));
-    drop(moto);
+    with_peers(true, providers_support::claims::run);
 }
 
 /// A KMS key made as Terraform makes one, adopted by reference and kept
 /// when its ManagedKey goes (`providers_support::adopted`).
 #[test]
 fn a_terraform_made_kms_key_is_adopted_and_outlives_its_managed_key() {
-    let _alone = one_at_a_time();
-    let moto = Moto::start().expect("moto");
-    set_aws_credentials();
-    let args = aws_only(&moto);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(with_temp_ns(move |client, ns| async move {
-        providers_support::adopted::run(client, ns, args).await
-    }));
-    drop(moto);
+    with_peers(false, providers_support::adopted::run);
 }
 
 /// The cluster torn down and rebuilt from the same manifests: KMS, HSM and
@@ -265,16 +270,7 @@ fn a_terraform_made_kms_key_is_adopted_and_outlives_its_managed_key() {
 /// keys, and a pod opens every value (`providers_support::rebuild`).
 #[test]
 fn a_cluster_rebuilt_from_git_gets_its_keys_and_values_back() {
-    let _alone = one_at_a_time();
-    let moto = Moto::start().expect("moto");
-    let hsm = softhsm();
-    set_peer_environment(&hsm.conf);
-    let args = aws_and_pkcs11(&moto, hsm);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(with_temp_ns(move |client, ns| async move {
-        providers_support::rebuild::run(client, ns, args).await
-    }));
-    drop(moto);
+    with_peers(true, providers_support::rebuild::run);
 }
 
 /// A hung AWS KMS (a loopback server that accepts and never answers) under
