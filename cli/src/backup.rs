@@ -7,12 +7,15 @@
 //! (`root.key.wrapped`); restoring that needs the KMS, and so does opening.
 
 use crate::args::{ClusterKeyringArgs, KubeArgs};
-use crate::{apiserver, kubeconfig};
+use crate::kube_client;
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use keyward_core::local::{GENERATION_FILE, KEYRING_FILE, LocalProvider, ROOT_KEY_FILE, RootKey};
 use keyward_core::provider::KeyProvider;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -43,25 +46,96 @@ impl Names {
             generation: format!("{}-generation", args.keyring_secret),
         }
     }
-
-    fn path(&self, kind: &str, name: &str) -> String {
-        format!("/api/v1/namespaces/{}/{kind}/{name}", self.namespace)
-    }
 }
 
-async fn get(connection: &kubeconfig::Connection, path: &str) -> Result<Option<Value>> {
-    let reply = apiserver::request(connection, hyper::Method::GET, path, None).await?;
-    match reply.status {
-        200 => Ok(Some(serde_json::from_slice(&reply.body)?)),
-        404 => Ok(None),
-        403 => bail!(
-            "no permission to read {path}: {}; back up and restore as a cluster admin",
-            apiserver::refusal(&reply)
-        ),
-        code => bail!(
-            "the API server answered HTTP {code} for {path}: {}",
-            apiserver::refusal(&reply)
-        ),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Secret,
+    ConfigMap,
+}
+
+/// One object of a backup, as the API server stores it.
+struct Object {
+    kind: Kind,
+    name: String,
+    value: Value,
+}
+
+/// The namespace's Secrets and ConfigMaps, read as JSON.
+struct Store {
+    secrets: Api<Secret>,
+    config_maps: Api<ConfigMap>,
+    namespace: String,
+}
+
+impl Store {
+    fn new(client: &kube::Client, namespace: &str) -> Self {
+        Store {
+            secrets: Api::namespaced(client.clone(), namespace),
+            config_maps: Api::namespaced(client.clone(), namespace),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn refused(&self, error: kube::Error, kind: Kind, name: &str, verb: &str) -> anyhow::Error {
+        let resource = match kind {
+            Kind::Secret => "secrets",
+            Kind::ConfigMap => "configmaps",
+        };
+        kube_client::explain(
+            error,
+            &format!("{kind:?} {}/{name}", self.namespace),
+            verb,
+            resource,
+            &self.namespace,
+        )
+    }
+
+    async fn get(&self, kind: Kind, name: &str) -> Result<Option<Value>> {
+        let found = match kind {
+            Kind::Secret => self
+                .secrets
+                .get_opt(name)
+                .await
+                .map(|o| o.map(serde_json::to_value)),
+            Kind::ConfigMap => self
+                .config_maps
+                .get_opt(name)
+                .await
+                .map(|o| o.map(serde_json::to_value)),
+        };
+        match found {
+            Ok(found) => Ok(found.transpose()?),
+            Err(error) => Err(self.refused(error, kind, name, "get")),
+        }
+    }
+
+    async fn delete(&self, kind: Kind, name: &str) -> Result<()> {
+        let params = DeleteParams::default();
+        let deleted = match kind {
+            Kind::Secret => self.secrets.delete(name, &params).await.map(|_| ()),
+            Kind::ConfigMap => self.config_maps.delete(name, &params).await.map(|_| ()),
+        };
+        match deleted {
+            Ok(()) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(self.refused(error, kind, name, "delete")),
+        }
+    }
+
+    async fn create(&self, object: &Object) -> Result<()> {
+        let params = PostParams::default();
+        let made = match object.kind {
+            Kind::Secret => {
+                let secret: Secret = serde_json::from_value(object.value.clone())?;
+                self.secrets.create(&params, &secret).await.map(|_| ())
+            }
+            Kind::ConfigMap => {
+                let map: ConfigMap = serde_json::from_value(object.value.clone())?;
+                self.config_maps.create(&params, &map).await.map(|_| ())
+            }
+        };
+        made.map_err(|error| self.refused(error, object.kind, &object.name, "create"))
     }
 }
 
@@ -96,8 +170,10 @@ pub async fn backup(kube: &KubeArgs, at: &ClusterKeyringArgs, dir: &Path) -> Res
         );
     }
     let names = Names::of(at);
-    let connection = connect(kube)?;
-    let keyring = get(&connection, &names.path("secrets", &names.keyring))
+    let cluster = kube_client::connect(kube).await?;
+    let store = Store::new(&cluster.client, &names.namespace);
+    let keyring = store
+        .get(Kind::Secret, &names.keyring)
         .await?
         .with_context(|| {
             format!(
@@ -105,8 +181,8 @@ pub async fn backup(kube: &KubeArgs, at: &ClusterKeyringArgs, dir: &Path) -> Res
                 names.namespace, names.keyring
             )
         })?;
-    let clear = get(&connection, &names.path("secrets", &names.root_key)).await?;
-    let wrapped = get(&connection, &names.path("secrets", &names.wrapped_root_key)).await?;
+    let clear = store.get(Kind::Secret, &names.root_key).await?;
+    let wrapped = store.get(Kind::Secret, &names.wrapped_root_key).await?;
     if clear.is_none() && wrapped.is_none() {
         bail!(
             "neither Secret {ns}/{} nor {ns}/{} exists: the keyring cannot be opened without its root key",
@@ -115,7 +191,7 @@ pub async fn backup(kube: &KubeArgs, at: &ClusterKeyringArgs, dir: &Path) -> Res
             ns = names.namespace
         );
     }
-    let generation = get(&connection, &names.path("configmaps", &names.generation)).await?;
+    let generation = store.get(Kind::ConfigMap, &names.generation).await?;
 
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
@@ -174,7 +250,7 @@ async fn describe(dir: &Path) -> Result<String> {
 }
 
 /// The objects to write for the backup in `dir`, by API path and kind.
-fn objects(names: &Names, dir: &Path) -> Result<Vec<(String, Value)>> {
+fn objects(names: &Names, dir: &Path) -> Result<Vec<Object>> {
     let read = |file: &str| -> Result<Option<Zeroizing<Vec<u8>>>> {
         match std::fs::read(dir.join(file)) {
             Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
@@ -197,29 +273,32 @@ fn objects(names: &Names, dir: &Path) -> Result<Vec<(String, Value)>> {
             dir.display()
         )
     })?;
-    let mut out = vec![(
-        names.path("secrets", &names.keyring),
-        secret(&names.keyring, KEYRING_FILE, &keyring, false),
-    )];
+    let mut out = vec![Object {
+        kind: Kind::Secret,
+        name: names.keyring.clone(),
+        value: secret(&names.keyring, KEYRING_FILE, &keyring, false),
+    }];
     let mut has_root = false;
     if dir.join(ROOT_KEY_FILE).exists() {
         let root = RootKey::load(&dir.join(ROOT_KEY_FILE))?;
-        out.push((
-            names.path("secrets", &names.root_key),
-            secret(&names.root_key, ROOT_KEY_ITEM, root.to_dek().expose(), true),
-        ));
+        out.push(Object {
+            kind: Kind::Secret,
+            name: names.root_key.clone(),
+            value: secret(&names.root_key, ROOT_KEY_ITEM, root.to_dek().expose(), true),
+        });
         has_root = true;
     }
     if let Some(wrapped) = read(WRAPPED_ROOT_KEY_FILE)? {
-        out.push((
-            names.path("secrets", &names.wrapped_root_key),
-            secret(
+        out.push(Object {
+            kind: Kind::Secret,
+            name: names.wrapped_root_key.clone(),
+            value: secret(
                 &names.wrapped_root_key,
                 WRAPPED_ROOT_KEY_ITEM,
                 &wrapped,
                 true,
             ),
-        ));
+        });
         has_root = true;
     }
     if !has_root {
@@ -230,21 +309,17 @@ fn objects(names: &Names, dir: &Path) -> Result<Vec<(String, Value)>> {
     }
     if let Some(generation) = read(GENERATION_FILE)? {
         let number = String::from_utf8_lossy(&generation).trim().to_owned();
-        out.push((
-            names.path("configmaps", &names.generation),
-            json!({
+        out.push(Object {
+            kind: Kind::ConfigMap,
+            name: names.generation.clone(),
+            value: json!({
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": metadata(&names.generation),
                 "data": {GENERATION_ITEM: number},
             }),
-        ));
+        });
     }
     Ok(out)
-}
-
-fn connect(kube: &KubeArgs) -> Result<kubeconfig::Connection> {
-    let path = kubeconfig::path(kube.kubeconfig.as_deref())?;
-    kubeconfig::connection(&path, kube.context.as_deref(), kube.token_file.as_deref())
 }
 
 /// Whether `existing` holds what `wanted` would write.
@@ -265,27 +340,38 @@ pub async fn restore(
         "the keyring (root key wrapped by a KMS)".to_owned()
     };
     let objects = objects(&names, dir)?;
-    let connection = connect(kube)?;
-    let namespace_path = format!("/api/v1/namespaces/{}", names.namespace);
-    if get(&connection, &namespace_path).await?.is_none() {
+    let cluster = kube_client::connect(kube).await?;
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    let exists = namespaces.get_opt(&names.namespace).await.map_err(|e| {
+        kube_client::explain(
+            e,
+            &format!("namespace {}", names.namespace),
+            "get",
+            "namespaces",
+            "",
+        )
+    })?;
+    if exists.is_none() {
         bail!(
             "namespace {} does not exist; create it (the namespace Keyward is installed into), then restore",
             names.namespace
         );
     }
+    let store = Store::new(&cluster.client, &names.namespace);
     let mut existing = Vec::new();
-    for (path, object) in &objects {
+    for object in &objects {
         existing.push(
-            get(&connection, path)
+            store
+                .get(object.kind, &object.name)
                 .await?
-                .map(|found| same_data(&found, object)),
+                .map(|found| same_data(&found, &object.value)),
         );
     }
     let differing: Vec<&str> = objects
         .iter()
         .zip(&existing)
         .filter(|(_, found)| **found == Some(false))
-        .map(|((path, _), _)| path.rsplit('/').next().unwrap_or(path))
+        .map(|(object, _)| object.name.as_str())
         .collect();
     if !differing.is_empty() && !replace {
         bail!(
@@ -295,36 +381,17 @@ pub async fn restore(
             names.namespace
         );
     }
-    for ((path, object), found) in objects.iter().zip(&existing) {
-        let name = path.rsplit('/').next().unwrap_or(path);
+    for (object, found) in objects.iter().zip(&existing) {
         if *found == Some(true) {
-            println!("{name}: already as in the backup");
+            println!("{}: already as in the backup", object.name);
             continue;
         }
         if found.is_some() {
             // Root-key Secrets are immutable: replaced by delete and create.
-            let reply = apiserver::request(&connection, hyper::Method::DELETE, path, None).await?;
-            if !(200..300).contains(&reply.status) && reply.status != 404 {
-                bail!(
-                    "deleting {name}: HTTP {}: {}",
-                    reply.status,
-                    apiserver::refusal(&reply)
-                );
-            }
+            store.delete(object.kind, &object.name).await?;
         }
-        let collection = &path[..path.len() - name.len() - 1];
-        let body = serde_json::to_vec(object)?;
-        let reply =
-            apiserver::request(&connection, hyper::Method::POST, collection, Some(body)).await?;
-        if !(200..300).contains(&reply.status) {
-            bail!(
-                "creating {name} in {}: HTTP {}: {}",
-                names.namespace,
-                reply.status,
-                apiserver::refusal(&reply)
-            );
-        }
-        println!("{name}: restored");
+        store.create(object).await?;
+        println!("{}: restored", object.name);
     }
     println!(
         "restored {what} into {}; start (or restart) the Keyward operator and webhook so they read it, \
@@ -370,24 +437,29 @@ mod tests {
         std::fs::write(dir.path().join(GENERATION_FILE), "2\n").unwrap();
         assert_eq!(describe(dir.path()).await.unwrap(), "1 keys (apps/db)");
         let objects = objects(&names(), dir.path()).unwrap();
-        let paths: Vec<&str> = objects.iter().map(|(p, _)| p.as_str()).collect();
+        let names: Vec<(Kind, &str)> = objects.iter().map(|o| (o.kind, o.name.as_str())).collect();
         assert_eq!(
-            paths,
+            names,
             [
-                "/api/v1/namespaces/keyward-system/secrets/kr",
-                "/api/v1/namespaces/keyward-system/secrets/rk",
-                "/api/v1/namespaces/keyward-system/configmaps/kr-generation",
+                (Kind::Secret, "kr"),
+                (Kind::Secret, "rk"),
+                (Kind::ConfigMap, "kr-generation"),
             ]
         );
-        let root_secret = &objects[1].1;
+        let root_secret = &objects[1].value;
         assert_eq!(root_secret["immutable"], true);
         let stored = STANDARD
             .decode(root_secret["data"][ROOT_KEY_ITEM].as_str().unwrap())
             .unwrap();
         assert!(RootKey::from_bytes(&stored).unwrap().same_as(&root));
-        assert_eq!(objects[2].1["data"][GENERATION_ITEM], "2");
-        assert_eq!(objects[0].1["immutable"], false);
-        assert!(same_data(&objects[2].1, &objects[2].1.clone()));
+        assert_eq!(objects[2].value["data"][GENERATION_ITEM], "2");
+        assert_eq!(objects[0].value["immutable"], false);
+        // What the API server returns reads the same as what was written.
+        let secret: Secret = serde_json::from_value(objects[1].value.clone()).unwrap();
+        assert!(same_data(
+            &serde_json::to_value(secret).unwrap(),
+            &objects[1].value
+        ));
     }
 
     #[tokio::test]

@@ -3,9 +3,10 @@
 //! (the same as `keyward local public-key`).
 
 use crate::args::{ClusterArgs, ClusterCommand, KubeArgs};
-use crate::{apiserver, cluster_key, keyring, kubeconfig};
+use crate::{cluster_key, keyring, kube_client};
 use anyhow::{Result, bail};
 use keyward_core::envelope::PublicSealingKey;
+use keyward_crds::ManagedKey;
 
 pub async fn run(args: ClusterArgs) -> Result<()> {
     match args.command {
@@ -25,16 +26,13 @@ pub async fn fetch_public_key(
     namespace: Option<&str>,
     key: &str,
 ) -> Result<(String, PublicSealingKey)> {
-    let path = kubeconfig::path(kube.kubeconfig.as_deref())?;
-    let connection =
-        kubeconfig::connection(&path, kube.context.as_deref(), kube.token_file.as_deref())?;
+    let cluster = kube_client::connect(kube).await?;
     let (namespace, name) = match key.split_once('/') {
         Some((namespace, name)) => (namespace.to_owned(), name.to_owned()),
         None => (
             namespace
                 .map(str::to_owned)
-                .or_else(|| connection.namespace.clone())
-                .unwrap_or_else(|| "default".to_owned()),
+                .unwrap_or_else(|| cluster.namespace.clone()),
             key.to_owned(),
         ),
     };
@@ -43,8 +41,31 @@ pub async fn fetch_public_key(
             bail!("`{part}` is not a Kubernetes name (lower-case letters, digits, `-` and `.`)");
         }
     }
-    let managed = apiserver::managed_key(&connection, &namespace, &name).await?;
     let reference = format!("{namespace}/{name}");
+    let api: kube::Api<ManagedKey> = kube::Api::namespaced(cluster.client, &namespace);
+    let managed = api.get(&name).await.map_err(|error| match &error {
+        kube::Error::Api(status)
+            if status.code == 404
+                && status
+                    .message
+                    .contains("could not find the requested resource") =>
+        {
+            anyhow::anyhow!(
+                "the API server knows no ManagedKeys (keyward.io/v1alpha1); is Keyward installed \
+                 in this cluster (`kubectl get crd managedkeys.keyward.io`)?"
+            )
+        }
+        kube::Error::Api(status) if status.code == 404 => anyhow::anyhow!(
+            "ManagedKey {reference} does not exist; list the keys with `kubectl get managedkeys -A`"
+        ),
+        _ => kube_client::explain(
+            error,
+            &format!("ManagedKey {reference}"),
+            "get",
+            "managedkeys.keyward.io",
+            &namespace,
+        ),
+    })?;
     let sealing = cluster_key::sealing_key(&managed, &reference)?;
     Ok((reference, sealing))
 }

@@ -1,12 +1,12 @@
-//! One HTTPS request (HTTP/1.1), trusting only the CA given: to the
-//! webhook (`rewrap`) or to the API server (`cluster`).
+//! One HTTPS request (HTTP/1.1) to the webhook (`rewrap`), trusting only
+//! the CA given. Cluster calls go through kube's client instead.
 
 use anyhow::{Context, Result, anyhow, bail};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -16,10 +16,6 @@ pub struct Endpoint<'a> {
     /// `https://host[:port][/prefix]`; request paths go after the prefix.
     pub base: &'a str,
     pub ca_pem: &'a [u8],
-    /// Check the certificate against this name instead of the host.
-    pub server_name: Option<&'a str>,
-    /// `(certificate PEM, key PEM)` to present, for API servers.
-    pub client_identity: Option<(&'a [u8], &'a [u8])>,
     /// "the webhook", "the API server".
     pub peer: &'a str,
     /// What to check when the TLS handshake fails.
@@ -44,8 +40,6 @@ pub async fn post_json(
     let endpoint = Endpoint {
         base,
         ca_pem: ca_pem.as_bytes(),
-        server_name: None,
-        client_identity: None,
         peer: "the webhook",
         ca_hint: "is --ca-file the webhook's CA?",
     };
@@ -88,9 +82,8 @@ pub async fn send(
         .trim_end_matches(']')
         .to_owned();
     let tls = client_config(endpoint)?;
-    let name = endpoint.server_name.unwrap_or(&host).to_owned();
     let server_name =
-        ServerName::try_from(name).with_context(|| format!("the host in `{base}`"))?;
+        ServerName::try_from(host.clone()).with_context(|| format!("the host in `{base}`"))?;
     let peer = endpoint.peer;
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
@@ -165,19 +158,5 @@ fn client_config(endpoint: &Endpoint<'_>) -> Result<rustls::ClientConfig> {
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
-    let Some((cert_pem, key_pem)) = endpoint.client_identity else {
-        return Ok(builder.with_no_client_auth());
-    };
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .ok()
-        .filter(|chain| !chain.is_empty())
-        .ok_or_else(|| anyhow!("the kubeconfig's client certificate is not a PEM CERTIFICATE"))?;
-    // The parse error is not shown: it could quote key material.
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|_| anyhow!("the kubeconfig's client key is not a PEM private key"))?;
-    builder.with_client_auth_cert(chain, key).context(
-        "cannot use the kubeconfig's client certificate and key (do they go together, \
-             and is the certificate X.509 v3?)",
-    )
+    Ok(builder.with_no_client_auth())
 }

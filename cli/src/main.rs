@@ -2,7 +2,6 @@
 //! local keyring. Errors end the program with one line that says what to do.
 #![forbid(unsafe_code)]
 
-mod apiserver;
 mod args;
 mod audit;
 mod backup;
@@ -11,7 +10,7 @@ mod cluster_key;
 mod https;
 mod inspect;
 mod keyring;
-mod kubeconfig;
+mod kube_client;
 mod local;
 mod manifest;
 mod rewrap;

@@ -10,7 +10,7 @@
 //! at the end if any failed.
 
 use crate::args::RewrapArgs;
-use crate::{https, kubeconfig, manifest};
+use crate::{https, kube_client, manifest};
 use anyhow::{Context, Result, bail};
 use keyward_crds::SealedSecret;
 use serde::Deserialize;
@@ -50,10 +50,8 @@ pub async fn run(args: RewrapArgs) -> Result<()> {
     }
     let ca_pem = std::fs::read_to_string(&args.ca_file)
         .with_context(|| format!("cannot read the CA file {}", args.ca_file.display()))?;
-    let token = match &args.token_file {
-        Some(file) => kubeconfig::read_token_file(file)?,
-        None => kubeconfig::token(&kubeconfig::path(args.kubeconfig.as_deref())?)?,
-    };
+    let token =
+        kube_client::bearer_token(args.kubeconfig.as_deref(), None, args.token_file.as_deref())?;
     let session = Session {
         server: &args.server,
         ca_pem,
