@@ -30,6 +30,75 @@ pub enum Command {
     /// Re-wrap a SealedSecret file onto its key's current version, through
     /// the webhook (no key access needed; rewrites the file in place).
     Rewrap(RewrapArgs),
+    /// ManagedKeys: state, versions, dependants, Git copies behind.
+    Status(StatusArgs),
+    /// Rotate a ManagedKey now (a new primary version).
+    Rotate(RotateArgs),
+    /// Report a ManagedKey compromised: rotate, re-seal, retire the exposed versions.
+    Compromise(CompromiseArgs),
+    /// Print a shell completion script, e.g. `source <(keyward completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum StatusFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// One ManagedKey, as NAME or NAMESPACE/NAME, with its versions.
+    pub key: Option<String>,
+    /// Namespace (default: the kubeconfig context's, else `default`).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: StatusFormat,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Args)]
+pub struct RotateArgs {
+    /// The ManagedKey, as NAME or NAMESPACE/NAME.
+    pub key: String,
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Why, for the audit log (annotation keyward.io/reason).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Wait until the new version is primary.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Args)]
+pub struct CompromiseArgs {
+    /// The ManagedKey, as NAME or NAMESPACE/NAME.
+    pub key: String,
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// What happened (required; recorded in the audit log).
+    #[arg(long)]
+    pub reason: String,
+    /// Versions exposed: `all` (default), `primary`, or a list like `2,3`.
+    #[arg(long, default_value = "all")]
+    pub exposed_versions: String,
+    /// Wait until the new version is primary.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Args)]

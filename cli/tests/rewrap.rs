@@ -49,7 +49,7 @@ fn a_kubeconfig_user_without_a_token_is_told_to_use_token_file() {
     let file = kw.write("db.yaml", SEALED.as_bytes());
     let config = kw.write(
         "kubeconfig",
-        b"current-context: c\ncontexts:\n- name: c\n  context: {user: u}\nusers:\n- name: u\n  user: {client-certificate-data: AAAA}\n",
+        b"current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nusers:\n- name: u\n  user: {client-certificate-data: AAAA}\n",
     );
     let (file_arg, config_arg) = (file.display().to_string(), config.display().to_string());
     let error = kw

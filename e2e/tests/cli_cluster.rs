@@ -171,6 +171,7 @@ async fn flow(client: &Client, ns: &str, dir: &Path) -> Result<()> {
         "the exec plugin was not run"
     );
     println!("an exec-plugin kubeconfig reads the same key");
+    day_two_verbs(&cli, ns, &exec).await?;
 
     // Refusals.
     let refused = |args: Vec<String>, wanted: Vec<String>| {
@@ -300,6 +301,97 @@ fn exec_plugin_kubeconfig(dir: &Path) -> Result<PathBuf> {
     let out = dir.join("exec-kubeconfig");
     std::fs::write(&out, serde_yaml_ng::to_string(&config)?)?;
     Ok(out)
+}
+
+/// `keyward status`, `rotate` and the kubectl plugin, as an exec-plugin
+/// user: the table and JSON agree with the ManagedKey, a rotation lands.
+async fn day_two_verbs(cli: &Path, ns: &str, kubeconfig: &Path) -> Result<()> {
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+    let with_config = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string())
+            .chain(["--kubeconfig".to_owned(), kubeconfig.clone()])
+            .collect()
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        keyward(cli, &args).await
+    };
+    let table = succeeded(
+        &run(with_config(&["status", "-n", ns])).await?,
+        "keyward status",
+    )?;
+    ensure!(
+        table
+            .lines()
+            .any(|l| l.contains("sealing") && l.contains("Active") && l.contains("local")),
+        "{table}"
+    );
+    let json = succeeded(
+        &run(with_config(&["status", "-n", ns, "sealing", "-o", "json"])).await?,
+        "keyward status -o json",
+    )?;
+    let document: serde_json::Value = serde_json::from_str(&json)?;
+    ensure!(document["keys"][0]["primaryVersion"] == 1, "{json}");
+    ensure!(document["keys"][0]["ready"] == true, "{json}");
+    let rotated = succeeded(
+        &run(with_config(&[
+            "rotate", "-n", ns, "sealing", "--wait", "--reason", "e2e",
+        ]))
+        .await?,
+        "keyward rotate --wait",
+    )?;
+    ensure!(rotated.contains("version 2 is primary"), "{rotated}");
+    let missing = run(with_config(&["rotate", "-n", ns, "nothing"])).await?;
+    ensure!(
+        !missing.status.success()
+            && String::from_utf8_lossy(&missing.stderr)
+                .contains(&format!("ManagedKey {ns}/nothing does not exist")),
+        "{missing:?}"
+    );
+    // kubectl finds `kubectl-keyward` on PATH and runs it as `kubectl keyward`.
+    let plugin = keyward_e2e::binaries::build_binary("keyward", "kubectl-keyward", false).await?;
+    if which("kubectl").is_some() {
+        let dir = plugin.parent().context("plugin dir")?;
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = tokio::process::Command::new("kubectl")
+            .args([
+                "keyward",
+                "status",
+                "-n",
+                ns,
+                "sealing",
+                "--kubeconfig",
+                &kubeconfig,
+            ])
+            .env("PATH", path)
+            .output()
+            .await?;
+        let table = succeeded(&out, "kubectl keyward status")?;
+        ensure!(
+            table
+                .lines()
+                .any(|l| l.contains("sealing") && l.contains("2")),
+            "{table}"
+        );
+        println!("kubectl keyward status:\n{table}");
+    } else {
+        println!(
+            "no kubectl on PATH: the plugin name is built ({}) but not run through kubectl",
+            plugin.display()
+        );
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }
 
 /// The `keyward` CLI binary of this checkout.

@@ -1,5 +1,7 @@
-//! `keyward`: seal secrets for Git, inspect and unseal them, and manage a
-//! local keyring. Errors end the program with one line that says what to do.
+//! `keyward`: seal secrets for Git, inspect and unseal them, manage a
+//! local keyring and the cluster's keys. Errors end the program with one
+//! line that says what to do. Built twice, as `keyward` and as the kubectl
+//! plugin `kubectl-keyward` (`kubectl keyward status`).
 #![forbid(unsafe_code)]
 
 mod args;
@@ -7,6 +9,8 @@ mod audit;
 mod backup;
 mod cluster;
 mod cluster_key;
+mod completion;
+mod day2;
 mod https;
 mod inspect;
 mod keyring;
@@ -21,7 +25,8 @@ use args::{Cli, Command};
 use clap::Parser;
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
+/// The whole program; `main` of both binaries.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if holds_secrets(&cli.command)
         && let Err(error) =
@@ -45,6 +50,13 @@ fn main() -> ExitCode {
             Command::Cluster(args) => cluster::run(args).await,
             Command::Audit(args) => audit::run(args),
             Command::Rewrap(args) => rewrap::run(args).await,
+            Command::Status(args) => day2::status(args).await,
+            Command::Rotate(args) => day2::rotate(args).await,
+            Command::Compromise(args) => day2::compromise(args).await,
+            Command::Completion { shell } => {
+                completion::print(shell);
+                Ok(())
+            }
         }
     });
     match result {
@@ -67,8 +79,11 @@ fn holds_secrets(command: &Command) -> bool {
         | Command::Unseal(_)
         | Command::Local(_)
         | Command::Cluster(_)
-        | Command::Rewrap(_) => true,
-        Command::Inspect(_) | Command::Audit(_) => false,
+        | Command::Rewrap(_)
+        | Command::Status(_)
+        | Command::Rotate(_)
+        | Command::Compromise(_) => true,
+        Command::Inspect(_) | Command::Audit(_) | Command::Completion { .. } => false,
     }
 }
 
