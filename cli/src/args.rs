@@ -204,7 +204,7 @@ pub struct KeyringArgs {
     pub keyring: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum, Default)]
+#[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
 pub enum ScopeArg {
     /// Bind each value to namespace, secret name and item name.
     #[default]
@@ -241,8 +241,18 @@ pub struct SealArgs {
     /// ManagedKey to seal with, as NAME or NAMESPACE/NAME (default with --cert: the key named in the file).
     #[arg(long)]
     pub key: Option<String>,
-    #[arg(long, value_enum, default_value_t)]
-    pub scope: ScopeArg,
+    /// Default `strict` (with --merge-into: the file's).
+    #[arg(long, value_enum)]
+    pub scope: Option<ScopeArg>,
+    /// Add the values to this SealedSecret file (replacing items of the same
+    /// name) and rewrite it in place; its other items stay byte-identical.
+    /// Namespace, name, key, scope and access come from the file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "output"])]
+    pub merge_into: Option<PathBuf>,
+    /// Print only the one value's encrypted form (for a Helm values file or
+    /// a hand-written SealedSecret), with no newline.
+    #[arg(long)]
+    pub raw: bool,
     /// Seal offline with a public key file from `keyward local public-key`
     /// or `keyward cluster public-key`; no key access needed.
     #[arg(long, value_name = "FILE")]

@@ -17,6 +17,7 @@ mod keyring;
 mod kube_client;
 mod local;
 mod manifest;
+mod merge;
 mod rewrap;
 mod seal;
 mod unseal;

@@ -1,5 +1,5 @@
 use crate::args::{Format, ScopeArg, SealArgs};
-use crate::{audit, cluster, keyring, manifest};
+use crate::{audit, cluster, keyring, manifest, merge};
 use anyhow::{Context, Result, anyhow, bail};
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
@@ -36,6 +36,37 @@ pub async fn run(args: SealArgs) -> Result<()> {
     if values.is_empty() {
         bail!("nothing to seal: give --from-literal, --from-file or a Secret with data");
     }
+    if args.raw && values.len() != 1 {
+        bail!(
+            "--raw prints one value, but {} items were given; seal them one at a time",
+            values.len()
+        );
+    }
+    let merging = match &args.merge_into {
+        Some(path) => Some(merge::Target::read(path)?),
+        None => None,
+    };
+    if let Some(target) = &merging {
+        target.check_flags(&args)?;
+    }
+    let (manifest_namespace, manifest_name) = match &merging {
+        Some(target) => (target.namespace(), target.name()),
+        None => (manifest_namespace, manifest_name),
+    };
+    let args = SealArgs {
+        key: args
+            .key
+            .clone()
+            .or_else(|| merging.as_ref().map(merge::Target::key)),
+        scope: args
+            .scope
+            .or_else(|| merging.as_ref().map(merge::Target::scope)),
+        service_accounts: match &merging {
+            Some(target) => target.service_accounts(),
+            None => args.service_accounts.clone(),
+        },
+        ..args
+    };
 
     let namespace = args.namespace.or(manifest_namespace).ok_or_else(|| {
         anyhow!("no namespace: pass -n/--namespace or set metadata.namespace in the Secret")
@@ -59,7 +90,7 @@ pub async fn run(args: SealArgs) -> Result<()> {
         .or_else(|| public.as_ref().and_then(|(_, named)| named.clone()))
         .ok_or_else(|| anyhow!("no key: pass --key NAME (a ManagedKey)"))?;
     let key_ref = keyring::canonical_key_ref(&key, &namespace)?;
-    let scope = match args.scope {
+    let scope = match args.scope.unwrap_or_default() {
         ScopeArg::Strict => Scope::Strict,
         ScopeArg::Namespace => Scope::Namespace,
     };
@@ -97,6 +128,14 @@ pub async fn run(args: SealArgs) -> Result<()> {
         }
     };
 
+    if let Some(target) = merging {
+        return target.merge(encrypted_data);
+    }
+    if args.raw {
+        let value = encrypted_data.into_values().next().expect("one value");
+        print!("{value}");
+        return Ok(());
+    }
     let (key_namespace, key_name) = key_ref.split_once('/').expect("canonical reference");
     let spec = SealedSecretSpec {
         key_ref: KeyReference {
