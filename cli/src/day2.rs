@@ -300,13 +300,7 @@ pub async fn rotate(args: RotateArgs) -> Result<()> {
     .await?;
     println!("rotation of {namespace}/{name} requested (primary is version {before})");
     if args.wait {
-        let now = wait_for(&cluster, &namespace, &name, |k| {
-            k.status
-                .as_ref()
-                .and_then(|s| s.primary_version)
-                .filter(|v| *v > before)
-        })
-        .await?;
+        let now = wait_for_primary_after(&cluster, &namespace, &name, before).await?;
         println!("version {now} is primary; older versions still unseal until retention ends");
     }
     Ok(())
@@ -343,13 +337,7 @@ pub async fn compromise(args: CompromiseArgs) -> Result<()> {
         args.exposed_versions
     );
     if args.wait {
-        let now = wait_for(&cluster, &namespace, &name, |k| {
-            k.status
-                .as_ref()
-                .and_then(|s| s.primary_version)
-                .filter(|v| *v > before)
-        })
-        .await?;
+        let now = wait_for_primary_after(&cluster, &namespace, &name, before).await?;
         println!(
             "version {now} is primary; run `keyward status {namespace}/{name}` to follow the re-seal"
         );
@@ -384,18 +372,20 @@ async fn patch(cluster: &Cluster, namespace: &str, name: &str, body: Value) -> R
     })
 }
 
-/// Polls the key (up to two minutes) until `done` gives a value.
-async fn wait_for<T>(
+/// Polls the key (up to two minutes) until a version after `before` is
+/// primary; returns it.
+async fn wait_for_primary_after(
     cluster: &Cluster,
     namespace: &str,
     name: &str,
-    done: impl Fn(&ManagedKey) -> Option<T>,
-) -> Result<T> {
+    before: u32,
+) -> Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let key = get_key(cluster, namespace, name).await?;
-        if let Some(value) = done(&key) {
-            return Ok(value);
+        let primary = key.status.as_ref().and_then(|s| s.primary_version);
+        if let Some(now) = primary.filter(|v| *v > before) {
+            return Ok(now);
         }
         if Instant::now() > deadline {
             bail!(

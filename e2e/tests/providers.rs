@@ -156,16 +156,8 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
         let kms = wait_key(&keys, "kms", "Ready", ready).await?;
         println!("aws ManagedKey Ready after {:?}", started.elapsed());
         let kms_id = key_id(&kms)?;
-        // The providers as the webhook builds them from the same flags (the
-        // operator has created the local root key Secret by now).
-        let local = keyward_kubeutil::keyring_secret::open_local_provider(
-            client.clone(),
-            &ns,
-            KEYRING,
-            ROOT_KEY,
-        )
-        .await?;
-        let providers = Arc::new(Providers::connect(&args).await?.with_local(Arc::new(local)));
+        // The operator has created the local root key Secret by now.
+        let providers = webhook_providers(&client, &ns, &args).await?;
         ensure!(providers.names() == ["local", "aws", "pkcs11"]);
 
         ensure!(kms_id.starts_with("alias/keyward/"), "{kms_id}");
@@ -624,6 +616,25 @@ async fn seal(
         .create(&PostParams::default(), &secret)
         .await?;
     Ok(())
+}
+
+/// The providers as the webhook builds them from the same flags, with the
+/// namespace's in-cluster keyring.
+async fn webhook_providers(
+    client: &Client,
+    ns: &str,
+    args: &ProviderArgs,
+) -> Result<Arc<Providers>> {
+    let local = keyward_kubeutil::keyring_secret::open_local_provider(
+        client.clone(),
+        ns,
+        KEYRING,
+        ROOT_KEY,
+    )
+    .await?;
+    Ok(Arc::new(
+        Providers::connect(args).await?.with_local(Arc::new(local)),
+    ))
 }
 
 /// Each SealedSecret's `password` came back as the value sealed.

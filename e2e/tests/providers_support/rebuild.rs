@@ -13,7 +13,7 @@
 
 use crate::{
     KEYRING, ROOT_KEY, check_opened, in_process, key_id, managed_key, reader_pod, seal,
-    serve_unseal, token_for, wait_sealed_ready,
+    serve_unseal, token_for, wait_sealed_ready, webhook_providers,
 };
 use anyhow::{Result, ensure};
 use k8s_openapi::api::core::v1::Namespace;
@@ -177,14 +177,7 @@ pub async fn run(client: Client, ns: String, args: ProviderArgs) -> Result<()> {
     }
 
     // A pod on the new node opens every value.
-    let local = keyward_kubeutil::keyring_secret::open_local_provider(
-        client.clone(),
-        &ns,
-        KEYRING,
-        ROOT_KEY,
-    )
-    .await?;
-    let providers = Arc::new(Providers::connect(&args).await?.with_local(Arc::new(local)));
+    let providers = webhook_providers(&client, &ns, &args).await?;
     let (url, ca_pem, webhook) = serve_unseal(&client, &providers, dir.path()).await?;
     let pod = reader_pod(&client, &ns, "kms,hsm,local").await?;
     let request = UnsealRequest {
