@@ -14,6 +14,12 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use keyward_core::local::{GENERATION_FILE, KEYRING_FILE, LocalProvider, ROOT_KEY_FILE, RootKey};
 use keyward_core::provider::KeyProvider;
+use keyward_kubeutil::keyring_secret::{
+    COMPONENT_LABEL as LABEL, GENERATION_ITEM, generation_config_map,
+};
+use keyward_kubeutil::root_key_secret::{
+    ROOT_KEY_ITEM, WRAPPED_ROOT_KEY_ITEM, wrapped_secret_name,
+};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
@@ -22,10 +28,6 @@ use zeroize::Zeroizing;
 
 /// The wrapped root key's file in a backup directory.
 pub const WRAPPED_ROOT_KEY_FILE: &str = "root.key.wrapped";
-const ROOT_KEY_ITEM: &str = "root.key";
-const WRAPPED_ROOT_KEY_ITEM: &str = "root.key.wrapped";
-const GENERATION_ITEM: &str = "generation";
-const LABEL: (&str, &str) = ("app.kubernetes.io/component", "local-keyring");
 
 /// The objects that make up the in-cluster keyring.
 struct Names {
@@ -42,8 +44,8 @@ impl Names {
             namespace: args.namespace.clone(),
             keyring: args.keyring_secret.clone(),
             root_key: args.root_key_secret.clone(),
-            wrapped_root_key: format!("{}-wrapped", args.root_key_secret),
-            generation: format!("{}-generation", args.keyring_secret),
+            wrapped_root_key: wrapped_secret_name(&args.root_key_secret),
+            generation: generation_config_map(&args.keyring_secret),
         }
     }
 }

@@ -16,46 +16,26 @@ use std::time::{Duration, Instant};
 /// The field manager of the CLI's writes.
 const FIELD_MANAGER: &str = "keyward-cli";
 
-fn namespace_of(cluster: &Cluster, flag: Option<&str>) -> String {
-    flag.map(str::to_owned)
-        .unwrap_or_else(|| cluster.namespace.clone())
-}
-
-/// `KEY` or `NAMESPACE/KEY`, the namespace defaulting as kubectl's does.
-fn split(key: &str, namespace: String) -> (String, String) {
-    match key.split_once('/') {
-        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
-        None => (namespace, key.to_owned()),
-    }
-}
-
-async fn get_key(cluster: &Cluster, namespace: &str, name: &str) -> Result<ManagedKey> {
-    let api: Api<ManagedKey> = Api::namespaced(cluster.client.clone(), namespace);
-    api.get(name).await.map_err(|e| {
-        kube_client::explain(
-            e,
-            &format!("ManagedKey {namespace}/{name}"),
-            "get",
-            "managedkeys.keyward.io",
-            namespace,
-        )
-    })
+/// The ManagedKey `key` names, read now.
+async fn target(
+    cluster: &Cluster,
+    namespace: Option<&str>,
+    key: &str,
+) -> Result<(String, String, ManagedKey)> {
+    let (namespace, name) = kube_client::key_reference(cluster, namespace, key)?;
+    let found = kube_client::managed_key(cluster, &namespace, &name).await?;
+    Ok((namespace, name, found))
 }
 
 pub async fn status(args: StatusArgs) -> Result<()> {
     let cluster = kube_client::connect(&args.kube).await?;
-    let namespace =
-        (!args.all_namespaces).then(|| namespace_of(&cluster, args.namespace.as_deref()));
+    let namespace = (!args.all_namespaces).then(|| {
+        args.namespace
+            .clone()
+            .unwrap_or_else(|| cluster.namespace.clone())
+    });
     let keys: Vec<ManagedKey> = match (&args.key, &namespace) {
-        (Some(key), _) => {
-            let (ns, name) = split(
-                key,
-                namespace
-                    .clone()
-                    .unwrap_or_else(|| cluster.namespace.clone()),
-            );
-            vec![get_key(&cluster, &ns, &name).await?]
-        }
+        (Some(key), _) => vec![target(&cluster, namespace.as_deref(), key).await?.2],
         (None, Some(ns)) => {
             list(
                 &Api::namespaced(cluster.client.clone(), ns),
@@ -147,16 +127,7 @@ fn condition(key: &ManagedKey, kind: &str) -> Option<(String, String, String)> {
 }
 
 fn provider_name(key: &ManagedKey) -> &'static str {
-    let p = &key.spec.provider;
-    if p.aws.is_some() {
-        "aws"
-    } else if p.gcp.is_some() {
-        "gcp"
-    } else if p.pkcs11.is_some() {
-        "pkcs11"
-    } else {
-        "local"
-    }
+    key.spec.provider_kind().map_or("-", |kind| kind.name())
 }
 
 fn key_json(key: &ManagedKey) -> Value {
@@ -271,8 +242,7 @@ fn print_table(keys: &[ManagedKey], behind: &[&SealedSecret], detail: bool) {
 
 pub async fn rotate(args: RotateArgs) -> Result<()> {
     let cluster = kube_client::connect(&args.kube).await?;
-    let (namespace, name) = split(&args.key, namespace_of(&cluster, args.namespace.as_deref()));
-    let key = get_key(&cluster, &namespace, &name).await?;
+    let (namespace, name, key) = target(&cluster, args.namespace.as_deref(), &args.key).await?;
     let before = key
         .status
         .as_ref()
@@ -311,8 +281,7 @@ pub async fn compromise(args: CompromiseArgs) -> Result<()> {
         bail!("--reason is empty; say what happened (it goes to the audit log)");
     }
     let cluster = kube_client::connect(&args.kube).await?;
-    let (namespace, name) = split(&args.key, namespace_of(&cluster, args.namespace.as_deref()));
-    let key = get_key(&cluster, &namespace, &name).await?;
+    let (namespace, name, key) = target(&cluster, args.namespace.as_deref(), &args.key).await?;
     let before = key
         .status
         .as_ref()
@@ -382,7 +351,7 @@ async fn wait_for_primary_after(
 ) -> Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let key = get_key(cluster, namespace, name).await?;
+        let key = kube_client::managed_key(cluster, namespace, name).await?;
         let primary = key.status.as_ref().and_then(|s| s.primary_version);
         if let Some(now) = primary.filter(|v| *v > before) {
             return Ok(now);

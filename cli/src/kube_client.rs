@@ -4,7 +4,8 @@
 //! into advice.
 
 use crate::args::KubeArgs;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use keyward_crds::ManagedKey;
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use secrecy::ExposeSecret;
 use std::path::Path;
@@ -40,6 +41,68 @@ pub async fn connect(args: &KubeArgs) -> Result<Cluster> {
     let namespace = config.default_namespace.clone();
     let client = kube::Client::try_from(config).map_err(|e| anyhow!("Kubernetes client: {e}"))?;
     Ok(Cluster { client, namespace })
+}
+
+/// `key` as NAME or NAMESPACE/NAME; the namespace defaults to `namespace`,
+/// then the context's. Both parts are checked to be Kubernetes names.
+pub fn key_reference(
+    cluster: &Cluster,
+    namespace: Option<&str>,
+    key: &str,
+) -> Result<(String, String)> {
+    let (namespace, name) = match key.split_once('/') {
+        Some((namespace, name)) => (namespace.to_owned(), name.to_owned()),
+        None => (
+            namespace.map_or_else(|| cluster.namespace.clone(), str::to_owned),
+            key.to_owned(),
+        ),
+    };
+    for part in [&namespace, &name] {
+        if !is_object_name(part) {
+            bail!("`{part}` is not a Kubernetes name (lower-case letters, digits, `-` and `.`)");
+        }
+    }
+    Ok((namespace, name))
+}
+
+/// A DNS subdomain, as namespaces and ManagedKey names are: safe in a URL path.
+fn is_object_name(text: &str) -> bool {
+    let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = text.as_bytes();
+    matches!((bytes.first(), bytes.last()), (Some(&first), Some(&last)) if alphanumeric(first) && alphanumeric(last))
+        && bytes.len() <= 253
+        && bytes
+            .iter()
+            .all(|&b| alphanumeric(b) || b == b'-' || b == b'.')
+}
+
+/// ManagedKey `namespace/name`, or what to do when it cannot be read.
+pub async fn managed_key(cluster: &Cluster, namespace: &str, name: &str) -> Result<ManagedKey> {
+    let reference = format!("{namespace}/{name}");
+    let api: kube::Api<ManagedKey> = kube::Api::namespaced(cluster.client.clone(), namespace);
+    api.get(name).await.map_err(|error| match &error {
+        kube::Error::Api(status)
+            if status.code == 404
+                && status
+                    .message
+                    .contains("could not find the requested resource") =>
+        {
+            anyhow!(
+                "the API server knows no ManagedKeys (keyward.io/v1alpha1); is Keyward installed \
+                 in this cluster (`kubectl get crd managedkeys.keyward.io`)?"
+            )
+        }
+        kube::Error::Api(status) if status.code == 404 => anyhow!(
+            "ManagedKey {reference} does not exist; list the keys with `kubectl get managedkeys -A`"
+        ),
+        _ => explain(
+            error,
+            &format!("ManagedKey {reference}"),
+            "get",
+            "managedkeys.keyward.io",
+            namespace,
+        ),
+    })
 }
 
 /// What to tell the user when the API server refuses `what` (e.g.
@@ -131,6 +194,14 @@ pub fn read_token_file(path: &Path) -> Result<Zeroizing<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_object_names_reach_the_url() {
+        assert!(is_object_name("app.v2-keys"));
+        for bad in ["", "App", "a/b", "a?b", "..", "-a", "%2e", &"x".repeat(254)] {
+            assert!(!is_object_name(bad), "{bad}");
+        }
+    }
 
     fn kubeconfig(dir: &Path, user: &str) -> std::path::PathBuf {
         let path = dir.join("config");

@@ -51,6 +51,20 @@ pub fn degraded_reason(key: &ManagedKey) -> Option<String> {
         .map(|c| format!("{}: {}", c.reason, c.message))
 }
 
+/// Deletes ManagedKey `name` and waits (60 s at most) for its finalizer to go.
+pub async fn delete_and_wait_gone(keys: &Api<ManagedKey>, name: &str) -> Result<()> {
+    keys.delete(name, &DeleteParams::default()).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while keys.get_opt(name).await?.is_some() {
+        ensure!(
+            Instant::now() < deadline,
+            "ManagedKey {name}: finalizer never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// Deletes every ManagedKey `keys` sees and waits (up to a minute) for their
 /// finalizers to go, so the namespace can be deleted on clusters that
 /// outlive the test.

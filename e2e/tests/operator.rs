@@ -461,7 +461,7 @@ async fn sealed_secret_dependants_block_destruction_and_deletion_schedules_it() 
         );
 
         // Deleting the resource schedules provider deletion, then the finalizer goes.
-        delete_and_wait_gone(&keys, "app").await?;
+        keyward_e2e::keys::delete_and_wait_gone(&keys, "app").await?;
         let info = describe(&provider, &key_id).await?;
         ensure!(
             info.deletion_at.is_some(),
@@ -1784,7 +1784,7 @@ async fn a_retained_key_outlives_its_managed_key() {
         )
         .await?;
         let key_id = key_id_of(&wait_key(&keys, "kept", "Ready", ready).await?)?;
-        delete_and_wait_gone(&keys, "kept").await?;
+        keyward_e2e::keys::delete_and_wait_gone(&keys, "kept").await?;
         let provider = keyring(&client, &ns).await?;
         let info = describe(&provider, &key_id).await?;
         ensure!(
@@ -1807,15 +1807,4 @@ async fn a_retained_key_outlives_its_managed_key() {
         Ok(())
     })
     .await;
-}
-
-/// Deletes ManagedKey `name` and waits (60 s at most) for its finalizer to go.
-async fn delete_and_wait_gone(keys: &Api<ManagedKey>, name: &str) -> Result<()> {
-    keys.delete(name, &DeleteParams::default()).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while keys.get_opt(name).await?.is_some() {
-        ensure!(Instant::now() < deadline, "finalizer never removed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }

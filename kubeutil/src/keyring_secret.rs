@@ -40,7 +40,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Label on the keyring's Secrets and ConfigMap, so they are easy to find
 /// (and to back up).
-const COMPONENT_LABEL: (&str, &str) = ("app.kubernetes.io/component", "local-keyring");
+pub const COMPONENT_LABEL: (&str, &str) = ("app.kubernetes.io/component", "local-keyring");
 /// Item of the generation ConfigMap: the highest generation written.
 pub const GENERATION_ITEM: &str = "generation";
 /// Tries to raise the recorded generation against concurrent writers.

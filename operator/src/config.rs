@@ -143,16 +143,16 @@ impl Config {
         &self,
         client: &kube::Client,
     ) -> crate::error::Result<ClaimSettings> {
-        if self.key_claim_lease_seconds < 60 && self.key_claim_lease_seconds != 0 {
-            tracing::warn!(
-                seconds = self.key_claim_lease_seconds,
-                "--key-claim-lease-seconds under a minute: another cluster can take keys over after a short outage"
-            );
-        }
         if self.key_claim_lease_seconds == 0 {
             return Err(Error::Blocked(
                 "--key-claim-lease-seconds must be more than 0".into(),
             ));
+        }
+        if self.key_claim_lease_seconds < 60 {
+            tracing::warn!(
+                seconds = self.key_claim_lease_seconds,
+                "--key-claim-lease-seconds under a minute: another cluster can take keys over after a short outage"
+            );
         }
         let cluster = match &self.cluster_id {
             Some(id) => {

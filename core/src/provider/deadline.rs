@@ -41,6 +41,18 @@ impl<P: KeyProvider> Deadline<P> {
                 })
             })
     }
+
+    /// The same for a call that names no existing key (create, adopt).
+    async fn within_provider<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.limit, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProviderError::TimedOut {
+                    provider: self.inner.kind(),
+                    after: self.limit,
+                })
+            })
+    }
 }
 
 #[async_trait]
@@ -54,23 +66,12 @@ impl<P: KeyProvider> KeyProvider for Deadline<P> {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        let kind = self.inner.kind();
-        tokio::time::timeout(self.limit, self.inner.create_key(spec))
-            .await
-            .unwrap_or(Err(ProviderError::TimedOut {
-                provider: kind,
-                after: self.limit,
-            }))
+        self.within_provider(self.inner.create_key(spec)).await
     }
 
     async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
-        let kind = self.inner.kind();
-        tokio::time::timeout(self.limit, self.inner.adopt_key(reference, spec))
+        self.within_provider(self.inner.adopt_key(reference, spec))
             .await
-            .unwrap_or(Err(ProviderError::TimedOut {
-                provider: kind,
-                after: self.limit,
-            }))
     }
 
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {

@@ -144,6 +144,19 @@ pub struct Claim {
     pub renewed_at: SystemTime,
 }
 
+impl Claim {
+    /// A claim as stored in two text fields (tags, labels): the cluster id
+    /// and the renewal time in Unix seconds. None when either is missing
+    /// or the time does not parse.
+    pub fn from_stored(cluster: Option<&String>, renewed_at: Option<&String>) -> Option<Self> {
+        let seconds = renewed_at?.parse::<u64>().ok()?;
+        Some(Claim {
+            cluster: cluster?.clone(),
+            renewed_at: std::time::UNIX_EPOCH + Duration::from_secs(seconds),
+        })
+    }
+}
+
 /// What a deletion request applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeletionTarget {

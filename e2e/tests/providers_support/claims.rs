@@ -138,8 +138,7 @@ pub async fn run(client: Client, ns: String, args: ProviderArgs) -> Result<()> {
 
     // Deleting the ManagedKey in B leaves the key A uses alone.
     sealed_b.delete("hsm", &DeleteParams::default()).await?;
-    keys_b.delete("hsm", &DeleteParams::default()).await?;
-    wait_gone(&keys_b, "hsm").await?;
+    keyward_e2e::keys::delete_and_wait_gone(&keys_b, "hsm").await?;
     let hsm = providers.describe_key(&ids[1]).await?;
     ensure!(
         hsm.deletion_at.is_none() && hsm.claim.as_ref().map(|c| &c.cluster) == Some(&cluster_a),
@@ -256,15 +255,6 @@ async fn copy_sealed(from: &Api<SealedSecret>, to: &Api<SealedSecret>) -> Result
             "spec": source.spec,
         }))?;
         to.create(&PostParams::default(), &copy).await?;
-    }
-    Ok(())
-}
-
-async fn wait_gone(keys: &Api<ManagedKey>, name: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while keys.get_opt(name).await?.is_some() {
-        ensure!(Instant::now() < deadline, "ManagedKey {name} not deleted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }

@@ -12,8 +12,8 @@
 //! SealedSecret offline (`keyward unseal --keyring`).
 
 use crate::{
-    KEYRING, ROOT_KEY, check_opened, in_process, key_id, managed_key, reader_pod, seal,
-    serve_unseal, token_for, wait_sealed_ready, webhook_providers,
+    check_opened, in_process, key_id, managed_key, reader_pod, seal, serve_unseal, token_for,
+    wait_sealed_ready, webhook_providers,
 };
 use anyhow::{Result, ensure};
 use k8s_openapi::api::core::v1::Namespace;
@@ -21,14 +21,13 @@ use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::keys::{ready, wait_key};
 use keyward_e2e::{cluster, crds, manifest_dir};
 use keyward_operator::Config;
-use keyward_provider_select::{ProviderArgs, Providers};
+use keyward_provider_select::ProviderArgs;
 use keyward_webhook::inject;
 use keyward_webhook::unseal::UnsealRequest;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Short, so the old cluster's claims run out while the new one starts.
@@ -62,7 +61,6 @@ pub async fn run(client: Client, ns: String, args: ProviderArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let backup = dir.path().join("keyring-backup");
     let cli = keyward_e2e::binaries::build_binary("keyward", "keyward", false).await?;
-    let providers = Providers::connect(&args).await?;
 
     // The first cluster: keys, values sealed under them.
     crds::install_keyward_crds(&client).await?;
@@ -74,17 +72,11 @@ pub async fn run(client: Client, ns: String, args: ProviderArgs) -> Result<()> {
         git.push(serde_json::to_value(&key)?);
         keys.create(&PostParams::default(), &key).await?;
     }
-    let local = keyward_kubeutil::keyring_secret::open_local_provider(
-        client.clone(),
-        &ns,
-        KEYRING,
-        ROOT_KEY,
-    );
     let mut ids = Vec::new();
     for (name, _) in VALUES {
         ids.push(key_id(&wait_key(&keys, name, "Ready", ready).await?)?);
     }
-    let all = Arc::new(providers.with_local(Arc::new(local.await?)));
+    let all = webhook_providers(&client, &ns, &args).await?;
     for ((name, value), id) in VALUES.iter().zip(&ids) {
         seal(&client, &ns, all.as_ref(), name, id, value).await?;
     }

@@ -8,10 +8,10 @@
 //! until the ManagedKey names that cluster in `keyward.io/take-over-from`.
 
 use super::outcome::Outcome;
+use super::status::timestamp;
 use crate::annotations;
 use crate::context::Context;
 use crate::error::Result;
-use k8s_openapi::jiff::Timestamp;
 use keyward_core::provider::{Claim, KeyInfo};
 use keyward_crds::ManagedKey;
 use kube::ResourceExt;
@@ -196,10 +196,6 @@ fn adopted(
             ("how", how),
         ],
     );
-}
-
-fn timestamp(time: SystemTime) -> Timestamp {
-    Timestamp::try_from(time).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -6,18 +6,13 @@ use crate::errors::{At, from_sdk};
 use crate::keys::tag;
 use crate::naming::{self, TAG_CLAIMED_AT, TAG_CLUSTER, TAG_MANAGED_BY, TAG_OWNER};
 use crate::provider::AwsKmsProvider;
-use keyward_core::provider::key_record::{system_time, unix_seconds};
+use keyward_core::provider::key_record::unix_seconds;
 use keyward_core::provider::{Claim, Result};
 use std::collections::BTreeMap;
 
 /// The claim the tags record; none when either tag is missing or unreadable.
 pub(crate) fn from_tags(tags: &BTreeMap<String, String>) -> Option<Claim> {
-    let cluster = tags.get(TAG_CLUSTER)?;
-    let renewed_at = tags.get(TAG_CLAIMED_AT)?.parse::<u64>().ok()?;
-    Some(Claim {
-        cluster: cluster.clone(),
-        renewed_at: system_time(renewed_at),
-    })
+    Claim::from_stored(tags.get(TAG_CLUSTER), tags.get(TAG_CLAIMED_AT))
 }
 
 impl AwsKmsProvider {
@@ -55,6 +50,7 @@ impl AwsKmsProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyward_core::provider::key_record::system_time;
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

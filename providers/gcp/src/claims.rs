@@ -9,7 +9,7 @@ use crate::provider::GcpKmsProvider;
 use crate::retry::Idempotent;
 use google_cloud_kms_v1::model::CryptoKey;
 use google_cloud_wkt::FieldMask;
-use keyward_core::provider::key_record::{system_time, unix_seconds};
+use keyward_core::provider::key_record::unix_seconds;
 use keyward_core::provider::{Claim, ProviderError, Result};
 use std::collections::HashMap;
 
@@ -18,12 +18,7 @@ pub const CLAIMED_AT_LABEL: &str = "keyward-claimed-at";
 
 /// The claim the labels record; none when either is missing or unreadable.
 pub(crate) fn from_labels(labels: &HashMap<String, String>) -> Option<Claim> {
-    let cluster = labels.get(CLUSTER_LABEL)?;
-    let renewed_at = labels.get(CLAIMED_AT_LABEL)?.parse::<u64>().ok()?;
-    Some(Claim {
-        cluster: cluster.clone(),
-        renewed_at: system_time(renewed_at),
-    })
+    Claim::from_stored(labels.get(CLUSTER_LABEL), labels.get(CLAIMED_AT_LABEL))
 }
 
 /// `labels` with the owner and claim set, the others kept.
@@ -83,6 +78,7 @@ impl GcpKmsProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyward_core::provider::key_record::system_time;
 
     #[test]
     fn owner_and_claim_are_added_and_other_labels_kept() {
