@@ -16,6 +16,11 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Encrypt values into a SealedSecret manifest that is safe to commit.
+    ///
+    /// To any ManagedKey through the cluster (the default: the values stay
+    /// here, the cluster gives a data key to users allowed to create
+    /// SealedSecrets in the namespace), offline to an RSA key (--cert,
+    /// --from-cluster), or with a local keyring (--keyring, KEYWARD_KEYRING).
     Seal(SealArgs),
     /// Decrypt a SealedSecret (needs access to the key; for admins and debugging).
     Unseal(UnsealArgs),

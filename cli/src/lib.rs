@@ -18,6 +18,7 @@ mod kube_client;
 mod local;
 mod manifest;
 mod merge;
+mod online_seal;
 mod rewrap;
 mod seal;
 mod unseal;

@@ -1,5 +1,5 @@
 use crate::args::{Format, ScopeArg, SealArgs};
-use crate::{audit, cluster, keyring, manifest, merge};
+use crate::{audit, cluster, keyring, manifest, merge, online_seal};
 use anyhow::{Context, Result, anyhow, bail};
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
@@ -106,6 +106,18 @@ pub async fn run(args: SealArgs) -> Result<()> {
 
     let encrypted_data = match &public {
         Some((public, _)) => seal_secret(&target, Wrapping::PublicKey(public), &values).await?,
+        None if args.keyring.keyring.is_none() => {
+            let (dek, wrapped) = online_seal::data_key(&args.kube, &target).await?;
+            seal_secret(
+                &target,
+                Wrapping::DataKey {
+                    dek: &dek,
+                    wrapped: &wrapped,
+                },
+                &values,
+            )
+            .await?
+        }
         None => {
             let (provider, dir) = keyring::open(args.keyring.keyring.as_deref())?;
             let info = keyring::find_key(&provider, &key_ref).await?;

@@ -4,6 +4,8 @@
 //! - [`ManagedKey`]: a key held by a KMS or HSM.
 //! - [`KeyRotationPolicy`]: when and how keys rotate.
 //! - [`SealedSecret`]: values encrypted under a ManagedKey, safe for Git.
+//! - [`DataKeyRequest`]: a question for online sealing, answered at
+//!   admission and never stored.
 //!
 //! Every spec has a `validate()` for the checks the OpenAPI schema cannot
 //! express; its messages are meant to be shown to users unchanged.
@@ -12,6 +14,7 @@
 pub mod algorithm;
 pub mod conditions;
 pub mod cryptoperiod;
+pub mod data_key_request;
 pub mod duration;
 pub mod exposure;
 pub mod generate;
@@ -28,6 +31,7 @@ pub mod sharing;
 pub mod validation;
 
 pub use algorithm::{Algorithm, KeyUsage};
+pub use data_key_request::{DataKeyAnswer, DataKeyRequest, DataKeyRequestSpec, DataKeyWrapping};
 pub use duration::{HumanDuration, ParseDurationError};
 pub use lifecycle::{IllegalTransition, KeyState, Transition, transition};
 pub use managed_key::{DeletionPolicy, ManagedKey, ManagedKeySpec, PolicyReference, ShareWith};

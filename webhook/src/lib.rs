@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod annotations;
+pub mod data_key;
 pub mod exec_env;
 pub mod inject;
 pub mod key_audit;

@@ -40,6 +40,7 @@ pub fn admission_router(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(mutate_pod))
         .route("/validate", post(validate_object))
+        .route("/datakey", post(answer_data_key))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(render_metrics))
@@ -166,6 +167,43 @@ fn mutate_review(state: &AppState, review: Review) -> ReviewResult {
                     .deny("internal error building the patch")
                     .into_review(),
             )
+        }
+    }
+}
+
+/// `DataKeyRequest` admission: the answer goes into `status` by patch.
+async fn answer_data_key(
+    State(state): State<AppState>,
+    Json(review): Json<Review>,
+) -> Json<serde_json::Value> {
+    let started = std::time::Instant::now();
+    let answer = data_key_review(&state, review).await.map_patch_base64();
+    metrics().admission("datakey", started.elapsed());
+    answer
+}
+
+async fn data_key_review(state: &AppState, review: Review) -> ReviewResult {
+    let request = match admission::request(review) {
+        Ok(request) => request,
+        Err(answer) => return Json(*answer),
+    };
+    let response = AdmissionResponse::from(&request);
+    let Some(unsealer) = &state.unsealer else {
+        return Json(response.deny("online sealing is not enabled").into_review());
+    };
+    let answer = match crate::data_key::answer(unsealer, &request).await {
+        Ok(answer) => answer,
+        Err(reason) => return Json(response.deny(reason).into_review()),
+    };
+    let patch = serde_json::json!([{ "op": "add", "path": "/status", "value": answer }]);
+    let patched = serde_json::from_value::<json_patch::Patch>(patch)
+        .map_err(|e| e.to_string())
+        .and_then(|patch| response.clone().with_patch(patch).map_err(|e| e.to_string()));
+    match patched {
+        Ok(patched) => Json(patched.into_review()),
+        Err(error) => {
+            tracing::error!(%error, "cannot build the data key patch");
+            Json(response.deny("internal error building the answer").into_review())
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The three primitives Keyward uses, all from `aws-lc-rs` (AWS-LC): AES-256-GCM
+//! The primitives Keyward uses, all from `aws-lc-rs` (AWS-LC): AES-256-GCM
 //! for data and for symmetric DEK wrapping, RSA-OAEP-SHA256 for offline
-//! sealing, and the system CSPRNG. Why AWS-LC: see `docs/crypto-choices.md`.
+//! sealing, X25519 with HKDF-SHA256 to hand a DEK to an online sealer
+//! ([`dek_transport`]), and the system CSPRNG. Why AWS-LC: see `docs/crypto-choices.md`.
 
 mod aes_gcm;
+pub mod dek_transport;
 mod rsa_oaep;
 
 pub use aes_gcm::{AeadError, NONCE_LEN, TAG_LEN, open, seal};

@@ -24,6 +24,12 @@ pub enum Wrapping<'a> {
     },
     /// Encrypt it with RSA-OAEP-SHA256 locally (offline sealing).
     PublicKey(&'a PublicSealingKey),
+    /// A DEK made and wrapped elsewhere (online sealing: the cluster's
+    /// answer to a data key request).
+    DataKey {
+        dek: &'a Dek,
+        wrapped: &'a WrappedDek,
+    },
 }
 
 /// Seals every item; returns item name -> envelope text.
@@ -43,19 +49,24 @@ pub async fn seal_secret(
             "item name `{bad}` is not a valid Secret key; use letters, digits, `-`, `_` or `.`"
         )));
     }
-    let dek = Dek::generate();
-    let wrapped = match wrapping {
+    let generated = Dek::generate();
+    let (dek, wrapped) = match wrapping {
         Wrapping::Provider { provider, key_id } => {
-            provider
-                .wrap_dek(key_id, &dek, &target.wrap_context())
-                .await?
+            let wrapped = provider
+                .wrap_dek(key_id, &generated, &target.wrap_context())
+                .await?;
+            (&generated, wrapped)
         }
-        Wrapping::PublicKey(public) => WrappedDek {
-            key_id: public.provider_key_id.clone(),
-            version: public.key_version,
-            algorithm: WrapAlgorithm::RsaOaepSha256,
-            blob: public.key.encrypt(dek.expose()),
-        },
+        Wrapping::PublicKey(public) => {
+            let wrapped = WrappedDek {
+                key_id: public.provider_key_id.clone(),
+                version: public.key_version,
+                algorithm: WrapAlgorithm::RsaOaepSha256,
+                blob: public.key.encrypt(generated.expose()),
+            };
+            (&generated, wrapped)
+        }
+        Wrapping::DataKey { dek, wrapped } => (dek, wrapped.clone()),
     };
     items
         .iter()
@@ -63,7 +74,7 @@ pub async fn seal_secret(
             let envelope = Envelope::seal_with(
                 target.item(item),
                 &wrapped,
-                &dek,
+                dek,
                 crypto::random_nonce(),
                 value.expose(),
             )?;

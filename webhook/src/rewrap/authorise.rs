@@ -55,6 +55,18 @@ pub async fn may_update(
     namespace: &str,
     name: &str,
 ) -> Result<(), Refusal> {
+    may(client, user, "update", namespace, Some(name)).await
+}
+
+/// `verb` on `sealedsecrets.keyward.io` (that one when `name` is given)
+/// in `namespace` for `user`, by SubjectAccessReview.
+pub async fn may(
+    client: &Client,
+    user: &UserInfo,
+    verb: &str,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<(), Refusal> {
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: user.username.clone(),
@@ -64,9 +76,9 @@ pub async fn may_update(
             resource_attributes: Some(ResourceAttributes {
                 group: Some("keyward.io".into()),
                 resource: Some("sealedsecrets".into()),
-                verb: Some("update".into()),
+                verb: Some(verb.to_owned()),
                 namespace: Some(namespace.to_owned()),
-                name: Some(name.to_owned()),
+                name: name.map(str::to_owned),
                 ..ResourceAttributes::default()
             }),
             ..SubjectAccessReviewSpec::default()
@@ -88,6 +100,9 @@ pub async fn may_update(
         .unwrap_or_else(|| "no RBAC rule allows it".into());
     Err(Refusal::Denied(Denial::new(
         DenialKind::Forbidden,
-        format!("`{who}` may not update sealedsecrets.keyward.io/{name} in `{namespace}`: {why}"),
+        format!(
+            "`{who}` may not {verb} sealedsecrets.keyward.io{} in `{namespace}`: {why}",
+            name.map(|n| format!("/{n}")).unwrap_or_default()
+        ),
     )))
 }
