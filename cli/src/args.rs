@@ -33,8 +33,11 @@ pub enum Command {
     /// Check the hash chain of an audit log.
     Audit(AuditArgs),
     /// Re-wrap a SealedSecret file onto its key's current version, through
-    /// the webhook (no key access needed; rewrites the file in place).
+    /// the cluster (no key access needed; rewrites the file in place).
     Rewrap(RewrapArgs),
+    /// Check, through the cluster, that a SealedSecret file would open
+    /// there as it is (namespace, name, key state), revealing no value.
+    Validate(ValidateArgs),
     /// ManagedKeys: state, versions, dependants, Git copies behind.
     Status(StatusArgs),
     /// Rotate a ManagedKey now (a new primary version).
@@ -112,21 +115,25 @@ pub struct RewrapArgs {
     /// SealedSecret manifest under it (for CI after a rotation).
     #[arg(short = 'f', long = "filename", value_name = "FILE|DIR")]
     pub file: PathBuf,
-    /// The webhook's tenant API base URL (the chart's `apiPort`), e.g.
-    /// https://keyward-webhook.keyward-system.svc:8444.
-    #[arg(long, env = "KEYWARD_WEBHOOK_URL", value_name = "URL")]
-    pub server: String,
-    /// PEM CA that signed the webhook's certificate (its `--ca-out`, or
-    /// `ca.crt` of its TLS Secret).
-    #[arg(long, env = "KEYWARD_CA_FILE", value_name = "FILE")]
-    pub ca_file: PathBuf,
-    /// A file holding your Kubernetes bearer token (default: the token of
-    /// the current kubeconfig user).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Kubeconfig to take the token from (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
+    /// The namespace the files are applied in, for manifests that leave it
+    /// to the applier (default: each file's metadata.namespace).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// The SealedSecret manifest (`-` for stdin), or a directory of them.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR")]
+    pub file: PathBuf,
+    /// The namespace it is applied in, for a manifest that leaves it to
+    /// the applier (default: its metadata.namespace).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Args)]

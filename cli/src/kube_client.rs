@@ -7,9 +7,6 @@ use crate::args::KubeArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use keyward_crds::ManagedKey;
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
-use secrecy::ExposeSecret;
-use std::path::Path;
-use zeroize::Zeroizing;
 
 /// A client, and the namespace the context names (else `default`).
 pub struct Cluster {
@@ -128,69 +125,6 @@ pub fn explain(
     }
 }
 
-/// The kubeconfig user's bearer token (`token` or `tokenFile`), or the
-/// `--token-file` given, for `keyward rewrap` to forward to the webhook. A
-/// client certificate or an exec plugin yields nothing to forward.
-pub fn bearer_token(
-    kubeconfig: Option<&Path>,
-    context: Option<&str>,
-    token_file: Option<&Path>,
-) -> Result<Zeroizing<String>> {
-    if let Some(file) = token_file {
-        return read_token_file(file);
-    }
-    let config = match kubeconfig {
-        Some(path) => Kubeconfig::read_from(path)
-            .with_context(|| format!("reading kubeconfig {}", path.display()))?,
-        None => Kubeconfig::read().map_err(|e| anyhow!("{e}; or give --token-file"))?,
-    };
-    let context_name = context
-        .map(str::to_owned)
-        .or_else(|| config.current_context.clone())
-        .ok_or_else(|| anyhow!("the kubeconfig has no current-context; give --context"))?;
-    let user = config
-        .contexts
-        .iter()
-        .find(|c| c.name == context_name)
-        .and_then(|c| c.context.as_ref())
-        .and_then(|c| c.user.clone())
-        .ok_or_else(|| {
-            anyhow!("context `{context_name}` is not in the kubeconfig, or names no user")
-        })?;
-    let auth = config
-        .auth_infos
-        .iter()
-        .find(|a| a.name == user)
-        .and_then(|a| a.auth_info.as_ref())
-        .ok_or_else(|| anyhow!("user `{user}` is not in the kubeconfig"))?;
-    if let Some(token) = &auth.token {
-        return Ok(Zeroizing::new(token.expose_secret().to_owned()));
-    }
-    if let Some(file) = &auth.token_file {
-        return read_token_file(Path::new(file));
-    }
-    let how = if auth.exec.is_some() {
-        "an exec plugin"
-    } else {
-        "a client certificate"
-    };
-    Err(anyhow!(
-        "the kubeconfig user `{user}` logs in with {how}, which yields no token to forward; give --token-file with a bearer token"
-    ))
-}
-
-pub fn read_token_file(path: &Path) -> Result<Zeroizing<String>> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the token file {}", path.display()))?,
-    );
-    let token = Zeroizing::new(text.trim().to_owned());
-    if token.is_empty() {
-        return Err(anyhow!("the token file {} is empty", path.display()));
-    }
-    Ok(token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,56 +135,5 @@ mod tests {
         for bad in ["", "App", "a/b", "a?b", "..", "-a", "%2e", &"x".repeat(254)] {
             assert!(!is_object_name(bad), "{bad}");
         }
-    }
-
-    fn kubeconfig(dir: &Path, user: &str) -> std::path::PathBuf {
-        let path = dir.join("config");
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\ncurrent-context: dev\n\
-                 clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:6443'}}}}]\n\
-                 contexts: [{{name: dev, context: {{cluster: c, user: u}}}}, {{name: ci, context: {{cluster: c, user: ci}}}}]\n\
-                 users: [{{name: u, user: {user}}}, {{name: ci, user: {{token: ci-token}}}}]\n"
-            ),
-        )
-        .unwrap();
-        path
-    }
-
-    #[test]
-    fn the_token_of_the_contexts_user_or_why_there_is_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = kubeconfig(dir.path(), "{token: abc}");
-        assert_eq!(*bearer_token(Some(&path), None, None).unwrap(), "abc");
-        assert_eq!(
-            *bearer_token(Some(&path), Some("ci"), None).unwrap(),
-            "ci-token"
-        );
-        std::fs::write(dir.path().join("t"), "from-file\n").unwrap();
-        let path = kubeconfig(
-            dir.path(),
-            &format!("{{tokenFile: {}}}", dir.path().join("t").display()),
-        );
-        assert_eq!(*bearer_token(Some(&path), None, None).unwrap(), "from-file");
-
-        let path = kubeconfig(
-            dir.path(),
-            "{exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: aws-iam-authenticator}}",
-        );
-        let message = bearer_token(Some(&path), None, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("exec plugin") && message.contains("--token-file"),
-            "{message}"
-        );
-        let given = dir.path().join("t");
-        assert_eq!(
-            *bearer_token(Some(&path), None, Some(&given)).unwrap(),
-            "from-file"
-        );
-        std::fs::write(&given, "  \n").unwrap();
-        assert!(bearer_token(Some(&path), None, Some(&given)).is_err());
     }
 }

@@ -11,7 +11,6 @@ mod cluster;
 mod cluster_key;
 mod completion;
 mod day2;
-mod https;
 mod inspect;
 mod keyring;
 mod kube_client;
@@ -19,9 +18,11 @@ mod local;
 mod manifest;
 mod merge;
 mod online_seal;
+mod question;
 mod rewrap;
 mod seal;
 mod unseal;
+mod validate;
 
 use args::{Cli, Command};
 use clap::Parser;
@@ -52,6 +53,7 @@ pub fn main() -> ExitCode {
             Command::Cluster(args) => cluster::run(args).await,
             Command::Audit(args) => audit::run(args),
             Command::Rewrap(args) => rewrap::run(args).await,
+            Command::Validate(args) => validate::run(args).await,
             Command::Status(args) => day2::status(args).await,
             Command::Rotate(args) => day2::rotate(args).await,
             Command::Compromise(args) => day2::compromise(args).await,
@@ -82,6 +84,7 @@ fn holds_secrets(command: &Command) -> bool {
         | Command::Local(_)
         | Command::Cluster(_)
         | Command::Rewrap(_)
+        | Command::Validate(_)
         | Command::Status(_)
         | Command::Rotate(_)
         | Command::Compromise(_) => true,

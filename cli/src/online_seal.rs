@@ -7,8 +7,8 @@
 //! token, and the webhook checks `create sealedsecrets` in the namespace.
 
 use crate::args::KubeArgs;
-use crate::kube_client;
-use anyhow::{Context, Result, anyhow, bail};
+use crate::{kube_client, question};
+use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use keyward_core::Dek;
@@ -19,7 +19,6 @@ use keyward_crds::{
     Access, DataKeyAnswer, DataKeyRequest, DataKeyRequestSpec, DataKeyWrapping, KeyReference,
 };
 use kube::Api;
-use kube::api::PostParams;
 
 /// A data key for `target` from the cluster: the DEK and its wrapped form.
 pub async fn data_key(kube: &KubeArgs, target: &SecretTarget) -> Result<(Dek, WrappedDek)> {
@@ -46,23 +45,11 @@ pub async fn data_key(kube: &KubeArgs, target: &SecretTarget) -> Result<(Dek, Wr
     };
     let request = DataKeyRequest::new("keyward-seal", spec.clone());
     let api: Api<DataKeyRequest> = Api::namespaced(cluster.client, &target.namespace);
-    let dry_run = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
-    let answered = api
-        .create(&dry_run, &request)
-        .await
-        .map_err(|error| refused(error, &target.namespace))?;
-    let answer = answered.status.ok_or_else(|| {
-        anyhow!(
-            "the cluster accepted the DataKeyRequest but nobody answered it: Keyward's webhook \
-             does not serve online sealing in `{}` (chart value \
-             webhook.admission.onlineSeal.enabled, and the namespace must not be excluded from \
-             injection); or seal offline to an RSA key with --cert",
-            target.namespace
-        )
-    })?;
+    const WHAT: &str = "a data key for sealing";
+    let answered = question::ask(&api, &request, WHAT, &target.namespace).await?;
+    let answer = answered
+        .status
+        .ok_or_else(|| question::unanswered(WHAT, &target.namespace))?;
     opened(recipient, &spec, &target.namespace, &answer)
 }
 
@@ -98,37 +85,4 @@ fn opened(
         blob: decode("wrappedDataKey", &answer.wrapped_data_key)?,
     };
     Ok((dek, wrapped))
-}
-
-/// What to do when the API server (or Keyward's webhook through it) refuses.
-fn refused(error: kube::Error, namespace: &str) -> anyhow::Error {
-    match &error {
-        kube::Error::Api(status)
-            if status.code == 404 && status.message.contains("could not find the requested") =>
-        {
-            anyhow!(
-                "this cluster's Keyward does not serve online sealing (no DataKeyRequest \
-                 resource); upgrade Keyward, or seal offline to an RSA key with --cert"
-            )
-        }
-        kube::Error::Api(status) if status.message.contains("denied the request") => {
-            let reason = status
-                .message
-                .split_once("denied the request: ")
-                .map_or(status.message.as_str(), |(_, why)| why);
-            anyhow!("Keyward refused a data key: {}", reason.trim())
-        }
-        kube::Error::Api(status) if status.message.contains("failed calling webhook") => anyhow!(
-            "Keyward's webhook is unavailable, so nothing can be sealed online now: {}; retry \
-             when `kubectl get pods -n <keyward namespace>` shows it running",
-            status.message.trim()
-        ),
-        _ => kube_client::explain(
-            error,
-            "a data key for sealing",
-            "create",
-            "datakeyrequests.keyward.io",
-            namespace,
-        ),
-    }
 }

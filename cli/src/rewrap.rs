@@ -1,8 +1,10 @@
-//! `keyward rewrap -f file.yaml`: sends the SealedSecret to the webhook's
-//! `/v1/rewrap` with the user's own Kubernetes token and replaces the
+//! `keyward rewrap -f file.yaml`: asks Keyward, through the API server, to
+//! re-seal the file's items under their key's primary version (a
+//! `SealedSecretReview` with action Rewrap, never stored) and replaces the
 //! file's `spec.encryptedData` with the answer — atomically, so on any
 //! error the file is as it was. Values never leave the cluster: only
-//! envelopes travel, and the caller needs no key access.
+//! envelopes travel. The user needs `update` on that SealedSecret, as
+//! writing it back would; Keyward receives no token.
 //!
 //! `-f DIR` does every SealedSecret manifest under DIR (`*.yaml`, `*.yml`,
 //! `*.json`; other files and kinds are skipped), for a CI job after a
@@ -10,52 +12,32 @@
 //! at the end if any failed.
 
 use crate::args::RewrapArgs;
-use crate::{https, kube_client, manifest};
+use crate::kube_client::{self, Cluster};
+use crate::{manifest, question};
 use anyhow::{Context, Result, bail};
-use keyward_crds::SealedSecret;
-use serde::Deserialize;
+use keyward_crds::{ReviewAction, SealedSecret, SealedSecretReview, SealedSecretReviewSpec};
+use kube::Api;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-/// The webhook's answer (`webhook/src/rewrap/mod.rs`).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Answer {
-    sealed_secret: SealedSecret,
-    moved: Vec<Moved>,
-    primary_version: u32,
-}
-
-#[derive(Deserialize)]
-struct Moved {
-    item: String,
-    from: u32,
-    to: u32,
-}
-
-/// Tries of one request while the webhook answers 429 (too many requests).
+/// Tries of one request while Keyward rate-limits the user.
 const RATE_LIMITED_ATTEMPTS: u32 = 5;
 
-/// What one call needs besides the file: where and as whom.
-struct Session<'a> {
-    server: &'a str,
-    ca_pem: String,
-    token: zeroize::Zeroizing<String>,
+/// What one call needs besides the file: the cluster, and the namespace
+/// for files that leave it to the applier.
+struct Session {
+    cluster: Cluster,
+    namespace: Option<String>,
 }
 
 pub async fn run(args: RewrapArgs) -> Result<()> {
     if args.file == Path::new("-") {
         bail!("rewrap rewrites a file in place; give a file or a directory with -f, not `-`");
     }
-    let ca_pem = std::fs::read_to_string(&args.ca_file)
-        .with_context(|| format!("cannot read the CA file {}", args.ca_file.display()))?;
-    let token =
-        kube_client::bearer_token(args.kubeconfig.as_deref(), None, args.token_file.as_deref())?;
     let session = Session {
-        server: &args.server,
-        ca_pem,
-        token,
+        cluster: kube_client::connect(&args.kube).await?,
+        namespace: args.namespace,
     };
     if args.file.is_dir() {
         return rewrap_directory(&session, &args.file).await;
@@ -65,7 +47,7 @@ pub async fn run(args: RewrapArgs) -> Result<()> {
 }
 
 /// Every SealedSecret manifest under `dir`, one after the other.
-async fn rewrap_directory(session: &Session<'_>, dir: &Path) -> Result<()> {
+async fn rewrap_directory(session: &Session, dir: &Path) -> Result<()> {
     let mut files = Vec::new();
     collect_manifests(dir, &mut files)?;
     files.sort();
@@ -100,7 +82,7 @@ async fn rewrap_directory(session: &Session<'_>, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn collect_manifests(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+pub fn collect_manifests(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = entry?.path();
         let hidden = path
@@ -122,66 +104,54 @@ fn collect_manifests(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()
 }
 
 /// A single-document manifest of kind SealedSecret (others are skipped).
-fn is_sealed_secret(text: &str) -> bool {
+pub fn is_sealed_secret(text: &str) -> bool {
     serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
         .is_ok_and(|doc| doc["kind"].as_str() == Some("SealedSecret"))
 }
 
 /// Rewraps one file; `Ok(false)` when every item was already current.
-async fn rewrap_file(session: &Session<'_>, file: &Path, text: &str) -> Result<bool> {
+async fn rewrap_file(session: &Session, file: &Path, text: &str) -> Result<bool> {
     let source = file.display().to_string();
     let sealed = manifest::parse_sealed_secret(text, &source)?;
-    let namespace = sealed
-        .metadata
-        .namespace
-        .clone()
-        .with_context(|| format!("{source} has no metadata.namespace; add it"))?;
-    let (ca_pem, token) = (&session.ca_pem, &session.token);
-    let body = serde_json::to_vec(&sealed)?;
+    let (namespace, review) = review_of(
+        &sealed,
+        session.namespace.as_deref(),
+        &source,
+        ReviewAction::Rewrap,
+    )?;
+    let api: Api<SealedSecretReview> = Api::namespaced(session.cluster.client.clone(), &namespace);
+    let what = format!("a rewrap of {source}");
     let mut attempt = 1;
-    let reply = loop {
-        let reply = https::post_json(session.server, "/v1/rewrap", ca_pem, token, body.clone())
-            .await
-            .with_context(|| format!("{source} is unchanged"))?;
-        if reply.status != 429 || attempt == RATE_LIMITED_ATTEMPTS {
-            break reply;
+    let answered = loop {
+        match question::ask(&api, &review, &what, &namespace).await {
+            Ok(answered) => break answered,
+            // Rate-limited per user: wait a little, then try again.
+            Err(error)
+                if error.to_string().contains("too many") && attempt < RATE_LIMITED_ATTEMPTS =>
+            {
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error.context(format!("{source} is unchanged"))),
         }
-        // Rate-limited per user: wait as asked (bounded), then try again.
-        let wait = reply.retry_after.unwrap_or(1).clamp(1, 10);
-        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-        attempt += 1;
     };
-    let (status, bytes) = (reply.status, reply.body);
-    match status {
-        200 => {}
-        429 => bail!(
-            "the webhook rate-limits rewraps per user and still refused after \
-             {RATE_LIMITED_ATTEMPTS} tries; wait a little and run it again; {source} is unchanged"
-        ),
-        409 => bail!(
-            "the webhook refused: {}; {source} is unchanged",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).trim()
-        ),
-        401 | 403 => bail!(
-            "the webhook refused (HTTP {status}): your token must be allowed to `update` \
-             sealedsecrets in `{namespace}` (the reason is in the keyward audit log); {source} is unchanged"
-        ),
-        _ => bail!(
-            "the webhook answered HTTP {status}: {}; {source} is unchanged",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim()
-        ),
-    }
-    let answer: Answer = serde_json::from_slice(&bytes).with_context(|| {
-        format!("the webhook's answer is not a rewrap result; {source} is unchanged")
-    })?;
+    let answer = answered
+        .status
+        .ok_or_else(|| question::unanswered(&what, &namespace))
+        .with_context(|| format!("{source} is unchanged"))?;
+    let primary = answer.primary_version.unwrap_or_default();
     if answer.moved.is_empty() {
-        println!(
-            "{source}: every item is already on key version {}; unchanged",
-            answer.primary_version
-        );
+        println!("{source}: every item is already on key version {primary}; unchanged");
         return Ok(false);
     }
-    let updated = with_encrypted_data(text, &answer.sealed_secret.spec.encrypted_data)
+    if answer
+        .encrypted_data
+        .keys()
+        .ne(sealed.spec.encrypted_data.keys())
+    {
+        bail!("the answer does not have the file's items; {source} is unchanged");
+    }
+    let updated = with_encrypted_data(text, &answer.encrypted_data)
         .with_context(|| format!("{source} is unchanged"))?;
     replace_atomically(file, updated.as_bytes())
         .with_context(|| format!("{source} is unchanged"))?;
@@ -190,6 +160,38 @@ async fn rewrap_file(session: &Session<'_>, file: &Path, text: &str) -> Result<b
     }
     println!("rewrote {source}");
     Ok(true)
+}
+
+/// The namespace a SealedSecret file is applied in, and the review asking
+/// `action` about it.
+pub fn review_of(
+    sealed: &SealedSecret,
+    namespace: Option<&str>,
+    source: &str,
+    action: ReviewAction,
+) -> Result<(String, SealedSecretReview)> {
+    let namespace = match (sealed.metadata.namespace.as_deref(), namespace) {
+        (Some(own), Some(given)) if own != given => {
+            bail!("{source} is for namespace `{own}`, not `{given}`; drop -n or fix the file")
+        }
+        (Some(own), _) => own.to_owned(),
+        (None, Some(given)) => given.to_owned(),
+        (None, None) => bail!("{source} has no metadata.namespace; add it or pass -n"),
+    };
+    let name = sealed
+        .metadata
+        .name
+        .clone()
+        .with_context(|| format!("{source} has no metadata.name; add it"))?;
+    let review = SealedSecretReview::new(
+        "keyward-cli",
+        SealedSecretReviewSpec {
+            action,
+            name,
+            sealed_secret: sealed.spec.clone(),
+        },
+    );
+    Ok((namespace, review))
 }
 
 /// The manifest with only `spec.encryptedData` replaced: everything else

@@ -1,5 +1,7 @@
-//! `keyward rewrap` leaves the file as it was whenever it cannot finish.
-//! The full flow (a real webhook, a rotated key) is in e2e/tests/webhook.rs.
+//! `keyward rewrap` leaves the file as it was whenever it cannot finish,
+//! and `keyward validate` says what is wrong before asking anyone. The full
+//! flows (a real API server and webhook, a rotated key) are in
+//! e2e/tests/webhook.rs.
 
 mod common;
 
@@ -7,33 +9,29 @@ use common::Keyward;
 
 const SEALED: &str = "apiVersion: keyward.io/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: team\nspec:\n  keyRef:\n    name: db\n  encryptedData:\n    password: AAAA\n";
 
-fn ca() -> String {
-    format!("{}/tests/fixtures/test-ca.pem", env!("CARGO_MANIFEST_DIR"))
+/// A kubeconfig for an API server nobody listens on.
+fn unreachable_kubeconfig(kw: &Keyward) -> String {
+    kw.write(
+        "kubeconfig",
+        b"apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+          clusters:\n- name: k\n  cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}\n\
+          contexts:\n- name: c\n  context: {cluster: k, user: u}\n\
+          users:\n- name: u\n  user: {token: t0k3n}\n",
+    )
+    .display()
+    .to_string()
 }
 
 #[test]
-fn unreachable_webhook_leaves_the_file_unchanged() {
+fn an_unreachable_cluster_leaves_the_file_unchanged() {
     let kw = Keyward::new();
     let file = kw.write("db.yaml", SEALED.as_bytes());
-    let token = kw.write("token", b"t0k3n\n");
-    let (file_arg, token_arg) = (file.display().to_string(), token.display().to_string());
+    let file_arg = file.display().to_string();
+    let config = unreachable_kubeconfig(&kw);
     let error = kw
-        .run(&[
-            "rewrap",
-            "-f",
-            &file_arg,
-            "--server",
-            "https://127.0.0.1:1",
-            "--ca-file",
-            &ca(),
-            "--token-file",
-            &token_arg,
-        ])
+        .run(&["rewrap", "-f", &file_arg, "--kubeconfig", &config])
         .user_error();
-    assert!(
-        error.contains("unchanged") && error.contains("cannot connect"),
-        "{error}"
-    );
+    assert!(error.contains("unchanged"), "{error}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), SEALED);
     let left: Vec<_> = std::fs::read_dir(kw.dir.path())
         .unwrap()
@@ -44,27 +42,36 @@ fn unreachable_webhook_leaves_the_file_unchanged() {
 }
 
 #[test]
-fn a_kubeconfig_user_without_a_token_is_told_to_use_token_file() {
+fn a_file_without_a_namespace_needs_one_and_a_conflicting_one_is_refused() {
     let kw = Keyward::new();
-    let file = kw.write("db.yaml", SEALED.as_bytes());
-    let config = kw.write(
-        "kubeconfig",
-        b"current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nusers:\n- name: u\n  user: {client-certificate-data: AAAA}\n",
+    let config = unreachable_kubeconfig(&kw);
+    let bare = kw.write(
+        "bare.yaml",
+        SEALED.replace("  namespace: team\n", "").as_bytes(),
     );
-    let (file_arg, config_arg) = (file.display().to_string(), config.display().to_string());
+    let bare_arg = bare.display().to_string();
+    for verb in ["rewrap", "validate"] {
+        let error = kw
+            .run(&[verb, "-f", &bare_arg, "--kubeconfig", &config])
+            .user_error();
+        assert!(error.contains("add it or pass -n"), "{verb}: {error}");
+    }
+    let file = kw.write("db.yaml", SEALED.as_bytes());
+    let file_arg = file.display().to_string();
     let error = kw
         .run(&[
-            "rewrap",
+            "validate",
             "-f",
             &file_arg,
-            "--server",
-            "https://127.0.0.1:1",
-            "--ca-file",
-            &ca(),
+            "-n",
+            "other",
             "--kubeconfig",
-            &config_arg,
+            &config,
         ])
         .user_error();
-    assert!(error.contains("--token-file"), "{error}");
+    assert!(
+        error.contains("for namespace `team`, not `other`"),
+        "{error}"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), SEALED);
 }

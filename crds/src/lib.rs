@@ -6,6 +6,8 @@
 //! - [`SealedSecret`]: values encrypted under a ManagedKey, safe for Git.
 //! - [`DataKeyRequest`]: a question for online sealing, answered at
 //!   admission and never stored.
+//! - [`SealedSecretReview`]: the same for re-wrapping and validating a
+//!   SealedSecret file.
 //!
 //! Every spec has a `validate()` for the checks the OpenAPI schema cannot
 //! express; its messages are meant to be shown to users unchanged.
@@ -27,6 +29,7 @@ pub mod provider;
 pub mod pruning;
 pub mod rotation_policy;
 pub mod sealed_secret;
+pub mod sealed_secret_review;
 pub mod sharing;
 pub mod validation;
 
@@ -48,6 +51,10 @@ pub use rotation_policy::{
 pub use sealed_secret::{
     Access, GitBehind, KeyReference, Scope, SealedSecret, SealedSecretSpec, SealedSecretStatus,
     SecretTemplate,
+};
+pub use sealed_secret_review::{
+    ItemVerdict, MovedItem, ReviewAction, SealedSecretReview, SealedSecretReviewSpec,
+    SealedSecretReviewStatus,
 };
 pub use validation::{FieldError, Invalid};
 

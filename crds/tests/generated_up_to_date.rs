@@ -56,7 +56,9 @@ fn one_file_per_crd_named_group_plural() {
         [
             "keyward.io_managedkeys.yaml",
             "keyward.io_keyrotationpolicies.yaml",
-            "keyward.io_sealedsecrets.yaml"
+            "keyward.io_sealedsecrets.yaml",
+            "keyward.io_datakeyrequests.yaml",
+            "keyward.io_sealedsecretreviews.yaml",
         ]
     );
 }

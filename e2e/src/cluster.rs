@@ -38,3 +38,10 @@ pub fn busybox_image() -> (String, &'static str) {
         Err(_) => ("busybox:1.36".to_owned(), "IfNotPresent"),
     }
 }
+
+/// The API server's audit log of Keyward's request kinds (`e2e/cluster/up`
+/// records them at RequestResponse level), on the local cluster only.
+pub fn apiserver_audit_log() -> Option<std::path::PathBuf> {
+    let state = std::env::var_os("KEYWARD_E2E_STATE")?;
+    is_local().then(|| std::path::Path::new(&state).join("apiserver/audit.log"))
+}

@@ -12,6 +12,7 @@ pub mod crds;
 pub mod helm;
 pub mod keys;
 pub mod kstatus;
+pub mod kubeconfig;
 pub mod namespace;
 pub mod pods;
 

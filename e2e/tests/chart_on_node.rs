@@ -4,8 +4,9 @@
 //! engine here, so the Dockerfile itself is not built), the chart is
 //! installed with the loopback overlay (host network, API server and webhook
 //! on 127.0.0.1, no HTTP probes), and the quickstart's path runs: a
-//! ManagedKey, `keyward seal` from its public key, an opted-in pod that
-//! reads the unsealed file (`chart_support/on_node.rs`). With the webhook
+//! ManagedKey with the defaults (local, AES-256), `keyward seal` through
+//! the cluster as an exec-plugin user, an opted-in pod that reads the
+//! unsealed file (`chart_support/on_node.rs`). With the webhook
 //! scaled to 0, a pod that did not opt in still runs and an opted-in pod is
 //! refused until it is back (`webhook_outage_blocks_only_opted_in_pods`).
 //!
@@ -45,6 +46,20 @@ async fn chart_runs_operator_and_webhook_on_the_node() {
 #[tokio::test]
 async fn webhook_outage_blocks_only_opted_in_pods() {
     with_release(|client, flow| async move { outage(&client, &flow).await }).await;
+}
+
+/// Online sealing off the happy path on the chart's webhook: the API
+/// server's audit log of the flow's seal holds no value, a user without
+/// `create datakeyrequests` or without `create sealedsecrets` is refused
+/// with what to ask for, and a DataKeyRequest that would be stored is
+/// denied (`chart_support/online_seal.rs`).
+#[tokio::test]
+async fn online_seal_shows_the_api_server_no_value_and_refuses_the_unentitled() {
+    with_release(|client, flow| async move {
+        let cli = on_node::build_binaries().await?;
+        chart_support::online_seal::refusals_and_what_the_api_server_saw(&client, &flow, &cli).await
+    })
+    .await;
 }
 
 /// Installs the chart (as `install_seal_and_read`), runs `more`, then

@@ -158,7 +158,7 @@ async fn flow(client: &Client, ns: &str, dir: &Path) -> Result<()> {
     }
 
     // A user that logs in through an exec plugin, as on EKS, GKE and AKS.
-    let exec = exec_plugin_kubeconfig(dir)?;
+    let exec = keyward_e2e::kubeconfig::exec_plugin(dir)?;
     let args = ["cluster", "public-key", "-n", ns, "sealing", "--kubeconfig"];
     let out = keyward(
         &cli,
@@ -268,39 +268,6 @@ fn succeeded(out: &Output, what: &str) -> Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8(out.stdout.clone())?)
-}
-
-/// The cluster's kubeconfig with its user's token handed out by an exec
-/// plugin (a script printing an ExecCredential), not written in the file.
-fn exec_plugin_kubeconfig(dir: &Path) -> Result<PathBuf> {
-    let path = std::env::var_os("KUBECONFIG").context("KUBECONFIG")?;
-    let mut config: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?)?;
-    let users = config["users"]
-        .as_sequence_mut()
-        .context("kubeconfig users")?;
-    let user = &mut users[0]["user"];
-    let token = user["token"]
-        .as_str()
-        .context("the e2e kubeconfig user has a token")?
-        .to_owned();
-    let plugin = dir.join("exec-plugin.sh");
-    std::fs::write(
-        &plugin,
-        format!(
-            "#!/bin/sh\necho ran >> {}\n\
-             echo '{{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{token}\"}}}}'\n",
-            dir.join("exec-ran").display()
-        ),
-    )?;
-    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    *user = serde_yaml_ng::from_str(&format!(
-        "exec: {{apiVersion: client.authentication.k8s.io/v1beta1, command: {}, interactiveMode: Never}}",
-        plugin.display()
-    ))?;
-    let out = dir.join("exec-kubeconfig");
-    std::fs::write(&out, serde_yaml_ng::to_string(&config)?)?;
-    Ok(out)
 }
 
 /// `keyward status`, `rotate` and the kubectl plugin, as an exec-plugin

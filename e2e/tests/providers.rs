@@ -7,7 +7,8 @@
 //!
 //! For each provider: ManagedKey -> Ready with a real key at the peer
 //! (checked through the provider crate's describe), SealedSecret sealed with
-//! it -> Ready, and POST /v1/unseal with a pod-bound token opens it. A key
+//! it by `keyward seal` through the API server (`providers_support::
+//! online_seal`) -> Ready, and POST /v1/unseal with a pod-bound token opens it. A key
 //! naming a provider the operator was not started with is Degraded.
 //!
 //! Cloud KMS: the real `keyward-operator` and `keyward-webhook serve`
@@ -53,6 +54,7 @@ use keyward_webhook::{AppState, api_router, inject, server, tls};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use providers_support::binaries::{self, Process};
+use providers_support::online_seal;
 use providers_support::peers::{Moto, SOFTHSM_MODULE, SoftHsm, TOKEN};
 use serde_json::{Value, json};
 
@@ -187,13 +189,17 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
             "{reason}"
         );
 
-        // Seal one SealedSecret per key, as `keyward seal` does online.
+        // One SealedSecret per key, sealed by the CLI through the API
+        // server: a data key from the webhook's admission, the value
+        // encrypted in the CLI.
+        let data_keys = online_seal::answer_data_keys(&client, &ns, &providers, dir.path()).await?;
         let values = [("kms", "moto-kept-this"), ("hsm", "softhsm-kept-this")];
-        for (key, value) in values {
-            let id = if key == "kms" { &kms_id } else { &hsm_id };
-            seal(&client, &ns, providers.as_ref(), key, id, value).await?;
-        }
         let sealed: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
+        for (key, value) in values {
+            let secret = data_keys.seal(key, value).await?;
+            sealed.create(&PostParams::default(), &secret).await?;
+        }
+        data_keys.stop().await;
         for (name, _) in values {
             wait_sealed_ready(&sealed, name).await?;
         }
@@ -684,24 +690,13 @@ async fn serve_unseal(
     let made = tls::bootstrap(&["127.0.0.1".to_owned()])?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://{}", listener.local_addr()?);
-    let state = AppState {
-        injector: Arc::new(InjectorConfig {
-            image: cluster::busybox_image().0,
-            image_pull_policy: None,
-            unseal_url: format!("{url}/v1/unseal"),
-            ca_pem: Some(made.ca_pem.clone()),
-        }),
-        unsealer: Some(Arc::new(Unsealer {
-            client: client.clone(),
-            provider: Arc::new(DecryptOnly::new(
-                Arc::clone(providers) as Arc<dyn KeyProvider>
-            )),
-            audit: Arc::new(keyward_core::audit::AuditLog::new(&dir.join("unseal.log"))),
-            limiter: RateLimiter::new(5, 1.0),
-            audience: keyward_webhook::annotations::AUDIENCE.to_owned(),
-            injector_image: cluster::busybox_image().0,
-        })),
-    };
+    let state = webhook_state(
+        client,
+        providers,
+        &url,
+        &made.ca_pem,
+        &dir.join("unseal.log"),
+    );
     let tls_config = tls::server_config(&made.cert_pem, &made.key_pem)?;
     // The tenant API only: nothing here registers admission.
     let task = tokio::spawn(server::serve_tls(
@@ -711,6 +706,34 @@ async fn serve_unseal(
         ServerLimits::api(),
     ));
     Ok((url, made.ca_pem, task))
+}
+
+/// The webhook's shared state over `providers`, as `serve` builds it.
+fn webhook_state(
+    client: &Client,
+    providers: &Arc<Providers>,
+    url: &str,
+    ca_pem: &str,
+    audit_log: &Path,
+) -> AppState {
+    AppState {
+        injector: Arc::new(InjectorConfig {
+            image: cluster::busybox_image().0,
+            image_pull_policy: None,
+            unseal_url: format!("{url}/v1/unseal"),
+            ca_pem: Some(ca_pem.to_owned()),
+        }),
+        unsealer: Some(Arc::new(Unsealer {
+            client: client.clone(),
+            provider: Arc::new(DecryptOnly::new(
+                Arc::clone(providers) as Arc<dyn KeyProvider>
+            )),
+            audit: Arc::new(keyward_core::audit::AuditLog::new(audit_log)),
+            limiter: RateLimiter::new(5, 1.0),
+            audience: keyward_webhook::annotations::AUDIENCE.to_owned(),
+            injector_image: cluster::busybox_image().0,
+        })),
+    }
 }
 
 /// A pod shaped as admitted for `secrets` whose injector sleeps

@@ -202,9 +202,15 @@ impl Webhook {
                 "operations": ["UPDATE"], "resources": ["pods/ephemeralcontainers"]}]),
         );
         mutate["objectSelector"] = json!({"matchLabels": {INJECTION_LABEL: INJECTION_ENABLED}});
+        // `keyward rewrap` and `keyward validate`, through the API server.
+        let review = common(
+            "/review",
+            json!([{"apiGroups": ["keyward.io"], "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE"], "resources": ["sealedsecretreviews"]}]),
+        );
         let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": self.config_name},
-            "webhooks": [mutate],
+            "webhooks": [mutate, review],
         }))?;
         let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": self.config_name},
@@ -1114,10 +1120,13 @@ async fn keyward_cli() -> Result<PathBuf> {
     keyward_e2e::binaries::build_binary("keyward", "keyward", false).await
 }
 
-/// GitOps after a rotation: `keyward rewrap` sends a SealedSecret file
-/// through the real webhook with the caller's token; the file moves to
-/// the new key version and still opens. A token without `update
-/// sealedsecrets` is refused and the file is left as it was.
+/// GitOps after a rotation: `keyward rewrap` asks the real webhook through
+/// the API server (a dry-run SealedSecretReview) as an exec-plugin user;
+/// the file moves to the new key version and still opens. A user without
+/// `create sealedsecretreviews`, and one with it but without `update
+/// sealedsecrets`, are refused and the file is left as it was. Then
+/// `keyward validate`: yes for the file, and the reason for a moved and a
+/// tampered copy.
 async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -> Result<()> {
     let cli = keyward_cli().await?;
     let mut sealed = sealed_secret(client, ns, "rotating", ns).await?;
@@ -1136,8 +1145,6 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
     .await?;
     let file = dir.join("rotating.yaml");
     std::fs::write(&file, serde_yaml_ng::to_string(&sealed)?)?;
-    let ca = dir.join("webhook-ca.pem");
-    std::fs::write(&ca, &webhook.ca_pem)?;
     let provider = keyring_secret::local_provider(client.clone(), ns, KEYRING, ROOT_KEY).await?;
     let rotated = provider.rotate_key(&key_id).await?;
     ensure!(
@@ -1145,38 +1152,67 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
         "rotation gave {}",
         rotated.primary_version
     );
+    let exec_kubeconfig = keyward_e2e::kubeconfig::exec_plugin(dir)?;
 
     // tokio's Command: the webhook serves from this test's runtime.
-    let rewrap = |token_file: Option<&Path>| {
+    let keyward = |args: Vec<std::ffi::OsString>, token_file: Option<&Path>| {
         let mut command = tokio::process::Command::new(&cli);
-        command
-            .arg("rewrap")
-            .arg("-f")
-            .arg(&file)
-            .args(["--server", &webhook.api_url])
-            .arg("--ca-file")
-            .arg(&ca);
+        command.args(args).env("KUBECONFIG", &exec_kubeconfig);
         if let Some(token_file) = token_file {
             command.arg("--token-file").arg(token_file);
         }
         async move { command.output().await }
     };
+    let rewrap_args = || vec!["rewrap".into(), "-f".into(), file.clone().into_os_string()];
 
-    // A ServiceAccount token (API server audience) without RBAC: refused.
-    let denied_token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request("default", &PostParams::default(), &TokenRequest::default())
-        .await?
-        .status
-        .context("TokenRequest returned no token")?
-        .token;
-    let token_file = dir.join("sa-token");
-    std::fs::write(&token_file, &denied_token)?;
+    // ServiceAccount tokens: `nobody` without RBAC, `asker` allowed to ask
+    // but not to update SealedSecrets.
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    let mut token_files = Vec::new();
+    for name in ["nobody", "asker"] {
+        accounts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}}))?,
+            )
+            .await?;
+        let token = accounts
+            .create_token_request(name, &PostParams::default(), &TokenRequest::default())
+            .await?
+            .status
+            .context("TokenRequest returned no token")?
+            .token;
+        let token_file = dir.join(format!("{name}-token"));
+        std::fs::write(&token_file, &token)?;
+        token_files.push(token_file);
+    }
+    grant_reviews(client, ns, "asker").await?;
     let before = std::fs::read(&file)?;
-    let out = rewrap(Some(&token_file)).await?;
+    let out = keyward(rewrap_args(), Some(&token_files[0])).await?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
-        !out.status.success() && stderr.contains("HTTP 403") && stderr.contains("unchanged"),
-        "a token without update sealedsecrets: {stderr}"
+        !out.status.success()
+            && stderr.contains("no permission")
+            && stderr.contains("sealedsecretreviews.keyward.io")
+            && stderr.contains("unchanged"),
+        "a user without create sealedsecretreviews: {stderr}"
+    );
+    // The RBAC authorizer sees the new binding from its informer, soon after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stderr = loop {
+        let out = keyward(rewrap_args(), Some(&token_files[1])).await?;
+        ensure!(!out.status.success(), "asker rewrapped");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !stderr.contains("no permission") || Instant::now() > deadline {
+            break stderr;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(
+        stderr.contains("Keyward refused")
+            && stderr.contains("may not update sealedsecrets")
+            && stderr.contains("unchanged"),
+        "a user without update sealedsecrets: {stderr}"
     );
     ensure!(
         std::fs::read(&file)? == before,
@@ -1186,14 +1222,11 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
         webhook.audit_log().contains("may not update sealedsecrets"),
         "the audit log lacks the SubjectAccessReview denial"
     );
-    println!(
-        "rewrap without update sealedsecrets refused: {}",
-        stderr.trim()
-    );
+    println!("rewrap refusals: {}", stderr.trim());
 
-    // The kubeconfig's admin token (KUBECONFIG is set by e2e/run.sh).
+    // The kubeconfig's admin user, through its exec plugin.
     let started = Instant::now();
-    let out = rewrap(None).await?;
+    let out = keyward(rewrap_args(), None).await?;
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(
@@ -1241,12 +1274,14 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
 
     // Again: nothing to move, the file is left alone.
     let before = std::fs::read(&file)?;
-    let out = rewrap(None).await?;
+    let out = keyward(rewrap_args(), None).await?;
     ensure!(
         out.status.success()
             && String::from_utf8_lossy(&out.stdout).contains("already on key version 2")
     );
     ensure!(std::fs::read(&file)? == before);
+
+    validate_flow(&keyward, &file, dir).await?;
 
     // A Suspended key takes nothing: refused with the reason, file unchanged.
     keys.patch_status(
@@ -1255,7 +1290,7 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
         &Patch::Merge(&report("Suspended")),
     )
     .await?;
-    let out = rewrap(None).await?;
+    let out = keyward(rewrap_args(), None).await?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
         !out.status.success() && stderr.contains(&format!("ManagedKey {ns}/db is Suspended")),
@@ -1263,6 +1298,72 @@ async fn rewrap_flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -
     );
     ensure!(std::fs::read(&file)? == before);
     println!("rewrap under a Suspended key refused: {}", stderr.trim());
+    Ok(())
+}
+
+/// `keyward validate`: the file opens; a copy renamed and one with a
+/// changed byte each do not, and the output says why.
+async fn validate_flow<F, Fut>(keyward: &F, file: &Path, dir: &Path) -> Result<()>
+where
+    F: Fn(Vec<std::ffi::OsString>, Option<&Path>) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<std::process::Output>>,
+{
+    let validate = |path: &Path| vec!["validate".into(), "-f".into(), path.as_os_str().to_owned()];
+    let out = keyward(validate(file), None).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("password: opens (key version 2)"),
+        "validate of a good file: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(file)?;
+    let renamed = dir.join("renamed.yaml");
+    std::fs::write(&renamed, text.replace("name: rotating", "name: renamed"))?;
+    let mut tampered: SealedSecret = serde_yaml_ng::from_str(&text)?;
+    let password = tampered.spec.encrypted_data.get_mut("password").unwrap();
+    let mut bytes = base64::engine::general_purpose::STANDARD.decode(password.as_bytes())?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    *password = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let tampered_file = dir.join("tampered.yaml");
+    std::fs::write(&tampered_file, serde_yaml_ng::to_string(&tampered)?)?;
+    for (path, reason) in [
+        (&renamed, "secret name `rotating`"),
+        (&tampered_file, "authentication failed"),
+    ] {
+        let out = keyward(validate(path), None).await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            !out.status.success()
+                && stdout.contains("password: does NOT open")
+                && stdout.contains(reason),
+            "validate of {}: {stdout}",
+            path.display()
+        );
+        println!("keyward validate {}: {}", path.display(), stdout.trim());
+    }
+    Ok(())
+}
+
+/// Lets ServiceAccount `account` create SealedSecretReviews in `ns`, and
+/// nothing else.
+async fn grant_reviews(client: &Client, ns: &str, account: &str) -> Result<()> {
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
+        "metadata": {"name": account},
+        "rules": [{"apiGroups": ["keyward.io"], "resources": ["sealedsecretreviews"],
+                   "verbs": ["create"]}],
+    }))?;
+    Api::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &role)
+        .await?;
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+    }))?;
+    Api::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await?;
     Ok(())
 }
 

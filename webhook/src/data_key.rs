@@ -18,6 +18,7 @@
 use crate::admission::Request;
 use crate::key_state::sharing;
 use crate::key_state::{Keys, wrapping};
+use crate::question;
 use crate::rewrap::authorise::{self, Refusal};
 use crate::unseal::Unsealer;
 use crate::unseal::authorise::Denial;
@@ -32,7 +33,6 @@ use keyward_core::provider::WrapAlgorithm;
 use keyward_crds::{
     DataKeyAnswer, DataKeyRequest, DataKeyWrapping, SealedSecret, SealedSecretSpec,
 };
-use kube::core::admission::Operation;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -41,29 +41,11 @@ const RATE_KEY_PREFIX: &str = "datakey-user:";
 
 /// The answer to put in `status`, or the sentence to deny with.
 pub async fn answer(unsealer: &Arc<Unsealer>, request: &Request) -> Result<DataKeyAnswer, String> {
-    if request.operation != Operation::Create {
-        return Err("DataKeyRequests are only created".into());
-    }
-    if !request.dry_run {
-        return Err(
-            "a DataKeyRequest is answered only with dryRun=All and is never stored; use \
-             `keyward seal`, or create it with `kubectl create --dry-run=server -o yaml`"
-                .into(),
-        );
-    }
-    let asked: DataKeyRequest = crate::admission::typed(request, false)?
-        .ok_or_else(|| "the request has no object".to_owned())?;
-    let namespace = request
-        .namespace
-        .clone()
-        .ok_or_else(|| "a DataKeyRequest is namespaced".to_owned())?;
-    let recipient = STANDARD
-        .decode(&asked.spec.recipient_public_key)
-        .ok()
-        .filter(|key| key.len() == dek_transport::PUBLIC_KEY_LEN)
-        .ok_or_else(|| {
-            "spec.recipientPublicKey is not a base64 X25519 public key (32 bytes)".to_owned()
-        })?;
+    let Asked {
+        asked,
+        namespace,
+        recipient,
+    } = asked(request)?;
     let user = request.user_info.clone();
     let asking = Asking {
         unsealer,
@@ -75,7 +57,9 @@ pub async fn answer(unsealer: &Arc<Unsealer>, request: &Request) -> Result<DataK
     match asking.authorised().await {
         Ok(()) => {}
         Err(Refusal::Limited) => {
-            asking.audit("denied", [("reason", "rate limited".into())]).await;
+            asking
+                .audit("denied", [("reason", "rate limited".into())])
+                .await;
             return Err(format!(
                 "too many data key requests from `{actor}`; retry in a few seconds"
             ));
@@ -106,6 +90,31 @@ pub async fn answer(unsealer: &Arc<Unsealer>, request: &Request) -> Result<DataK
             Err(reason)
         }
     }
+}
+
+/// A well-formed request, before any API call.
+struct Asked {
+    asked: DataKeyRequest,
+    namespace: String,
+    recipient: Vec<u8>,
+}
+
+/// Checks what needs no API call: a dry-run create of a namespaced
+/// request carrying a 32-byte X25519 public key.
+fn asked(request: &Request) -> Result<Asked, String> {
+    let (asked, namespace) = question::asked::<DataKeyRequest>(request, "DataKeyRequest")?;
+    let recipient = STANDARD
+        .decode(&asked.spec.recipient_public_key)
+        .ok()
+        .filter(|key| key.len() == dek_transport::PUBLIC_KEY_LEN)
+        .ok_or_else(|| {
+            "spec.recipientPublicKey is not a base64 X25519 public key (32 bytes)".to_owned()
+        })?;
+    Ok(Asked {
+        asked,
+        namespace,
+        recipient,
+    })
 }
 
 struct Asking<'a> {
@@ -194,7 +203,10 @@ impl Asking<'_> {
                 if e.is_retryable() {
                     format!("the key provider is unavailable ({e}); retry")
                 } else {
-                    format!("cannot wrap a data key with ManagedKey {}: {e}", key.reference)
+                    format!(
+                        "cannot wrap a data key with ManagedKey {}: {e}",
+                        key.reference
+                    )
                 }
             })?;
         // Checked on the version the provider used, which a rotation in
@@ -202,7 +214,7 @@ impl Asking<'_> {
         wrapping::usable_for_wrapping(
             key.key.as_deref(),
             &key.reference,
-            &wrapped.key_id,
+            &key_id,
             wrapped.version,
         )?;
         let mut answer = DataKeyAnswer {
@@ -241,5 +253,51 @@ impl Asking<'_> {
         crate::metrics::metrics().audit_write_failure();
         tracing::error!(%error, "cannot write the audit log, so the data key is refused");
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Review;
+    use serde_json::json;
+
+    fn request(dry_run: bool, operation: &str, recipient: &str) -> Request {
+        let review: Review = serde_json::from_value(json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "keyward.io", "version": "v1alpha1", "kind": "DataKeyRequest"},
+                "resource": {"group": "keyward.io", "version": "v1alpha1", "resource": "datakeyrequests"},
+                "namespace": "shop", "operation": operation, "dryRun": dry_run,
+                "userInfo": {"username": "dev"},
+                "object": {
+                    "apiVersion": "keyward.io/v1alpha1", "kind": "DataKeyRequest",
+                    "metadata": {"name": "keyward-seal", "namespace": "shop"},
+                    "spec": {"secretName": "db", "keyRef": {"name": "app"},
+                             "recipientPublicKey": recipient},
+                },
+            },
+        }))
+        .unwrap();
+        crate::admission::request(review).map_err(|_| ()).unwrap()
+    }
+
+    #[test]
+    fn only_a_dry_run_create_with_a_32_byte_key_is_asked() {
+        let key = STANDARD.encode([9u8; 32]);
+        let ok = asked(&request(true, "CREATE", &key)).unwrap();
+        assert_eq!(ok.namespace, "shop");
+        assert_eq!(ok.recipient, [9u8; 32]);
+        assert_eq!(ok.asked.spec.secret_name, "db");
+
+        let stored = asked(&request(false, "CREATE", &key)).err().unwrap();
+        assert!(stored.contains("dryRun=All"), "{stored}");
+        let updated = asked(&request(true, "UPDATE", &key)).err().unwrap();
+        assert!(updated.contains("is only created"), "{updated}");
+        for bad in [STANDARD.encode([9u8; 31]), "not base64!".into()] {
+            let error = asked(&request(true, "CREATE", &bad)).err().unwrap();
+            assert!(error.contains("recipientPublicKey"), "{error}");
+        }
     }
 }

@@ -18,6 +18,8 @@ pub mod key_state;
 pub mod metrics;
 pub mod mutate;
 pub mod pod_guard;
+pub mod question;
+pub mod review;
 pub mod rewrap;
 pub mod server;
 pub mod tls;

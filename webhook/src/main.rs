@@ -22,8 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve admission (/mutate, /validate) and the tenant API (/v1/unseal,
-    /// /v1/rewrap) over TLS, on two listeners.
+    /// Serve admission (/mutate, /validate, and /datakey, /review for the
+    /// CLI through the API server) and the tenant API (/v1/unseal) over
+    /// TLS, on two listeners.
     Serve(Box<ServeArgs>),
     /// Run as the init container: unseal and write the pod's secrets.
     Inject(InjectArgs),
@@ -48,10 +49,11 @@ struct ExecEnvArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Admission (/mutate, /validate, probes, /metrics), for the API server.
+    /// Admission (/mutate, /validate, /datakey, /review, probes, /metrics),
+    /// for the API server.
     #[arg(long, env = "KEYWARD_ADMISSION_LISTEN", default_value = "0.0.0.0:8443")]
     admission_listen: String,
-    /// The tenant API (/v1/unseal, /v1/rewrap, /healthz), for injectors.
+    /// The tenant API (/v1/unseal, /healthz), for injectors.
     #[arg(long, env = "KEYWARD_API_LISTEN", default_value = "0.0.0.0:8444")]
     api_listen: String,
     #[command(flatten)]
@@ -177,8 +179,8 @@ struct LimitArgs {
     admission_request_timeout_seconds: u64,
     #[arg(long, default_value_t = 15)]
     api_request_timeout_seconds: u64,
-    /// Largest request body: admission reviews, and /v1/unseal requests
-    /// (/v1/rewrap takes a whole SealedSecret, bounded by its handler).
+    /// Largest request body: admission reviews (a SealedSecretReview
+    /// carries a whole SealedSecret), and /v1/unseal requests.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     admission_max_body_bytes: usize,
     #[arg(long, default_value_t = 64 * 1024)]
@@ -552,7 +554,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         admission_router(state.clone()),
         admission_limits,
     )?;
-    tracing::info!(address = %args.api_listen, "serving /v1/unseal, /v1/rewrap over TLS");
+    tracing::info!(address = %args.api_listen, "serving /v1/unseal over TLS");
     let api_app = server::api_router_with(state, &args.limits.pre_auth());
     tokio::select! {
         () = server::serve_tls(api, tls_config, api_app, api_limits) => Ok(()),

@@ -42,7 +42,6 @@ pub struct Metrics {
     unseal_requests: Mutex<BTreeMap<&'static str, u64>>,
     unseal_denied: Mutex<BTreeMap<&'static str, u64>>,
     unseal_invalid: Mutex<BTreeMap<&'static str, u64>>,
-    rewrap_invalid: Mutex<BTreeMap<&'static str, u64>>,
     decrypts: AtomicU64,
     compromised_served: AtomicU64,
     dek_requests: AtomicU64,
@@ -94,7 +93,6 @@ impl Metrics {
             unseal_requests: Mutex::new(BTreeMap::new()),
             unseal_denied: Mutex::new(BTreeMap::new()),
             unseal_invalid: Mutex::new(BTreeMap::new()),
-            rewrap_invalid: Mutex::new(BTreeMap::new()),
             decrypts: AtomicU64::new(0),
             compromised_served: AtomicU64::new(0),
             dek_requests: AtomicU64::new(0),
@@ -135,11 +133,6 @@ impl Metrics {
         bump(&self.unseal_invalid, reason);
     }
 
-    /// The same for `/v1/rewrap`.
-    pub fn rewrap_invalid(&self, reason: &'static str) {
-        bump(&self.rewrap_invalid, reason);
-    }
-
     /// Items decrypted and returned to an injector.
     pub fn decrypted(&self, items: usize) {
         self.decrypts.fetch_add(items as u64, Ordering::Relaxed);
@@ -162,7 +155,7 @@ impl Metrics {
         self.provider_unwraps.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// One `/v1/rewrap` answered; `outcome` as for unseal.
+    /// One SealedSecretReview rewrap answered; `outcome` as for unseal.
     pub fn rewrap_request(&self, outcome: &'static str) {
         bump(&self.rewrap_requests, outcome);
     }
@@ -267,9 +260,6 @@ impl Metrics {
     pub fn invalid_with(&self, reason: &str) -> u64 {
         read(&self.unseal_invalid, reason)
     }
-    pub fn rewrap_invalid_with(&self, reason: &str) -> u64 {
-        read(&self.rewrap_invalid, reason)
-    }
     pub fn rewrap_requests_with(&self, outcome: &str) -> u64 {
         read(&self.rewrap_requests, outcome)
     }
@@ -353,13 +343,6 @@ impl Metrics {
             "reason",
             &self.unseal_invalid,
         );
-        counter_family(
-            &mut out,
-            "keyward_rewrap_invalid_total",
-            "Rewrap requests refused as malformed before authentication (not audited), by reason.",
-            "reason",
-            &self.rewrap_invalid,
-        );
         counter(
             &mut out,
             "keyward_unseal_decrypts_total",
@@ -394,7 +377,7 @@ impl Metrics {
         counter(
             &mut out,
             "keyward_rewrap_items_total",
-            "Items re-sealed onto a newer key version through /v1/rewrap.",
+            "Items re-sealed onto a newer key version for keyward rewrap.",
             self.rewrapped_items.load(Ordering::Relaxed),
         );
         counter(

@@ -41,6 +41,7 @@ pub fn admission_router(state: AppState) -> Router {
         .route("/mutate", post(mutate_pod))
         .route("/validate", post(validate_object))
         .route("/datakey", post(answer_data_key))
+        .route("/review", post(review_sealed_secret))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(render_metrics))
@@ -53,11 +54,10 @@ pub fn api_router(state: AppState) -> Router {
     api_router_with(state, &PreAuthLimits::default())
 }
 
-/// `/v1/unseal` and `/v1/rewrap` behind `pre_auth`, and `/healthz`.
+/// `/v1/unseal` behind `pre_auth`, and `/healthz`.
 pub fn api_router_with(state: AppState, pre_auth: &PreAuthLimits) -> Router {
     Router::new()
         .route("/v1/unseal", post(unseal::handle))
-        .route("/v1/rewrap", post(crate::rewrap::handle))
         .route_layer(axum::middleware::from_fn_with_state(
             pre_auth::PreAuth::new(pre_auth),
             pre_auth::limit,
@@ -191,19 +191,54 @@ async fn data_key_review(state: &AppState, review: Review) -> ReviewResult {
     let Some(unsealer) = &state.unsealer else {
         return Json(response.deny("online sealing is not enabled").into_review());
     };
-    let answer = match crate::data_key::answer(unsealer, &request).await {
+    let answer = crate::data_key::answer(unsealer, &request).await;
+    answered(response, answer)
+}
+
+/// `SealedSecretReview` admission (`keyward rewrap`, `keyward validate`).
+async fn review_sealed_secret(
+    State(state): State<AppState>,
+    Json(review): Json<Review>,
+) -> Json<serde_json::Value> {
+    let started = std::time::Instant::now();
+    let request = match admission::request(review) {
+        Ok(request) => request,
+        Err(answer) => return Json(*answer).map_patch_base64(),
+    };
+    let response = AdmissionResponse::from(&request);
+    let answer = match &state.unsealer {
+        Some(unsealer) => crate::review::answer(unsealer, &request).await,
+        None => Err("SealedSecret reviews are not enabled".into()),
+    };
+    let answer = answered(response, answer).map_patch_base64();
+    metrics().admission("review", started.elapsed());
+    answer
+}
+
+/// A question's answer patched into `status`, or the refusal.
+fn answered<T: serde::Serialize>(
+    response: AdmissionResponse,
+    answer: Result<T, String>,
+) -> ReviewResult {
+    let answer = match answer {
         Ok(answer) => answer,
         Err(reason) => return Json(response.deny(reason).into_review()),
     };
-    let patch = serde_json::json!([{ "op": "add", "path": "/status", "value": answer }]);
-    let patched = serde_json::from_value::<json_patch::Patch>(patch)
-        .map_err(|e| e.to_string())
-        .and_then(|patch| response.clone().with_patch(patch).map_err(|e| e.to_string()));
+    let patched = crate::question::status_patch(&answer).and_then(|patch| {
+        response
+            .clone()
+            .with_patch(patch)
+            .map_err(|e| e.to_string())
+    });
     match patched {
         Ok(patched) => Json(patched.into_review()),
         Err(error) => {
-            tracing::error!(%error, "cannot build the data key patch");
-            Json(response.deny("internal error building the answer").into_review())
+            tracing::error!(%error, "cannot build the answer's patch");
+            Json(
+                response
+                    .deny("internal error building the answer")
+                    .into_review(),
+            )
         }
     }
 }

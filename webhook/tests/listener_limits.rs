@@ -538,8 +538,8 @@ async fn the_per_source_limit_answers_429_before_any_api_call() {
     }
     assert_eq!(reviews.load(Ordering::SeqCst), 3);
     let before = metrics().pre_auth_limited_with("source");
-    for path in ["/v1/unseal", "/v1/unseal", "/v1/rewrap"] {
-        let answer = request(&server, "POST", path, junk.clone()).await;
+    for _ in 0..3 {
+        let answer = request(&server, "POST", "/v1/unseal", junk.clone()).await;
         assert_eq!(answer.status, 429, "{}", answer.body);
         assert_eq!(answer.retry_after.as_deref(), Some("10"));
     }

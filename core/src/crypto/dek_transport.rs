@@ -86,7 +86,12 @@ pub fn seal_to(
     }
     let own = Recipient::generate();
     let sender_public = own.public.to_vec();
-    let key = derive(own.private, recipient_public, &sender_public, recipient_public)?;
+    let key = derive(
+        own.private,
+        recipient_public,
+        &sender_public,
+        recipient_public,
+    )?;
     let ciphertext = aes_gcm::seal(&key, &[0; NONCE_LEN], binding, dek.expose());
     Ok(SealedDek {
         sender_public,
@@ -124,7 +129,10 @@ mod tests {
         let dek = Dek::generate();
         let recipient = Recipient::generate();
         let sealed = seal_to(recipient.public_key(), &dek, b"ns/db").unwrap();
-        assert_eq!(recipient.open(&sealed, b"ns/db").unwrap().expose(), dek.expose());
+        assert_eq!(
+            recipient.open(&sealed, b"ns/db").unwrap().expose(),
+            dek.expose()
+        );
     }
 
     #[test]

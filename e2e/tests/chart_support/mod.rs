@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a subset
 
 pub mod on_node;
+pub mod online_seal;
 pub mod webhook_tls;
 
 use std::path::{Path, PathBuf};
@@ -20,9 +21,11 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 pub const RELEASE: &str = "kw";
-pub const CRDS: [&str; 3] = [
+pub const CRDS: [&str; 5] = [
+    "datakeyrequests.keyward.io",
     "keyrotationpolicies.keyward.io",
     "managedkeys.keyward.io",
+    "sealedsecretreviews.keyward.io",
     "sealedsecrets.keyward.io",
 ];
 
@@ -107,7 +110,7 @@ pub async fn remove_cluster_scoped(client: &Client, names: &Names) {
     let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone())
         .delete(&names.validating(), &dp)
         .await;
-    for role in ["operator", "webhook"] {
+    for role in ["operator", "webhook", "sealer"] {
         let name = format!("{}-{role}", names.cluster);
         let _ = Api::<ClusterRole>::all(client.clone())
             .delete(&name, &dp)

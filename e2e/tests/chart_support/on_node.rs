@@ -1,8 +1,9 @@
 //! The quickstart's path on the local e2e cluster, shared by the
 //! `chart_on_node` test and the README demo (`scripts/demo.sh`): the
 //! project's binaries packed into an image on the node, the chart installed
-//! with the loopback overlay, a ManagedKey, `keyward seal` from its public
-//! key, and an opted-in pod that reads the unsealed file.
+//! with the loopback overlay, a ManagedKey as the chart's defaults make it
+//! (local provider, AES-256), `keyward seal` through the cluster as an
+//! exec-plugin user, and an opted-in pod that reads the unsealed file.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -98,16 +99,16 @@ pub async fn install_seal_and_read(
         flow.release, flow.release_ns
     ));
 
-    // The operator, from the chart, reconciles a key in its namespace: RSA,
-    // so anyone can seal offline from its public key, and shared with the
-    // application's namespace, whose SealedSecret names it.
+    // The operator, from the chart, reconciles a key in its namespace: the
+    // default kind (AES-256, usage Wrap), shared with the application's
+    // namespace, whose SealedSecret names it.
     let keys = keyward_api(client, &flow.release_ns, "ManagedKey", "managedkeys");
     keys.create(
         &PostParams::default(),
         &serde_json::from_value(json!({
             "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
             "metadata": { "name": "app" },
-            "spec": { "provider": { "local": {} }, "algorithm": "RSA4096", "usage": "Seal",
+            "spec": { "provider": { "local": {} },
                       "shareWith": { "namespaces": [flow.app_ns] } },
         }))?,
     )
@@ -121,7 +122,7 @@ pub async fn install_seal_and_read(
         );
     }
     steps.done(&format!(
-        "ManagedKey {}/app (RSA4096, local provider, shared with {}) Ready; keyring Secrets created",
+        "ManagedKey {}/app (defaults: local provider, AES256; shared with {}) Ready; keyring Secrets created",
         flow.release_ns, flow.app_ns
     ));
 
@@ -145,9 +146,10 @@ pub async fn install_seal_and_read(
         "webhook pod running; its CA and certificate kept in Secret {tls}, the CA patched into both webhook configurations"
     ));
 
-    let sealed = seal(flow, &keys, &cli).await?;
+    let sealed = seal(flow, &cli).await?;
     steps.done(&format!(
-        "keyward seal -n {} --name db --key {}/app --cert app.pub --from-literal password={SECRET_VALUE}",
+        "keyward seal -n {} --name db --key {}/app --from-literal password={SECRET_VALUE} \
+         (through the API server as an exec-plugin user; the value stays in the CLI)",
         flow.app_ns, flow.release_ns
     ));
 
@@ -242,7 +244,7 @@ fn target_debug() -> PathBuf {
 
 /// Build the operator, webhook and CLI (debug, as `e2e/run.sh` builds only
 /// the tests); returns the CLI's path.
-async fn build_binaries() -> Result<PathBuf> {
+pub async fn build_binaries() -> Result<PathBuf> {
     let status = tokio::process::Command::new(env!("CARGO"))
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .args(["build", "--locked", "-p", "keyward-operator"])
@@ -360,44 +362,40 @@ async fn wait_ca_bundle(client: &Client, mutating: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// Export the key's public half from its status (as `keyward local
-/// public-key` would print it) and seal with the CLI, offline.
-async fn seal(flow: &Flow, keys: &Api<DynamicObject>, cli: &Path) -> Result<DynamicObject> {
-    let key = keys.get("app").await?;
-    let field = |name: &str| {
-        key.data
-            .pointer(&format!("/status/{name}"))
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string())
-            })
-            .with_context(|| format!("ManagedKey status.{name}"))
+/// `keyward seal` through the cluster, as a user whose kubeconfig runs an
+/// exec plugin: a data key from the chart's webhook, the value encrypted in
+/// the CLI. Retried while the webhook is not reachable yet (see
+/// [`through_webhook`]).
+async fn seal(flow: &Flow, cli: &Path) -> Result<DynamicObject> {
+    let kubeconfig = keyward_e2e::kubeconfig::exec_plugin(&flow.out_dir)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let out = tokio::process::Command::new(cli)
+            .args(["seal", "-n", &flow.app_ns, "--name", "db", "--key"])
+            .arg(format!("{}/app", flow.release_ns))
+            .args(["--service-account", "default"])
+            .args(["--from-literal", &format!("password={SECRET_VALUE}")])
+            .args(["-o", "json"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KEYWARD_KEYRING")
+            .output()
+            .await?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !stderr.contains("webhook is unavailable") {
+            break out;
+        }
+        ensure!(Instant::now() < deadline, "keyward seal: {stderr}");
+        println!("retrying after: {}", stderr.trim());
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let public = flow.out_dir.join("app.pub");
-    std::fs::write(
-        &public,
-        format!(
-            "keyward-key: app\nkeyward-key-version: {}\nkeyward-provider-key-id: {}\n{}",
-            field("primaryVersion")?,
-            field("providerKeyId")?,
-            field("publicKey")?,
-        ),
-    )?;
-    let out = tokio::process::Command::new(cli)
-        .args(["seal", "-n", &flow.app_ns, "--name", "db", "--key"])
-        .arg(format!("{}/app", flow.release_ns))
-        .arg("--cert")
-        .arg(&public)
-        .args(["--service-account", "default"])
-        .args(["--from-literal", &format!("password={SECRET_VALUE}")])
-        .args(["-o", "json"])
-        .output()
-        .await?;
     ensure!(
         out.status.success(),
         "keyward seal: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        flow.out_dir.join("exec-ran").exists(),
+        "the CLI did not authenticate through the exec plugin"
     );
     let mut sealed: Value = serde_json::from_slice(&out.stdout)?;
     // With only_label, the label sends it through the validating webhook.

@@ -5,6 +5,7 @@ pub mod adopted;
 pub mod binaries;
 pub mod claims;
 pub mod hung;
+pub mod online_seal;
 pub mod peers;
 pub mod rebuild;
 pub mod wrapped_root;

@@ -54,7 +54,7 @@ async fn a_gitops_applier_and_the_operator_do_not_fight_over_a_rotation() {
             keys.create(&PostParams::default(), &key).await?;
             wait_key(&keys, "k", "Ready", ready).await?;
             let webhook = Webhook::start(&client, &ns, dir.path(), image).await?;
-            let result = flow(&client, &ns, &keys, &webhook, dir.path(), &audit).await;
+            let result = flow(&client, &ns, &keys, dir.path(), &audit).await;
             webhook.stop(&client).await;
             Api::<SealedSecret>::namespaced(client.clone(), &ns)
                 .delete_collection(&Default::default(), &ListParams::default())
@@ -73,7 +73,6 @@ async fn flow(
     client: &Client,
     ns: &str,
     keys: &Api<ManagedKey>,
-    webhook: &Webhook,
     dir: &Path,
     audit: &Path,
 ) -> Result<()> {
@@ -153,17 +152,13 @@ async fn flow(
 
         pod_reads(client, ns, "a1").await?;
 
-        // CI: `keyward rewrap` over the directory; the next round applies it.
-        let ca = dir.join("webhook-ca.pem");
-        std::fs::write(&ca, &webhook.ca_pem)?;
+        // CI: `keyward rewrap` over the directory (through the API server to
+        // the webhook); the next round applies it.
         let cli = keyward_cli().await?;
         let out = tokio::process::Command::new(&cli)
             .arg("rewrap")
             .arg("-f")
             .arg(&git)
-            .args(["--server", &webhook.api_url])
-            .arg("--ca-file")
-            .arg(&ca)
             .output()
             .await?;
         let said = String::from_utf8_lossy(&out.stdout);
@@ -207,7 +202,7 @@ async fn flow(
 /// (on version 2, now exposed): the operator re-seals each SealedSecret
 /// once onto version 3; admission refuses every re-apply of the exposed
 /// copy, so nothing is reverted or written again. Git is then updated from
-/// the cluster's re-sealed copies (the documented path, as `/v1/rewrap`
+/// the cluster's re-sealed copies (the documented path, as `keyward rewrap`
 /// cannot open a retired version) and the next round applies cleanly.
 async fn through_a_compromise(
     ns: &str,

@@ -1,8 +1,8 @@
 //! What a ManagedKey's reported lifecycle state allows, for the three
 //! places that read it: unseal serves pods only from versions that may
 //! ([`serving`]), admission takes new or changed items only under Active
-//! versions ([`sealing`]), and `/v1/rewrap` wraps only under an Active key
-//! ([`wrapping`]).
+//! versions ([`sealing`]), and rewrap and online sealing wrap only under
+//! an Active key ([`wrapping`]).
 //!
 //! ManagedKeys are read from the API server when needed, once per request
 //! per key ([`Keys`]) and never cached across requests: a state the

@@ -98,7 +98,7 @@ impl ServerLimits {
         }
     }
 
-    /// `/v1/unseal` and `/v1/rewrap`, reachable by every tenant pod. An
+    /// `/v1/unseal`, reachable by every tenant pod. An
     /// unseal request is a token and a few names; the injector retries a
     /// 429 or 503, so a full server refuses at once rather than queueing.
     pub fn api() -> Self {

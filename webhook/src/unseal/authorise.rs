@@ -70,7 +70,7 @@ pub enum DenialKind {
     /// The SealedSecret names another namespace's ManagedKey that is not
     /// shared with its namespace (`crate::key_state::sharing`).
     KeyNotShared,
-    /// `/v1/rewrap`: SubjectAccessReview said no.
+    /// Rewrap, online seal, validate: SubjectAccessReview said no.
     Forbidden,
     BadRequest,
 }

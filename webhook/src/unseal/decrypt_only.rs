@@ -31,8 +31,9 @@ impl DecryptOnly {
         DecryptOnly { inner }
     }
 
-    /// The provider underneath, which may also wrap: for `/v1/rewrap` only,
-    /// after its own authorisation (so a KMS role needs Encrypt for it).
+    /// The provider underneath, which may also wrap: for rewrap and online
+    /// sealing only, after their own authorisation (so a KMS role needs
+    /// Encrypt for them).
     pub fn wrapping_provider(&self) -> &dyn KeyProvider {
         self.inner.as_ref()
     }
