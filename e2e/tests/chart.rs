@@ -643,7 +643,42 @@ async fn check_webhook_configurations(client: &Client, ns: &str, names: &Names) 
         .await
         .context("MutatingWebhookConfiguration")?;
     let hooks = mutating.webhooks.unwrap_or_default();
-    ensure!(hooks.len() == 1, "{} mutating webhooks", hooks.len());
+    ensure!(hooks.len() == 3, "{} mutating webhooks", hooks.len());
+    // Keyward's question kinds: every namespace that gets injection, any
+    // object (the CLI labels nothing), Fail so an unanswered one is not
+    // taken for an answer.
+    for (hook, name, resource, path) in [
+        (
+            &hooks[1],
+            "data-keys.keyward.io",
+            "datakeyrequests",
+            "/datakey",
+        ),
+        (
+            &hooks[2],
+            "reviews.keyward.io",
+            "sealedsecretreviews",
+            "/review",
+        ),
+    ] {
+        let rules = hook.rules.clone().unwrap_or_default();
+        let called = hook
+            .client_config
+            .service
+            .as_ref()
+            .and_then(|s| s.path.clone());
+        ensure!(
+            hook.name == name
+                && rules.len() == 1
+                && rules[0].resources.as_deref() == Some(&[resource.to_owned()])
+                && rules[0].operations.as_deref() == Some(&["CREATE".to_owned()])
+                && hook.failure_policy.as_deref() == Some("Fail")
+                && hook.object_selector.is_none()
+                && excludes(&hook.namespace_selector, ns)
+                && called.as_deref() == Some(path),
+            "question webhook {name}: {hook:?}"
+        );
+    }
     let m = &hooks[0];
     ensure!(
         excludes(&m.namespace_selector, ns),
