@@ -673,7 +673,10 @@ async fn check_webhook_configurations(client: &Client, ns: &str, names: &Names) 
                 && rules[0].resources.as_deref() == Some(&[resource.to_owned()])
                 && rules[0].operations.as_deref() == Some(&["CREATE".to_owned()])
                 && hook.failure_policy.as_deref() == Some("Fail")
-                && hook.object_selector.is_none()
+                // The API server defaults it to the empty selector.
+                && hook.object_selector.as_ref().is_none_or(|s| {
+                    s.match_labels.is_none() && s.match_expressions.is_none()
+                })
                 && excludes(&hook.namespace_selector, ns)
                 && called.as_deref() == Some(path),
             "question webhook {name}: {hook:?}"
