@@ -50,7 +50,7 @@ use keyward_provider_select::{ProviderArgs, Providers};
 use keyward_webhook::mutate::InjectorConfig;
 use keyward_webhook::server::ServerLimits;
 use keyward_webhook::unseal::{DecryptOnly, RateLimiter, UnsealRequest, UnsealResponse, Unsealer};
-use keyward_webhook::{AppState, api_router, inject, server, tls};
+use keyward_webhook::{AppState, admission_router, api_router, inject, server, tls};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use providers_support::binaries::{self, Process};
@@ -687,24 +687,43 @@ async fn serve_unseal(
     providers: &Arc<Providers>,
     dir: &Path,
 ) -> Result<(String, String, tokio::task::JoinHandle<()>)> {
+    // The tenant API only: nothing here registers admission.
+    serve_webhook(client, providers, &dir.join("unseal.log"), Listener::Api).await
+}
+
+/// Which of the webhook's two listeners to serve.
+enum Listener {
+    Admission,
+    Api,
+}
+
+/// One of the webhook's routers over `providers`, in-process over TLS on
+/// 127.0.0.1: its URL, CA and task.
+async fn serve_webhook(
+    client: &Client,
+    providers: &Arc<Providers>,
+    audit_log: &Path,
+    listener_kind: Listener,
+) -> Result<(String, String, tokio::task::JoinHandle<()>)> {
     let made = tls::bootstrap(&["127.0.0.1".to_owned()])?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://{}", listener.local_addr()?);
-    let state = webhook_state(
-        client,
-        providers,
-        &url,
-        &made.ca_pem,
-        &dir.join("unseal.log"),
-    );
+    let state = webhook_state(client, providers, &url, &made.ca_pem, audit_log);
     let tls_config = tls::server_config(&made.cert_pem, &made.key_pem)?;
-    // The tenant API only: nothing here registers admission.
-    let task = tokio::spawn(server::serve_tls(
-        listener,
-        tls_config,
-        api_router(state),
-        ServerLimits::api(),
-    ));
+    let task = match listener_kind {
+        Listener::Admission => tokio::spawn(server::serve_tls(
+            listener,
+            tls_config,
+            admission_router(state),
+            ServerLimits::admission(),
+        )),
+        Listener::Api => tokio::spawn(server::serve_tls(
+            listener,
+            tls_config,
+            api_router(state),
+            ServerLimits::api(),
+        )),
+    };
     Ok((url, made.ca_pem, task))
 }
 

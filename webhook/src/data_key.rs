@@ -244,15 +244,7 @@ impl Asking<'_> {
             outcome: outcome.to_owned(),
             detail: detail.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         };
-        let audit = Arc::clone(&self.unsealer.audit);
-        let error = match tokio::task::spawn_blocking(move || audit.append(event)).await {
-            Ok(Ok(())) => return true,
-            Ok(Err(error)) => error.to_string(),
-            Err(error) => format!("audit task: {error}"),
-        };
-        crate::metrics::metrics().audit_write_failure();
-        tracing::error!(%error, "cannot write the audit log, so the data key is refused");
-        false
+        question::audited(&self.unsealer.audit, event).await
     }
 }
 

@@ -33,3 +33,21 @@ pub fn status_patch<T: serde::Serialize>(answer: &T) -> Result<json_patch::Patch
     let patch = serde_json::json!([{ "op": "add", "path": "/status", "value": answer }]);
     serde_json::from_value(patch).map_err(|e| e.to_string())
 }
+
+/// Appends `event` to the audit log; false (counted and logged) when it
+/// cannot, and the caller then refuses: an answer must not go unrecorded.
+pub async fn audited(
+    audit: &std::sync::Arc<keyward_core::audit::AuditLog>,
+    event: keyward_core::audit::Event,
+) -> bool {
+    let audit = std::sync::Arc::clone(audit);
+    let action = event.action.clone();
+    let error = match tokio::task::spawn_blocking(move || audit.append(event)).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(error)) => error.to_string(),
+        Err(error) => format!("audit task: {error}"),
+    };
+    crate::metrics::metrics().audit_write_failure();
+    tracing::error!(%error, %action, "cannot write the audit log, so the request is refused");
+    false
+}

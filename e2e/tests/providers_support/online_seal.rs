@@ -4,14 +4,13 @@
 //! namespace; the real CLI asks it for a data key with the cluster's
 //! kubeconfig and encrypts the value itself.
 
-use crate::webhook_state;
+use crate::{Listener, serve_webhook};
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use keyward_crds::SealedSecret;
 use keyward_provider_select::Providers;
-use keyward_webhook::server::{self, ServerLimits};
-use keyward_webhook::{admission_router, tls};
+use keyward_webhook::tls;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -37,22 +36,8 @@ pub async fn answer_data_keys(
     dir: &Path,
 ) -> Result<DataKeys> {
     let cli = keyward_e2e::binaries::build_binary("keyward", "keyward", false).await?;
-    let made = tls::bootstrap(&["127.0.0.1".to_owned()])?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("https://{}", listener.local_addr()?);
-    let state = webhook_state(
-        client,
-        providers,
-        &url,
-        &made.ca_pem,
-        &dir.join("datakey.log"),
-    );
-    let task = tokio::spawn(server::serve_tls(
-        listener,
-        tls::server_config(&made.cert_pem, &made.key_pem)?,
-        admission_router(state),
-        ServerLimits::admission(),
-    ));
+    let log = dir.join("datakey.log");
+    let (url, ca_pem, task) = serve_webhook(client, providers, &log, Listener::Admission).await?;
     // 1.20 has no automatic name label: select the namespace by its own.
     let label = json!({"metadata": {"labels": {SELECTOR_LABEL: ns}}});
     Api::<Namespace>::all(client.clone())
@@ -76,7 +61,7 @@ pub async fn answer_data_keys(
     Api::<MutatingWebhookConfiguration>::all(client.clone())
         .create(&PostParams::default(), &registration)
         .await?;
-    tls::patch_ca_bundle(client, Some(&config), None, &made.ca_pem).await?;
+    tls::patch_ca_bundle(client, Some(&config), None, &ca_pem).await?;
     Ok(DataKeys {
         client: client.clone(),
         config,

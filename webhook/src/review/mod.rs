@@ -93,28 +93,15 @@ async fn validate(
         }
     };
     if let Some(why) = refusal {
-        append(unsealer, audit("denied", why.clone())).await;
+        question::audited(&unsealer.audit, audit("denied", why.clone())).await;
         return Err(why);
     }
     let mut keys = Keys::new(unsealer.client.clone());
     let status = opens::verdicts(&mut keys, unsealer.provider.as_ref(), sealed, namespace).await?;
     let opened = status.items.iter().filter(|i| i.opens).count();
     let summary = format!("{opened} of {} items open", status.items.len());
-    if !append(unsealer, audit("ok", summary)).await {
+    if !question::audited(&unsealer.audit, audit("ok", summary)).await {
         return Err("cannot write the audit log, so no verdict is given; retry".into());
     }
     Ok(status)
-}
-
-/// Appends to the audit log; false (and logged) when it cannot.
-async fn append(unsealer: &Arc<Unsealer>, event: Event) -> bool {
-    let audit = Arc::clone(&unsealer.audit);
-    match tokio::task::spawn_blocking(move || audit.append(event)).await {
-        Ok(Ok(())) => true,
-        _ => {
-            crate::metrics::metrics().audit_write_failure();
-            tracing::error!("cannot write the audit log, so the review is refused");
-            false
-        }
-    }
 }
