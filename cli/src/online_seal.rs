@@ -22,7 +22,10 @@ use kube::Api;
 
 /// A data key for `target` from the cluster: the DEK and its wrapped form.
 pub async fn data_key(kube: &KubeArgs, target: &SecretTarget) -> Result<(Dek, WrappedDek)> {
-    let cluster = kube_client::connect(kube).await?;
+    let cluster = kube_client::connect(kube).await.context(
+        "sealing goes through the cluster unless you pass --keyring DIR (or set \
+         KEYWARD_KEYRING) for a local keyring, or --cert FILE for an RSA public key",
+    )?;
     let (key_namespace, key_name) = target
         .key_ref
         .split_once('/')

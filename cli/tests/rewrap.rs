@@ -75,3 +75,25 @@ fn a_file_without_a_namespace_needs_one_and_a_conflicting_one_is_refused() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), SEALED);
 }
+
+/// Online sealing is the default: with no cluster to reach, the one line
+/// says how to seal without one.
+#[test]
+fn an_online_seal_without_a_cluster_says_how_to_seal_offline() {
+    let kw = Keyward::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["seal", "-n", "team", "--name", "db", "--key", "app"])
+        .args(["--from-literal", "password=x"])
+        .env("KUBECONFIG", kw.dir.path().join("no-such-kubeconfig"))
+        .env_remove("KEYWARD_KEYRING")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--keyring DIR") && stderr.contains("--cert FILE"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("password=x") && !stderr.contains(": x"));
+}
