@@ -222,13 +222,33 @@ pub fn pod_may_read(
             ),
         );
     }
-    let entitled = entitlement::fixed_at_admission(pod, injector_image)?;
+    // A pod injected by the webhook is served its injector; one with only
+    // Keyward's CSI volume, the kubelet's CSI call.
+    let injected = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|init| {
+            init.iter()
+                .any(|c| c.name == crate::annotations::INIT_CONTAINER)
+        });
+    let (entitled, declared_by, note) = match super::csi_entitlement::declared(pod) {
+        Some(_) if !injected => (
+            super::csi_entitlement::entitled(pod)?,
+            "its Keyward CSI volumes name",
+            "",
+        ),
+        _ => (
+            entitlement::fixed_at_admission(pod, injector_image)?,
+            "the pod was admitted for",
+            "; editing the annotation after admission changes nothing",
+        ),
+    };
     if let Some(missing) = secrets.iter().find(|s| !entitled.contains(s)) {
         return deny(
             DenialKind::NotEntitled,
             format!(
-                "SealedSecret `{missing}` is not among those the pod was admitted for ({}); \
-                 editing the annotation after admission changes nothing",
+                "SealedSecret `{missing}` is not among those {declared_by} ({}){note}",
                 entitled.join(",")
             ),
         );

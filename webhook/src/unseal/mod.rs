@@ -11,6 +11,7 @@
 //! says what is wrong, and only a metric and a log line.
 
 pub mod authorise;
+pub mod csi_entitlement;
 pub mod decrypt_only;
 pub mod entitlement;
 pub mod rate_limit;
