@@ -3,6 +3,7 @@
 #   /keyward-operator           the operator (Deployment)
 #   /keyward-webhook serve      the admission webhook and unseal API (Deployment)
 #   /keyward-webhook inject     the init container the webhook injects
+#   /keyward-csi                the CSI node plugin (DaemonSet, `csi.enabled`)
 #   /keyward                    the CLI (handy for `kubectl debug` and CI jobs)
 #
 #   docker build -t ghcr.io/keyward/keyward:0.1.0 .                 # static, distroless/static
@@ -13,7 +14,7 @@
 # module, so the `pkcs11` target builds against glibc on distroless/cc.
 
 ARG RUST_VERSION=1.89
-ARG BINARIES="-p keyward-operator -p keyward-webhook -p keyward"
+ARG BINARIES="-p keyward-operator -p keyward-webhook -p keyward-csi -p keyward"
 
 # ---- static (musl) build -------------------------------------------------
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build-static
@@ -30,6 +31,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir /out \
  && cp target/x86_64-unknown-linux-musl/release/keyward-operator \
        target/x86_64-unknown-linux-musl/release/keyward-webhook \
+       target/x86_64-unknown-linux-musl/release/keyward-csi \
        target/x86_64-unknown-linux-musl/release/keyward /out/
 
 # ---- glibc build (for PKCS#11 modules) -------------------------------------
@@ -44,7 +46,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked ${BINARIES} \
  && mkdir /out \
- && cp target/release/keyward-operator target/release/keyward-webhook target/release/keyward /out/
+ && cp target/release/keyward-operator target/release/keyward-webhook target/release/keyward-csi \
+       target/release/keyward /out/
 
 # ---- PKCS#11-capable image: glibc + libgcc, mount the vendor module ---------
 FROM gcr.io/distroless/cc-debian12:nonroot AS pkcs11

@@ -21,17 +21,18 @@ use chart_support::*;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::storage::v1::CSIDriver;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use keyward_e2e::{helm::Helm, with_temp_ns};
-use kube::api::{DynamicObject, PostParams};
+use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::json;
@@ -209,6 +210,7 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
                 },
             },
             "networkPolicy": { "restrictEgress": true },
+            "csi": { "enabled": true },
     }));
     let started = Instant::now();
     helm.upgrade(RELEASE, &chart(), ns, &upgraded)
@@ -220,6 +222,7 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
     );
     check_providers(client, ns, names).await?;
     check_tuning(client, ns, names).await?;
+    check_csi(client, ns).await?;
     // Helm's three-way merge leaves alone what the webhook wrote: the
     // chart's manifest has no `data`.
     let tls_secret = webhook_tls::tls_secret(names);
@@ -254,6 +257,13 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
 
     let started = Instant::now();
     helm.uninstall(RELEASE, ns).await?;
+    ensure!(
+        Api::<CSIDriver>::all(client.clone())
+            .get_opt("csi.keyward.io")
+            .await?
+            .is_none(),
+        "the CSIDriver outlived helm uninstall"
+    );
     println!(
         "MEASURE helm uninstall: {} ms",
         started.elapsed().as_millis()
@@ -280,6 +290,74 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
     ensure!(
         keys.get_opt("app").await?.is_some(),
         "ManagedKey lost on uninstall"
+    );
+    Ok(())
+}
+
+/// `csi.enabled`: the CSIDriver as the kubelet needs it (the API server
+/// keeps tokenRequests and requiresRepublish only with the
+/// CSIServiceAccountToken gate, on in `e2e/cluster/up`), and a DaemonSet
+/// whose plugin can mount for the kubelet and sees only the webhook's CA.
+async fn check_csi(client: &Client, ns: &str) -> Result<()> {
+    let driver = Api::<CSIDriver>::all(client.clone())
+        .get("csi.keyward.io")
+        .await
+        .context("CSIDriver csi.keyward.io")?;
+    let spec = driver.spec;
+    let audiences: Vec<String> = spec
+        .token_requests
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.audience)
+        .collect();
+    ensure!(
+        spec.attach_required == Some(false)
+            && spec.pod_info_on_mount == Some(true)
+            && spec.volume_lifecycle_modes.as_deref() == Some(&["Ephemeral".to_owned()])
+            && audiences == ["keyward"]
+            && spec.requires_republish == Some(true),
+        "CSIDriver spec: attach {:?}, pod info {:?}, modes {:?}, audiences {audiences:?}, republish {:?}",
+        spec.attach_required,
+        spec.pod_info_on_mount,
+        spec.volume_lifecycle_modes,
+        spec.requires_republish
+    );
+    let sets = Api::<DaemonSet>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/component=csi"))
+        .await?;
+    let [set] = sets.items.as_slice() else {
+        bail!("{} CSI DaemonSets", sets.items.len());
+    };
+    let pod = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .context("DaemonSet pod spec")?;
+    let container = &pod.containers[0];
+    let propagation: Vec<_> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| m.mount_propagation.clone())
+        .collect();
+    let ca_items: Vec<String> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref())
+        .flat_map(|s| s.items.iter().flatten().map(|i| i.key.clone()))
+        .collect();
+    ensure!(
+        container.command.as_deref() == Some(&["/keyward-csi".to_owned()])
+            && container
+                .security_context
+                .as_ref()
+                .and_then(|s| s.privileged)
+                == Some(true)
+            && propagation == ["Bidirectional"]
+            && ca_items == ["ca.crt"]
+            && pod.automount_service_account_token == Some(false),
+        "CSI DaemonSet: {pod:?}"
     );
     Ok(())
 }

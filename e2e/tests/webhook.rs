@@ -38,6 +38,8 @@ mod access;
 mod applier;
 #[path = "webhook_support/compromise.rs"]
 mod compromise;
+#[path = "webhook_support/csi.rs"]
+mod csi;
 #[path = "support/in_process.rs"]
 mod in_process;
 #[path = "webhook_support/sharing.rs"]
@@ -355,6 +357,17 @@ async fn seal_password(
     key_name: &str,
     target: &SecretTarget,
 ) -> Result<BTreeMap<String, String>> {
+    seal_value(client, keyring_ns, key_name, target, PASSWORD).await
+}
+
+/// [`seal_password`] with another value.
+async fn seal_value(
+    client: &Client,
+    keyring_ns: &str,
+    key_name: &str,
+    target: &SecretTarget,
+    value: &str,
+) -> Result<BTreeMap<String, String>> {
     let provider =
         keyring_secret::local_provider(client.clone(), keyring_ns, KEYRING, ROOT_KEY).await?;
     let key = provider
@@ -367,7 +380,7 @@ async fn seal_password(
         .await?;
     let items: BTreeMap<String, SecretBytes> = [(
         "password".to_owned(),
-        SecretBytes::new(PASSWORD.as_bytes().to_vec()),
+        SecretBytes::new(value.as_bytes().to_vec()),
     )]
     .into();
     let wrapping = Wrapping::Provider {
@@ -393,6 +406,34 @@ fn container_started(pod: &Pod, name: &str) -> bool {
 
 async fn token_for(client: &Client, ns: &str, pod: &Pod, audience: &str) -> Result<String> {
     keyward_e2e::pods::pod_bound_token(client, ns, pod, audience).await
+}
+
+/// Keyward's CSI node plugin on the real kubelet (`webhook_support/csi.rs`).
+#[tokio::test]
+async fn a_csi_volume_is_filled_before_the_app_starts_refreshed_and_wiped() {
+    if !cluster::is_local() {
+        println!(
+            "skipped: the CSI plugin runs as a host process beside the local cluster's kubelet"
+        );
+        return;
+    }
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let sealed = sealed_secret(&client, &ns, "db", &ns).await?;
+        let webhook =
+            Webhook::start(&client, &ns, dir.path(), ("unused:e2e".into(), "Never")).await?;
+        Api::<SealedSecret>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &sealed)
+            .await?;
+        let result = csi::flow(&client, &ns, &webhook, dir.path()).await;
+        if result.is_err() {
+            println!("audit log:\n{}", webhook.audit_log());
+        }
+        webhook.stop(&client).await;
+        result
+    })
+    .await;
 }
 
 #[tokio::test]

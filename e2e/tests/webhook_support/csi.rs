@@ -1,0 +1,343 @@
+//! Keyward's CSI node plugin on the real kubelet (local cluster only): the
+//! `keyward-csi` binary runs as a host process (the node is this machine),
+//! registers through the kubelet's plugin directory, and serves an inline
+//! volume. The kubelet hands it a pod-bound token (CSIDriver tokenRequests,
+//! the CSIServiceAccountToken gate of `e2e/cluster/up`), and it unseals
+//! through the in-process webhook's `/v1/unseal`.
+//!
+//! Shown: the app reads the value from a tmpfs that exists before it
+//! starts; a re-sealed value replaces the file while the pod runs, and a
+//! reader in a loop never sees a partial value; a pod whose ServiceAccount
+//! the SealedSecret does not allow never starts, with the reason in its
+//! events; after deletion, the mount is gone.
+
+use crate::{PASSWORD, Webhook, seal_password, seal_value};
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::core::v1::{Event, Pod, ServiceAccount};
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode};
+use keyward_core::envelope::{Scope, SecretTarget};
+use keyward_crds::SealedSecret;
+use keyward_e2e::{cluster, pods};
+use keyward_webhook::unseal::csi_entitlement::CSI_DRIVER;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const REFRESHED: &str = "a-value-sealed-while-the-pod-ran";
+
+pub async fn flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -> Result<()> {
+    let state = PathBuf::from(std::env::var("KEYWARD_E2E_STATE").context("KEYWARD_E2E_STATE")?);
+    let kubelet_root = state.join("kubelet/root");
+    let node = std::env::var("KEYWARD_E2E_NODE").context("KEYWARD_E2E_NODE")?;
+    install_driver_object(client).await?;
+    let ca = dir.join("webhook-ca.pem");
+    std::fs::write(&ca, &webhook.ca_pem)?;
+    let binary = keyward_e2e::binaries::build_binary("keyward-csi", "keyward-csi", false).await?;
+    let log = std::fs::File::create(dir.join("csi.log"))?;
+    let mut plugin = tokio::process::Command::new(binary)
+        .arg("--kubelet-root")
+        .arg(&kubelet_root)
+        .args(["--node-id", &node])
+        .args(["--unseal-url", &format!("{}/v1/unseal", webhook.api_url)])
+        .arg("--ca-file")
+        .arg(&ca)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let result = async {
+        let registered = Instant::now();
+        wait_registered(client, &node).await?;
+        println!(
+            "kubelet registered {CSI_DRIVER} after {:?}",
+            registered.elapsed()
+        );
+        reads_and_refreshes(client, ns, &kubelet_root).await?;
+        refuses_a_service_account_not_allowed(client, ns).await
+    }
+    .await;
+    let _ = plugin.start_kill();
+    let _ = plugin.wait().await;
+    // Cluster-scoped: a chart installed later must be able to own it.
+    let _ = Api::<CSIDriver>::all(client.clone())
+        .delete(CSI_DRIVER, &DeleteParams::default())
+        .await;
+    if result.is_err() {
+        println!(
+            "keyward-csi log:\n{}",
+            std::fs::read_to_string(dir.join("csi.log")).unwrap_or_default()
+        );
+    }
+    result
+}
+
+/// The CSIDriver as the chart ships it: inline only, pod info and a token
+/// of Keyward's audience on every (re)publish.
+async fn install_driver_object(client: &Client) -> Result<()> {
+    let driver: CSIDriver = serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+        "metadata": {"name": CSI_DRIVER},
+        "spec": {
+            "attachRequired": false,
+            "podInfoOnMount": true,
+            "volumeLifecycleModes": ["Ephemeral"],
+            "tokenRequests": [{"audience": "keyward", "expirationSeconds": 600}],
+            "requiresRepublish": true,
+            "fsGroupPolicy": "File",
+        },
+    }))?;
+    Api::<CSIDriver>::all(client.clone())
+        .patch(
+            CSI_DRIVER,
+            &PatchParams::apply(keyward_e2e::FIELD_MANAGER).force(),
+            &Patch::Apply(&driver),
+        )
+        .await?;
+    let stored = Api::<CSIDriver>::all(client.clone())
+        .get(CSI_DRIVER)
+        .await?;
+    ensure!(
+        stored.spec.token_requests.is_some_and(|t| !t.is_empty()),
+        "the API server dropped tokenRequests: is the CSIServiceAccountToken gate on?"
+    );
+    Ok(())
+}
+
+async fn wait_registered(client: &Client, node: &str) -> Result<()> {
+    let nodes = Api::<CSINode>::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let registered = nodes
+            .get_opt(node)
+            .await?
+            .is_some_and(|n| n.spec.drivers.iter().any(|d| d.name == CSI_DRIVER));
+        if registered {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the kubelet did not register {CSI_DRIVER} in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A pod with the inline volume; `script` runs in its app container.
+fn csi_pod(name: &str, service_account: &str, secrets: &str, script: &str) -> Result<Pod> {
+    let (busybox, pull) = cluster::busybox_image();
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "hostNetwork": true,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+            "serviceAccountName": service_account,
+            "containers": [{
+                "name": "app", "image": busybox, "imagePullPolicy": pull,
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "secrets", "mountPath": "/run/keyward", "readOnly": true}],
+            }],
+            "volumes": [{"name": "secrets", "csi": {
+                "driver": CSI_DRIVER, "readOnly": true,
+                "volumeAttributes": {"secrets": secrets},
+            }}],
+        },
+    }))?)
+}
+
+/// The app reads the value at start, then in a loop while `db` is
+/// re-sealed: every line is the old or the new value, and the new one
+/// arrives. After deletion the volume's tmpfs is unmounted and gone.
+async fn reads_and_refreshes(client: &Client, ns: &str, kubelet_root: &Path) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let script = format!(
+        "for i in $(seq 1 600); do cat /run/keyward/db/password; echo; \
+         grep -q {REFRESHED} /run/keyward/db/password && exit 0; sleep 0.1; done; exit 1"
+    );
+    let created = Instant::now();
+    let pod = pods
+        .create(
+            &PostParams::default(),
+            &csi_pod("csi-reader", "default", "db", &script)?,
+        )
+        .await?;
+    let uid = pod.uid().context("pod uid")?;
+    wait_started(&pods, "csi-reader").await?;
+    println!(
+        "CSI pod: app container started {:?} after create",
+        created.elapsed()
+    );
+    let target = kubelet_root.join(format!(
+        "pods/{uid}/volumes/kubernetes.io~csi/secrets/mount"
+    ));
+    ensure!(
+        is_tmpfs(&target)?,
+        "{} is not a tmpfs mount",
+        target.display()
+    );
+
+    // Re-seal `db` with a new value (under a new key) while the pod runs.
+    let resealed_at = Instant::now();
+    let target_for = SecretTarget {
+        scope: Scope::Strict,
+        namespace: ns.to_owned(),
+        secret_name: "db".into(),
+        key_ref: format!("{ns}/db"),
+        access: Vec::new(),
+    };
+    let sealed_secrets = Api::<SealedSecret>::namespaced(client.clone(), ns);
+    let mut sealed = sealed_secrets.get("db").await?;
+    sealed.spec.encrypted_data =
+        seal_value(client, ns, &format!("{ns}-db-2"), &target_for, REFRESHED).await?;
+    sealed_secrets
+        .replace("db", &PostParams::default(), &sealed)
+        .await?;
+    let done = pods::wait_for_completion(&pods, "csi-reader", Duration::from_secs(120)).await?;
+    let log = pods::container_log(client, &done, "app").await?;
+    ensure!(
+        pods::phase(&done) == "Succeeded",
+        "the refreshed value never arrived: {log}"
+    );
+    println!(
+        "CSI refresh: the running pod read the re-sealed value {:?} after the SealedSecret changed",
+        resealed_at.elapsed()
+    );
+    let lines: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
+    ensure!(
+        lines.first() == Some(&PASSWORD),
+        "first read: {:?}",
+        lines.first()
+    );
+    if let Some(torn) = lines.iter().find(|l| **l != PASSWORD && **l != REFRESHED) {
+        bail!("a read saw neither value whole: {torn:?}");
+    }
+    println!(
+        "CSI refresh: {} reads, each the old or the new value whole",
+        lines.len()
+    );
+
+    pods.delete("csi-reader", &DeleteParams::default()).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while target.exists() || mounted(&uid)? {
+        ensure!(
+            Instant::now() < deadline,
+            "{} still there 60 s after deletion",
+            target.display()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("CSI volume unmounted and removed after the pod was deleted");
+    Ok(())
+}
+
+/// A pod running as a ServiceAccount the SealedSecret's access list leaves
+/// out: its app never starts, and its events say why.
+async fn refuses_a_service_account_not_allowed(client: &Client, ns: &str) -> Result<()> {
+    let target = SecretTarget {
+        scope: Scope::Strict,
+        namespace: ns.to_owned(),
+        secret_name: "api-only".into(),
+        key_ref: format!("{ns}/db"),
+        access: vec!["api".into()],
+    };
+    let encrypted = seal_password(client, ns, &format!("{ns}-api-only"), &target).await?;
+    let sealed: SealedSecret = serde_json::from_value(json!({
+        "apiVersion": "keyward.io/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"name": "api-only"},
+        "spec": {"keyRef": {"name": "db"}, "access": {"serviceAccounts": ["api"]},
+                 "encryptedData": encrypted},
+    }))?;
+    Api::<SealedSecret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sealed)
+        .await?;
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web"}}))?,
+        )
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    // 1.20's ServiceAccount admission wants the account's token Secret.
+    let pod = csi_pod(
+        "csi-denied",
+        "web",
+        "api-only",
+        "cat /run/keyward/api-only/password",
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match pods.create(&PostParams::default(), &pod).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(s))
+                if s.message.contains("serviceaccount") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reason = loop {
+        let found = events
+            .list(&ListParams::default().fields("involvedObject.name=csi-denied"))
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.message)
+            .find(|m| m.contains("keyward"));
+        if let Some(message) = found {
+            break message;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no event says why csi-denied waits"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(reason.contains("denied"), "{reason}");
+    let now = pods.get("csi-denied").await?;
+    ensure!(
+        !crate::container_started(&now, "app"),
+        "the app of a pod refused its secrets started"
+    );
+    println!("CSI refusal in the pod's events: {reason}");
+    pods.delete("csi-denied", &DeleteParams::default()).await?;
+    Ok(())
+}
+
+async fn wait_started(pods: &Api<Pod>, name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let pod = pods.get(name).await?;
+        if crate::container_started(&pod, "app") {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{name}'s app did not start in 90 s: {:?}",
+            pod.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn is_tmpfs(target: &Path) -> Result<bool> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    let target = target.display().to_string();
+    Ok(mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, at, kind) = (fields.next(), fields.next(), fields.next());
+        at == Some(target.as_str()) && kind == Some("tmpfs")
+    }))
+}
+
+fn mounted(uid: &str) -> Result<bool> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    Ok(mounts
+        .lines()
+        .any(|line| line.contains(uid) && line.contains("kubernetes.io~csi")))
+}
