@@ -1,8 +1,7 @@
 //! Unary gRPC over tonic without generated code: each server matches the
 //! request path itself ([`Dispatch`]) and answers through [`unary`], which
 //! decodes the request, runs the handler and encodes the reply or the
-//! status. Only callers with the plugin's own uid or root are served: the
-//! sockets sit in root-owned kubelet directories, and this says so again.
+//! status. Who may connect at all is decided at accept (`serve`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,7 +11,6 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::{Grpc, UnaryService};
-use tonic::transport::server::UdsConnectInfo;
 use tonic_prost::ProstCodec;
 
 pub type Request = http::Request<Body>;
@@ -42,9 +40,6 @@ impl<T: Dispatch> Service<Request> for Server<T> {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if let Err(status) = trusted_peer(&request) {
-            return Box::pin(async move { Ok(status.into_http()) });
-        }
         let path = request.uri().path().to_owned();
         Arc::clone(&self.0).dispatch(&path, request)
     }
@@ -90,25 +85,5 @@ where
                 .await
                 .map(tonic::Response::new)
         })
-    }
-}
-
-/// Root, or this process's own uid (tests), on the other end of the socket.
-fn trusted_peer(request: &Request) -> Result<(), Status> {
-    let me = rustix::process::geteuid().as_raw();
-    let peer = request
-        .extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
-        .map(|cred| cred.uid());
-    match peer {
-        Some(0) => Ok(()),
-        Some(uid) if uid == me => Ok(()),
-        Some(uid) => Err(Status::permission_denied(format!(
-            "uid {uid} may not call Keyward's CSI plugin; only the kubelet (root) may"
-        ))),
-        None => Err(Status::permission_denied(
-            "the caller's credentials are unknown; only the kubelet (root) may call",
-        )),
     }
 }

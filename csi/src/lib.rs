@@ -5,6 +5,7 @@
 //! atomically on every republish; NodeUnpublishVolume wipes and unmounts.
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod files;
 pub mod grpc;
 pub mod mount;
