@@ -272,7 +272,7 @@ async fn refuses_a_service_account_not_allowed(client: &Client, ns: &str) -> Res
         match pods.create(&PostParams::default(), &pod).await {
             Ok(_) => break,
             Err(kube::Error::Api(s))
-                if s.message.contains("serviceaccount") && Instant::now() < deadline =>
+                if s.message.contains("service account") && Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
