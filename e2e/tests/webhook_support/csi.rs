@@ -55,7 +55,7 @@ pub async fn flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -> R
             registered.elapsed()
         );
         reads_and_refreshes(client, ns, &kubelet_root).await?;
-        refuses_a_service_account_not_allowed(client, ns).await
+        refuses_a_service_account_not_allowed(client, ns, webhook).await
     }
     .await;
     let _ = plugin.start_kill();
@@ -234,7 +234,11 @@ async fn reads_and_refreshes(client: &Client, ns: &str, kubelet_root: &Path) -> 
 
 /// A pod running as a ServiceAccount the SealedSecret's access list leaves
 /// out: its app never starts, and its events say why.
-async fn refuses_a_service_account_not_allowed(client: &Client, ns: &str) -> Result<()> {
+async fn refuses_a_service_account_not_allowed(
+    client: &Client,
+    ns: &str,
+    webhook: &Webhook,
+) -> Result<()> {
     let target = SecretTarget {
         scope: Scope::Strict,
         namespace: ns.to_owned(),
@@ -287,8 +291,9 @@ async fn refuses_a_service_account_not_allowed(client: &Client, ns: &str) -> Res
             .await?
             .items
             .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("FailedMount"))
             .filter_map(|e| e.message)
-            .find(|m| m.contains("keyward"));
+            .find(|m| m.contains("keyward: denied"));
         if let Some(message) = found {
             break message;
         }
@@ -298,7 +303,12 @@ async fn refuses_a_service_account_not_allowed(client: &Client, ns: &str) -> Res
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    ensure!(reason.contains("denied"), "{reason}");
+    ensure!(
+        webhook
+            .audit_log()
+            .contains("ServiceAccount `web` is not in spec.access.serviceAccounts"),
+        "the audit log lacks the access-list denial"
+    );
     let now = pods.get("csi-denied").await?;
     ensure!(
         !crate::container_started(&now, "app"),
