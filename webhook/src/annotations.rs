@@ -12,6 +12,10 @@ pub const INJECT: &str = "keyward.io/inject";
 /// Where the secrets appear in the app containers.
 pub const MOUNT_PATH: &str = "keyward.io/mount-path";
 pub const DEFAULT_MOUNT_PATH: &str = "/run/keyward";
+/// How the values reach the pod: `init` (default: the `keyward-inject` init
+/// container writes a memory volume) or `csi` (Keyward's CSI driver mounts
+/// them and refreshes them in the running pod; `docs/csi.md`).
+pub const DELIVERY: &str = "keyward.io/delivery";
 /// `"true"`: the values reach the app's main process as environment
 /// variables, through an exec wrapper, instead of being read as files.
 pub const ENV_EXEC: &str = "keyward.io/env-exec";

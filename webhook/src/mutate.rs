@@ -98,6 +98,25 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
         }
     };
 
+    match annotations.get(a::DELIVERY).map(String::as_str) {
+        None | Some("init") => {}
+        Some("csi") if env_exec => {
+            return Err(format!(
+                "annotation {}: \"csi\" does not combine with {} (the wrapper binary comes \
+                 from the init container); use one or the other",
+                a::DELIVERY,
+                a::ENV_EXEC
+            ));
+        }
+        Some("csi") => return csi_patch(spec, &secrets, mount_path),
+        Some(other) => {
+            return Err(format!(
+                "annotation {} must be \"init\" or \"csi\", not `{other}`",
+                a::DELIVERY
+            ));
+        }
+    }
+
     let mut ops = Vec::new();
     let volumes = spec.volumes.as_deref().unwrap_or_default();
     let new_volumes: Vec<Value> = [
@@ -141,6 +160,56 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
             let shifted = index + usize::from(!init.iter().any(|c| c.name == a::INIT_CONTAINER));
             mount_in(&mut ops, "initContainers", shifted, container, mount_path);
         }
+    }
+    Ok(ops)
+}
+
+/// `keyward.io/delivery: csi`: the secrets volume is Keyward's CSI volume
+/// naming the SealedSecrets, mounted read-only where the init container's
+/// would be; no init container and no token (the kubelet asks for the pod's).
+/// A pre-declared `keyward-secrets` must be that volume.
+fn csi_patch(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    secrets: &[String],
+    mount_path: &str,
+) -> Result<Vec<Value>, String> {
+    use crate::unseal::csi_entitlement::{CSI_DRIVER, SECRETS_ATTRIBUTE};
+    let wanted = secrets.join(",");
+    let mut ops = Vec::new();
+    let volumes = spec.volumes.as_deref().unwrap_or_default();
+    match volumes.iter().find(|v| v.name == a::SECRETS_VOLUME) {
+        None => push_all(
+            &mut ops,
+            "/spec/volumes",
+            spec.volumes.is_some(),
+            vec![json!({"name": a::SECRETS_VOLUME, "csi": {
+                "driver": CSI_DRIVER, "readOnly": true,
+                "volumeAttributes": {SECRETS_ATTRIBUTE: wanted},
+            }})],
+        ),
+        Some(existing) => {
+            let same = existing.csi.as_ref().is_some_and(|csi| {
+                csi.driver == CSI_DRIVER
+                    && csi
+                        .volume_attributes
+                        .as_ref()
+                        .and_then(|attributes| attributes.get(SECRETS_ATTRIBUTE))
+                        == Some(&wanted)
+            });
+            if !same {
+                return Err(format!(
+                    "volume `{}` is reserved for Keyward and this one is not its CSI volume for                      `{wanted}`; rename it, or remove it and Keyward adds it",
+                    a::SECRETS_VOLUME
+                ));
+            }
+        }
+    }
+    let init = spec.init_containers.as_deref().unwrap_or_default();
+    for (index, container) in spec.containers.iter().enumerate() {
+        mount_in(&mut ops, "containers", index, container, mount_path);
+    }
+    for (index, container) in init.iter().enumerate() {
+        mount_in(&mut ops, "initContainers", index, container, mount_path);
     }
     Ok(ops)
 }
@@ -567,6 +636,49 @@ mod tests {
         ]);
         let error = patch_for(&p, &config()).unwrap_err();
         assert!(error.contains("medium: Memory"), "{error}");
+    }
+
+    #[test]
+    fn csi_delivery_adds_the_csi_volume_and_no_injector() {
+        let mut pod = labelled("enabled", json!({a::INJECT: "db,api", a::DELIVERY: "csi"}));
+        let ops = patch_for(&pod, &config()).unwrap();
+        let text = serde_json::to_string(&ops).unwrap();
+        assert!(
+            text.contains("csi.keyward.io") && text.contains("db,api"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(a::INIT_CONTAINER) && !text.contains(a::TOKEN_VOLUME),
+            "{text}"
+        );
+        assert!(text.contains("/spec/containers/0/volumeMounts"), "{text}");
+        // Re-invocation on the patched pod adds nothing.
+        let mut patched = serde_json::to_value(&pod).unwrap();
+        let ops: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
+        json_patch::patch(&mut patched, &ops).unwrap();
+        pod = serde_json::from_value(patched).unwrap();
+        assert!(patch_for(&pod, &config()).unwrap().is_empty());
+        // Another list of secrets under the reserved name is refused.
+        pod.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(a::INJECT.into(), "db".into());
+        let error = patch_for(&pod, &config()).unwrap_err();
+        assert!(error.contains("reserved for Keyward"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_delivery_or_csi_with_env_exec_is_refused() {
+        let pod = labelled("enabled", json!({a::INJECT: "db", a::DELIVERY: "volume"}));
+        let error = patch_for(&pod, &config()).unwrap_err();
+        assert!(error.contains("\"init\" or \"csi\""), "{error}");
+        let pod = labelled(
+            "enabled",
+            json!({a::INJECT: "db", a::DELIVERY: "csi", a::ENV_EXEC: "true"}),
+        );
+        let error = patch_for(&pod, &config()).unwrap_err();
+        assert!(error.contains("does not combine"), "{error}");
     }
 
     #[test]

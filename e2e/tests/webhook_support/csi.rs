@@ -55,6 +55,7 @@ pub async fn flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -> R
             registered.elapsed()
         );
         reads_and_refreshes(client, ns, &kubelet_root).await?;
+        the_webhook_adds_the_volume(client, ns).await?;
         refuses_a_service_account_not_allowed(client, ns, webhook).await
     }
     .await;
@@ -229,6 +230,34 @@ async fn reads_and_refreshes(client: &Client, ns: &str, kubelet_root: &Path) -> 
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!("CSI volume unmounted and removed after the pod was deleted");
+    Ok(())
+}
+
+/// An opted-in pod annotated `keyward.io/delivery: csi`: the webhook adds
+/// the CSI volume (no init container, no token) and the app reads the value.
+async fn the_webhook_adds_the_volume(client: &Client, ns: &str) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut pod = crate::app_pod("csi-mutated", "db", "cat /run/keyward/db/password")?;
+    pod.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("keyward.io/delivery".into(), "csi".into());
+    let created = pods.create(&PostParams::default(), &pod).await?;
+    let spec = created.spec.context("spec")?;
+    let csi_volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| v.csi.as_ref())
+        .context("the webhook added no CSI volume")?;
+    ensure!(
+        csi_volume.driver == CSI_DRIVER && spec.init_containers.is_none(),
+        "mutated as {spec:?}"
+    );
+    let done = pods::wait_for_completion(&pods, "csi-mutated", Duration::from_secs(90)).await?;
+    let log = pods::container_log(client, &done, "app").await?;
+    ensure!(log.trim() == REFRESHED, "the mutated pod read {log:?}");
+    println!("CSI by annotation: the webhook added the volume, the app read the value");
     Ok(())
 }
 
