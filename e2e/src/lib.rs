@@ -9,6 +9,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod crds;
+pub mod csi;
 pub mod helm;
 pub mod keys;
 pub mod kstatus;

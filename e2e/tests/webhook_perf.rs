@@ -249,18 +249,60 @@ async fn pod_start_up_with_and_without_injection() {
         let provider = Arc::new(DekCache::new(local, Duration::from_secs(30), 1024));
         let webhook = Webhook::start(&client, provider, dir.path(), image).await?;
         let config =
-            registration::register(&client, &ns, &webhook, &app_pod("probe", true)?).await?;
-        let result = start_up_rounds(&client, &ns).await;
+            registration::register(&client, &ns, &webhook, &app_pod("probe", Delivery::Init)?)
+                .await?;
+        let plugin = if cluster::is_local() {
+            Some(
+                keyward_e2e::csi::Plugin::start(
+                    &client,
+                    &webhook.api_url,
+                    &webhook.ca_pem,
+                    dir.path(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let modes: &[Delivery] = if plugin.is_some() {
+            &[Delivery::None, Delivery::Init, Delivery::Csi]
+        } else {
+            &[Delivery::None, Delivery::Init]
+        };
+        let result = start_up_rounds(&client, &ns, modes).await;
+        if let Some(plugin) = plugin {
+            plugin.stop().await;
+        }
         registration::unregister(&client, &config).await;
         result
     })
     .await;
 }
 
-/// The same hostNetwork pod with and without the inject annotation; the
-/// app says it started (stamped by containerd), reads whatever it was
-/// given, then sleeps.
-fn app_pod(name: &str, inject: bool) -> Result<Pod> {
+/// How a start-up pod gets its secrets.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Delivery {
+    /// Not at all: the baseline.
+    None,
+    /// The webhook's init container.
+    Init,
+    /// Keyward's CSI volume, added by the webhook (`keyward.io/delivery: csi`).
+    Csi,
+}
+
+impl Delivery {
+    fn label(self) -> &'static str {
+        match self {
+            Delivery::None => "without injection",
+            Delivery::Init => "init container",
+            Delivery::Csi => "CSI volume",
+        }
+    }
+}
+
+/// The same hostNetwork pod for each delivery; the app says it started
+/// (stamped by containerd), reads whatever it was given, then sleeps.
+fn app_pod(name: &str, delivery: Delivery) -> Result<Pod> {
     let (busybox, pull) = cluster::busybox_image();
     let mut pod = json!({
         "metadata": {"name": name},
@@ -274,9 +316,12 @@ fn app_pod(name: &str, inject: bool) -> Result<Pod> {
             }],
         },
     });
-    if inject {
+    if delivery != Delivery::None {
         pod["metadata"]["labels"] = json!({INJECTION_LABEL: INJECTION_ENABLED});
         pod["metadata"]["annotations"] = json!({"keyward.io/inject": SECRET});
+    }
+    if delivery == Delivery::Csi {
+        pod["metadata"]["annotations"]["keyward.io/delivery"] = json!("csi");
     }
     Ok(serde_json::from_value(pod)?)
 }
@@ -316,36 +361,39 @@ fn app_started_at(pod: Option<&Pod>) -> Option<k8s_openapi::jiff::Timestamp> {
     started.map(|t| t.0)
 }
 
-/// Pods created one at a time, plain and injected interleaved so both see
+/// Pods created one at a time, one of each delivery in turn so all see
 /// the same node load; each deleted once its app has started.
-async fn start_up_rounds(client: &Client, ns: &str) -> Result<()> {
+async fn start_up_rounds(client: &Client, ns: &str, modes: &[Delivery]) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     // Three clocks: our own around create and the status watch (ms, but the
     // kubelet reports status on its ~1 s relist); the pod's status
     // timestamps (1 s); and the app's first log line as stamped by
     // containerd (ns), against our clock just before the create call.
-    let mut wall = [Vec::new(), Vec::new()];
-    let mut stamped = [Vec::new(), Vec::new()];
-    let mut first_output = [Vec::new(), Vec::new()];
-    // Injected pods: create -> the injector logged its files written, and
-    // from there -> the app's first output (the kubelet noticing the exit).
+    let mut wall = vec![Vec::new(); modes.len()];
+    let mut stamped = vec![Vec::new(); modes.len()];
+    let mut first_output = vec![Vec::new(); modes.len()];
+    // Init-container pods: create -> the injector logged its files written,
+    // and from there -> the app's first output (the kubelet noticing the exit).
     let (mut injector_done, mut done_to_app) = (Vec::new(), Vec::new());
     for i in 0..START_UP_PODS {
-        for inject in [false, true] {
-            let name = format!("start-{}-{i}", if inject { "injected" } else { "plain" });
+        for (m, &delivery) in modes.iter().enumerate() {
+            let name = format!("start-{}-{i}", format!("{delivery:?}").to_lowercase());
             let started = Instant::now();
             let created_wall = k8s_openapi::jiff::Timestamp::now();
             let created = pods
-                .create(&PostParams::default(), &app_pod(&name, inject)?)
+                .create(&PostParams::default(), &app_pod(&name, delivery)?)
                 .await?;
-            let mutated = created
-                .spec
-                .as_ref()
+            let spec = created.spec.as_ref();
+            let has_injector = spec
                 .and_then(|s| s.init_containers.as_ref())
                 .is_some_and(|c| c.iter().any(|c| c.name == "keyward-inject"));
+            let has_csi = spec
+                .and_then(|s| s.volumes.as_ref())
+                .is_some_and(|v| v.iter().any(|v| v.csi.is_some()));
             ensure!(
-                mutated == inject,
-                "{name}: mutated is {mutated}, expected {inject}"
+                has_injector == (delivery == Delivery::Init)
+                    && has_csi == (delivery == Delivery::Csi),
+                "{name}: injector {has_injector}, CSI volume {has_csi}, expected {delivery:?}"
             );
             let pod = tokio::time::timeout(
                 Duration::from_secs(120),
@@ -353,7 +401,7 @@ async fn start_up_rounds(client: &Client, ns: &str) -> Result<()> {
             )
             .await
             .with_context(|| format!("{name}: the app did not start within 120 s"))??;
-            wall[inject as usize].push(started.elapsed());
+            wall[m].push(started.elapsed());
             let pod = pod.context("pod deleted while waiting")?;
             let created_at = pod
                 .metadata
@@ -363,16 +411,18 @@ async fn start_up_rounds(client: &Client, ns: &str) -> Result<()> {
                 .0;
             let app_at = app_started_at(Some(&pod)).context("no startedAt")?;
             let seconds = app_at.duration_since(created_at).as_secs_f64();
-            stamped[inject as usize].push(Duration::from_secs_f64(seconds.max(0.0)));
+            stamped[m].push(Duration::from_secs_f64(seconds.max(0.0)));
             let since = |from: k8s_openapi::jiff::Timestamp, to: k8s_openapi::jiff::Timestamp| {
                 Duration::from_secs_f64(to.duration_since(from).as_secs_f64().max(0.0))
             };
             if let Some(app) = logged_at(&pods, &name, "app", "started").await? {
-                first_output[inject as usize].push(since(created_wall, app));
+                first_output[m].push(since(created_wall, app));
                 // Best effort: the kubelet may already have removed the
                 // exited init container's log by now.
                 let pod = pods.get(&name).await?;
-                if inject && let Some(done) = output_at(&pod, "keyward-inject", "wrote") {
+                if delivery == Delivery::Init
+                    && let Some(done) = output_at(&pod, "keyward-inject", "wrote")
+                {
                     injector_done.push(since(created_wall, done));
                     done_to_app.push(since(done, app));
                 }
@@ -381,25 +431,18 @@ async fn start_up_rounds(client: &Client, ns: &str) -> Result<()> {
                 .await?;
         }
     }
-    let [plain, injected] = wall;
-    compare(
-        "wall clock around create and the status watch",
-        plain,
-        injected,
-    );
-    let [plain, injected] = stamped;
-    compare("status timestamps, 1 s resolution", plain, injected);
-    let [plain, injected] = first_output;
-    if !plain.is_empty() {
+    compare("wall clock around create and the status watch", modes, wall);
+    compare("status timestamps, 1 s resolution", modes, stamped);
+    if first_output.iter().all(|times| !times.is_empty()) {
         compare(
             "app's first output as stamped by containerd",
-            plain,
-            injected,
+            modes,
+            first_output,
         );
     }
     if !injector_done.is_empty() {
         println!(
-            "PERF injected pods, containerd's stamps: create -> injector wrote the files {}; then -> app's first output {}",
+            "PERF init-container pods, containerd's stamps: create -> injector wrote the files {}; then -> app's first output {}",
             summary(injector_done, 95),
             summary(done_to_app, 95)
         );
@@ -407,19 +450,22 @@ async fn start_up_rounds(client: &Client, ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// Prints p50/p95 of pod create -> app started without and with injection,
-/// and the difference of the medians.
-fn compare(clock: &str, plain: Vec<Duration>, injected: Vec<Duration>) {
+/// Prints p50/p95 of pod create -> app started for each delivery, and each
+/// one's p50 over the baseline's (the first).
+fn compare(clock: &str, modes: &[Delivery], times: Vec<Vec<Duration>>) {
     let median = |times: &[Duration]| {
         let mut sorted = times.to_vec();
         sorted.sort();
         pct(&sorted, 50).as_secs_f64()
     };
-    let (p, i) = (median(&plain), median(&injected));
-    println!(
-        "PERF pod create -> app started ({clock}), {START_UP_PODS} pods each, one at a time:\n  without injection: {}\n  with injection ({ITEMS} items): {}\n  difference of p50s: {:.0} ms",
-        summary(plain, 95),
-        summary(injected, 95),
-        (i - p) * 1000.0
-    );
+    let baseline = median(&times[0]);
+    println!("PERF pod create -> app started ({clock}), {START_UP_PODS} pods each, one at a time:");
+    for (delivery, times) in modes.iter().zip(times) {
+        let extra = (median(&times) - baseline) * 1000.0;
+        println!(
+            "  {} ({ITEMS} items): {}; p50 {extra:+.0} ms over no injection",
+            delivery.label(),
+            summary(times, 95)
+        );
+    }
 }

@@ -14,12 +14,12 @@
 use crate::{PASSWORD, Webhook, seal_password, seal_value};
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::core::v1::{Event, Pod, ServiceAccount};
-use k8s_openapi::api::storage::v1::{CSIDriver, CSINode};
 use keyward_core::envelope::{Scope, SecretTarget};
 use keyward_crds::SealedSecret;
+use keyward_e2e::csi::Plugin;
 use keyward_e2e::{cluster, pods};
 use keyward_webhook::unseal::csi_entitlement::CSI_DRIVER;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -30,99 +30,18 @@ const REFRESHED: &str = "a-value-sealed-while-the-pod-ran";
 pub async fn flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -> Result<()> {
     let state = PathBuf::from(std::env::var("KEYWARD_E2E_STATE").context("KEYWARD_E2E_STATE")?);
     let kubelet_root = state.join("kubelet/root");
-    let node = std::env::var("KEYWARD_E2E_NODE").context("KEYWARD_E2E_NODE")?;
-    install_driver_object(client).await?;
-    let ca = dir.join("webhook-ca.pem");
-    std::fs::write(&ca, &webhook.ca_pem)?;
-    let binary = keyward_e2e::binaries::build_binary("keyward-csi", "keyward-csi", false).await?;
-    let log = std::fs::File::create(dir.join("csi.log"))?;
-    let mut plugin = tokio::process::Command::new(binary)
-        .arg("--kubelet-root")
-        .arg(&kubelet_root)
-        .args(["--node-id", &node])
-        .args(["--unseal-url", &format!("{}/v1/unseal", webhook.api_url)])
-        .arg("--ca-file")
-        .arg(&ca)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?;
+    let plugin = Plugin::start(client, &webhook.api_url, &webhook.ca_pem, dir).await?;
     let result = async {
-        let registered = Instant::now();
-        wait_registered(client, &node).await?;
-        println!(
-            "kubelet registered {CSI_DRIVER} after {:?}",
-            registered.elapsed()
-        );
         reads_and_refreshes(client, ns, &kubelet_root).await?;
         the_webhook_adds_the_volume(client, ns).await?;
         refuses_a_service_account_not_allowed(client, ns, webhook).await
     }
     .await;
-    let _ = plugin.start_kill();
-    let _ = plugin.wait().await;
-    // Cluster-scoped: a chart installed later must be able to own it.
-    let _ = Api::<CSIDriver>::all(client.clone())
-        .delete(CSI_DRIVER, &DeleteParams::default())
-        .await;
     if result.is_err() {
-        println!(
-            "keyward-csi log:\n{}",
-            std::fs::read_to_string(dir.join("csi.log")).unwrap_or_default()
-        );
+        println!("keyward-csi log:\n{}", plugin.log());
     }
+    plugin.stop().await;
     result
-}
-
-/// The CSIDriver as the chart ships it: inline only, pod info and a token
-/// of Keyward's audience on every (re)publish.
-async fn install_driver_object(client: &Client) -> Result<()> {
-    let driver: CSIDriver = serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
-        "metadata": {"name": CSI_DRIVER},
-        "spec": {
-            "attachRequired": false,
-            "podInfoOnMount": true,
-            "volumeLifecycleModes": ["Ephemeral"],
-            "tokenRequests": [{"audience": "keyward", "expirationSeconds": 600}],
-            "requiresRepublish": true,
-            "fsGroupPolicy": "File",
-        },
-    }))?;
-    Api::<CSIDriver>::all(client.clone())
-        .patch(
-            CSI_DRIVER,
-            &PatchParams::apply(keyward_e2e::FIELD_MANAGER).force(),
-            &Patch::Apply(&driver),
-        )
-        .await?;
-    let stored = Api::<CSIDriver>::all(client.clone())
-        .get(CSI_DRIVER)
-        .await?;
-    ensure!(
-        stored.spec.token_requests.is_some_and(|t| !t.is_empty()),
-        "the API server dropped tokenRequests: is the CSIServiceAccountToken gate on?"
-    );
-    Ok(())
-}
-
-async fn wait_registered(client: &Client, node: &str) -> Result<()> {
-    let nodes = Api::<CSINode>::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let registered = nodes
-            .get_opt(node)
-            .await?
-            .is_some_and(|n| n.spec.drivers.iter().any(|d| d.name == CSI_DRIVER));
-        if registered {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the kubelet did not register {CSI_DRIVER} in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// A pod with the inline volume; `script` runs in its app container.
