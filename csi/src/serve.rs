@@ -54,8 +54,14 @@ async fn accept(
 ) {
     let me = rustix::process::geteuid().as_raw();
     loop {
-        let Ok((client, _)) = listener.accept().await else {
-            continue;
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            Err(error) => {
+                // E.g. out of file descriptors: back off rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let uid = client.peer_cred().map(|cred| cred.uid()).ok();
         if !matches!(uid, Some(0)) && uid != Some(me) {
