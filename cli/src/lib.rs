@@ -16,6 +16,7 @@ mod keyring;
 mod kube_client;
 mod local;
 mod manifest;
+mod manifest_dir;
 mod merge;
 mod online_seal;
 mod question;

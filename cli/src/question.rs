@@ -4,7 +4,8 @@
 //! user as for any kubectl call, so Keyward receives no token.
 
 use crate::kube_client;
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use keyward_crds::{ReviewAction, SealedSecret, SealedSecretReview, SealedSecretReviewSpec};
 use kube::api::PostParams;
 use kube::{Api, Resource};
 use serde::Serialize;
@@ -62,4 +63,36 @@ fn refused(error: kube::Error, what: &str, plural: &str, namespace: &str) -> any
         ),
         _ => kube_client::explain(error, what, "create", &resource, namespace),
     }
+}
+
+/// The namespace a SealedSecret file is applied in, and the review asking
+/// `action` about it.
+pub fn review_of(
+    sealed: &SealedSecret,
+    namespace: Option<&str>,
+    source: &str,
+    action: ReviewAction,
+) -> Result<(String, SealedSecretReview)> {
+    let namespace = match (sealed.metadata.namespace.as_deref(), namespace) {
+        (Some(own), Some(given)) if own != given => {
+            bail!("{source} is for namespace `{own}`, not `{given}`; drop -n or fix the file")
+        }
+        (Some(own), _) => own.to_owned(),
+        (None, Some(given)) => given.to_owned(),
+        (None, None) => bail!("{source} has no metadata.namespace; add it or pass -n"),
+    };
+    let name = sealed
+        .metadata
+        .name
+        .clone()
+        .with_context(|| format!("{source} has no metadata.name; add it"))?;
+    let review = SealedSecretReview::new(
+        "keyward-cli",
+        SealedSecretReviewSpec {
+            action,
+            name,
+            sealed_secret: sealed.spec.clone(),
+        },
+    );
+    Ok((namespace, review))
 }

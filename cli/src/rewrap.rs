@@ -13,9 +13,9 @@
 
 use crate::args::RewrapArgs;
 use crate::kube_client::{self, Cluster};
-use crate::{manifest, question};
+use crate::{manifest, manifest_dir, question};
 use anyhow::{Context, Result, bail};
-use keyward_crds::{ReviewAction, SealedSecret, SealedSecretReview, SealedSecretReviewSpec};
+use keyward_crds::{ReviewAction, SealedSecretReview};
 use kube::Api;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -48,18 +48,9 @@ pub async fn run(args: RewrapArgs) -> Result<()> {
 
 /// Every SealedSecret manifest under `dir`, one after the other.
 async fn rewrap_directory(session: &Session, dir: &Path) -> Result<()> {
-    let mut files = Vec::new();
-    collect_manifests(dir, &mut files)?;
-    files.sort();
     let (mut rewritten, mut current, mut failed) = (0, 0, Vec::new());
-    for file in &files {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        if !is_sealed_secret(&text) {
-            continue;
-        }
-        match rewrap_file(session, file, &text).await {
+    for (file, text) in manifest_dir::sealed_secrets_under(dir)? {
+        match rewrap_file(session, &file, &text).await {
             Ok(true) => rewritten += 1,
             Ok(false) => current += 1,
             Err(error) => {
@@ -82,38 +73,11 @@ async fn rewrap_directory(session: &Session, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn collect_manifests(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
-        let hidden = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() {
-            collect_manifests(&path, out)?;
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// A single-document manifest of kind SealedSecret (others are skipped).
-pub fn is_sealed_secret(text: &str) -> bool {
-    serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
-        .is_ok_and(|doc| doc["kind"].as_str() == Some("SealedSecret"))
-}
-
 /// Rewraps one file; `Ok(false)` when every item was already current.
 async fn rewrap_file(session: &Session, file: &Path, text: &str) -> Result<bool> {
     let source = file.display().to_string();
     let sealed = manifest::parse_sealed_secret(text, &source)?;
-    let (namespace, review) = review_of(
+    let (namespace, review) = question::review_of(
         &sealed,
         session.namespace.as_deref(),
         &source,
@@ -160,38 +124,6 @@ async fn rewrap_file(session: &Session, file: &Path, text: &str) -> Result<bool>
     }
     println!("rewrote {source}");
     Ok(true)
-}
-
-/// The namespace a SealedSecret file is applied in, and the review asking
-/// `action` about it.
-pub fn review_of(
-    sealed: &SealedSecret,
-    namespace: Option<&str>,
-    source: &str,
-    action: ReviewAction,
-) -> Result<(String, SealedSecretReview)> {
-    let namespace = match (sealed.metadata.namespace.as_deref(), namespace) {
-        (Some(own), Some(given)) if own != given => {
-            bail!("{source} is for namespace `{own}`, not `{given}`; drop -n or fix the file")
-        }
-        (Some(own), _) => own.to_owned(),
-        (None, Some(given)) => given.to_owned(),
-        (None, None) => bail!("{source} has no metadata.namespace; add it or pass -n"),
-    };
-    let name = sealed
-        .metadata
-        .name
-        .clone()
-        .with_context(|| format!("{source} has no metadata.name; add it"))?;
-    let review = SealedSecretReview::new(
-        "keyward-cli",
-        SealedSecretReviewSpec {
-            action,
-            name,
-            sealed_secret: sealed.spec.clone(),
-        },
-    );
-    Ok((namespace, review))
 }
 
 /// The manifest with only `spec.encryptedData` replaced: everything else
@@ -266,30 +198,5 @@ mod tests {
         assert_eq!(mode, 0o640);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(replace_atomically(&dir.path().join("missing.yaml"), b"x").is_err());
-    }
-
-    #[test]
-    fn a_directory_yields_its_sealed_secret_manifests_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let sealed = "apiVersion: keyward.io/v1alpha1\nkind: SealedSecret\nmetadata: {name: a}\n";
-        std::fs::create_dir(dir.path().join("apps")).unwrap();
-        std::fs::write(dir.path().join("apps/a.yaml"), sealed).unwrap();
-        std::fs::write(dir.path().join("b.yml"), "kind: Deployment\n").unwrap();
-        std::fs::write(dir.path().join("notes.txt"), sealed).unwrap();
-        std::fs::write(dir.path().join(".a.yaml.keyward-rewrap.1"), sealed).unwrap();
-        let mut files = Vec::new();
-        collect_manifests(dir.path(), &mut files).unwrap();
-        files.sort();
-        let names: Vec<_> = files
-            .iter()
-            .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, ["apps/a.yaml", "b.yml"]);
-        let kinds: Vec<bool> = files
-            .iter()
-            .map(|f| is_sealed_secret(&std::fs::read_to_string(f).unwrap()))
-            .collect();
-        assert_eq!(kinds, [true, false]);
-        assert!(!is_sealed_secret("{not yaml"));
     }
 }

@@ -8,12 +8,10 @@
 
 use crate::args::ValidateArgs;
 use crate::kube_client::{self, Cluster};
-use crate::rewrap::{collect_manifests, is_sealed_secret, review_of};
-use crate::{manifest, question};
+use crate::{manifest, manifest_dir, question};
 use anyhow::{Result, bail};
 use keyward_crds::{ReviewAction, SealedSecretReview};
 use kube::Api;
-use std::path::PathBuf;
 
 pub async fn run(args: ValidateArgs) -> Result<()> {
     let cluster = kube_client::connect(&args.kube).await?;
@@ -26,18 +24,9 @@ pub async fn run(args: ValidateArgs) -> Result<()> {
             closed => bail!("{closed} item(s) of {source} would not open; see above"),
         };
     }
-    let mut files: Vec<PathBuf> = Vec::new();
-    collect_manifests(&args.file, &mut files)?;
-    files.sort();
     let mut failed = Vec::new();
     let mut checked = 0;
-    for file in &files {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        if !is_sealed_secret(&text) {
-            continue;
-        }
+    for (file, text) in manifest_dir::sealed_secrets_under(&args.file)? {
         checked += 1;
         let source = file.display().to_string();
         match validate(&cluster, namespace, &source, &text).await {
@@ -68,7 +57,8 @@ async fn validate(
     text: &str,
 ) -> Result<usize> {
     let sealed = manifest::parse_sealed_secret(text, source)?;
-    let (namespace, review) = review_of(&sealed, namespace, source, ReviewAction::Validate)?;
+    let (namespace, review) =
+        question::review_of(&sealed, namespace, source, ReviewAction::Validate)?;
     let api: Api<SealedSecretReview> = Api::namespaced(cluster.client.clone(), &namespace);
     let what = format!("a validation of {source}");
     let answered = question::ask(&api, &review, &what, &namespace).await?;

@@ -171,28 +171,12 @@ fn mutate_review(state: &AppState, review: Review) -> ReviewResult {
     }
 }
 
-/// `DataKeyRequest` admission: the answer goes into `status` by patch.
+/// `DataKeyRequest` admission (online `keyward seal`).
 async fn answer_data_key(
     State(state): State<AppState>,
     Json(review): Json<Review>,
 ) -> Json<serde_json::Value> {
-    let started = std::time::Instant::now();
-    let answer = data_key_review(&state, review).await.map_patch_base64();
-    metrics().admission("datakey", started.elapsed());
-    answer
-}
-
-async fn data_key_review(state: &AppState, review: Review) -> ReviewResult {
-    let request = match admission::request(review) {
-        Ok(request) => request,
-        Err(answer) => return Json(*answer),
-    };
-    let response = AdmissionResponse::from(&request);
-    let Some(unsealer) = &state.unsealer else {
-        return Json(response.deny("online sealing is not enabled").into_review());
-    };
-    let answer = crate::data_key::answer(unsealer, &request).await;
-    answered(response, answer)
+    answer_question(&state, review, Question::DataKey).await
 }
 
 /// `SealedSecretReview` admission (`keyward rewrap`, `keyward validate`).
@@ -200,19 +184,47 @@ async fn review_sealed_secret(
     State(state): State<AppState>,
     Json(review): Json<Review>,
 ) -> Json<serde_json::Value> {
+    answer_question(&state, review, Question::Review).await
+}
+
+/// Keyward's question kinds, each answered into `status` by patch.
+#[derive(Clone, Copy)]
+enum Question {
+    DataKey,
+    Review,
+}
+
+async fn answer_question(
+    state: &AppState,
+    review: Review,
+    question: Question,
+) -> Json<serde_json::Value> {
     let started = std::time::Instant::now();
-    let request = match admission::request(review) {
-        Ok(request) => request,
-        Err(answer) => return Json(*answer).map_patch_base64(),
+    let route = match question {
+        Question::DataKey => "datakey",
+        Question::Review => "review",
     };
-    let response = AdmissionResponse::from(&request);
-    let answer = match &state.unsealer {
-        Some(unsealer) => crate::review::answer(unsealer, &request).await,
-        None => Err("SealedSecret reviews are not enabled".into()),
+    let reviewed = match admission::request(review) {
+        Err(answer) => Json(*answer),
+        Ok(request) => {
+            let response = AdmissionResponse::from(&request);
+            match (&state.unsealer, question) {
+                (None, _) => Json(
+                    response
+                        .deny("the webhook serves no unseal API, so it answers no questions")
+                        .into_review(),
+                ),
+                (Some(unsealer), Question::DataKey) => {
+                    answered(response, crate::data_key::answer(unsealer, &request).await)
+                }
+                (Some(unsealer), Question::Review) => {
+                    answered(response, crate::review::answer(unsealer, &request).await)
+                }
+            }
+        }
     };
-    let answer = answered(response, answer).map_patch_base64();
-    metrics().admission("review", started.elapsed());
-    answer
+    metrics().admission(route, started.elapsed());
+    reviewed.map_patch_base64()
 }
 
 /// A question's answer patched into `status`, or the refusal.

@@ -19,24 +19,22 @@ pub const SECRETS_ATTRIBUTE: &str = "secrets";
 /// The SealedSecrets `pod`'s Keyward CSI volumes name; `None` when it has none.
 pub fn declared(pod: &Pod) -> Option<Vec<String>> {
     let volumes = pod.spec.as_ref()?.volumes.as_ref()?;
-    let mut names: Vec<String> = volumes
+    let ours: Vec<_> = volumes
         .iter()
         .filter_map(|v| v.csi.as_ref())
         .filter(|csi| csi.driver == CSI_DRIVER)
-        .flat_map(|csi| {
-            csi.volume_attributes
-                .as_ref()
-                .and_then(|a| a.get(SECRETS_ATTRIBUTE))
-                .map(|list| split(list))
-                .unwrap_or_default()
-        })
         .collect();
-    let any = volumes
+    if ours.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = ours
         .iter()
-        .any(|v| v.csi.as_ref().is_some_and(|c| c.driver == CSI_DRIVER));
+        .filter_map(|csi| csi.volume_attributes.as_ref()?.get(SECRETS_ATTRIBUTE))
+        .flat_map(|list| split(list))
+        .collect();
     names.sort();
     names.dedup();
-    any.then_some(names)
+    Some(names)
 }
 
 /// `a, b,c` → `[a, b, c]`, empty entries dropped.
