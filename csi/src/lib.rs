@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod authority;
+pub mod events;
 pub mod files;
 pub mod grpc;
+pub mod metrics;
 pub mod mount;
 pub mod plugin;
 pub mod proto;

@@ -4,6 +4,8 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use keyward_csi::events::RefreshEvents;
+use keyward_csi::metrics::{self, Metrics};
 use keyward_csi::plugin::{Plugin, Registration};
 use keyward_csi::publish::Unseal;
 use keyward_csi::serve::{bind, serve};
@@ -34,6 +36,14 @@ struct Args {
     /// CSIDriver's tokenRequests; the webhook's --audience).
     #[arg(long, default_value = keyward_webhook::annotations::AUDIENCE)]
     audience: String,
+    /// Serve /metrics and /healthz over plain HTTP here, e.g. 0.0.0.0:9466.
+    #[arg(long, env = "KEYWARD_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Post an Event on a pod whose files a republish replaced. Needs the
+    /// API server (in-cluster ServiceAccount or a kubeconfig) and `create`
+    /// on events.k8s.io events.
+    #[arg(long, env = "KEYWARD_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    events: bool,
 }
 
 #[tokio::main]
@@ -53,7 +63,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let ca_pem = std::fs::read_to_string(&args.ca_file)
+    // Checked now so a wrong path stops the start; read again at each publish.
+    std::fs::read_to_string(&args.ca_file)
         .with_context(|| format!("reading the webhook CA {}", args.ca_file.display()))?;
     let endpoint = args
         .kubelet_root
@@ -64,14 +75,38 @@ async fn run(args: Args) -> Result<()> {
         .kubelet_root
         .join("plugins_registry")
         .join(format!("{CSI_DRIVER}-reg.sock"));
+    let events = if args.events {
+        let client = kube::Client::try_default().await.context(
+            "refresh Events need the API server (in a pod: its ServiceAccount token; \
+             elsewhere: a kubeconfig); pass --events false to run without them",
+        )?;
+        Some(RefreshEvents::new(client, &args.node_id))
+    } else {
+        None
+    };
+    let metrics = Arc::new(Metrics::default());
+    if let Some(address) = &args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding the metrics port {address}"))?;
+        tracing::info!(%address, "serving /metrics");
+        let router = metrics::router(metrics.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+    }
     let plugin = Arc::new(Plugin {
         driver: CSI_DRIVER.into(),
         node_id: args.node_id,
         unseal: Unseal {
             url: args.unseal_url,
-            ca_pem,
+            ca_file: args.ca_file,
             audience: args.audience,
         },
+        metrics,
+        events,
     });
     let registration = Arc::new(Registration {
         driver: CSI_DRIVER.into(),

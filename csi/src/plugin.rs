@@ -2,12 +2,15 @@
 //! the kubelet's plugin registration on a socket in its `plugins_registry`
 //! directory (so no registrar sidecar is needed).
 
+use crate::events::{RefreshEvents, RefreshedPod};
 use crate::grpc::{Dispatch, Reply, Request, unary, unimplemented};
+use crate::metrics::{Metrics, Outcome};
 use crate::proto::*;
 use crate::publish::{self, Unseal};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 use tonic::Status;
 use tonic::codegen::BoxFuture;
 
@@ -16,6 +19,9 @@ pub struct Plugin {
     pub driver: String,
     pub node_id: String,
     pub unseal: Unseal,
+    pub metrics: Arc<Metrics>,
+    /// None: refreshes are logged and counted, not posted as Events.
+    pub events: Option<RefreshEvents>,
 }
 
 impl Dispatch for Plugin {
@@ -69,19 +75,40 @@ impl Plugin {
         &self,
         request: NodePublishVolumeRequest,
     ) -> Result<NodePublishVolumeResponse, Status> {
+        let started = Instant::now();
+        let result = self.publish_volume(request).await;
+        let outcome = match &result {
+            Ok(outcome) => *outcome,
+            Err(status) => Outcome::of_error(status),
+        };
+        self.metrics
+            .published(outcome, started.elapsed().as_secs_f64());
+        result.map(|_| NodePublishVolumeResponse {})
+    }
+
+    async fn publish_volume(&self, request: NodePublishVolumeRequest) -> Result<Outcome, Status> {
         let target = PathBuf::from(&request.target_path);
         let asked = publish::asked(&request, &self.unseal.audience).inspect_err(|status| {
             tracing::warn!(volume = %request.volume_id, reason = status.message(), "publish refused");
         })?;
-        let (namespace, pod, secrets) = (
+        let (namespace, pod, pod_uid, secrets) = (
             asked.namespace.clone(),
             asked.pod.clone(),
+            asked.pod_uid.clone(),
             asked.secrets.join(","),
         );
         match publish::publish(&self.unseal, &target, asked).await {
-            Ok(written) => {
-                tracing::info!(%namespace, %pod, %secrets, ?written, "published");
-                Ok(NodePublishVolumeResponse {})
+            Ok(outcome) => {
+                tracing::info!(%namespace, %pod, %secrets, ?outcome, "published");
+                if let (Outcome::Refreshed, Some(events)) = (outcome, &self.events) {
+                    events.refreshed(RefreshedPod {
+                        namespace,
+                        name: pod,
+                        uid: pod_uid,
+                        secrets,
+                    });
+                }
+                Ok(outcome)
             }
             Err(status) => {
                 tracing::warn!(%namespace, %pod, %secrets, reason = status.message(), "publish failed");
@@ -100,6 +127,7 @@ impl Plugin {
             ));
         }
         publish::unpublish(Path::new(&request.target_path))?;
+        self.metrics.unpublished();
         tracing::info!(volume = %request.volume_id, "unpublished and wiped");
         Ok(NodeUnpublishVolumeResponse {})
     }

@@ -7,25 +7,29 @@
 //! own: without the pod's token it can open nothing.
 
 use crate::files::{self, Written};
+use crate::metrics::Outcome;
 use crate::mount;
 use crate::proto::{AccessType, NodePublishVolumeRequest};
 use keyward_webhook::unseal::UnsealRequest;
 use keyward_webhook::unseal::csi_entitlement::{SECRETS_ATTRIBUTE, split};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tonic::Status;
 use zeroize::Zeroizing;
 
 const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
 const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
+const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
 const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
 const TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
 
 /// Where the webhook's unseal API is, and whose token it takes.
 pub struct Unseal {
     pub url: String,
-    pub ca_pem: String,
+    /// The webhook's CA (PEM), read at each publish: the file is a Secret
+    /// volume the kubelet updates when the webhook renews its CA.
+    pub ca_file: PathBuf,
     pub audience: String,
 }
 
@@ -33,6 +37,7 @@ pub struct Unseal {
 pub struct Asked {
     pub namespace: String,
     pub pod: String,
+    pub pod_uid: Option<String>,
     pub secrets: Vec<String>,
     token: Zeroizing<String>,
 }
@@ -99,6 +104,7 @@ pub fn asked(request: &NodePublishVolumeRequest, audience: &str) -> Result<Asked
     Ok(Asked {
         namespace,
         pod,
+        pod_uid: context.get(POD_UID).cloned(),
         secrets,
         token,
     })
@@ -119,15 +125,22 @@ fn token_for(tokens: Option<&str>, audience: &str) -> Result<Zeroizing<String>, 
     issued.remove(audience).map(|t| t.token).ok_or_else(missing)
 }
 
-/// Unseals for the pod and makes the values the volume's contents.
-pub async fn publish(unseal: &Unseal, target: &Path, asked: Asked) -> Result<Written, Status> {
+/// Unseals for the pod and makes the values the volume's contents: a new
+/// volume is `Mounted`, a republish `Refreshed` or `Unchanged`.
+pub async fn publish(unseal: &Unseal, target: &Path, asked: Asked) -> Result<Outcome, Status> {
     let request = UnsealRequest {
         token: asked.token.to_string(),
         namespace: asked.namespace.clone(),
         pod: asked.pod.clone(),
         secrets: asked.secrets.clone(),
     };
-    let answer = keyward_webhook::inject::unseal_once(&unseal.url, &unseal.ca_pem, &request)
+    let ca_pem = std::fs::read_to_string(&unseal.ca_file).map_err(|error| {
+        Status::unavailable(format!(
+            "keyward: cannot read the webhook CA {}: {error}",
+            unseal.ca_file.display()
+        ))
+    })?;
+    let answer = keyward_webhook::inject::unseal_once(&unseal.url, &ca_pem, &request)
         .await
         .map_err(|error| {
             let message = format!("{error:#}");
@@ -145,7 +158,9 @@ pub async fn publish(unseal: &Unseal, target: &Path, asked: Asked) -> Result<Wri
     }
     let created = mount::ensure_tmpfs(target).map_err(|e| Status::internal(format!("{e:#}")))?;
     match files::write(target, &values) {
-        Ok(written) => Ok(written),
+        Ok(Written::Unchanged) => Ok(Outcome::Unchanged),
+        Ok(Written::Replaced) if created => Ok(Outcome::Mounted),
+        Ok(Written::Replaced) => Ok(Outcome::Refreshed),
         Err(error) => {
             if created {
                 let _ = mount::remove(target);

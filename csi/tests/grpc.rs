@@ -3,6 +3,7 @@
 //! registration, and refusals that say what to configure. Mounting and
 //! unsealing need root and a cluster: `e2e/tests/csi.rs`.
 
+use keyward_csi::metrics::Metrics;
 use keyward_csi::plugin::{Plugin, Registration};
 use keyward_csi::proto::*;
 use keyward_csi::publish::Unseal;
@@ -53,14 +54,17 @@ where
 async fn the_kubelet_s_calls_are_answered_and_the_rest_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (csi_socket, reg_socket) = (dir.path().join("csi.sock"), dir.path().join("reg.sock"));
+    let metrics = Arc::new(Metrics::default());
     let plugin = Arc::new(Plugin {
         driver: "csi.keyward.io".into(),
         node_id: "node-1".into(),
         unseal: Unseal {
             url: "https://127.0.0.1:1/v1/unseal".into(),
-            ca_pem: String::new(),
+            ca_file: dir.path().join("ca.pem"),
             audience: "keyward".into(),
         },
+        metrics: metrics.clone(),
+        events: None,
     });
     let registration = Arc::new(Registration {
         driver: "csi.keyward.io".into(),
@@ -147,6 +151,12 @@ async fn the_kubelet_s_calls_are_answered_and_the_rest_refused() {
     assert!(
         !dir.path().join("target").exists(),
         "nothing mounted or created"
+    );
+    assert!(
+        metrics
+            .render()
+            .contains(r#"keyward_csi_publishes_total{outcome="invalid"} 1"#),
+        "the refusal is counted"
     );
     let unpublished: NodeUnpublishVolumeResponse = call(
         &node,

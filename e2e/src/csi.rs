@@ -19,6 +19,7 @@ pub struct Plugin {
     child: tokio::process::Child,
     log: PathBuf,
     client: Client,
+    metrics_port: u16,
 }
 
 impl Plugin {
@@ -33,6 +34,10 @@ impl Plugin {
         let binary = crate::binaries::build_binary("keyward-csi", "keyward-csi", false).await?;
         let log = dir.join("csi.log");
         let file = std::fs::File::create(&log)?;
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        // KUBECONFIG is inherited: refresh Events go to the test's cluster.
         let child = tokio::process::Command::new(binary)
             .arg("--kubelet-root")
             .arg(state.join("kubelet/root"))
@@ -40,6 +45,7 @@ impl Plugin {
             .args(["--unseal-url", &format!("{api_url}/v1/unseal")])
             .arg("--ca-file")
             .arg(&ca)
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .stdout(file.try_clone()?)
             .stderr(file)
             .kill_on_drop(true)
@@ -48,6 +54,7 @@ impl Plugin {
             child,
             log,
             client: client.clone(),
+            metrics_port,
         };
         let started = Instant::now();
         wait_registered(client, &node).await?;
@@ -59,6 +66,11 @@ impl Plugin {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The plugin's `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        scrape(self.metrics_port).await
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
@@ -67,6 +79,27 @@ impl Plugin {
             .delete(DRIVER, &DeleteParams::default())
             .await;
     }
+}
+
+/// `GET /metrics` from a plugin listening on 127.0.0.1:`port`.
+pub async fn scrape(port: u16) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await?;
+    let (head, body) = answer.split_once("\r\n\r\n").context("no HTTP answer")?;
+    ensure!(head.starts_with("HTTP/1.0 200"), "GET /metrics: {head}");
+    Ok(body.to_owned())
+}
+
+/// The value of the series `name` (labels included) in `metrics`, 0 if absent.
+pub fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The CSIDriver as the chart ships it: inline only, pod info and a token
@@ -100,7 +133,8 @@ async fn install_driver_object(client: &Client) -> Result<()> {
     Ok(())
 }
 
-async fn wait_registered(client: &Client, node: &str) -> Result<()> {
+/// Waits until the kubelet of `node` lists the driver in its CSINode.
+pub async fn wait_registered(client: &Client, node: &str) -> Result<()> {
     let nodes = Api::<CSINode>::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -104,6 +104,7 @@ async fn values_schema_rejects_bad_values_with_a_clear_message() {
                 "failurePolicy",
             ),
             (json!({ "webhook": { "tls": { "mode": "letsencrypt" } } }), "mode"),
+            (json!({ "webhook": { "defaultDelivery": "volume" } }), "defaultDelivery"),
         ];
         for (overlay, field) in cases {
             let shown = overlay.to_string();
@@ -117,6 +118,17 @@ async fn values_schema_rejects_bad_values_with_a_clear_message() {
             );
             println!("REJECTED {shown}: {}", err.lines().last().unwrap_or(&err));
         }
+        // Valid on its own, wrong together: the template says what to set.
+        let overlay = json!({ "webhook": { "defaultDelivery": "csi" } });
+        let err = match helm.install(RELEASE, &chart(), &ns, &values(overlay)).await {
+            Ok(_) => bail!("helm install accepted defaultDelivery csi without the CSI driver"),
+            Err(err) => format!("{err:#}"),
+        };
+        ensure!(
+            err.contains("csi.enabled: true"),
+            "the error should say to enable the CSI driver: {err}"
+        );
+        println!("REJECTED defaultDelivery csi without csi.enabled: {}", err.lines().last().unwrap_or(&err));
         ensure!(
             helm.status(RELEASE, &ns).await.is_err(),
             "a release exists after only rejected installs"
@@ -222,7 +234,7 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
     );
     check_providers(client, ns, names).await?;
     check_tuning(client, ns, names).await?;
-    check_csi(client, ns).await?;
+    check_csi(client, ns, names).await?;
     // Helm's three-way merge leaves alone what the webhook wrote: the
     // chart's manifest has no `data`.
     let tls_secret = webhook_tls::tls_secret(names);
@@ -298,7 +310,7 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
 /// keeps tokenRequests and requiresRepublish only with the
 /// CSIServiceAccountToken gate, on in `e2e/cluster/up`), and a DaemonSet
 /// whose plugin can mount for the kubelet and sees only the webhook's CA.
-async fn check_csi(client: &Client, ns: &str) -> Result<()> {
+async fn check_csi(client: &Client, ns: &str, names: &Names) -> Result<()> {
     let driver = Api::<CSIDriver>::all(client.clone())
         .get("csi.keyward.io")
         .await
@@ -356,8 +368,23 @@ async fn check_csi(client: &Client, ns: &str) -> Result<()> {
                 == Some(true)
             && propagation == ["Bidirectional"]
             && ca_items == ["ca.crt"]
-            && pod.automount_service_account_token == Some(false),
+            && pod.automount_service_account_token == Some(true),
         "CSI DaemonSet: {pod:?}"
+    );
+    // Its only Kubernetes right: posting the refresh Events.
+    let role = Api::<ClusterRole>::all(client.clone())
+        .get(&format!("{}-csi", names.cluster))
+        .await
+        .context("the CSI plugin's ClusterRole")?;
+    let rules: Vec<String> = role
+        .rules
+        .iter()
+        .flatten()
+        .map(|r| format!("{:?} {:?} {:?}", r.api_groups, r.resources, r.verbs))
+        .collect();
+    ensure!(
+        rules == [r#"Some(["events.k8s.io"]) Some(["events"]) ["create", "patch"]"#],
+        "CSI ClusterRole rules: {rules:?}"
     );
     Ok(())
 }

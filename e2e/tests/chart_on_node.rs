@@ -62,9 +62,33 @@ async fn online_seal_shows_the_api_server_no_value_and_refuses_the_unentitled() 
     .await;
 }
 
+/// The chart's CSI DaemonSet as a pod on the node, with
+/// `webhook.defaultDelivery: csi`: the plugin registers through the
+/// kubelet root (a shared mount, so the tmpfs it mounts with Bidirectional
+/// propagation reaches the kubelet), the opted-in reader gets the CSI volume
+/// instead of the init container and reads the value; deleting the pod
+/// unmounts and removes the volume, and the plugin's metrics count both
+/// (`chart_support/csi_pod.rs`).
+#[tokio::test]
+async fn csi_daemonset_delivers_by_default_on_the_node() {
+    with_release_delivering(true, |client, flow| async move {
+        chart_support::csi_pod::unmounted_and_counted(&client, &flow).await
+    })
+    .await;
+}
+
 /// Installs the chart (as `install_seal_and_read`), runs `more`, then
 /// deletes the key and uninstalls.
 async fn with_release<F, Fut>(more: F)
+where
+    F: FnOnce(Client, Flow) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    with_release_delivering(false, more).await;
+}
+
+/// The same with the chart's CSI DaemonSet on the node (`csi` true).
+async fn with_release_delivering<F, Fut>(csi: bool, more: F)
 where
     F: FnOnce(Client, Flow) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
@@ -85,6 +109,7 @@ where
             watch_ns: Some(ns.clone()),
             only_label: Some(ns.clone()),
             out_dir: out.path().to_owned(),
+            csi,
         };
         let result = run_and_clean_up(&client, &flow, more).await;
         if result.is_err() {
@@ -159,6 +184,7 @@ async fn readme_demo() -> Result<()> {
         watch_ns: None,
         only_label: None,
         out_dir,
+        csi: false,
     };
     let read = on_node::install_seal_and_read(&client, &flow, &mut steps).await?;
     ensure!(read == SECRET_VALUE, "the app container read {read:?}");

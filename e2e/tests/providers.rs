@@ -741,6 +741,7 @@ fn webhook_state(
             image_pull_policy: None,
             unseal_url: format!("{url}/v1/unseal"),
             ca_pem: Some(ca_pem.to_owned()),
+            default_delivery: Default::default(),
         }),
         unsealer: Some(Arc::new(Unsealer {
             client: client.clone(),

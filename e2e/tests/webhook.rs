@@ -136,6 +136,7 @@ impl Webhook {
                 image_pull_policy: Some(image.1.to_owned()),
                 unseal_url: format!("{api_url}/v1/unseal"),
                 ca_pem: Some(made.ca_pem.clone()),
+                default_delivery: Default::default(),
             }),
             unsealer: Some(Arc::new(Unsealer {
                 client: client.clone(),
@@ -1076,6 +1077,7 @@ fn webhook_injector(webhook: &Webhook) -> Result<InjectorConfig> {
         image_pull_policy: Some(pull.into()),
         unseal_url: format!("{}/v1/unseal", webhook.api_url),
         ca_pem: Some(webhook.ca_pem.clone()),
+        default_delivery: Default::default(),
     })
 }
 
@@ -1485,6 +1487,7 @@ async fn renewal_flow(client: &Client, ns: &str) -> Result<()> {
                 image_pull_policy: None,
                 unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
                 ca_pem: None,
+                default_delivery: Default::default(),
             }),
             unsealer: None,
         });

@@ -36,6 +36,7 @@ async fn main() -> Result<()> {
                 image_pull_policy: None,
                 unseal_url: format!("https://127.0.0.1:{port}/v1/unseal"),
                 ca_pem: Some(made.ca_pem.clone()),
+                default_delivery: Default::default(),
             }),
             unsealer: None,
         }),

@@ -69,6 +69,11 @@ struct ServeArgs {
     injector_image: String,
     #[arg(long, env = "KEYWARD_INJECTOR_PULL_POLICY")]
     injector_pull_policy: Option<String>,
+    /// How opted-in pods without a `keyward.io/delivery` annotation get
+    /// their values: `init` (the init container) or `csi` (the CSI
+    /// driver's inline volume; needs the driver on every node).
+    #[arg(long, env = "KEYWARD_DEFAULT_DELIVERY", default_value = "init")]
+    default_delivery: keyward_webhook::mutate::Delivery,
     /// The unseal API as injectors reach it, e.g. https://keyward-webhook.keyward.svc/v1/unseal.
     #[arg(long, env = "KEYWARD_UNSEAL_URL")]
     unseal_url: String,
@@ -505,6 +510,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             image_pull_policy: args.injector_pull_policy,
             unseal_url: args.unseal_url,
             ca_pem,
+            default_delivery: args.default_delivery,
         }),
         unsealer: Some(Arc::new(Unsealer {
             client,

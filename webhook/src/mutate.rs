@@ -17,6 +17,28 @@ pub struct InjectorConfig {
     pub unseal_url: String,
     /// PEM of the CA that signed the webhook's serving certificate.
     pub ca_pem: Option<String>,
+    /// How a pod that does not say (`keyward.io/delivery`) gets its values.
+    pub default_delivery: Delivery,
+}
+
+/// The init container, or the CSI driver's inline volume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    #[default]
+    Init,
+    Csi,
+}
+
+impl std::str::FromStr for Delivery {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "init" => Ok(Delivery::Init),
+            "csi" => Ok(Delivery::Csi),
+            other => Err(format!("a delivery is \"init\" or \"csi\", not `{other}`")),
+        }
+    }
 }
 
 /// Where the injector image keeps this binary (the project's Dockerfile
@@ -98,8 +120,7 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
         }
     };
 
-    match annotations.get(a::DELIVERY).map(String::as_str) {
-        None | Some("init") => {}
+    let delivery = match annotations.get(a::DELIVERY).map(String::as_str) {
         Some("csi") if env_exec => {
             return Err(format!(
                 "annotation {}: \"csi\" does not combine with {} (the wrapper binary comes \
@@ -108,13 +129,15 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
                 a::ENV_EXEC
             ));
         }
-        Some("csi") => return csi_patch(spec, &secrets, mount_path),
-        Some(other) => {
-            return Err(format!(
-                "annotation {} must be \"init\" or \"csi\", not `{other}`",
-                a::DELIVERY
-            ));
-        }
+        Some(value) => value
+            .parse::<Delivery>()
+            .map_err(|e| format!("annotation {}: {e}", a::DELIVERY))?,
+        // env-exec needs the wrapper binary the init container brings.
+        None if env_exec => Delivery::Init,
+        None => config.default_delivery,
+    };
+    if delivery == Delivery::Csi {
+        return csi_patch(spec, &secrets, mount_path);
     }
 
     let mut ops = Vec::new();
@@ -423,6 +446,7 @@ mod tests {
             image_pull_policy: None,
             unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
             ca_pem: None,
+            default_delivery: Delivery::Init,
         }
     }
 
@@ -666,6 +690,34 @@ mod tests {
             .insert(a::INJECT.into(), "db".into());
         let error = patch_for(&pod, &config()).unwrap_err();
         assert!(error.contains("reserved for Keyward"), "{error}");
+    }
+
+    #[test]
+    fn the_default_delivery_applies_unless_the_pod_says_otherwise() {
+        let csi_default = InjectorConfig {
+            default_delivery: Delivery::Csi,
+            ..config()
+        };
+        let is_csi = |ops: &[Value]| {
+            ops.iter()
+                .any(|op| op.to_string().contains("csi.keyward.io"))
+        };
+        let plain = labelled("enabled", json!({a::INJECT: "db"}));
+        assert!(is_csi(&patch_for(&plain, &csi_default).unwrap()));
+        assert!(!is_csi(&patch_for(&plain, &config()).unwrap()));
+        let init = labelled("enabled", json!({a::INJECT: "db", a::DELIVERY: "init"}));
+        assert!(!is_csi(&patch_for(&init, &csi_default).unwrap()));
+        // env-exec needs the init container's wrapper: it wins over the default.
+        let mut env_exec = labelled("enabled", json!({a::INJECT: "db", a::ENV_EXEC: "true"}));
+        env_exec.spec.as_mut().unwrap().containers[0].command = Some(vec!["/app".into()]);
+        assert!(!is_csi(&patch_for(&env_exec, &csi_default).unwrap()));
+        assert_eq!("csi".parse::<Delivery>(), Ok(Delivery::Csi));
+        assert!(
+            "CSI"
+                .parse::<Delivery>()
+                .unwrap_err()
+                .contains("\"init\" or \"csi\"")
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn state() -> AppState {
             image_pull_policy: Some("Never".into()),
             unseal_url: "https://127.0.0.1:8443/v1/unseal".into(),
             ca_pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
+            default_delivery: Default::default(),
         }),
         unsealer: None,
     }

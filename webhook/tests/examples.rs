@@ -36,6 +36,7 @@ fn the_example_deployment_opts_in_and_is_mutated() {
         image_pull_policy: None,
         unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
         ca_pem: None,
+        default_delivery: Default::default(),
     };
     let ops = patch_for(&pod, &config).unwrap();
     assert!(

@@ -64,6 +64,7 @@ fn state() -> AppState {
             image_pull_policy: None,
             unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
             ca_pem: None,
+            default_delivery: Default::default(),
         }),
         unsealer: None,
     }

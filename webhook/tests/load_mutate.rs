@@ -53,6 +53,7 @@ async fn concurrent_mutations_all_get_the_same_full_patch() {
             image_pull_policy: None,
             unseal_url: format!("https://127.0.0.1:{port}/v1/unseal"),
             ca_pem: Some(made.ca_pem.clone()),
+            default_delivery: Default::default(),
         }),
         unsealer: None,
     };

@@ -57,6 +57,7 @@ async fn mutate_over_tls_next_to_a_trivial_route() {
             image_pull_policy: None,
             unseal_url: format!("https://127.0.0.1:{port}/v1/unseal"),
             ca_pem: Some(made.ca_pem.clone()),
+            default_delivery: Default::default(),
         }),
         unsealer: None,
     };

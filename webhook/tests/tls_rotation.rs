@@ -33,6 +33,7 @@ async fn serving_certificate_is_renewed_under_a_running_listener() {
             image_pull_policy: None,
             unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
             ca_pem: None,
+            default_delivery: Default::default(),
         }),
         unsealer: None,
     };

@@ -3,6 +3,7 @@
 //! its cluster-scoped objects.
 #![allow(dead_code)] // each test binary uses a subset
 
+pub mod csi_pod;
 pub mod on_node;
 pub mod online_seal;
 pub mod webhook_tls;
@@ -63,6 +64,7 @@ pub fn values(overlay: Value) -> Value {
 pub struct Names {
     pub operator: String,
     pub webhook: String,
+    pub csi: String,
     pub cluster: String,
 }
 
@@ -82,6 +84,7 @@ impl Names {
         Names {
             operator: format!("{full}-operator"),
             webhook: format!("{full}-webhook"),
+            csi: format!("{full}-csi"),
             cluster: format!("{ns}-{full}"),
         }
     }
@@ -110,7 +113,7 @@ pub async fn remove_cluster_scoped(client: &Client, names: &Names) {
     let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone())
         .delete(&names.validating(), &dp)
         .await;
-    for role in ["operator", "webhook", "sealer"] {
+    for role in ["operator", "webhook", "sealer", "csi"] {
         let name = format!("{}-{role}", names.cluster);
         let _ = Api::<ClusterRole>::all(client.clone())
             .delete(&name, &dp)
@@ -119,6 +122,9 @@ pub async fn remove_cluster_scoped(client: &Client, names: &Names) {
             .delete(&name, &dp)
             .await;
     }
+    let _ = Api::<k8s_openapi::api::storage::v1::CSIDriver>::all(client.clone())
+        .delete("csi.keyward.io", &dp)
+        .await;
 }
 
 /// Label the namespace so the chart's webhooks skip it: on 1.20 namespaces

@@ -60,6 +60,9 @@ pub struct Flow {
     pub only_label: Option<String>,
     /// Where the public key and the sealed manifest are written.
     pub out_dir: PathBuf,
+    /// Run the chart's CSI DaemonSet on the node and make the CSI volume
+    /// the webhook's default delivery (`webhook.defaultDelivery: csi`).
+    pub csi: bool,
 }
 
 impl Flow {
@@ -146,6 +149,13 @@ pub async fn install_seal_and_read(
         "webhook pod running; its CA and certificate kept in Secret {tls}, the CA patched into both webhook configurations"
     ));
 
+    if flow.csi {
+        wait_running(client, &flow.release_ns, "csi").await?;
+        let node = std::env::var("KEYWARD_E2E_NODE").context("KEYWARD_E2E_NODE")?;
+        keyward_e2e::csi::wait_registered(client, &node).await?;
+        steps.done("CSI DaemonSet pod running on the node; the kubelet registered csi.keyward.io");
+    }
+
     let sealed = seal(flow, &cli).await?;
     steps.done(&format!(
         "keyward seal -n {} --name db --key {}/app --from-literal password={SECRET_VALUE} \
@@ -202,6 +212,16 @@ fn loopback_overlay(image: &str, flow: &Flow) -> Result<Value> {
     if let Some(ns) = &flow.watch_ns {
         overlay["operator"]["watchNamespace"] = json!(ns);
     }
+    if flow.csi {
+        let state = std::env::var("KEYWARD_E2E_STATE").context("KEYWARD_E2E_STATE")?;
+        overlay["csi"] = json!({
+            "enabled": true,
+            "kubeletRootDir": format!("{state}/kubelet/root"),
+            "metricsPort": free_port()?,
+            "extraEnv": api_env,
+        });
+        overlay["webhook"]["defaultDelivery"] = json!("csi");
+    }
     if let Some(label) = &flow.only_label {
         let only = json!({ "matchLabels": { "keyward.io/e2e-chart": label } });
         overlay["webhook"]["admission"]["mutating"] = json!({ "objectSelector": only });
@@ -242,25 +262,32 @@ fn target_debug() -> PathBuf {
         .join("debug")
 }
 
-/// Build the operator, webhook and CLI (debug, as `e2e/run.sh` builds only
+/// Build the operator, webhook, CSI plugin and CLI (debug, as `e2e/run.sh` builds only
 /// the tests); returns the CLI's path.
 pub async fn build_binaries() -> Result<PathBuf> {
     let status = tokio::process::Command::new(env!("CARGO"))
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .args(["build", "--locked", "-p", "keyward-operator"])
-        .args(["-p", "keyward-webhook", "-p", "keyward"])
+        .args([
+            "-p",
+            "keyward-webhook",
+            "-p",
+            "keyward",
+            "-p",
+            "keyward-csi",
+        ])
         .status()
         .await?;
     ensure!(status.success(), "cargo build of the binaries failed");
     Ok(target_debug().join("keyward"))
 }
 
-/// Strip the operator and webhook, pack them into
+/// Strip the operator, webhook and CSI plugin, pack them into
 /// `keyward.local/keyward:e2e` and import it into the node.
 async fn import_project_image() -> Result<String> {
     let dir = tempfile::tempdir()?;
     let mut files = Vec::new();
-    for bin in ["keyward-operator", "keyward-webhook"] {
+    for bin in ["keyward-operator", "keyward-webhook", "keyward-csi"] {
         let stripped = dir.path().join(bin);
         let status = tokio::process::Command::new("strip")
             .arg("-o")
@@ -480,18 +507,23 @@ async fn run_reader_pod(client: &Client, flow: &Flow) -> Result<String> {
     read_injected(client, &pods, &pod).await
 }
 
-/// Checks that `pod` was mutated, waits for it to succeed and returns what
-/// its app container printed.
+/// Checks that `pod` was mutated (an init container, or the CSI volume),
+/// waits for it to succeed and returns what its app container printed.
 pub async fn read_injected(client: &Client, pods: &Api<Pod>, pod: &Pod) -> Result<String> {
-    let init: Vec<String> = pod
-        .spec
+    let spec = pod.spec.as_ref().context("pod spec")?;
+    let init: Vec<String> = spec
+        .init_containers
         .as_ref()
-        .and_then(|s| s.init_containers.as_ref())
         .map(|c| c.iter().map(|c| c.name.clone()).collect())
         .unwrap_or_default();
+    let csi_volume = spec.volumes.iter().flatten().any(|v| {
+        v.csi
+            .as_ref()
+            .is_some_and(|c| c.driver == keyward_e2e::csi::DRIVER)
+    });
     ensure!(
-        init == ["keyward-inject"],
-        "pod not mutated: init containers {init:?}"
+        init == ["keyward-inject"] || (init.is_empty() && csi_volume),
+        "pod not mutated: init containers {init:?}, Keyward CSI volume: {csi_volume}"
     );
     let name = pod.metadata.name.as_deref().context("pod name")?;
     let done = keyward_e2e::pods::wait_for_completion(pods, name, Duration::from_secs(90)).await?;

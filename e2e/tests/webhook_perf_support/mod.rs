@@ -62,6 +62,7 @@ impl Webhook {
                 image_pull_policy: Some(injector_image.1.to_owned()),
                 unseal_url: format!("{api_url}/v1/unseal"),
                 ca_pem: Some(made.ca_pem.clone()),
+                default_delivery: Default::default(),
             }),
             unsealer: Some(Arc::new(Unsealer {
                 client: client.clone(),

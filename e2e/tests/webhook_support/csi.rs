@@ -26,13 +26,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const REFRESHED: &str = "a-value-sealed-while-the-pod-ran";
+/// `keyward_csi::events::REFRESHED`.
+const REFRESH_REASON: &str = "SecretsRefreshed";
 
 pub async fn flow(client: &Client, ns: &str, webhook: &Webhook, dir: &Path) -> Result<()> {
     let state = PathBuf::from(std::env::var("KEYWARD_E2E_STATE").context("KEYWARD_E2E_STATE")?);
     let kubelet_root = state.join("kubelet/root");
     let plugin = Plugin::start(client, &webhook.api_url, &webhook.ca_pem, dir).await?;
     let result = async {
-        reads_and_refreshes(client, ns, &kubelet_root).await?;
+        reads_and_refreshes(client, ns, &kubelet_root, &plugin).await?;
         the_webhook_adds_the_volume(client, ns).await?;
         refuses_a_service_account_not_allowed(client, ns, webhook).await
     }
@@ -70,7 +72,12 @@ fn csi_pod(name: &str, service_account: &str, secrets: &str, script: &str) -> Re
 /// The app reads the value at start, then in a loop while `db` is
 /// re-sealed: every line is the old or the new value, and the new one
 /// arrives. After deletion the volume's tmpfs is unmounted and gone.
-async fn reads_and_refreshes(client: &Client, ns: &str, kubelet_root: &Path) -> Result<()> {
+async fn reads_and_refreshes(
+    client: &Client,
+    ns: &str,
+    kubelet_root: &Path,
+    plugin: &Plugin,
+) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let script = format!(
         "for i in $(seq 1 600); do cat /run/keyward/db/password; echo; \
@@ -137,6 +144,7 @@ async fn reads_and_refreshes(client: &Client, ns: &str, kubelet_root: &Path) -> 
         "CSI refresh: {} reads, each the old or the new value whole",
         lines.len()
     );
+    refresh_was_reported(client, ns, &uid, plugin).await?;
 
     pods.delete("csi-reader", &DeleteParams::default()).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -149,6 +157,46 @@ async fn reads_and_refreshes(client: &Client, ns: &str, kubelet_root: &Path) -> 
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!("CSI volume unmounted and removed after the pod was deleted");
+    Ok(())
+}
+
+/// The refresh shows in the pod's Events (naming the SealedSecret, never
+/// the value) and in the plugin's metrics.
+async fn refresh_was_reported(client: &Client, ns: &str, uid: &str, plugin: &Plugin) -> Result<()> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let note = loop {
+        let list = events.list(&ListParams::default()).await?;
+        let found = list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some(REFRESH_REASON)
+                && e.involved_object.uid.as_deref() == Some(uid)
+        });
+        if let Some(event) = found {
+            break event.message.unwrap_or_default();
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no {} Event on the pod 15 s after the refresh",
+            REFRESH_REASON
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    ensure!(
+        note.contains("db"),
+        "the Event does not name the SealedSecret: {note}"
+    );
+    ensure!(
+        !note.contains(REFRESHED),
+        "the Event carries the value: {note}"
+    );
+    println!("CSI refresh Event on the pod: {note}");
+    let metrics = plugin.metrics().await?;
+    for outcome in ["mounted", "refreshed"] {
+        let series = format!("keyward_csi_publishes_total{{outcome=\"{outcome}\"}}");
+        let count = keyward_e2e::csi::counter(&metrics, &series);
+        ensure!(count >= 1, "{series} is {count}:\n{metrics}");
+        println!("CSI metrics: {series} {count}");
+    }
     Ok(())
 }
 

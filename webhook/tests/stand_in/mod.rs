@@ -125,6 +125,7 @@ pub fn app_state(
             image_pull_policy: None,
             unseal_url: "https://127.0.0.1:1/v1/unseal".into(),
             ca_pem: None,
+            default_delivery: Default::default(),
         }),
         unsealer: Some(Arc::new(Unsealer {
             client: kube::Client::new(api, "default"),
