@@ -386,6 +386,23 @@ async fn check_csi(client: &Client, ns: &str, names: &Names) -> Result<()> {
         rules == [r#"Some(["events.k8s.io"]) Some(["events"]) ["create", "patch"]"#],
         "CSI ClusterRole rules: {rules:?}"
     );
+    // Nothing reaches the plugin's pod but a metrics scrape.
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+        .get(&names.csi)
+        .await
+        .context("the CSI plugin's NetworkPolicy")?;
+    let ports: Vec<_> = policy
+        .spec
+        .and_then(|s| s.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.ports.unwrap_or_default())
+        .filter_map(|p| p.port)
+        .collect();
+    ensure!(
+        ports == [k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9466)],
+        "CSI NetworkPolicy ingress ports {ports:?}"
+    );
     Ok(())
 }
 

@@ -174,8 +174,13 @@ pub async fn install_seal_and_read(
     ));
 
     let read = run_reader_pod(client, flow).await?;
+    let delivery = if flow.csi {
+        "given the CSI volume (webhook.defaultDelivery: csi)"
+    } else {
+        "given the init container"
+    };
     steps.done(&format!(
-        "pod {}/reader (label keyward.io/injection: enabled, annotation keyward.io/inject: db) mutated, started on the node, Succeeded",
+        "pod {}/reader (label keyward.io/injection: enabled, annotation keyward.io/inject: db) {delivery}, started on the node, Succeeded",
         flow.app_ns
     ));
     Ok(read)
