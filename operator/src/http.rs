@@ -1,12 +1,16 @@
-//! `/healthz`, `/readyz` and `/metrics` on a loopback port. Three fixed GET
-//! routes need no web framework: read the request line, answer, close.
+//! `/healthz`, `/readyz` and `/metrics` over plain HTTP, on axum as the
+//! webhook serves its own.
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// Set once the controllers have started; `/readyz` answers 503 before.
 #[derive(Clone, Default)]
@@ -32,63 +36,48 @@ pub async fn bind(address: &str) -> Result<TcpListener> {
 }
 
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Readiness) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let (metrics, ready) = (Arc::clone(&metrics), ready.clone());
-        tokio::spawn(async move {
-            if let Err(error) = answer(stream, &metrics, &ready).await {
-                tracing::debug!(%error, "health/metrics request failed");
-            }
-        });
+    if let Err(error) = axum::serve(listener, router(metrics, ready)).await {
+        tracing::error!(%error, "the health and metrics listener stopped");
     }
 }
 
-async fn answer(
-    mut stream: TcpStream,
-    metrics: &Metrics,
-    ready: &Readiness,
-) -> std::io::Result<()> {
-    let mut buffer = [0u8; 1024];
-    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    let request = String::from_utf8_lossy(&buffer[..read]);
-    let path = request
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("GET "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or("");
-    let (status, content_type, body) = route(path, metrics, ready);
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-fn route(path: &str, metrics: &Metrics, ready: &Readiness) -> (&'static str, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    match path {
-        "/healthz" => ("200 OK", TEXT, "ok\n".into()),
-        "/readyz" if ready.is_ready() => ("200 OK", TEXT, "ready\n".into()),
-        "/readyz" => ("503 Service Unavailable", TEXT, "starting\n".into()),
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-        _ => ("404 Not Found", TEXT, "not found\n".into()),
-    }
+pub fn router(metrics: Arc<Metrics>, ready: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if ready.is_ready() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(CONTENT_TYPE, keyward_kubeutil::metrics::CONTENT_TYPE)],
+                    metrics.render(),
+                )
+                    .into_response()
+            }),
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     async fn get(address: std::net::SocketAddr, path: &str) -> String {
         let mut stream = TcpStream::connect(address).await.unwrap();
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+            )
             .await
             .unwrap();
         let mut response = String::new();

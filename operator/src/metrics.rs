@@ -1,36 +1,54 @@
-//! Prometheus counters, rendered in the text exposition format by hand:
-//! a handful of counters does not need a metrics library.
+//! The operator's Prometheus series on the shared registry
+//! (`keyward_kubeutil::metrics`, `prometheus-client`). Label values come
+//! from fixed sets, except the per-key gauges, which name ManagedKeys and
+//! are removed with them.
 
+use keyward_kubeutil::metrics::{
+    self as shared, Counter, CounterBy, Family, Fixed, Gauge, Histogram, Named, Registry,
+};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-#[derive(Default)]
+/// Seconds counted as a float (`keyward_provider_call_wait_seconds_total`).
+type Seconds = Counter<f64, AtomicU64>;
+
 pub struct Metrics {
-    reconciles: [AtomicU64; 2],
-    /// Reconcile wall time per controller: (finished, total seconds).
-    reconcile_seconds: Mutex<[(u64, f64); 2]>,
-    errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    rotations: Mutex<BTreeMap<&'static str, u64>>,
+    registry: Registry,
+    reconciles: CounterBy<1>,
+    reconcile_seconds: Family<Fixed<1>, Histogram>,
+    errors: CounterBy<2>,
+    rotations: CounterBy<1>,
     /// Calls that changed provider keys (counted at the call sites).
-    key_changes: AtomicU64,
-    /// Every provider call by operation: (count, total seconds).
-    provider_calls: Mutex<BTreeMap<&'static str, (u64, f64)>>,
+    key_changes: Counter,
+    provider_calls: CounterBy<1>,
+    provider_seconds: Family<Fixed<1>, Histogram>,
     /// Seconds provider calls waited for their turn (the bounds in
     /// `counted_provider.rs`), by operation.
-    provider_waits: Mutex<BTreeMap<&'static str, f64>>,
-    /// Kubernetes API requests by verb.
-    api_requests: Mutex<BTreeMap<&'static str, u64>>,
-    rewraps: Mutex<BTreeMap<&'static str, u64>>,
+    provider_waits: Family<Fixed<1>, Seconds>,
+    api_requests: CounterBy<1>,
+    rewraps: CounterBy<1>,
     /// Re-wraps not made again because an applier restored Git's copy.
-    rewraps_withheld: AtomicU64,
+    rewraps_withheld: Counter,
     /// (namespace, name, version) -> SealedSecrets that need the version
     /// only for their copy in Git.
-    git_dependants: Mutex<BTreeMap<(String, String, u32), u32>>,
+    git_dependants: Family<Named<3>, Gauge>,
     /// (namespace, name) -> seconds until the primary version's rotation is due.
-    expiry: Mutex<BTreeMap<(String, String), i64>>,
-    leader: AtomicU64,
+    expiry: Family<Named<2>, Gauge>,
+    /// 1 for the key's current state (one series per key).
+    key_state: Family<Named<3>, Gauge>,
+    /// 1 while the key's Degraded condition is True.
+    key_degraded: Family<Named<2>, Gauge>,
+    /// What each key last exported, so a change removes the old series.
+    exported: Mutex<BTreeMap<(String, String), Exported>>,
+    leader: Gauge,
+}
+
+#[derive(Default)]
+struct Exported {
+    git_versions: Vec<u32>,
+    state: Option<&'static str>,
 }
 
 /// Which controller a counter belongs to.
@@ -49,273 +67,259 @@ impl Controller {
     }
 }
 
+fn named<const N: usize>(labels: [(&'static str, &str); N]) -> Named<N> {
+    labels.map(|(k, v)| (k, v.to_owned()))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        // Reconciles and provider calls: 1 ms to 16 s.
+        let slow = || Histogram::new(exponential_buckets(0.001, 4.0, 8));
+        let m = Metrics {
+            registry: shared::registry(),
+            reconciles: Default::default(),
+            reconcile_seconds: Family::new_with_constructor(slow),
+            errors: Default::default(),
+            rotations: Default::default(),
+            key_changes: Default::default(),
+            provider_calls: Default::default(),
+            provider_seconds: Family::new_with_constructor(slow),
+            provider_waits: Default::default(),
+            api_requests: Default::default(),
+            rewraps: Default::default(),
+            rewraps_withheld: Default::default(),
+            git_dependants: Default::default(),
+            expiry: Default::default(),
+            key_state: Default::default(),
+            key_degraded: Default::default(),
+            exported: Mutex::default(),
+            leader: Default::default(),
+        };
+        // Both controllers' series exist from the start (a standby's 0).
+        for controller in [Controller::ManagedKey, Controller::SealedSecret] {
+            m.reconciles
+                .get_or_create(&[("controller", controller.label())])
+                .inc_by(0);
+        }
+        let mut registry = shared::registry();
+        let r = &mut registry;
+        r.register(
+            "reconciles",
+            "Reconciliations started.",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Reconcile wall time (waits included).",
+            m.reconcile_seconds.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Failed reconciliations by reason.",
+            m.errors.clone(),
+        );
+        r.register("rotations", "Key rotations by reason.", m.rotations.clone());
+        r.register(
+            "provider_key_changes",
+            "Provider calls that changed keys.",
+            m.key_changes.clone(),
+        );
+        r.register(
+            "provider_calls",
+            "Provider calls by operation (reads included).",
+            m.provider_calls.clone(),
+        );
+        r.register(
+            "provider_call_duration_seconds",
+            "Provider call latency by operation.",
+            m.provider_seconds.clone(),
+        );
+        r.register(
+            "provider_call_wait_seconds",
+            "Time provider calls waited for their turn, by operation.",
+            m.provider_waits.clone(),
+        );
+        r.register(
+            "api_requests",
+            "Kubernetes API requests by verb.",
+            m.api_requests.clone(),
+        );
+        r.register(
+            "rewraps",
+            "SealedSecrets re-wrapped onto a newer key version, by reason.",
+            m.rewraps.clone(),
+        );
+        r.register("rewraps_withheld", "Re-wraps not made again because an applier restored Git's older copy after the operator's re-wrap.", m.rewraps_withheld.clone());
+        r.register("key_git_dependants", "SealedSecrets whose copy in Git alone keeps this key version (run keyward rewrap over the repository).", m.git_dependants.clone());
+        r.register(
+            "key_expiry_seconds",
+            "Seconds until the key's primary version is due for rotation.",
+            m.expiry.clone(),
+        );
+        r.register("key_state", "1 for the ManagedKey's current lifecycle state as its Ready condition's reason: PreActivation, Active, Suspended, Deactivated, Compromised, Destroyed, NotCreated or ClaimedByAnotherCluster.", m.key_state.clone());
+        r.register(
+            "key_degraded",
+            "1 while the ManagedKey's Degraded condition is True.",
+            m.key_degraded.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader Lease.",
+            m.leader.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
 impl Metrics {
     pub fn reconciled(&self, controller: Controller) {
-        self.reconciles[controller as usize].fetch_add(1, Ordering::Relaxed);
+        self.reconciles
+            .get_or_create(&[("controller", controller.label())])
+            .inc();
     }
 
     /// A reconcile finished (either way) after `took`.
     pub fn reconcile_took(&self, controller: Controller, took: std::time::Duration) {
-        let mut seconds = self
-            .reconcile_seconds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let entry = &mut seconds[controller as usize];
-        entry.0 += 1;
-        entry.1 += took.as_secs_f64();
+        self.reconcile_seconds
+            .get_or_create(&[("controller", controller.label())])
+            .observe(took.as_secs_f64());
     }
 
     pub fn failed(&self, controller: Controller, reason: &'static str) {
-        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        *errors.entry((controller.label(), reason)).or_default() += 1;
+        self.errors
+            .get_or_create(&[("controller", controller.label()), ("reason", reason)])
+            .inc();
     }
 
     /// `reason`: `scheduled`, `manual` or `compromised`.
     pub fn rotated(&self, reason: &'static str) {
-        let mut rotations = self.rotations.lock().unwrap_or_else(|e| e.into_inner());
-        *rotations.entry(reason).or_default() += 1;
+        self.rotations.get_or_create(&[("reason", reason)]).inc();
     }
 
     /// A call that changes provider keys (create, rotate, enable/disable,
     /// schedule/cancel deletion).
     pub fn provider_call(&self) {
-        self.key_changes.fetch_add(1, Ordering::Relaxed);
+        self.key_changes.inc();
     }
 
     /// Any provider call, by operation, with how long it took.
     pub fn provider_call_by_op(&self, op: &'static str, took: std::time::Duration) {
-        let mut calls = self
-            .provider_calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let entry = calls.entry(op).or_default();
-        entry.0 += 1;
-        entry.1 += took.as_secs_f64();
+        self.provider_calls.get_or_create(&[("op", op)]).inc();
+        self.provider_seconds
+            .get_or_create(&[("op", op)])
+            .observe(took.as_secs_f64());
     }
 
     /// How long a provider call waited before it could start.
     pub fn provider_waited(&self, op: &'static str, waited: std::time::Duration) {
-        let mut waits = self
-            .provider_waits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *waits.entry(op).or_default() += waited.as_secs_f64();
+        self.provider_waits
+            .get_or_create(&[("op", op)])
+            .inc_by(waited.as_secs_f64());
     }
 
     /// A Kubernetes API request; `verb` as the API server names it
     /// (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`).
     pub fn api_request(&self, verb: &'static str) {
-        let mut requests = self.api_requests.lock().unwrap_or_else(|e| e.into_inner());
-        *requests.entry(verb).or_default() += 1;
+        self.api_requests.get_or_create(&[("verb", verb)]).inc();
     }
 
-    /// A SealedSecret re-wrapped; `reason`: `eager`, `lazy` or `compromised`.
     pub fn rewrap_withheld(&self) {
-        self.rewraps_withheld.fetch_add(1, Ordering::Relaxed);
+        self.rewraps_withheld.inc();
     }
 
     /// Replaces what is recorded for key `namespace/name`: version ->
     /// SealedSecrets that need it only for their copy in Git.
     pub fn set_git_dependants(&self, namespace: &str, name: &str, counts: &BTreeMap<u32, u32>) {
-        let mut all = self
-            .git_dependants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        all.retain(|(ns, n, _), _| !(ns == namespace && n == name));
+        let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = exported
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default();
+        for version in entry.git_versions.drain(..) {
+            self.git_dependants
+                .remove(&git_labels(namespace, name, version));
+        }
         for (version, count) in counts.iter().filter(|(_, c)| **c > 0) {
-            all.insert((namespace.to_owned(), name.to_owned(), *version), *count);
+            self.git_dependants
+                .get_or_create(&git_labels(namespace, name, *version))
+                .set(i64::from(*count));
+            entry.git_versions.push(*version);
         }
     }
 
+    /// A SealedSecret re-wrapped; `reason`: `eager`, `lazy` or `compromised`.
     pub fn rewrapped(&self, reason: &'static str) {
-        let mut rewraps = self.rewraps.lock().unwrap_or_else(|e| e.into_inner());
-        *rewraps.entry(reason).or_default() += 1;
+        self.rewraps.get_or_create(&[("reason", reason)]).inc();
     }
 
     /// Seconds until a key's primary version is due for rotation (`None`:
     /// no longer tracked, e.g. the key is not Active or is gone).
     pub fn set_expiry(&self, namespace: &str, name: &str, seconds: Option<i64>) {
-        let mut expiry = self.expiry.lock().unwrap_or_else(|e| e.into_inner());
-        let id = (namespace.to_owned(), name.to_owned());
+        let labels = named([("namespace", namespace), ("name", name)]);
         match seconds {
             Some(seconds) => {
-                expiry.insert(id, seconds);
+                self.expiry.get_or_create(&labels).set(seconds);
             }
             None => {
-                expiry.remove(&id);
+                self.expiry.remove(&labels);
             }
         }
+    }
+
+    /// The key's state as its Ready condition reports it (`Active`,
+    /// `Compromised`, ...) and whether it is Degraded.
+    pub fn set_key_health(&self, namespace: &str, name: &str, state: &'static str, degraded: bool) {
+        let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = exported
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default();
+        if let Some(old) = entry.state.replace(state)
+            && old != state
+        {
+            self.key_state.remove(&state_labels(namespace, name, old));
+        }
+        self.key_state
+            .get_or_create(&state_labels(namespace, name, state))
+            .set(1);
+        self.key_degraded
+            .get_or_create(&named([("namespace", namespace), ("name", name)]))
+            .set(i64::from(degraded));
+    }
+
+    /// Removes every series of a deleted key.
+    pub fn forget_key(&self, namespace: &str, name: &str) {
+        self.set_git_dependants(namespace, name, &BTreeMap::new());
+        self.set_expiry(namespace, name, None);
+        let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Exported {
+            state: Some(state), ..
+        }) = exported.remove(&(namespace.to_owned(), name.to_owned()))
+        {
+            self.key_state.remove(&state_labels(namespace, name, state));
+        }
+        self.key_degraded
+            .remove(&named([("namespace", namespace), ("name", name)]));
     }
 
     pub fn set_leader(&self, leading: bool) {
-        self.leader.store(u64::from(leading), Ordering::Relaxed);
+        self.leader.set(i64::from(leading));
     }
 
+    /// The OpenMetrics text (`keyward_kubeutil::metrics::CONTENT_TYPE`).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP keyward_reconciles_total Reconciliations started.\n");
-        out.push_str("# TYPE keyward_reconciles_total counter\n");
-        for controller in [Controller::ManagedKey, Controller::SealedSecret] {
-            let _ = writeln!(
-                out,
-                "keyward_reconciles_total{{controller=\"{}\"}} {}",
-                controller.label(),
-                self.reconciles[controller as usize].load(Ordering::Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP keyward_reconcile_duration_seconds Reconcile wall time (waits included).\n",
-        );
-        out.push_str("# TYPE keyward_reconcile_duration_seconds summary\n");
-        let seconds = *self
-            .reconcile_seconds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for controller in [Controller::ManagedKey, Controller::SealedSecret] {
-            let (count, sum) = seconds[controller as usize];
-            let label = controller.label();
-            let _ = writeln!(
-                out,
-                "keyward_reconcile_duration_seconds_sum{{controller=\"{label}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "keyward_reconcile_duration_seconds_count{{controller=\"{label}\"}} {count}"
-            );
-        }
-        out.push_str("# HELP keyward_reconcile_errors_total Failed reconciliations by reason.\n");
-        out.push_str("# TYPE keyward_reconcile_errors_total counter\n");
-        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        for ((controller, reason), count) in errors.iter() {
-            let _ = writeln!(
-                out,
-                "keyward_reconcile_errors_total{{controller=\"{controller}\",reason=\"{reason}\"}} {count}"
-            );
-        }
-        drop(errors);
-        out.push_str("# HELP keyward_rotations_total Key rotations by reason.\n");
-        out.push_str("# TYPE keyward_rotations_total counter\n");
-        let rotations = self.rotations.lock().unwrap_or_else(|e| e.into_inner());
-        for (reason, count) in rotations.iter() {
-            let _ = writeln!(
-                out,
-                "keyward_rotations_total{{reason=\"{reason}\"}} {count}"
-            );
-        }
-        drop(rotations);
-        out.push_str(
-            "# HELP keyward_provider_key_changes_total Provider calls that changed keys.\n",
-        );
-        out.push_str("# TYPE keyward_provider_key_changes_total counter\n");
-        let _ = writeln!(
-            out,
-            "keyward_provider_key_changes_total {}",
-            self.key_changes.load(Ordering::Relaxed)
-        );
-        self.render_provider_calls(&mut out);
-        out.push_str("# HELP keyward_api_requests_total Kubernetes API requests by verb.\n");
-        out.push_str("# TYPE keyward_api_requests_total counter\n");
-        let requests = self.api_requests.lock().unwrap_or_else(|e| e.into_inner());
-        for (verb, count) in requests.iter() {
-            let _ = writeln!(out, "keyward_api_requests_total{{verb=\"{verb}\"}} {count}");
-        }
-        drop(requests);
-        out.push_str("# HELP keyward_rewraps_total SealedSecrets re-wrapped onto a newer key version, by reason.\n");
-        out.push_str("# TYPE keyward_rewraps_total counter\n");
-        let rewraps = self.rewraps.lock().unwrap_or_else(|e| e.into_inner());
-        for (reason, count) in rewraps.iter() {
-            let _ = writeln!(out, "keyward_rewraps_total{{reason=\"{reason}\"}} {count}");
-        }
-        drop(rewraps);
-        out.push_str("# HELP keyward_rewraps_withheld_total Re-wraps not made again because an applier restored Git's older copy after the operator's re-wrap.\n");
-        out.push_str("# TYPE keyward_rewraps_withheld_total counter\n");
-        let _ = writeln!(
-            out,
-            "keyward_rewraps_withheld_total {}",
-            self.rewraps_withheld.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP keyward_key_git_dependants SealedSecrets whose copy in Git alone keeps this key version (run keyward rewrap over the repository).\n");
-        out.push_str("# TYPE keyward_key_git_dependants gauge\n");
-        let held = self
-            .git_dependants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for ((namespace, name, version), count) in held.iter() {
-            let _ = writeln!(
-                out,
-                "keyward_key_git_dependants{{namespace=\"{namespace}\",name=\"{name}\",version=\"{version}\"}} {count}"
-            );
-        }
-        drop(held);
-        out.push_str("# HELP keyward_key_expiry_seconds Seconds until the key's primary version is due for rotation.\n");
-        out.push_str("# TYPE keyward_key_expiry_seconds gauge\n");
-        let expiry = self.expiry.lock().unwrap_or_else(|e| e.into_inner());
-        for ((namespace, name), seconds) in expiry.iter() {
-            let _ = writeln!(
-                out,
-                "keyward_key_expiry_seconds{{namespace=\"{namespace}\",name=\"{name}\"}} {seconds}"
-            );
-        }
-        drop(expiry);
-        out.push_str("# HELP keyward_memory_locked 1 while every key and value buffer of this process is locked in RAM.\n");
-        out.push_str("# TYPE keyward_memory_locked gauge\n");
-        let _ = writeln!(
-            out,
-            "keyward_memory_locked {}",
-            u8::from(keyward_core::hardening::memory_lock().all_locked())
-        );
-        out.push_str("# HELP keyward_leader 1 while this replica holds the leader Lease.\n");
-        out.push_str("# TYPE keyward_leader gauge\n");
-        let _ = writeln!(
-            out,
-            "keyward_leader {}",
-            self.leader.load(Ordering::Relaxed)
-        );
-        out
+        shared::render(&self.registry)
     }
+}
 
-    fn render_provider_calls(&self, out: &mut String) {
-        let calls = self
-            .provider_calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        out.push_str(
-            "# HELP keyward_provider_calls_total Provider calls by operation (reads included).\n",
-        );
-        out.push_str("# TYPE keyward_provider_calls_total counter\n");
-        for (op, (count, _)) in calls.iter() {
-            let _ = writeln!(out, "keyward_provider_calls_total{{op=\"{op}\"}} {count}");
-        }
-        out.push_str(
-            "# HELP keyward_provider_call_duration_seconds Provider call latency by operation.\n",
-        );
-        out.push_str("# TYPE keyward_provider_call_duration_seconds summary\n");
-        for (op, (count, seconds)) in calls.iter() {
-            let _ = writeln!(
-                out,
-                "keyward_provider_call_duration_seconds_sum{{op=\"{op}\"}} {seconds}"
-            );
-            let _ = writeln!(
-                out,
-                "keyward_provider_call_duration_seconds_count{{op=\"{op}\"}} {count}"
-            );
-        }
-        drop(calls);
-        out.push_str(
-            "# HELP keyward_provider_call_wait_seconds Time provider calls waited for their turn, by operation.\n",
-        );
-        out.push_str("# TYPE keyward_provider_call_wait_seconds counter\n");
-        let waits = self
-            .provider_waits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for (op, seconds) in waits.iter() {
-            let _ = writeln!(
-                out,
-                "keyward_provider_call_wait_seconds{{op=\"{op}\"}} {seconds}"
-            );
-        }
-    }
+fn git_labels(namespace: &str, name: &str, version: u32) -> Named<3> {
+    [
+        ("namespace", namespace.to_owned()),
+        ("name", name.to_owned()),
+        ("version", version.to_string()),
+    ]
+}
+
+fn state_labels(namespace: &str, name: &str, state: &str) -> Named<3> {
+    named([("namespace", namespace), ("name", name), ("state", state)])
 }
 
 #[cfg(test)]
@@ -372,6 +376,40 @@ mod tests {
                 "keyward_reconcile_duration_seconds_count{controller=\"sealedsecret\"} 1\n"
             )
         );
-        assert!(text.contains("keyward_provider_call_wait_seconds{op=\"create_key\"} 0.75\n"));
+        assert!(
+            text.contains("keyward_provider_call_wait_seconds_total{op=\"create_key\"} 0.75\n")
+        );
+    }
+
+    #[test]
+    fn per_key_series_follow_the_key_and_leave_with_it() {
+        let metrics = Metrics::default();
+        metrics.set_key_health("apps", "db", "Active", false);
+        metrics.set_key_health("apps", "db", "Compromised", true);
+        metrics.set_git_dependants("apps", "db", &BTreeMap::from([(1, 2), (2, 0)]));
+        metrics.set_git_dependants("apps", "db", &BTreeMap::from([(3, 1)]));
+        let text = metrics.render();
+        for line in [
+            "keyward_key_state{namespace=\"apps\",name=\"db\",state=\"Compromised\"} 1\n",
+            "keyward_key_degraded{namespace=\"apps\",name=\"db\"} 1\n",
+            "keyward_key_git_dependants{namespace=\"apps\",name=\"db\",version=\"3\"} 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("state=\"Active\""),
+            "the old state stays:\n{text}"
+        );
+        assert!(
+            !text.contains("version=\"1\""),
+            "replaced versions stay:\n{text}"
+        );
+        metrics.set_expiry("apps", "db", Some(5));
+        metrics.forget_key("apps", "db");
+        let text = metrics.render();
+        assert!(
+            !text.contains("\"db\""),
+            "a deleted key's series stay:\n{text}"
+        );
     }
 }

@@ -1,84 +1,57 @@
-//! Prometheus metrics, rendered in the text exposition format by hand as
-//! the operator does (`operator/src/metrics.rs`): a few counters and one
-//! histogram do not need a metrics library.
+//! The webhook's Prometheus series on the shared registry
+//! (`keyward_kubeutil::metrics`, `prometheus-client`).
 //!
 //! One process serves one webhook, so the registry is process-wide (like
 //! the `prometheus` crate's default registry): `AppState` and `Unsealer`
-//! are built the same way with or without metrics. Every label value is a
-//! `&'static str` from a fixed set, so the series count stays bounded.
+//! are built the same way with or without metrics. Label values come from a
+//! fixed set, except decrypts (per namespace and ManagedKey) and denials
+//! (per namespace), which grow only with the cluster's objects.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use keyward_kubeutil::metrics::{
+    self as shared, Counter, CounterBy, Family, Gauge, Histogram, Named, Registry, count,
+};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the latency histogram buckets.
-const BUCKETS: [f64; 12] = [
-    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
-
-#[derive(Default)]
-struct Histogram {
-    /// Cumulative counts per bucket, then the sum and count.
-    buckets: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (bound, bucket) in BUCKETS.iter().zip(self.buckets.iter_mut()) {
-            if seconds <= *bound {
-                *bucket += 1;
-            }
-        }
-        self.sum += seconds;
-        self.count += 1;
-    }
-}
-
 pub struct Metrics {
-    unseal_requests: Mutex<BTreeMap<&'static str, u64>>,
-    unseal_denied: Mutex<BTreeMap<&'static str, u64>>,
-    unseal_invalid: Mutex<BTreeMap<&'static str, u64>>,
-    decrypts: AtomicU64,
-    compromised_served: AtomicU64,
-    dek_requests: AtomicU64,
-    provider_unwraps: AtomicU64,
-    rewrap_requests: Mutex<BTreeMap<&'static str, u64>>,
-    rewrapped_items: AtomicU64,
-    certificate_renewals: AtomicU64,
-    certificate_not_after: AtomicU64,
-    admission: Mutex<BTreeMap<&'static str, Histogram>>,
-    audit_write_failures: AtomicU64,
-    pre_auth_reserve_used: AtomicU64,
+    registry: Registry,
+    unseal_requests: CounterBy<1>,
+    unseal_denied: Family<Named<2>, Counter>,
+    unseal_invalid: CounterBy<1>,
+    decrypts: Family<Named<2>, Counter>,
+    compromised_served: Counter,
+    dek_cache_hits: DekCacheHits,
+    provider_unwraps: Counter,
+    rewrap_requests: CounterBy<1>,
+    rewrapped_items: Counter,
+    certificate_renewals: Counter,
+    certificate_not_after: Gauge,
+    admission: Family<shared::Fixed<1>, Histogram>,
+    audit_write_failures: Counter,
+    pre_auth_reserve_used: Counter,
     // Per listener (`admission`, `api`).
-    open_connections: Mutex<BTreeMap<&'static str, u64>>,
-    connections_refused: Mutex<BTreeMap<&'static str, u64>>,
-    connections_displaced: Mutex<BTreeMap<&'static str, u64>>,
-    connections_rate_limited: Mutex<BTreeMap<&'static str, u64>>,
-    connection_timeouts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    requests_shed: Mutex<BTreeMap<&'static str, u64>>,
-    request_timeouts: Mutex<BTreeMap<&'static str, u64>>,
-    pre_auth_limited: Mutex<BTreeMap<&'static str, u64>>,
+    open_connections: Family<shared::Fixed<1>, Gauge>,
+    connections_refused: CounterBy<1>,
+    connections_displaced: CounterBy<1>,
+    connections_rate_limited: CounterBy<1>,
+    connection_timeouts: CounterBy<2>,
+    requests_shed: CounterBy<1>,
+    request_timeouts: CounterBy<1>,
+    pre_auth_limited: CounterBy<1>,
+    /// Totals for tests, whatever the labels.
+    decrypted_total: AtomicU64,
+    denied_total: Family<shared::Fixed<1>, Counter>,
 }
 
-static METRICS: Metrics = Metrics::new();
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// The process-wide registry.
 pub fn metrics() -> &'static Metrics {
     &METRICS
-}
-
-fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, label: &'static str) {
-    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    *map.entry(label).or_default() += 1;
-}
-
-fn read(map: &Mutex<BTreeMap<&'static str, u64>>, label: &str) -> u64 {
-    let map = map.lock().unwrap_or_else(|e| e.into_inner());
-    map.get(label).copied().unwrap_or(0)
 }
 
 impl Default for Metrics {
@@ -88,456 +61,404 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub const fn new() -> Self {
-        Metrics {
-            unseal_requests: Mutex::new(BTreeMap::new()),
-            unseal_denied: Mutex::new(BTreeMap::new()),
-            unseal_invalid: Mutex::new(BTreeMap::new()),
-            decrypts: AtomicU64::new(0),
-            compromised_served: AtomicU64::new(0),
-            dek_requests: AtomicU64::new(0),
-            provider_unwraps: AtomicU64::new(0),
-            rewrap_requests: Mutex::new(BTreeMap::new()),
-            rewrapped_items: AtomicU64::new(0),
-            certificate_renewals: AtomicU64::new(0),
-            certificate_not_after: AtomicU64::new(0),
-            admission: Mutex::new(BTreeMap::new()),
-            audit_write_failures: AtomicU64::new(0),
-            pre_auth_reserve_used: AtomicU64::new(0),
-            open_connections: Mutex::new(BTreeMap::new()),
-            connections_refused: Mutex::new(BTreeMap::new()),
-            connections_displaced: Mutex::new(BTreeMap::new()),
-            connections_rate_limited: Mutex::new(BTreeMap::new()),
-            connection_timeouts: Mutex::new(BTreeMap::new()),
-            requests_shed: Mutex::new(BTreeMap::new()),
-            request_timeouts: Mutex::new(BTreeMap::new()),
-            pre_auth_limited: Mutex::new(BTreeMap::new()),
-        }
+    pub fn new() -> Self {
+        let mut registry = shared::registry();
+        let admission = Family::<shared::Fixed<1>, Histogram>::new_with_constructor(
+            shared::latency_histogram as fn() -> Histogram,
+        );
+        let dek_cache_hits = DekCacheHits::default();
+        let m = Metrics {
+            unseal_requests: Default::default(),
+            unseal_denied: Default::default(),
+            unseal_invalid: Default::default(),
+            decrypts: Default::default(),
+            compromised_served: Default::default(),
+            provider_unwraps: dek_cache_hits.unwraps.clone(),
+            dek_cache_hits,
+            rewrap_requests: Default::default(),
+            rewrapped_items: Default::default(),
+            certificate_renewals: Default::default(),
+            certificate_not_after: Default::default(),
+            admission: admission.clone(),
+            audit_write_failures: Default::default(),
+            pre_auth_reserve_used: Default::default(),
+            open_connections: Default::default(),
+            connections_refused: Default::default(),
+            connections_displaced: Default::default(),
+            connections_rate_limited: Default::default(),
+            connection_timeouts: Default::default(),
+            requests_shed: Default::default(),
+            request_timeouts: Default::default(),
+            pre_auth_limited: Default::default(),
+            decrypted_total: AtomicU64::new(0),
+            denied_total: Default::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "unseal_requests",
+            "Unseal requests answered, by outcome.",
+            m.unseal_requests.clone(),
+        );
+        r.register(
+            "unseal_denied",
+            "Unseal requests denied, by the pod's namespace and reason.",
+            m.unseal_denied.clone(),
+        );
+        r.register(
+            "unseal_invalid",
+            "Unseal requests refused as malformed before authentication (not audited), by reason.",
+            m.unseal_invalid.clone(),
+        );
+        r.register("unseal_decrypts", "Items decrypted and returned to pods, by the pod's namespace and the ManagedKey (namespace/name).", m.decrypts.clone());
+        r.register(
+            "unseal_compromised_served",
+            "Items served from a Compromised key version under keyward.io/serve-compromised-until.",
+            m.compromised_served.clone(),
+        );
+        r.register(
+            "provider_unwraps",
+            "DEK unwraps that reached the key provider (DEK cache misses).",
+            m.provider_unwraps.clone(),
+        );
+        r.register_collector(Box::new(m.dek_cache_hits.clone()));
+        r.register(
+            "rewrap_requests",
+            "Rewrap requests answered, by outcome.",
+            m.rewrap_requests.clone(),
+        );
+        r.register(
+            "rewrap_items",
+            "Items re-sealed onto a newer key version for keyward rewrap.",
+            m.rewrapped_items.clone(),
+        );
+        r.register("pre_auth_reserve_used", "Tenant API requests let through on their source's reserve while the all-sources pre-authentication bucket was empty.", m.pre_auth_reserve_used.clone());
+        r.register(
+            "audit_write_failures",
+            "Audit records that could not be written; their requests were refused.",
+            m.audit_write_failures.clone(),
+        );
+        r.register(
+            "webhook_certificate_renewals",
+            "Serving certificates renewed without a restart.",
+            m.certificate_renewals.clone(),
+        );
+        r.register(
+            "webhook_certificate_not_after_seconds",
+            "When the serving certificate expires (Unix time).",
+            m.certificate_not_after.clone(),
+        );
+        r.register(
+            "open_connections",
+            "TLS connections open, by listener.",
+            m.open_connections.clone(),
+        );
+        r.register("connections_refused", "Connections closed at accept because the listener, or their source address, had its maximum open.", m.connections_refused.clone());
+        r.register(
+            "connections_rate_limited",
+            "Connections closed at accept because their source address opened new ones too fast.",
+            m.connections_rate_limited.clone(),
+        );
+        r.register(
+            "connections_displaced",
+            "Idle connections closed to make room for a new one when the listener was full.",
+            m.connections_displaced.clone(),
+        );
+        r.register(
+            "connection_timeouts",
+            "Connections closed by a timeout, by listener and phase.",
+            m.connection_timeouts.clone(),
+        );
+        r.register(
+            "requests_shed",
+            "Requests refused with 503 because the listener had its maximum in flight.",
+            m.requests_shed.clone(),
+        );
+        r.register(
+            "request_timeouts",
+            "Requests answered 504 at the listener's request deadline.",
+            m.request_timeouts.clone(),
+        );
+        r.register(
+            "pre_auth_limited",
+            "Tenant API requests refused with 429 before authentication, by bucket.",
+            m.pre_auth_limited.clone(),
+        );
+        r.register(
+            "admission_duration_seconds",
+            "Time to answer an admission review.",
+            admission,
+        );
+        Metrics { registry, ..m }
     }
 
     /// One `/v1/unseal` answered; `outcome`: `ok`, `denied`,
     /// `rate_limited`, `unavailable` (a provider timed out), `error` or
     /// `bad_request`.
     pub fn unseal_request(&self, outcome: &'static str) {
-        bump(&self.unseal_requests, outcome);
+        self.unseal_requests
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
     }
 
-    /// A denial, by reason (see `unseal::authorise::DenialKind::label`).
-    pub fn unseal_denied(&self, reason: &'static str) {
-        bump(&self.unseal_denied, reason);
+    /// A denial for a pod in `namespace`, by reason (see
+    /// `unseal::authorise::DenialKind::label`).
+    pub fn unseal_denied(&self, namespace: &str, reason: &'static str) {
+        self.unseal_denied
+            .get_or_create(&[
+                ("namespace", namespace.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
+        self.denied_total.get_or_create(&[("reason", reason)]).inc();
     }
 
     /// A request refused before authentication, by reason (the fixed set
     /// of `unseal::validate::Invalid::label`).
     pub fn unseal_invalid(&self, reason: &'static str) {
-        bump(&self.unseal_invalid, reason);
+        self.unseal_invalid
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
-    /// Items decrypted and returned to an injector.
-    pub fn decrypted(&self, items: usize) {
-        self.decrypts.fetch_add(items as u64, Ordering::Relaxed);
+    /// `items` decrypted for a pod in `namespace` with ManagedKey `key`
+    /// (`namespace/name`) and returned.
+    pub fn decrypted(&self, namespace: &str, key: &str, items: usize) {
+        self.decrypts
+            .get_or_create(&[("namespace", namespace.to_owned()), ("key", key.to_owned())])
+            .inc_by(items as u64);
+        self.decrypted_total
+            .fetch_add(items as u64, Ordering::Relaxed);
     }
 
     /// Items served from a Compromised key version under the ManagedKey's
     /// `keyward.io/serve-compromised-until` override.
     pub fn compromised_served(&self, items: usize) {
-        self.compromised_served
-            .fetch_add(items as u64, Ordering::Relaxed);
+        self.compromised_served.inc_by(items as u64);
     }
 
     /// A DEK asked of the cached, decrypt-only provider (hit or miss).
     pub fn dek_requested(&self) {
-        self.dek_requests.fetch_add(1, Ordering::Relaxed);
+        self.dek_cache_hits.requests.inc();
     }
 
     /// An unwrap that reached the provider (a cache miss).
     pub fn provider_unwrap(&self) {
-        self.provider_unwraps.fetch_add(1, Ordering::Relaxed);
+        self.provider_unwraps.inc();
     }
 
     /// One SealedSecretReview rewrap answered; `outcome` as for unseal.
     pub fn rewrap_request(&self, outcome: &'static str) {
-        bump(&self.rewrap_requests, outcome);
+        self.rewrap_requests
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
     }
 
     pub fn rewrapped(&self, items: usize) {
-        self.rewrapped_items
-            .fetch_add(items as u64, Ordering::Relaxed);
+        self.rewrapped_items.inc_by(items as u64);
     }
 
-    /// The serving certificate was renewed; `not_after` in Unix seconds.
+    /// The serving certificate in use; `not_after` in Unix seconds.
     pub fn certificate(&self, not_after: u64, renewed: bool) {
         self.certificate_not_after
-            .store(not_after, Ordering::Relaxed);
+            .set(i64::try_from(not_after).unwrap_or(i64::MAX));
         if renewed {
-            self.certificate_renewals.fetch_add(1, Ordering::Relaxed);
+            self.certificate_renewals.inc();
         }
     }
 
-    /// Time spent answering an admission review; `route`: `mutate` or `validate`.
+    /// Time spent answering an admission review; `route`: `mutate`,
+    /// `validate`, `datakey` or `review`.
     pub fn admission(&self, route: &'static str, elapsed: Duration) {
-        let mut admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
-        admission
-            .entry(route)
-            .or_default()
+        self.admission
+            .get_or_create(&[("route", route)])
             .observe(elapsed.as_secs_f64());
     }
 
     /// An audit record could not be written, so its request was refused.
     pub fn audit_write_failure(&self) {
-        self.audit_write_failures.fetch_add(1, Ordering::Relaxed);
+        self.audit_write_failures.inc();
     }
 
     pub fn connection_opened(&self, listener: &'static str) {
-        bump(&self.open_connections, listener);
+        self.open_connections
+            .get_or_create(&[("listener", listener)])
+            .inc();
     }
 
     pub fn connection_closed(&self, listener: &'static str) {
-        let mut open = self
-            .open_connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(listener).or_default();
-        *count = count.saturating_sub(1);
+        self.open_connections
+            .get_or_create(&[("listener", listener)])
+            .dec();
     }
 
     /// A connection closed at accept because the listener (or its source)
     /// was full.
     pub fn connection_refused(&self, listener: &'static str) {
-        bump(&self.connections_refused, listener);
+        self.connections_refused
+            .get_or_create(&[("listener", listener)])
+            .inc();
     }
 
     /// A connection closed at accept because its source opened too many
     /// too fast.
     pub fn connection_rate_limited(&self, listener: &'static str) {
-        bump(&self.connections_rate_limited, listener);
+        self.connections_rate_limited
+            .get_or_create(&[("listener", listener)])
+            .inc();
     }
 
     /// An idle connection closed to make room for a new one.
     pub fn connection_displaced(&self, listener: &'static str) {
-        bump(&self.connections_displaced, listener);
+        self.connections_displaced
+            .get_or_create(&[("listener", listener)])
+            .inc();
     }
 
     /// A connection closed by a timeout; `phase`: `tls_handshake`,
     /// `header_read` or `idle`.
     pub fn connection_timeout(&self, listener: &'static str, phase: &'static str) {
-        let mut map = self
-            .connection_timeouts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *map.entry((listener, phase)).or_default() += 1;
+        self.connection_timeouts
+            .get_or_create(&[("listener", listener), ("phase", phase)])
+            .inc();
     }
 
     /// A request refused with 503 because too many were in flight.
     pub fn request_shed(&self, listener: &'static str) {
-        bump(&self.requests_shed, listener);
+        self.requests_shed
+            .get_or_create(&[("listener", listener)])
+            .inc();
     }
 
     /// A request answered 504 at the listener's deadline.
     pub fn request_timeout(&self, listener: &'static str) {
-        bump(&self.request_timeouts, listener);
+        self.request_timeouts
+            .get_or_create(&[("listener", listener)])
+            .inc();
     }
 
     /// A tenant API request refused (429) before authentication; `scope`:
     /// `source` or `global`.
     pub fn pre_auth_limited(&self, scope: &'static str) {
-        bump(&self.pre_auth_limited, scope);
+        self.pre_auth_limited
+            .get_or_create(&[("scope", scope)])
+            .inc();
     }
 
     /// A tenant API request let through on its source's reserve while
     /// the all-sources bucket was empty.
     pub fn pre_auth_reserve_used(&self) {
-        self.pre_auth_reserve_used.fetch_add(1, Ordering::Relaxed);
+        self.pre_auth_reserve_used.inc();
     }
 
     /// For tests: the current value of a counter by name and label.
-    pub fn unseal_requests_with(&self, outcome: &str) -> u64 {
-        read(&self.unseal_requests, outcome)
+    pub fn unseal_requests_with(&self, outcome: &'static str) -> u64 {
+        count(&self.unseal_requests, [("outcome", outcome)])
     }
-    pub fn denials_with(&self, reason: &str) -> u64 {
-        read(&self.unseal_denied, reason)
+    /// Denials for `reason`, all namespaces together.
+    pub fn denials_with(&self, reason: &'static str) -> u64 {
+        self.denied_total
+            .get(&[("reason", reason)])
+            .map_or(0, |c| c.get())
     }
-    pub fn invalid_with(&self, reason: &str) -> u64 {
-        read(&self.unseal_invalid, reason)
+    pub fn invalid_with(&self, reason: &'static str) -> u64 {
+        count(&self.unseal_invalid, [("reason", reason)])
     }
-    pub fn rewrap_requests_with(&self, outcome: &str) -> u64 {
-        read(&self.rewrap_requests, outcome)
+    pub fn rewrap_requests_with(&self, outcome: &'static str) -> u64 {
+        count(&self.rewrap_requests, [("outcome", outcome)])
     }
+    /// Items decrypted, all namespaces and keys together.
     pub fn decrypts(&self) -> u64 {
-        self.decrypts.load(Ordering::Relaxed)
+        self.decrypted_total.load(Ordering::Relaxed)
     }
     pub fn compromised_served_items(&self) -> u64 {
-        self.compromised_served.load(Ordering::Relaxed)
+        self.compromised_served.get()
     }
     pub fn provider_unwraps(&self) -> u64 {
-        self.provider_unwraps.load(Ordering::Relaxed)
+        self.provider_unwraps.get()
     }
     pub fn dek_cache_hits(&self) -> u64 {
-        // Every miss is also a request; a rewrap's unwraps bypass both.
-        self.dek_requests
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.provider_unwraps())
+        self.dek_cache_hits.hits()
     }
-    pub fn admissions(&self, route: &str) -> u64 {
-        let admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
-        admission.get(route).map_or(0, |h| h.count)
+    pub fn admissions(&self, route: &'static str) -> u64 {
+        // The histogram's count is only visible in its rendering.
+        let series = format!("keyward_admission_duration_seconds_count{{route=\"{route}\"}} ");
+        self.render()
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
     }
     pub fn pre_auth_reserve_uses(&self) -> u64 {
-        self.pre_auth_reserve_used.load(Ordering::Relaxed)
+        self.pre_auth_reserve_used.get()
     }
     pub fn audit_write_failures(&self) -> u64 {
-        self.audit_write_failures.load(Ordering::Relaxed)
+        self.audit_write_failures.get()
     }
     pub fn certificate_renewals(&self) -> u64 {
-        self.certificate_renewals.load(Ordering::Relaxed)
+        self.certificate_renewals.get()
     }
-    pub fn open_connections(&self, listener: &str) -> u64 {
-        read(&self.open_connections, listener)
+    pub fn open_connections(&self, listener: &'static str) -> u64 {
+        self.open_connections
+            .get(&[("listener", listener)])
+            .map_or(0, |g| u64::try_from(g.get()).unwrap_or(0))
     }
-    pub fn connections_refused(&self, listener: &str) -> u64 {
-        read(&self.connections_refused, listener)
+    pub fn connections_refused(&self, listener: &'static str) -> u64 {
+        count(&self.connections_refused, [("listener", listener)])
     }
-    pub fn connections_rate_limited(&self, listener: &str) -> u64 {
-        read(&self.connections_rate_limited, listener)
+    pub fn connections_rate_limited(&self, listener: &'static str) -> u64 {
+        count(&self.connections_rate_limited, [("listener", listener)])
     }
-    pub fn connections_displaced(&self, listener: &str) -> u64 {
-        read(&self.connections_displaced, listener)
+    pub fn connections_displaced(&self, listener: &'static str) -> u64 {
+        count(&self.connections_displaced, [("listener", listener)])
     }
-    pub fn connection_timeouts(&self, listener: &str, phase: &str) -> u64 {
-        let map = self
-            .connection_timeouts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        map.get(&(listener, phase)).copied().unwrap_or(0)
+    pub fn connection_timeouts(&self, listener: &'static str, phase: &'static str) -> u64 {
+        count(
+            &self.connection_timeouts,
+            [("listener", listener), ("phase", phase)],
+        )
     }
-    pub fn requests_shed(&self, listener: &str) -> u64 {
-        read(&self.requests_shed, listener)
+    pub fn requests_shed(&self, listener: &'static str) -> u64 {
+        count(&self.requests_shed, [("listener", listener)])
     }
-    pub fn request_timeouts(&self, listener: &str) -> u64 {
-        read(&self.request_timeouts, listener)
+    pub fn request_timeouts(&self, listener: &'static str) -> u64 {
+        count(&self.request_timeouts, [("listener", listener)])
     }
-    pub fn pre_auth_limited_with(&self, scope: &str) -> u64 {
-        read(&self.pre_auth_limited, scope)
+    pub fn pre_auth_limited_with(&self, scope: &'static str) -> u64 {
+        count(&self.pre_auth_limited, [("scope", scope)])
     }
 
+    /// The OpenMetrics text (`keyward_kubeutil::metrics::CONTENT_TYPE`).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        counter_family(
-            &mut out,
-            "keyward_unseal_requests_total",
-            "Unseal requests answered, by outcome.",
-            "outcome",
-            &self.unseal_requests,
-        );
-        counter_family(
-            &mut out,
-            "keyward_unseal_denied_total",
-            "Unseal requests denied, by reason.",
-            "reason",
-            &self.unseal_denied,
-        );
-        counter_family(
-            &mut out,
-            "keyward_unseal_invalid_total",
-            "Unseal requests refused as malformed before authentication (not audited), by reason.",
-            "reason",
-            &self.unseal_invalid,
-        );
-        counter(
-            &mut out,
-            "keyward_unseal_decrypts_total",
-            "Items decrypted and returned to injectors.",
-            self.decrypts(),
-        );
-        counter(
-            &mut out,
-            "keyward_unseal_compromised_served_total",
-            "Items served from a Compromised key version under keyward.io/serve-compromised-until.",
-            self.compromised_served_items(),
-        );
-        counter(
-            &mut out,
-            "keyward_provider_unwraps_total",
-            "DEK unwraps that reached the key provider (DEK cache misses).",
-            self.provider_unwraps(),
-        );
-        counter(
-            &mut out,
-            "keyward_dek_cache_hits_total",
-            "DEKs served from the webhook's DEK cache.",
-            self.dek_cache_hits(),
-        );
-        counter_family(
-            &mut out,
-            "keyward_rewrap_requests_total",
-            "Rewrap requests answered, by outcome.",
-            "outcome",
-            &self.rewrap_requests,
-        );
-        counter(
-            &mut out,
-            "keyward_rewrap_items_total",
-            "Items re-sealed onto a newer key version for keyward rewrap.",
-            self.rewrapped_items.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "keyward_pre_auth_reserve_used_total",
-            "Tenant API requests let through on their source's reserve while the all-sources pre-authentication bucket was empty.",
-            self.pre_auth_reserve_uses(),
-        );
-        counter(
-            &mut out,
-            "keyward_audit_write_failures_total",
-            "Audit records that could not be written; their requests were refused.",
-            self.audit_write_failures(),
-        );
-        counter(
-            &mut out,
-            "keyward_webhook_certificate_renewals_total",
-            "Serving certificates renewed without a restart.",
-            self.certificate_renewals(),
-        );
-        let not_after = self.certificate_not_after.load(Ordering::Relaxed);
-        if not_after > 0 {
-            out.push_str("# HELP keyward_webhook_certificate_not_after_seconds When the serving certificate expires (Unix time).\n");
-            out.push_str("# TYPE keyward_webhook_certificate_not_after_seconds gauge\n");
-            let _ = writeln!(
-                out,
-                "keyward_webhook_certificate_not_after_seconds {not_after}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP keyward_memory_locked 1 while every key and value buffer of this process is locked in RAM.\n\
-             # TYPE keyward_memory_locked gauge\n\
-             keyward_memory_locked {}",
-            u8::from(keyward_core::hardening::memory_lock().all_locked())
-        );
-        let _ = writeln!(
-            out,
-            "# HELP keyward_open_connections TLS connections open, by listener.\n\
-             # TYPE keyward_open_connections gauge"
-        );
-        for (listener, count) in self
-            .open_connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "keyward_open_connections{{listener=\"{listener}\"}} {count}"
-            );
-        }
-        counter_family(
-            &mut out,
-            "keyward_connections_refused_total",
-            "Connections closed at accept because the listener, or their source address, had its maximum open.",
-            "listener",
-            &self.connections_refused,
-        );
-        counter_family(
-            &mut out,
-            "keyward_connections_rate_limited_total",
-            "Connections closed at accept because their source address opened new ones too fast.",
-            "listener",
-            &self.connections_rate_limited,
-        );
-        counter_family(
-            &mut out,
-            "keyward_connections_displaced_total",
-            "Idle connections closed to make room for a new one when the listener was full.",
-            "listener",
-            &self.connections_displaced,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP keyward_connection_timeouts_total Connections closed by a timeout, by listener and phase.\n\
-             # TYPE keyward_connection_timeouts_total counter"
-        );
-        for ((listener, phase), count) in self
-            .connection_timeouts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "keyward_connection_timeouts_total{{listener=\"{listener}\",phase=\"{phase}\"}} {count}"
-            );
-        }
-        counter_family(
-            &mut out,
-            "keyward_requests_shed_total",
-            "Requests refused with 503 because the listener had its maximum in flight.",
-            "listener",
-            &self.requests_shed,
-        );
-        counter_family(
-            &mut out,
-            "keyward_request_timeouts_total",
-            "Requests answered 504 at the listener's request deadline.",
-            "listener",
-            &self.request_timeouts,
-        );
-        counter_family(
-            &mut out,
-            "keyward_pre_auth_limited_total",
-            "Tenant API requests refused with 429 before authentication, by bucket.",
-            "scope",
-            &self.pre_auth_limited,
-        );
-        out.push_str(
-            "# HELP keyward_admission_duration_seconds Time to answer an admission review.\n",
-        );
-        out.push_str("# TYPE keyward_admission_duration_seconds histogram\n");
-        let admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
-        for (route, histogram) in admission.iter() {
-            for (bound, count) in BUCKETS.iter().zip(histogram.buckets) {
-                let _ = writeln!(
-                    out,
-                    "keyward_admission_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "keyward_admission_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(
-                out,
-                "keyward_admission_duration_seconds_sum{{route=\"{route}\"}} {}",
-                histogram.sum
-            );
-            let _ = writeln!(
-                out,
-                "keyward_admission_duration_seconds_count{{route=\"{route}\"}} {}",
-                histogram.count
-            );
-        }
-        out
+        shared::render(&self.registry)
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
+/// `keyward_dek_cache_hits_total`: every miss is also a request, so hits
+/// are requests less the unwraps that reached the provider (a rewrap's
+/// unwraps bypass both).
+#[derive(Clone, Debug, Default)]
+struct DekCacheHits {
+    requests: Counter,
+    unwraps: Counter,
 }
 
-fn counter_family(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &Mutex<BTreeMap<&'static str, u64>>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    let values = values.lock().unwrap_or_else(|e| e.into_inner());
-    for (value, count) in values.iter() {
-        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+impl DekCacheHits {
+    fn hits(&self) -> u64 {
+        self.requests.get().saturating_sub(self.unwraps.get())
+    }
+}
+
+impl Collector for DekCacheHits {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let hits = ConstCounter::new(self.hits());
+        let metric = encoder.encode_descriptor(
+            "dek_cache_hits",
+            "DEKs served from the webhook's DEK cache.",
+            None,
+            hits.metric_type(),
+        )?;
+        hits.encode(metric)
     }
 }
 
@@ -550,9 +471,9 @@ mod tests {
         let m = Metrics::new();
         m.unseal_request("ok");
         m.unseal_request("denied");
-        m.unseal_denied("not_entitled");
+        m.unseal_denied("apps", "not_entitled");
         m.unseal_invalid("secret_name");
-        m.decrypted(3);
+        m.decrypted("apps", "keys/db", 3);
         m.compromised_served(2);
         m.dek_requested();
         m.dek_requested();
@@ -570,15 +491,15 @@ mod tests {
         let text = m.render();
         for line in [
             "keyward_unseal_requests_total{outcome=\"ok\"} 1\n",
-            "keyward_unseal_denied_total{reason=\"not_entitled\"} 1\n",
+            "keyward_unseal_denied_total{namespace=\"apps\",reason=\"not_entitled\"} 1\n",
             "keyward_unseal_invalid_total{reason=\"secret_name\"} 1\n",
-            "keyward_unseal_decrypts_total 3\n",
+            "keyward_unseal_decrypts_total{namespace=\"apps\",key=\"keys/db\"} 3\n",
             "keyward_unseal_compromised_served_total 2\n",
             "keyward_provider_unwraps_total 1\n",
             "keyward_dek_cache_hits_total 1\n",
-            "keyward_admission_duration_seconds_bucket{route=\"mutate\",le=\"0.0005\"} 1\n",
-            "keyward_admission_duration_seconds_bucket{route=\"mutate\",le=\"0.01\"} 2\n",
-            "keyward_admission_duration_seconds_bucket{route=\"mutate\",le=\"+Inf\"} 2\n",
+            "keyward_admission_duration_seconds_bucket{le=\"0.0005\",route=\"mutate\"} 1\n",
+            "keyward_admission_duration_seconds_bucket{le=\"0.01\",route=\"mutate\"} 2\n",
+            "keyward_admission_duration_seconds_bucket{le=\"+Inf\",route=\"mutate\"} 2\n",
             "keyward_admission_duration_seconds_count{route=\"mutate\"} 2\n",
             "# TYPE keyward_admission_duration_seconds histogram\n",
             "keyward_open_connections{listener=\"api\"} 1\n",
@@ -593,6 +514,14 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         // Buckets are cumulative.
-        assert!(text.contains("le=\"0.005\"} 1\n"));
+        assert!(text.contains("le=\"0.005\",route=\"mutate\"} 1\n"));
+        assert_eq!(
+            (
+                m.decrypts(),
+                m.denials_with("not_entitled"),
+                m.admissions("mutate")
+            ),
+            (3, 1, 2)
+        );
     }
 }

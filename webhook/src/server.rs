@@ -79,7 +79,7 @@ async fn render_metrics() -> impl axum::response::IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            keyward_kubeutil::metrics::CONTENT_TYPE,
         )],
         metrics().render(),
     )

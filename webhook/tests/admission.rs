@@ -283,7 +283,7 @@ async fn admission_latency_is_recorded_per_route() {
     .unwrap();
     assert!(text.contains("keyward_admission_duration_seconds_count{route=\"mutate\"}"));
     assert!(
-        text.contains("keyward_admission_duration_seconds_bucket{route=\"validate\",le=\"+Inf\"}")
+        text.contains("keyward_admission_duration_seconds_bucket{le=\"+Inf\",route=\"validate\"}")
     );
 }
 
@@ -297,7 +297,7 @@ async fn the_plain_metrics_router_serves_metrics_and_health_only() {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
     let response = app.clone().oneshot(get("/healthz")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let response = app.oneshot(get("/mutate")).await.unwrap();

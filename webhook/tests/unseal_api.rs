@@ -135,8 +135,9 @@ async fn unseal_outcomes_move_the_counters() {
     let (status, text) = call(&metrics_app, "GET", "/metrics", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     for name in [
-        "keyward_unseal_denied_total{reason=\"unauthenticated\"}",
-        "keyward_unseal_decrypts_total ",
+        // No namespace before the token is checked: the caller's claim.
+        "keyward_unseal_denied_total{namespace=\"\",reason=\"unauthenticated\"} ",
+        "keyward_unseal_decrypts_total{namespace=",
         "keyward_provider_unwraps_total ",
         "keyward_dek_cache_hits_total ",
     ] {

@@ -607,6 +607,8 @@ async fn finish(
     if let Some((reason, message)) = &out.degraded {
         tracing::warn!(key = %key.name_any(), namespace, reason, message, "key degraded");
     }
+    ctx.metrics
+        .set_key_health(namespace, &key.name_any(), reason, out.degraded.is_some());
     let in_progress = match conditions::find(&status.conditions, ROTATING) {
         Some(rotating) if rotating.status == "True" => Some(("Rotating", rotating.message.clone())),
         _ if status.provider_key_id.is_none() => Some((

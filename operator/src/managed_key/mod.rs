@@ -55,7 +55,10 @@ async fn reconcile_key(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
     finalizer(&api, FINALIZER, key, |event| async {
         match event {
             Event::Apply(key) => apply::apply(key, ctx).await,
-            Event::Cleanup(key) => cleanup::cleanup(key, ctx).await,
+            Event::Cleanup(key) => {
+                ctx.metrics.forget_key(&namespace, &key.name_any());
+                cleanup::cleanup(key, ctx).await
+            }
         }
     })
     .await

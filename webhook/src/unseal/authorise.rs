@@ -76,6 +76,20 @@ pub enum DenialKind {
 }
 
 impl DenialKind {
+    /// Whether the request's namespace is the caller's own by now (the
+    /// token checked and matched): only then may it become a metric
+    /// label, or anyone could mint series with made-up namespaces.
+    pub fn namespace_verified(self) -> bool {
+        !matches!(
+            self,
+            DenialKind::Unauthenticated
+                | DenialKind::WrongAudience
+                | DenialKind::NotPodToken
+                | DenialKind::RequestMismatch
+                | DenialKind::BadRequest
+        )
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             DenialKind::Unauthenticated => "unauthenticated",

@@ -71,6 +71,10 @@ impl fmt::Debug for UnsealRequest {
 #[derive(Serialize, Deserialize, Default)]
 pub struct UnsealResponse {
     pub secrets: BTreeMap<String, BTreeMap<String, Zeroizing<String>>>,
+    /// Items decrypted per ManagedKey (`namespace/name`), for the metrics;
+    /// not sent.
+    #[serde(skip)]
+    pub decrypted_by_key: BTreeMap<String, usize>,
 }
 
 impl fmt::Debug for UnsealResponse {
@@ -108,6 +112,8 @@ struct Opened {
     notes: Vec<(&'static str, String)>,
     /// Items served from a Compromised version under the override.
     overridden: usize,
+    /// The ManagedKey (`namespace/name`) the items were sealed to.
+    key: String,
 }
 
 enum Failure {
@@ -152,13 +158,20 @@ pub async fn handle(State(state): State<crate::AppState>, body: Body) -> Respons
     match unsealer.unseal(&request).await {
         Ok(response) => {
             metrics().unseal_request("ok");
-            metrics().decrypted(response.secrets.values().map(BTreeMap::len).sum());
+            for (key, items) in &response.decrypted_by_key {
+                metrics().decrypted(&request.namespace, key, *items);
+            }
             tracing::info!(namespace = %request.namespace, pod = %request.pod, secrets = ?request.secrets, elapsed_ms = started.elapsed().as_millis() as u64, "unsealed");
             Json(response).into_response()
         }
         Err(Failure::Denied(Denial { kind, reason })) => {
             metrics().unseal_request("denied");
-            metrics().unseal_denied(kind.label());
+            let namespace = if kind.namespace_verified() {
+                request.namespace.as_str()
+            } else {
+                ""
+            };
+            metrics().unseal_denied(namespace, kind.label());
             tracing::warn!(%subject, pod = %request.pod, %reason, "unseal denied");
             if kind == DenialKind::NotRunningYet {
                 // The injector retries this: its running status is on the way.
@@ -282,6 +295,8 @@ impl Unsealer {
                     )
                     .await?;
                     overridden += opened.overridden;
+                    *response.decrypted_by_key.entry(opened.key).or_default() +=
+                        opened.values.len();
                     response.secrets.insert(name.clone(), opened.values);
                 }
                 Err(Failure::Denied(denial)) => {
@@ -434,6 +449,7 @@ impl Unsealer {
             versions,
             notes,
             overridden,
+            key: target.key_ref.clone(),
         })
     }
 
