@@ -40,6 +40,10 @@ pub struct Metrics {
     key_state: Family<Named<3>, Gauge>,
     /// 1 while the key's Degraded condition is True.
     key_degraded: Family<Named<2>, Gauge>,
+    /// Versions scheduled for destruction: when (Unix time), and the
+    /// SealedSecrets that still need them.
+    destroy_at: Family<Named<3>, Gauge>,
+    destroy_dependants: Family<Named<3>, Gauge>,
     /// What each key last exported, so a change removes the old series.
     exported: Mutex<BTreeMap<(String, String), Exported>>,
     leader: Gauge,
@@ -48,6 +52,7 @@ pub struct Metrics {
 #[derive(Default)]
 struct Exported {
     git_versions: Vec<u32>,
+    scheduled_versions: Vec<u32>,
     state: Option<&'static str>,
 }
 
@@ -92,6 +97,8 @@ impl Default for Metrics {
             expiry: Default::default(),
             key_state: Default::default(),
             key_degraded: Default::default(),
+            destroy_at: Default::default(),
+            destroy_dependants: Default::default(),
             exported: Mutex::default(),
             leader: Default::default(),
         };
@@ -161,6 +168,16 @@ impl Default for Metrics {
             "key_degraded",
             "1 while the ManagedKey's Degraded condition is True.",
             m.key_degraded.clone(),
+        );
+        r.register(
+            "key_version_destroy_at_seconds",
+            "When the provider destroys this key version (Unix time), for versions scheduled for destruction.",
+            m.destroy_at.clone(),
+        );
+        r.register(
+            "key_version_destroy_dependants",
+            "SealedSecrets that still need a key version scheduled for destruction.",
+            m.destroy_dependants.clone(),
         );
         r.register(
             "leader",
@@ -236,11 +253,11 @@ impl Metrics {
             .or_default();
         for version in entry.git_versions.drain(..) {
             self.git_dependants
-                .remove(&git_labels(namespace, name, version));
+                .remove(&version_labels(namespace, name, version));
         }
         for (version, count) in counts.iter().filter(|(_, c)| **c > 0) {
             self.git_dependants
-                .get_or_create(&git_labels(namespace, name, *version))
+                .get_or_create(&version_labels(namespace, name, *version))
                 .set(i64::from(*count));
             entry.git_versions.push(*version);
         }
@@ -285,9 +302,37 @@ impl Metrics {
             .set(i64::from(degraded));
     }
 
+    /// Replaces the key's versions scheduled for destruction:
+    /// `(version, destroy at in Unix seconds, dependants)`.
+    pub fn set_scheduled_destructions(
+        &self,
+        namespace: &str,
+        name: &str,
+        scheduled: &[(u32, i64, u32)],
+    ) {
+        let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = exported
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default();
+        for version in entry.scheduled_versions.drain(..) {
+            let labels = version_labels(namespace, name, version);
+            self.destroy_at.remove(&labels);
+            self.destroy_dependants.remove(&labels);
+        }
+        for (version, at, dependants) in scheduled {
+            let labels = version_labels(namespace, name, *version);
+            self.destroy_at.get_or_create(&labels).set(*at);
+            self.destroy_dependants
+                .get_or_create(&labels)
+                .set(i64::from(*dependants));
+            entry.scheduled_versions.push(*version);
+        }
+    }
+
     /// Removes every series of a deleted key.
     pub fn forget_key(&self, namespace: &str, name: &str) {
         self.set_git_dependants(namespace, name, &BTreeMap::new());
+        self.set_scheduled_destructions(namespace, name, &[]);
         self.set_expiry(namespace, name, None);
         let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(Exported {
@@ -310,7 +355,7 @@ impl Metrics {
     }
 }
 
-fn git_labels(namespace: &str, name: &str, version: u32) -> Named<3> {
+fn version_labels(namespace: &str, name: &str, version: u32) -> Named<3> {
     [
         ("namespace", namespace.to_owned()),
         ("name", name.to_owned()),
@@ -404,6 +449,14 @@ mod tests {
             !text.contains("version=\"1\""),
             "replaced versions stay:\n{text}"
         );
+        metrics.set_scheduled_destructions("apps", "db", &[(1, 1_800_000_000, 4)]);
+        let text = metrics.render();
+        assert!(text.contains(
+            "keyward_key_version_destroy_dependants{namespace=\"apps\",name=\"db\",version=\"1\"} 4\n"
+        ));
+        assert!(text.contains(
+            "keyward_key_version_destroy_at_seconds{namespace=\"apps\",name=\"db\",version=\"1\"} 1800000000\n"
+        ));
         metrics.set_expiry("apps", "db", Some(5));
         metrics.forget_key("apps", "db");
         let text = metrics.render();

@@ -513,6 +513,41 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+        // Families show once they have a series.
+        m.rewrap_request("ok");
+        m.connection_rate_limited("api");
+        m.connection_displaced("api");
+        let text = m.render();
+        for family in [
+            "unseal_requests",
+            "unseal_denied",
+            "unseal_invalid",
+            "unseal_decrypts",
+            "unseal_compromised_served",
+            "provider_unwraps",
+            "dek_cache_hits",
+            "rewrap_requests",
+            "rewrap_items",
+            "pre_auth_reserve_used",
+            "audit_write_failures",
+            "webhook_certificate_renewals",
+            "webhook_certificate_not_after_seconds",
+            "open_connections",
+            "connections_refused",
+            "connections_rate_limited",
+            "connections_displaced",
+            "connection_timeouts",
+            "requests_shed",
+            "request_timeouts",
+            "pre_auth_limited",
+            "admission_duration_seconds",
+            "memory_locked",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE keyward_{family} ")),
+                "{family} not registered"
+            );
+        }
         // Buckets are cumulative.
         assert!(text.contains("le=\"0.005\",route=\"mutate\"} 1\n"));
         assert_eq!(

@@ -609,6 +609,17 @@ async fn finish(
     }
     ctx.metrics
         .set_key_health(namespace, &key.name_any(), reason, out.degraded.is_some());
+    let scheduled: Vec<(u32, i64, u32)> = status
+        .versions
+        .iter()
+        .filter(|v| v.destroyed_at.is_none())
+        .filter_map(|v| {
+            let at = v.destroy_scheduled_at.as_ref()?;
+            Some((v.version, at.0.as_second(), v.dependants))
+        })
+        .collect();
+    ctx.metrics
+        .set_scheduled_destructions(namespace, &key.name_any(), &scheduled);
     let in_progress = match conditions::find(&status.conditions, ROTATING) {
         Some(rotating) if rotating.status == "True" => Some(("Rotating", rotating.message.clone())),
         _ if status.provider_key_id.is_none() => Some((
