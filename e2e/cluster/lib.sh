@@ -17,7 +17,8 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 K8S_BINARIES=(kube-apiserver kube-controller-manager kubelet kube-scheduler)
 APT_PACKAGES=(golang-go etcd-server jq rsync golang-github-modern-go-reflect2-dev
   containerd runc containernetworking-plugins busybox-static gcc libc6-dev
-  openssl python3-venv iproute2 procps util-linux)
+  openssl python3-venv iproute2 procps util-linux
+  prometheus) # promtool for the chart's alert tests
 
 # One e2e run per state dir at a time: `run.sh` holds this lock throughout,
 # a standalone `up` checks it. Kept in the cache so /tmp stays clean.

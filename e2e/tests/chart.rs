@@ -676,35 +676,7 @@ async fn optional_objects(client: &Client, ns: &str, names: &Names, helm: &Helm)
         .get(&format!("{RELEASE}-keyward"))
         .await
         .context("PrometheusRule")?;
-    let alerts: Vec<String> = rule
-        .data
-        .pointer("/spec/groups/0/rules")
-        .and_then(|r| r.as_array())
-        .map(|r| {
-            r.iter()
-                .filter_map(|r| r["alert"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    ensure!(
-        alerts
-            == [
-                "KeywardKeyNearExpiry",
-                "KeywardRotationFailed",
-                "KeywardUnsealDenialsSpike",
-                "KeywardDecryptRateAnomaly",
-                "KeywardAuditWriteFailing",
-                "KeywardMemoryNotLocked"
-            ],
-        "alerts {alerts:?}"
-    );
-    let decrypts = rule.data.pointer("/spec/groups/0/rules/3/expr").cloned();
-    ensure!(
-        decrypts
-            .as_ref()
-            .is_some_and(|e| e.to_string().contains("> 1000")),
-        "decrypt-rate alert {decrypts:?}"
-    );
+    chart_support::alerts::evaluate(&rule, ns).await?;
     dynamic("monitoring.coreos.com", "ServiceMonitor", "servicemonitors")
         .get(&format!("{RELEASE}-keyward"))
         .await

@@ -3,6 +3,7 @@
 //! its cluster-scoped objects.
 #![allow(dead_code)] // each test binary uses a subset
 
+pub mod alerts;
 pub mod csi_pod;
 pub mod on_node;
 pub mod online_seal;
