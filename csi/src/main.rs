@@ -20,6 +20,9 @@ use std::sync::Arc;
     about = "Keyward's CSI node plugin: SealedSecrets as inline volumes"
 )]
 struct Args {
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, env = "KEYWARD_LOG_FORMAT", default_value = "text")]
+    log_format: keyward_kubeutil::logging::LogFormat,
     /// The kubelet's --root-dir.
     #[arg(long, env = "KEYWARD_KUBELET_ROOT", default_value = "/var/lib/kubelet")]
     kubelet_root: PathBuf,
@@ -48,12 +51,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match run(Args::parse()).await {
+    let args = Args::parse();
+    keyward_kubeutil::logging::init(args.log_format, "info");
+    match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("keyward-csi: {error:#}");

@@ -12,6 +12,10 @@ use std::path::PathBuf;
     about = "Reconciles Keyward ManagedKeys and SealedSecrets"
 )]
 pub struct Config {
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, env = "KEYWARD_LOG_FORMAT", default_value = "text")]
+    pub log_format: keyward_kubeutil::logging::LogFormat,
+
     /// Namespace the operator runs in; holds the local keyring Secrets.
     #[arg(long, env = "KEYWARD_NAMESPACE", default_value = "keyward-system")]
     pub namespace: String,
@@ -115,6 +119,7 @@ impl Config {
     /// audit log at `audit_log`.
     pub fn for_namespace(namespace: &str, audit_log: PathBuf) -> Self {
         Config {
+            log_format: Default::default(),
             namespace: namespace.to_owned(),
             watch_namespace: Some(namespace.to_owned()),
             keyring_secret: "keyward-local-keyring".into(),

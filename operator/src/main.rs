@@ -4,19 +4,14 @@ use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
 use keyward_operator::{Config, http, metrics::Metrics};
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let config = Config::parse();
+    keyward_kubeutil::logging::init(config.log_format, "info");
     // Before the root key and keyring exist (keyward_memory_locked).
     let memory = keyward_core::hardening::harden_process(|warning| tracing::warn!("{warning}"))?;
     tracing::info!("core dumps disabled; {memory}");
-    let config = Config::parse();
     // A standby only connects the providers once elected: check the flags
     // now, so a typo stops every replica at start instead of the next leader.
     if let Err(error) = config.providers.plan() {

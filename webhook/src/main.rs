@@ -49,6 +49,9 @@ struct ExecEnvArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, env = "KEYWARD_LOG_FORMAT", default_value = "text")]
+    log_format: keyward_kubeutil::logging::LogFormat,
     /// Admission (/mutate, /validate, /datakey, /review, probes, /metrics),
     /// for the API server.
     #[arg(long, env = "KEYWARD_ADMISSION_LISTEN", default_value = "0.0.0.0:8443")]
@@ -458,12 +461,7 @@ async fn bootstrapped_tls(
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("keyward_webhook=info")),
-        )
-        .init();
+    keyward_kubeutil::logging::init(args.log_format, "keyward_webhook=info");
     // Before the root key, keyring and DEK cache exist (keyward_memory_locked).
     let memory = keyward_core::hardening::harden_process(|warning| tracing::warn!("{warning}"))?;
     tracing::info!("core dumps disabled; {memory}");
