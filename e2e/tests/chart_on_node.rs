@@ -33,9 +33,14 @@ use serde_json::json;
 /// image import writes one image name into the node.
 static ONE_RELEASE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// With a real Prometheus scraping both pods: every query of the chart's
+/// Grafana dashboard has data (`chart_support/prometheus.rs`).
 #[tokio::test]
 async fn chart_runs_operator_and_webhook_on_the_node() {
-    with_release(|_, _| async { Ok(()) }).await;
+    with_release(|client, flow| async move {
+        chart_support::prometheus::answers_every_dashboard_query(&client, &flow).await
+    })
+    .await;
 }
 
 /// The blast radius of a Keyward outage: with the webhook Deployment at 0

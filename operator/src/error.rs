@@ -47,6 +47,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// A low-cardinality label for the errors metric.
+    /// Every value [`Error::metric_label`] returns.
+    pub const METRIC_LABELS: [&'static str; 12] = [
+        "kube",
+        "provider_unavailable",
+        "provider",
+        "finalizer",
+        "audit",
+        "blocked",
+        "envelope",
+        "leadership",
+        "invalid_object",
+        "keyring",
+        "task",
+        "serve",
+    ];
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",

@@ -56,6 +56,11 @@ struct Exported {
     state: Option<&'static str>,
 }
 
+/// Every `reason` of `keyward_rotations_total`.
+pub const ROTATION_REASONS: [&str; 4] = ["scheduled", "manual", "compromised", "max-operations"];
+/// Every `reason` of `keyward_rewraps_total`.
+pub const REWRAP_REASONS: [&str; 3] = ["eager", "lazy", "compromised"];
+
 /// Which controller a counter belongs to.
 #[derive(Debug, Clone, Copy)]
 pub enum Controller {
@@ -102,11 +107,23 @@ impl Default for Metrics {
             exported: Mutex::default(),
             leader: Default::default(),
         };
-        // Both controllers' series exist from the start (a standby's 0).
+        // Series with known labels exist from the start at 0 (a standby's
+        // 0; dashboards and `increase()` see the first event).
         for controller in [Controller::ManagedKey, Controller::SealedSecret] {
             m.reconciles
                 .get_or_create(&[("controller", controller.label())])
                 .inc_by(0);
+            for reason in crate::error::Error::METRIC_LABELS {
+                m.errors
+                    .get_or_create(&[("controller", controller.label()), ("reason", reason)])
+                    .inc_by(0);
+            }
+        }
+        for reason in ROTATION_REASONS {
+            m.rotations.get_or_create(&[("reason", reason)]).inc_by(0);
+        }
+        for reason in REWRAP_REASONS {
+            m.rewraps.get_or_create(&[("reason", reason)]).inc_by(0);
         }
         let mut registry = shared::registry();
         let r = &mut registry;

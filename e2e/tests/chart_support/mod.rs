@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod csi_pod;
 pub mod on_node;
 pub mod online_seal;
+pub mod prometheus;
 pub mod webhook_tls;
 
 use std::path::{Path, PathBuf};
