@@ -472,7 +472,7 @@ pub async fn run(ctx: Arc<Context>, materialize_secrets: bool, concurrency: u16)
     let (secrets, writer) = reflector::store();
     let own_changes = reflector::reflector(
         writer,
-        watcher(ctx.api::<SealedSecret>(), watcher::Config::default()),
+        watcher(ctx.api::<SealedSecret>(), watcher::Config::default()).modify(crate::slim::slim),
     )
     .applied_objects()
     .predicate_filter(dependants::secret_changes, Default::default());

@@ -129,7 +129,9 @@ pub fn key_changes(
     let mut changes = KeyChanges::default();
     reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(crate::slim::slim),
     )
     .flat_map(move |event| {
         let keys: Vec<_> = match event {

@@ -75,10 +75,17 @@ fn error_policy(key: Arc<ManagedKey>, error: &Error, ctx: Arc<Context>) -> Actio
 /// most `concurrency` reconciles at once (0: unbounded). Its policy watch
 /// fills `policies` (the store behind `ctx.policies`).
 pub async fn run(ctx: Arc<Context>, policies: Writer<KeyRotationPolicy>, concurrency: u16) {
-    let keys: Api<ManagedKey> = ctx.api();
-    let controller = Controller::new(keys, watcher::Config::default())
+    // As `Controller::new`, with the stored keys slimmed (`crate::slim`).
+    let (store, writer) = kube::runtime::reflector::store();
+    let keys = reflector(
+        writer,
+        watcher(ctx.api::<ManagedKey>(), watcher::Config::default())
+            .default_backoff()
+            .modify(crate::slim::slim),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(keys, store.clone())
         .with_config(controller::Config::default().concurrency(concurrency));
-    let store = controller.store();
     controller
         .watches_stream(
             reflector(
