@@ -14,29 +14,27 @@ pub use key_changes::{KeyChanges, Reads, key_changes};
 pub use secret_changes::secret_changes;
 pub use triggers::{key_meta, key_ref, key_triggers};
 
-use keyward_core::envelope::Envelope;
-use keyward_crds::SealedSecret;
+use crate::sealed_view::SealedView;
 use std::collections::BTreeMap;
 
-/// Item name -> key version, for the items whose header parses; the first
-/// unparsable item's error otherwise.
-pub fn item_versions(secret: &SealedSecret) -> Result<BTreeMap<String, (u32, String)>, String> {
-    secret
-        .spec
-        .encrypted_data
+/// Item name -> (key version, provider key id), from the headers the
+/// view kept; the first unparsable item's error otherwise.
+pub fn item_versions(secret: &SealedView) -> Result<BTreeMap<String, (u32, String)>, String> {
+    let items = secret.spec.items.get().map_err(str::to_owned)?;
+    Ok(items
         .iter()
-        .map(|(item, text)| match Envelope::decode(text) {
-            Ok(envelope) => Ok((
-                item.clone(),
-                (envelope.key_version, envelope.provider_key_id),
-            )),
-            Err(e) => Err(format!("item `{item}`: {e}")),
+        .map(|item| {
+            (
+                item.name.to_string(),
+                (item.version, item.key_id.to_string()),
+            )
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
-mod fixtures {
+pub(crate) mod fixtures {
+    use crate::sealed_view::SealedView;
     use keyward_core::Dek;
     use keyward_core::envelope::{Envelope, Scope, ScopeContext};
     use keyward_core::provider::{WrapAlgorithm, WrappedDek};
@@ -77,11 +75,16 @@ mod fixtures {
         s.metadata.namespace = Some(ns.into());
         s
     }
+
+    /// The operator's view of [`secret`].
+    pub fn view(ns: &str, name: &str, key: &str, items: &[(&str, String)]) -> SealedView {
+        SealedView::of(&secret(ns, name, key, items))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{envelope, secret};
+    use super::fixtures::{envelope, view as secret};
     use super::*;
 
     #[test]

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod rewrap;
 pub mod schedule;
 pub mod sealed_secret;
+pub mod sealed_view;
 pub mod slim;
 
 pub use config::Config;

@@ -7,11 +7,11 @@
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Result;
 use crate::rewrap::target_of;
+use crate::sealed_view::{self, SealedView};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use keyward_core::envelope::open_secret;
-use keyward_crds::SealedSecret;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
@@ -22,12 +22,12 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "keyward-o
 pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=keyward-operator";
 
 /// The owner reference that ties the Secret to `sealed`.
-pub fn owner_reference(sealed: &SealedSecret) -> Option<OwnerReference> {
+pub fn owner_reference(sealed: &SealedView) -> Option<OwnerReference> {
     sealed.controller_owner_ref(&())
 }
 
 /// The Secret to apply (without data), or why it cannot be.
-pub fn desired(sealed: &SealedSecret) -> Option<Secret> {
+pub fn desired(sealed: &SealedView) -> Option<Secret> {
     let template = sealed.spec.template.as_ref()?;
     let mut labels = template.labels.clone();
     labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
@@ -46,10 +46,7 @@ pub fn desired(sealed: &SealedSecret) -> Option<Secret> {
 }
 
 /// Creates or updates the Secret; `Some((reason, message))` when it cannot.
-pub async fn secret(
-    sealed: &SealedSecret,
-    ctx: &Context,
-) -> Result<Option<(&'static str, String)>> {
+pub async fn secret(sealed: &SealedView, ctx: &Context) -> Result<Option<(&'static str, String)>> {
     let (Some(mut secret), Some(target)) = (desired(sealed), target_of(sealed)) else {
         return Ok(None);
     };
@@ -69,16 +66,22 @@ pub async fn secret(
             )));
         }
     }
-    let opened =
-        match open_secret(&target, ctx.provider.as_ref(), &sealed.spec.encrypted_data).await {
-            Ok(opened) => opened,
-            Err(error) => {
-                return Ok(Some((
-                    "UnsealFailed",
-                    format!("cannot create the Secret: {error}"),
-                )));
-            }
-        };
+    // The ciphertext is not in the watch's store (`sealed_view`): read it.
+    // A spec changed since `sealed` was stored is left to the reconcile the
+    // change brings.
+    let Some(full) = sealed_view::full(sealed, &ctx.client).await? else {
+        return Ok(None);
+    };
+    let opened = match open_secret(&target, ctx.provider.as_ref(), &full.spec.encrypted_data).await
+    {
+        Ok(opened) => opened,
+        Err(error) => {
+            return Ok(Some((
+                "UnsealFailed",
+                format!("cannot create the Secret: {error}"),
+            )));
+        }
+    };
     // Unwraps are not counted against maxOperations: decrypting draws no
     // AES-GCM nonce (managed_key/max_operations.rs).
     let data: BTreeMap<String, ByteString> = opened
@@ -114,7 +117,7 @@ pub const RESTRICTED: &str = "RestrictedNotMaterialized";
 /// write; only then can a template have been removed, so only then is the
 /// Secret looked up. `Some((reason, message))` when something is wrong.
 pub async fn reconcile_template(
-    sealed: &SealedSecret,
+    sealed: &SealedView,
     materialize: bool,
     touched: bool,
     assessment: Option<(&'static str, String)>,
@@ -163,7 +166,7 @@ pub async fn reconcile_template(
 
 /// Deletes the Secret of the same name if (and only if) this SealedSecret
 /// owns it, by uid; someone else's Secret is left alone.
-pub async fn remove_owned(sealed: &SealedSecret, ctx: &Context) -> Result<bool> {
+pub async fn remove_owned(sealed: &SealedView, ctx: &Context) -> Result<bool> {
     let (Some(target), Some(uid)) = (target_of(sealed), sealed.uid()) else {
         return Ok(false);
     };
@@ -202,13 +205,7 @@ pub async fn remove_owned(sealed: &SealedSecret, ctx: &Context) -> Result<bool> 
     Ok(true)
 }
 
-async fn publish(
-    sealed: &SealedSecret,
-    ctx: &Context,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
+async fn publish(sealed: &SealedView, ctx: &Context, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -224,9 +221,9 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keyward_crds::{KeyReference, SealedSecretSpec, SecretTemplate};
+    use keyward_crds::{KeyReference, SealedSecret, SealedSecretSpec, SecretTemplate};
 
-    fn sealed(template: Option<SecretTemplate>) -> SealedSecret {
+    fn sealed(template: Option<SecretTemplate>) -> SealedView {
         let mut s = SealedSecret::new(
             "creds",
             SealedSecretSpec {
@@ -242,7 +239,7 @@ mod tests {
         );
         s.metadata.namespace = Some("apps".into());
         s.metadata.uid = Some("uid-1".into());
-        s
+        SealedView::of(&s)
     }
 
     #[test]

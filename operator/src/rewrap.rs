@@ -8,8 +8,9 @@
 //! Plaintext exists only inside the operator, in zeroizing buffers; nothing
 //! is logged or returned but envelopes.
 
+use crate::sealed_view::SealedView;
 use keyward_core::envelope::SecretTarget;
-use keyward_crds::{KeyState, ManagedKeyStatus, RewrapMode, SealedSecret};
+use keyward_crds::{KeyState, ManagedKeyStatus, RewrapMode};
 use std::collections::BTreeMap;
 
 /// Why a secret is re-wrapped; also the metric and audit label.
@@ -75,7 +76,7 @@ pub fn decide(
 }
 
 /// The context a SealedSecret's items are opened as (as `keyward unseal`).
-pub fn target_of(secret: &SealedSecret) -> Option<SecretTarget> {
+pub fn target_of(secret: &SealedView) -> Option<SecretTarget> {
     let namespace = secret.metadata.namespace.clone()?;
     let secret_name = secret.metadata.name.clone()?;
     let key_namespace = secret.key_namespace().unwrap_or(&namespace).to_owned();

@@ -12,6 +12,7 @@ use crate::managed_key::status::{set_condition, set_kstatus_conditions};
 use crate::materialise;
 use crate::metrics::Controller as Metric;
 use crate::rewrap;
+use crate::sealed_view::{self, SealedView};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -94,7 +95,7 @@ pub struct SecretsContext {
     pub materialize_secrets: bool,
 }
 
-async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Result<Action> {
+async fn reconcile(secret: Arc<SealedView>, shared: Arc<SecretsContext>) -> Result<Action> {
     shared.ctx.metrics.reconciled(Metric::SealedSecret);
     let started = std::time::Instant::now();
     let result = reconcile_secret(secret, &shared).await;
@@ -105,7 +106,7 @@ async fn reconcile(secret: Arc<SealedSecret>, shared: Arc<SecretsContext>) -> Re
     result
 }
 
-async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) -> Result<Action> {
+async fn reconcile_secret(secret: Arc<SealedView>, shared: &SecretsContext) -> Result<Action> {
     let ctx = &shared.ctx;
     let now = Timestamp::now();
     let namespace = secret
@@ -168,7 +169,13 @@ async fn reconcile_secret(secret: Arc<SealedSecret>, shared: &SecretsContext) ->
                     step = git_copy::Step::Withheld(git_copy::behind_primary(&items, primary));
                 }
                 Some(reason) => {
-                    secret = rewrap_secret(&secret, &key_status, reason, ctx).await?;
+                    let Some(rewrapped) = rewrap_secret(&secret, &key_status, reason, ctx).await?
+                    else {
+                        // Deleted, or its spec changed since the store saw
+                        // it: the watch brings that change and wakes this.
+                        return Ok(Action::await_change());
+                    };
+                    secret = rewrapped;
                     status.rewrapped_since_git = true;
                     step = git_copy::Step::Rewrapped(git_copy::behind_primary(&items, primary));
                 }
@@ -355,13 +362,15 @@ async fn rewrap_mode(key: &ManagedKey, namespace: &str, ctx: &Context) -> Result
 }
 
 /// Re-wraps the items onto the key's primary version and writes them to the
-/// cluster copy (only if nobody changed it meanwhile); returns the new object.
+/// cluster copy (only if nobody changed it meanwhile); returns the new
+/// object, or `None` when the secret is gone or its spec is no longer the
+/// one `secret` shows.
 async fn rewrap_secret(
-    secret: &SealedSecret,
+    secret: &SealedView,
     key: &ManagedKeyStatus,
     reason: rewrap::Reason,
     ctx: &Context,
-) -> Result<Arc<SealedSecret>> {
+) -> Result<Option<Arc<SealedView>>> {
     let (Some(key_id), Some(primary), Some(target)) = (
         key.provider_key_id.as_deref(),
         key.primary_version,
@@ -369,9 +378,13 @@ async fn rewrap_secret(
     ) else {
         return Err(Error::MissingObjectKey("metadata.name"));
     };
+    // The store keeps no ciphertext (`sealed_view`).
+    let Some(full) = sealed_view::full(secret, &ctx.client).await? else {
+        return Ok(None);
+    };
     let done = rewrap::rewrap(
         &target,
-        &secret.spec.encrypted_data,
+        &full.spec.encrypted_data,
         key_id,
         primary,
         ctx.provider.as_ref(),
@@ -385,10 +398,10 @@ async fn rewrap_secret(
     // and this reconcile runs again on it.
     // The annotation names the generation this write makes (a spec change
     // adds exactly one), so a restart knows the change was the operator's.
-    let next = secret.metadata.generation.map(|g| (g + 1).to_string());
+    let next = full.metadata.generation.map(|g| (g + 1).to_string());
     let patch = json!({
         "metadata": {
-            "resourceVersion": secret.resource_version(),
+            "resourceVersion": full.resource_version(),
             "annotations": {
                 annotations::REWRAPPED_GENERATION: next,
                 annotations::REWRAPPED_TO: annotations::rewrapped_to(primary, key_id),
@@ -444,10 +457,10 @@ async fn rewrap_secret(
         tracing::warn!(%error, secret = %subject, "event not published");
     }
     tracing::info!(secret = %subject, from = %from.join(","), to = done.to, reason = reason.label(), "re-wrapped");
-    Ok(Arc::new(updated))
+    Ok(Some(Arc::new(SealedView::of(&updated))))
 }
 
-fn error_policy(secret: Arc<SealedSecret>, error: &Error, shared: Arc<SecretsContext>) -> Action {
+fn error_policy(secret: Arc<SealedView>, error: &Error, shared: Arc<SecretsContext>) -> Action {
     shared
         .ctx
         .metrics
@@ -472,7 +485,7 @@ pub async fn run(ctx: Arc<Context>, materialize_secrets: bool, concurrency: u16)
     let (secrets, writer) = reflector::store();
     let own_changes = reflector::reflector(
         writer,
-        watcher(ctx.api::<SealedSecret>(), watcher::Config::default()).modify(crate::slim::slim),
+        watcher(ctx.api::<SealedView>(), watcher::Config::default()).modify(sealed_view::slim),
     )
     .applied_objects()
     .predicate_filter(dependants::secret_changes, Default::default());

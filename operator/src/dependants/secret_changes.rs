@@ -27,16 +27,15 @@
 //! watch; neither goes through this filter.
 
 use crate::annotations::REWRAPPED_GENERATION;
-use keyward_crds::SealedSecret;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 /// The `kube::runtime::Predicate` of the SealedSecret controller's main
 /// watch: a hash of what a reconcile reads from the object, less status.
-pub fn secret_changes(secret: &SealedSecret) -> Option<u64> {
+pub fn secret_changes<K: Resource>(secret: &K) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
-    secret.metadata.generation.hash(&mut hasher);
+    secret.meta().generation.hash(&mut hasher);
     secret
         .annotations()
         .get(REWRAPPED_GENERATION)
@@ -46,13 +45,14 @@ pub fn secret_changes(secret: &SealedSecret) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{envelope, secret};
+    use super::super::fixtures::{envelope, view as secret};
     use super::*;
+    use crate::sealed_view::SealedView;
     use futures::{StreamExt, stream};
     use keyward_crds::SealedSecretStatus;
     use kube::runtime::{WatchStreamExt, watcher};
 
-    fn stored(generation: i64, uid: &str) -> SealedSecret {
+    fn stored(generation: i64, uid: &str) -> SealedView {
         let mut s = secret("apps", "creds", "db", &[("password", envelope("k1", 1))]);
         s.metadata.generation = Some(generation);
         s.metadata.uid = Some(uid.into());
@@ -61,7 +61,7 @@ mod tests {
     }
 
     /// Names of the objects that get through, in order.
-    async fn woken(events: Vec<SealedSecret>) -> Vec<String> {
+    async fn woken(events: Vec<SealedView>) -> Vec<String> {
         stream::iter(events.into_iter().map(Ok::<_, watcher::Error>))
             .predicate_filter(secret_changes, Default::default())
             .map(|s| {

@@ -5,8 +5,9 @@
 
 use super::index::Id;
 use crate::context::Context;
+use crate::sealed_view::SealedView;
 use futures::{Stream, StreamExt, stream};
-use keyward_crds::{ManagedKey, SealedSecret};
+use keyward_crds::ManagedKey;
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
@@ -20,7 +21,7 @@ pub fn key_triggers(
     ctx: &Context,
 ) -> impl Stream<Item = Result<PartialObjectMeta<ManagedKey>, watcher::Error>> + Send + 'static {
     let dependants = Arc::clone(&ctx.dependants);
-    watcher(ctx.api::<SealedSecret>(), watcher::Config::default())
+    watcher(ctx.api::<SealedView>(), watcher::Config::default())
         .default_backoff()
         .flat_map(move |event| {
             let keys: Vec<_> = match event {
