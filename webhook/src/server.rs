@@ -4,6 +4,7 @@
 
 mod idle;
 mod listener;
+mod mutate_answer;
 mod pre_auth;
 mod slots;
 
@@ -19,6 +20,8 @@ use crate::validate;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -111,12 +114,20 @@ impl Base64Patch for ReviewResult {
     }
 }
 
-async fn mutate_pod(
-    State(state): State<AppState>,
-    Json(review): Json<Review>,
-) -> Json<serde_json::Value> {
+/// `/mutate`: the lean path for Pod reviews (`mutate_answer`), the general
+/// one for the rest.
+async fn mutate_pod(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
     let started = std::time::Instant::now();
-    let answer = mutate_review(&state, review).map_patch_base64();
+    let answer = match mutate_answer::lean(&state.injector, &body) {
+        Some(bytes) => ([(CONTENT_TYPE, "application/json")], bytes).into_response(),
+        // As the `Json` extractor would: 400/422 with the reason.
+        None => match Json::<Review>::from_bytes(&body) {
+            Ok(Json(review)) => mutate_review(&state, review)
+                .map_patch_base64()
+                .into_response(),
+            Err(rejection) => rejection.into_response(),
+        },
+    };
     metrics().admission("mutate", started.elapsed());
     answer
 }

@@ -360,3 +360,25 @@ async fn ephemeral_containers_are_checked_in_the_pre_1_22_shape_too() {
     assert_eq!(allowed["response"]["allowed"], true, "{allowed}");
     assert!(allowed["response"]["patch"].is_null());
 }
+
+/// A body that is no AdmissionReview gets the `Json` extractor's 4xx, and a
+/// review whose object is not a readable Pod is refused with the reason (the
+/// general path, behind the lean one).
+#[tokio::test]
+async fn a_body_that_is_not_a_pod_review_is_refused_with_the_reason() {
+    for junk in [&b"not json"[..], br#"{"kind":"AdmissionReview"}"#] {
+        let request = Request::post("/mutate")
+            .header("content-type", "application/json")
+            .body(Body::from(junk))
+            .unwrap();
+        let response = admission_router(state()).oneshot(request).await.unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+    let mut review = fixture("pod-create-annotated.json");
+    review["request"]["object"]["spec"]["containers"] = json!("not a list");
+    let answer = post("/mutate", &review).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot read the object as Pod"), "{message}");
+    assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
+}
