@@ -140,7 +140,7 @@ pub async fn reconcile_template(
             let message = "spec.template is set, but the operator was started without --materialize-secrets \
                  (env KEYWARD_MATERIALIZE_SECRETS, Helm value operator.materializeSecrets), so no Secret is written; \
                  enable it, or remove spec.template and read the values through the injector";
-            let already = sealed.status.as_ref().is_some_and(|s| {
+            let already = sealed.status().is_some_and(|s| {
                 keyward_crds::conditions::find(&s.conditions, keyward_crds::conditions::DEGRADED)
                     .is_some_and(|c| c.status == "True" && c.reason == NOT_MATERIALISED)
             });

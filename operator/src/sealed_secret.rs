@@ -113,7 +113,8 @@ async fn reconcile_secret(secret: Arc<SealedView>, shared: &SecretsContext) -> R
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let mut secret = secret;
-    let mut status: SealedSecretStatus = secret.status.clone().unwrap_or_default();
+    let current = secret.status();
+    let mut status: SealedSecretStatus = current.clone().unwrap_or_default();
     // The spec changed since the operator last wrote status: either its own
     // re-wrap (whose status write a crash may have lost), or someone applied
     // it (usually from Git), so Git is no longer behind.
@@ -282,14 +283,11 @@ async fn reconcile_secret(secret: Arc<SealedView>, shared: &SecretsContext) -> R
         }
     }
     set_kstatus_conditions(&mut status.conditions, None, generation, now);
-    if !status_changed(secret.status.as_ref(), &status) {
+    if !status_changed(current.as_ref(), &status) {
         return Ok(Action::await_change());
     }
     let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let had_git_behind = secret
-        .status
-        .as_ref()
-        .is_some_and(|s| s.git_behind.is_some());
+    let had_git_behind = current.as_ref().is_some_and(|s| s.git_behind.is_some());
     if status.git_behind.is_none() && had_git_behind {
         // A server-side apply that stops sending an object field makes the
         // 1.20 API server store it as `null`, which the schema refuses; a

@@ -379,6 +379,9 @@ async fn a_body_that_is_not_a_pod_review_is_refused_with_the_reason() {
     let answer = post("/mutate", &review).await;
     assert_eq!(answer["response"]["allowed"], false);
     let message = answer["response"]["status"]["message"].as_str().unwrap();
-    assert!(message.contains("cannot read the object as Pod"), "{message}");
+    assert!(
+        message.contains("cannot read the object as Pod"),
+        "{message}"
+    );
     assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
 }

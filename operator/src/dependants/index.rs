@@ -86,7 +86,8 @@ fn uses(secret: &SealedView) -> Option<(Id, Uses)> {
         .map(|item| (Arc::clone(&item.key_id), item.version))
         .collect();
     let no_git_copy = secret.annotations().get(NO_GIT_COPY).map(String::as_str) == Some("true");
-    let git_behind = secret.status.as_ref().and_then(|s| s.git_behind.as_ref());
+    let status = secret.status();
+    let git_behind = status.as_ref().and_then(|s| s.git_behind.as_ref());
     let for_git = match (versions.first(), git_behind) {
         (Some((key_id, _)), Some(behind)) if !no_git_copy => behind
             .versions
@@ -400,7 +401,7 @@ mod tests {
     #[test]
     fn versions_git_still_needs_are_dependants_and_counted_apart() {
         let behind = |versions: Vec<u32>, mut s: SealedView| {
-            s.status = Some(keyward_crds::SealedSecretStatus {
+            s.set_status(Some(keyward_crds::SealedSecretStatus {
                 git_behind: Some(keyward_crds::GitBehind {
                     versions,
                     since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -408,7 +409,7 @@ mod tests {
                     ),
                 }),
                 ..Default::default()
-            });
+            }));
             s
         };
         let rewrapped = behind(

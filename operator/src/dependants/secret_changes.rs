@@ -80,11 +80,11 @@ mod tests {
     async fn the_controllers_own_status_write_wakes_nothing() {
         let first = stored(1, "u1");
         let mut written = first.clone();
-        written.status = Some(SealedSecretStatus {
+        written.set_status(Some(SealedSecretStatus {
             observed_generation: Some(1),
             key_versions: [("password".to_owned(), 1)].into(),
             ..SealedSecretStatus::default()
-        });
+        }));
         written.metadata.resource_version = Some("101".into());
         // Metadata a reconcile does not read: labels, other annotations,
         // finalizers.
@@ -133,11 +133,11 @@ mod tests {
     fn the_hash_ignores_status_and_follows_generation_and_the_rewrap_annotation() {
         let base = stored(4, "u1");
         let mut with_status = base.clone();
-        with_status.status = Some(SealedSecretStatus {
+        with_status.set_status(Some(SealedSecretStatus {
             observed_generation: Some(4),
             rewrapped_since_git: true,
             ..SealedSecretStatus::default()
-        });
+        }));
         assert_eq!(secret_changes(&base), secret_changes(&with_status));
         assert_ne!(secret_changes(&base), secret_changes(&stored(5, "u1")));
         let mut annotated = base.clone();
