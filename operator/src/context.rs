@@ -3,6 +3,7 @@
 use crate::audit::Audit;
 use crate::counted_provider::{self, CountedProvider};
 use crate::dependants::Dependants;
+use crate::events::Events;
 use crate::managed_key::claim::ClaimSettings;
 use crate::metrics::Metrics;
 use keyward_core::KeyProvider;
@@ -10,7 +11,7 @@ use keyward_core::provider::KeyInfo;
 use keyward_crds::{KeyRotationPolicy, KeyVersionStatus, ProviderSpec};
 use keyward_provider_select::{NotServed, Providers};
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ pub struct Context {
     pub provider: Arc<dyn KeyProvider>,
     /// The providers by kind, to create a key where its spec says.
     pub providers: Arc<Providers>,
-    pub recorder: Recorder,
+    pub recorder: Events,
     pub metrics: Arc<Metrics>,
     pub audit: Audit,
     /// Namespace to watch, or all.
@@ -67,7 +68,7 @@ impl Context {
         };
         let calls = Arc::<counted_provider::Shared>::default();
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Events::new(client.clone(), reporter),
             client,
             // Every provider call is counted and timed by operation.
             provider: Arc::new(CountedProvider::new(

@@ -13,6 +13,7 @@ pub mod context;
 pub mod counted_provider;
 pub mod dependants;
 pub mod error;
+pub mod events;
 pub mod git_copy;
 pub mod http;
 pub mod keyring_secret;
