@@ -120,6 +120,17 @@ impl KeyChanges {
     }
 }
 
+/// What the SealedSecret controller keeps of each ManagedKey (see
+/// `crate::slim`): its reconciles read what [`Reads`] lists, of the
+/// conditions only `Rotating`. The others (several, each with a message)
+/// stay with the ManagedKey controller's own copy.
+fn slim_for_secrets(key: &mut ManagedKey) {
+    crate::slim::slim(key);
+    if let Some(status) = key.status.as_mut() {
+        status.conditions.retain(|c| c.type_ == ROTATING);
+    }
+}
+
 /// Watches ManagedKeys into `writer`'s store and yields the keys whose
 /// SealedSecrets to wake (metadata only: name and namespace).
 pub fn key_changes(
@@ -131,7 +142,7 @@ pub fn key_changes(
         writer,
         watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(crate::slim::slim),
+            .modify(slim_for_secrets),
     )
     .flat_map(move |event| {
         let keys: Vec<_> = match event {
@@ -213,6 +224,17 @@ mod tests {
             "the first list wakes nothing: every secret is reconciled at start"
         );
         changes
+    }
+
+    #[test]
+    fn the_secrets_copy_of_a_key_keeps_what_they_read() {
+        let full = key();
+        let mut slim = full.clone();
+        slim_for_secrets(&mut slim);
+        assert_eq!(Reads::of(&slim), Reads::of(&full));
+        let conditions = &slim.status.as_ref().unwrap().conditions;
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].type_, ROTATING);
     }
 
     #[test]
