@@ -36,9 +36,12 @@ review=webhook/tests/fixtures/pod-create-annotated.json
 install_oha() {
   [ -x "$oha" ] && return
   section "installing oha $oha_version into $tools"
-  # Its own target dir, so the workspace's build cache is left alone.
-  CARGO_TARGET_DIR=$KEYWARD_CACHE/tools-target \
-    cargo install oha --version "$oha_version" --locked --root "$tools"
+  # Its own target dir, so the workspace's build cache is left alone; from
+  # outside the repository, so .cargo/config.toml (the operator's jemalloc
+  # options) does not reach oha's own jemalloc.
+  mkdir -p "$tools"
+  (cd "$tools" && CARGO_TARGET_DIR=$KEYWARD_CACHE/tools-target \
+    cargo install oha --version "$oha_version" --locked --root "$tools")
 }
 
 # Starts bench_server in MODE; sets server_pid, port and ca.

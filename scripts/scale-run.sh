@@ -6,6 +6,8 @@
 #   scripts/scale-run.sh            # ~15 min on the 2-core build machine
 #   scripts/scale-run.sh --fresh    # the operator runs first; 1,000 keys
 #                                   # are then created from nothing
+#   scripts/scale-run.sh --double   # 2,000 keys x 20,000 secrets: how
+#                                   # memory grows
 #
 # It runs on its own throwaway cluster (state dir /tmp/keyward-scale, node
 # keyward-scale-node), so it neither waits for nor blocks the shared e2e
@@ -13,10 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 test_name=thousand_keys_ten_thousand_secrets
-if [[ ${1:-} == --fresh ]]; then
-  shift
-  test_name=thousand_fresh_keys
-fi
+case ${1:-} in
+  --fresh) shift; test_name=thousand_fresh_keys ;;
+  --double) shift; test_name=two_thousand_keys_twenty_thousand_secrets ;;
+esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/keyward/target}
 
 cargo build --release --locked -p keyward-operator

@@ -282,6 +282,23 @@ async fn thousand_keys_ten_thousand_secrets() {
 }
 
 #[tokio::test]
+#[ignore = "2,000 ManagedKeys x 20,000 SealedSecrets holds a cluster for minutes; run with scripts/scale-run.sh --double"]
+async fn two_thousand_keys_twenty_thousand_secrets() {
+    with_temp_ns(|client, ns| async move {
+        let plan = Plan {
+            keys: 2_000,
+            per_key: 10,
+            quiet: Duration::from_secs(60),
+            limit: Duration::from_secs(3_600),
+            clean_up: false,
+            fresh: false,
+        };
+        scale_run(client, ns, plan).await
+    })
+    .await;
+}
+
+#[tokio::test]
 #[ignore = "1,000 ManagedKeys created from nothing holds a cluster for minutes; run with scripts/scale-run.sh --fresh"]
 async fn thousand_fresh_keys() {
     with_temp_ns(|client, ns| async move {
