@@ -18,7 +18,11 @@
 #       on a throwaway cluster). Not part of `all` (a few minutes).
 #
 # Environment: BENCH_SECONDS (per oha run, default 10), BENCH_RATES
-# (default "500 1000 2000 4000 8000"), BENCH_CONNECTIONS (default 50).
+# (default "500 1000 2000 4000 8000"), BENCH_CONNECTIONS (default 50),
+# BENCH_BEFORE (load only: the bench_server binary of an earlier commit,
+# measured third as "before", e.g. built by `git worktree add /tmp/old REV
+# && cd /tmp/old && cargo build --release -p keyward-webhook --example
+# bench_server` and copied aside).
 # The machine is shared: read the figures as ratios, next to `uptime`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +50,12 @@ install_oha() {
 
 # Starts bench_server in MODE; sets server_pid, port and ca.
 start_server() {
-  local mode=$1 out
+  local mode=$1 out bin=$CARGO_TARGET_DIR/release/examples/bench_server
   ca=$(mktemp) out=$(mktemp)
-  "$CARGO_TARGET_DIR/release/examples/bench_server" "$mode" "$ca" >"$out" &
+  if [ "$mode" = before ]; then
+    bin=$BENCH_BEFORE mode=mutate
+  fi
+  "$bin" "$mode" "$ca" >"$out" &
   server_pid=$!
   for _ in $(seq 50); do
     port=$(sed -n 's/^listening on 127.0.0.1://p' "$out")
@@ -103,7 +110,9 @@ load() {
   nproc
   "$oha" --version
   echo "each run: ${seconds}s, POST $review ($(wc -c <"$review") bytes) over TLS 1.3, keep-alive"
-  for mode in floor mutate; do
+  local modes=(floor mutate)
+  [ -n "${BENCH_BEFORE:-}" ] && modes+=(before)
+  for mode in "${modes[@]}"; do
     start_server "$mode"
     section "$mode on 127.0.0.1:$port"
     for q in $rates; do run_oha "$mode" "$connections" "$q"; done
