@@ -201,11 +201,7 @@ fn encrypted_data_schema(_: &mut SchemaGenerator) -> Schema {
 impl SealedSecret {
     /// The ServiceAccounts `spec.access` lets unseal; empty: any.
     pub fn service_accounts(&self) -> Vec<String> {
-        self.spec
-            .access
-            .as_ref()
-            .map(|access| access.service_accounts.clone())
-            .unwrap_or_default()
+        Access::service_accounts_of(self.spec.access.as_ref())
     }
 
     /// Namespace of the referenced ManagedKey: `keyRef.namespace`, or this
@@ -213,9 +209,24 @@ impl SealedSecret {
     pub fn key_namespace(&self) -> Option<&str> {
         self.spec
             .key_ref
-            .namespace
-            .as_deref()
-            .or(self.metadata.namespace.as_deref())
+            .namespace_or(self.metadata.namespace.as_deref())
+    }
+}
+
+impl KeyReference {
+    /// `namespace`, or `own` (the namespace of the object holding the
+    /// reference).
+    pub fn namespace_or<'a>(&'a self, own: Option<&'a str>) -> Option<&'a str> {
+        self.namespace.as_deref().or(own)
+    }
+}
+
+impl Access {
+    /// The ServiceAccounts `access` lets unseal; empty (no `access`): any.
+    pub fn service_accounts_of(access: Option<&Access>) -> Vec<String> {
+        access
+            .map(|access| access.service_accounts.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -37,6 +37,13 @@ pub struct SealedView {
 #[serde(transparent)]
 struct StoredStatus(Box<RawValue>);
 
+impl StoredStatus {
+    fn of(status: &SealedSecretStatus) -> Option<Self> {
+        let text = serde_json::to_string(status).ok()?;
+        RawValue::from_string(text).ok().map(StoredStatus)
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ViewSpec {
@@ -54,8 +61,8 @@ pub struct ViewSpec {
     pub template: Option<Box<SecretTemplate>>,
 }
 
-/// Each item's header, sorted by item name, and why the first item that
-/// does not parse does not (in name order, as [`SealedSecret`]'s map reads).
+/// Each item's header, in item-name order, and why the first item (in that
+/// order) that does not parse does not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Items {
     readable: Box<[Item]>,
@@ -72,9 +79,9 @@ pub struct Item {
 
 impl Items {
     /// Reads each envelope's header; the texts are not kept.
-    pub fn parse<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    pub fn parse(texts: &BTreeMap<String, String>) -> Self {
         let mut readable: Vec<Item> = Vec::new();
-        let mut errors: Vec<(&str, String)> = Vec::new();
+        let mut first_error = None;
         for (name, text) in texts {
             match Envelope::decode(text) {
                 Ok(envelope) => {
@@ -85,19 +92,16 @@ impl Items {
                         _ => Arc::from(envelope.provider_key_id),
                     };
                     readable.push(Item {
-                        name: name.into(),
+                        name: name.as_str().into(),
                         version: envelope.key_version,
                         key_id,
                     });
                 }
-                Err(error) => errors.push((name, error.to_string())),
+                Err(error) => {
+                    first_error.get_or_insert_with(|| format!("item `{name}`: {error}").into());
+                }
             }
         }
-        readable.sort_by(|a, b| a.name.cmp(&b.name));
-        let first_error = errors
-            .into_iter()
-            .min()
-            .map(|(name, error)| format!("item `{name}`: {error}").into());
         Items {
             readable: readable.into_boxed_slice(),
             first_error,
@@ -120,12 +124,7 @@ impl Items {
 }
 
 fn headers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Items, D::Error> {
-    let texts = BTreeMap::<String, String>::deserialize(deserializer)?;
-    Ok(Items::parse(
-        texts
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str())),
-    ))
+    Ok(Items::parse(&BTreeMap::deserialize(deserializer)?))
 }
 
 impl SealedView {
@@ -137,21 +136,10 @@ impl SealedView {
                 key_ref: secret.spec.key_ref.clone(),
                 scope: secret.spec.scope,
                 access: secret.spec.access.clone().map(Box::new),
-                items: Items::parse(
-                    secret
-                        .spec
-                        .encrypted_data
-                        .iter()
-                        .map(|(name, text)| (name.as_str(), text.as_str())),
-                ),
+                items: Items::parse(&secret.spec.encrypted_data),
                 template: secret.spec.template.clone().map(Box::new),
             },
-            status: secret
-                .status
-                .as_ref()
-                .and_then(|status| serde_json::to_string(status).ok())
-                .and_then(|text| RawValue::from_string(text).ok())
-                .map(StoredStatus),
+            status: secret.status.as_ref().and_then(StoredStatus::of),
         }
     }
 
@@ -168,10 +156,7 @@ impl SealedView {
 
     #[cfg(test)]
     pub fn set_status(&mut self, status: Option<SealedSecretStatus>) {
-        self.status = status
-            .and_then(|status| serde_json::to_string(&status).ok())
-            .and_then(|text| RawValue::from_string(text).ok())
-            .map(StoredStatus);
+        self.status = status.as_ref().and_then(StoredStatus::of);
     }
 
     /// Namespace of the referenced ManagedKey: `keyRef.namespace`, or the
@@ -179,17 +164,11 @@ impl SealedView {
     pub fn key_namespace(&self) -> Option<&str> {
         self.spec
             .key_ref
-            .namespace
-            .as_deref()
-            .or(self.metadata.namespace.as_deref())
+            .namespace_or(self.metadata.namespace.as_deref())
     }
 
     pub fn service_accounts(&self) -> Vec<String> {
-        self.spec
-            .access
-            .as_ref()
-            .map(|access| access.service_accounts.clone())
-            .unwrap_or_default()
+        Access::service_accounts_of(self.spec.access.as_deref())
     }
 }
 

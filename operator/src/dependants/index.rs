@@ -394,7 +394,7 @@ mod tests {
         assert_eq!(index.len(), 6);
     }
 
-    /// A SealedView whose copy in Git is behind (`status.gitBehind`) keeps
+    /// A SealedSecret whose copy in Git is behind (`status.gitBehind`) keeps
     /// those versions as dependants too; counted apart as Git-only unless
     /// its cluster copy uses them as well, and not at all when it has
     /// `keyward.io/no-git-copy: "true"`.
@@ -511,7 +511,7 @@ mod tests {
     fn only_changed_versions_trigger_the_key() {
         let s1 = secret("apps", "s1", "db", &[("a", envelope("k1", 1))]);
         let index = synced(vec![s1.clone()]);
-        // The same items again (e.g. the SealedView controller wrote status).
+        // The same items again (e.g. the SealedSecret controller wrote status).
         assert!(index.apply(Event::Apply(s1.clone())).is_empty());
         // Re-wrapped onto v2: the key must recount.
         let rewrapped = secret("apps", "s1", "db", &[("a", envelope("k1", 2))]);
