@@ -41,7 +41,7 @@ install_oha() {
   [ -x "$oha" ] && return
   section "installing oha $oha_version into $tools"
   # Its own target dir, so the workspace's build cache is left alone; from
-  # outside the repository, so .cargo/config.toml (the operator's jemalloc
+  # outside the repository, so .cargo/config.toml (Keyward's jemalloc
   # options) does not reach oha's own jemalloc.
   mkdir -p "$tools"
   (cd "$tools" && CARGO_TARGET_DIR=$KEYWARD_CACHE/tools-target \

@@ -19,6 +19,11 @@ use keyward_webhook::{AppState, admission_router, server, tls};
 use std::io::Write;
 use std::sync::Arc;
 
+/// The webhook binary's allocator, so the figures are the binary's.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -13,6 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// jemalloc, as the operator (`.cargo/config.toml` for its options): on
+/// glibc, malloc and free were a quarter of `/mutate`'s CPU under load, and
+/// the default image's musl allocator is slower still (docs/performance.md,
+/// "/mutate").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "keyward-webhook", version, about)]
 struct Cli {

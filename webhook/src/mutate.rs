@@ -3,9 +3,18 @@
 //! every app container. Each addition is checked for separately, so a
 //! second admission of an already mutated pod adds nothing.
 
+mod ops;
+
 use crate::annotations::{self as a, requested_secrets};
-use k8s_openapi::api::core::v1::{Container, Pod};
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::{
+    CSIVolumeSource, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, Pod, PodSpec, ProjectedVolumeSource, ResourceRequirements,
+    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use ops::push_all;
+pub use ops::{Added, Op};
+use serde_json::Value;
 
 /// How the init container is built.
 #[derive(Debug, Clone)]
@@ -69,6 +78,15 @@ pub const INJECTOR_UID: i64 = 65532;
 /// for injection without naming any SealedSecret, or with a bad
 /// annotation, is an error.
 pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, String> {
+    patch(pod, config)?
+        .iter()
+        .map(|op| serde_json::to_value(op).map_err(|e| format!("building the patch: {e}")))
+        .collect()
+}
+
+/// `patch_for`'s operations, typed (the `/mutate` answer is written from
+/// these without a JSON tree).
+pub fn patch(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Op>, String> {
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     let Some(value) = annotations.get(a::INJECT) else {
         if opted_in_by_label(pod) {
@@ -142,7 +160,7 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
 
     let mut ops = Vec::new();
     let volumes = spec.volumes.as_deref().unwrap_or_default();
-    let new_volumes: Vec<Value> = [
+    let new_volumes: Vec<Volume> = [
         (a::SECRETS_VOLUME, secrets_volume(env_exec)),
         (a::TOKEN_VOLUME, token_volume()),
     ]
@@ -166,9 +184,15 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
     } else {
         // First, so other init containers may use the secrets too.
         if spec.init_containers.is_some() {
-            ops.push(json!({"op": "add", "path": "/spec/initContainers/0", "value": container}));
+            ops.push(Op::Add {
+                path: "/spec/initContainers/0".into(),
+                value: Added::Container(Box::new(container)),
+            });
         } else {
-            ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": [container]}));
+            ops.push(Op::Add {
+                path: "/spec/initContainers".into(),
+                value: Added::Containers(vec![container]),
+            });
         }
     }
     for (index, container) in spec.containers.iter().enumerate() {
@@ -191,11 +215,7 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
 /// naming the SealedSecrets, mounted read-only where the init container's
 /// would be; no init container and no token (the kubelet asks for the pod's).
 /// A pre-declared `keyward-secrets` must be that volume.
-fn csi_patch(
-    spec: &k8s_openapi::api::core::v1::PodSpec,
-    secrets: &[String],
-    mount_path: &str,
-) -> Result<Vec<Value>, String> {
+fn csi_patch(spec: &PodSpec, secrets: &[String], mount_path: &str) -> Result<Vec<Op>, String> {
     use crate::unseal::csi_entitlement::{CSI_DRIVER, SECRETS_ATTRIBUTE};
     let wanted = secrets.join(",");
     let mut ops = Vec::new();
@@ -205,10 +225,16 @@ fn csi_patch(
             &mut ops,
             "/spec/volumes",
             spec.volumes.is_some(),
-            vec![json!({"name": a::SECRETS_VOLUME, "csi": {
-                "driver": CSI_DRIVER, "readOnly": true,
-                "volumeAttributes": {SECRETS_ATTRIBUTE: wanted},
-            }})],
+            vec![Volume {
+                name: a::SECRETS_VOLUME.into(),
+                csi: Some(CSIVolumeSource {
+                    driver: CSI_DRIVER.into(),
+                    read_only: Some(true),
+                    volume_attributes: Some([(SECRETS_ATTRIBUTE.to_owned(), wanted)].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
         ),
         Some(existing) => {
             let same = existing.csi.as_ref().is_some_and(|csi| {
@@ -241,10 +267,10 @@ fn csi_patch(
 /// must be the injector this pod would get: it alone holds the unseal
 /// token, so a look-alike with another image, command or secret list could
 /// read what it likes.
-fn is_this_injector(existing: &Container, expected: &Value) -> Result<(), String> {
-    let same = existing.image.as_deref() == expected["image"].as_str()
-        && serde_json::to_value(&existing.command).ok().as_ref() == Some(&expected["command"])
-        && serde_json::to_value(&existing.args).ok().as_ref() == Some(&expected["args"]);
+fn is_this_injector(existing: &Container, expected: &Container) -> Result<(), String> {
+    let same = existing.image == expected.image
+        && existing.command == expected.command
+        && existing.args == expected.args;
     if same {
         Ok(())
     } else {
@@ -257,20 +283,7 @@ fn is_this_injector(existing: &Container, expected: &Value) -> Result<(), String
     }
 }
 
-fn push_all(ops: &mut Vec<Value>, path: &str, exists: bool, values: Vec<Value>) {
-    if values.is_empty() {
-        return;
-    }
-    if exists {
-        for value in values {
-            ops.push(json!({"op": "add", "path": format!("{path}/-"), "value": value}));
-        }
-    } else {
-        ops.push(json!({"op": "add", "path": path, "value": values}));
-    }
-}
-
-fn mount_in(ops: &mut Vec<Value>, list: &str, index: usize, container: &Container, path: &str) {
+fn mount_in(ops: &mut Vec<Op>, list: &str, index: usize, container: &Container, path: &str) {
     let mounts = container.volume_mounts.as_deref().unwrap_or_default();
     if mounts
         .iter()
@@ -278,7 +291,12 @@ fn mount_in(ops: &mut Vec<Value>, list: &str, index: usize, container: &Containe
     {
         return;
     }
-    let mount = json!({"name": a::SECRETS_VOLUME, "mountPath": path, "readOnly": true});
+    let mount = VolumeMount {
+        name: a::SECRETS_VOLUME.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    };
     push_all(
         ops,
         &format!("/spec/{list}/{index}/volumeMounts"),
@@ -292,7 +310,7 @@ fn mount_in(ops: &mut Vec<Value>, list: &str, index: usize, container: &Containe
 /// so they reach the app unchanged. The image's ENTRYPOINT is not in the
 /// pod spec, so a container without `command` cannot be wrapped.
 fn wrap_command(
-    ops: &mut Vec<Value>,
+    ops: &mut Vec<Op>,
     index: usize,
     container: &Container,
     mount: &str,
@@ -309,7 +327,10 @@ fn wrap_command(
                 "--".to_owned(),
             ];
             wrapped.extend(command.iter().cloned());
-            ops.push(json!({"op": "replace", "path": format!("/spec/containers/{index}/command"), "value": wrapped}));
+            ops.push(Op::Replace {
+                path: format!("/spec/containers/{index}/command"),
+                value: wrapped,
+            });
             Ok(())
         }
         _ => Err(format!(
@@ -330,20 +351,35 @@ fn wrapper_path(mount: &str) -> String {
 }
 
 /// env-exec also holds the wrapper binary (tens of MB) in the volume.
-fn secrets_volume(env_exec: bool) -> Value {
+fn secrets_volume(env_exec: bool) -> Volume {
     let size = if env_exec { "96Mi" } else { "4Mi" };
-    json!({"name": a::SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size}})
+    Volume {
+        name: a::SECRETS_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(Quantity(size.into())),
+        }),
+        ..Default::default()
+    }
 }
 
-fn token_volume() -> Value {
-    json!({
-        "name": a::TOKEN_VOLUME,
-        "projected": {"sources": [{"serviceAccountToken": {
-            "audience": a::AUDIENCE,
-            "expirationSeconds": a::TOKEN_EXPIRY_SECONDS,
-            "path": a::TOKEN_FILE,
-        }}]}
-    })
+fn token_volume() -> Volume {
+    let token = ServiceAccountTokenProjection {
+        audience: Some(a::AUDIENCE.into()),
+        expiration_seconds: Some(a::TOKEN_EXPIRY_SECONDS),
+        path: a::TOKEN_FILE.into(),
+    };
+    Volume {
+        name: a::TOKEN_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(token),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The app's own non-root uid if it names one (first container, then the
@@ -388,57 +424,97 @@ fn init_container(
     secrets: &[String],
     mount: &str,
     env_exec: bool,
-) -> Value {
-    let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
+) -> Container {
+    let value = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        value_from: None,
+    };
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: None,
+                field_path: path.into(),
+            }),
+            ..Default::default()
+        }),
+    };
     let mut env = vec![
-        json!({"name": "KEYWARD_UNSEAL_URL", "value": config.unseal_url}),
-        json!({"name": "KEYWARD_POD_NAME", "valueFrom": field("metadata.name")}),
-        json!({"name": "KEYWARD_POD_NAMESPACE", "valueFrom": field("metadata.namespace")}),
+        value("KEYWARD_UNSEAL_URL", config.unseal_url.clone()),
+        field("KEYWARD_POD_NAME", "metadata.name"),
+        field("KEYWARD_POD_NAMESPACE", "metadata.namespace"),
     ];
     if let Some(ca) = injected_ca(config) {
-        env.push(json!({"name": "KEYWARD_CA_PEM", "value": ca}));
+        env.push(value("KEYWARD_CA_PEM", ca));
     }
-    let mut container = json!({
-        "name": a::INIT_CONTAINER,
-        "image": config.image,
-        "command": [INJECTOR_COMMAND],
-        "args": [
-            "inject",
-            "--secrets", secrets.join(","),
-            "--mount-path", mount,
-            "--token-file", format!("{}/{}", a::TOKEN_DIR, a::TOKEN_FILE),
-        ],
-        "env": env,
-        "volumeMounts": [
-            {"name": a::SECRETS_VOLUME, "mountPath": mount},
-            {"name": a::TOKEN_VOLUME, "mountPath": a::TOKEN_DIR, "readOnly": true},
-        ],
-        "resources": {
-            "requests": {"cpu": "10m", "memory": "16Mi"},
-            // The wrapper copy is charged to this container's memory.
-            "limits": {"memory": if env_exec { "160Mi" } else { "64Mi" }},
-        },
-        "securityContext": {
-            "runAsNonRoot": true,
-            "runAsUser": injector_uid(pod),
-            "readOnlyRootFilesystem": true,
-            "allowPrivilegeEscalation": false,
-            "privileged": false,
-            "capabilities": {"drop": ["ALL"]},
-        },
-    });
-    if let Some(policy) = &config.image_pull_policy {
-        container["imagePullPolicy"] = json!(policy);
+    let mut args = vec![
+        "inject".to_owned(),
+        "--secrets".to_owned(),
+        secrets.join(","),
+        "--mount-path".to_owned(),
+        mount.to_owned(),
+        "--token-file".to_owned(),
+        format!("{}/{}", a::TOKEN_DIR, a::TOKEN_FILE),
+    ];
+    if env_exec {
+        args.extend(["--install-exec".to_owned(), wrapper_path(mount)]);
     }
-    if env_exec && let Some(args) = container["args"].as_array_mut() {
-        args.extend([json!("--install-exec"), json!(wrapper_path(mount))]);
+    let quantity = |q: &str| Quantity(q.into());
+    // The wrapper copy is charged to this container's memory.
+    let memory_limit = if env_exec { "160Mi" } else { "64Mi" };
+    Container {
+        name: a::INIT_CONTAINER.into(),
+        image: Some(config.image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        command: Some(vec![INJECTOR_COMMAND.into()]),
+        args: Some(args),
+        env: Some(env),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: a::SECRETS_VOLUME.into(),
+                mount_path: mount.into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: a::TOKEN_VOLUME.into(),
+                mount_path: a::TOKEN_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(
+                [
+                    ("cpu".to_owned(), quantity("10m")),
+                    ("memory".to_owned(), quantity("16Mi")),
+                ]
+                .into(),
+            ),
+            limits: Some([("memory".to_owned(), quantity(memory_limit))].into()),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(injector_uid(pod)),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                add: None,
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
-    container
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn config() -> InjectorConfig {
         InjectorConfig {

@@ -1,6 +1,6 @@
 //! `/mutate` from request bytes to response bytes without a JSON tree in
-//! between: the Pod is read straight from the body and the answer is
-//! written with its patch already in base64. The general path (kube's
+//! between: the Pod is read straight from the body, and the answer is
+//! written with its patch (typed operations, `mutate::Op`) already in base64. The general path (kube's
 //! `DynamicObject` review, the Pod converted from it, the patch turned into
 //! a `json_patch::Patch` and the review into a `Value` to rewrite a byte
 //! array as base64) cost as much CPU as TLS and HTTP together
@@ -27,7 +27,7 @@ pub fn lean(injector: &InjectorConfig, body: &[u8]) -> Option<Vec<u8>> {
     let answer = match request
         .object
         .as_ref()
-        .map(|pod| mutate::patch_for(pod, injector))
+        .map(|pod| mutate::patch(pod, injector))
     {
         None => write(&response, None),
         Some(Err(reason)) => write(&response.deny(reason), None),
