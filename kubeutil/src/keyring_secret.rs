@@ -56,6 +56,11 @@ pub fn generation_config_map(keyring: &str) -> String {
 pub struct SecretBackend {
     api: Api<Secret>,
     generations: Api<ConfigMap>,
+    /// The generation record as last read or written (value and
+    /// resourceVersion): a raise tries it first, so each keyring write
+    /// costs one request on the record, not a read and a write. A stale
+    /// copy only costs a conflict and a read.
+    last_record: std::sync::Mutex<Option<(u64, String)>>,
     namespace: String,
     name: String,
     runtime: Handle,
@@ -67,6 +72,7 @@ impl SecretBackend {
         SecretBackend {
             api: Api::namespaced(client.clone(), namespace),
             generations: Api::namespaced(client, namespace),
+            last_record: std::sync::Mutex::new(None),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             runtime: Handle::current(),
@@ -117,12 +123,24 @@ impl SecretBackend {
                     self.namespace
                 ))
             })?;
-        Ok(Some((
-            value,
-            map.metadata.resource_version.unwrap_or_default(),
-        )))
+        let record = (value, map.metadata.resource_version.unwrap_or_default());
+        self.remember(Some(record.clone()));
+        Ok(Some(record))
     }
 
+    fn remember(&self, record: Option<(u64, String)>) {
+        *self.last_record.lock().unwrap_or_else(|e| e.into_inner()) = record;
+    }
+
+    fn remembered(&self) -> Option<(u64, String)> {
+        self.last_record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Writes the record (creates it when `expected` is `None`) and
+    /// remembers the written resourceVersion.
     fn write_generation(&self, generation: u64, expected: Option<String>) -> kube::Result<()> {
         let map = ConfigMap {
             metadata: ObjectMeta {
@@ -146,8 +164,19 @@ impl SecretBackend {
                 &map,
             )),
         };
-        written.map(drop)
+        let written = written?;
+        self.remember(
+            written
+                .metadata
+                .resource_version
+                .map(|revision| (generation, revision)),
+        );
+        Ok(())
     }
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
 }
 
 pub(crate) fn labels() -> BTreeMap<String, String> {
@@ -180,6 +209,21 @@ impl KeyringBackend for SecretBackend {
     /// Compare-and-swap on the ConfigMap's resourceVersion: a concurrent
     /// raise to a higher value wins, a lower one is never written.
     fn raise_generation_floor(&self, generation: u64) -> Result<(), ProviderError> {
+        match self.remembered() {
+            // The record only grows (deleting it to accept an older keyring
+            // is followed by a restart).
+            Some((recorded, _)) if recorded >= generation => return Ok(()),
+            Some((_, revision)) => match self.write_generation(generation, Some(revision)) {
+                Ok(()) => return Ok(()),
+                // Another writer (or `keyward restore`) changed or removed
+                // it: read it below.
+                Err(e) if Self::is_conflict(&e) || is_not_found(&e) => self.remember(None),
+                Err(e) => {
+                    return Err(self.storage(format!("ConfigMap {}: {e}", self.generation_name())));
+                }
+            },
+            None => {}
+        }
         for _ in 0..RAISE_ATTEMPTS {
             let expected = match self.recorded_generation()? {
                 Some((recorded, _)) if recorded >= generation => return Ok(()),
