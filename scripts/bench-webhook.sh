@@ -6,8 +6,10 @@
 # load  /mutate over TLS on 127.0.0.1 with oha: the real webhook router
 #       (release build of webhook/examples/bench_server.rs, admission only)
 #       and a trivial axum route behind the same TLS and accept loop (the
-#       floor), at fixed rates and unlimited. Installs oha from crates.io
-#       into $KEYWARD_CACHE/tools on first use.
+#       floor), at fixed rates and unlimited; between them "sized", the
+#       floor answering with /mutate's own answer bytes (what moving a 3 KB
+#       patch over TLS costs without Keyward's work). Installs oha from
+#       crates.io into $KEYWARD_CACHE/tools on first use.
 # e2e   the measurements of e2e/tests/webhook_perf.rs on a throwaway
 #       cluster (release build): /v1/unseal for a pod with ten items,
 #       provider calls for 100 pods of one Deployment, pod start-up cost.
@@ -52,10 +54,12 @@ install_oha() {
 start_server() {
   local mode=$1 out bin=$CARGO_TARGET_DIR/release/examples/bench_server
   ca=$(mktemp) out=$(mktemp)
+  local extra=()
   if [ "$mode" = before ]; then
     bin=$BENCH_BEFORE mode=mutate
   fi
-  "$bin" "$mode" "$ca" >"$out" &
+  [ "$mode" = sized ] && extra=("$review")
+  "$bin" "$mode" "$ca" "${extra[@]}" >"$out" &
   server_pid=$!
   for _ in $(seq 50); do
     port=$(sed -n 's/^listening on 127.0.0.1://p' "$out")
@@ -110,7 +114,7 @@ load() {
   nproc
   "$oha" --version
   echo "each run: ${seconds}s, POST $review ($(wc -c <"$review") bytes) over TLS 1.3, keep-alive"
-  local modes=(floor mutate)
+  local modes=(floor sized mutate)
   [ -n "${BENCH_BEFORE:-}" ] && modes+=(before)
   for mode in "${modes[@]}"; do
     start_server "$mode"

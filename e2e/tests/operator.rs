@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_core::local::{KeyringBackend, LocalProvider, WriteError};
 use keyward_core::provider::{KeyInfo, ProviderError};
@@ -597,6 +597,27 @@ async fn keyring_secret_writes_conflict_and_concurrent_writers_lose_nothing() {
             numbers == (1..=14).collect::<Vec<_>>(),
             "versions {numbers:?}"
         );
+
+        // Each writer raises the generation record from its own last copy;
+        // the other's writes make that copy stale, and the record still
+        // reaches the keyring's generation (1 at creation, then 14 writes).
+        let recorded = || {
+            let backend = SecretBackend::new(client.clone(), &ns, KEYRING);
+            tokio::task::spawn_blocking(move || backend.generation_floor())
+        };
+        let generation = recorded().await??;
+        ensure!(generation == Some(15), "recorded generation {generation:?}");
+        // A record removed on purpose (to accept an older keyring) is
+        // written again by the next keyring write.
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        maps.delete(
+            &keyward_kubeutil::keyring_secret::generation_config_map(KEYRING),
+            &DeleteParams::default(),
+        )
+        .await?;
+        first.rotate_key(&info.key_id).await?;
+        let generation = recorded().await??;
+        ensure!(generation == Some(16), "recorded generation {generation:?}");
 
         // The Secret holds only ciphertext, and the root key is never replaced.
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
