@@ -87,7 +87,8 @@ pub fn patch_for(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Value>, Strin
 /// `patch_for`'s operations, typed (the `/mutate` answer is written from
 /// these without a JSON tree).
 pub fn patch(pod: &Pod, config: &InjectorConfig) -> Result<Vec<Op>, String> {
-    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let none = Default::default();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&none);
     let Some(value) = annotations.get(a::INJECT) else {
         if opted_in_by_label(pod) {
             return Err(format!(
