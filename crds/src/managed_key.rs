@@ -92,14 +92,16 @@ pub struct ManagedKeySpec {
     pub provider: ProviderSpec,
 
     /// Key algorithm: `AES256` (default; usage Wrap), `RSA3072` or `RSA4096`
-    /// (usage Seal or Sign), `ECP256` or `ED25519` (usage Sign).
+    /// (usage Seal), `ECP256` or `ED25519` (usage Sign; not created yet,
+    /// admission refuses them).
     #[serde(default)]
     pub algorithm: Algorithm,
 
     /// What the key does: `Wrap` (default; symmetric key-encryption key that
     /// wraps SealedSecret data keys), `Seal` (RSA-OAEP, so anyone can seal
-    /// offline from the published public key; only the provider unwraps), or
-    /// `Sign`.
+    /// offline from the published public key; only the provider unwraps).
+    /// `Sign` is reserved for signing keys, which Keyward does not create
+    /// yet: admission refuses it.
     #[serde(default)]
     pub usage: KeyUsage,
 
@@ -259,9 +261,30 @@ impl ManagedKeySpec {
     pub fn validate(&self) -> Result<(), Invalid> {
         let mut errors = Collector::default();
         self.provider.check("spec.provider", &mut errors);
-        if !self.algorithm.usages().contains(&self.usage) {
+        let signing = self.usage == KeyUsage::Sign
+            || matches!(self.algorithm, Algorithm::EcP256 | Algorithm::Ed25519);
+        if signing {
+            // The CRD names signing keys, but no provider creates one yet:
+            // an RSA key would be made for decryption, an EC key not at all.
+            errors.push(
+                if self.usage == KeyUsage::Sign {
+                    "spec.usage"
+                } else {
+                    "spec.algorithm"
+                },
+                format!(
+                    "Keyward does not create signing keys yet ({} {}); use usage Wrap with \
+                     AES256 for SealedSecrets, or usage Seal with RSA3072 or RSA4096 for \
+                     offline sealing",
+                    self.algorithm, self.usage
+                ),
+            );
+        } else if !self.algorithm.usages().contains(&self.usage) {
             let fits: Vec<&str> = self.usage.algorithms().iter().map(|a| a.as_str()).collect();
-            let can: Vec<&str> = self.algorithm.usages().iter().map(|u| u.as_str()).collect();
+            let can: Vec<&str> = (self.algorithm.usages().iter())
+                .filter(|usage| **usage != KeyUsage::Sign)
+                .map(|u| u.as_str())
+                .collect();
             errors.push(
                 "spec.usage",
                 format!(
@@ -271,17 +294,6 @@ impl ManagedKeySpec {
                     fits.join(" or "),
                     self.usage,
                     can.join(" or "),
-                    self.algorithm
-                ),
-            );
-        }
-        if matches!(self.provider.kind(), Some(ProviderKind::Local(_)))
-            && matches!(self.algorithm, Algorithm::EcP256 | Algorithm::Ed25519)
-        {
-            errors.push(
-                "spec.algorithm",
-                format!(
-                    "the local provider does not support {}; use AES256, RSA3072 or RSA4096, or a KMS/HSM provider",
                     self.algorithm
                 ),
             );

@@ -107,18 +107,34 @@ fn native_rotation_fits_the_provider() {
 }
 
 #[test]
-fn local_provider_refuses_ec_keys() {
-    let k = key("{local: {}}", "ED25519", "Sign");
-    let err = k.validate().unwrap_err().to_string();
+fn signing_keys_are_refused_until_a_provider_creates_them() {
+    let gcp = "{gcp: {project: acme-prod, location: global, keyRing: r}}";
+    for (provider, algorithm, usage, field) in [
+        ("{local: {}}", "ED25519", "Sign", "spec.usage"),
+        (gcp, "ED25519", "Sign", "spec.usage"),
+        (gcp, "ECP256", "Sign", "spec.usage"),
+        // Before, an RSA key with usage Sign was created for decryption.
+        ("{local: {}}", "RSA4096", "Sign", "spec.usage"),
+        (gcp, "ECP256", "Wrap", "spec.algorithm"),
+    ] {
+        let err = key(provider, algorithm, usage)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "{field}: Keyward does not create signing keys yet ({algorithm} {usage})"
+            )) && err.contains("usage Wrap with AES256"),
+            "{algorithm} {usage}: {err}"
+        );
+    }
+    // RSA keys are for Seal; the error does not point at Sign.
+    let err = key("{local: {}}", "RSA3072", "Wrap")
+        .validate()
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.contains("the local provider does not support ED25519"),
+        err.contains("use algorithm AES256 for Wrap, or usage Seal for RSA3072"),
         "{err}"
     );
-    key(
-        "{gcp: {project: acme-prod, location: global, keyRing: r}}",
-        "ED25519",
-        "Sign",
-    )
-    .validate()
-    .expect("Cloud KMS signs with Ed25519");
 }
