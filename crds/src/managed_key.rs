@@ -256,29 +256,36 @@ impl ManagedKeySpec {
         self.provider.kind()
     }
 
+    /// Why this key cannot be made, when it asks for a signing key (usage
+    /// `Sign`, or a signing-only algorithm). The CRD names signing keys, but
+    /// no provider creates one yet: an RSA key would be made for
+    /// decryption, an EC key not at all. Admission and the operator both
+    /// refuse with this.
+    pub fn signing_unsupported(&self) -> Option<String> {
+        let signing = self.usage == KeyUsage::Sign
+            || matches!(self.algorithm, Algorithm::EcP256 | Algorithm::Ed25519);
+        signing.then(|| {
+            format!(
+                "Keyward does not create signing keys yet ({} {}); use usage Wrap with \
+                 AES256 for SealedSecrets, or usage Seal with RSA3072 or RSA4096 for \
+                 offline sealing",
+                self.algorithm, self.usage
+            )
+        })
+    }
+
     /// Checks what the OpenAPI schema cannot express, with messages the
     /// admission webhook returns to the user as is.
     pub fn validate(&self) -> Result<(), Invalid> {
         let mut errors = Collector::default();
         self.provider.check("spec.provider", &mut errors);
-        let signing = self.usage == KeyUsage::Sign
-            || matches!(self.algorithm, Algorithm::EcP256 | Algorithm::Ed25519);
-        if signing {
-            // The CRD names signing keys, but no provider creates one yet:
-            // an RSA key would be made for decryption, an EC key not at all.
-            errors.push(
-                if self.usage == KeyUsage::Sign {
-                    "spec.usage"
-                } else {
-                    "spec.algorithm"
-                },
-                format!(
-                    "Keyward does not create signing keys yet ({} {}); use usage Wrap with \
-                     AES256 for SealedSecrets, or usage Seal with RSA3072 or RSA4096 for \
-                     offline sealing",
-                    self.algorithm, self.usage
-                ),
-            );
+        if let Some(message) = self.signing_unsupported() {
+            let field = if self.usage == KeyUsage::Sign {
+                "spec.usage"
+            } else {
+                "spec.algorithm"
+            };
+            errors.push(field, message);
         } else if !self.algorithm.usages().contains(&self.usage) {
             let fits: Vec<&str> = self.usage.algorithms().iter().map(|a| a.as_str()).collect();
             let can: Vec<&str> = (self.algorithm.usages().iter())

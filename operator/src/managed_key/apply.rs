@@ -19,8 +19,8 @@ use keyward_core::crypto::public_key_to_pem;
 use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
 use keyward_crds::conditions::{self, DEGRADED, READY, ROTATING};
 use keyward_crds::{
-    Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyUsage, KeyVersionStatus,
-    ManagedKey, ManagedKeyStatus, RotationStrategy,
+    Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyVersionStatus, ManagedKey,
+    ManagedKeyStatus, RotationStrategy,
 };
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -248,15 +248,9 @@ fn supported(key: &ManagedKey, ctx: &Context) -> Result<KeyAlgorithm, (&'static 
     if let Err(not_served) = ctx.provider_for(&key.spec.provider) {
         return Err((not_served.reason, not_served.message));
     }
-    if key.spec.usage == KeyUsage::Sign {
-        // Admitted before admission refused it (or with the webhook down):
-        // an RSA key made here would decrypt, not sign.
-        return Err((
-            "AlgorithmUnsupported",
-            "Keyward does not create signing keys yet; use usage Wrap (AES256) or Seal \
-             (RSA3072, RSA4096)"
-                .to_owned(),
-        ));
+    // Admitted before admission refused it (or with the webhook down).
+    if let Some(message) = key.spec.signing_unsupported() {
+        return Err(("AlgorithmUnsupported", message));
     }
     match key.spec.algorithm {
         Algorithm::Aes256 => Ok(KeyAlgorithm::Aes256),

@@ -1,7 +1,7 @@
 //! `/mutate` from request bytes to response bytes without a JSON tree in
 //! between: the Pod is read straight from the body, and the answer is
-//! written with its patch (typed operations, `mutate::Op`) already in base64. The general path (kube's
-//! `DynamicObject` review, the Pod converted from it, the patch turned into
+//! written with its patch (typed operations, `mutate::Op`) already in
+//! base64. The general path (kube's `DynamicObject` review, the Pod converted from it, the patch turned into
 //! a `json_patch::Patch` and the review into a `Value` to rewrite a byte
 //! array as base64) cost as much CPU as TLS and HTTP together
 //! (docs/performance.md). It still answers what the lean one does not
