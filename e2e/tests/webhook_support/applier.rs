@@ -172,8 +172,20 @@ async fn flow(
             on_versions(s) == [2] && git_behind(s).is_none()
         })
         .await?;
+        // The status write that records Git as current can land just after
+        // the condition above is seen; start the quiet window once the
+        // objects stand still for a round (at most five rounds), so only
+        // writes after that count.
+        let mut versions_before: Vec<_> = resource_versions(&sealed).await?;
+        for _ in 0..5 {
+            tokio::time::sleep(ROUND).await;
+            let now = resource_versions(&sealed).await?;
+            if now == versions_before {
+                break;
+            }
+            versions_before = now;
+        }
         let settled = rewraps(audit)?;
-        let versions_before: Vec<_> = resource_versions(&sealed).await?;
         tokio::time::sleep(ROUND * 5).await;
         ensure!(rewraps(audit)? == settled, "the operator wrote again after Git caught up");
         ensure!(
