@@ -17,6 +17,7 @@ pub mod algorithm;
 pub mod conditions;
 pub mod cryptoperiod;
 pub mod data_key_request;
+pub mod destruction;
 pub mod duration;
 pub mod exposure;
 pub mod generate;

@@ -180,6 +180,16 @@ pub struct ManagedKeySpec {
     /// so they cannot keep a version from being destroyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share_with: Option<ShareWith>,
+
+    /// Two-person destruction: `Destroyed`, `keyward.io/force-destroy`,
+    /// deleting the key (deletion policy `Delete`) and turning this off
+    /// are admitted only after one user requested them
+    /// (`keyward.io/destruction-request`) and a different user approved
+    /// (`keyward.io/destruction-approval`). The namespace label
+    /// `keyward.io/two-person-destruction: "true"` does the same for
+    /// every key in a namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub two_person_destruction: bool,
 }
 
 /// The namespaces a ManagedKey is shared with.

@@ -737,7 +737,25 @@ async fn check_webhook_configurations(client: &Client, ns: &str, names: &Names) 
         .await
         .context("MutatingWebhookConfiguration")?;
     let hooks = mutating.webhooks.unwrap_or_default();
-    ensure!(hooks.len() == 3, "{} mutating webhooks", hooks.len());
+    ensure!(hooks.len() == 4, "{} mutating webhooks", hooks.len());
+    // Two-person destruction's stamp: every ManagedKey write, no object
+    // selector, so a request cannot be written unstamped.
+    let stamp = &hooks[3];
+    let stamp_rules = stamp.rules.clone().unwrap_or_default();
+    ensure!(
+        stamp.name == "destruction-stamp.keyward.io"
+            && stamp_rules.len() == 1
+            && stamp_rules[0].resources.as_deref() == Some(&["managedkeys".to_owned()])
+            && stamp.failure_policy.as_deref() == Some("Fail")
+            && excludes(&stamp.namespace_selector, ns)
+            && stamp
+                .client_config
+                .service
+                .as_ref()
+                .and_then(|s| s.path.as_deref())
+                == Some("/stamp"),
+        "stamp webhook: {stamp:?}"
+    );
     // Keyward's question kinds: every namespace that gets injection, any
     // object (the CLI labels nothing), Fail so an unanswered one is not
     // taken for an answer.
@@ -839,6 +857,13 @@ async fn check_webhook_configurations(client: &Client, ns: &str, names: &Names) 
             .as_ref()
             .is_some_and(|res| res.iter().any(|x| x == "managedkeys"))),
         "validating rules: {rules:?}"
+    );
+    ensure!(
+        rules
+            .iter()
+            .any(|r| r.operations.as_deref() == Some(&["DELETE".to_owned()])
+                && r.resources.as_deref() == Some(&["managedkeys".to_owned()])),
+        "deleting a ManagedKey is not validated (two-person destruction): {rules:?}"
     );
     Ok(())
 }
@@ -965,6 +990,17 @@ async fn check_rbac(client: &Client, ns: &str, names: &Names) -> Result<()> {
             webhook,
             check("list", kw, "sealedsecrets").ns(other_ns),
             true,
+        ),
+        // Two-person destruction reads a namespace's label, and only that.
+        (
+            webhook,
+            check("get", "", "namespaces").named(other_ns),
+            true,
+        ),
+        (
+            webhook,
+            check("update", "", "namespaces").named(other_ns),
+            false,
         ),
         (
             webhook,

@@ -44,6 +44,8 @@ mod csi;
 mod in_process;
 #[path = "webhook_support/sharing.rs"]
 mod sharing;
+#[path = "webhook_support/two_person.rs"]
+mod two_person;
 
 const KEYRING: &str = "keyward-local-keyring";
 const ROOT_KEY: &str = "keyward-local-root-key";
@@ -211,14 +213,22 @@ impl Webhook {
             json!([{"apiGroups": ["keyward.io"], "apiVersions": ["v1alpha1"],
                 "operations": ["CREATE"], "resources": ["sealedsecretreviews"]}]),
         );
+        // Two-person destruction's stamp, as the chart registers it.
+        let stamp = common(
+            "/stamp",
+            json!([{"apiGroups": ["keyward.io"], "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["managedkeys"]}]),
+        );
         let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": self.config_name},
-            "webhooks": [mutate, review],
+            "webhooks": [mutate, review, stamp],
         }))?;
         let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": self.config_name},
             "webhooks": [common("/validate", json!([{"apiGroups": ["keyward.io"], "apiVersions": ["v1alpha1"],
-                "operations": ["CREATE", "UPDATE"], "resources": ["managedkeys", "sealedsecrets"]}]))],
+                "operations": ["CREATE", "UPDATE"], "resources": ["managedkeys", "sealedsecrets"]},
+                {"apiGroups": ["keyward.io"], "apiVersions": ["v1alpha1"],
+                "operations": ["DELETE"], "resources": ["managedkeys"]}]))],
         }))?;
         Api::<MutatingWebhookConfiguration>::all(client.clone())
             .create(&PostParams::default(), &mutating)

@@ -43,8 +43,7 @@ pub fn parse_rewrapped_to(value: Option<&str>) -> Option<(u32, &str)> {
 /// lease to run out (that cluster was rebuilt and is gone).
 pub const TAKE_OVER_FROM: &str = "keyward.io/take-over-from";
 
-/// `"true"` lets a key be destroyed although SealedSecrets still depend on it.
-pub const FORCE_DESTROY: &str = "keyward.io/force-destroy";
+pub use keyward_crds::destruction::FORCE_DESTROY;
 
 /// The finalizer that makes deleting a ManagedKey schedule provider deletion.
 pub const FINALIZER: &str = "keyward.io/cleanup";

@@ -13,18 +13,21 @@ use crate::admission::{Request, typed};
 use crate::key_state::serving::OVERRIDE;
 use keyward_core::audit::Event;
 use keyward_crds::ManagedKey;
+use keyward_crds::destruction::{APPROVAL, FORCE_DESTROY, REQUEST};
 use keyward_crds::exposure::EXPOSED_VERSIONS;
 use keyward_crds::managed_key::REASON;
 use kube::core::admission::Operation;
 use std::collections::BTreeMap;
 
 /// Annotations that drive the lifecycle (besides `spec.state`). The
-/// operator reads the first and last; it owns their names.
-const DRIVING: [&str; 4] = [
+/// operator reads the first; it owns its name.
+const DRIVING: [&str; 6] = [
     "keyward.io/rotate",
     EXPOSED_VERSIONS,
     OVERRIDE,
-    "keyward.io/force-destroy",
+    FORCE_DESTROY,
+    REQUEST,
+    APPROVAL,
 ];
 
 /// What admission records about one request, and the warning for a state
@@ -110,6 +113,11 @@ fn differences(old: Option<&ManagedKey>, new: &ManagedKey) -> Vec<(String, Strin
             "spec.shareWith.namespaces",
             old.and_then(sharing),
             sharing(new),
+        ),
+        (
+            "spec.twoPersonDestruction",
+            old.map(|k| k.spec.two_person_destruction.to_string()),
+            Some(new.spec.two_person_destruction.to_string()),
         ),
         (
             "spec.deletionPolicy",

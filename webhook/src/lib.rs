@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod annotations;
 pub mod data_key;
+pub mod destruction;
 pub mod exec_env;
 pub mod inject;
 pub mod key_audit;

@@ -12,6 +12,7 @@ pub use listener::{ConnectRate, ServerLimits, serve_tls};
 pub use pre_auth::PreAuthLimits;
 
 use crate::admission::{self, Review};
+use crate::destruction;
 use crate::key_audit;
 use crate::metrics::metrics;
 use crate::mutate::{self, InjectorConfig};
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::jiff::Timestamp;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, AdmissionReview};
 use std::sync::Arc;
@@ -43,6 +45,7 @@ pub fn admission_router(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(mutate_pod))
         .route("/validate", post(validate_object))
+        .route("/stamp", post(stamp_object))
         .route("/datakey", post(answer_data_key))
         .route("/review", post(review_sealed_secret))
         .route("/healthz", get(|| async { "ok" }))
@@ -276,6 +279,42 @@ async fn validate_object(
     answer
 }
 
+/// `/stamp`: names the user in a newly written destruction request or
+/// approval ([`destruction::stamp`]).
+async fn stamp_object(Json(review): Json<Review>) -> Json<serde_json::Value> {
+    let started = std::time::Instant::now();
+    let answer = match admission::request(review) {
+        Err(answer) => Json(*answer),
+        Ok(request) => {
+            let response = AdmissionResponse::from(&request);
+            match destruction::stamp(&request, Timestamp::now()) {
+                Err(reason) => Json(response.deny(reason).into_review()),
+                Ok(ops) if ops.is_empty() => Json(response.into_review()),
+                Ok(ops) => match serde_json::from_value(serde_json::Value::Array(ops))
+                    .map_err(|e| e.to_string())
+                    .and_then(|patch| {
+                        response
+                            .clone()
+                            .with_patch(patch)
+                            .map_err(|e| e.to_string())
+                    }) {
+                    Ok(patched) => Json(patched.into_review()),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot build the stamp patch");
+                        Json(
+                            response
+                                .deny("internal error building the answer")
+                                .into_review(),
+                        )
+                    }
+                },
+            }
+        }
+    };
+    metrics().admission("stamp", started.elapsed());
+    answer.map_patch_base64()
+}
+
 async fn validate_review(state: &AppState, review: Review) -> ReviewResult {
     let request = match admission::request(review) {
         Ok(request) => request,
@@ -294,6 +333,25 @@ async fn validate_review(state: &AppState, review: Review) -> ReviewResult {
         Ok(warnings) => warnings,
         Err(reason) => return Json(response.deny(reason).into_review()),
     };
+    let judgement = destruction::judge(&request, &unsealer.client, Timestamp::now()).await;
+    if let Some(record) = judgement.record {
+        let admitted = judgement.verdict.is_ok();
+        let audit = Arc::clone(&unsealer.audit);
+        let written = tokio::task::spawn_blocking(move || audit.append(record)).await;
+        // A guarded change goes ahead only once both names are on record.
+        if admitted && !matches!(written, Ok(Ok(()))) {
+            metrics().audit_write_failure();
+            tracing::error!("cannot record an approved destruction in the audit log; refused");
+            return Json(
+                response
+                    .deny("cannot write the audit log, so this destruction is refused; retry, and see the webhook log if it persists")
+                    .into_review(),
+            );
+        }
+    }
+    if let Err(reason) = judgement.verdict {
+        return Json(response.deny(reason).into_review());
+    }
     if let Some(change) = key_audit::change(&request) {
         // Fail closed: a change that cannot be attributed is not made.
         let audit = Arc::clone(&unsealer.audit);
