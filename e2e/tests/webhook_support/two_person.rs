@@ -32,10 +32,20 @@ async fn destruction_under_the_two_person_policy_needs_a_second_users_approval()
             Config::for_namespace(&ns, dir.path().join("operator-audit.log")),
         );
         let result = async {
+            let [alice, bob] = editors(&client, &ns).await?;
+            // A key Ready first: the webhook opens the keyring the operator makes.
+            let key: ManagedKey = serde_json::from_value(json!({
+                "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
+                "metadata": {"name": "guarded"},
+                "spec": {"provider": {"local": {}}, "twoPersonDestruction": true},
+            }))?;
+            let as_alice: Api<ManagedKey> = Api::namespaced(alice.clone(), &ns);
+            as_alice.create(&PostParams::default(), &key).await?;
+            let admin: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+            wait_key(&admin, "guarded", "Ready", ready).await?;
             let webhook =
                 Webhook::start(&client, &ns, dir.path(), ("unused:e2e".into(), "Never")).await?;
             let result = async {
-                let [alice, bob] = editors(&client, &ns).await?;
                 key_policy_flow(&client, &ns, &alice, &bob, &webhook).await?;
                 namespace_policy_flow(&client, &ns, &alice, &bob).await
             }
@@ -98,13 +108,6 @@ async fn key_policy_flow(
     let admin: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
     let as_alice: Api<ManagedKey> = Api::namespaced(alice.clone(), ns);
     let as_bob: Api<ManagedKey> = Api::namespaced(bob.clone(), ns);
-    let key: ManagedKey = serde_json::from_value(json!({
-        "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
-        "metadata": {"name": "guarded"},
-        "spec": {"provider": {"local": {}}, "twoPersonDestruction": true},
-    }))?;
-    as_alice.create(&PostParams::default(), &key).await?;
-    wait_key(&admin, "guarded", "Ready", ready).await?;
     // Retiring is one person's call; destroying is not.
     merge(
         &as_alice,
