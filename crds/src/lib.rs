@@ -32,6 +32,7 @@ pub mod rotation_policy;
 pub mod sealed_secret;
 pub mod sealed_secret_review;
 pub mod sharing;
+mod tags;
 pub mod validation;
 
 pub use algorithm::{Algorithm, KeyUsage};

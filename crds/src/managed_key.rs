@@ -163,9 +163,13 @@ pub struct ManagedKeySpec {
     #[schemars(length(min = 1, max = 250), regex(pattern = r"^[a-zA-Z0-9/_-]+$"))]
     pub alias: Option<String>,
 
-    /// Tags (AWS) or labels (GCP) put on the provider key; at most 50.
+    /// Tags (AWS KMS, on every version's KMS key) or labels (Cloud KMS)
+    /// put on the provider key and kept in line with this field: an edit
+    /// adds, changes and removes them there; at most 40. Keys `keyward.io/`
+    /// (AWS) and `keyward-` (Cloud KMS) are Keyward's own. The local and
+    /// PKCS#11 providers keep no tags, so they are refused there.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 50))]
+    #[schemars(extend("maxProperties" = 40))]
     pub tags: BTreeMap<String, String>,
 
     /// Free-text description stored with the provider key.
@@ -316,6 +320,7 @@ impl ManagedKeySpec {
             );
         }
         self.check_deletion_window(&mut errors);
+        crate::tags::check(self.provider.kind(), &self.tags, &mut errors);
         if let Some(policy) = &self.rotation_policy_ref
             && !is_dns_subdomain(&policy.name)
         {

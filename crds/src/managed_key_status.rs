@@ -3,6 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use crate::{HumanDuration, KeyState};
 
@@ -45,6 +46,12 @@ pub struct ManagedKeyStatus {
     /// `strategy: Native` and the key is Active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_rotation: Option<NativeRotationStatus>,
+
+    /// The tags (AWS) or labels (Cloud KMS) last put on the provider key
+    /// from `spec.tags`; when they differ from the spec, the operator puts
+    /// the spec's there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 
     /// Standard conditions: `Ready` (the primary version can be used),
     /// `Rotating` (a new version is being created or dependants re-wrapped)

@@ -58,13 +58,14 @@ pub struct AwsProvider {
     #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
     pub endpoint: Option<String>,
 
-    /// Create a multi-Region primary key, so replicas can decrypt in other
-    /// regions. Cannot be combined with `customKeyStoreId`.
+    /// Reserved: a multi-Region primary key. Refused at admission until the
+    /// AWS provider creates them; adopt one with `existingKey` instead.
     #[serde(default)]
     pub multi_region: bool,
 
-    /// Create the key in this custom key store (CloudHSM or external key
-    /// store), e.g. `cks-1234567890abcdef0`.
+    /// Reserved: a custom key store (CloudHSM or external), e.g.
+    /// `cks-1234567890abcdef0`. Refused at admission until the AWS
+    /// provider creates keys there; adopt one with `existingKey` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^cks-[a-z0-9]+$"))]
     pub custom_key_store_id: Option<String>,
@@ -185,14 +186,21 @@ impl ProviderSpec {
                 ),
             ),
         }
-        if let Some(aws) = &self.aws
-            && aws.multi_region
-            && aws.custom_key_store_id.is_some()
-        {
-            errors.push(
-                format!("{field}.aws.multiRegion"),
-                "AWS KMS cannot create multi-Region keys in a custom key store; drop one of multiRegion or customKeyStoreId",
-            );
+        // Accepted by the schema for manifests written against it, refused
+        // until the AWS provider creates such keys (docs/providers.md).
+        if let Some(aws) = &self.aws {
+            if aws.multi_region {
+                errors.push(
+                    format!("{field}.aws.multiRegion"),
+                    "Keyward's AWS provider does not create multi-Region keys yet; remove multiRegion (or set it false), or adopt a multi-Region key made elsewhere with existingKey",
+                );
+            }
+            if aws.custom_key_store_id.is_some() {
+                errors.push(
+                    format!("{field}.aws.customKeyStoreId"),
+                    "Keyward's AWS provider does not create keys in custom key stores yet; remove customKeyStoreId, or adopt a key made in the store with existingKey",
+                );
+            }
         }
         if let Some(aws) = &self.aws
             && aws.region.trim().is_empty()

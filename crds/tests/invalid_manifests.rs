@@ -186,13 +186,14 @@ fn seal_usage_needs_an_rsa_key() {
 }
 
 #[test]
-fn aws_multi_region_in_custom_key_store() {
+fn aws_multi_region_and_custom_key_stores_are_refused_until_implemented() {
     refused_by_webhook(
         &format!(
             "{KEY_HEAD}spec:\n  provider:\n    aws: {{region: eu-west-1, multiRegion: true, customKeyStoreId: cks-1234567890abcdef0}}\n"
         ),
         &[
-            "spec.provider.aws.multiRegion: AWS KMS cannot create multi-Region keys in a custom key store",
+            "spec.provider.aws.multiRegion: Keyward's AWS provider does not create multi-Region keys yet",
+            "spec.provider.aws.customKeyStoreId: Keyward's AWS provider does not create keys in custom key stores yet",
         ],
     );
 }
@@ -348,4 +349,31 @@ fn existing_key_references_that_cannot_name_a_key_of_the_provider() {
         let yaml = format!("{KEY_HEAD}spec:\n  provider: {fine}\n");
         check(object(&yaml)).unwrap_or_else(|e| panic!("{yaml}: {e}"));
     }
+}
+
+#[test]
+fn tags_the_provider_cannot_keep_are_refused() {
+    refused_by_webhook(
+        &format!("{KEY_HEAD}spec:\n  provider: {{local: {{}}}}\n  tags: {{team: payments}}\n"),
+        &["spec.tags: the local provider keeps no tags; remove spec.tags"],
+    );
+    refused_by_webhook(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {{gcp: {{project: my-project, location: europe-west1, keyRing: r}}}}\n  tags: {{Team: Payments, keyward-owner: x}}\n"
+        ),
+        &[
+            "spec.tags[Team]: a Cloud KMS label key starts with a lowercase letter",
+            "spec.tags[keyward-owner]: label keys starting keyward- are reserved",
+        ],
+    );
+    refused_by_webhook(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {{aws: {{region: eu-west-1}}}}\n  tags: {{\"aws:cost\": x, \"keyward.io/owner\": y, ok: \"tab\\there\"}}\n"
+        ),
+        &[
+            "spec.tags[aws:cost]: tag keys starting aws: or keyward.io/ are reserved",
+            "spec.tags[keyward.io/owner]: tag keys starting aws: or keyward.io/ are reserved",
+            "spec.tags[ok]: an AWS tag value has at most 256",
+        ],
+    );
 }

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use async_trait::async_trait;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
-    WrapContext, WrappedDek,
+    Tags, WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider};
 use std::collections::HashMap;
@@ -255,6 +255,15 @@ impl KeyProvider for CountedProvider {
     ) -> Result<()> {
         let call = self.inner.set_native_rotation(key_id, schedule);
         self.change("set_native_rotation", Some(key_id), call).await
+    }
+
+    async fn set_tags(&self, key_id: &str, tags: &Tags) -> Result<()> {
+        let call = self.inner.set_tags(key_id, tags);
+        self.change("set_tags", Some(key_id), call).await
+    }
+
+    async fn tags(&self, key_id: &str) -> Result<Tags> {
+        self.inner.tags(key_id).await
     }
 }
 

@@ -6,7 +6,7 @@
 
 use super::{
     Claim, DeletionTarget, KeyInfo, KeyProvider, KeySpec, NativeRotation, NativeSchedule,
-    ProviderError, PublicKeyInfo, Result, WrapContext, WrappedDek,
+    ProviderError, PublicKeyInfo, Result, Tags, WrapContext, WrappedDek,
 };
 use crate::secret::Dek;
 use async_trait::async_trait;
@@ -147,6 +147,16 @@ impl<P: KeyProvider> KeyProvider for Deadline<P> {
         schedule: Option<NativeSchedule>,
     ) -> Result<()> {
         let call = self.inner.set_native_rotation(key_id, schedule);
+        self.within(key_id, call).await
+    }
+
+    async fn set_tags(&self, key_id: &str, tags: &Tags) -> Result<()> {
+        let call = self.inner.set_tags(key_id, tags);
+        self.within(key_id, call).await
+    }
+
+    async fn tags(&self, key_id: &str) -> Result<Tags> {
+        let call = self.inner.tags(key_id);
         self.within(key_id, call).await
     }
 }

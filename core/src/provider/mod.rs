@@ -114,6 +114,22 @@ pub trait KeyProvider: Send + Sync {
         self.wrap_dek(&wrapped.key_id, &dek, context).await
     }
 
+    /// Makes the user's tags on the key exactly `tags` (AWS KMS tags on
+    /// every version's KMS key, Cloud KMS labels): missing ones are added,
+    /// changed ones updated, others a user set removed; the provider's own
+    /// bookkeeping tags are kept. Versions made later carry them too.
+    /// Providers that keep no tags refuse.
+    async fn set_tags(&self, key_id: &str, tags: &Tags) -> Result<()> {
+        let _ = tags;
+        Err(no_tags(self.kind(), key_id))
+    }
+
+    /// The user's tags on the key's primary version, without the
+    /// provider's own. Providers that keep no tags refuse.
+    async fn tags(&self, key_id: &str) -> Result<Tags> {
+        Err(no_tags(self.kind(), key_id))
+    }
+
     /// The provider's own scheduled rotation of the key (its primary
     /// version), or `None` when it is off. Providers without one refuse.
     async fn native_rotation(&self, key_id: &str) -> Result<Option<NativeRotation>> {
@@ -134,5 +150,14 @@ pub trait KeyProvider: Send + Sync {
 fn no_native_rotation(kind: &str, key_id: &str) -> ProviderError {
     ProviderError::InvalidRequest(format!(
         "the {kind} provider has no native rotation (key `{key_id}`); use strategy Managed"
+    ))
+}
+
+/// User tags on a provider key: name to value.
+pub type Tags = std::collections::BTreeMap<String, String>;
+
+fn no_tags(kind: &str, key_id: &str) -> ProviderError {
+    ProviderError::InvalidRequest(format!(
+        "the {kind} provider keeps no tags on keys (`{key_id}`); remove spec.tags"
     ))
 }

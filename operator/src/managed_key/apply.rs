@@ -7,7 +7,7 @@ use super::status::{
     set_condition, set_dependants, set_git_dependants, set_kstatus_conditions, sync_versions,
     timestamp, version_mut, versions_with_dependants,
 };
-use super::{claim, lifecycle, native, provider_key_name, retention, rotating};
+use super::{claim, lifecycle, native, provider_key_name, retention, rotating, tags};
 use crate::annotations::{self, ManualRotation};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
@@ -160,6 +160,7 @@ async fn apply_key(
         .await?;
     }
 
+    tags::sync(key, &mut status, &info.key_id, ctx, &mut out).await?;
     rotating::set(&mut status, policy.rewrap, key.metadata.generation, now);
 
     if algorithm.is_asymmetric() {

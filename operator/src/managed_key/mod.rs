@@ -11,6 +11,7 @@ mod outcome;
 mod retention;
 mod rotating;
 pub mod status;
+mod tags;
 
 use crate::annotations::FINALIZER;
 use crate::context::Context;

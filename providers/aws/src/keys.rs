@@ -9,7 +9,8 @@ use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::DateTime;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec as KmsKeySpec, KeyState, KeyUsageType, Tag};
 use keyward_core::provider::{
-    Claim, KeyAlgorithm, KeyInfo, ProviderError, Result, VersionInfo, VersionState, WrapContext,
+    Claim, KeyAlgorithm, KeyInfo, ProviderError, Result, Tags, VersionInfo, VersionState,
+    WrapContext,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
@@ -22,6 +23,17 @@ pub(crate) struct KmsVersion {
     pub state: VersionState,
     pub created_at: SystemTime,
     pub deletion_at: Option<SystemTime>,
+}
+
+/// What a version's KMS key is made with.
+#[derive(Clone, Copy)]
+pub(crate) struct NewVersion<'a> {
+    pub name: &'a str,
+    pub owner: Option<&'a str>,
+    pub algorithm: KeyAlgorithm,
+    pub description: Option<&'a str>,
+    /// The user's tags (`spec.tags`), next to Keyward's own.
+    pub user_tags: &'a Tags,
 }
 
 /// Everything about a Keyward key, resolved from its primary alias.
@@ -189,12 +201,16 @@ impl AwsKmsProvider {
     pub(crate) async fn create_version(
         &self,
         key_id: &str,
-        name: &str,
-        owner: Option<&str>,
-        algorithm: KeyAlgorithm,
-        description: Option<&str>,
+        new: &NewVersion<'_>,
         version: u32,
     ) -> Result<KmsVersion> {
+        let NewVersion {
+            name,
+            owner,
+            algorithm,
+            description,
+            user_tags,
+        } = *new;
         let alias = naming::version_alias(key_id, version);
         let at = At::version(key_id, version);
         if let Some(found) = self
@@ -210,6 +226,9 @@ impl AwsKmsProvider {
         ];
         if let Some(owner) = owner {
             tags.push(tag(TAG_OWNER, owner)?);
+        }
+        for (tag_name, value) in user_tags {
+            tags.push(tag(tag_name, value)?);
         }
         let description = match description {
             Some(text) => format!("Keyward key {name} version {version}: {text}"),

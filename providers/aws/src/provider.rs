@@ -5,7 +5,7 @@
 
 use crate::config::AwsKmsConfig;
 use crate::errors::{At, from_sdk};
-use crate::keys::{kms_context, state_allows_use, to_system_time};
+use crate::keys::{NewVersion, kms_context, state_allows_use, to_system_time};
 use crate::naming;
 use async_trait::async_trait;
 use aws_sdk_kms::Client;
@@ -14,8 +14,8 @@ use aws_sdk_kms::types::EncryptionAlgorithmSpec;
 use keyward_core::crypto::RsaPublicKey;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation,
-    NativeSchedule, ProviderError, PublicKeyInfo, Result, VersionState, WrapAlgorithm, WrapContext,
-    WrappedDek,
+    NativeSchedule, ProviderError, PublicKeyInfo, Result, Tags, VersionState, WrapAlgorithm,
+    WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -95,10 +95,13 @@ impl KeyProvider for AwsKmsProvider {
         let first = self
             .create_version(
                 &key_id,
-                &spec.name,
-                spec.owner.as_deref(),
-                spec.algorithm,
-                spec.description.as_deref(),
+                &NewVersion {
+                    name: &spec.name,
+                    owner: spec.owner.as_deref(),
+                    algorithm: spec.algorithm,
+                    description: spec.description.as_deref(),
+                    user_tags: &Tags::new(),
+                },
                 1,
             )
             .await?;
@@ -132,6 +135,14 @@ impl KeyProvider for AwsKmsProvider {
             .await
     }
 
+    async fn set_tags(&self, key_id: &str, tags: &Tags) -> Result<()> {
+        self.set_user_tags(key_id, tags).await
+    }
+
+    async fn tags(&self, key_id: &str) -> Result<Tags> {
+        self.user_tags(key_id).await
+    }
+
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {
         let key_id = self.key_id_for(key).await?;
         let by_name =
@@ -156,13 +167,17 @@ impl KeyProvider for AwsKmsProvider {
             });
         }
         let next = current.primary.version + 1;
+        let user_tags = self.user_tags(&key_id).await?;
         let made = self
             .create_version(
                 &key_id,
-                &current.name,
-                current.owner.as_deref(),
-                current.algorithm,
-                None,
+                &NewVersion {
+                    name: &current.name,
+                    owner: current.owner.as_deref(),
+                    algorithm: current.algorithm,
+                    description: None,
+                    user_tags: &user_tags,
+                },
                 next,
             )
             .await?;

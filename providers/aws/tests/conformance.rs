@@ -18,6 +18,7 @@ async fn aws_provider_passes_the_conformance_suite() {
             real_rsa_oaep: false,
             rsa_algorithm: Some(KeyAlgorithm::Rsa4096),
             per_version_state: true,
+            tags: true,
             name_prefix: "aws".into(),
         },
     )
@@ -27,7 +28,7 @@ async fn aws_provider_passes_the_conformance_suite() {
         ran.len(),
         started.elapsed()
     );
-    assert_eq!(ran.len(), 10, "{ran:?}");
+    assert_eq!(ran.len(), 11, "{ran:?}");
 }
 
 /// Per-operation latency against moto on loopback, and what the DEK cache

@@ -32,6 +32,9 @@ pub struct Capabilities {
     pub per_version_state: bool,
     /// Prefix for key names, so runs against a shared backend don't collide.
     pub name_prefix: String,
+    /// The provider keeps a user's tags (AWS tags, Cloud KMS labels);
+    /// otherwise `set_tags` must refuse.
+    pub tags: bool,
 }
 
 impl Default for Capabilities {
@@ -41,6 +44,7 @@ impl Default for Capabilities {
             rsa_algorithm: Some(KeyAlgorithm::Rsa3072),
             per_version_state: true,
             name_prefix: "conformance".into(),
+            tags: false,
         }
     }
 }
@@ -56,6 +60,7 @@ pub async fn run(provider: &dyn KeyProvider, caps: &Capabilities) -> Vec<&'stati
         rotation_keeps_old_versions_and_rewrap_moves_to_primary(provider, caps).await,
         whole_key_deletion_can_be_cancelled(provider, caps).await,
         envelope_round_trip(provider, caps).await,
+        tags_follow_what_is_asked(provider, caps).await,
     ];
     if caps.per_version_state {
         ran.push(disabled_version_refuses_until_enabled(provider, caps).await);
@@ -77,6 +82,69 @@ fn spec(caps: &Capabilities, name: &str, algorithm: KeyAlgorithm) -> KeySpec {
         owner: Some(format!("uid-{name}-{unique}")),
         description: Some(format!("conformance check {name}")),
     }
+}
+
+/// `set_tags` makes the user's tags exactly the set asked for, keeps the
+/// provider's own records (the owner), and a rotation's new primary
+/// version carries them; a provider without tags refuses, saying so.
+async fn tags_follow_what_is_asked(
+    provider: &dyn KeyProvider,
+    caps: &Capabilities,
+) -> &'static str {
+    const CHECK: &str = "tags_follow_what_is_asked";
+    let made = symmetric_key(provider, caps, "tagged").await;
+    let first: BTreeMap<String, String> = [
+        ("team".to_owned(), "payments".to_owned()),
+        ("cost-center".to_owned(), "4711".to_owned()),
+    ]
+    .into();
+    if !caps.tags {
+        match provider.set_tags(&made.key_id, &first).await {
+            Err(ProviderError::InvalidRequest(why)) if why.contains("keeps no tags") => {}
+            other => panic!("[{CHECK}] a provider without tags answered {other:?}"),
+        }
+        return CHECK;
+    }
+    let tags = async |what: &str| {
+        provider
+            .tags(&made.key_id)
+            .await
+            .unwrap_or_else(|e| panic!("[{CHECK}] tags {what}: {e}"))
+    };
+    provider
+        .set_tags(&made.key_id, &first)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] set_tags: {e}"));
+    assert_eq!(tags("after set_tags").await, first, "[{CHECK}] first set");
+    provider
+        .rotate_key(&made.key_id)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] rotate: {e}"));
+    assert_eq!(
+        tags("after a rotation").await,
+        first,
+        "[{CHECK}] new version"
+    );
+    let edited: BTreeMap<String, String> = [("team".to_owned(), "billing".to_owned())].into();
+    provider
+        .set_tags(&made.key_id, &edited)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] set_tags again: {e}"));
+    assert_eq!(tags("after an edit").await, edited, "[{CHECK}] edit");
+    let described = provider
+        .describe_key(&made.key_id)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] describe: {e}"));
+    assert_eq!(
+        described.owner, made.owner,
+        "[{CHECK}] the owner record went"
+    );
+    provider
+        .set_tags(&made.key_id, &BTreeMap::new())
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] clearing: {e}"));
+    assert!(tags("after clearing").await.is_empty(), "[{CHECK}] clear");
+    CHECK
 }
 
 pub(crate) fn unique_suffix() -> String {

@@ -22,6 +22,7 @@ pub mod naming;
 mod provider;
 mod retry;
 pub mod rotation;
+mod user_labels;
 
 pub use config::{CredentialSource, GcpKmsConfig, ProtectionLevel, RetrySettings, Timeouts};
 pub use errors::{At, classify};

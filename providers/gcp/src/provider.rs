@@ -18,8 +18,8 @@ use google_cloud_wkt::FieldMask;
 use keyward_core::crypto::{RsaPublicKey, public_key_from_pem};
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation,
-    NativeSchedule, ProviderError, PublicKeyInfo, Result, VersionState, WrapAlgorithm, WrapContext,
-    WrappedDek,
+    NativeSchedule, ProviderError, PublicKeyInfo, Result, Tags, VersionState, WrapAlgorithm,
+    WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -330,6 +330,14 @@ impl KeyProvider for GcpKmsProvider {
 
     async fn set_owner(&self, key_id: &str, owner: &str, claim: &Claim) -> Result<()> {
         self.set_owner_labels(key_id, owner, claim).await
+    }
+
+    async fn set_tags(&self, key_id: &str, tags: &Tags) -> Result<()> {
+        self.set_user_labels(key_id, tags).await
+    }
+
+    async fn tags(&self, key_id: &str) -> Result<Tags> {
+        self.user_labels(key_id).await
     }
 
     async fn describe_key(&self, key: &str) -> Result<KeyInfo> {

@@ -8,7 +8,7 @@ use crate::route::{Kind, kind_of_key_id};
 use async_trait::async_trait;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
-    WrapContext, WrappedDek,
+    Tags, WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider, ProviderError};
 use keyward_crds::{GcpProtectionLevel, ProviderKind, ProviderSpec};
@@ -371,5 +371,13 @@ impl KeyProvider for Providers {
         self.for_key_id(key_id)?
             .set_native_rotation(key_id, schedule)
             .await
+    }
+
+    async fn set_tags(&self, key_id: &str, tags: &Tags) -> Result<()> {
+        self.for_key_id(key_id)?.set_tags(key_id, tags).await
+    }
+
+    async fn tags(&self, key_id: &str) -> Result<Tags> {
+        self.for_key_id(key_id)?.tags(key_id).await
     }
 }
