@@ -39,7 +39,7 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
 use keyward_core::SecretBytes;
 use keyward_core::envelope::{Scope, SecretTarget, Wrapping, seal_secret};
-use keyward_core::{KeyProvider, provider::KeyInfo};
+use keyward_core::{KeyProvider, provider::KeyInfo, provider::Tags};
 use keyward_crds::conditions::{self, READY};
 use keyward_crds::{ManagedKey, SealedSecret};
 use keyward_e2e::keys::{degraded_reason, ready, wait_key};
@@ -142,8 +142,10 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
         let operator = in_process::start_operator(&client, config);
 
         let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        let mut tagged = managed_key("kms", json!({"aws": {"region": REGION}}))?;
+        tagged.spec.tags = first_tags();
+        keys.create(&PostParams::default(), &tagged).await?;
         for (name, provider) in [
-            ("kms", json!({"aws": {"region": REGION}})),
             ("hsm", json!({"pkcs11": {"tokenLabel": TOKEN}})),
             ("elsewhere", json!({"aws": {"region": "us-east-2"}})),
             (
@@ -165,6 +167,11 @@ fn aws_kms_and_pkcs11_keys_are_created_sealed_and_unsealed() {
         ensure!(kms_id.starts_with("alias/keyward/"), "{kms_id}");
         let at_moto = aws_describe(&endpoint, &kms_id).await?;
         check_peer_key("moto", &kms, &at_moto)?;
+        let at_moto = TagPeer::Moto {
+            endpoint: &endpoint,
+            key_id: &kms_id,
+        };
+        tags_follow_the_spec(&at_moto, &keys, "kms").await?;
 
         let hsm_key = wait_key(&keys, "hsm", "Ready", ready).await?;
         let hsm_id = key_id(&hsm_key)?;
@@ -392,8 +399,9 @@ impl CloudKms {
             _ => anyhow::bail!("unexpected key ring {KEY_RING}"),
         };
         let provider = json!({"gcp": {"project": project, "location": location, "keyRing": ring}});
-        keys.create(&PostParams::default(), &managed_key("gcp", provider)?)
-            .await?;
+        let mut tagged = managed_key("gcp", provider)?;
+        tagged.spec.tags = first_tags();
+        keys.create(&PostParams::default(), &tagged).await?;
 
         // Ready, with a CryptoKey in the double owned by the ManagedKey.
         let key = wait_key(&keys, "gcp", "Ready", ready).await;
@@ -416,6 +424,14 @@ impl CloudKms {
         ensure!(
             stored.purpose == "ENCRYPT_DECRYPT" && stored.primary == Some(1),
             "{stored:?}"
+        );
+        let at_double = TagPeer::Double { kms, id: &id };
+        tags_follow_the_spec(&at_double, &keys, "gcp").await?;
+        let stored = kms.key(&id).context("no CryptoKey in the double")?;
+        ensure!(
+            stored.labels.get("keyward-owner") == Some(&owner),
+            "an edit of spec.tags took the owner label: {:?}",
+            stored.labels
         );
         // The same flags in this process: a provider like the binaries' own.
         let args = ProviderArgs {
@@ -540,6 +556,82 @@ fn set_aws_credentials() {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     }
+}
+
+fn first_tags() -> Tags {
+    [("team", "payments"), ("cost-center", "c4711")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Where a key's tags are read back: moto (ListResourceTags, through the
+/// AWS provider crate) or the Cloud KMS double's stored CryptoKey labels.
+enum TagPeer<'a> {
+    Moto { endpoint: &'a str, key_id: &'a str },
+    Double { kms: &'a Double, id: &'a str },
+}
+
+impl TagPeer<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            TagPeer::Moto { .. } => "moto",
+            TagPeer::Double { .. } => "the Cloud KMS double",
+        }
+    }
+
+    /// The user's tags there, without Keyward's own.
+    async fn tags(&self) -> Result<Tags> {
+        match self {
+            TagPeer::Moto { endpoint, key_id } => {
+                let config = keyward_provider_aws::AwsKmsConfig {
+                    region: Some(REGION.into()),
+                    endpoint: Some((*endpoint).to_owned()),
+                    ..Default::default()
+                };
+                let aws = keyward_provider_aws::AwsKmsProvider::connect(config).await?;
+                Ok(aws.tags(key_id).await?)
+            }
+            TagPeer::Double { kms, id } => {
+                let stored = kms.key(id).context("no CryptoKey in the double")?;
+                Ok(stored
+                    .labels
+                    .into_iter()
+                    .filter(|(name, _)| !name.starts_with("keyward-"))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// `spec.tags` are at the peer once the key is Ready, and an edit (one
+/// changed, one removed, one added) reaches it too.
+async fn tags_follow_the_spec(at: &TagPeer<'_>, keys: &Api<ManagedKey>, name: &str) -> Result<()> {
+    let peer = at.name();
+    let first = first_tags();
+    let created = at.tags().await?;
+    ensure!(
+        created == first,
+        "{peer}: tags after create {created:?}, not {first:?}"
+    );
+    let edited: Tags = [("team", "billing"), ("env", "prod")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let patch = json!({"spec": {"tags": {"team": "billing", "env": "prod", "cost-center": null}}});
+    keys.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    wait_key(keys, name, "tags synced", |k| {
+        k.status.as_ref().is_some_and(|s| s.tags == edited)
+    })
+    .await?;
+    let now = at.tags().await?;
+    ensure!(
+        now == edited,
+        "{peer}: tags after an edit {now:?}, not {edited:?}"
+    );
+    println!("{peer}: tags {first:?} after create, {now:?} after an edit");
+    Ok(())
 }
 
 fn managed_key(name: &str, provider: Value) -> Result<ManagedKey> {
