@@ -44,6 +44,12 @@ pub enum Command {
     Rotate(RotateArgs),
     /// Report a ManagedKey compromised: rotate, re-seal, retire the exposed versions.
     Compromise(CompromiseArgs),
+    /// Find plaintext Secrets and hard-coded key material in a repository
+    /// (Kubernetes Secrets, PEM private keys, AWS secret keys, secrets in
+    /// container env and Helm values), each with the `keyward seal` command
+    /// that fixes it. Exits non-zero when anything is found. A line (or the
+    /// line above) containing `keyward-lint: ignore` is accepted.
+    Lint(LintArgs),
     /// Print a shell completion script, e.g. `source <(keyward completion bash)`.
     Completion {
         #[arg(value_enum)]
@@ -382,4 +388,24 @@ pub enum LocalCommand {
 
 fn parse_algorithm(text: &str) -> Result<KeyAlgorithm, String> {
     text.parse()
+}
+
+#[derive(Args)]
+pub struct LintArgs {
+    /// The repository (or any directory) to scan.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// `text` for people, `sarif` for code-scanning tools (GitHub, GitLab).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: LintFormat,
+    /// Write the report here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum LintFormat {
+    #[default]
+    Text,
+    Sarif,
 }

@@ -14,6 +14,7 @@ mod day2;
 mod inspect;
 mod keyring;
 mod kube_client;
+pub mod lint;
 mod local;
 mod manifest;
 mod manifest_dir;
@@ -58,6 +59,7 @@ pub fn main() -> ExitCode {
             Command::Status(args) => day2::status(args).await,
             Command::Rotate(args) => day2::rotate(args).await,
             Command::Compromise(args) => day2::compromise(args).await,
+            Command::Lint(args) => lint::run(args),
             Command::Completion { shell } => {
                 completion::print(shell);
                 Ok(())
@@ -88,7 +90,9 @@ fn holds_secrets(command: &Command) -> bool {
         | Command::Validate(_)
         | Command::Status(_)
         | Command::Rotate(_)
-        | Command::Compromise(_) => true,
+        | Command::Compromise(_)
+        // It reads whatever secrets the repository holds.
+        | Command::Lint(_) => true,
         Command::Inspect(_) | Command::Audit(_) | Command::Completion { .. } => false,
     }
 }

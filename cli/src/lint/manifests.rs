@@ -1,0 +1,308 @@
+//! Rules that read YAML: Kubernetes Secrets with values, secret-looking
+//! container `env` values, and secret-looking Helm values. Documents that
+//! do not parse (templates) are skipped; lines are found again in the text,
+//! as the YAML parser does not keep positions.
+
+use super::entropy::{is_placeholder, is_sealed, looks_random};
+use super::{Finding, Rule};
+use serde_yaml_ng::{Mapping, Value};
+
+/// Names that say a value is a secret.
+const SECRET_WORDS: [&str; 9] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "credential",
+    "accesskey",
+    "clientsecret",
+];
+
+pub fn in_yaml(path: &str, text: &str) -> Vec<Finding> {
+    let helm_values = path
+        .rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with("values"));
+    let mut out = Vec::new();
+    for doc in documents(text) {
+        let Ok(value) = serde_yaml_ng::from_str::<Value>(&doc.text) else {
+            continue;
+        };
+        let Value::Mapping(map) = &value else {
+            continue;
+        };
+        let at = Locator {
+            lines: doc.text.lines().collect(),
+            first: doc.first_line,
+        };
+        if let Some(found) = secret(path, map, &at) {
+            out.push(found);
+            continue;
+        }
+        if is_sealed_secret(map) {
+            continue;
+        }
+        env_values(path, &value, &at, &mut Vec::new(), &mut out);
+        if helm_values {
+            helm(path, map, &at, &mut Vec::new(), &mut out);
+        }
+    }
+    out
+}
+
+struct Document {
+    text: String,
+    /// 1-based line of the document's first line in the file.
+    first_line: usize,
+}
+
+fn documents(text: &str) -> Vec<Document> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut first_line = 1;
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("---") && line.trim_end().trim_start_matches('-').trim().is_empty() {
+            docs.push(Document {
+                text: std::mem::take(&mut current),
+                first_line,
+            });
+            first_line = i + 2;
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    docs.push(Document {
+        text: current,
+        first_line,
+    });
+    docs
+}
+
+/// Finds a finding's line: each needle in turn, after the previous one.
+struct Locator<'a> {
+    lines: Vec<&'a str>,
+    first: usize,
+}
+
+impl Locator<'_> {
+    fn line(&self, needles: &[String]) -> usize {
+        let mut from = 0;
+        let mut found = 0;
+        for needle in needles {
+            if let Some(i) = (from..self.lines.len()).find(|&i| {
+                let line = self.lines[i]
+                    .trim_start()
+                    .trim_start_matches("- ")
+                    .trim_start();
+                line.starts_with(needle.as_str())
+            }) {
+                found = i;
+                from = i + 1;
+            }
+        }
+        self.first + found
+    }
+}
+
+fn text<'a>(map: &'a Mapping, key: &str) -> Option<&'a str> {
+    map.get(key).and_then(Value::as_str)
+}
+
+fn is_sealed_secret(map: &Mapping) -> bool {
+    text(map, "kind") == Some("SealedSecret")
+}
+
+/// A `kind: Secret` with at least one value in `data` or `stringData`.
+fn secret(path: &str, map: &Mapping, at: &Locator<'_>) -> Option<Finding> {
+    if text(map, "kind") != Some("Secret") || text(map, "apiVersion") != Some("v1") {
+        return None;
+    }
+    let mut items: Vec<String> = ["data", "stringData"]
+        .into_iter()
+        .filter_map(|field| map.get(field).and_then(Value::as_mapping))
+        .flat_map(|m| m.iter())
+        .filter(|(_, v)| v.as_str().is_some_and(|s| !s.is_empty()))
+        .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+        .collect();
+    if items.is_empty() {
+        return None;
+    }
+    items.sort();
+    let metadata = map.get("metadata").and_then(Value::as_mapping);
+    let name = metadata.and_then(|m| text(m, "name")).unwrap_or("<name>");
+    let namespace = metadata
+        .and_then(|m| text(m, "namespace"))
+        .unwrap_or("<namespace>");
+    Some(Finding {
+        path: path.to_owned(),
+        line: at.line(&["kind:".to_owned()]),
+        rule: Rule::PlaintextSecret,
+        message: format!(
+            "Secret {namespace}/{name} holds {} value(s) in plain text ({}); base64 is not encryption",
+            items.len(),
+            items.join(", ")
+        ),
+        fix: format!(
+            "keyward seal -f {path} --key <ManagedKey> > {name}.sealedsecret.yaml (one Secret per file), commit that instead, and delete {path}"
+        ),
+    })
+}
+
+fn secret_name(name: &str) -> bool {
+    let squashed: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| squashed.contains(w))
+}
+
+/// Keys that name where a secret is (a Secret's name, a file, a
+/// reference), not the secret itself.
+fn names_a_reference(key: &str, value: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "secret"
+        || key.starts_with("existing")
+        || ["name", "ref", "file", "path"]
+            .iter()
+            .any(|end| key.ends_with(end))
+        // `keyringSecret: app-keyring` names a Secret; `clientSecret` holds one.
+        || (key.ends_with("secret") && !SECRET_HOLDERS.contains(&key.as_str()) && is_object_name(value))
+}
+
+/// Keys ending in `secret` that hold the secret itself, whatever it looks like.
+const SECRET_HOLDERS: [&str; 8] = [
+    "clientsecret",
+    "sharedsecret",
+    "appsecret",
+    "webhooksecret",
+    "jwtsecret",
+    "hmacsecret",
+    "cookiesecret",
+    "sessionsecret",
+];
+
+/// A Kubernetes object name (DNS-1123 subdomain).
+fn is_object_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 253
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Container `env` entries whose `value` is a literal secret.
+fn env_values(
+    path: &str,
+    value: &Value,
+    at: &Locator<'_>,
+    trail: &mut Vec<String>,
+    out: &mut Vec<Finding>,
+) {
+    match value {
+        Value::Mapping(map) => {
+            for (key, child) in map {
+                let Some(key) = key.as_str() else { continue };
+                trail.push(format!("{key}:"));
+                if key == "env"
+                    && let Some(entries) = child.as_sequence()
+                {
+                    for entry in entries.iter().filter_map(Value::as_mapping) {
+                        env_entry(path, entry, at, trail, out);
+                    }
+                } else {
+                    env_values(path, child, at, trail, out);
+                }
+                trail.pop();
+            }
+        }
+        Value::Sequence(items) => {
+            for item in items {
+                env_values(path, item, at, trail, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn env_entry(
+    path: &str,
+    entry: &Mapping,
+    at: &Locator<'_>,
+    trail: &[String],
+    out: &mut Vec<Finding>,
+) {
+    let (Some(name), Some(value)) = (text(entry, "name"), text(entry, "value")) else {
+        return;
+    };
+    if is_placeholder(value) || is_sealed(value) {
+        return;
+    }
+    let why = if secret_name(name) {
+        "its name says it is a secret"
+    } else if looks_random(value) {
+        "it looks generated (long and random)"
+    } else {
+        return;
+    };
+    let mut needles = trail.to_vec();
+    needles.push(format!("name: {name}"));
+    out.push(Finding {
+        path: path.to_owned(),
+        line: at.line(&needles),
+        rule: Rule::SecretInEnv,
+        message: format!("env {name} is a literal value, and {why}"),
+        fix: format!(
+            "keyward seal --key <ManagedKey> -n <namespace> --name <workload>-env --from-literal {name}=<the value> > <workload>-env.sealedsecret.yaml, and deliver it with the pod label keyward.io/injection: enabled and annotation keyward.io/inject: <workload>-env instead of a literal"
+        ),
+    });
+}
+
+/// Helm values: string leaves that are secrets by key or by shape.
+fn helm(
+    path: &str,
+    map: &Mapping,
+    at: &Locator<'_>,
+    trail: &mut Vec<String>,
+    out: &mut Vec<Finding>,
+) {
+    for (key, child) in map {
+        let Some(key) = key.as_str() else { continue };
+        trail.push(format!("{key}:"));
+        match child {
+            Value::Mapping(inner) if key != "env" => helm(path, inner, at, trail, out),
+            Value::String(value) if !is_placeholder(value) && !is_sealed(value) => {
+                let why = if secret_name(key) && !names_a_reference(key, value) {
+                    Some("its key says it is a secret")
+                } else if looks_random(value) {
+                    Some("it looks generated (long and random)")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    let dotted = trail
+                        .iter()
+                        .map(|t| t.trim_end_matches(':'))
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    out.push(Finding {
+                        path: path.to_owned(),
+                        line: at.line(trail),
+                        rule: Rule::SecretInHelmValues,
+                        message: format!("{dotted} is a literal value, and {why}"),
+                        fix: format!(
+                            "keyward seal --raw --key <ManagedKey> -n <namespace> --name <release> --from-literal {key}=<the value>, and put the sealed text in {dotted} for a chart that unseals it, or point the chart at a SealedSecret (existingSecret)"
+                        ),
+                    });
+                }
+            }
+            _ => {}
+        }
+        trail.pop();
+    }
+}
