@@ -1829,3 +1829,55 @@ async fn a_retained_key_outlives_its_managed_key() {
     })
     .await;
 }
+
+/// A local key stored with `spec.tags` (admission refuses that now; one
+/// stored before, or past a down webhook): the operator says the tags did
+/// not reach the provider, and the key works and rotates all the same.
+#[tokio::test]
+async fn tags_a_provider_cannot_keep_degrade_the_key_and_block_nothing() {
+    with_temp_ns(|client, ns| async move {
+        crds::install_keyward_crds(&client).await?;
+        let dir = tempfile::tempdir()?;
+        let operator = Operator::start(&client, &ns, &audit_path(&dir));
+        let keys: Api<ManagedKey> = Api::namespaced(client.clone(), &ns);
+        keys.create(
+            &PostParams::default(),
+            &managed_key(
+                "tagged",
+                json!({"provider": {"local": {}}, "tags": {"team": "payments"}}),
+            )?,
+        )
+        .await?;
+        let key = wait_key(&keys, "tagged", "Ready and Degraded", |k| {
+            ready(k) && degraded_reason(k).is_some()
+        })
+        .await?;
+        let reason = degraded_reason(&key).unwrap_or_default();
+        ensure!(
+            reason.starts_with("TagsNotSynced: ") && reason.contains("keeps no tags"),
+            "{reason}"
+        );
+        ensure!(
+            key.status.as_ref().is_some_and(|s| s.tags.is_empty()),
+            "status.tags claims tags the provider does not keep"
+        );
+        let rotate = json!({"metadata": {"annotations": {"keyward.io/rotate": "now"}}});
+        keys.patch("tagged", &PatchParams::default(), &Patch::Merge(&rotate))
+            .await?;
+        wait_key(&keys, "tagged", "rotated", |k| {
+            k.status.as_ref().and_then(|s| s.primary_version) == Some(2)
+        })
+        .await?;
+        // Removing the tags clears it.
+        let untag = json!({"spec": {"tags": null}});
+        keys.patch("tagged", &PatchParams::default(), &Patch::Merge(&untag))
+            .await?;
+        wait_key(&keys, "tagged", "no longer Degraded", |k| {
+            ready(k) && degraded_reason(k).is_none()
+        })
+        .await?;
+        println!("tags on a local key: Degraded ({reason}), rotated to v2 all the same, cleared by removing them");
+        operator.delete_keys_and_stop(&client, &ns).await
+    })
+    .await;
+}

@@ -94,7 +94,7 @@ impl Judgement {
 /// when a guarded change is made to a key that does not ask for the policy
 /// itself; if it cannot be read, the change is refused.
 pub async fn judge(request: &Request, client: &Client, now: Timestamp) -> Judgement {
-    if !is_managed_key(request) || request.dry_run {
+    if !is_managed_key(request) {
         return Judgement::allowed();
     }
     let read = || -> Result<(Option<ManagedKey>, Option<ManagedKey>), String> {
@@ -140,10 +140,11 @@ pub async fn judge(request: &Request, client: &Client, now: Timestamp) -> Judgem
             record: None,
         };
     }
-    let record = record(request, key, &guarded, &verdict);
+    // A dry run is judged as the real change would be, and not recorded.
+    let record = (!request.dry_run).then(|| record(request, key, &guarded, &verdict));
     Judgement {
         verdict: verdict.map(|_| ()),
-        record: Some(record),
+        record,
     }
 }
 

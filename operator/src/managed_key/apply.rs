@@ -160,7 +160,7 @@ async fn apply_key(
         .await?;
     }
 
-    tags::sync(key, &mut status, &info.key_id, ctx, &mut out).await?;
+    tags::sync(key, &mut status, &info.key_id, ctx, &mut out, now).await?;
     rotating::set(&mut status, policy.rewrap, key.metadata.generation, now);
 
     if algorithm.is_asymmetric() {
