@@ -127,6 +127,18 @@ async fn key_policy_flow(
         "Missing: the request",
     )
     .await?;
+    // `kubectl --dry-run=server` gets the same answer.
+    let dry = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    match as_alice
+        .patch("guarded", &dry, &Patch::Merge(&destroy))
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.message.contains("Missing: the request") => {}
+        other => bail!("a dry run of the destruction was not refused: {other:?}"),
+    }
 
     annotate(&as_alice, "guarded", REQUEST, "Destroy").await?;
     let stamped = annotation(&admin.get("guarded").await?, REQUEST).context("no request")?;
