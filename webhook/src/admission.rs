@@ -39,3 +39,19 @@ pub fn typed<T: serde::de::DeserializeOwned>(
             )
         })
 }
+
+/// Who made a request, for audit records.
+pub fn actor(request: &Request) -> String {
+    request
+        .user_info
+        .username
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "(unknown user)".into())
+}
+
+/// `namespace/name` of the object a request is about, for audit records.
+pub fn subject(request: &Request, name: Option<&str>) -> String {
+    let namespace = request.namespace.as_deref().unwrap_or_default();
+    format!("{namespace}/{}", name.unwrap_or(&request.name))
+}

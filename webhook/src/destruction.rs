@@ -6,7 +6,7 @@
 //! `userInfo`, so they are as trustworthy as the API server's
 //! authentication; a user allowed to impersonate others can act as two.
 
-use crate::admission::{Request, typed};
+use crate::admission::{Request, actor, subject, typed};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use keyward_core::audit::Event;
@@ -204,19 +204,10 @@ fn record(
     {
         detail.insert("reason".into(), reason.clone());
     }
-    let namespace = request.namespace.clone().unwrap_or_default();
-    let name = key
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_else(|| request.name.clone());
     Event {
-        actor: Some(user(request))
-            .filter(|u| !u.is_empty())
-            .unwrap_or("(unknown user)")
-            .to_owned(),
+        actor: actor(request),
         action: "key.destruction".into(),
-        subject: format!("{namespace}/{name}"),
+        subject: subject(request, key.metadata.name.as_deref()),
         outcome: outcome.into(),
         detail,
     }

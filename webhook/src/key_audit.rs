@@ -9,7 +9,7 @@
 //! Dry runs are not recorded. A change of state without a reason is
 //! admitted, with a warning, and recorded as having none.
 
-use crate::admission::{Request, typed};
+use crate::admission::{Request, actor, subject, typed};
 use crate::key_state::serving::OVERRIDE;
 use keyward_core::audit::Event;
 use keyward_crds::ManagedKey;
@@ -69,21 +69,11 @@ pub fn change(request: &Request) -> Option<Change> {
     if let Some(groups) = request.user_info.groups.as_ref().filter(|g| !g.is_empty()) {
         detail.insert("groups".into(), groups.join(","));
     }
-    let namespace = request.namespace.clone().unwrap_or_default();
-    let name = new
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_else(|| request.name.clone());
     Some(Change {
         event: Event {
-            actor: request
-                .user_info
-                .username
-                .clone()
-                .unwrap_or_else(|| "(unknown user)".into()),
+            actor: actor(request),
             action: "key.change".into(),
-            subject: format!("{namespace}/{name}"),
+            subject: subject(request, new.metadata.name.as_deref()),
             outcome: "admitted".into(),
             detail,
         },

@@ -6,6 +6,7 @@ use crate::errors::{At, from_sdk};
 use crate::keys::tag;
 use crate::naming::{self, TAG_CLAIMED_AT, TAG_CLUSTER, TAG_MANAGED_BY, TAG_OWNER};
 use crate::provider::AwsKmsProvider;
+use aws_sdk_kms::types::Tag;
 use keyward_core::provider::key_record::unix_seconds;
 use keyward_core::provider::{Claim, Result};
 use std::collections::BTreeMap;
@@ -24,8 +25,7 @@ impl AwsKmsProvider {
         claim: Option<&Claim>,
         at: At<'_>,
     ) -> Result<()> {
-        // With managed-by, which IAM policies may require on every tag write.
-        let mut tags = vec![tag(TAG_MANAGED_BY, naming::MANAGED_BY)?];
+        let mut tags = Vec::new();
         if let Some(owner) = owner {
             tags.push(tag(TAG_OWNER, owner)?);
         }
@@ -36,6 +36,18 @@ impl AwsKmsProvider {
                 &unix_seconds(claim.renewed_at).to_string(),
             )?);
         }
+        self.tag_resource(kms_key_id, tags, at).await
+    }
+
+    /// One `TagResource`, with managed-by, which IAM policies may require
+    /// on every tag write.
+    pub(crate) async fn tag_resource(
+        &self,
+        kms_key_id: &str,
+        mut tags: Vec<Tag>,
+        at: At<'_>,
+    ) -> Result<()> {
+        tags.push(tag(TAG_MANAGED_BY, naming::MANAGED_BY)?);
         self.client
             .tag_resource()
             .key_id(kms_key_id)

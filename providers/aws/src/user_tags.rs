@@ -4,7 +4,6 @@
 
 use crate::errors::{At, from_sdk};
 use crate::keys::tag;
-use crate::naming::{self, TAG_MANAGED_BY};
 use crate::provider::AwsKmsProvider;
 use keyward_core::provider::{Result, Tags, VersionState};
 use std::collections::BTreeMap;
@@ -61,16 +60,7 @@ impl AwsKmsProvider {
             .map(|(name, value)| tag(name, value))
             .collect::<Result<Vec<_>>>()?;
         if !set.is_empty() {
-            // With managed-by, which IAM policies may require on every tag write.
-            let mut tags = set;
-            tags.push(tag(TAG_MANAGED_BY, naming::MANAGED_BY)?);
-            self.client
-                .tag_resource()
-                .key_id(kms_key_id)
-                .set_tags(Some(tags))
-                .send()
-                .await
-                .map_err(|e| from_sdk(e, at))?;
+            self.tag_resource(kms_key_id, set, at).await?;
         }
         let stale: Vec<String> = of(&current)
             .into_keys()
