@@ -46,7 +46,8 @@ pub enum Command {
     Compromise(CompromiseArgs),
     /// Find plaintext Secrets and hard-coded key material in a repository
     /// (Kubernetes Secrets, PEM private keys, AWS secret keys, secrets in
-    /// container env and Helm values), each with the `keyward seal` command
+    /// container env, Helm values, .env, .tfvars and .properties files),
+    /// each with the `keyward seal` command
     /// that fixes it. Exits non-zero when anything is found. A line (or the
     /// line above) containing `keyward-lint: ignore` is accepted.
     Lint(LintArgs),

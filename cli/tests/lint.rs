@@ -139,6 +139,42 @@ fn fixture(root: &Path, keyward: &Keyward) -> (Planted, Vec<String>) {
     plant("chart/values.yaml", 6, "KW005");
     plant("chart/values.yaml", 9, "KW005");
 
+    // Configuration files: a .env and Terraform variables with secrets, a
+    // Compose file with one in its environment map; an example .env with
+    // empty and placeholder values and a list-form environment are clean.
+    write(
+        root,
+        "app/.env.production",
+        &format!(
+            "# production\nDB_PASSWORD=\"{}\"\nLOG_LEVEL=warn\n",
+            noise.text(18, ALNUM)
+        ),
+    );
+    plant("app/.env.production", 2, "KW006");
+    write(
+        root,
+        "infra/prod.tfvars",
+        &format!(
+            "region = \"eu-west-1\"\nadmin_password = \"{}\"\n",
+            noise.text(18, ALNUM)
+        ),
+    );
+    plant("infra/prod.tfvars", 2, "KW006");
+    write(
+        root,
+        "docker-compose.yml",
+        &format!(
+            "services:\n  db:\n    image: postgres:16\n    environment:\n      POSTGRES_USER: shop\n      POSTGRES_PASSWORD: {}\n  cache:\n    image: redis:7\n    environment:\n      - LOG_LEVEL=info\n      - REDIS_PASSWORD=${{REDIS_PASSWORD}}\n",
+            noise.text(18, ALNUM)
+        ),
+    );
+    plant("docker-compose.yml", 6, "KW004");
+    write(
+        root,
+        "app/.env.example",
+        "DB_PASSWORD=\nAPI_TOKEN=<your token>\nSESSION_KEY_FILE=/run/keys/session\n",
+    );
+
     // Clean: a SealedSecret, a Secret without values, a public key, docs
     // naming the patterns, a Helm template, an accepted test fixture, and
     // a key under .git (never scanned).

@@ -4,21 +4,9 @@
 //! as the YAML parser does not keep positions.
 
 use super::entropy::{is_placeholder, is_sealed, looks_random};
+use super::names::{names_a_reference, secret_name};
 use super::{Finding, Rule};
 use serde_yaml_ng::{Mapping, Value};
-
-/// Names that say a value is a secret.
-const SECRET_WORDS: [&str; 9] = [
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "apikey",
-    "privatekey",
-    "credential",
-    "accesskey",
-    "clientsecret",
-];
 
 pub fn in_yaml(path: &str, text: &str) -> Vec<Finding> {
     let helm_values = path
@@ -151,51 +139,6 @@ fn secret(path: &str, map: &Mapping, at: &Locator<'_>) -> Option<Finding> {
     })
 }
 
-fn secret_name(name: &str) -> bool {
-    let squashed: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    SECRET_WORDS.iter().any(|w| squashed.contains(w))
-}
-
-/// Keys that name where a secret is (a Secret's name, a file, a
-/// reference), not the secret itself.
-fn names_a_reference(key: &str, value: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key == "secret"
-        || key.starts_with("existing")
-        || ["name", "ref", "file", "path"]
-            .iter()
-            .any(|end| key.ends_with(end))
-        // `keyringSecret: app-keyring` names a Secret; `clientSecret` holds one.
-        || (key.ends_with("secret") && !SECRET_HOLDERS.contains(&key.as_str()) && is_object_name(value))
-}
-
-/// Keys ending in `secret` that hold the secret itself, whatever it looks like.
-const SECRET_HOLDERS: [&str; 8] = [
-    "clientsecret",
-    "sharedsecret",
-    "appsecret",
-    "webhooksecret",
-    "jwtsecret",
-    "hmacsecret",
-    "cookiesecret",
-    "sessionsecret",
-];
-
-/// A Kubernetes object name (DNS-1123 subdomain).
-fn is_object_name(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 253
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && value.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
 /// Container `env` entries whose `value` is a literal secret.
 fn env_values(
     path: &str,
@@ -215,6 +158,8 @@ fn env_values(
                     for entry in entries.iter().filter_map(Value::as_mapping) {
                         env_entry(path, entry, at, trail, out);
                     }
+                } else if key == "environment" {
+                    compose_environment(path, child, at, trail, out);
                 } else {
                     env_values(path, child, at, trail, out);
                 }
@@ -240,6 +185,41 @@ fn env_entry(
     let (Some(name), Some(value)) = (text(entry, "name"), text(entry, "value")) else {
         return;
     };
+    let mut needles = trail.to_vec();
+    needles.push(format!("name: {name}"));
+    env_literal(path, name, value, at.line(&needles), out);
+}
+
+/// Docker Compose `environment:`, as a map or as `NAME=value` strings.
+fn compose_environment(
+    path: &str,
+    value: &Value,
+    at: &Locator<'_>,
+    trail: &[String],
+    out: &mut Vec<Finding>,
+) {
+    let pairs: Vec<(String, String)> = match value {
+        Value::Mapping(map) => map
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+            .collect(),
+        Value::Sequence(items) => items
+            .iter()
+            .filter_map(|item| {
+                let (k, v) = item.as_str()?.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect(),
+        _ => return,
+    };
+    for (name, value) in pairs {
+        let mut needles = trail.to_vec();
+        needles.push(name.clone());
+        env_literal(path, &name, &value, at.line(&needles), out);
+    }
+}
+
+fn env_literal(path: &str, name: &str, value: &str, line: usize, out: &mut Vec<Finding>) {
     if is_placeholder(value) || is_sealed(value) {
         return;
     }
@@ -250,11 +230,9 @@ fn env_entry(
     } else {
         return;
     };
-    let mut needles = trail.to_vec();
-    needles.push(format!("name: {name}"));
     out.push(Finding {
         path: path.to_owned(),
-        line: at.line(&needles),
+        line,
         rule: Rule::SecretInEnv,
         message: format!("env {name} is a literal value, and {why}"),
         fix: format!(

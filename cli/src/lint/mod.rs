@@ -1,13 +1,15 @@
 //! `keyward lint DIR`: finds what the key-management guide calls
 //! anti-patterns in a repository — plaintext Kubernetes Secrets, private
-//! keys, AWS secret keys, secrets written into container env and Helm
-//! values — and says for each how to seal it instead. Findings never quote
+//! keys, AWS secret keys, secrets written into container env, Helm values
+//! and configuration files — and says for each how to seal it instead. Findings never quote
 //! the value found. Text for people, SARIF for code-scanning tools; the
 //! exit status is non-zero when anything is found, for CI.
 
+mod config;
 mod entropy;
 mod files;
 mod manifests;
+mod names;
 mod rules;
 mod sarif;
 mod text;
@@ -74,6 +76,9 @@ pub fn scan(dir: &Path) -> Result<Vec<Finding>> {
         let mut found = rules::in_text(&relative, &file.text);
         if files::is_yaml(&file.path) {
             found.extend(manifests::in_yaml(&relative, &file.text));
+        }
+        if config::is_config(&relative) {
+            found.extend(config::in_config(&relative, &file.text));
         }
         // An ignore comment on the line (or the one above) silences it.
         found.retain(|f| !files::ignored(&file.text, f.line));

@@ -10,14 +10,16 @@ pub enum Rule {
     AwsSecretKey,
     SecretInEnv,
     SecretInHelmValues,
+    SecretInConfig,
 }
 
-pub const RULES: [Rule; 5] = [
+pub const RULES: [Rule; 6] = [
     Rule::PlaintextSecret,
     Rule::PrivateKey,
     Rule::AwsSecretKey,
     Rule::SecretInEnv,
     Rule::SecretInHelmValues,
+    Rule::SecretInConfig,
 ];
 
 impl Rule {
@@ -28,6 +30,7 @@ impl Rule {
             Rule::AwsSecretKey => "KW003",
             Rule::SecretInEnv => "KW004",
             Rule::SecretInHelmValues => "KW005",
+            Rule::SecretInConfig => "KW006",
         }
     }
 
@@ -38,6 +41,7 @@ impl Rule {
             Rule::AwsSecretKey => "aws-secret-key",
             Rule::SecretInEnv => "secret-in-env",
             Rule::SecretInHelmValues => "secret-in-helm-values",
+            Rule::SecretInConfig => "secret-in-config",
         }
     }
 
@@ -53,6 +57,9 @@ impl Rule {
             }
             Rule::SecretInHelmValues => {
                 "A Helm values entry that is a secret (by its key, or by looking generated)."
+            }
+            Rule::SecretInConfig => {
+                "A secret assigned in a .env, .tfvars or .properties file (by its name, or by looking generated)."
             }
         }
     }
