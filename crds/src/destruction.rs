@@ -74,7 +74,8 @@ pub struct Request {
     pub at: String,
 }
 
-/// A stamped [`APPROVAL`]: who approved, when, and which request.
+/// A stamped [`APPROVAL`]: who approved, when, and which request, down to
+/// its actions (a request edited after its approval is not approved).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Approval {
@@ -82,6 +83,7 @@ pub struct Approval {
     pub at: String,
     pub request_by: String,
     pub request_at: String,
+    pub request_actions: BTreeSet<Action>,
 }
 
 /// A guarded change that may go ahead: the two people behind it.
@@ -141,6 +143,7 @@ pub fn stamp_approval(request: Option<&str>, user: &str, now: Timestamp) -> Resu
         at: now.to_string(),
         request_by: request.by,
         request_at: request.at,
+        request_actions: request.actions,
     };
     Ok(serde_json::to_string(&approval).expect("an approval serialises"))
 }
@@ -289,7 +292,10 @@ fn approved(
 }
 
 fn approves(approval: &Approval, request: &Request) -> Result<(), String> {
-    if approval.request_by != request.by || approval.request_at != request.at {
+    if approval.request_by != request.by
+        || approval.request_at != request.at
+        || approval.request_actions != request.actions
+    {
         return Err(format!(
             "{APPROVAL} is for the request {} made at {}, not the current one",
             approval.request_by, approval.request_at

@@ -278,3 +278,33 @@ fn nobody_writes_a_request_or_approval_in_someone_elses_name() {
     .unwrap_err();
     assert!(err.contains("not stamped by admission"), "{err}");
 }
+
+#[test]
+fn a_request_widened_after_its_approval_is_not_approved() {
+    // Alice's request for Destroy, approved by bob; within the 5 minutes a
+    // stamp stays fresh, alice rewrites her own request to add ForceDestroy.
+    let (request, approval) = requested_and_approved("Destroy");
+    let mut widened = parse_request(&request).unwrap();
+    widened.actions.insert(Action::ForceDestroy);
+    let widened = serde_json::to_string(&widened).unwrap();
+    let before = key(
+        "Deactivated",
+        true,
+        json!({REQUEST: request, APPROVAL: approval}),
+    );
+    let after = key(
+        "Deactivated",
+        true,
+        json!({REQUEST: widened, APPROVAL: approval, FORCE_DESTROY: "true"}),
+    );
+    let err = check(
+        Some(&before),
+        &after,
+        "alice",
+        later(2),
+        true,
+        &actions(&[Action::ForceDestroy]),
+    )
+    .unwrap_err();
+    assert!(err.contains("for an earlier request"), "{err}");
+}

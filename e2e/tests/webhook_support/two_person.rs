@@ -149,7 +149,7 @@ async fn key_policy_flow(
     let own = json!({"metadata": {"annotations": {APPROVAL: "approve"}}});
     refused(&as_alice, "guarded", own, "a different user must approve").await?;
     let forged = json!({"metadata": {"annotations": {APPROVAL: json!({
-        "by": "bob", "at": request.at, "requestBy": "alice", "requestAt": request.at,
+        "by": "bob", "at": request.at, "requestBy": "alice", "requestAt": request.at, "requestActions": ["Destroy"],
     }).to_string()}}});
     refused(&as_alice, "guarded", forged, "names bob, but you are alice").await?;
     refused(
