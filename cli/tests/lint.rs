@@ -175,6 +175,36 @@ fn fixture(root: &Path, keyward: &Keyward) -> (Planted, Vec<String>) {
         "DB_PASSWORD=\nAPI_TOKEN=<your token>\nSESSION_KEY_FILE=/run/keys/session\n",
     );
 
+    // JSON: an ECS task definition with a secret in its environment, a
+    // Secret as `kubectl get -o json` prints it; a lock file's integrity
+    // hashes and a JSON schema's patterns are clean.
+    write(
+        root,
+        "ecs/task.json",
+        &format!(
+            "{{\n  \"family\": \"shop\",\n  \"containerDefinitions\": [{{\n    \"name\": \"shop\",\n    \"environment\": [\n      {{\"name\": \"LOG_LEVEL\", \"value\": \"info\"}},\n      {{\"name\": \"STRIPE_API_KEY\", \"value\": \"{}\"}}\n    ]\n  }}]\n}}\n",
+            noise.text(24, ALNUM)
+        ),
+    );
+    plant("ecs/task.json", 7, "KW004");
+    write(
+        root,
+        "backup/db-secret.json",
+        &format!(
+            "{{\n    \"apiVersion\": \"v1\",\n    \"data\": {{\n        \"password\": \"{}\"\n    }},\n    \"kind\": \"Secret\",\n    \"metadata\": {{\"name\": \"db\", \"namespace\": \"shop\"}}\n}}\n",
+            noise.text(24, BASE64)
+        ),
+    );
+    plant("backup/db-secret.json", 6, "KW001");
+    write(
+        root,
+        "web/package-lock.json",
+        &format!(
+            "{{\n  \"name\": \"web\",\n  \"packages\": {{\n    \"node_modules/left-pad\": {{\n      \"version\": \"1.3.0\",\n      \"integrity\": \"sha512-{}==\"\n    }}\n  }}\n}}\n",
+            noise.text(86, BASE64)
+        ),
+    );
+
     // Clean: a SealedSecret, a Secret without values, a public key, docs
     // naming the patterns, a Helm template, an accepted test fixture, and
     // a key under .git (never scanned).

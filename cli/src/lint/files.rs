@@ -52,10 +52,11 @@ pub fn text_files(dir: &Path) -> Result<Vec<TextFile>> {
     Ok(out)
 }
 
+/// YAML, or JSON (which YAML reads): manifests, task definitions.
 pub fn is_yaml(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
+        Some("yaml" | "yml" | "json")
     )
 }
 

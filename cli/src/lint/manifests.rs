@@ -9,10 +9,9 @@ use super::{Finding, Rule};
 use serde_yaml_ng::{Mapping, Value};
 
 pub fn in_yaml(path: &str, text: &str) -> Vec<Finding> {
-    let helm_values = path
-        .rsplit('/')
-        .next()
-        .is_some_and(|name| name.starts_with("values"));
+    let helm_values = path.rsplit('/').next().is_some_and(|name| {
+        name.starts_with("values") && (name.ends_with(".yaml") || name.ends_with(".yml"))
+    });
     let mut out = Vec::new();
     for doc in documents(text) {
         let Ok(value) = serde_yaml_ng::from_str::<Value>(&doc.text) else {
@@ -76,17 +75,35 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// Like [`line`](Self::line), but only when the last needle is found.
+    fn exact(&self, needles: &[String]) -> Option<usize> {
+        let (last, before) = needles.split_last()?;
+        let from = if before.is_empty() {
+            0
+        } else {
+            self.line(before) - self.first + 1
+        };
+        (from..self.lines.len())
+            .find(|&i| self.matches(i, last))
+            .map(|i| self.first + i)
+    }
+
+    fn matches(&self, i: usize, needle: &str) -> bool {
+        // JSON's quotes dropped: `"name": "X",` reads as `name: X,`.
+        self.lines[i]
+            .trim_start()
+            .trim_start_matches("- ")
+            .trim_start_matches(['{', '['])
+            .trim_start()
+            .replace('"', "")
+            .starts_with(needle)
+    }
+
     fn line(&self, needles: &[String]) -> usize {
         let mut from = 0;
         let mut found = 0;
         for needle in needles {
-            if let Some(i) = (from..self.lines.len()).find(|&i| {
-                let line = self.lines[i]
-                    .trim_start()
-                    .trim_start_matches("- ")
-                    .trim_start();
-                line.starts_with(needle.as_str())
-            }) {
+            if let Some(i) = (from..self.lines.len()).find(|&i| self.matches(i, needle)) {
                 found = i;
                 from = i + 1;
             }
@@ -190,7 +207,8 @@ fn env_entry(
     env_literal(path, name, value, at.line(&needles), out);
 }
 
-/// Docker Compose `environment:`, as a map or as `NAME=value` strings.
+/// `environment:` in Docker Compose (a map, or `NAME=value` strings) and
+/// ECS task definitions (`{name, value}` maps).
 fn compose_environment(
     path: &str,
     value: &Value,
@@ -203,19 +221,34 @@ fn compose_environment(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
             .collect(),
+        // Strings `NAME=value` (Compose), or `{name, value}` maps (ECS).
         Value::Sequence(items) => items
             .iter()
-            .filter_map(|item| {
-                let (k, v) = item.as_str()?.split_once('=')?;
-                Some((k.to_owned(), v.to_owned()))
+            .filter_map(|item| match item {
+                Value::String(pair) => {
+                    let (k, v) = pair.split_once('=')?;
+                    Some((k.to_owned(), v.to_owned()))
+                }
+                Value::Mapping(entry) => Some((
+                    text(entry, "name")?.to_owned(),
+                    text(entry, "value")?.to_owned(),
+                )),
+                _ => None,
             })
             .collect(),
         _ => return,
     };
     for (name, value) in pairs {
-        let mut needles = trail.to_vec();
-        needles.push(name.clone());
-        env_literal(path, &name, &value, at.line(&needles), out);
+        // `NAME: value` or `NAME=value` (Compose), `name: NAME` (ECS).
+        let at_entry = |needle: String| {
+            let mut needles = trail.to_vec();
+            needles.push(needle);
+            at.exact(&needles)
+        };
+        let line = at_entry(name.clone())
+            .or_else(|| at_entry(format!("name: {name}")))
+            .unwrap_or_else(|| at.line(trail));
+        env_literal(path, &name, &value, line, out);
     }
 }
 
