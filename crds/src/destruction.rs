@@ -291,6 +291,16 @@ fn approved(
     Ok(Approved { request, approval })
 }
 
+/// The two people on record for `key`'s destruction (the request's author,
+/// then the approval's) when its approval approves its request; for the
+/// operator's records of what it then does.
+pub fn on_record(key: &ManagedKey) -> Option<(String, String)> {
+    let request = parse_request(annotation(key, REQUEST)?).ok()?;
+    let approval = parse_approval(annotation(key, APPROVAL)?).ok()?;
+    approves(&approval, &request).ok()?;
+    Some((request.by, approval.by))
+}
+
 fn approves(approval: &Approval, request: &Request) -> Result<(), String> {
     if approval.request_by != request.by
         || approval.request_at != request.at

@@ -47,7 +47,10 @@ async fn destruction_under_the_two_person_policy_needs_a_second_users_approval()
                 Webhook::start(&client, &ns, dir.path(), ("unused:e2e".into(), "Never")).await?;
             let result = async {
                 key_policy_flow(&client, &ns, &alice, &bob, &webhook).await?;
-                namespace_policy_flow(&client, &ns, &alice, &bob).await
+                let audit = dir.path().join("operator-audit.log");
+                operator_names_both(&audit, &format!("{ns}/guarded")).await?;
+                namespace_policy_flow(&client, &ns, &alice, &bob).await?;
+                operator_names_both(&audit, &format!("{ns}/team")).await
             }
             .await;
             if result.is_err() {
@@ -237,6 +240,33 @@ async fn namespace_policy_flow(
     delete_and_wait_gone(&as_alice, "team").await?;
     println!("with bob's approval alice deleted team; the operator scheduled its destruction");
     Ok(())
+}
+
+/// The operator's `key.schedule-deletion` record for `subject` names the
+/// requester and the approver as well (it is written just after the status).
+async fn operator_names_both(audit: &std::path::Path, subject: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        let record = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["action"] == "key.schedule-deletion" && r["subject"] == subject);
+        if let Some(record) = record {
+            ensure!(
+                record["detail"]["requestedBy"] == "alice"
+                    && record["detail"]["approvedBy"] == "bob",
+                "the operator's record does not name both: {record}"
+            );
+            println!("operator audit: {record}");
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no key.schedule-deletion record for {subject} in the operator's audit log:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 fn reported(key: &ManagedKey) -> Option<KeyState> {

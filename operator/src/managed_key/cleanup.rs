@@ -92,12 +92,16 @@ pub async fn cleanup(key: Arc<ManagedKey>, ctx: &Context) -> Result<Action> {
         Err(ProviderError::UnknownKey(_)) => "already destroyed".into(),
         Err(e) => return Err(e.into()),
     };
-    let detail = [
+    let mut detail: BTreeMap<String, String> = [
         ("providerKeyId".to_owned(), key_id.clone()),
         ("at".to_owned(), at.clone()),
         ("cause".to_owned(), "ManagedKey deleted".to_owned()),
     ]
     .into();
+    if let Some((requested, approved)) = keyward_crds::destruction::on_record(&key) {
+        detail.insert("requestedBy".into(), requested);
+        detail.insert("approvedBy".into(), approved);
+    }
     if let Err(error) = ctx
         .audit
         .record("key.schedule-deletion", &subject, "ok", detail)

@@ -62,11 +62,19 @@ impl Outcome {
             .as_ref()
             .and_then(|a| a.get(REASON))
             .filter(|r| !r.trim().is_empty());
+        let approved = keyward_crds::destruction::on_record(key);
         for (action, mut detail) in self.audits {
             if let Some(reason) = reason {
                 detail
                     .entry("reason".into())
                     .or_insert_with(|| reason.clone());
+            }
+            // Two-person destruction: both names on the operator's record too.
+            if action == "key.schedule-deletion"
+                && let Some((requested, approved)) = &approved
+            {
+                detail.insert("requestedBy".into(), requested.clone());
+                detail.insert("approvedBy".into(), approved.clone());
             }
             if let Err(error) = ctx.audit.record(action, &subject, "ok", detail).await {
                 tracing::error!(%error, action, key = %subject, "audit record not written");
