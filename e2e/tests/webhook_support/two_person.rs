@@ -98,7 +98,20 @@ async fn editors(client: &Client, ns: &str) -> Result<[Client; 2]> {
             Ok::<_, anyhow::Error>(Client::try_from(config)?)
         }
     };
-    Ok([as_user("alice").await?, as_user("bob").await?])
+    let users = [as_user("alice").await?, as_user("bob").await?];
+    // The API server's RBAC cache learns the binding a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for user in &users {
+        let keys: Api<ManagedKey> = Api::namespaced(user.clone(), ns);
+        while let Err(error) = keys.list(&Default::default()).await {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the key-editors binding never took effect: {error}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    Ok(users)
 }
 
 async fn key_policy_flow(
