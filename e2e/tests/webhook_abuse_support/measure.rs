@@ -42,8 +42,9 @@ impl Samples {
     pub fn summary(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let mut text = format!(
-            "p50 {:.1} ms, p99 {:.1} ms (n={}, failed {})",
+            "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms (n={}, failed {})",
             ms(self.pct(50)),
+            ms(self.pct(95)),
             ms(self.pct(99)),
             self.ok.len() + self.failed.len(),
             self.failed.len()
