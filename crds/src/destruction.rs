@@ -240,11 +240,7 @@ fn approved(
     let name = key.metadata.name.as_deref().unwrap_or("KEY");
     let ask = format!(
         "two-person destruction applies to this ManagedKey, so {wanted} needs a request by one user and an approval by another. Request: kubectl annotate managedkey {name} {REQUEST}={} --overwrite; then a different user approves: kubectl annotate managedkey {name} {APPROVAL}=approve --overwrite; then repeat this change",
-        guarded
-            .iter()
-            .map(Action::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
+        action_list(guarded)
     );
     let Some(request) = annotation(key, REQUEST) else {
         return Err(format!("{ask}. Missing: the request"));
@@ -357,6 +353,16 @@ fn parse_approval(value: &str) -> Result<Approval, String> {
     serde_json::from_str(value).map_err(|e| {
         format!("{APPROVAL} is not stamped by admission ({e}); write the plain form, {APPROVAL}=approve, with Keyward's mutating webhook installed")
     })
+}
+
+/// `Destroy,ForceDestroy`: the form a request is written in, and audit
+/// records use.
+pub fn action_list(actions: &BTreeSet<Action>) -> String {
+    actions
+        .iter()
+        .map(Action::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn names(actions: impl IntoIterator<Item = Action>) -> String {

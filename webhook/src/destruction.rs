@@ -127,21 +127,17 @@ pub async fn judge(request: &Request, client: &Client, now: Timestamp) -> Judgem
                 tracing::warn!(%error, "cannot read a ManagedKey's namespace at admission");
                 return refused(format!(
                     "cannot read namespace {namespace} to learn whether two-person destruction applies, so {} is refused; retry",
-                    action_names(&guarded)
+                    destruction::action_list(&guarded)
                 ));
             }
         }
     }
     let user = user(request);
     let verdict = destruction::check(old_for_writes, key, user, now, policy, &guarded);
-    if !policy || guarded.is_empty() {
-        return Judgement {
-            verdict: verdict.map(|_| ()),
-            record: None,
-        };
-    }
-    // A dry run is judged as the real change would be, and not recorded.
-    let record = (!request.dry_run).then(|| record(request, key, &guarded, &verdict));
+    // Guarded changes under the policy are recorded; a dry run is judged
+    // as the real change would be, and not recorded.
+    let record = (policy && !guarded.is_empty() && !request.dry_run)
+        .then(|| record(request, key, &guarded, &verdict));
     Judgement {
         verdict: verdict.map(|_| ()),
         record,
@@ -165,14 +161,6 @@ async fn namespace_policy(client: &Client, namespace: &str) -> Result<bool, kube
         .is_some_and(|v| v == "true"))
 }
 
-fn action_names(actions: &std::collections::BTreeSet<destruction::Action>) -> String {
-    actions
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// `key.destruction`: the user making the guarded change, what it is, and
 /// who requested and approved it (or why it was refused).
 fn record(
@@ -181,7 +169,7 @@ fn record(
     guarded: &std::collections::BTreeSet<destruction::Action>,
     verdict: &Result<Option<Approved>, String>,
 ) -> Event {
-    let mut detail = BTreeMap::from([("actions".to_owned(), action_names(guarded))]);
+    let mut detail = BTreeMap::from([("actions".to_owned(), destruction::action_list(guarded))]);
     let outcome = match verdict {
         Ok(Some(approved)) => {
             detail.insert("requestedBy".into(), approved.request.by.clone());

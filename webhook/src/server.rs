@@ -315,6 +315,23 @@ async fn stamp_object(Json(review): Json<Review>) -> Json<serde_json::Value> {
     answer.map_patch_base64()
 }
 
+/// Appends an admission record to the audit log; `false` (logged and
+/// counted) when it could not be written.
+async fn recorded(unsealer: &Unsealer, event: keyward_core::audit::Event) -> bool {
+    let action = event.action.clone();
+    let audit = Arc::clone(&unsealer.audit);
+    let written = tokio::task::spawn_blocking(move || audit.append(event)).await;
+    let ok = matches!(written, Ok(Ok(())));
+    if !ok {
+        metrics().audit_write_failure();
+        tracing::error!(
+            action,
+            "cannot write an admission record to the audit log; refused"
+        );
+    }
+    ok
+}
+
 async fn validate_review(state: &AppState, review: Review) -> ReviewResult {
     let request = match admission::request(review) {
         Ok(request) => request,
@@ -335,13 +352,9 @@ async fn validate_review(state: &AppState, review: Review) -> ReviewResult {
     };
     let judgement = destruction::judge(&request, &unsealer.client, Timestamp::now()).await;
     if let Some(record) = judgement.record {
-        let admitted = judgement.verdict.is_ok();
-        let audit = Arc::clone(&unsealer.audit);
-        let written = tokio::task::spawn_blocking(move || audit.append(record)).await;
         // A guarded change goes ahead only once both names are on record.
-        if admitted && !matches!(written, Ok(Ok(()))) {
-            metrics().audit_write_failure();
-            tracing::error!("cannot record an approved destruction in the audit log; refused");
+        let written = recorded(unsealer, record).await;
+        if judgement.verdict.is_ok() && !written {
             return Json(
                 response
                     .deny("cannot write the audit log, so this destruction is refused; retry, and see the webhook log if it persists")
@@ -354,11 +367,7 @@ async fn validate_review(state: &AppState, review: Review) -> ReviewResult {
     }
     if let Some(change) = key_audit::change(&request) {
         // Fail closed: a change that cannot be attributed is not made.
-        let audit = Arc::clone(&unsealer.audit);
-        let written = tokio::task::spawn_blocking(move || audit.append(change.event)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            metrics().audit_write_failure();
-            tracing::error!("cannot record a ManagedKey change in the audit log; refused");
+        if !recorded(unsealer, change.event).await {
             return Json(
                 response
                     .deny("cannot write the audit log, so this ManagedKey change is refused; retry, and see the webhook log if it persists")

@@ -2,8 +2,7 @@
 //! `.tfvars` and Java `.properties`, one `NAME=value` per line. AWS secret
 //! keys are left to their own rule.
 
-use super::entropy::{is_placeholder, is_sealed, looks_random};
-use super::names::{names_a_reference, secret_name};
+use super::names::why_secret;
 use super::{Finding, Rule};
 
 pub fn is_config(path: &str) -> bool {
@@ -29,16 +28,13 @@ pub fn in_config(path: &str, text: &str) -> Vec<Finding> {
         let name = name.trim().trim_matches('"');
         let value = unquoted(value.trim());
         let squashed = name.to_ascii_lowercase().replace(['_', '-', '.'], "");
-        if squashed.contains("secretaccesskey") || is_placeholder(value) || is_sealed(value) {
+        if squashed.contains("secretaccesskey") {
             continue;
         }
-        let why = if secret_name(name) && !names_a_reference(name, value) {
-            "its name says it is a secret"
-        } else if looks_random(value) {
-            "it looks generated (long and random)"
-        } else {
+        let Some(why) = why_secret(name, value, true) else {
             continue;
         };
+        let why = why.says("name");
         let fix = if path.ends_with(".tfvars") {
             format!(
                 "remove it from {path} and pass it as TF_VAR_{name} from your CI's secret store, or read it from the KMS with a data source"

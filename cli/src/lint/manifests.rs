@@ -3,8 +3,7 @@
 //! do not parse (templates) are skipped; lines are found again in the text,
 //! as the YAML parser does not keep positions.
 
-use super::entropy::{is_placeholder, is_sealed, looks_random};
-use super::names::{names_a_reference, secret_name};
+use super::names::why_secret;
 use super::{Finding, Rule};
 use serde_yaml_ng::{Mapping, Value};
 
@@ -253,16 +252,10 @@ fn compose_environment(
 }
 
 fn env_literal(path: &str, name: &str, value: &str, line: usize, out: &mut Vec<Finding>) {
-    if is_placeholder(value) || is_sealed(value) {
-        return;
-    }
-    let why = if secret_name(name) {
-        "its name says it is a secret"
-    } else if looks_random(value) {
-        "it looks generated (long and random)"
-    } else {
+    let Some(why) = why_secret(name, value, false) else {
         return;
     };
+    let why = why.says("name");
     out.push(Finding {
         path: path.to_owned(),
         line,
@@ -287,15 +280,8 @@ fn helm(
         trail.push(format!("{key}:"));
         match child {
             Value::Mapping(inner) if key != "env" => helm(path, inner, at, trail, out),
-            Value::String(value) if !is_placeholder(value) && !is_sealed(value) => {
-                let why = if secret_name(key) && !names_a_reference(key, value) {
-                    Some("its key says it is a secret")
-                } else if looks_random(value) {
-                    Some("it looks generated (long and random)")
-                } else {
-                    None
-                };
-                if let Some(why) = why {
+            Value::String(value) => {
+                if let Some(why) = why_secret(key, value, true).map(|w| w.says("key")) {
                     let dotted = trail
                         .iter()
                         .map(|t| t.trim_end_matches(':'))

@@ -2,6 +2,8 @@
 //! (`password`, `apiKey`, ...), or that it only names where one is kept
 //! (`existingSecret`, `secretName`, `passwordFile`).
 
+use super::entropy::{is_placeholder, is_sealed, looks_random};
+
 /// Names that say a value is a secret.
 const SECRET_WORDS: [&str; 9] = [
     "password",
@@ -15,7 +17,7 @@ const SECRET_WORDS: [&str; 9] = [
     "clientsecret",
 ];
 
-pub fn secret_name(name: &str) -> bool {
+fn secret_name(name: &str) -> bool {
     let squashed: String = name
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -26,7 +28,7 @@ pub fn secret_name(name: &str) -> bool {
 
 /// Keys that name where a secret is (a Secret's name, a file, a
 /// reference), not the secret itself.
-pub fn names_a_reference(key: &str, value: &str) -> bool {
+fn names_a_reference(key: &str, value: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key == "secret"
         || key.starts_with("existing")
@@ -58,4 +60,38 @@ fn is_object_name(value: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && value.starts_with(|c: char| c.is_ascii_alphanumeric())
         && value.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Why a literal is a secret, if it is one.
+#[derive(Clone, Copy)]
+pub enum Why {
+    /// Its name (or key) says so.
+    Named,
+    /// It looks generated: long and random.
+    Generated,
+}
+
+impl Why {
+    /// `noun` is what the place calls its names: "name" or "key".
+    pub fn says(self, noun: &str) -> String {
+        match self {
+            Why::Named => format!("its {noun} says it is a secret"),
+            Why::Generated => "it looks generated (long and random)".into(),
+        }
+    }
+}
+
+/// Whether `value`, written literally under `name`, is a secret. Sealed
+/// values and placeholders never are; with `references`, names that only
+/// say where a secret is kept (`existingSecret`) do not count.
+pub fn why_secret(name: &str, value: &str, references: bool) -> Option<Why> {
+    if is_placeholder(value) || is_sealed(value) {
+        None
+    } else if secret_name(name) && !(references && names_a_reference(name, value)) {
+        Some(Why::Named)
+    } else if looks_random(value) {
+        Some(Why::Generated)
+    } else {
+        None
+    }
 }

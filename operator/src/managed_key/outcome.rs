@@ -62,7 +62,8 @@ impl Outcome {
             .as_ref()
             .and_then(|a| a.get(REASON))
             .filter(|r| !r.trim().is_empty());
-        let approved = keyward_crds::destruction::on_record(key);
+        // Read only when a destruction is on record, not on every publish.
+        let mut approved = None;
         for (action, mut detail) in self.audits {
             if let Some(reason) = reason {
                 detail
@@ -71,7 +72,8 @@ impl Outcome {
             }
             // Two-person destruction: both names on the operator's record too.
             if action == "key.schedule-deletion"
-                && let Some((requested, approved)) = &approved
+                && let Some((requested, approved)) =
+                    approved.get_or_insert_with(|| keyward_crds::destruction::on_record(key))
             {
                 detail.insert("requestedBy".into(), requested.clone());
                 detail.insert("approvedBy".into(), approved.clone());

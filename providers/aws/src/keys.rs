@@ -5,6 +5,7 @@ use crate::claims;
 use crate::errors::{At, from_sdk};
 use crate::naming::{self, TAG_KEY, TAG_MANAGED_BY, TAG_OWNER, TAG_VERSION};
 use crate::provider::AwsKmsProvider;
+use crate::user_tags;
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::DateTime;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec as KmsKeySpec, KeyState, KeyUsageType, Tag};
@@ -45,6 +46,8 @@ pub(crate) struct Resolved {
     pub algorithm: KeyAlgorithm,
     pub primary: KmsVersion,
     pub claim: Option<Claim>,
+    /// The user's tags on the primary version (`spec.tags`).
+    pub user_tags: Tags,
 }
 
 impl AwsKmsProvider {
@@ -124,6 +127,7 @@ impl AwsKmsProvider {
             algorithm,
             primary: kms_version(&metadata, version),
             claim: claims::from_tags(&tags),
+            user_tags: user_tags::of(&tags),
         })
     }
 

@@ -167,7 +167,6 @@ impl KeyProvider for AwsKmsProvider {
             });
         }
         let next = current.primary.version + 1;
-        let user_tags = self.user_tags(&key_id).await?;
         let made = self
             .create_version(
                 &key_id,
@@ -176,7 +175,7 @@ impl KeyProvider for AwsKmsProvider {
                     owner: current.owner.as_deref(),
                     algorithm: current.algorithm,
                     description: None,
-                    user_tags: &user_tags,
+                    user_tags: &current.user_tags,
                 },
                 next,
             )

@@ -43,11 +43,7 @@ impl AwsKmsProvider {
     /// The user's tags on the primary version.
     pub(crate) async fn user_tags(&self, key_id: &str) -> Result<Tags> {
         let key_id = self.key_id_for(key_id).await?;
-        let resolved = self.resolve(&key_id, None).await?;
-        let all = self
-            .tags(&resolved.primary.kms_key_id, At::key(&key_id))
-            .await?;
-        Ok(of(&all))
+        Ok(self.resolve(&key_id, None).await?.user_tags)
     }
 
     /// One KMS key: tag what is missing or different, untag the user's
