@@ -65,6 +65,10 @@ struct Scale {
 struct Bounds {
     /// The percentile compared, quiet against under attack.
     judged: usize,
+    /// Latency is not judged when the machine was already loaded past
+    /// twice its cores before the run (other work on a shared CI host):
+    /// the ratio then measures the neighbours, not the webhook.
+    unjudged_when_loaded: bool,
     /// Allowed on top of 2x the quiet figure, for a shared, noisy machine.
     slack: Duration,
     peak_rss_mib: u64,
@@ -114,6 +118,7 @@ async fn admission_and_unseal_hold_under_a_small_abuse_load() {
     // judges the p95, with slack; the full run judges the p99.
     let bounds = Bounds {
         judged: 95,
+        unjudged_when_loaded: true,
         slack: Duration::from_millis(250),
         peak_rss_mib: 128,
         audit_bytes_per_junk: 1024,
@@ -144,6 +149,7 @@ async fn admission_and_unseal_hold_under_the_full_abuse_load() {
     };
     let bounds = Bounds {
         judged: 99,
+        unjudged_when_loaded: false,
         slack: Duration::ZERO,
         peak_rss_mib: 1024,
         audit_bytes_per_junk: 1024,
@@ -501,7 +507,6 @@ async fn measure_abuse(
     );
 
     // What must hold.
-    let within = |quiet: Duration, attack: Duration| attack <= quiet * 2 + bounds.slack;
     ensure!(
         attack_mutates.failed.is_empty() && attack_unseals.failed.is_empty(),
         "legitimate calls failed under attack: /mutate {}; unseal {}",
@@ -509,20 +514,29 @@ async fn measure_abuse(
         attack_unseals.summary()
     );
     let p = bounds.judged;
-    ensure!(
-        within(quiet_mutates.pct(p), attack_mutates.pct(p)),
-        "/mutate p{p} under attack {:.1} ms is over 2x its quiet {:.1} ms (+{:?} slack)",
-        ms(attack_mutates.pct(p)),
-        ms(quiet_mutates.pct(p)),
-        bounds.slack
-    );
-    ensure!(
-        within(quiet_unseals.pct(p), attack_unseals.pct(p)),
-        "unseal p{p} under attack {:.1} ms is over 2x its quiet {:.1} ms (+{:?} slack)",
-        ms(attack_unseals.pct(p)),
-        ms(quiet_unseals.pct(p)),
-        bounds.slack
-    );
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let loaded_before = load_before
+        .split(" / ")
+        .next()
+        .and_then(|one| one.parse::<f64>().ok())
+        .is_some_and(|one| one > 2.0 * cores);
+    if bounds.unjudged_when_loaded && loaded_before {
+        println!(
+            "ABUSE {}: latency not judged, the machine was loaded ({load_before}) on {cores} cores before the run",
+            scale.name
+        );
+    } else {
+        latency_holds(
+            bounds,
+            p,
+            [
+                &quiet_mutates,
+                &attack_mutates,
+                &quiet_unseals,
+                &attack_unseals,
+            ],
+        )?;
+    }
     ensure!(
         displaced > 0,
         "the attack never filled the unseal listener's connection cap (nothing was displaced), so it did not test it"
@@ -549,6 +563,27 @@ async fn measure_abuse(
         "the webhook did not recover after the attack: /mutate {}; unseal {}",
         after_mutates.summary(),
         after_unseals.summary()
+    );
+    Ok(())
+}
+
+/// `/mutate` and unseal stay within 2x their quiet percentile `p` (plus
+/// slack) under attack.
+fn latency_holds(bounds: &Bounds, p: usize, [q_m, a_m, q_u, a_u]: [&Samples; 4]) -> Result<()> {
+    let within = |quiet: Duration, attack: Duration| attack <= quiet * 2 + bounds.slack;
+    ensure!(
+        within(q_m.pct(p), a_m.pct(p)),
+        "/mutate p{p} under attack {:.1} ms is over 2x its quiet {:.1} ms (+{:?} slack)",
+        ms(a_m.pct(p)),
+        ms(q_m.pct(p)),
+        bounds.slack
+    );
+    ensure!(
+        within(q_u.pct(p), a_u.pct(p)),
+        "unseal p{p} under attack {:.1} ms is over 2x its quiet {:.1} ms (+{:?} slack)",
+        ms(a_u.pct(p)),
+        ms(q_u.pct(p)),
+        bounds.slack
     );
     Ok(())
 }
