@@ -30,11 +30,16 @@ fn managed_key(request: &Request) -> Result<(), String> {
     let Some(key) = typed::<ManagedKey>(request, false)? else {
         return Ok(()); // DELETE
     };
-    key.spec.validate().map_err(|e| e.to_string())?;
     let old = match request.operation {
         Operation::Update => typed::<ManagedKey>(request, true)?,
         _ => None,
     };
+    // A key stored before a newer rule must still take metadata changes
+    // (the operator's finalizer removal, an annotation): only a new or
+    // changed spec is judged against today's rules.
+    if old.as_ref().is_none_or(|old| old.spec != key.spec) {
+        key.spec.validate().map_err(|e| e.to_string())?;
+    }
     if let Some(old) = &old {
         key.validate_update(old).map_err(|e| e.to_string())?;
     }

@@ -182,6 +182,28 @@ async fn legal_managed_key_transition_is_allowed() {
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }
 
+/// A key admitted before a newer rule (here: tags on the local provider)
+/// must still lose its finalizer, or it could never finish deleting; a
+/// change to its spec is judged by today's rules.
+#[tokio::test]
+async fn a_key_stored_before_a_newer_rule_still_takes_metadata_changes() {
+    let mut review = fixture("managedkey-update.json");
+    let request = &mut review["request"];
+    request["object"]["spec"]["state"] = request["oldObject"]["spec"]["state"].clone();
+    request["oldObject"]["spec"]["tags"] = json!({"team": "payments"});
+    request["object"]["spec"]["tags"] = json!({"team": "payments"});
+    request["oldObject"]["metadata"]["finalizers"] = json!(["keyward.io/cleanup"]);
+    request["object"]["metadata"]["finalizers"] = json!([]);
+    let answer = post("/validate", &review).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
+    review["request"]["object"]["spec"]["tags"] = json!({"team": "billing"});
+    let answer = post("/validate", &review).await;
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("tags"), "{message}");
+}
+
 fn envelope(scope: Scope, namespace: &str, secret: &str, item: &str) -> String {
     let wrapped = WrappedDek {
         key_id: "local-key-1".into(),
