@@ -1,11 +1,14 @@
 //! The primitives Keyward uses, all from `aws-lc-rs` (AWS-LC): AES-256-GCM
 //! for data and for symmetric DEK wrapping, RSA-OAEP-SHA256 for offline
 //! sealing, X25519 with HKDF-SHA256 to hand a DEK to an online sealer
-//! ([`dek_transport`]), and the system CSPRNG. Why AWS-LC: see `docs/crypto-choices.md`.
+//! ([`dek_transport`]), RSA-PSS, ECDSA P-256 and Ed25519 for signing keys
+//! ([`signing`]), and the system CSPRNG. Why AWS-LC: see `docs/crypto-choices.md`.
 
 mod aes_gcm;
 pub mod dek_transport;
+pub mod pem;
 mod rsa_oaep;
+pub mod signing;
 
 pub use aes_gcm::{AeadError, NONCE_LEN, TAG_LEN, open, seal};
 pub use rsa_oaep::{

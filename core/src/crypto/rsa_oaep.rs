@@ -7,8 +7,6 @@ use aws_lc_rs::rsa::{
     KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
     PrivateDecryptingKey, PublicEncryptingKey,
 };
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -156,34 +154,17 @@ impl fmt::Debug for RsaPrivateKey {
     }
 }
 
-const PEM_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
-const PEM_END: &str = "-----END PUBLIC KEY-----";
-
 pub fn public_key_to_pem(key: &RsaPublicKey) -> String {
-    let body = STANDARD.encode(key.spki_der());
-    let mut pem = String::from(PEM_BEGIN);
-    pem.push('\n');
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        pem.push('\n');
-    }
-    pem.push_str(PEM_END);
-    pem.push('\n');
-    pem
+    super::pem::spki_to_pem(key.spki_der())
 }
 
 /// Reads the first `PUBLIC KEY` block; text around it (such as Keyward's
 /// `keyward-*:` header lines) is ignored, as RFC 7468 allows.
 pub fn public_key_from_pem(pem: &str) -> Result<RsaPublicKey, OaepError> {
-    let start = pem.find(PEM_BEGIN).ok_or(OaepError::NoPemBlock)? + PEM_BEGIN.len();
-    let end = pem[start..].find(PEM_END).ok_or(OaepError::NoPemBlock)? + start;
-    let body: String = pem[start..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let der = STANDARD
-        .decode(body)
-        .map_err(|_| OaepError::InvalidPublicKey)?;
+    let der = super::pem::spki_from_pem(pem).map_err(|error| match error {
+        super::pem::PemError::NoBlock => OaepError::NoPemBlock,
+        super::pem::PemError::NotBase64 => OaepError::InvalidPublicKey,
+    })?;
     RsaPublicKey::from_spki_der(&der)
 }
 
@@ -246,9 +227,9 @@ mod tests {
             public_key_from_pem("hello").unwrap_err(),
             OaepError::NoPemBlock
         );
-        let garbage = format!("{PEM_BEGIN}\nAAAA\n{PEM_END}\n");
+        let garbage = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
         assert_eq!(
-            public_key_from_pem(&garbage).unwrap_err(),
+            public_key_from_pem(garbage).unwrap_err(),
             OaepError::InvalidPublicKey
         );
     }
