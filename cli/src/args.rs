@@ -44,6 +44,14 @@ pub enum Command {
     Rotate(RotateArgs),
     /// Report a ManagedKey compromised: rotate, re-seal, retire the exposed versions.
     Compromise(CompromiseArgs),
+    /// Sign a file with a signing ManagedKey (usage: Sign) through the
+    /// cluster; the private key never leaves its provider. Needs the verb
+    /// `sign` on that ManagedKey (ClusterRole <release>-signer).
+    Sign(SignArgs),
+    /// Check a signature made by `keyward sign`, with a ManagedKey's
+    /// published public keys (every version but Compromised ones) or with a
+    /// PEM public key file, offline.
+    Verify(VerifyArgs),
     /// Find plaintext Secrets and hard-coded key material in a repository
     /// (Kubernetes Secrets, PEM private keys, AWS secret keys, secrets in
     /// container env, Helm values, .env, .tfvars and .properties files),
@@ -93,6 +101,50 @@ pub struct RotateArgs {
     /// Wait until the new version is primary.
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    /// The signing ManagedKey, as NAME or NAMESPACE/NAME.
+    pub key: String,
+    /// What to sign (`-` for standard input). Files up to 4096 bytes are
+    /// sent whole (Ed25519 keys need that); larger ones as their SHA-256.
+    pub file: PathBuf,
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Where to write the raw signature (default: FILE.sig; `-` for
+    /// standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also write the PEM public key of the version that signed here, for
+    /// `openssl` or `keyward verify --public-key`.
+    #[arg(long, value_name = "FILE")]
+    pub public_key_out: Option<PathBuf>,
+    /// Why, for the audit log (a release, a ticket).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("verifier").required(true).args(["key", "public_key"])))]
+pub struct VerifyArgs {
+    /// The file that was signed (`-` for standard input).
+    pub file: PathBuf,
+    /// The raw signature `keyward sign` wrote.
+    pub signature: PathBuf,
+    /// The signing ManagedKey, as NAME or NAMESPACE/NAME: its published
+    /// public keys are read through the cluster.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// A PEM public key file instead (offline; RSA-PSS, P-256 or Ed25519).
+    #[arg(long, value_name = "FILE", conflicts_with = "key")]
+    pub public_key: Option<PathBuf>,
+    #[arg(short, long)]
+    pub namespace: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
 }

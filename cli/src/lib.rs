@@ -23,8 +23,10 @@ mod online_seal;
 mod question;
 mod rewrap;
 mod seal;
+mod sign;
 mod unseal;
 mod validate;
+mod verify;
 
 use args::{Cli, Command};
 use clap::Parser;
@@ -59,6 +61,8 @@ pub fn main() -> ExitCode {
             Command::Status(args) => day2::status(args).await,
             Command::Rotate(args) => day2::rotate(args).await,
             Command::Compromise(args) => day2::compromise(args).await,
+            Command::Sign(args) => sign::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
             Command::Lint(args) => lint::run(args),
             Command::Completion { shell } => {
                 completion::print(shell);
@@ -91,6 +95,8 @@ fn holds_secrets(command: &Command) -> bool {
         | Command::Status(_)
         | Command::Rotate(_)
         | Command::Compromise(_)
+        | Command::Sign(_)
+        | Command::Verify(_)
         // It reads whatever secrets the repository holds.
         | Command::Lint(_) => true,
         Command::Inspect(_) | Command::Audit(_) | Command::Completion { .. } => false,

@@ -9,7 +9,7 @@ async fn local_provider_passes_the_conformance_suite() {
     let ran = run(&provider, &Capabilities::default()).await;
     assert_eq!(
         ran.len(),
-        12,
+        13,
         "every check must run against the local provider: {ran:?}"
     );
 }

@@ -3,9 +3,7 @@
 //! user verifies with) accepts the signatures and the exported public keys.
 
 use keyward_core::crypto::pem::spki_to_pem;
-use keyward_core::crypto::signing::{
-    self, MAX_MESSAGE, SigningAlgorithm, SigningError, ToSign,
-};
+use keyward_core::crypto::signing::{self, MAX_MESSAGE, SigningAlgorithm, SigningError, ToSign};
 use std::process::Command;
 
 const ALL: [SigningAlgorithm; 4] = [
@@ -94,7 +92,12 @@ fn a_key_of_another_scheme_or_size_is_refused() {
     let public = signing::public_key(SigningAlgorithm::RsaPss3072Sha256, &rsa3072).unwrap();
     let signature = signing::sign(SigningAlgorithm::RsaPss3072Sha256, &rsa3072, &input).unwrap();
     assert!(matches!(
-        signing::verify(SigningAlgorithm::RsaPss4096Sha256, &public, &input, &signature),
+        signing::verify(
+            SigningAlgorithm::RsaPss4096Sha256,
+            &public,
+            &input,
+            &signature
+        ),
         Err(SigningError::InvalidPublicKey(_))
     ));
 }
@@ -115,7 +118,12 @@ fn openssl_verifies(algorithm: SigningAlgorithm, public_pem: &str, data: &[u8], 
     match algorithm {
         SigningAlgorithm::Ed25519 => {
             command.args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"]);
-            command.arg(&key).arg("-in").arg(&file).arg("-sigfile").arg(&signature);
+            command
+                .arg(&key)
+                .arg("-in")
+                .arg(&file)
+                .arg("-sigfile")
+                .arg(&signature);
         }
         SigningAlgorithm::EcdsaP256Sha256 => {
             command.args(["dgst", "-sha256", "-verify"]).arg(&key);
@@ -123,7 +131,9 @@ fn openssl_verifies(algorithm: SigningAlgorithm, public_pem: &str, data: &[u8], 
         }
         _ => {
             command.args(["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss"]);
-            command.args(["-sigopt", "rsa_pss_saltlen:32", "-verify"]).arg(&key);
+            command
+                .args(["-sigopt", "rsa_pss_saltlen:32", "-verify"])
+                .arg(&key);
             command.arg("-signature").arg(&signature).arg(&file);
         }
     }
@@ -148,4 +158,27 @@ fn openssl_verifies_every_scheme_with_the_exported_public_key() {
         let signature = signing::sign(algorithm, &private, &input).unwrap();
         openssl_verifies(algorithm, &public, data, &signature);
     }
+}
+
+#[test]
+fn short_input_is_sent_whole_and_long_input_as_its_streamed_digest() {
+    let short = vec![5u8; MAX_MESSAGE];
+    assert_eq!(
+        signing::read_to_sign(&short[..]).unwrap(),
+        ToSign::Message(short.clone())
+    );
+    let long = vec![5u8; 300_000];
+    assert_eq!(
+        signing::read_to_sign(&long[..]).unwrap(),
+        ToSign::Sha256(keyward_core::crypto::sha256(&long))
+    );
+}
+
+#[test]
+fn the_scheme_is_read_from_the_public_key() {
+    for algorithm in ALL {
+        let public = signing::public_key(algorithm, &signing::generate(algorithm)).unwrap();
+        assert_eq!(signing::scheme_of(&public), Some(algorithm));
+    }
+    assert_eq!(signing::scheme_of(b"not a key"), None);
 }

@@ -8,6 +8,7 @@
 //!   admission and never stored.
 //! - [`SealedSecretReview`]: the same for re-wrapping and validating a
 //!   SealedSecret file.
+//! - [`SignatureRequest`]: the same for signing with a signing key.
 //!
 //! Every spec has a `validate()` for the checks the OpenAPI schema cannot
 //! express; its messages are meant to be shown to users unchanged.
@@ -32,6 +33,7 @@ pub mod rotation_policy;
 pub mod sealed_secret;
 pub mod sealed_secret_review;
 pub mod sharing;
+pub mod signature_request;
 mod tags;
 pub mod validation;
 
@@ -58,6 +60,7 @@ pub use sealed_secret_review::{
     ItemVerdict, MovedItem, ReviewAction, SealedSecretReview, SealedSecretReviewSpec,
     SealedSecretReviewStatus,
 };
+pub use signature_request::{SignatureAnswer, SignatureRequest, SignatureRequestSpec};
 pub use validation::{FieldError, Invalid};
 
 /// API group of every Keyward resource.

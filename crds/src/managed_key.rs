@@ -92,16 +92,16 @@ pub struct ManagedKeySpec {
     pub provider: ProviderSpec,
 
     /// Key algorithm: `AES256` (default; usage Wrap), `RSA3072` or `RSA4096`
-    /// (usage Seal), `ECP256` or `ED25519` (usage Sign; not created yet,
-    /// admission refuses them).
+    /// (usage Seal or Sign), `ECP256` or `ED25519` (usage Sign).
     #[serde(default)]
     pub algorithm: Algorithm,
 
     /// What the key does: `Wrap` (default; symmetric key-encryption key that
     /// wraps SealedSecret data keys), `Seal` (RSA-OAEP, so anyone can seal
-    /// offline from the published public key; only the provider unwraps).
-    /// `Sign` is reserved for signing keys, which Keyward does not create
-    /// yet: admission refuses it.
+    /// offline from the published public key; only the provider unwraps),
+    /// `Sign` (RSA-PSS-SHA256, ECDSA P-256 SHA-256 or Ed25519 signatures
+    /// with `keyward sign`; each version's public key is in status; local
+    /// provider only in this release).
     #[serde(default)]
     pub usage: KeyUsage,
 
@@ -270,20 +270,20 @@ impl ManagedKeySpec {
         self.provider.kind()
     }
 
-    /// Why this key cannot be made, when it asks for a signing key (usage
-    /// `Sign`, or a signing-only algorithm). The CRD names signing keys, but
-    /// no provider creates one yet: an RSA key would be made for
-    /// decryption, an EC key not at all. Admission and the operator both
-    /// refuse with this.
+    /// Why this key cannot be made, when it asks for a signing key
+    /// (usage `Sign`) from a provider that makes none yet. Admission and
+    /// the operator both refuse with this.
     pub fn signing_unsupported(&self) -> Option<String> {
-        let signing = self.usage == KeyUsage::Sign
-            || matches!(self.algorithm, Algorithm::EcP256 | Algorithm::Ed25519);
-        signing.then(|| {
+        if self.usage != KeyUsage::Sign {
+            return None;
+        }
+        let provider = self.provider.kind()?;
+        let name = provider.name();
+        (!matches!(provider, ProviderKind::Local(_))).then(|| {
             format!(
-                "Keyward does not create signing keys yet ({} {}); use usage Wrap with \
-                 AES256 for SealedSecrets, or usage Seal with RSA3072 or RSA4096 for \
-                 offline sealing",
-                self.algorithm, self.usage
+                "the {name} provider does not make signing keys in this release; use the \
+                 local provider for {} signing keys",
+                self.algorithm
             )
         })
     }
@@ -293,17 +293,9 @@ impl ManagedKeySpec {
     pub fn validate(&self) -> Result<(), Invalid> {
         let mut errors = Collector::default();
         self.provider.check("spec.provider", &mut errors);
-        if let Some(message) = self.signing_unsupported() {
-            let field = if self.usage == KeyUsage::Sign {
-                "spec.usage"
-            } else {
-                "spec.algorithm"
-            };
-            errors.push(field, message);
-        } else if !self.algorithm.usages().contains(&self.usage) {
+        if !self.algorithm.usages().contains(&self.usage) {
             let fits: Vec<&str> = self.usage.algorithms().iter().map(|a| a.as_str()).collect();
             let can: Vec<&str> = (self.algorithm.usages().iter())
-                .filter(|usage| **usage != KeyUsage::Sign)
                 .map(|u| u.as_str())
                 .collect();
             errors.push(
@@ -318,6 +310,8 @@ impl ManagedKeySpec {
                     self.algorithm
                 ),
             );
+        } else if let Some(message) = self.signing_unsupported() {
+            errors.push("spec.usage", message);
         }
         self.check_deletion_window(&mut errors);
         crate::tags::check(self.provider.kind(), &self.tags, &mut errors);

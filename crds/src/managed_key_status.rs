@@ -34,7 +34,8 @@ pub struct ManagedKeyStatus {
     pub versions: Vec<KeyVersionStatus>,
 
     /// PEM public key of the primary version (asymmetric keys only); what
-    /// `keyward seal` uses to seal offline.
+    /// `keyward seal` uses to seal offline, or what verifies the signatures
+    /// of a signing key's primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
 
@@ -141,6 +142,12 @@ pub struct KeyVersionStatus {
     /// `keyward rewrap` over the repository and commit to release it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub git_dependants: u32,
+
+    /// PEM public key of this version of a signing key: it verifies the
+    /// signatures the version made, also after a rotation or its
+    /// destruction (`keyward verify` refuses a Compromised version's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -162,6 +169,7 @@ impl KeyVersionStatus {
             operations: 0,
             dependants: 0,
             git_dependants: 0,
+            public_key: None,
         }
     }
 }

@@ -59,6 +59,7 @@ fn one_file_per_crd_named_group_plural() {
             "keyward.io_sealedsecrets.yaml",
             "keyward.io_datakeyrequests.yaml",
             "keyward.io_sealedsecretreviews.yaml",
+            "keyward.io_signaturerequests.yaml",
         ]
     );
 }

@@ -107,34 +107,40 @@ fn native_rotation_fits_the_provider() {
 }
 
 #[test]
-fn signing_keys_are_refused_until_a_provider_creates_them() {
+fn signing_keys_are_made_where_a_provider_can_and_refused_with_the_reason_elsewhere() {
+    for algorithm in ["RSA3072", "RSA4096", "ECP256", "ED25519"] {
+        key("{local: {}}", algorithm, "Sign").validate().unwrap();
+    }
     let gcp = "{gcp: {project: acme-prod, location: global, keyRing: r}}";
-    for (provider, algorithm, usage, field) in [
-        ("{local: {}}", "ED25519", "Sign", "spec.usage"),
-        (gcp, "ED25519", "Sign", "spec.usage"),
-        (gcp, "ECP256", "Sign", "spec.usage"),
-        // Before, an RSA key with usage Sign was created for decryption.
-        ("{local: {}}", "RSA4096", "Sign", "spec.usage"),
-        (gcp, "ECP256", "Wrap", "spec.algorithm"),
-    ] {
-        let err = key(provider, algorithm, usage)
+    let aws = "{aws: {region: eu-west-1}}";
+    for (provider, name) in [(gcp, "gcp"), (aws, "aws")] {
+        let err = key(provider, "ECP256", "Sign")
             .validate()
             .unwrap_err()
             .to_string();
         assert!(
             err.contains(&format!(
-                "{field}: Keyward does not create signing keys yet ({algorithm} {usage})"
-            )) && err.contains("usage Wrap with AES256"),
-            "{algorithm} {usage}: {err}"
+                "spec.usage: the {name} provider does not make signing keys in this release"
+            )) && err.contains("use the local provider"),
+            "{err}"
         );
     }
+    // A signing-only algorithm with another usage names what fits.
+    let err = key(gcp, "ECP256", "Wrap")
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ECP256 keys cannot be used for Wrap; use algorithm AES256 for Wrap, or usage Sign for ECP256"),
+        "{err}"
+    );
     // RSA keys are for Seal; the error does not point at Sign.
     let err = key("{local: {}}", "RSA3072", "Wrap")
         .validate()
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("use algorithm AES256 for Wrap, or usage Seal for RSA3072"),
+        err.contains("use algorithm AES256 for Wrap, or usage Seal or Sign for RSA3072"),
         "{err}"
     );
 }

@@ -737,10 +737,10 @@ async fn check_webhook_configurations(client: &Client, ns: &str, names: &Names) 
         .await
         .context("MutatingWebhookConfiguration")?;
     let hooks = mutating.webhooks.unwrap_or_default();
-    ensure!(hooks.len() == 4, "{} mutating webhooks", hooks.len());
+    ensure!(hooks.len() == 5, "{} mutating webhooks", hooks.len());
     // Two-person destruction's stamp: every ManagedKey write, no object
     // selector, so a request cannot be written unstamped.
-    let stamp = &hooks[3];
+    let stamp = &hooks[4];
     let stamp_rules = stamp.rules.clone().unwrap_or_default();
     ensure!(
         stamp.name == "destruction-stamp.keyward.io"
@@ -768,6 +768,12 @@ async fn check_webhook_configurations(client: &Client, ns: &str, names: &Names) 
         ),
         (
             &hooks[2],
+            "signatures.keyward.io",
+            "signaturerequests",
+            "/sign",
+        ),
+        (
+            &hooks[3],
             "reviews.keyward.io",
             "sealedsecretreviews",
             "/review",

@@ -53,16 +53,20 @@ async fn webhook_outage_blocks_only_opted_in_pods() {
     with_release(|client, flow| async move { outage(&client, &flow).await }).await;
 }
 
-/// Online sealing off the happy path on the chart's webhook: the API
-/// server's audit log of the flow's seal holds no value, a user without
-/// `create datakeyrequests` or without `create sealedsecrets` is refused
-/// with what to ask for, and a DataKeyRequest that would be stored is
-/// denied (`chart_support/online_seal.rs`).
+/// Keyward's questions off the happy path on the chart's webhook: the
+/// API server's audit log of the flow's seal holds no value, a user
+/// without `create datakeyrequests` or without `create sealedsecrets` is
+/// refused with what to ask for, a DataKeyRequest that would be stored is
+/// denied (`chart_support/online_seal.rs`); signing keys sign through
+/// `keyward sign`, OpenSSL verifies, `sign` is a right of its own, and a
+/// compromise makes old signatures refused (`chart_support/signing.rs`).
 #[tokio::test]
-async fn online_seal_shows_the_api_server_no_value_and_refuses_the_unentitled() {
+async fn questions_show_the_api_server_no_value_sign_and_refuse_the_unentitled() {
     with_release(|client, flow| async move {
         let cli = on_node::build_binaries().await?;
-        chart_support::online_seal::refusals_and_what_the_api_server_saw(&client, &flow, &cli).await
+        chart_support::online_seal::refusals_and_what_the_api_server_saw(&client, &flow, &cli)
+            .await?;
+        chart_support::signing::sign_verify_and_refuse(&client, &flow, &cli).await
     })
     .await;
 }

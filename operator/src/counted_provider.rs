@@ -10,9 +10,10 @@
 
 use crate::metrics::Metrics;
 use async_trait::async_trait;
+use keyward_core::crypto::signing::ToSign;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
-    Tags, WrapContext, WrappedDek,
+    Signature, Tags, VerifyingKey, WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider};
 use std::collections::HashMap;
@@ -236,6 +237,15 @@ impl KeyProvider for CountedProvider {
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
         let call = self.inner.public_key(key_id, version);
         self.timed("public_key", call).await
+    }
+
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        self.timed("sign", self.inner.sign(key_id, input)).await
+    }
+
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        let call = self.inner.verifying_key(key_id, version);
+        self.timed("verifying_key", call).await
     }
 
     async fn rewrap(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<WrappedDek> {

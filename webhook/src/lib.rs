@@ -23,6 +23,7 @@ pub mod question;
 pub mod review;
 pub mod rewrap;
 pub mod server;
+pub mod sign;
 pub mod tls;
 pub mod unseal;
 pub mod validate;

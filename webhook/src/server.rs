@@ -47,6 +47,7 @@ pub fn admission_router(state: AppState) -> Router {
         .route("/validate", post(validate_object))
         .route("/stamp", post(stamp_object))
         .route("/datakey", post(answer_data_key))
+        .route("/sign", post(answer_signature))
         .route("/review", post(review_sealed_secret))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
@@ -193,6 +194,14 @@ async fn answer_data_key(
     answer_question(&state, review, Question::DataKey).await
 }
 
+/// `SignatureRequest` admission (`keyward sign`).
+async fn answer_signature(
+    State(state): State<AppState>,
+    Json(review): Json<Review>,
+) -> Json<serde_json::Value> {
+    answer_question(&state, review, Question::Sign).await
+}
+
 /// `SealedSecretReview` admission (`keyward rewrap`, `keyward validate`).
 async fn review_sealed_secret(
     State(state): State<AppState>,
@@ -206,6 +215,7 @@ async fn review_sealed_secret(
 enum Question {
     DataKey,
     Review,
+    Sign,
 }
 
 async fn answer_question(
@@ -217,6 +227,7 @@ async fn answer_question(
     let route = match question {
         Question::DataKey => "datakey",
         Question::Review => "review",
+        Question::Sign => "sign",
     };
     let reviewed = match admission::request(review) {
         Err(answer) => Json(*answer),
@@ -233,6 +244,9 @@ async fn answer_question(
                 }
                 (Some(unsealer), Question::Review) => {
                     answered(response, crate::review::answer(unsealer, &request).await)
+                }
+                (Some(unsealer), Question::Sign) => {
+                    answered(response, crate::sign::answer(unsealer, &request).await)
                 }
             }
         }

@@ -10,10 +10,11 @@ use aws_lc_rs::digest::{Digest, SHA256};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, ED25519, EcdsaKeyPair,
-    Ed25519KeyPair, KeyPair, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256, UnparsedPublicKey,
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, ED25519, EcdsaKeyPair, Ed25519KeyPair,
+    KeyPair, ParsedPublicKey, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256, UnparsedPublicKey,
 };
 use std::fmt;
+use std::io::Read;
 use zeroize::Zeroizing;
 
 /// The longest message signed whole (Ed25519, or any message sent rather
@@ -107,6 +108,52 @@ impl ToSign {
     }
 }
 
+/// What `keyward sign` sends for the data `reader` yields: the data itself
+/// when it is at most [`MAX_MESSAGE`] bytes (every scheme takes that),
+/// else its SHA-256, hashed as it streams, so a large artefact is never
+/// held in memory.
+pub fn read_to_sign(mut reader: impl Read) -> std::io::Result<ToSign> {
+    let mut head = Vec::with_capacity(MAX_MESSAGE + 1);
+    (&mut reader)
+        .take(MAX_MESSAGE as u64 + 1)
+        .read_to_end(&mut head)?;
+    if head.len() <= MAX_MESSAGE {
+        return Ok(ToSign::Message(head));
+    }
+    let mut context = aws_lc_rs::digest::Context::new(&SHA256);
+    context.update(&head);
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = reader.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        context.update(&buffer[..read]);
+    }
+    let digest = context.finish();
+    Ok(ToSign::Sha256(
+        digest.as_ref().try_into().expect("SHA-256 is 32 bytes"),
+    ))
+}
+
+/// The scheme a public key (SubjectPublicKeyInfo DER) is for: RSA keys
+/// of 3072 or 4096 bits (RSA-PSS), P-256 (ECDSA) or Ed25519; `None` for
+/// any other key.
+pub fn scheme_of(spki_der: &[u8]) -> Option<SigningAlgorithm> {
+    if ParsedPublicKey::new(&ED25519, spki_der).is_ok() {
+        return Some(SigningAlgorithm::Ed25519);
+    }
+    if ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, spki_der).is_ok() {
+        return Some(SigningAlgorithm::EcdsaP256Sha256);
+    }
+    let rsa = aws_lc_rs::rsa::PublicEncryptingKey::from_der(spki_der).ok()?;
+    match rsa.key_size_bits() {
+        3072 => Some(SigningAlgorithm::RsaPss3072Sha256),
+        4096 => Some(SigningAlgorithm::RsaPss4096Sha256),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
     #[error("the private key is not a {0} key in PKCS#8 form")]
@@ -169,13 +216,12 @@ pub fn public_key(algorithm: SigningAlgorithm, pkcs8: &[u8]) -> Result<Vec<u8>, 
         SigningAlgorithm::RsaPss3072Sha256 | SigningAlgorithm::RsaPss4096Sha256 => {
             rsa_key(algorithm, pkcs8)?.public_key().as_der()
         }
-        SigningAlgorithm::EcdsaP256Sha256 => EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_ASN1_SIGNING,
-            pkcs8,
-        )
-        .map_err(|_| invalid())?
-        .public_key()
-        .as_der(),
+        SigningAlgorithm::EcdsaP256Sha256 => {
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8)
+                .map_err(|_| invalid())?
+                .public_key()
+                .as_der()
+        }
         SigningAlgorithm::Ed25519 => Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
             .map_err(|_| invalid())?
             .public_key()
@@ -232,11 +278,10 @@ pub fn verify(
             };
             UnparsedPublicKey::new(&ED25519, spki_der).verify(message, signature)
         }
-        SigningAlgorithm::EcdsaP256Sha256 => UnparsedPublicKey::new(
-            &ECDSA_P256_SHA256_ASN1,
-            spki_der,
-        )
-        .verify_digest(&digest(&input.sha256()), signature),
+        SigningAlgorithm::EcdsaP256Sha256 => {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, spki_der)
+                .verify_digest(&digest(&input.sha256()), signature)
+        }
         SigningAlgorithm::RsaPss3072Sha256 | SigningAlgorithm::RsaPss4096Sha256 => {
             check_rsa_size(algorithm, spki_der)?;
             UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, spki_der)

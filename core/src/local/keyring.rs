@@ -38,7 +38,8 @@ pub struct LocalVersion {
     pub state: VersionState,
     pub created_at: u64,
     pub deletion_at: Option<u64>,
-    /// AES key bytes or RSA PKCS#8 DER; empty once destroyed.
+    /// AES key bytes, or an RSA, P-256 or Ed25519 private key as PKCS#8
+    /// DER; empty once destroyed.
     #[serde(with = "super::material")]
     pub material: SecretBytes,
 }
@@ -57,6 +58,10 @@ fn new_material(algorithm: KeyAlgorithm) -> SecretBytes {
         }
         KeyAlgorithm::Rsa4096 => {
             SecretBytes::from(RsaPrivateKey::generate(RsaKeySize::Bits4096).pkcs8_der())
+        }
+        signing => {
+            let scheme = signing.signing().expect("every other algorithm signs");
+            SecretBytes::from(crate::crypto::signing::generate(scheme).as_slice())
         }
     }
 }

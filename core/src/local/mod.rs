@@ -17,10 +17,11 @@ pub use file_backend::{FileBackend, GENERATION_FILE};
 pub use root_key::RootKey;
 pub use store::{DEFAULT_CACHE_TTL, KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
 
+use crate::crypto::signing::ToSign;
 use crate::provider::key_record::unix_seconds;
 use crate::provider::{
     Claim, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
-    WrapContext, WrappedDek,
+    Signature, VerifyingKey, WrapContext, WrappedDek,
 };
 use crate::secret::Dek;
 use async_trait::async_trait;
@@ -176,6 +177,28 @@ impl KeyProvider for LocalProvider {
                     version: version.version,
                     public_key: wrap::public_key(key, version)?,
                 })
+            })
+        })
+        .await
+    }
+
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        let (key_id, input) = (key_id.to_owned(), input.clone());
+        self.blocking(move |store| {
+            store.read(|ring| {
+                let key = ring.find(&key_id)?;
+                wrap::sign(key, key.primary_for_wrap()?, &input)
+            })
+        })
+        .await
+    }
+
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        let key_id = key_id.to_owned();
+        self.blocking(move |store| {
+            store.read(|ring| {
+                let key = ring.find(&key_id)?;
+                wrap::verifying_key(key, key.version(version.unwrap_or(key.primary))?)
             })
         })
         .await

@@ -4,9 +4,11 @@
 //! exactly what an offline sealer produces from the public key.
 
 use super::keyring::{LocalKey, LocalVersion};
+use crate::crypto::signing::{self, SigningAlgorithm, SigningError, ToSign};
 use crate::crypto::{self, RsaPrivateKey, RsaPublicKey};
 use crate::provider::{
-    ProviderError, Result, WrapAlgorithm, WrapContext, WrappedDek, wrap_context_aad,
+    ProviderError, Result, Signature, VerifyingKey, WrapAlgorithm, WrapContext, WrappedDek,
+    wrap_context_aad,
 };
 use crate::secret::Dek;
 
@@ -41,7 +43,8 @@ pub fn wrap(
     dek: &Dek,
     context: &WrapContext,
 ) -> Result<WrappedDek> {
-    let blob = match key.algorithm.wrap_algorithm() {
+    let algorithm = key.algorithm.wrapping(&key.id)?;
+    let blob = match algorithm {
         WrapAlgorithm::Symmetric => {
             let nonce = crypto::random_nonce();
             let aad = context_aad(&key.id, version.version, context);
@@ -55,7 +58,7 @@ pub fn wrap(
     Ok(WrappedDek {
         key_id: key.id.clone(),
         version: version.version,
-        algorithm: key.algorithm.wrap_algorithm(),
+        algorithm,
         blob,
     })
 }
@@ -66,7 +69,7 @@ pub fn unwrap(
     wrapped: &WrappedDek,
     context: &WrapContext,
 ) -> Result<Dek> {
-    if wrapped.algorithm != key.algorithm.wrap_algorithm() {
+    if Some(wrapped.algorithm) != key.algorithm.wrap_algorithm() {
         return Err(ProviderError::WrongKeyType {
             key: key.id.clone(),
             expected: match wrapped.algorithm {
@@ -102,7 +105,7 @@ pub fn unwrap(
 }
 
 pub fn public_key(key: &LocalKey, version: &LocalVersion) -> Result<RsaPublicKey> {
-    if !key.algorithm.is_asymmetric() {
+    if !key.algorithm.is_sealing() {
         return Err(ProviderError::WrongKeyType {
             key: key.id.clone(),
             expected: "an asymmetric (RSA) key",
@@ -110,6 +113,47 @@ pub fn public_key(key: &LocalKey, version: &LocalVersion) -> Result<RsaPublicKey
         });
     }
     Ok(rsa_key(version)?.public_key())
+}
+
+/// Signs with `version` of a signing key.
+pub fn sign(key: &LocalKey, version: &LocalVersion, input: &ToSign) -> Result<Signature> {
+    let algorithm = signing_algorithm(key)?;
+    let bytes =
+        signing::sign(algorithm, version.material.expose(), input).map_err(|e| match e {
+            SigningError::InvalidPrivateKey(_) => {
+                ProviderError::Storage(format!("stored signing key is unusable: {e}"))
+            }
+            other => ProviderError::InvalidRequest(other.to_string()),
+        })?;
+    Ok(Signature {
+        key_id: key.id.clone(),
+        version: version.version,
+        algorithm,
+        bytes,
+    })
+}
+
+/// The public half of `version` of a signing key.
+pub fn verifying_key(key: &LocalKey, version: &LocalVersion) -> Result<VerifyingKey> {
+    let algorithm = signing_algorithm(key)?;
+    let spki_der = signing::public_key(algorithm, version.material.expose())
+        .map_err(|e| ProviderError::Storage(format!("stored signing key is unusable: {e}")))?;
+    Ok(VerifyingKey {
+        key_id: key.id.clone(),
+        version: version.version,
+        algorithm,
+        spki_der,
+    })
+}
+
+fn signing_algorithm(key: &LocalKey) -> Result<SigningAlgorithm> {
+    key.algorithm
+        .signing()
+        .ok_or_else(|| ProviderError::WrongKeyType {
+            key: key.id.clone(),
+            expected: "a signing key (usage Sign)",
+            actual: key.algorithm.describe(),
+        })
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 
 use super::{
     Claim, DeletionTarget, KeyInfo, KeyProvider, KeySpec, NativeRotation, NativeSchedule,
-    ProviderError, PublicKeyInfo, Result, Tags, WrapContext, WrappedDek,
+    ProviderError, PublicKeyInfo, Result, Signature, Tags, VerifyingKey, WrapContext, WrappedDek,
 };
+use crate::crypto::signing::ToSign;
 use crate::secret::Dek;
 use async_trait::async_trait;
 use std::future::Future;
@@ -127,6 +128,15 @@ impl<P: KeyProvider> KeyProvider for Deadline<P> {
 
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
         let call = self.inner.public_key(key_id, version);
+        self.within(key_id, call).await
+    }
+
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        self.within(key_id, self.inner.sign(key_id, input)).await
+    }
+
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        let call = self.inner.verifying_key(key_id, version);
         self.within(key_id, call).await
     }
 

@@ -13,9 +13,10 @@
 
 use super::{
     Claim, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError, PublicKeyInfo, Result,
-    WrapContext, WrappedDek, wrap_context_aad,
+    Signature, VerifyingKey, WrapContext, WrappedDek, wrap_context_aad,
 };
 use crate::crypto::sha256;
+use crate::crypto::signing::ToSign;
 use crate::secret::Dek;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -251,6 +252,14 @@ impl<P: KeyProvider> KeyProvider for DekCache<P> {
 
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
         self.inner.public_key(key_id, version).await
+    }
+
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        self.inner.sign(key_id, input).await
+    }
+
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        self.inner.verifying_key(key_id, version).await
     }
 
     async fn rewrap(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<WrappedDek> {

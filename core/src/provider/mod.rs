@@ -22,10 +22,11 @@ pub use dek_cache::DekCache;
 pub use error::ProviderError;
 pub use types::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeySpec, NativeRotation, NativeRotationEffect,
-    NativeSchedule, PublicKeyInfo, VersionInfo, VersionState, WrapAlgorithm, WrapContext,
-    WrappedDek,
+    NativeSchedule, PublicKeyInfo, Signature, VerifyingKey, VersionInfo, VersionState,
+    WrapAlgorithm, WrapContext, WrappedDek,
 };
 
+use crate::crypto::signing::ToSign;
 use crate::secret::Dek;
 use async_trait::async_trait;
 use std::time::{Duration, SystemTime};
@@ -114,6 +115,20 @@ pub trait KeyProvider: Send + Sync {
         self.wrap_dek(&wrapped.key_id, &dek, context).await
     }
 
+    /// Signs `input` with the primary version of a signing key
+    /// ([`KeyAlgorithm::signing`]). Providers without signing keys refuse.
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        let _ = input;
+        Err(no_signing(self.kind(), key_id))
+    }
+
+    /// The public half of a signing key's `version` (the primary when
+    /// `None`), to verify its signatures. Providers without signing keys refuse.
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        let _ = version;
+        Err(no_signing(self.kind(), key_id))
+    }
+
     /// Makes the user's tags on the key exactly `tags` (AWS KMS tags on
     /// every version's KMS key, Cloud KMS labels): missing ones are added,
     /// changed ones updated, others a user set removed; the provider's own
@@ -150,6 +165,24 @@ pub trait KeyProvider: Send + Sync {
 fn no_native_rotation(kind: &str, key_id: &str) -> ProviderError {
     ProviderError::InvalidRequest(format!(
         "the {kind} provider has no native rotation (key `{key_id}`); use strategy Managed"
+    ))
+}
+
+/// For a provider that makes no signing keys: refuses `algorithm` when it
+/// is one, before anything is created.
+pub fn refuse_signing(kind: &str, algorithm: KeyAlgorithm) -> Result<()> {
+    match algorithm.signing() {
+        Some(_) => Err(ProviderError::InvalidRequest(format!(
+            "the {kind} provider does not make signing keys ({})",
+            algorithm.describe()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn no_signing(kind: &str, key_id: &str) -> ProviderError {
+    ProviderError::InvalidRequest(format!(
+        "the {kind} provider does not make signing keys (`{key_id}`)"
     ))
 }
 

@@ -1,3 +1,4 @@
+use crate::crypto::signing::SigningAlgorithm;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,19 +19,66 @@ pub enum KeyAlgorithm {
     /// RSA-4096 for RSA-OAEP-SHA256 (usage `Seal`).
     #[serde(rename = "RSA4096")]
     Rsa4096,
+    /// RSA-3072 for RSA-PSS-SHA256 signatures (usage `Sign`).
+    #[serde(rename = "RSA3072_PSS")]
+    RsaPss3072,
+    /// RSA-4096 for RSA-PSS-SHA256 signatures (usage `Sign`).
+    #[serde(rename = "RSA4096_PSS")]
+    RsaPss4096,
+    /// ECDSA on P-256 with SHA-256 (usage `Sign`).
+    #[serde(rename = "ECP256")]
+    EcP256,
+    /// Ed25519 (usage `Sign`).
+    #[serde(rename = "ED25519")]
+    Ed25519,
 }
 
 impl KeyAlgorithm {
-    pub fn is_asymmetric(self) -> bool {
-        !matches!(self, KeyAlgorithm::Aes256)
+    /// Every algorithm, in documentation order.
+    pub const ALL: [KeyAlgorithm; 7] = [
+        KeyAlgorithm::Aes256,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+        KeyAlgorithm::RsaPss3072,
+        KeyAlgorithm::RsaPss4096,
+        KeyAlgorithm::EcP256,
+        KeyAlgorithm::Ed25519,
+    ];
+
+    /// An RSA-OAEP key that anyone seals to offline (usage `Seal`).
+    pub fn is_sealing(self) -> bool {
+        matches!(self, KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096)
     }
 
-    pub fn wrap_algorithm(self) -> WrapAlgorithm {
-        if self.is_asymmetric() {
-            WrapAlgorithm::RsaOaepSha256
-        } else {
-            WrapAlgorithm::Symmetric
+    /// How the key wraps data keys; `None` for a signing key, which wraps none.
+    pub fn wrap_algorithm(self) -> Option<WrapAlgorithm> {
+        match self {
+            KeyAlgorithm::Aes256 => Some(WrapAlgorithm::Symmetric),
+            KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => Some(WrapAlgorithm::RsaOaepSha256),
+            _ => None,
         }
+    }
+
+    /// The signing scheme of a signing key; `None` for the others.
+    pub fn signing(self) -> Option<SigningAlgorithm> {
+        match self {
+            KeyAlgorithm::RsaPss3072 => Some(SigningAlgorithm::RsaPss3072Sha256),
+            KeyAlgorithm::RsaPss4096 => Some(SigningAlgorithm::RsaPss4096Sha256),
+            KeyAlgorithm::EcP256 => Some(SigningAlgorithm::EcdsaP256Sha256),
+            KeyAlgorithm::Ed25519 => Some(SigningAlgorithm::Ed25519),
+            _ => None,
+        }
+    }
+
+    /// The key's wrapping, or the error a provider returns when asked to
+    /// wrap or unwrap with a signing key.
+    pub fn wrapping(self, key_id: &str) -> Result<WrapAlgorithm, super::ProviderError> {
+        self.wrap_algorithm()
+            .ok_or_else(|| super::ProviderError::WrongKeyType {
+                key: key_id.to_owned(),
+                expected: "a key that wraps data keys (usage Wrap or Seal)",
+                actual: self.describe(),
+            })
     }
 
     pub fn describe(self) -> &'static str {
@@ -38,31 +86,44 @@ impl KeyAlgorithm {
             KeyAlgorithm::Aes256 => "a symmetric AES256 key",
             KeyAlgorithm::Rsa3072 => "an asymmetric RSA3072 key",
             KeyAlgorithm::Rsa4096 => "an asymmetric RSA4096 key",
+            KeyAlgorithm::RsaPss3072 => "an RSA3072 signing key",
+            KeyAlgorithm::RsaPss4096 => "an RSA4096 signing key",
+            KeyAlgorithm::EcP256 => "an ECP256 signing key",
+            KeyAlgorithm::Ed25519 => "an ED25519 signing key",
+        }
+    }
+
+    /// The name used in the keyring and in errors.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Aes256 => "AES256",
+            KeyAlgorithm::Rsa3072 => "RSA3072",
+            KeyAlgorithm::Rsa4096 => "RSA4096",
+            KeyAlgorithm::RsaPss3072 => "RSA3072_PSS",
+            KeyAlgorithm::RsaPss4096 => "RSA4096_PSS",
+            KeyAlgorithm::EcP256 => "ECP256",
+            KeyAlgorithm::Ed25519 => "ED25519",
         }
     }
 }
 
 impl fmt::Display for KeyAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyAlgorithm::Aes256 => "AES256",
-            KeyAlgorithm::Rsa3072 => "RSA3072",
-            KeyAlgorithm::Rsa4096 => "RSA4096",
-        })
+        f.write_str(self.as_str())
     }
 }
 
 impl std::str::FromStr for KeyAlgorithm {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_uppercase().as_str() {
-            "AES256" => Ok(KeyAlgorithm::Aes256),
-            "RSA3072" => Ok(KeyAlgorithm::Rsa3072),
-            "RSA4096" => Ok(KeyAlgorithm::Rsa4096),
-            _ => Err(format!(
-                "unknown algorithm `{s}`; use AES256, RSA3072 or RSA4096"
-            )),
-        }
+        let upper = s.to_ascii_uppercase();
+        KeyAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.as_str() == upper)
+            .ok_or_else(|| {
+                let names: Vec<&str> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+                format!("unknown algorithm `{s}`; use {}", names.join(", "))
+            })
     }
 }
 
@@ -222,4 +283,34 @@ pub enum NativeRotationEffect {
     /// number, and so every envelope, stays as it is; old material keeps
     /// decrypting and cannot be disabled or destroyed on its own.
     SameVersion,
+}
+
+/// A signature made by a signing key's primary version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub key_id: String,
+    pub version: u32,
+    pub algorithm: SigningAlgorithm,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signature")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .field("algorithm", &self.algorithm)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The public half of one version of a signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyingKey {
+    pub key_id: String,
+    pub version: u32,
+    pub algorithm: SigningAlgorithm,
+    /// SubjectPublicKeyInfo DER.
+    pub spki_der: Vec<u8>,
 }

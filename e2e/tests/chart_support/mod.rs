@@ -8,6 +8,7 @@ pub mod csi_pod;
 pub mod on_node;
 pub mod online_seal;
 pub mod prometheus;
+pub mod signing;
 pub mod webhook_tls;
 
 use std::path::{Path, PathBuf};
@@ -115,7 +116,7 @@ pub async fn remove_cluster_scoped(client: &Client, names: &Names) {
     let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone())
         .delete(&names.validating(), &dp)
         .await;
-    for role in ["operator", "webhook", "sealer", "csi"] {
+    for role in ["operator", "webhook", "sealer", "signer", "csi"] {
         let name = format!("{}-{role}", names.cluster);
         let _ = Api::<ClusterRole>::all(client.clone())
             .delete(&name, &dp)

@@ -350,7 +350,7 @@ pub async fn wait_running(client: &Client, ns: &str, component: &str) -> Result<
     }
 }
 
-async fn wait_key_ready(keys: &Api<DynamicObject>, name: &str) -> Result<()> {
+pub async fn wait_key_ready(keys: &Api<DynamicObject>, name: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let key = keys.get(name).await?;

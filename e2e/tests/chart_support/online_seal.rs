@@ -149,7 +149,7 @@ async fn refused_seal(
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-async fn service_account_token(client: &Client, ns: &str, name: &str) -> Result<String> {
+pub async fn service_account_token(client: &Client, ns: &str, name: &str) -> Result<String> {
     let accounts = Api::<ServiceAccount>::namespaced(client.clone(), ns);
     let account = serde_json::from_value(json!({ "metadata": { "name": name } }))?;
     accounts.create(&PostParams::default(), &account).await?;
@@ -162,7 +162,7 @@ async fn service_account_token(client: &Client, ns: &str, name: &str) -> Result<
 }
 
 /// `create` on `resource` (keyward.io) for ServiceAccount `account`.
-async fn grant(client: &Client, ns: &str, account: &str, resource: &str) -> Result<()> {
+pub async fn grant(client: &Client, ns: &str, account: &str, resource: &str) -> Result<()> {
     let role = serde_json::from_value(json!({
         "metadata": { "name": account },
         "rules": [{ "apiGroups": ["keyward.io"], "resources": [resource], "verbs": ["create"] }],

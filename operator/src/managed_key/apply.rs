@@ -7,7 +7,9 @@ use super::status::{
     set_condition, set_dependants, set_git_dependants, set_kstatus_conditions, sync_versions,
     timestamp, version_mut, versions_with_dependants,
 };
-use super::{claim, lifecycle, native, provider_key_name, retention, rotating, tags};
+use super::{
+    claim, lifecycle, native, provider_key_name, retention, rotating, tags, verifying_keys,
+};
 use crate::annotations::{self, ManualRotation};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
@@ -19,8 +21,8 @@ use keyward_core::crypto::public_key_to_pem;
 use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec};
 use keyward_crds::conditions::{self, DEGRADED, READY, ROTATING};
 use keyward_crds::{
-    Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyVersionStatus, ManagedKey,
-    ManagedKeyStatus, RotationStrategy,
+    Algorithm, EffectivePolicy, KeyRotationPolicy, KeyState, KeyUsage, KeyVersionStatus,
+    ManagedKey, ManagedKeyStatus, RotationStrategy,
 };
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -163,11 +165,13 @@ async fn apply_key(
     tags::sync(key, &mut status, &info.key_id, ctx, &mut out, now).await?;
     rotating::set(&mut status, policy.rewrap, key.metadata.generation, now);
 
-    if algorithm.is_asymmetric() {
+    if algorithm.is_sealing() {
         if status.public_key.is_none() || recorded_primary != info.primary_version {
             let public = ctx.provider.public_key(&info.key_id, None).await?;
             status.public_key = Some(public_key_to_pem(&public.public_key));
         }
+    } else if algorithm.signing().is_some() {
+        verifying_keys::publish(&mut status, &info, ctx).await?;
     } else {
         status.public_key = None;
     }
@@ -253,16 +257,21 @@ fn supported(key: &ManagedKey, ctx: &Context) -> Result<KeyAlgorithm, (&'static 
     if let Some(message) = key.spec.signing_unsupported() {
         return Err(("AlgorithmUnsupported", message));
     }
-    match key.spec.algorithm {
-        Algorithm::Aes256 => Ok(KeyAlgorithm::Aes256),
-        Algorithm::Rsa3072 => Ok(KeyAlgorithm::Rsa3072),
-        Algorithm::Rsa4096 => Ok(KeyAlgorithm::Rsa4096),
-        other => Err((
-            "AlgorithmUnsupported",
-            format!(
-                "Keyward's providers do not support {other} yet; use AES256, RSA3072 or RSA4096"
-            ),
-        )),
+    Ok(provider_algorithm(key.spec.algorithm, key.spec.usage))
+}
+
+/// The provider's algorithm for what the spec asks; admission refused the
+/// pairs no algorithm takes, which fall back to the algorithm's own use.
+fn provider_algorithm(algorithm: Algorithm, usage: KeyUsage) -> KeyAlgorithm {
+    let signing = usage == KeyUsage::Sign;
+    match algorithm {
+        Algorithm::Aes256 => KeyAlgorithm::Aes256,
+        Algorithm::Rsa3072 if signing => KeyAlgorithm::RsaPss3072,
+        Algorithm::Rsa3072 => KeyAlgorithm::Rsa3072,
+        Algorithm::Rsa4096 if signing => KeyAlgorithm::RsaPss4096,
+        Algorithm::Rsa4096 => KeyAlgorithm::Rsa4096,
+        Algorithm::EcP256 => KeyAlgorithm::EcP256,
+        Algorithm::Ed25519 => KeyAlgorithm::Ed25519,
     }
 }
 

@@ -12,6 +12,7 @@ mod retention;
 mod rotating;
 pub mod status;
 mod tags;
+mod verifying_keys;
 
 use crate::annotations::FINALIZER;
 use crate::context::Context;

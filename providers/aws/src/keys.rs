@@ -438,8 +438,10 @@ pub(crate) fn kms_context(context: &WrapContext) -> HashMap<String, String> {
 pub(crate) fn kms_key_spec(algorithm: KeyAlgorithm) -> KmsKeySpec {
     match algorithm {
         KeyAlgorithm::Aes256 => KmsKeySpec::SymmetricDefault,
-        KeyAlgorithm::Rsa3072 => KmsKeySpec::Rsa3072,
-        KeyAlgorithm::Rsa4096 => KmsKeySpec::Rsa4096,
+        KeyAlgorithm::Rsa3072 | KeyAlgorithm::RsaPss3072 => KmsKeySpec::Rsa3072,
+        KeyAlgorithm::Rsa4096 | KeyAlgorithm::RsaPss4096 => KmsKeySpec::Rsa4096,
+        KeyAlgorithm::EcP256 => KmsKeySpec::EccNistP256,
+        KeyAlgorithm::Ed25519 => KmsKeySpec::EccNistEdwards25519,
     }
 }
 

@@ -15,7 +15,7 @@ use keyward_core::crypto::RsaPublicKey;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation,
     NativeSchedule, ProviderError, PublicKeyInfo, Result, Tags, VersionState, WrapAlgorithm,
-    WrapContext, WrappedDek,
+    WrapContext, WrappedDek, refuse_signing,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -66,6 +66,7 @@ impl KeyProvider for AwsKmsProvider {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
+        refuse_signing(self.kind(), spec.algorithm)?;
         let key_id = naming::primary_alias(&self.config.alias_prefix, &spec.name)?;
         match self.resolve(&key_id, None).await {
             Ok(existing)
@@ -120,6 +121,7 @@ impl KeyProvider for AwsKmsProvider {
     }
 
     async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        refuse_signing(self.kind(), spec.algorithm)?;
         self.adopt(reference, spec).await
     }
 
@@ -319,7 +321,8 @@ impl KeyProvider for AwsKmsProvider {
             .encrypt()
             .key_id(&key_id)
             .plaintext(Blob::new(dek.expose().to_vec()));
-        request = match algorithm.wrap_algorithm() {
+        let wrapping = algorithm.wrapping(&key_id)?;
+        request = match wrapping {
             WrapAlgorithm::Symmetric => request.set_encryption_context(Some(kms_context(context))),
             WrapAlgorithm::RsaOaepSha256 => {
                 request.encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
@@ -340,7 +343,7 @@ impl KeyProvider for AwsKmsProvider {
         Ok(WrappedDek {
             key_id,
             version,
-            algorithm: algorithm.wrap_algorithm(),
+            algorithm: wrapping,
             blob: blob.into_inner(),
         })
     }
@@ -376,7 +379,7 @@ impl KeyProvider for AwsKmsProvider {
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
         let key_id = self.key_id_for(key_id).await?;
         let algorithm = self.algorithm(&key_id).await?;
-        if !algorithm.is_asymmetric() {
+        if !algorithm.is_sealing() {
             return Err(ProviderError::WrongKeyType {
                 key: key_id,
                 expected: "an asymmetric (RSA) key",

@@ -169,7 +169,7 @@ impl AwsKmsProvider {
     async fn symmetric_primary_key(&self, key: &str) -> Result<(String, KmsVersion)> {
         let key_id = self.key_id_for(key).await?;
         let resolved = self.resolve(&key_id, None).await?;
-        if resolved.algorithm.is_asymmetric() {
+        if resolved.algorithm.is_sealing() {
             return Err(ProviderError::WrongKeyType {
                 key: key_id,
                 expected: "a symmetric key (AWS rotates only those natively)",

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod measure;
+mod signing;
 pub use measure::{CountingProvider, Measurement, measure};
 
 use keyward_core::envelope::{
@@ -35,6 +36,9 @@ pub struct Capabilities {
     /// The provider keeps a user's tags (AWS tags, Cloud KMS labels);
     /// otherwise `set_tags` must refuse.
     pub tags: bool,
+    /// The signing algorithms the provider makes; with none, creating a
+    /// signing key must be refused.
+    pub signing: Vec<KeyAlgorithm>,
 }
 
 impl Default for Capabilities {
@@ -45,6 +49,11 @@ impl Default for Capabilities {
             per_version_state: true,
             name_prefix: "conformance".into(),
             tags: false,
+            signing: vec![
+                KeyAlgorithm::RsaPss3072,
+                KeyAlgorithm::EcP256,
+                KeyAlgorithm::Ed25519,
+            ],
         }
     }
 }
@@ -61,6 +70,7 @@ pub async fn run(provider: &dyn KeyProvider, caps: &Capabilities) -> Vec<&'stati
         whole_key_deletion_can_be_cancelled(provider, caps).await,
         envelope_round_trip(provider, caps).await,
         tags_follow_what_is_asked(provider, caps).await,
+        signing::signing_keys_sign_and_verify(provider, caps).await,
     ];
     if caps.per_version_state {
         ran.push(disabled_version_refuses_until_enabled(provider, caps).await);

@@ -4,9 +4,10 @@
 use async_trait::async_trait;
 use futures::future::join_all;
 use keyward_core::Dek;
+use keyward_core::crypto::signing::ToSign;
 use keyward_core::provider::{
     Claim, DekCache, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, PublicKeyInfo,
-    Result, WrapContext, WrappedDek,
+    Result, Signature, VerifyingKey, WrapContext, WrappedDek,
 };
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +84,12 @@ impl KeyProvider for CountingProvider<'_> {
     }
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
         self.inner.public_key(key_id, version).await
+    }
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        self.inner.sign(key_id, input).await
+    }
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        self.inner.verifying_key(key_id, version).await
     }
     async fn rewrap(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<WrappedDek> {
         self.inner.rewrap(wrapped, context).await

@@ -49,6 +49,10 @@ pub(crate) fn version_algorithm(algorithm: KeyAlgorithm) -> CryptoKeyVersionAlgo
         KeyAlgorithm::Aes256 => CryptoKeyVersionAlgorithm::GoogleSymmetricEncryption,
         KeyAlgorithm::Rsa3072 => CryptoKeyVersionAlgorithm::RsaDecryptOaep3072Sha256,
         KeyAlgorithm::Rsa4096 => CryptoKeyVersionAlgorithm::RsaDecryptOaep4096Sha256,
+        KeyAlgorithm::RsaPss3072 => CryptoKeyVersionAlgorithm::RsaSignPss3072Sha256,
+        KeyAlgorithm::RsaPss4096 => CryptoKeyVersionAlgorithm::RsaSignPss4096Sha256,
+        KeyAlgorithm::EcP256 => CryptoKeyVersionAlgorithm::EcSignP256Sha256,
+        KeyAlgorithm::Ed25519 => CryptoKeyVersionAlgorithm::EcSignEd25519,
     }
 }
 
@@ -84,7 +88,7 @@ pub(crate) fn primary_of(
     algorithm: KeyAlgorithm,
     versions: &[VersionInfo],
 ) -> u32 {
-    if !algorithm.is_asymmetric()
+    if !algorithm.is_sealing()
         && let Some(number) = key
             .primary
             .as_ref()

@@ -19,7 +19,7 @@ use keyward_core::crypto::{RsaPublicKey, public_key_from_pem};
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation,
     NativeSchedule, ProviderError, PublicKeyInfo, Result, Tags, VersionState, WrapAlgorithm,
-    WrapContext, WrappedDek,
+    WrapContext, WrappedDek, refuse_signing,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -104,7 +104,7 @@ impl GcpKmsProvider {
     }
 
     fn new_crypto_key(&self, spec: &KeySpec) -> CryptoKey {
-        let purpose = if spec.algorithm.is_asymmetric() {
+        let purpose = if spec.algorithm.is_sealing() {
             CryptoKeyPurpose::AsymmetricDecrypt
         } else {
             CryptoKeyPurpose::EncryptDecrypt
@@ -153,7 +153,7 @@ impl GcpKmsProvider {
                 spec.algorithm.describe()
             )));
         }
-        if algorithm.is_asymmetric() {
+        if algorithm.is_sealing() {
             self.wait_generated(&existing.name, 1).await?;
         }
         self.info_of(&existing, Some(&spec.name)).await
@@ -280,6 +280,7 @@ impl KeyProvider for GcpKmsProvider {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
+        refuse_signing(self.kind(), spec.algorithm)?;
         let id = naming::crypto_key_id(&spec.name)?;
         let name = format!("{}/cryptoKeys/{id}", self.config.key_ring);
         match self.get_key(&name).await {
@@ -310,13 +311,14 @@ impl KeyProvider for GcpKmsProvider {
         };
         tracing::info!(key = %name, algorithm = %spec.algorithm, "created Cloud KMS crypto key");
         self.remember_algorithm(&name, spec.algorithm);
-        if spec.algorithm.is_asymmetric() {
+        if spec.algorithm.is_sealing() {
             self.wait_generated(&name, 1).await?;
         }
         self.info_of(&created, Some(&spec.name)).await
     }
 
     async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        refuse_signing(self.kind(), spec.algorithm)?;
         self.adopt_by_reference(reference, spec).await
     }
 
@@ -358,7 +360,7 @@ impl KeyProvider for GcpKmsProvider {
             });
         }
         let next = self.create_version(&name).await?;
-        if current.algorithm.is_asymmetric() {
+        if current.algorithm.is_sealing() {
             self.wait_generated(&name, next).await?;
         } else {
             let id = next.to_string();
@@ -500,7 +502,7 @@ impl KeyProvider for GcpKmsProvider {
     async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
         let name = self.crypto_key_name(key_id)?;
         let algorithm = self.algorithm(&name).await?;
-        if algorithm.is_asymmetric() {
+        if algorithm.is_sealing() {
             // Cloud KMS has no asymmetric encrypt: seal locally with the
             // version's public key, exactly as offline sealing does.
             let version = self.sealing_version(&name).await?;
@@ -541,7 +543,7 @@ impl KeyProvider for GcpKmsProvider {
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
         let name = self.crypto_key_name(&wrapped.key_id)?;
         let algorithm = self.algorithm(&name).await?;
-        if algorithm.wrap_algorithm() != wrapped.algorithm {
+        if algorithm.wrap_algorithm() != Some(wrapped.algorithm) {
             return Err(ProviderError::UnwrapFailed);
         }
         let at = At::version(&name, wrapped.version).decrypting();
@@ -582,7 +584,7 @@ impl KeyProvider for GcpKmsProvider {
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
         let name = self.crypto_key_name(key_id)?;
         let algorithm = self.algorithm(&name).await?;
-        if !algorithm.is_asymmetric() {
+        if !algorithm.is_sealing() {
             return Err(ProviderError::WrongKeyType {
                 key: name,
                 expected: "an asymmetric (RSA) key",

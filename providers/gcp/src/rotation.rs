@@ -34,7 +34,7 @@ impl GcpKmsProvider {
     ) -> Result<()> {
         let name = self.crypto_key_name(key_id)?;
         let algorithm = self.algorithm(&name).await?;
-        if algorithm.is_asymmetric() {
+        if algorithm.is_sealing() {
             return Err(ProviderError::WrongKeyType {
                 key: name,
                 expected: "a symmetric key (Cloud KMS rotates only those automatically)",

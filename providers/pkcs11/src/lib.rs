@@ -25,7 +25,7 @@ use cryptoki::session::Session;
 use keyward_core::provider::key_record::unix_seconds;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError,
-    PublicKeyInfo, Result, WrapAlgorithm, WrapContext, WrappedDek,
+    PublicKeyInfo, Result, WrapAlgorithm, WrapContext, WrappedDek, refuse_signing,
 };
 use keyward_core::secret::Dek;
 use meta::{ID_PREFIX, KeyMeta};
@@ -244,6 +244,7 @@ impl KeyProvider for Pkcs11Provider {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
+        refuse_signing(self.kind(), spec.algorithm)?;
         let spec = spec.clone();
         self.run(move |session, shared| {
             let _admin = write(&shared.objects);
@@ -373,7 +374,8 @@ impl KeyProvider for Pkcs11Provider {
             let meta = load_settled(session, shared, &key_id)?.meta;
             let _reading = read(&shared.objects);
             let version = meta.primary_for_wrap()?;
-            let blob = match meta.key.algorithm.wrap_algorithm() {
+            let algorithm = meta.key.algorithm.wrapping(&meta.key.id)?;
+            let blob = match algorithm {
                 WrapAlgorithm::Symmetric => token::wrap_symmetric(
                     session,
                     &meta.key.id,
@@ -389,7 +391,7 @@ impl KeyProvider for Pkcs11Provider {
             Ok(WrappedDek {
                 key_id: meta.key.id.clone(),
                 version,
-                algorithm: meta.key.algorithm.wrap_algorithm(),
+                algorithm,
                 blob,
             })
         })
@@ -401,7 +403,7 @@ impl KeyProvider for Pkcs11Provider {
         self.run(move |session, shared| {
             let meta = load_settled(session, shared, &wrapped.key_id)?.meta;
             let _reading = read(&shared.objects);
-            if wrapped.algorithm != meta.key.algorithm.wrap_algorithm() {
+            if Some(wrapped.algorithm) != meta.key.algorithm.wrap_algorithm() {
                 return Err(wrong_type(
                     &meta,
                     match wrapped.algorithm {
@@ -434,7 +436,7 @@ impl KeyProvider for Pkcs11Provider {
         self.run(move |session, shared| {
             let meta = load_settled(session, shared, &key_id)?.meta;
             let _reading = read(&shared.objects);
-            if !meta.key.algorithm.is_asymmetric() {
+            if !meta.key.algorithm.is_sealing() {
                 return Err(wrong_type(&meta, "an asymmetric (RSA) key").into());
             }
             let number = meta

@@ -203,6 +203,9 @@ pub fn generate_version(session: &Session, meta: &KeyMeta, version: u32) -> OpRe
                 ],
             )?;
         }
+        signing => {
+            keyward_core::provider::refuse_signing("pkcs11", signing).map_err(OpError::Provider)?
+        }
     }
     Ok(())
 }

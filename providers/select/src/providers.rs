@@ -6,9 +6,10 @@ use crate::args::{Plan, ProviderArgs};
 use crate::error::{NotServed, SetupError};
 use crate::route::{Kind, kind_of_key_id};
 use async_trait::async_trait;
+use keyward_core::crypto::signing::ToSign;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyInfo, KeySpec, NativeRotation, NativeSchedule, PublicKeyInfo, Result,
-    Tags, WrapContext, WrappedDek,
+    Signature, Tags, VerifyingKey, WrapContext, WrappedDek,
 };
 use keyward_core::{Dek, KeyProvider, ProviderError};
 use keyward_crds::{GcpProtectionLevel, ProviderKind, ProviderSpec};
@@ -351,6 +352,16 @@ impl KeyProvider for Providers {
 
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
         self.for_key_id(key_id)?.public_key(key_id, version).await
+    }
+
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        self.for_key_id(key_id)?.sign(key_id, input).await
+    }
+
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        self.for_key_id(key_id)?
+            .verifying_key(key_id, version)
+            .await
     }
 
     async fn rewrap(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<WrappedDek> {

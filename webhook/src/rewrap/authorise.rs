@@ -67,6 +67,19 @@ pub async fn may(
     namespace: &str,
     name: Option<&str>,
 ) -> Result<(), Refusal> {
+    may_on(client, user, verb, "sealedsecrets", namespace, name).await
+}
+
+/// `verb` on `<resource>.keyward.io` (that one when `name` is given) in
+/// `namespace` for `user`, by SubjectAccessReview.
+pub async fn may_on(
+    client: &Client,
+    user: &UserInfo,
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<(), Refusal> {
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: user.username.clone(),
@@ -75,7 +88,7 @@ pub async fn may(
             extra: user.extra.clone(),
             resource_attributes: Some(ResourceAttributes {
                 group: Some("keyward.io".into()),
-                resource: Some("sealedsecrets".into()),
+                resource: Some(resource.to_owned()),
                 verb: Some(verb.to_owned()),
                 namespace: Some(namespace.to_owned()),
                 name: name.map(str::to_owned),
@@ -101,7 +114,7 @@ pub async fn may(
     Err(Refusal::Denied(Denial::new(
         DenialKind::Forbidden,
         format!(
-            "`{who}` may not {verb} sealedsecrets.keyward.io{} in `{namespace}`: {why}",
+            "`{who}` may not {verb} {resource}.keyward.io{} in `{namespace}`: {why}",
             name.map(|n| format!("/{n}")).unwrap_or_default()
         ),
     )))

@@ -10,9 +10,10 @@
 use crate::metrics::metrics;
 use async_trait::async_trait;
 use keyward_core::Dek;
+use keyward_core::crypto::signing::ToSign;
 use keyward_core::provider::{
     Claim, Deadline, DekCache, DeletionTarget, KeyInfo, KeyProvider, KeySpec, ProviderError,
-    PublicKeyInfo, WrapContext, WrappedDek,
+    PublicKeyInfo, Signature, VerifyingKey, WrapContext, WrappedDek,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -133,6 +134,16 @@ impl<P: KeyProvider> KeyProvider for CountUnwraps<P> {
     ) -> Result<PublicKeyInfo, ProviderError> {
         self.0.public_key(key_id, version).await
     }
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature, ProviderError> {
+        self.0.sign(key_id, input).await
+    }
+    async fn verifying_key(
+        &self,
+        key_id: &str,
+        version: Option<u32>,
+    ) -> Result<VerifyingKey, ProviderError> {
+        self.0.verifying_key(key_id, version).await
+    }
     // `rewrap` keeps the trait's default (unwrap + wrap), so it is counted.
 }
 fn refused() -> ProviderError {
@@ -203,6 +214,18 @@ impl KeyProvider for DecryptOnly {
         version: Option<u32>,
     ) -> Result<PublicKeyInfo, ProviderError> {
         self.inner.public_key(key_id, version).await
+    }
+    /// Signing is asked of [`DecryptOnly::wrapping_provider`], after the
+    /// signature request's own authorisation.
+    async fn sign(&self, _: &str, _: &ToSign) -> Result<Signature, ProviderError> {
+        Err(refused())
+    }
+    async fn verifying_key(
+        &self,
+        key_id: &str,
+        version: Option<u32>,
+    ) -> Result<VerifyingKey, ProviderError> {
+        self.inner.verifying_key(key_id, version).await
     }
     async fn rewrap(&self, _: &WrappedDek, _: &WrapContext) -> Result<WrappedDek, ProviderError> {
         Err(refused())
