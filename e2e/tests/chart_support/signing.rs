@@ -143,11 +143,14 @@ pub async fn sign_verify_and_refuse(client: &Client, flow: &Flow, cli: &Path) ->
     std::fs::write(&manifest, "keyward-1.0.0.tar.gz sha256 ...\n")?;
 
     for (name, algorithm) in kinds {
-        let file = if algorithm == "ED25519" {
+        // One copy per key, so each keeps its own .sig and .pem.
+        let file = &dir.join(format!("{name}-artefact"));
+        let source = if algorithm == "ED25519" {
             &manifest
         } else {
             &tarball
         };
+        std::fs::copy(source, file)?;
         let (ok, stderr) = cli.sign(name, file, None).await?;
         ensure!(ok, "keyward sign with {name}: {stderr}");
         let public = PathBuf::from(format!("{}.pem", file.display()));
@@ -161,14 +164,15 @@ pub async fn sign_verify_and_refuse(client: &Client, flow: &Flow, cli: &Path) ->
     }
     let tampered = dir.join("tampered.tar.gz");
     std::fs::write(&tampered, vec![43u8; 300_000])?;
-    let (ok, stderr) = cli.verify("release-ec", &tampered, &sig(&tarball)).await?;
+    let signed = dir.join("release-ec-artefact");
+    let (ok, stderr) = cli.verify("release-ec", &tampered, &sig(&signed)).await?;
     ensure!(
         !ok && stderr.contains("does not verify"),
         "tampered artefact: {stderr}"
     );
 
     refused_without_the_right(client, flow, &cli, &tarball).await?;
-    rotation_then_compromise(flow, &cli, &tarball).await
+    rotation_then_compromise(flow, &cli, &signed).await
 }
 
 /// A ServiceAccount that may create SignatureRequests but was granted no
@@ -233,14 +237,14 @@ async fn refused_without_the_right(
     Ok(())
 }
 
-/// After a rotation the old signature still verifies (by version 1) and
-/// new ones come from version 2; after a compromise of every version the
-/// old signature is refused.
-async fn rotation_then_compromise(flow: &Flow, cli: &Cli<'_>, tarball: &Path) -> Result<()> {
+/// After a rotation the old signature of `signed` still verifies (by
+/// version 1) and new ones come from version 2; after a compromise of
+/// every version the old signature is refused.
+async fn rotation_then_compromise(flow: &Flow, cli: &Cli<'_>, signed: &Path) -> Result<()> {
     let key = format!("{}/release-ec", flow.release_ns);
     let (ok, stderr) = cli.run(&["rotate", &key, "--wait"], None).await?;
     ensure!(ok, "keyward rotate: {stderr}");
-    let (ok, stderr) = cli.verify("release-ec", tarball, &sig(tarball)).await?;
+    let (ok, stderr) = cli.verify("release-ec", signed, &sig(signed)).await?;
     ensure!(
         ok && stderr.contains("version 1"),
         "after rotation: {stderr}"
@@ -260,7 +264,7 @@ async fn rotation_then_compromise(flow: &Flow, cli: &Cli<'_>, tarball: &Path) ->
         )
         .await?;
     ensure!(ok, "keyward compromise: {stderr}");
-    let (ok, stderr) = cli.verify("release-ec", tarball, &sig(tarball)).await?;
+    let (ok, stderr) = cli.verify("release-ec", signed, &sig(signed)).await?;
     ensure!(
         !ok && stderr.contains("Compromised: do not trust it"),
         "a compromised version's signature: {stderr}"

@@ -18,7 +18,7 @@
 //! while it lists others, is refused.
 
 use super::{Item, Reported, advice, other_provider_key, reported, sealed_under};
-use keyward_crds::{KeyState, ManagedKey};
+use keyward_crds::{KeyState, KeyUsage, ManagedKey};
 use std::collections::BTreeMap;
 
 /// What admission does with one item.
@@ -32,6 +32,15 @@ pub enum Admit {
 }
 
 pub fn may_seal(key: Option<&ManagedKey>, item: &Item) -> Admit {
+    if let Some(key) = key
+        && key.spec.usage == KeyUsage::Sign
+    {
+        return Admit::Refuse(format!(
+            "SealedSecret {} item {} names ManagedKey {}, a signing key (usage Sign), which \
+             seals nothing: seal under a key with usage Wrap or Seal",
+            item.secret, item.item, item.key
+        ));
+    }
     match reported(key, item) {
         Reported::State {
             state: KeyState::Active,
@@ -93,6 +102,14 @@ mod tests {
             Admit::Refuse(text) => text,
             other => panic!("admitted: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_signing_key_takes_no_sealed_items() {
+        let mut signing = key("Active", &HISTORY, json!({}));
+        signing.spec.usage = KeyUsage::Sign;
+        let text = refused(may_seal(Some(&signing), &item(3)));
+        assert!(text.contains("a signing key (usage Sign)"), "{text}");
     }
 
     #[test]
