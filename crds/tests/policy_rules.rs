@@ -113,15 +113,30 @@ fn signing_keys_are_made_where_a_provider_can_and_refused_with_the_reason_elsewh
     }
     let gcp = "{gcp: {project: acme-prod, location: global, keyRing: r}}";
     let aws = "{aws: {region: eu-west-1}}";
-    for (provider, name) in [(gcp, "gcp"), (aws, "aws")] {
-        let err = key(provider, "ECP256", "Sign")
+    key(aws, "ECP256", "Sign").validate().unwrap();
+    for (provider, algorithm, expected) in [
+        (
+            gcp,
+            "ECP256",
+            "the gcp provider does not make signing keys in this release",
+        ),
+        (
+            aws,
+            "ED25519",
+            "the aws provider does not make ED25519 signing keys in this release; use ECP256 there",
+        ),
+        (
+            aws,
+            "RSA3072",
+            "the aws provider does not make RSA3072 signing keys",
+        ),
+    ] {
+        let err = key(provider, algorithm, "Sign")
             .validate()
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains(&format!(
-                "spec.usage: the {name} provider does not make signing keys in this release"
-            )) && err.contains("use the local provider"),
+            err.contains(&format!("spec.usage: {expected}")) && err.contains("local provider"),
             "{err}"
         );
     }

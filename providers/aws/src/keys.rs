@@ -242,7 +242,11 @@ impl AwsKmsProvider {
             .client
             .create_key()
             .key_spec(kms_key_spec(algorithm))
-            .key_usage(KeyUsageType::EncryptDecrypt)
+            .key_usage(if algorithm.signing().is_some() {
+                KeyUsageType::SignVerify
+            } else {
+                KeyUsageType::EncryptDecrypt
+            })
             .description(description)
             .set_tags(Some(tags))
             .send()
@@ -446,13 +450,19 @@ pub(crate) fn kms_key_spec(algorithm: KeyAlgorithm) -> KmsKeySpec {
 }
 
 pub(crate) fn algorithm_of(metadata: &KeyMetadata, key_id: &str) -> Result<KeyAlgorithm> {
-    match metadata.key_spec() {
-        Some(KmsKeySpec::SymmetricDefault) => Ok(KeyAlgorithm::Aes256),
-        Some(KmsKeySpec::Rsa3072) => Ok(KeyAlgorithm::Rsa3072),
-        Some(KmsKeySpec::Rsa4096) => Ok(KeyAlgorithm::Rsa4096),
-        other => Err(ProviderError::InvalidRequest(format!(
-            "{key_id} is a {} KMS key, which Keyward does not use",
-            other.map(|s| s.as_str()).unwrap_or("unknown")
+    let signing = metadata.key_usage() == Some(&KeyUsageType::SignVerify);
+    match (metadata.key_spec(), signing) {
+        (Some(KmsKeySpec::SymmetricDefault), false) => Ok(KeyAlgorithm::Aes256),
+        (Some(KmsKeySpec::Rsa3072), false) => Ok(KeyAlgorithm::Rsa3072),
+        (Some(KmsKeySpec::Rsa4096), false) => Ok(KeyAlgorithm::Rsa4096),
+        (Some(KmsKeySpec::EccNistP256), true) => Ok(KeyAlgorithm::EcP256),
+        (other, _) => Err(ProviderError::InvalidRequest(format!(
+            "{key_id} is a {} {} KMS key, which Keyward does not use",
+            other.map(|s| s.as_str()).unwrap_or("unknown"),
+            metadata
+                .key_usage()
+                .map(|u| u.as_str())
+                .unwrap_or("unknown usage"),
         ))),
     }
 }

@@ -16,6 +16,7 @@ mod keys;
 pub mod naming;
 mod provider;
 pub mod rotation;
+mod signing;
 mod user_tags;
 
 pub use config::{AwsKmsConfig, CredentialSource, RetrySettings, StaticCredentials, Timeouts};

@@ -12,10 +12,11 @@ use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::EncryptionAlgorithmSpec;
 use keyward_core::crypto::RsaPublicKey;
+use keyward_core::crypto::signing::ToSign;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation,
-    NativeSchedule, ProviderError, PublicKeyInfo, Result, Tags, VersionState, WrapAlgorithm,
-    WrapContext, WrappedDek, refuse_signing,
+    NativeSchedule, ProviderError, PublicKeyInfo, Result, Signature, Tags, VerifyingKey,
+    VersionState, WrapAlgorithm, WrapContext, WrappedDek, refuse_signing,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -66,7 +67,7 @@ impl KeyProvider for AwsKmsProvider {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        refuse_signing(self.kind(), spec.algorithm)?;
+        crate::signing::refuse_untested(spec.algorithm)?;
         let key_id = naming::primary_alias(&self.config.alias_prefix, &spec.name)?;
         match self.resolve(&key_id, None).await {
             Ok(existing)
@@ -312,6 +313,8 @@ impl KeyProvider for AwsKmsProvider {
     async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
         let key_id = self.key_id_for(key_id).await?;
         let algorithm = self.algorithm(&key_id).await?;
+        // A signing key is refused for what it is, before its state.
+        let wrapping = algorithm.wrapping(&key_id)?;
         if self.config.verify_key_state {
             let resolved = self.resolve(&key_id, None).await?;
             state_allows_use(&key_id, &resolved.primary)?;
@@ -321,7 +324,6 @@ impl KeyProvider for AwsKmsProvider {
             .encrypt()
             .key_id(&key_id)
             .plaintext(Blob::new(dek.expose().to_vec()));
-        let wrapping = algorithm.wrapping(&key_id)?;
         request = match wrapping {
             WrapAlgorithm::Symmetric => request.set_encryption_context(Some(kms_context(context))),
             WrapAlgorithm::RsaOaepSha256 => {
@@ -415,6 +417,14 @@ impl KeyProvider for AwsKmsProvider {
             version,
             public_key,
         })
+    }
+
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        self.sign_with_primary(key_id, input).await
+    }
+
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        self.verifying_key_of(key_id, version).await
     }
 
     /// `ReEncrypt`: KMS decrypts under the old version and encrypts under

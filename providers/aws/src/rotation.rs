@@ -15,7 +15,8 @@ use crate::keys::KmsVersion;
 use crate::naming::{self, NATIVE_ROTATION_DAYS};
 use crate::provider::AwsKmsProvider;
 use keyward_core::provider::{
-    NativeRotation as Reported, NativeRotationEffect, NativeSchedule, ProviderError, Result,
+    KeyAlgorithm, NativeRotation as Reported, NativeRotationEffect, NativeSchedule, ProviderError,
+    Result,
 };
 use std::time::{Duration, SystemTime};
 
@@ -169,7 +170,7 @@ impl AwsKmsProvider {
     async fn symmetric_primary_key(&self, key: &str) -> Result<(String, KmsVersion)> {
         let key_id = self.key_id_for(key).await?;
         let resolved = self.resolve(&key_id, None).await?;
-        if resolved.algorithm.is_sealing() {
+        if resolved.algorithm != KeyAlgorithm::Aes256 {
             return Err(ProviderError::WrongKeyType {
                 key: key_id,
                 expected: "a symmetric key (AWS rotates only those natively)",
