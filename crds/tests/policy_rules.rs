@@ -114,6 +114,10 @@ fn signing_keys_are_made_where_a_provider_can_and_refused_with_the_reason_elsewh
     let gcp = "{gcp: {project: acme-prod, location: global, keyRing: r}}";
     let aws = "{aws: {region: eu-west-1}}";
     key(aws, "ECP256", "Sign").validate().unwrap();
+    let pkcs11 = "{pkcs11: {tokenLabel: keyward}}";
+    for algorithm in ["RSA3072", "RSA4096", "ECP256", "ED25519"] {
+        key(pkcs11, algorithm, "Sign").validate().unwrap();
+    }
     for (provider, algorithm, expected) in [
         (
             gcp,

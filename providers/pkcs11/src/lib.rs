@@ -2,7 +2,9 @@
 //! AWS CloudHSM...) and never leave it. AES-256 key versions wrap DEKs with
 //! CKM_AES_GCM inside the token, the wrap context bound as AAD; RSA key pairs
 //! unwrap what was sealed offline with their exported public key
-//! (CKM_RSA_PKCS_OAEP, SHA-256, MGF1-SHA-256, no label).
+//! (CKM_RSA_PKCS_OAEP, SHA-256, MGF1-SHA-256, no label). Signing keys are
+//! key pairs whose private half signs inside the token (RSA-PSS, ECDSA
+//! P-256, Ed25519); their public half is exported as SubjectPublicKeyInfo.
 //!
 //! The lifecycle PKCS#11 cannot express (owner, primary version, disabled,
 //! scheduled destruction) is kept in a private data object per key on the
@@ -11,9 +13,12 @@
 
 mod adopt;
 mod config;
+mod der;
+mod ecdsa_der;
 mod meta;
 mod oaep;
 mod pool;
+mod signing;
 mod spki;
 mod token;
 
@@ -22,10 +27,11 @@ pub use token::version_id;
 
 use async_trait::async_trait;
 use cryptoki::session::Session;
+use keyward_core::crypto::signing::{SigningAlgorithm, ToSign};
 use keyward_core::provider::key_record::unix_seconds;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError,
-    PublicKeyInfo, Result, WrapAlgorithm, WrapContext, WrappedDek, refuse_signing,
+    PublicKeyInfo, Result, Signature, VerifyingKey, WrapAlgorithm, WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
 use meta::{ID_PREFIX, KeyMeta};
@@ -230,6 +236,14 @@ fn wrong_type(meta: &KeyMeta, expected: &'static str) -> ProviderError {
     }
 }
 
+/// The scheme of a signing key, or the error for any other key.
+fn signing_scheme(meta: &KeyMeta) -> Result<SigningAlgorithm> {
+    meta.key
+        .algorithm
+        .signing()
+        .ok_or_else(|| wrong_type(meta, "a signing key (usage Sign)"))
+}
+
 fn modulus_len(algorithm: KeyAlgorithm) -> usize {
     match algorithm {
         KeyAlgorithm::Rsa4096 => 512,
@@ -244,7 +258,6 @@ impl KeyProvider for Pkcs11Provider {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        refuse_signing(self.kind(), spec.algorithm)?;
         let spec = spec.clone();
         self.run(move |session, shared| {
             let _admin = write(&shared.objects);
@@ -447,6 +460,45 @@ impl KeyProvider for Pkcs11Provider {
                 key_id: meta.key.id.clone(),
                 version: number,
                 public_key: token::public_key(session, &meta.key.id, number)?,
+            })
+        })
+        .await
+    }
+
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        let (key_id, input) = (key_id.to_owned(), input.clone());
+        self.run(move |session, shared| {
+            let meta = load_settled(session, shared, &key_id)?.meta;
+            let _reading = read(&shared.objects);
+            let algorithm = signing_scheme(&meta)?;
+            // Like wrapping: only an enabled primary signs.
+            let version = meta.primary_for_wrap()?;
+            let bytes = signing::sign(session, &meta.key.id, version, algorithm, &input)?;
+            Ok(Signature {
+                key_id: meta.key.id.clone(),
+                version,
+                algorithm,
+                bytes,
+            })
+        })
+        .await
+    }
+
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        let key_id = key_id.to_owned();
+        self.run(move |session, shared| {
+            let meta = load_settled(session, shared, &key_id)?.meta;
+            let _reading = read(&shared.objects);
+            let algorithm = signing_scheme(&meta)?;
+            let number = meta
+                .key
+                .version(version.unwrap_or(meta.key.primary))?
+                .version;
+            Ok(VerifyingKey {
+                key_id: meta.key.id.clone(),
+                version: number,
+                algorithm,
+                spki_der: signing::verifying_key_der(session, &meta.key.id, number, algorithm)?,
             })
         })
         .await

@@ -4,8 +4,9 @@
 //! - one private CKO_DATA object: CKA_APPLICATION `keyward/<key id>`,
 //!   CKA_LABEL `keyward/<name>/meta`, CKA_VALUE the JSON [`KeyMeta`];
 //! - per version, CKA_LABEL `keyward/<name>/v<n>` and CKA_ID
-//!   `<key id>/v<n>`: an AES-256 CKO_SECRET_KEY, or an RSA key pair
-//!   (CKO_PUBLIC_KEY + CKO_PRIVATE_KEY sharing label and id).
+//!   `<key id>/v<n>`: an AES-256 CKO_SECRET_KEY, or a key pair
+//!   (CKO_PUBLIC_KEY + CKO_PRIVATE_KEY sharing label and id): RSA for
+//!   sealing, or a signing pair (see `signing.rs`).
 //!
 //! Secret and private keys are generated on the token with CKA_SENSITIVE
 //! true and CKA_EXTRACTABLE false, so their values can never be read out.
@@ -204,7 +205,15 @@ pub fn generate_version(session: &Session, meta: &KeyMeta, version: u32) -> OpRe
             )?;
         }
         signing => {
-            keyward_core::provider::refuse_signing("pkcs11", signing).map_err(OpError::Provider)?
+            // Every algorithm left is a signing one; should a new kind of
+            // key reach here, it is refused rather than made wrongly.
+            let scheme = signing.signing().ok_or_else(|| {
+                ProviderError::InvalidRequest(format!(
+                    "the pkcs11 provider does not make {}",
+                    signing.describe()
+                ))
+            })?;
+            crate::signing::generate(session, scheme, label, id)?;
         }
     }
     Ok(())
@@ -229,7 +238,7 @@ pub fn destroy_version(session: &Session, key_id: &str, version: u32) -> OpResul
     Ok(())
 }
 
-fn version_object(
+pub fn version_object(
     session: &Session,
     key_id: &str,
     version: u32,
@@ -412,6 +421,15 @@ pub fn wrap_rsa(session: &Session, key_id: &str, version: u32, dek: &Dek) -> OpR
 /// The version's public key as SPKI DER, validated by the same parser
 /// offline sealers use.
 pub fn public_key(session: &Session, key_id: &str, version: u32) -> OpResult<RsaPublicKey> {
+    let der = rsa_spki_der_of(session, key_id, version)?;
+    Ok(RsaPublicKey::from_spki_der(&der).map_err(|e| {
+        ProviderError::Storage(format!("the token's RSA public key is unusable: {e}"))
+    })?)
+}
+
+/// The SPKI DER of an RSA version's public key (sealing or signing), from
+/// its modulus and exponent.
+pub fn rsa_spki_der_of(session: &Session, key_id: &str, version: u32) -> OpResult<Vec<u8>> {
     let key = version_object(session, key_id, version, ObjectClass::PUBLIC_KEY)?;
     let (mut modulus, mut exponent) = (None, None);
     for attribute in session.get_attributes(
@@ -430,10 +448,7 @@ pub fn public_key(session: &Session, key_id: &str, version: u32) -> OpResult<Rsa
         ))
         .into());
     };
-    let der = rsa_spki_der(&modulus, &exponent);
-    Ok(RsaPublicKey::from_spki_der(&der).map_err(|e| {
-        ProviderError::Storage(format!("the token's RSA public key is unusable: {e}"))
-    })?)
+    Ok(rsa_spki_der(&modulus, &exponent))
 }
 
 #[cfg(test)]

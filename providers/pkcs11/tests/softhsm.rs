@@ -10,7 +10,9 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType};
 use cryptoki::session::Session;
 use keyward_conformance::Capabilities;
-use keyward_core::crypto::{public_key_from_pem, public_key_to_pem};
+use keyward_core::crypto::pem::spki_to_pem;
+use keyward_core::crypto::signing::{MAX_MESSAGE, SigningError, ToSign};
+use keyward_core::crypto::{public_key_from_pem, public_key_to_pem, sha256};
 use keyward_core::envelope::{
     PublicSealingKey, Scope, SecretTarget, Wrapping, open_secret, seal_secret,
 };
@@ -20,6 +22,8 @@ use keyward_core::provider::{
 use keyward_core::{Dek, SecretBytes};
 use keyward_provider_pkcs11::{Pkcs11Config, Pkcs11Provider, version_id};
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +99,10 @@ fn bool_attributes(session: &Session, id: &[u8]) -> Vec<(String, bool)> {
                     AttributeType::Extractable,
                     AttributeType::NeverExtractable,
                     AttributeType::AlwaysSensitive,
+                    AttributeType::Sign,
+                    AttributeType::Verify,
+                    AttributeType::Decrypt,
+                    AttributeType::Derive,
                 ],
             )
             .unwrap();
@@ -113,6 +121,10 @@ fn bool_attributes(session: &Session, id: &[u8]) -> Vec<(String, bool)> {
                 Attribute::Extractable(v) => ("extractable", v),
                 Attribute::NeverExtractable(v) => ("never_extractable", v),
                 Attribute::AlwaysSensitive(v) => ("always_sensitive", v),
+                Attribute::Sign(v) => ("sign", v),
+                Attribute::Verify(v) => ("verify", v),
+                Attribute::Decrypt(v) => ("decrypt", v),
+                Attribute::Derive(v) => ("derive", v),
                 _ => continue,
             };
             seen.push((format!("{class}.{}", pair.0), pair.1));
@@ -132,7 +144,11 @@ async fn conformance_suite_passes_on_softhsm2() {
             rsa_algorithm: Some(KeyAlgorithm::Rsa3072),
             per_version_state: true,
             name_prefix: "pkcs11".into(),
-            signing: Vec::new(),
+            signing: vec![
+                KeyAlgorithm::RsaPss3072,
+                KeyAlgorithm::EcP256,
+                KeyAlgorithm::Ed25519,
+            ],
             tags: false,
         },
     )
@@ -625,4 +641,154 @@ async fn a_key_made_on_the_token_elsewhere_is_adopted_by_label() {
         message.contains("its value can leave the token"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn signing_key_pairs_sign_only_inside_the_token() {
+    let provider = provider().await;
+    let ec = provider
+        .create_key(&spec("attrs-ec", KeyAlgorithm::EcP256))
+        .await
+        .unwrap();
+    let ed = provider
+        .create_key(&spec("attrs-ed", KeyAlgorithm::Ed25519))
+        .await
+        .unwrap();
+    let rsa = provider
+        .create_key(&spec("attrs-pss", KeyAlgorithm::RsaPss3072))
+        .await
+        .unwrap();
+    let session = inspector();
+    for key in [&ec, &ed, &rsa] {
+        let pair = bool_attributes(&session, &version_id(&key.key_id, 1));
+        for (name, expected) in [
+            ("CKO_PRIVATE_KEY.token", true),
+            ("CKO_PRIVATE_KEY.private", true),
+            ("CKO_PRIVATE_KEY.sensitive", true),
+            ("CKO_PRIVATE_KEY.extractable", false),
+            ("CKO_PRIVATE_KEY.never_extractable", true),
+            ("CKO_PRIVATE_KEY.sign", true),
+            ("CKO_PRIVATE_KEY.decrypt", false),
+            ("CKO_PRIVATE_KEY.derive", false),
+            ("CKO_PUBLIC_KEY.token", true),
+            ("CKO_PUBLIC_KEY.private", false),
+            ("CKO_PUBLIC_KEY.verify", true),
+        ] {
+            assert!(
+                pair.contains(&(name.to_owned(), expected)),
+                "{}: {name} should be {expected}: {pair:?}",
+                key.algorithm
+            );
+        }
+    }
+
+    // A signing key is not a sealing key, and a sealing key signs nothing.
+    let sealing = provider.public_key(&rsa.key_id, None).await.unwrap_err();
+    assert!(
+        matches!(sealing, ProviderError::WrongKeyType { .. }),
+        "{sealing:?}"
+    );
+    let aes = provider
+        .create_key(&spec("attrs-not-signing", KeyAlgorithm::Aes256))
+        .await
+        .unwrap();
+    let input = ToSign::Sha256(sha256(b"artefact"));
+    for refused in [
+        provider.sign(&aes.key_id, &input).await.map(|_| ()),
+        provider.verifying_key(&aes.key_id, None).await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(refused, Err(ProviderError::WrongKeyType { .. })),
+            "{refused:?}"
+        );
+    }
+    // Ed25519 signs messages, not digests, and no scheme signs a long message.
+    match provider.sign(&ed.key_id, &input).await {
+        Err(ProviderError::InvalidRequest(why)) => {
+            assert_eq!(why, SigningError::DigestForEd25519.to_string());
+        }
+        other => panic!("a digest for Ed25519 was answered with {other:?}"),
+    }
+    let long = ToSign::Message(vec![0; MAX_MESSAGE + 1]);
+    match provider.sign(&ec.key_id, &long).await {
+        Err(ProviderError::InvalidRequest(why)) => assert!(why.contains("at most"), "{why}"),
+        other => panic!("an over-long message was answered with {other:?}"),
+    }
+}
+
+/// Runs `openssl` in `dir`; whether it exited successfully.
+fn openssl_succeeds(dir: &Path, args: &[&str]) -> bool {
+    let output = Command::new(common::openssl())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl {args:?}: {e}"));
+    if !output.status.success() {
+        eprintln!(
+            "openssl {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output.status.success()
+}
+
+/// What a user does with a signature: fetch the public key as PEM and
+/// check the signature over the file with plain OpenSSL.
+#[tokio::test]
+async fn token_signatures_verify_with_openssl() {
+    let provider = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Short enough for Ed25519 to sign whole; RSA and ECDSA get its digest.
+    let artefact: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("artefact"), &artefact).unwrap();
+    let mut tampered = artefact.clone();
+    tampered[1500] ^= 1;
+    std::fs::write(dir.path().join("tampered"), &tampered).unwrap();
+    let pss = [
+        "dgst",
+        "-sha256",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:32",
+        "-verify",
+        "pub.pem",
+        "-signature",
+        "sig",
+    ];
+    let ecdsa = ["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig"];
+    let eddsa = [
+        "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-sigfile", "sig", "-in",
+    ];
+    for (algorithm, verify) in [
+        (KeyAlgorithm::EcP256, &ecdsa[..]),
+        (KeyAlgorithm::Ed25519, &eddsa[..]),
+        (KeyAlgorithm::RsaPss3072, &pss[..]),
+        (KeyAlgorithm::RsaPss4096, &pss[..]),
+    ] {
+        let key = provider
+            .create_key(&spec("openssl", algorithm))
+            .await
+            .unwrap();
+        let input = if algorithm.signing().unwrap().signs_digest() {
+            ToSign::Sha256(sha256(&artefact))
+        } else {
+            ToSign::Message(artefact.clone())
+        };
+        let signature = provider.sign(&key.key_id, &input).await.unwrap();
+        let public = provider.verifying_key(&key.key_id, None).await.unwrap();
+        assert_eq!(public.version, signature.version);
+        std::fs::write(dir.path().join("sig"), &signature.bytes).unwrap();
+        std::fs::write(dir.path().join("pub.pem"), spki_to_pem(&public.spki_der)).unwrap();
+        let with = |file: &'static str| [verify, &[file]].concat();
+        assert!(
+            openssl_succeeds(dir.path(), &with("artefact")),
+            "openssl rejects the {algorithm} signature"
+        );
+        assert!(
+            !openssl_succeeds(dir.path(), &with("tampered")),
+            "openssl accepts the {algorithm} signature for another file"
+        );
+    }
 }

@@ -64,6 +64,25 @@ fn install_softhsm() {
     );
 }
 
+/// The `openssl` command, which checks signatures the way users will;
+/// installed like SoftHSM2 when the machine lacks it.
+pub fn openssl() -> &'static str {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        if Command::new("openssl").arg("version").output().is_ok() {
+            return;
+        }
+        eprintln!("openssl is missing; installing the Debian package openssl");
+        run(Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"));
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "openssl"])
+            .env("DEBIAN_FRONTEND", "noninteractive"));
+    });
+    "openssl"
+}
+
 fn init_token(conf: &Path, label: &str) {
     run(Command::new("softhsm2-util")
         .env("SOFTHSM2_CONF", conf)
