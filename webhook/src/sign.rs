@@ -19,8 +19,8 @@ use crate::unseal::authorise::Denial;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use keyward_core::audit::Event;
-use keyward_core::crypto::pem::spki_to_pem;
-use keyward_core::crypto::signing::{MAX_MESSAGE, ToSign};
+use keyward_core::crypto::pem::{spki_from_pem, spki_to_pem};
+use keyward_core::crypto::signing::{self, MAX_MESSAGE, ToSign};
 use keyward_crds::{KeyState, KeyUsage, ManagedKey, SignatureAnswer, SignatureRequest};
 use kube::Api;
 use std::sync::Arc;
@@ -191,6 +191,20 @@ impl Asking<'_> {
                 spki_to_pem(&verifying.spki_der)
             }
         };
+        // A faulty signature (an RSA-CRT fault can leak the private key)
+        // is never handed out: checked against the version's public key.
+        let spki = spki_from_pem(&public_key)
+            .map_err(|_| "the signing version's public key is not PEM; retry".to_owned())?;
+        if let Err(error) = signing::verify(signature.algorithm, &spki, input, &signature.bytes) {
+            tracing::error!(%error, key = %self.reference(), version = signature.version,
+                "the provider's signature does not verify; not handed out");
+            return Err(format!(
+                "the key provider returned a signature that does not verify with version {} of \
+                 ManagedKey {}; nothing was signed, report it to the key's administrators",
+                signature.version,
+                self.reference()
+            ));
+        }
         Ok(SignatureAnswer {
             provider_key_id: signature.key_id,
             key_version: signature.version,
