@@ -227,9 +227,8 @@ pub fn signing_algorithms(provider: &ProviderKind<'_>) -> &'static [Algorithm] {
         Algorithm::Ed25519,
     ];
     match provider {
-        ProviderKind::Local(_) | ProviderKind::Pkcs11(_) => ALL,
+        ProviderKind::Local(_) | ProviderKind::Pkcs11(_) | ProviderKind::Gcp(_) => ALL,
         ProviderKind::Aws(_) => &[Algorithm::EcP256],
-        ProviderKind::Gcp(_) => &[],
     }
 }
 

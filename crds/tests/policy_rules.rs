@@ -117,13 +117,9 @@ fn signing_keys_are_made_where_a_provider_can_and_refused_with_the_reason_elsewh
     let pkcs11 = "{pkcs11: {tokenLabel: keyward}}";
     for algorithm in ["RSA3072", "RSA4096", "ECP256", "ED25519"] {
         key(pkcs11, algorithm, "Sign").validate().unwrap();
+        key(gcp, algorithm, "Sign").validate().unwrap();
     }
     for (provider, algorithm, expected) in [
-        (
-            gcp,
-            "ECP256",
-            "the gcp provider does not make signing keys in this release",
-        ),
         (
             aws,
             "ED25519",

@@ -1,9 +1,11 @@
 //! The double's state and the state rules of the Cloud KMS REST API:
 //! crypto keys, versions, primary versions, destruction, and the
-//! cryptographic calls.
+//! cryptographic calls (signing details in [`crate::signing`]).
 
 use crate::rotation;
+use crate::signing;
 use crate::wire::{self, Answer, Route, Status};
+use keyward_core::SecretBytes;
 use keyward_core::crypto::{self, RsaKeySize, RsaPrivateKey};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +15,8 @@ use std::time::{Duration, SystemTime};
 enum Material {
     Aes(Box<[u8; 32]>),
     Rsa(Box<RsaPrivateKey>),
+    /// A signing key's private half, PKCS#8 DER.
+    Signing(SecretBytes),
     Generating,
 }
 
@@ -138,8 +142,9 @@ fn key_json(name: &str, key: &Key) -> Value {
     value
 }
 
-/// Adds a version; RSA material is generated in the background, as Cloud
-/// KMS does (`PENDING_GENERATION` until then).
+/// Adds a version with the key's algorithm; asymmetric material (RSA-OAEP
+/// and signing keys) is generated in the background, as Cloud KMS does
+/// (`PENDING_GENERATION` until then).
 pub(crate) fn add_version(
     shared: &Shared,
     kms: &mut Kms,
@@ -154,24 +159,20 @@ pub(crate) fn add_version(
             ("ENABLED", Material::Aes(bytes))
         }
         algorithm => {
-            let size = if algorithm == "RSA_DECRYPT_OAEP_3072_SHA256" {
-                RsaKeySize::Bits3072
-            } else {
-                RsaKeySize::Bits4096
-            };
             let shared = shared.clone();
             let name = key_name.to_owned();
             tokio::spawn(async move {
-                let private = tokio::task::spawn_blocking(move || RsaPrivateKey::generate(size))
+                // RSA generation takes up to seconds: off the runtime.
+                let material = tokio::task::spawn_blocking(move || asymmetric_material(algorithm))
                     .await
-                    .expect("RSA key generation");
+                    .expect("asymmetric key generation");
                 let mut kms = shared.lock().unwrap();
                 if let Some(version) = kms
                     .keys
                     .get_mut(&name)
                     .and_then(|k| k.versions.get_mut(&number))
                 {
-                    version.material = Material::Rsa(Box::new(private));
+                    version.material = material;
                     version.state = "ENABLED";
                 }
             });
@@ -188,6 +189,31 @@ pub(crate) fn add_version(
         },
     );
     Ok(number)
+}
+
+/// Fresh material for an asymmetric version `algorithm` (one CreateCryptoKey
+/// accepted): a signing key, else an RSA-OAEP key.
+fn asymmetric_material(algorithm: &'static str) -> Material {
+    if let Some(scheme) = signing::scheme_of(algorithm) {
+        return Material::Signing(signing::generate(scheme));
+    }
+    let size = if algorithm == "RSA_DECRYPT_OAEP_3072_SHA256" {
+        RsaKeySize::Bits3072
+    } else {
+        RsaKeySize::Bits4096
+    };
+    Material::Rsa(Box::new(RsaPrivateKey::generate(size)))
+}
+
+/// Version `number` of `key` when it is ENABLED (so its material exists).
+fn enabled<'k>(key: &'k Key, name: &str, number: u32) -> Result<&'k Version, (Status, String)> {
+    let Some(version) = key.versions.get(&number) else {
+        return fail(Status::NotFound, format!("{name} not found."));
+    };
+    if version.state != "ENABLED" || matches!(version.material, Material::Generating) {
+        return Err(not_enabled(name, version.state));
+    }
+    Ok(version)
 }
 
 fn not_enabled(version_name: &str, state: &str) -> (Status, String) {
@@ -249,6 +275,7 @@ pub fn dispatch(
                     "GOOGLE_SYMMETRIC_ENCRYPTION"
                 }
                 ("ASYMMETRIC_DECRYPT", Some(a)) if a.starts_with("RSA_DECRYPT") => a,
+                ("ASYMMETRIC_SIGN", Some(a)) if signing::scheme_of(a).is_some() => a,
                 _ => {
                     return fail(
                         Status::InvalidArgument,
@@ -582,7 +609,30 @@ pub fn dispatch(
                 Err(_) => failed(),
             }
         }
-        "AsymmetricDecrypt" | "GetPublicKey" => {
+        "GetPublicKey" => {
+            let number = version_number()?;
+            let name = version_name(number);
+            let key = kms.key(&key_name)?;
+            if !matches!(key.purpose, "ASYMMETRIC_DECRYPT" | "ASYMMETRIC_SIGN") {
+                return fail(
+                    Status::FailedPrecondition,
+                    format!("{name} is not an asymmetric key version."),
+                );
+            }
+            let version = enabled(key, &name, number)?;
+            let pem = match (&version.material, signing::scheme_of(key.algorithm)) {
+                (Material::Rsa(private), _) => crypto::public_key_to_pem(&private.public_key()),
+                (Material::Signing(pkcs8), Some(scheme)) => signing::public_pem(scheme, pkcs8)?,
+                _ => return Err(not_enabled(&name, version.state)),
+            };
+            Ok(json!({
+                "pem": pem,
+                "algorithm": key.algorithm,
+                "name": name,
+                "protectionLevel": key.protection,
+            }))
+        }
+        "AsymmetricDecrypt" => {
             let number = version_number()?;
             let name = version_name(number);
             let key = kms.key(&key_name)?;
@@ -592,23 +642,9 @@ pub fn dispatch(
                     format!("{name} is not an ASYMMETRIC_DECRYPT key version."),
                 );
             }
-            let Some(version) = key.versions.get(&number) else {
-                return fail(Status::NotFound, format!("{name} not found."));
+            let Material::Rsa(private) = &enabled(key, &name, number)?.material else {
+                return fail(Status::InvalidArgument, "Decryption failed.");
             };
-            if version.state != "ENABLED" {
-                return Err(not_enabled(&name, version.state));
-            }
-            let Material::Rsa(private) = &version.material else {
-                return Err(not_enabled(&name, version.state));
-            };
-            if route.rpc == "GetPublicKey" {
-                return Ok(json!({
-                    "pem": crypto::public_key_to_pem(&private.public_key()),
-                    "algorithm": key.algorithm,
-                    "name": name,
-                    "protectionLevel": key.protection,
-                }));
-            }
             let ciphertext = wire::unb64(&body["ciphertext"])
                 .ok_or((Status::InvalidArgument, "invalid ciphertext".to_owned()))?;
             match private.decrypt(&ciphertext) {
@@ -618,6 +654,31 @@ pub fn dispatch(
                 })),
                 Err(_) => fail(Status::InvalidArgument, "Decryption failed."),
             }
+        }
+        "AsymmetricSign" => {
+            let number = version_number()?;
+            let name = version_name(number);
+            let key = kms.key(&key_name)?;
+            let scheme = signing::scheme_of(key.algorithm)
+                .filter(|_| key.purpose == "ASYMMETRIC_SIGN")
+                .ok_or_else(|| {
+                    (
+                        Status::InvalidArgument,
+                        format!("{name} is not an ASYMMETRIC_SIGN key version."),
+                    )
+                })?;
+            let Material::Signing(pkcs8) = &enabled(key, &name, number)?.material else {
+                return fail(Status::InvalidArgument, format!("{name} cannot sign."));
+            };
+            let signature = signing::sign(scheme, pkcs8, body)?;
+            // No CRC32C checksums: the provider sends none and checks none.
+            Ok(json!({
+                "signature": wire::b64(&signature),
+                "name": name,
+                "protectionLevel": key.protection,
+                "verifiedDigestCrc32c": false,
+                "verifiedDataCrc32c": false,
+            }))
         }
         other => fail(
             Status::NotFound,

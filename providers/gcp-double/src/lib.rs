@@ -1,10 +1,12 @@
 //! A test double of the Cloud KMS REST API (v1), written from Google's
 //! public REST reference. It implements only the calls the Keyward
 //! provider makes, with real cryptography (AES-256-GCM for symmetric keys,
-//! RSA-OAEP-SHA256 for asymmetric ones, both via `keyward_core::crypto`),
+//! RSA-OAEP-SHA256 for `ASYMMETRIC_DECRYPT` keys, RSA-PSS, ECDSA P-256 and
+//! Ed25519 for `ASYMMETRIC_SIGN` keys, all via `keyward_core::crypto`),
 //! the documented state rules and automatic rotation of symmetric keys
 //! (`rotationPeriod` + `nextRotationTime`). It is **not** Google's service:
-//! quotas, IAM, latency and exact error texts of the real service differ.
+//! quotas, IAM, latency and exact error texts of the real service differ,
+//! and CRC32C integrity fields are neither checked nor sent.
 //!
 //! Test-support code: a dev-dependency of `keyward-provider-gcp` and
 //! `keyward-e2e`, never of a shipped crate. Reach it with the provider's
@@ -20,6 +22,7 @@
 
 mod kms;
 mod rotation;
+mod signing;
 mod wire;
 
 use bytes::Bytes;

@@ -110,6 +110,9 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
         ("POST", ["cryptoKeys", _, "cryptoKeyVersions", _], Some("asymmetricDecrypt")) => {
             "AsymmetricDecrypt"
         }
+        ("POST", ["cryptoKeys", _, "cryptoKeyVersions", _], Some("asymmetricSign")) => {
+            "AsymmetricSign"
+        }
         ("GET", ["cryptoKeys", _, "cryptoKeyVersions", _, "publicKey"], None) => "GetPublicKey",
         _ => return None,
     };
@@ -181,8 +184,12 @@ pub const PURPOSES: &[(i64, &str)] = &[
 pub const PROTECTION_LEVELS: &[(i64, &str)] = &[(1, "SOFTWARE"), (2, "HSM"), (3, "EXTERNAL")];
 pub const ALGORITHMS: &[(i64, &str)] = &[
     (1, "GOOGLE_SYMMETRIC_ENCRYPTION"),
+    (3, "RSA_SIGN_PSS_3072_SHA256"),
+    (4, "RSA_SIGN_PSS_4096_SHA256"),
     (9, "RSA_DECRYPT_OAEP_3072_SHA256"),
     (10, "RSA_DECRYPT_OAEP_4096_SHA256"),
+    (12, "EC_SIGN_P256_SHA256"),
+    (40, "EC_SIGN_ED25519"),
 ];
 pub const STATES: &[(i64, &str)] = &[
     (1, "ENABLED"),

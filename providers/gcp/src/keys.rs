@@ -12,7 +12,7 @@ use google_cloud_kms_v1::model::crypto_key_version::{
 };
 use google_cloud_kms_v1::model::{CryptoKey, CryptoKeyVersion};
 use keyward_core::provider::{
-    KeyAlgorithm, KeyInfo, ProviderError, Result, VersionInfo, VersionState,
+    KeyAlgorithm, KeyInfo, ProviderError, Result, VersionInfo, VersionState, WrapAlgorithm,
 };
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,21 +27,36 @@ pub(crate) fn algorithm_of(key: &CryptoKey) -> Result<KeyAlgorithm> {
         .as_ref()
         .map(|t| t.algorithm.clone())
         .unwrap_or(CryptoKeyVersionAlgorithm::Unspecified);
-    match (&key.purpose, template) {
-        (CryptoKeyPurpose::EncryptDecrypt, _) => Ok(KeyAlgorithm::Aes256),
-        (
-            CryptoKeyPurpose::AsymmetricDecrypt,
-            CryptoKeyVersionAlgorithm::RsaDecryptOaep3072Sha256,
-        ) => Ok(KeyAlgorithm::Rsa3072),
-        (
-            CryptoKeyPurpose::AsymmetricDecrypt,
-            CryptoKeyVersionAlgorithm::RsaDecryptOaep4096Sha256,
-        ) => Ok(KeyAlgorithm::Rsa4096),
-        (purpose, algorithm) => Err(ProviderError::InvalidRequest(format!(
-            "crypto key `{}` ({purpose:?}, {algorithm:?}) is not a kind Keyward uses; Keyward keys are ENCRYPT_DECRYPT or RSA_DECRYPT_OAEP_3072/4096_SHA256",
-            key.name
-        ))),
+    // Any symmetric encryption key wraps; asymmetric keys must match one
+    // Keyward algorithm exactly (purpose and version template).
+    if key.purpose == CryptoKeyPurpose::EncryptDecrypt {
+        return Ok(KeyAlgorithm::Aes256);
     }
+    KeyAlgorithm::ALL
+        .into_iter()
+        .find(|a| purpose_of(*a) == key.purpose && version_algorithm(*a) == template)
+        .ok_or_else(|| ProviderError::InvalidRequest(format!(
+            "crypto key `{}` ({:?}, {template:?}) is not a kind Keyward uses; Keyward keys are ENCRYPT_DECRYPT, RSA_DECRYPT_OAEP_3072/4096_SHA256, RSA_SIGN_PSS_3072/4096_SHA256, EC_SIGN_P256_SHA256 or EC_SIGN_ED25519",
+            key.name, key.purpose
+        )))
+}
+
+/// The CryptoKey purpose that holds `algorithm`.
+pub(crate) fn purpose_of(algorithm: KeyAlgorithm) -> CryptoKeyPurpose {
+    if algorithm.is_sealing() {
+        CryptoKeyPurpose::AsymmetricDecrypt
+    } else if algorithm.signing().is_some() {
+        CryptoKeyPurpose::AsymmetricSign
+    } else {
+        CryptoKeyPurpose::EncryptDecrypt
+    }
+}
+
+/// Only symmetric (ENCRYPT_DECRYPT) keys have a primary version in Cloud
+/// KMS, get new versions ready at once and rotate automatically; sealing
+/// and signing keys have none of these.
+pub(crate) fn is_symmetric(algorithm: KeyAlgorithm) -> bool {
+    algorithm.wrap_algorithm() == Some(WrapAlgorithm::Symmetric)
 }
 
 pub(crate) fn version_algorithm(algorithm: KeyAlgorithm) -> CryptoKeyVersionAlgorithm {
@@ -81,14 +96,17 @@ pub(crate) fn version_info(version: &CryptoKeyVersion) -> Option<VersionInfo> {
 }
 
 /// Symmetric keys have a primary version in Cloud KMS; asymmetric keys do
-/// not, so Keyward's primary is the newest enabled version (or, with none
-/// enabled, the newest one not destroyed).
+/// not. A sealing key's primary is the newest enabled version (or, with
+/// none enabled, the newest one not destroyed). A signing key's is its
+/// newest version not destroyed, enabled or not: a signature must come
+/// from the version the last rotation made, so disabling it stops signing
+/// rather than falling back to an older key.
 pub(crate) fn primary_of(
     key: &CryptoKey,
     algorithm: KeyAlgorithm,
     versions: &[VersionInfo],
 ) -> u32 {
-    if !algorithm.is_sealing()
+    if is_symmetric(algorithm)
         && let Some(number) = key
             .primary
             .as_ref()
@@ -99,8 +117,12 @@ pub(crate) fn primary_of(
     let newest = |keep: &dyn Fn(&VersionInfo) -> bool| {
         versions.iter().filter(|v| keep(v)).map(|v| v.version).max()
     };
+    let not_destroyed = || newest(&|v| v.state != VersionState::Destroyed);
+    if algorithm.signing().is_some() {
+        return not_destroyed().unwrap_or(0);
+    }
     newest(&|v| v.state == VersionState::Enabled)
-        .or_else(|| newest(&|v| v.state != VersionState::Destroyed))
+        .or_else(not_destroyed)
         .unwrap_or(0)
 }
 
@@ -229,5 +251,59 @@ impl GcpKmsProvider {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(2));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use google_cloud_kms_v1::model::CryptoKeyVersionTemplate;
+
+    fn crypto_key(algorithm: KeyAlgorithm) -> CryptoKey {
+        CryptoKey::new()
+            .set_name("k")
+            .set_purpose(purpose_of(algorithm))
+            .set_version_template(
+                CryptoKeyVersionTemplate::new().set_algorithm(version_algorithm(algorithm)),
+            )
+    }
+
+    fn version(version: u32, state: VersionState) -> VersionInfo {
+        VersionInfo {
+            version,
+            state,
+            created_at: SystemTime::UNIX_EPOCH,
+            deletion_at: None,
+        }
+    }
+
+    #[test]
+    fn every_algorithm_is_read_back_from_the_key_it_makes() {
+        for algorithm in KeyAlgorithm::ALL {
+            assert_eq!(algorithm_of(&crypto_key(algorithm)).unwrap(), algorithm);
+        }
+        let mismatched =
+            crypto_key(KeyAlgorithm::EcP256).set_purpose(CryptoKeyPurpose::AsymmetricDecrypt);
+        assert!(matches!(
+            algorithm_of(&mismatched),
+            Err(ProviderError::InvalidRequest(m)) if m.contains("EC_SIGN_ED25519")
+        ));
+    }
+
+    #[test]
+    fn a_disabled_signing_primary_stays_primary_where_a_sealing_one_falls_back() {
+        let versions = [
+            version(1, VersionState::Enabled),
+            version(2, VersionState::Disabled),
+        ];
+        let signing = crypto_key(KeyAlgorithm::EcP256);
+        assert_eq!(primary_of(&signing, KeyAlgorithm::EcP256, &versions), 2);
+        let sealing = crypto_key(KeyAlgorithm::Rsa3072);
+        assert_eq!(primary_of(&sealing, KeyAlgorithm::Rsa3072, &versions), 1);
+        let destroyed = [
+            version(1, VersionState::Enabled),
+            version(2, VersionState::Destroyed),
+        ];
+        assert_eq!(primary_of(&signing, KeyAlgorithm::EcP256, &destroyed), 1);
     }
 }

@@ -5,7 +5,9 @@
 //! again; Keyward versions are CryptoKeyVersions. Symmetric keys wrap with
 //! `Encrypt`/`Decrypt` and the wrap context as additional authenticated
 //! data; RSA-OAEP keys (`ASYMMETRIC_DECRYPT`) publish their public key for
-//! offline sealing and unwrap with `AsymmetricDecrypt`. Native automatic
+//! offline sealing and unwrap with `AsymmetricDecrypt`; signing keys
+//! (`ASYMMETRIC_SIGN`: RSA-PSS, ECDSA P-256, Ed25519) sign with
+//! `AsymmetricSign` and publish each version's public key. Native automatic
 //! rotation is a provider-specific method ([`rotation`]).
 //!
 //! Built on the official `google-cloud-kms-v1` client (REST/JSON over
@@ -22,6 +24,7 @@ pub mod naming;
 mod provider;
 mod retry;
 pub mod rotation;
+mod signing;
 mod user_labels;
 
 pub use config::{CredentialSource, GcpKmsConfig, ProtectionLevel, RetrySettings, Timeouts};

@@ -3,23 +3,23 @@
 
 use crate::config::{GcpKmsConfig, ProtectionLevel};
 use crate::errors::At;
-use crate::keys::{algorithm_of, to_system_time, version_algorithm};
+use crate::keys::{algorithm_of, is_symmetric, purpose_of, to_system_time, version_algorithm};
 use crate::naming::{self, MANAGED_LABEL, OWNER_LABEL};
 use crate::retry::{Idempotent, retrying};
 use async_trait::async_trait;
 use google_cloud_gax::error::Error as GaxError;
 use google_cloud_kms_v1::client::KeyManagementService;
-use google_cloud_kms_v1::model::crypto_key::CryptoKeyPurpose;
 use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionState;
 use google_cloud_kms_v1::model::{
     CryptoKey, CryptoKeyVersion, CryptoKeyVersionTemplate, ProtectionLevel as GcpProtection,
 };
 use google_cloud_wkt::FieldMask;
+use keyward_core::crypto::signing::ToSign;
 use keyward_core::crypto::{RsaPublicKey, public_key_from_pem};
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, NativeRotation,
-    NativeSchedule, ProviderError, PublicKeyInfo, Result, Tags, VersionState, WrapAlgorithm,
-    WrapContext, WrappedDek, refuse_signing,
+    NativeSchedule, ProviderError, PublicKeyInfo, Result, Signature, Tags, VerifyingKey,
+    VersionState, WrapAlgorithm, WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -35,6 +35,8 @@ pub struct GcpKmsProvider {
     algorithms: Mutex<HashMap<String, KeyAlgorithm>>,
     /// Version name -> public key (a version's key pair never changes).
     public_keys: Mutex<HashMap<String, RsaPublicKey>>,
+    /// Version name -> a signing version's SubjectPublicKeyInfo DER.
+    pub(crate) verifying_keys: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl std::fmt::Debug for GcpKmsProvider {
@@ -55,6 +57,7 @@ impl GcpKmsProvider {
             config,
             algorithms: Mutex::new(HashMap::new()),
             public_keys: Mutex::new(HashMap::new()),
+            verifying_keys: Mutex::new(HashMap::new()),
         })
     }
 
@@ -104,11 +107,7 @@ impl GcpKmsProvider {
     }
 
     fn new_crypto_key(&self, spec: &KeySpec) -> CryptoKey {
-        let purpose = if spec.algorithm.is_sealing() {
-            CryptoKeyPurpose::AsymmetricDecrypt
-        } else {
-            CryptoKeyPurpose::EncryptDecrypt
-        };
+        let purpose = purpose_of(spec.algorithm);
         let protection = match self.config.protection_level {
             ProtectionLevel::Software => GcpProtection::Software,
             ProtectionLevel::Hsm => GcpProtection::Hsm,
@@ -153,7 +152,7 @@ impl GcpKmsProvider {
                 spec.algorithm.describe()
             )));
         }
-        if algorithm.is_sealing() {
+        if !is_symmetric(algorithm) {
             self.wait_generated(&existing.name, 1).await?;
         }
         self.info_of(&existing, Some(&spec.name)).await
@@ -227,15 +226,8 @@ impl GcpKmsProvider {
         {
             return Ok(known);
         }
-        let public = self
-            .call(
-                "GetPublicKey",
-                Idempotent::Yes,
-                At::version(key, version),
-                || self.client.get_public_key().set_name(&name).send(),
-            )
-            .await?;
-        let parsed = public_key_from_pem(&public.pem).map_err(|e| {
+        let pem = self.public_pem(key, version).await?;
+        let parsed = public_key_from_pem(&pem).map_err(|e| {
             ProviderError::InvalidRequest(format!(
                 "Cloud KMS returned an unusable public key for version {version} of `{key}`: {e}"
             ))
@@ -246,8 +238,24 @@ impl GcpKmsProvider {
         Ok(parsed)
     }
 
-    /// The version an asymmetric key seals to: the newest enabled one.
-    async fn sealing_version(&self, key: &str) -> Result<u32> {
+    /// The PEM public key of an asymmetric key's version (`GetPublicKey`).
+    pub(crate) async fn public_pem(&self, key: &str, version: u32) -> Result<String> {
+        let name = naming::version_name(key, version);
+        let public = self
+            .call(
+                "GetPublicKey",
+                Idempotent::Yes,
+                At::version(key, version),
+                || self.client.get_public_key().set_name(&name).send(),
+            )
+            .await?;
+        Ok(public.pem)
+    }
+
+    /// The primary version of an asymmetric key ([`crate::keys::primary_of`]),
+    /// refused unless enabled: what a sealing key seals to and a signing
+    /// key signs with.
+    pub(crate) async fn usable_primary(&self, key: &str) -> Result<u32> {
         let info = self.info(key).await?;
         match info
             .versions
@@ -280,7 +288,6 @@ impl KeyProvider for GcpKmsProvider {
     }
 
     async fn create_key(&self, spec: &KeySpec) -> Result<KeyInfo> {
-        refuse_signing(self.kind(), spec.algorithm)?;
         let id = naming::crypto_key_id(&spec.name)?;
         let name = format!("{}/cryptoKeys/{id}", self.config.key_ring);
         match self.get_key(&name).await {
@@ -311,14 +318,13 @@ impl KeyProvider for GcpKmsProvider {
         };
         tracing::info!(key = %name, algorithm = %spec.algorithm, "created Cloud KMS crypto key");
         self.remember_algorithm(&name, spec.algorithm);
-        if spec.algorithm.is_sealing() {
+        if !is_symmetric(spec.algorithm) {
             self.wait_generated(&name, 1).await?;
         }
         self.info_of(&created, Some(&spec.name)).await
     }
 
     async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
-        refuse_signing(self.kind(), spec.algorithm)?;
         self.adopt_by_reference(reference, spec).await
     }
 
@@ -359,8 +365,10 @@ impl KeyProvider for GcpKmsProvider {
                 version: current.primary_version,
             });
         }
+        // The new version takes the key's version template, so its
+        // algorithm is the key's.
         let next = self.create_version(&name).await?;
-        if current.algorithm.is_sealing() {
+        if !is_symmetric(current.algorithm) {
             self.wait_generated(&name, next).await?;
         } else {
             let id = next.to_string();
@@ -502,10 +510,10 @@ impl KeyProvider for GcpKmsProvider {
     async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
         let name = self.crypto_key_name(key_id)?;
         let algorithm = self.algorithm(&name).await?;
-        if algorithm.is_sealing() {
+        if algorithm.wrapping(&name)? == WrapAlgorithm::RsaOaepSha256 {
             // Cloud KMS has no asymmetric encrypt: seal locally with the
             // version's public key, exactly as offline sealing does.
-            let version = self.sealing_version(&name).await?;
+            let version = self.usable_primary(&name).await?;
             let public = self.version_public_key(&name, version).await?;
             return Ok(WrappedDek {
                 key_id: name,
@@ -543,7 +551,7 @@ impl KeyProvider for GcpKmsProvider {
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
         let name = self.crypto_key_name(&wrapped.key_id)?;
         let algorithm = self.algorithm(&name).await?;
-        if algorithm.wrap_algorithm() != Some(wrapped.algorithm) {
+        if algorithm.wrapping(&name)? != wrapped.algorithm {
             return Err(ProviderError::UnwrapFailed);
         }
         let at = At::version(&name, wrapped.version).decrypting();
@@ -593,7 +601,7 @@ impl KeyProvider for GcpKmsProvider {
         }
         let version = match version {
             Some(number) => number,
-            None => self.sealing_version(&name).await?,
+            None => self.usable_primary(&name).await?,
         };
         let public_key = self.version_public_key(&name, version).await?;
         let bits = if algorithm == KeyAlgorithm::Rsa4096 {
@@ -612,6 +620,14 @@ impl KeyProvider for GcpKmsProvider {
             version,
             public_key,
         })
+    }
+
+    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+        self.sign_with_primary(key_id, input).await
+    }
+
+    async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
+        self.verifying_key_of(key_id, version).await
     }
 
     /// Cloud KMS automatic rotation: each one is a new primary version.

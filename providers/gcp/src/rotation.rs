@@ -4,7 +4,7 @@
 //! `describe_key`. Asymmetric keys cannot rotate automatically.
 
 use crate::errors::At;
-use crate::keys::to_system_time;
+use crate::keys::{is_symmetric, to_system_time};
 use crate::provider::GcpKmsProvider;
 use crate::retry::Idempotent;
 use google_cloud_kms_v1::model::CryptoKey;
@@ -34,7 +34,7 @@ impl GcpKmsProvider {
     ) -> Result<()> {
         let name = self.crypto_key_name(key_id)?;
         let algorithm = self.algorithm(&name).await?;
-        if algorithm.is_sealing() {
+        if !is_symmetric(algorithm) {
             return Err(ProviderError::WrongKeyType {
                 key: name,
                 expected: "a symmetric key (Cloud KMS rotates only those automatically)",

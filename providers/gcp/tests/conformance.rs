@@ -1,5 +1,5 @@
 //! The shared provider conformance suite against the Cloud KMS REST test
-//! double (`keyward-gcp-double`), with real RSA-OAEP.
+//! double (`keyward-gcp-double`), with real RSA-OAEP and signing keys.
 mod common;
 
 use keyward_conformance::{Capabilities, run};
@@ -20,7 +20,11 @@ async fn gcp_provider_passes_the_conformance_suite() {
             per_version_state: true,
             tags: true,
             name_prefix: "gcp".into(),
-            signing: Vec::new(),
+            signing: vec![
+                KeyAlgorithm::RsaPss3072,
+                KeyAlgorithm::EcP256,
+                KeyAlgorithm::Ed25519,
+            ],
         },
     )
     .await;
