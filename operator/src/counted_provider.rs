@@ -239,8 +239,9 @@ impl KeyProvider for CountedProvider {
         self.timed("public_key", call).await
     }
 
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
-        self.timed("sign", self.inner.sign(key_id, input)).await
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
+        self.timed("sign", self.inner.sign(key_id, version, input))
+            .await
     }
 
     async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {

@@ -162,8 +162,14 @@ impl Asking<'_> {
                 "cannot read the ManagedKey; retry".to_owned()
             })?;
         let key_id = signing_key(key.as_ref(), &self.reference())?;
+        // The version the cluster reports primary, not the provider's own
+        // view, which may be behind a rotation (the local keyring cache).
+        let primary = key
+            .as_ref()
+            .and_then(|k| k.status.as_ref())
+            .and_then(|s| s.primary_version);
         let provider = self.unsealer.provider.wrapping_provider();
-        let signature = provider.sign(&key_id, input).await.map_err(|e| {
+        let signature = provider.sign(&key_id, primary, input).await.map_err(|e| {
             if e.is_retryable() {
                 format!("the key provider is unavailable ({e}); retry")
             } else {

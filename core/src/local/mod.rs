@@ -182,12 +182,18 @@ impl KeyProvider for LocalProvider {
         .await
     }
 
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
         let (key_id, input) = (key_id.to_owned(), input.clone());
         self.blocking(move |store| {
+            // A version the cached keyring lacks (a rotation elsewhere)
+            // misses, and the store reloads.
             store.read(|ring| {
                 let key = ring.find(&key_id)?;
-                wrap::sign(key, key.primary_for_wrap()?, &input)
+                let signing = match version {
+                    Some(number) => key.version_for_unwrap(number)?,
+                    None => key.primary_for_wrap()?,
+                };
+                wrap::sign(key, signing, &input)
             })
         })
         .await

@@ -131,8 +131,9 @@ impl<P: KeyProvider> KeyProvider for Deadline<P> {
         self.within(key_id, call).await
     }
 
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
-        self.within(key_id, self.inner.sign(key_id, input)).await
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
+        let call = self.inner.sign(key_id, version, input);
+        self.within(key_id, call).await
     }
 
     async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {

@@ -254,8 +254,8 @@ impl<P: KeyProvider> KeyProvider for DekCache<P> {
         self.inner.public_key(key_id, version).await
     }
 
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
-        self.inner.sign(key_id, input).await
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
+        self.inner.sign(key_id, version, input).await
     }
 
     async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {

@@ -115,10 +115,14 @@ pub trait KeyProvider: Send + Sync {
         self.wrap_dek(&wrapped.key_id, &dek, context).await
     }
 
-    /// Signs `input` with the primary version of a signing key
-    /// ([`KeyAlgorithm::signing`]). Providers without signing keys refuse.
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
-        let _ = input;
+    /// Signs `input` with `version` of a signing key
+    /// ([`KeyAlgorithm::signing`]), the primary when `None`; the version
+    /// must be enabled and not pending deletion. The webhook names the
+    /// version the cluster reports primary, so a provider's cached view
+    /// that is behind a rotation never signs with the old one. Providers
+    /// without signing keys refuse.
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
+        let _ = (version, input);
         Err(no_signing(self.kind(), key_id))
     }
 

@@ -419,8 +419,8 @@ impl KeyProvider for AwsKmsProvider {
         })
     }
 
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
-        self.sign_with_primary(key_id, input).await
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
+        self.sign_with(key_id, version, input).await
     }
 
     async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {

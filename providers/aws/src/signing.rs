@@ -19,16 +19,31 @@ use keyward_core::crypto::signing::{self, SigningAlgorithm, ToSign};
 use keyward_core::provider::{KeyAlgorithm, ProviderError, Result, Signature, VerifyingKey};
 
 impl AwsKmsProvider {
-    pub(crate) async fn sign_with_primary(&self, key: &str, input: &ToSign) -> Result<Signature> {
+    pub(crate) async fn sign_with(
+        &self,
+        key: &str,
+        version: Option<u32>,
+        input: &ToSign,
+    ) -> Result<Signature> {
         let key_id = self.key_id_for(key).await?;
         let scheme = self.signing_scheme(&key_id).await?;
         input
             .checked(scheme)
             .map_err(|e| ProviderError::InvalidRequest(e.to_string()))?;
-        if self.config.verify_key_state {
-            let resolved = self.resolve(&key_id, None).await?;
-            state_allows_use(&key_id, &resolved.primary)?;
-        }
+        // The primary alias, or the version's own alias when one is named.
+        let kms_ref = match version {
+            Some(number) => {
+                self.preflight(&key_id, number).await?;
+                naming::version_alias(&key_id, number)
+            }
+            None => {
+                if self.config.verify_key_state {
+                    let resolved = self.resolve(&key_id, None).await?;
+                    state_allows_use(&key_id, &resolved.primary)?;
+                }
+                key_id.clone()
+            }
+        };
         let (message, kind) = match input {
             ToSign::Message(message) => (message.clone(), MessageType::Raw),
             ToSign::Sha256(digest) => (digest.to_vec(), MessageType::Digest),
@@ -36,7 +51,7 @@ impl AwsKmsProvider {
         let output = match self
             .client
             .sign()
-            .key_id(&key_id)
+            .key_id(kms_ref)
             .message(Blob::new(message))
             .message_type(kind)
             .signing_algorithm(kms_signing_algorithm(scheme)?)

@@ -31,7 +31,7 @@ async fn an_ecp256_key_signs_and_openssl_verifies() {
         .unwrap();
     let data = b"keyward-1.0.0.tar.gz sha256 0123abcd\n";
     let input = ToSign::Message(data.to_vec());
-    let signed = provider.sign(&key.key_id, &input).await.unwrap();
+    let signed = provider.sign(&key.key_id, None, &input).await.unwrap();
     assert_eq!(
         (signed.version, signed.algorithm),
         (1, SigningAlgorithm::EcdsaP256Sha256)
@@ -64,7 +64,7 @@ async fn an_ecp256_key_signs_and_openssl_verifies() {
     );
 
     provider.rotate_key(&key.key_id).await.unwrap();
-    let second = provider.sign(&key.key_id, &input).await.unwrap();
+    let second = provider.sign(&key.key_id, None, &input).await.unwrap();
     assert_eq!(second.version, 2);
     let v1 = provider.verifying_key(&key.key_id, Some(1)).await.unwrap();
     assert_eq!(v1.spki_der, public.spki_der);
@@ -76,7 +76,7 @@ async fn an_ecp256_key_signs_and_openssl_verifies() {
         .set_version_enabled(&key.key_id, 2, false)
         .await
         .unwrap();
-    assert!(provider.sign(&key.key_id, &input).await.is_err());
+    assert!(provider.sign(&key.key_id, None, &input).await.is_err());
     let wrapped = provider
         .wrap_dek(
             &key.key_id,

@@ -39,6 +39,9 @@ pub struct Capabilities {
     /// The signing algorithms the provider makes; with none, creating a
     /// signing key must be refused.
     pub signing: Vec<KeyAlgorithm>,
+    /// RSA and ECDSA keys sign a SHA-256 digest sent alone (moto hashes
+    /// such a digest again, so its signatures are checked on messages).
+    pub signs_digests: bool,
 }
 
 impl Default for Capabilities {
@@ -54,6 +57,7 @@ impl Default for Capabilities {
                 KeyAlgorithm::EcP256,
                 KeyAlgorithm::Ed25519,
             ],
+            signs_digests: true,
         }
     }
 }

@@ -85,8 +85,8 @@ impl KeyProvider for CountingProvider<'_> {
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
         self.inner.public_key(key_id, version).await
     }
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
-        self.inner.sign(key_id, input).await
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
+        self.inner.sign(key_id, version, input).await
     }
     async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {
         self.inner.verifying_key(key_id, version).await

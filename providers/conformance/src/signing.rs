@@ -40,9 +40,10 @@ async fn one_algorithm(provider: &dyn KeyProvider, caps: &Capabilities, algorith
         .create_key(&spec(caps, "signing", algorithm))
         .await
         .unwrap_or_else(|e| panic!("[{CHECK}] create {algorithm}: {e}"));
-    let input = ToSign::for_data(scheme, b"release 1.2.3").unwrap();
+    // A message every scheme takes; the digest form is checked below.
+    let input = ToSign::Message(b"release 1.2.3".to_vec());
     let first = provider
-        .sign(&made.key_id, &input)
+        .sign(&made.key_id, None, &input)
         .await
         .unwrap_or_else(|e| panic!("[{CHECK}] sign {algorithm}: {e}"));
     assert_eq!(
@@ -58,7 +59,7 @@ async fn one_algorithm(provider: &dyn KeyProvider, caps: &Capabilities, algorith
     );
     signing::verify(scheme, &v1.spki_der, &input, &first.bytes)
         .unwrap_or_else(|e| panic!("[{CHECK}] {algorithm} signature: {e}"));
-    let other = ToSign::for_data(scheme, b"release 1.2.4").unwrap();
+    let other = ToSign::Message(b"release 1.2.4".to_vec());
     assert_eq!(
         signing::verify(scheme, &v1.spki_der, &other, &first.bytes),
         Err(SigningError::BadSignature),
@@ -70,13 +71,32 @@ async fn one_algorithm(provider: &dyn KeyProvider, caps: &Capabilities, algorith
         .await
         .unwrap_or_else(|e| panic!("[{CHECK}] rotate {algorithm}: {e}"));
     let second = provider
-        .sign(&made.key_id, &input)
+        .sign(&made.key_id, None, &input)
         .await
         .unwrap_or_else(|e| panic!("[{CHECK}] sign after rotation {algorithm}: {e}"));
     assert_eq!(
         second.version, 2,
         "[{CHECK}] {algorithm}: the new primary signs"
     );
+    // Named versions sign as named: what the webhook asks for.
+    let pinned = provider
+        .sign(&made.key_id, Some(1), &input)
+        .await
+        .unwrap_or_else(|e| panic!("[{CHECK}] sign with version 1 {algorithm}: {e}"));
+    assert_eq!(pinned.version, 1, "[{CHECK}] {algorithm}: version 1 named");
+    signing::verify(scheme, &v1.spki_der, &input, &pinned.bytes)
+        .unwrap_or_else(|e| panic!("[{CHECK}] {algorithm} version 1 named: {e}"));
+    if caps.signs_digests && scheme.signs_digest() {
+        let digest = ToSign::Sha256(input.sha256());
+        let by_digest = provider
+            .sign(&made.key_id, Some(2), &digest)
+            .await
+            .unwrap_or_else(|e| panic!("[{CHECK}] sign a digest {algorithm}: {e}"));
+        let v2 = verifying(provider, &made.key_id, Some(2)).await;
+        signing::verify(scheme, &v2.spki_der, &input, &by_digest.bytes).unwrap_or_else(|e| {
+            panic!("[{CHECK}] {algorithm}: a digest signs as its message: {e}")
+        });
+    }
     let v2 = verifying(provider, &made.key_id, Some(2)).await;
     signing::verify(scheme, &v2.spki_der, &input, &second.bytes)
         .unwrap_or_else(|e| panic!("[{CHECK}] {algorithm} version 2: {e}"));
@@ -96,7 +116,7 @@ async fn one_algorithm(provider: &dyn KeyProvider, caps: &Capabilities, algorith
             .await
             .unwrap_or_else(|e| panic!("[{CHECK}] disable {algorithm}: {e}"));
         assert!(
-            provider.sign(&made.key_id, &input).await.is_err(),
+            provider.sign(&made.key_id, None, &input).await.is_err(),
             "[{CHECK}] {algorithm}: a disabled primary signs nothing"
         );
         provider

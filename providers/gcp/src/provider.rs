@@ -256,12 +256,14 @@ impl GcpKmsProvider {
     /// refused unless enabled: what a sealing key seals to and a signing
     /// key signs with.
     pub(crate) async fn usable_primary(&self, key: &str) -> Result<u32> {
+        self.usable_version(key, None).await
+    }
+
+    /// `version` (the primary when `None`) when it is enabled.
+    pub(crate) async fn usable_version(&self, key: &str, version: Option<u32>) -> Result<u32> {
         let info = self.info(key).await?;
-        match info
-            .versions
-            .iter()
-            .find(|v| v.version == info.primary_version)
-        {
+        let wanted = version.unwrap_or(info.primary_version);
+        match info.versions.iter().find(|v| v.version == wanted) {
             Some(v) if v.state == VersionState::Enabled => Ok(v.version),
             Some(v) if v.state == VersionState::PendingDeletion => {
                 Err(ProviderError::PendingDeletion {
@@ -275,7 +277,7 @@ impl GcpKmsProvider {
             }),
             None => Err(ProviderError::UnknownVersion {
                 key: key.to_owned(),
-                version: info.primary_version,
+                version: wanted,
             }),
         }
     }
@@ -622,8 +624,8 @@ impl KeyProvider for GcpKmsProvider {
         })
     }
 
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
-        self.sign_with_primary(key_id, input).await
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
+        self.sign_with(key_id, version, input).await
     }
 
     async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {

@@ -33,9 +33,10 @@ impl Payload {
 
 impl GcpKmsProvider {
     /// [`KeyProvider::sign`](keyward_core::provider::KeyProvider::sign).
-    pub(crate) async fn sign_with_primary(
+    pub(crate) async fn sign_with(
         &self,
         key_id: &str,
+        version: Option<u32>,
         input: &ToSign,
     ) -> Result<Signature> {
         let name = self.crypto_key_name(key_id)?;
@@ -43,7 +44,7 @@ impl GcpKmsProvider {
         input
             .checked(scheme)
             .map_err(|e| ProviderError::InvalidRequest(e.to_string()))?;
-        let version = self.usable_primary(&name).await?;
+        let version = self.usable_version(&name, version).await?;
         let version_name = naming::version_name(&name, version);
         let payload = Payload::of(scheme, input);
         // Idempotent: a repeated request only makes another valid

@@ -25,6 +25,7 @@ async fn gcp_provider_passes_the_conformance_suite() {
                 KeyAlgorithm::EcP256,
                 KeyAlgorithm::Ed25519,
             ],
+            signs_digests: true,
         },
     )
     .await;

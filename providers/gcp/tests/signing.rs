@@ -141,7 +141,7 @@ async fn signatures_from_cloud_kms_verify_with_openssl() {
         );
 
         kms.reset_calls();
-        let signed = provider.sign(&key.key_id, &input).await.unwrap();
+        let signed = provider.sign(&key.key_id, None, &input).await.unwrap();
         assert_eq!((signed.version, signed.algorithm), (1, scheme));
         assert_eq!(kms.calls("AsymmetricSign"), 1);
         let public = provider.verifying_key(&key.key_id, None).await.unwrap();
@@ -191,7 +191,7 @@ async fn refusals_and_throttling_of_asymmetric_sign() {
         .await
         .unwrap();
     let input = ToSign::Sha256(sha256(b"v1.0.0"));
-    let first = provider.sign(&key.key_id, &input).await.unwrap();
+    let first = provider.sign(&key.key_id, None, &input).await.unwrap();
     let rotated = provider.rotate_key(&key.key_id).await.unwrap();
     assert_eq!(rotated.primary_version, 2);
     assert_eq!(kms.key(&key.key_id).unwrap().versions, 2);
@@ -206,7 +206,7 @@ async fn refusals_and_throttling_of_asymmetric_sign() {
     assert_eq!(described.primary_version, 2);
     kms.reset_calls();
     assert_eq!(
-        provider.sign(&key.key_id, &input).await.unwrap_err(),
+        provider.sign(&key.key_id, None, &input).await.unwrap_err(),
         ProviderError::VersionDisabled {
             key: key.key_id.clone(),
             version: 2
@@ -233,19 +233,26 @@ async fn refusals_and_throttling_of_asymmetric_sign() {
         .set_version_enabled(&key.key_id, 2, true)
         .await
         .unwrap();
-    assert_eq!(provider.sign(&key.key_id, &input).await.unwrap().version, 2);
+    assert_eq!(
+        provider
+            .sign(&key.key_id, None, &input)
+            .await
+            .unwrap()
+            .version,
+        2
+    );
 
     // Two throttles are absorbed by the retries (3 attempts)...
     kms.reset_calls();
     kms.throttle(2, Some("AsymmetricSign"));
-    let signed = provider.sign(&key.key_id, &input).await.unwrap();
+    let signed = provider.sign(&key.key_id, None, &input).await.unwrap();
     assert_eq!(kms.calls("AsymmetricSign"), 3, "2 throttled + 1 success");
     let public = provider.verifying_key(&key.key_id, None).await.unwrap();
     signing::verify(signed.algorithm, &public.spki_der, &input, &signed.bytes).unwrap();
     // ...more than the attempts are a retryable Throttled error.
     kms.reset_calls();
     kms.throttle(10, Some("AsymmetricSign"));
-    let error = provider.sign(&key.key_id, &input).await.unwrap_err();
+    let error = provider.sign(&key.key_id, None, &input).await.unwrap_err();
     assert!(
         matches!(&error, ProviderError::Throttled(m) if m.contains("RESOURCE_EXHAUSTED")),
         "{error:?}"
@@ -269,16 +276,19 @@ async fn refusals_and_throttling_of_asymmetric_sign() {
         .unwrap();
     kms.reset_calls();
     assert!(matches!(
-        provider.sign(&ed25519.key_id, &input).await.unwrap_err(),
+        provider.sign(&ed25519.key_id, None, &input).await.unwrap_err(),
         ProviderError::InvalidRequest(m) if m.contains("Ed25519")
     ));
     let too_long = ToSign::Message(vec![0; signing::MAX_MESSAGE + 1]);
     assert!(matches!(
-        provider.sign(&ed25519.key_id, &too_long).await.unwrap_err(),
+        provider
+            .sign(&ed25519.key_id, None, &too_long)
+            .await
+            .unwrap_err(),
         ProviderError::InvalidRequest(_)
     ));
     assert!(matches!(
-        provider.sign(&aes.key_id, &input).await.unwrap_err(),
+        provider.sign(&aes.key_id, None, &input).await.unwrap_err(),
         ProviderError::WrongKeyType { .. }
     ));
     assert!(matches!(
@@ -361,7 +371,7 @@ async fn a_signing_key_made_elsewhere_is_adopted_and_signs() {
     assert_eq!(labels.get("team").map(String::as_str), Some("release"));
 
     let input = ToSign::Sha256(sha256(b"manifest"));
-    let signed = provider.sign(&name, &input).await.unwrap();
+    let signed = provider.sign(&name, None, &input).await.unwrap();
     let public = provider.verifying_key(&name, None).await.unwrap();
     assert!(openssl_accepts(
         public.algorithm,

@@ -465,14 +465,17 @@ impl KeyProvider for Pkcs11Provider {
         .await
     }
 
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
         let (key_id, input) = (key_id.to_owned(), input.clone());
         self.run(move |session, shared| {
             let meta = load_settled(session, shared, &key_id)?.meta;
             let _reading = read(&shared.objects);
             let algorithm = signing_scheme(&meta)?;
-            // Like wrapping: only an enabled primary signs.
-            let version = meta.primary_for_wrap()?;
+            // Like wrapping: only an enabled version signs.
+            let version = match version {
+                Some(number) => meta.version_for_unwrap(number)?,
+                None => meta.primary_for_wrap()?,
+            };
             let bytes = signing::sign(session, &meta.key.id, version, algorithm, &input)?;
             Ok(Signature {
                 key_id: meta.key.id.clone(),

@@ -149,6 +149,7 @@ async fn conformance_suite_passes_on_softhsm2() {
                 KeyAlgorithm::EcP256,
                 KeyAlgorithm::Ed25519,
             ],
+            signs_digests: true,
             tags: false,
         },
     )
@@ -694,7 +695,7 @@ async fn signing_key_pairs_sign_only_inside_the_token() {
         .unwrap();
     let input = ToSign::Sha256(sha256(b"artefact"));
     for refused in [
-        provider.sign(&aes.key_id, &input).await.map(|_| ()),
+        provider.sign(&aes.key_id, None, &input).await.map(|_| ()),
         provider.verifying_key(&aes.key_id, None).await.map(|_| ()),
     ] {
         assert!(
@@ -703,14 +704,14 @@ async fn signing_key_pairs_sign_only_inside_the_token() {
         );
     }
     // Ed25519 signs messages, not digests, and no scheme signs a long message.
-    match provider.sign(&ed.key_id, &input).await {
+    match provider.sign(&ed.key_id, None, &input).await {
         Err(ProviderError::InvalidRequest(why)) => {
             assert_eq!(why, SigningError::DigestForEd25519.to_string());
         }
         other => panic!("a digest for Ed25519 was answered with {other:?}"),
     }
     let long = ToSign::Message(vec![0; MAX_MESSAGE + 1]);
-    match provider.sign(&ec.key_id, &long).await {
+    match provider.sign(&ec.key_id, None, &long).await {
         Err(ProviderError::InvalidRequest(why)) => assert!(why.contains("at most"), "{why}"),
         other => panic!("an over-long message was answered with {other:?}"),
     }
@@ -776,7 +777,7 @@ async fn token_signatures_verify_with_openssl() {
         } else {
             ToSign::Message(artefact.clone())
         };
-        let signature = provider.sign(&key.key_id, &input).await.unwrap();
+        let signature = provider.sign(&key.key_id, None, &input).await.unwrap();
         let public = provider.verifying_key(&key.key_id, None).await.unwrap();
         assert_eq!(public.version, signature.version);
         std::fs::write(dir.path().join("sig"), &signature.bytes).unwrap();

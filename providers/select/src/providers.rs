@@ -354,8 +354,8 @@ impl KeyProvider for Providers {
         self.for_key_id(key_id)?.public_key(key_id, version).await
     }
 
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature> {
-        self.for_key_id(key_id)?.sign(key_id, input).await
+    async fn sign(&self, key_id: &str, version: Option<u32>, input: &ToSign) -> Result<Signature> {
+        self.for_key_id(key_id)?.sign(key_id, version, input).await
     }
 
     async fn verifying_key(&self, key_id: &str, version: Option<u32>) -> Result<VerifyingKey> {

@@ -134,8 +134,13 @@ impl<P: KeyProvider> KeyProvider for CountUnwraps<P> {
     ) -> Result<PublicKeyInfo, ProviderError> {
         self.0.public_key(key_id, version).await
     }
-    async fn sign(&self, key_id: &str, input: &ToSign) -> Result<Signature, ProviderError> {
-        self.0.sign(key_id, input).await
+    async fn sign(
+        &self,
+        key_id: &str,
+        version: Option<u32>,
+        input: &ToSign,
+    ) -> Result<Signature, ProviderError> {
+        self.0.sign(key_id, version, input).await
     }
     async fn verifying_key(
         &self,
@@ -217,7 +222,7 @@ impl KeyProvider for DecryptOnly {
     }
     /// Signing is asked of [`DecryptOnly::wrapping_provider`], after the
     /// signature request's own authorisation.
-    async fn sign(&self, _: &str, _: &ToSign) -> Result<Signature, ProviderError> {
+    async fn sign(&self, _: &str, _: Option<u32>, _: &ToSign) -> Result<Signature, ProviderError> {
         Err(refused())
     }
     async fn verifying_key(
