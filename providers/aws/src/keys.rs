@@ -364,6 +364,38 @@ impl AwsKmsProvider {
         Ok(self.resolve(key_id, None).await?.algorithm)
     }
 
+    /// `GetPublicKey` of `version` (the primary when `None`): the version
+    /// and its SubjectPublicKeyInfo DER.
+    pub(crate) async fn public_key_der(
+        &self,
+        key_id: &str,
+        version: Option<u32>,
+    ) -> Result<(u32, Vec<u8>)> {
+        let (kms_ref, at) = match version {
+            Some(number) => (
+                naming::version_alias(key_id, number),
+                At::version(key_id, number),
+            ),
+            None => (key_id.to_owned(), At::key(key_id)),
+        };
+        let output = self
+            .client
+            .get_public_key()
+            .key_id(kms_ref)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, at))?;
+        let version = match version {
+            Some(number) => number,
+            None => self.version_of(key_id, output.key_id()).await?,
+        };
+        let der = output
+            .public_key
+            .ok_or_else(|| ProviderError::Unavailable("GetPublicKey returned no key".into()))?
+            .into_inner();
+        Ok((version, der))
+    }
+
     pub(crate) fn forget(&self, key_id: &str) {
         self.algorithms.lock().expect("cache lock").remove(key_id);
     }

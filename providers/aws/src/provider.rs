@@ -388,28 +388,8 @@ impl KeyProvider for AwsKmsProvider {
                 actual: algorithm.describe(),
             });
         }
-        let (kms_ref, at) = match version {
-            Some(number) => (
-                naming::version_alias(&key_id, number),
-                At::version(&key_id, number),
-            ),
-            None => (key_id.clone(), At::key(&key_id)),
-        };
-        let output = self
-            .client
-            .get_public_key()
-            .key_id(kms_ref)
-            .send()
-            .await
-            .map_err(|e| from_sdk(e, at))?;
-        let version = match version {
-            Some(number) => number,
-            None => self.version_of(&key_id, output.key_id()).await?,
-        };
-        let der = output
-            .public_key()
-            .ok_or_else(|| ProviderError::Unavailable("GetPublicKey returned no key".into()))?;
-        let public_key = RsaPublicKey::from_spki_der(der.as_ref()).map_err(|e| {
+        let (version, der) = self.public_key_der(&key_id, version).await?;
+        let public_key = RsaPublicKey::from_spki_der(&der).map_err(|e| {
             ProviderError::InvalidRequest(format!("AWS KMS returned an unusable public key: {e}"))
         })?;
         Ok(PublicKeyInfo {

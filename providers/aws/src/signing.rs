@@ -85,28 +85,7 @@ impl AwsKmsProvider {
     ) -> Result<VerifyingKey> {
         let key_id = self.key_id_for(key).await?;
         let scheme = self.signing_scheme(&key_id).await?;
-        let (kms_ref, at) = match version {
-            Some(number) => (
-                naming::version_alias(&key_id, number),
-                At::version(&key_id, number),
-            ),
-            None => (key_id.clone(), At::key(&key_id)),
-        };
-        let output = self
-            .client
-            .get_public_key()
-            .key_id(kms_ref)
-            .send()
-            .await
-            .map_err(|e| from_sdk(e, at))?;
-        let version = match version {
-            Some(number) => number,
-            None => self.version_of(&key_id, output.key_id()).await?,
-        };
-        let spki_der = output
-            .public_key
-            .ok_or_else(|| ProviderError::Unavailable("GetPublicKey returned no key".into()))?
-            .into_inner();
+        let (version, spki_der) = self.public_key_der(&key_id, version).await?;
         if signing::scheme_of(&spki_der) != Some(scheme) {
             return Err(ProviderError::InvalidRequest(format!(
                 "AWS KMS returned a public key for {key_id} version {version} that is not {}",
