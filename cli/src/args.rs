@@ -52,6 +52,9 @@ pub enum Command {
     /// published public keys (every version but Compromised ones) or with a
     /// PEM public key file, offline.
     Verify(VerifyArgs),
+    /// Two-person destruction: request, approve, or show the request and
+    /// approval on a ManagedKey (docs/operations.md).
+    Destruction(DestructionArgs),
     /// Find plaintext Secrets and hard-coded key material in a repository
     /// (Kubernetes Secrets, PEM private keys, AWS secret keys, secrets in
     /// container env, Helm values, .env, .tfvars and .properties files),
@@ -147,6 +150,49 @@ pub struct VerifyArgs {
     pub namespace: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
+}
+
+#[derive(Args)]
+pub struct DestructionArgs {
+    #[command(subcommand)]
+    pub command: DestructionCommand,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Subcommand)]
+pub enum DestructionCommand {
+    /// Ask for a guarded change (a second user approves it).
+    Request {
+        /// The ManagedKey, as NAME or NAMESPACE/NAME.
+        key: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// What to do; repeat for several.
+        #[arg(long = "action", required = true, value_parser = ["Destroy", "ForceDestroy", "Delete", "DisablePolicy"])]
+        actions: Vec<String>,
+        /// Why, for the audit log (annotation keyward.io/reason).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Approve the request on the key (you must not be its author).
+    Approve {
+        /// The ManagedKey, as NAME or NAMESPACE/NAME.
+        key: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Only approve a request for exactly these actions (guards against
+        /// approving a request changed since you read it); repeat for several.
+        #[arg(long = "action", value_parser = ["Destroy", "ForceDestroy", "Delete", "DisablePolicy"])]
+        actions: Vec<String>,
+    },
+    /// Show the request and approval on the key, and what is missing.
+    Show {
+        /// The ManagedKey, as NAME or NAMESPACE/NAME.
+        key: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Args)]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const FIELD_MANAGER: &str = "keyward-cli";
 
 /// The ManagedKey `key` names, read now.
-async fn target(
+pub(crate) async fn target(
     cluster: &Cluster,
     namespace: Option<&str>,
     key: &str,
@@ -314,7 +314,12 @@ pub async fn compromise(args: CompromiseArgs) -> Result<()> {
     Ok(())
 }
 
-async fn patch(cluster: &Cluster, namespace: &str, name: &str, body: Value) -> Result<()> {
+pub(crate) async fn patch(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    body: Value,
+) -> Result<()> {
     let api: Api<ManagedKey> = Api::namespaced(cluster.client.clone(), namespace);
     api.patch(
         name,
@@ -330,6 +335,14 @@ async fn patch(cluster: &Cluster, namespace: &str, name: &str, body: Value) -> R
         kube::Error::Api(status) if status.code == 400 || status.code == 422 => anyhow!(
             "ManagedKey {namespace}/{name} refused the change: {}",
             status.message.trim()
+        ),
+        kube::Error::Api(status) if status.message.contains("denied the request") => anyhow!(
+            "Keyward refused the change to ManagedKey {namespace}/{name}: {}",
+            status
+                .message
+                .split_once("denied the request: ")
+                .map_or(status.message.as_str(), |(_, why)| why)
+                .trim()
         ),
         _ => kube_client::explain(
             e,

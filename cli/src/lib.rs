@@ -11,6 +11,7 @@ mod cluster;
 mod cluster_key;
 mod completion;
 mod day2;
+mod destruction;
 mod inspect;
 mod keyring;
 mod kube_client;
@@ -63,6 +64,7 @@ pub fn main() -> ExitCode {
             Command::Compromise(args) => day2::compromise(args).await,
             Command::Sign(args) => sign::run(args).await,
             Command::Verify(args) => verify::run(args).await,
+            Command::Destruction(args) => destruction::run(args).await,
             Command::Lint(args) => lint::run(args),
             Command::Completion { shell } => {
                 completion::print(shell);
@@ -96,6 +98,7 @@ fn holds_secrets(command: &Command) -> bool {
         | Command::Rotate(_)
         | Command::Compromise(_)
         | Command::Sign(_)
+        | Command::Destruction(_)
         | Command::Verify(_)
         // It reads whatever secrets the repository holds.
         | Command::Lint(_) => true,

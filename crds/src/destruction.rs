@@ -349,7 +349,7 @@ pub fn parse_request(value: &str) -> Result<Request, String> {
     })
 }
 
-fn parse_approval(value: &str) -> Result<Approval, String> {
+pub fn parse_approval(value: &str) -> Result<Approval, String> {
     serde_json::from_str(value).map_err(|e| {
         format!("{APPROVAL} is not stamped by admission ({e}); write the plain form, {APPROVAL}=approve, with Keyward's mutating webhook installed")
     })

@@ -27,6 +27,14 @@ pub fn exec_plugin(dir: &Path) -> Result<PathBuf> {
     write(dir, "exec-kubeconfig", &config)
 }
 
+/// The cluster's kubeconfig acting as `user` (`as:`, impersonation by
+/// the tests' admin), so the API server's `userInfo` names `user`.
+pub fn impersonating(dir: &Path, user: &str) -> Result<PathBuf> {
+    let (mut config, _) = current()?;
+    config["users"][0]["user"]["as"] = serde_yaml_ng::Value::String(user.to_owned());
+    write(dir, &format!("kubeconfig-as-{user}"), &config)
+}
+
 /// `$KUBECONFIG` parsed, and its first user's token.
 fn current() -> Result<(serde_yaml_ng::Value, String)> {
     let path = std::env::var_os("KUBECONFIG").context("KUBECONFIG")?;

@@ -49,7 +49,7 @@ async fn destruction_under_the_two_person_policy_needs_a_second_users_approval()
                 key_policy_flow(&client, &ns, &alice, &bob, &webhook).await?;
                 let audit = dir.path().join("operator-audit.log");
                 operator_names_both(&audit, &format!("{ns}/guarded")).await?;
-                namespace_policy_flow(&client, &ns, &alice, &bob).await?;
+                namespace_policy_flow(&client, &ns, &alice).await?;
                 operator_names_both(&audit, &format!("{ns}/team")).await
             }
             .await;
@@ -223,15 +223,9 @@ async fn key_policy_flow(
 
 /// The namespace's label puts a key without the field under the policy:
 /// deleting it (deletion policy Delete) needs the same two people.
-async fn namespace_policy_flow(
-    client: &Client,
-    ns: &str,
-    alice: &Client,
-    bob: &Client,
-) -> Result<()> {
+async fn namespace_policy_flow(client: &Client, ns: &str, alice: &Client) -> Result<()> {
     let admin: Api<ManagedKey> = Api::namespaced(client.clone(), ns);
     let as_alice: Api<ManagedKey> = Api::namespaced(alice.clone(), ns);
-    let as_bob: Api<ManagedKey> = Api::namespaced(bob.clone(), ns);
     let key: ManagedKey = serde_json::from_value(json!({
         "apiVersion": "keyward.io/v1alpha1", "kind": "ManagedKey",
         "metadata": {"name": "team"}, "spec": {"provider": {"local": {}}},
@@ -248,11 +242,75 @@ async fn namespace_policy_flow(
         }
         other => bail!("alice alone deleted a key under the namespace's policy: {other:?}"),
     }
-    annotate(&as_alice, "team", REQUEST, "Delete").await?;
-    annotate(&as_bob, "team", APPROVAL, "approve").await?;
+    // The same two steps with the CLI, as each user.
+    let reference = format!("{ns}/team");
+    let said = cli_as(
+        "alice",
+        &[
+            "request",
+            &reference,
+            "--action",
+            "Delete",
+            "--reason",
+            "e2e: retire",
+        ],
+    )
+    .await?;
+    ensure!(
+        said.contains("requested Delete") && said.contains("as alice"),
+        "{said}"
+    );
+    let refused = cli_as("alice", &["approve", &reference]).await;
+    ensure!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("a different user must approve")),
+        "alice approved her own request: {refused:?}"
+    );
+    let mismatch = cli_as("bob", &["approve", &reference, "--action", "Destroy"]).await;
+    ensure!(
+        mismatch.as_ref().is_err_and(|e| e
+            .to_string()
+            .contains("is for Delete (by alice), not Destroy")),
+        "bob approved a request he did not read: {mismatch:?}"
+    );
+    let said = cli_as("bob", &["approve", &reference, "--action", "Delete"]).await?;
+    ensure!(
+        said.contains("approved alice's request for Delete") && said.contains("as bob"),
+        "{said}"
+    );
+    let shown = cli_as("alice", &["show", &reference]).await?;
+    ensure!(
+        shown.contains("request:  Delete by alice") && shown.contains("approval: by bob"),
+        "{shown}"
+    );
     delete_and_wait_gone(&as_alice, "team").await?;
-    println!("with bob's approval alice deleted team; the operator scheduled its destruction");
+    println!(
+        "with bob's approval (keyward destruction approve) alice deleted team; the operator scheduled its destruction"
+    );
     Ok(())
+}
+
+/// `keyward destruction ARGS` as `user`: its stdout and stderr, or its
+/// error output when it fails.
+async fn cli_as(user: &str, args: &[&str]) -> Result<String> {
+    let cli = keyward_e2e::binaries::build_binary("keyward", "keyward", false).await?;
+    let dir = std::env::temp_dir().join(format!("keyward-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let kubeconfig = keyward_e2e::kubeconfig::impersonating(&dir, user)?;
+    let out = tokio::process::Command::new(cli)
+        .arg("destruction")
+        .args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(out.status.success(), "{text}");
+    Ok(text)
 }
 
 /// The operator's `key.schedule-deletion` record for `subject` names the
