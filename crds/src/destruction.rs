@@ -238,8 +238,13 @@ fn approved(
 ) -> Result<Approved, String> {
     let wanted = names(guarded.iter().copied());
     let name = key.metadata.name.as_deref().unwrap_or("KEY");
+    let reference = match key.metadata.namespace.as_deref() {
+        Some(namespace) => format!("{namespace}/{name}"),
+        None => name.to_owned(),
+    };
+    let flags: String = guarded.iter().map(|a| format!(" --action {a}")).collect();
     let ask = format!(
-        "two-person destruction applies to this ManagedKey, so {wanted} needs a request by one user and an approval by another. Request: kubectl annotate managedkey {name} {REQUEST}={} --overwrite; then a different user approves: kubectl annotate managedkey {name} {APPROVAL}=approve --overwrite; then repeat this change",
+        "two-person destruction applies to this ManagedKey, so {wanted} needs a request by one user and an approval by another. Request: keyward destruction request {reference}{flags} --reason ... (or kubectl annotate managedkey {name} {REQUEST}={} --overwrite); then a different user approves: keyward destruction approve {reference}{flags} (or kubectl annotate managedkey {name} {APPROVAL}=approve --overwrite); then repeat this change",
         action_list(guarded)
     );
     let Some(request) = annotation(key, REQUEST) else {
