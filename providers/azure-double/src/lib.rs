@@ -1,0 +1,372 @@
+//! A test double of the Azure Key Vault keys REST API, written from
+//! Microsoft's public REST reference and checked against the official
+//! Azure SDK for Rust (`azure_security_keyvault_keys`) in this crate's
+//! tests. It serves HTTPS on a loopback port with challenge-based bearer
+//! authentication, and implements only the calls a Keyward provider
+//! makes, with real cryptography (RSA-OAEP-256 wrap/unwrap, PS256 and
+//! ES256 signatures, all via `keyward_core::crypto`), per-version
+//! attributes and tags, rotation and rotation policies, and soft delete
+//! with retention and purge protection. It is **not** Microsoft's
+//! service: RBAC, quotas, latency, Managed HSM (`oct-HSM`), key release,
+//! import/backup and exact error texts differ or are missing.
+//!
+//! Test-support code: a dev-dependency of a provider's tests, never of a
+//! shipped crate. Point the SDK at [`Double::vault_url`], trust
+//! [`Double::ca_pem`], present [`Double::token`] (see `tests/sdk/client.rs` for
+//! the `KeyClientOptions` this takes).
+//!
+//! Test hooks: answer `429 Throttled` N times ([`Double::throttle`]),
+//! answer `503` to everything ([`Double::set_down`]), count calls
+//! ([`Double::calls`]), look at a key ([`Double::key`]), purge a deleted
+//! key as its schedule would ([`Double::fire_scheduled_purge`]) and run a
+//! rotation policy's rotation now ([`Double::fire_policy_rotation`]).
+#![forbid(unsafe_code)]
+
+mod jwk;
+mod material;
+mod ops;
+mod policy;
+mod render;
+mod snapshot;
+mod tls;
+mod vault;
+mod wire;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+
+pub use jwk::ecdsa_raw_to_der;
+pub use snapshot::{DeletedSnapshot, KeySnapshot, VersionSnapshot};
+pub use wire::API_VERSIONS;
+
+/// How the vault the double plays is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The Entra tenant named in the authentication challenge.
+    pub tenant: String,
+    /// The only bearer token accepted (a test credential returns it).
+    pub token: String,
+    /// Soft-delete retention, 7 to 90 days (Key Vault's range).
+    pub retention_days: u32,
+    /// Refuse purges of deleted keys (they go only when their time comes,
+    /// see [`Double::fire_scheduled_purge`]).
+    pub purge_protection: bool,
+    /// Versions per page of `GET /keys/NAME/versions` when the client
+    /// does not say (`maxresults`); small, so paging is exercised.
+    pub page_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tenant: "00000000-0000-0000-0000-00000000c0de".to_owned(),
+            token: "keyward-test-token".to_owned(),
+            retention_days: 90,
+            purge_protection: false,
+            page_size: 2,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Answer this many requests with 429.
+    throttle: u32,
+    /// Only requests to this operation (e.g. `UnwrapKey`) are throttled.
+    throttle_only: Option<&'static str>,
+    calls: HashMap<&'static str, u32>,
+}
+
+struct Shared {
+    vault: vault::Shared,
+    faults: Mutex<Faults>,
+    down: AtomicBool,
+    tenant: String,
+    token: Mutex<String>,
+}
+
+/// A running double on a loopback port; stops on drop.
+pub struct Double {
+    pub addr: SocketAddr,
+    ca_pem: String,
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Double {
+    pub async fn start() -> Double {
+        Double::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Double {
+        assert!(
+            (7..=90).contains(&options.retention_days),
+            "Key Vault retains deleted keys 7 to 90 days"
+        );
+        assert!(options.page_size > 0, "a page holds at least one version");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port for the Key Vault double");
+        let addr = listener.local_addr().expect("local address");
+        let tls = tls::generate();
+        let settings = vault::Settings {
+            url: format!("https://{addr}"),
+            retention_days: options.retention_days,
+            purge_protection: options.purge_protection,
+            page_size: options.page_size,
+        };
+        let shared = Arc::new(Shared {
+            vault: Arc::new(Mutex::new(vault::Vault {
+                settings,
+                keys: HashMap::new(),
+            })),
+            faults: Mutex::new(Faults::default()),
+            down: AtomicBool::new(false),
+            tenant: options.tenant,
+            token: Mutex::new(options.token),
+        });
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
+        let accept = {
+            let shared = shared.clone();
+            let tasks = tasks.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    let acceptor = acceptor.clone();
+                    let connection = tokio::spawn(async move {
+                        // A failed handshake (a client that does not trust
+                        // the CA) just ends the connection.
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        let service = service_fn(move |request| handle(shared.clone(), request));
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                    tasks.lock().unwrap().push(connection.abort_handle());
+                }
+            })
+        };
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Double {
+            addr,
+            ca_pem: tls.ca_pem,
+            shared,
+            tasks,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`, the vault URL to give the client.
+    pub fn vault_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The PEM of this start's CA, which signed the serving certificate
+    /// (for `localhost` and `127.0.0.1`).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The bearer token the double accepts.
+    pub fn token(&self) -> String {
+        self.shared.token.lock().unwrap().clone()
+    }
+
+    /// Accept `token` from now on (and only it): a test of token refresh
+    /// or of a revoked token.
+    pub fn set_token(&self, token: &str) {
+        *self.shared.token.lock().unwrap() = token.to_owned();
+    }
+
+    /// Answers the next `times` authenticated requests (to `only`, if
+    /// given, e.g. `"UnwrapKey"`) with `429 Throttled` and `Retry-After: 1`.
+    pub fn throttle(&self, times: u32, only: Option<&'static str>) {
+        let mut faults = self.shared.faults.lock().unwrap();
+        faults.throttle = times;
+        faults.throttle_only = only;
+    }
+
+    /// Answers every request with `503 ServiceUnavailable` while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// How many authenticated requests reached an operation (`CreateKey`,
+    /// `WrapKey`, `UnwrapKey`, `ListKeyVersions`...), throttled ones
+    /// included; `"Challenge"` counts the 401s sent to requests without
+    /// a valid token.
+    pub fn calls(&self, rpc: &str) -> u32 {
+        let faults = self.shared.faults.lock().unwrap();
+        faults.calls.get(rpc).copied().unwrap_or(0)
+    }
+
+    pub fn reset_calls(&self) {
+        self.shared.faults.lock().unwrap().calls.clear();
+    }
+
+    /// What the double holds for key `name` (deleted keys included).
+    pub fn key(&self, name: &str) -> Option<KeySnapshot> {
+        snapshot::of(&self.shared.vault.lock().unwrap(), name)
+    }
+
+    /// Purges deleted key `name` as its `scheduledPurgeDate` would (purge
+    /// protection does not stop this). False if no such deleted key.
+    pub fn fire_scheduled_purge(&self, name: &str) -> bool {
+        let mut vault = self.shared.vault.lock().unwrap();
+        let deleted = vault.keys.get(name).is_some_and(|k| k.deleted.is_some());
+        if deleted {
+            vault.keys.remove(name);
+        }
+        deleted
+    }
+
+    /// Runs key `name`'s rotation policy now, as Key Vault does when its
+    /// `Rotate` trigger is reached: a new version, with `exp` from the
+    /// policy's `expiryTime`. Refused if the policy has no `Rotate` action.
+    /// Returns the new version id.
+    pub async fn fire_policy_rotation(&self, name: &str) -> Result<String, String> {
+        let rotates = {
+            let vault = self.shared.vault.lock().unwrap();
+            let key = vault.live(name).map_err(|f| f.message)?;
+            key.policy.as_ref().is_some_and(|p| p.rotates())
+        };
+        if !rotates {
+            return Err(format!(
+                "key {name} has no rotation policy with a Rotate action"
+            ));
+        }
+        let bundle = vault::rotate(&self.shared.vault, name)
+            .await
+            .map_err(|f| f.message)?;
+        let kid = bundle["key"]["kid"].as_str().unwrap_or_default();
+        Ok(kid.rsplit('/').next().unwrap_or_default().to_owned())
+    }
+
+    /// Stops listening and closes every connection.
+    pub fn stop(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Double {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The token of an `Authorization: Bearer ...` header, if it is the one
+/// the double accepts (compared in constant time; never logged).
+fn authorized(shared: &Shared, request: &Request<hyper::body::Incoming>) -> bool {
+    let Some(presented) = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let expected = shared.token.lock().unwrap();
+    keyward_core::crypto::constant_time_eq(presented.as_bytes(), expected.as_bytes())
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    if shared.down.load(Ordering::SeqCst) {
+        return Ok(wire::error(&wire::fault(
+            503,
+            "ServiceUnavailable",
+            "The service is unavailable (test double is down).",
+        )));
+    }
+    if !authorized(&shared, &request) {
+        *shared
+            .faults
+            .lock()
+            .unwrap()
+            .calls
+            .entry("Challenge")
+            .or_default() += 1;
+        let message = if request.headers().contains_key(hyper::header::AUTHORIZATION) {
+            "AKV10032: Invalid issuer or token (test double)."
+        } else {
+            "AKV10000: Request is missing a Bearer or PoP token."
+        };
+        return Ok(wire::challenge(&shared.tenant, message));
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = wire::parse_query(request.uri().query().unwrap_or(""));
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let route = wire::route(&method, &path);
+    let rpc = route.as_ref().map(|r| r.rpc).unwrap_or("Unknown");
+    {
+        let mut faults = shared.faults.lock().unwrap();
+        *faults.calls.entry(rpc).or_default() += 1;
+        let applies = faults.throttle_only.is_none_or(|only| only == rpc);
+        if faults.throttle > 0 && applies {
+            faults.throttle -= 1;
+            return Ok(wire::error(&wire::fault(
+                429,
+                "Throttled",
+                "Request was not processed because too many requests were received (test double).",
+            )));
+        }
+    }
+    let api_version = query.get("api-version").map(String::as_str).unwrap_or("");
+    if !wire::API_VERSIONS.contains(&api_version) {
+        return Ok(wire::error(&wire::bad_parameter(format!(
+            "The specified version ({api_version}) is not recognized. Consider using the latest supported version ({}).",
+            wire::API_VERSIONS[wire::API_VERSIONS.len() - 1]
+        ))));
+    }
+    let Some(route) = route else {
+        return Ok(wire::error(&wire::fault(
+            404,
+            "NotFound",
+            format!("The Key Vault double does not serve {method} {path}"),
+        )));
+    };
+    let json: serde_json::Value = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(value) => value,
+            Err(e) => {
+                return Ok(wire::error(&wire::bad_parameter(format!(
+                    "The request body is not valid JSON: {e}"
+                ))));
+            }
+        }
+    };
+    Ok(
+        match vault::dispatch(&shared.vault, &route, &query, &json).await {
+            Ok(serde_json::Value::Null) => wire::ok(204, None),
+            Ok(value) => wire::ok(200, Some(&value)),
+            Err(fault) => wire::error(&fault),
+        },
+    )
+}
