@@ -23,6 +23,7 @@ async fn aws_provider_passes_the_conformance_suite() {
             // moto: ECP256 only, and a DIGEST is hashed again there.
             signing: vec![KeyAlgorithm::EcP256],
             signs_digests: false,
+            wrapping_key: KeyAlgorithm::Aes256,
         },
     )
     .await;

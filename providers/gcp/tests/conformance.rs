@@ -26,6 +26,7 @@ async fn gcp_provider_passes_the_conformance_suite() {
                 KeyAlgorithm::Ed25519,
             ],
             signs_digests: true,
+            wrapping_key: KeyAlgorithm::Aes256,
         },
     )
     .await;

@@ -150,6 +150,7 @@ async fn conformance_suite_passes_on_softhsm2() {
                 KeyAlgorithm::Ed25519,
             ],
             signs_digests: true,
+            wrapping_key: KeyAlgorithm::Aes256,
             tags: false,
         },
     )
