@@ -199,7 +199,7 @@ async fn owner_and_claim_are_recorded(
     caps: &Capabilities,
 ) -> &'static str {
     const CHECK: &str = "owner_and_claim_are_recorded";
-    let mut spec = spec(caps, "claimed", KeyAlgorithm::Aes256);
+    let mut spec = spec(caps, "claimed", caps.wrapping_key);
     let made = provider
         .create_key(&spec)
         .await
@@ -259,7 +259,7 @@ async fn create_is_idempotent_per_owner(
     caps: &Capabilities,
 ) -> &'static str {
     const CHECK: &str = "create_is_idempotent_per_owner";
-    let spec = spec(caps, "idempotent", KeyAlgorithm::Aes256);
+    let spec = spec(caps, "idempotent", caps.wrapping_key);
     let first = provider
         .create_key(&spec)
         .await
@@ -272,7 +272,7 @@ async fn create_is_idempotent_per_owner(
         first.key_id, second.key_id,
         "[{CHECK}] a retried create made a second key"
     );
-    assert_eq!(first.algorithm, KeyAlgorithm::Aes256, "[{CHECK}]");
+    assert_eq!(first.algorithm, caps.wrapping_key, "[{CHECK}]");
     assert_eq!(
         first.primary_version, 1,
         "[{CHECK}] a new key starts at version 1"
