@@ -2,9 +2,8 @@
 //! signature or another key's public half is refused, and OpenSSL (what a
 //! user verifies with) accepts the signatures and the exported public keys.
 
-use keyward_core::crypto::pem::spki_to_pem;
+use keyward_conformance::openssl_accepts;
 use keyward_core::crypto::signing::{self, MAX_MESSAGE, SigningAlgorithm, SigningError, ToSign};
-use std::process::Command;
 
 const ALL: [SigningAlgorithm; 4] = [
     SigningAlgorithm::RsaPss3072Sha256,
@@ -102,61 +101,22 @@ fn a_key_of_another_scheme_or_size_is_refused() {
     ));
 }
 
-/// The commands a user runs to check a Keyward signature with OpenSSL
-/// (docs/signing.md shows the same ones).
-fn openssl_verifies(algorithm: SigningAlgorithm, public_pem: &str, data: &[u8], sig: &[u8]) {
-    let dir = tempfile::tempdir().unwrap();
-    let (key, file, signature) = (
-        dir.path().join("key.pem"),
-        dir.path().join("artefact"),
-        dir.path().join("artefact.sig"),
-    );
-    std::fs::write(&key, public_pem).unwrap();
-    std::fs::write(&file, data).unwrap();
-    std::fs::write(&signature, sig).unwrap();
-    let mut command = Command::new("openssl");
-    match algorithm {
-        SigningAlgorithm::Ed25519 => {
-            command.args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"]);
-            command
-                .arg(&key)
-                .arg("-in")
-                .arg(&file)
-                .arg("-sigfile")
-                .arg(&signature);
-        }
-        SigningAlgorithm::EcdsaP256Sha256 => {
-            command.args(["dgst", "-sha256", "-verify"]).arg(&key);
-            command.arg("-signature").arg(&signature).arg(&file);
-        }
-        _ => {
-            command.args(["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss"]);
-            command
-                .args(["-sigopt", "rsa_pss_saltlen:32", "-verify"])
-                .arg(&key);
-            command.arg("-signature").arg(&signature).arg(&file);
-        }
-    }
-    let output = command
-        .output()
-        .expect("openssl must be installed (Debian package `openssl`)");
-    assert!(
-        output.status.success(),
-        "{algorithm:?}: openssl refused: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn openssl_verifies_every_scheme_with_the_exported_public_key() {
     let data = b"keyward 1.0.0 release tarball";
     for algorithm in ALL {
         let private = signing::generate(algorithm);
-        let public = spki_to_pem(&signing::public_key(algorithm, &private).unwrap());
+        let public = signing::public_key(algorithm, &private).unwrap();
         let input = ToSign::for_data(algorithm, data).unwrap();
         let signature = signing::sign(algorithm, &private, &input).unwrap();
-        openssl_verifies(algorithm, &public, data, &signature);
+        assert!(
+            openssl_accepts(algorithm, &public, data, &signature),
+            "{algorithm:?}"
+        );
+        assert!(
+            !openssl_accepts(algorithm, &public, b"another tarball", &signature),
+            "{algorithm:?}: openssl accepted a signature over other data"
+        );
     }
 }
 

@@ -6,11 +6,10 @@
 //! sign messages (RAW), which real KMS and moto treat alike.
 mod common;
 
+use keyward_conformance::openssl_accepts;
 use keyward_core::ProviderError;
-use keyward_core::crypto::pem::spki_to_pem;
 use keyward_core::crypto::signing::{self, SigningAlgorithm, ToSign};
 use keyward_core::provider::{KeyAlgorithm, KeyProvider, KeySpec};
-use std::process::Command;
 
 fn spec(name: &str, algorithm: KeyAlgorithm) -> KeySpec {
     KeySpec {
@@ -39,29 +38,18 @@ async fn an_ecp256_key_signs_and_openssl_verifies() {
     let public = provider.verifying_key(&key.key_id, None).await.unwrap();
     signing::verify(signed.algorithm, &public.spki_der, &input, &signed.bytes).unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let (pem, file, sig) = (
-        dir.path().join("release.pem"),
-        dir.path().join("manifest"),
-        dir.path().join("manifest.sig"),
-    );
-    std::fs::write(&pem, spki_to_pem(&public.spki_der)).unwrap();
-    std::fs::write(&file, data).unwrap();
-    std::fs::write(&sig, &signed.bytes).unwrap();
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pem)
-        .arg("-signature")
-        .arg(&sig)
-        .arg(&file)
-        .output()
-        .expect("openssl (Debian package `openssl`)");
-    assert!(
-        out.status.success(),
-        "openssl: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(openssl_accepts(
+        signed.algorithm,
+        &public.spki_der,
+        data,
+        &signed.bytes
+    ));
+    assert!(!openssl_accepts(
+        signed.algorithm,
+        &public.spki_der,
+        b"another manifest",
+        &signed.bytes
+    ));
 
     provider.rotate_key(&key.key_id).await.unwrap();
     let second = provider.sign(&key.key_id, None, &input).await.unwrap();

@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 
 mod measure;
+pub mod openssl;
 mod signing;
 pub use measure::{CountingProvider, Measurement, measure};
+pub use openssl::openssl_accepts;
 
 use keyward_core::envelope::{
     PublicSealingKey, Scope, SecretTarget, Wrapping, open_secret, seal_secret,

@@ -9,8 +9,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType};
 use cryptoki::session::Session;
-use keyward_conformance::Capabilities;
-use keyward_core::crypto::pem::spki_to_pem;
+use keyward_conformance::{Capabilities, openssl_accepts};
 use keyward_core::crypto::signing::{MAX_MESSAGE, SigningError, ToSign};
 use keyward_core::crypto::{public_key_from_pem, public_key_to_pem, sha256};
 use keyward_core::envelope::{
@@ -22,8 +21,6 @@ use keyward_core::provider::{
 use keyward_core::{Dek, SecretBytes};
 use keyward_provider_pkcs11::{Pkcs11Config, Pkcs11Provider, version_id};
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -718,78 +715,37 @@ async fn signing_key_pairs_sign_only_inside_the_token() {
     }
 }
 
-/// Runs `openssl` in `dir`; whether it exited successfully.
-fn openssl_succeeds(dir: &Path, args: &[&str]) -> bool {
-    let output = Command::new(common::openssl())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl {args:?}: {e}"));
-    if !output.status.success() {
-        eprintln!(
-            "openssl {args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output.status.success()
-}
-
 /// What a user does with a signature: fetch the public key as PEM and
 /// check the signature over the file with plain OpenSSL.
 #[tokio::test]
 async fn token_signatures_verify_with_openssl() {
     let provider = provider().await;
-    let dir = tempfile::tempdir().unwrap();
+    common::openssl(); // installs the Debian package when it is missing
     // Short enough for Ed25519 to sign whole; RSA and ECDSA get its digest.
     let artefact: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(dir.path().join("artefact"), &artefact).unwrap();
     let mut tampered = artefact.clone();
     tampered[1500] ^= 1;
-    std::fs::write(dir.path().join("tampered"), &tampered).unwrap();
-    let pss = [
-        "dgst",
-        "-sha256",
-        "-sigopt",
-        "rsa_padding_mode:pss",
-        "-sigopt",
-        "rsa_pss_saltlen:32",
-        "-verify",
-        "pub.pem",
-        "-signature",
-        "sig",
-    ];
-    let ecdsa = ["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig"];
-    let eddsa = [
-        "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-sigfile", "sig", "-in",
-    ];
-    for (algorithm, verify) in [
-        (KeyAlgorithm::EcP256, &ecdsa[..]),
-        (KeyAlgorithm::Ed25519, &eddsa[..]),
-        (KeyAlgorithm::RsaPss3072, &pss[..]),
-        (KeyAlgorithm::RsaPss4096, &pss[..]),
+    for algorithm in [
+        KeyAlgorithm::EcP256,
+        KeyAlgorithm::Ed25519,
+        KeyAlgorithm::RsaPss3072,
+        KeyAlgorithm::RsaPss4096,
     ] {
         let key = provider
             .create_key(&spec("openssl", algorithm))
             .await
             .unwrap();
-        let input = if algorithm.signing().unwrap().signs_digest() {
-            ToSign::Sha256(sha256(&artefact))
-        } else {
-            ToSign::Message(artefact.clone())
-        };
+        let scheme = algorithm.signing().unwrap();
+        let input = ToSign::for_data(scheme, &artefact).unwrap();
         let signature = provider.sign(&key.key_id, None, &input).await.unwrap();
         let public = provider.verifying_key(&key.key_id, None).await.unwrap();
         assert_eq!(public.version, signature.version);
-        std::fs::write(dir.path().join("sig"), &signature.bytes).unwrap();
-        std::fs::write(dir.path().join("pub.pem"), spki_to_pem(&public.spki_der)).unwrap();
-        let with = |file: &'static str| [verify, &[file]].concat();
         assert!(
-            openssl_succeeds(dir.path(), &with("artefact")),
+            openssl_accepts(scheme, &public.spki_der, &artefact, &signature.bytes),
             "openssl rejects the {algorithm} signature"
         );
         assert!(
-            !openssl_succeeds(dir.path(), &with("tampered")),
+            !openssl_accepts(scheme, &public.spki_der, &tampered, &signature.bytes),
             "openssl accepts the {algorithm} signature for another file"
         );
     }
