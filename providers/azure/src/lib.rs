@@ -18,6 +18,7 @@
 
 mod claims;
 mod config;
+mod deletion;
 mod errors;
 pub mod naming;
 mod provider;
@@ -25,6 +26,7 @@ mod signing;
 mod spki;
 mod user_tags;
 mod versions;
+mod wrapping;
 
 pub use config::AzureKeyVaultConfig;
 pub use errors::{At, classify};

@@ -4,24 +4,21 @@
 
 use crate::config::AzureKeyVaultConfig;
 use crate::errors::{At, from_azure};
-use crate::naming::{self, ALGORITHM_TAG, DESTROY_AT_TAG, OWNER_TAG, VERSION_TAG};
+use crate::naming::{self, ALGORITHM_TAG, OWNER_TAG, VERSION_TAG};
 use crate::versions::{Version, Versions};
 use crate::{claims, spki, user_tags};
 use async_trait::async_trait;
 use azure_security_keyvault_keys::KeyClient;
 use azure_security_keyvault_keys::models::{
-    CreateKeyParameters, CurveName, EncryptionAlgorithm, JsonWebKey, KeyAttributes,
-    KeyClientGetKeyOptions, KeyClientUpdateKeyPropertiesOptions, KeyClientWrapKeyOptions,
-    KeyOperation, KeyOperationParameters, KeyType, UpdateKeyPropertiesParameters,
+    CreateKeyParameters, CurveName, JsonWebKey, KeyAttributes, KeyClientGetKeyOptions,
+    KeyClientUpdateKeyPropertiesOptions, KeyOperation, KeyType, UpdateKeyPropertiesParameters,
 };
 use futures::TryStreamExt;
 use keyward_core::crypto::RsaPublicKey;
 use keyward_core::crypto::signing::ToSign;
-use keyward_core::provider::key_record::unix_seconds;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError,
-    PublicKeyInfo, Result, Signature, Tags, VerifyingKey, VersionState, WrapAlgorithm, WrapContext,
-    WrappedDek,
+    PublicKeyInfo, Result, Signature, Tags, VerifyingKey, VersionState, WrapContext, WrappedDek,
 };
 use keyward_core::secret::Dek;
 use std::collections::HashMap;
@@ -29,7 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 pub struct AzureKeyVaultProvider {
-    client: KeyClient,
+    pub(crate) client: KeyClient,
     config: AzureKeyVaultConfig,
     /// (key name, Keyward version) -> Key Vault version id (never changes).
     ids: Mutex<HashMap<(String, u32), String>>,
@@ -45,10 +42,12 @@ impl std::fmt::Debug for AzureKeyVaultProvider {
     }
 }
 
-/// How long `cancel_deletion` waits for a recovered key to be readable
-/// (Key Vault recovers asynchronously).
-const RECOVER_POLLS: u32 = 40;
-const RECOVER_POLL_EVERY: Duration = Duration::from_millis(250);
+/// The error for a request the SDK could not build.
+pub(crate) fn conversion(what: &str, error: azure_core::Error) -> ProviderError {
+    ProviderError::InvalidRequest(format!(
+        "could not build the Key Vault request ({what}): {error}"
+    ))
+}
 
 /// Refuses what Key Vault (vault keys) cannot make.
 fn refuse_unsupported(algorithm: KeyAlgorithm) -> Result<()> {
@@ -110,20 +109,6 @@ fn parameters(algorithm: KeyAlgorithm, tags: HashMap<String, String>) -> CreateK
         tags: Some(tags),
         ..Default::default()
     }
-}
-
-fn oaep(value: &[u8]) -> KeyOperationParameters {
-    KeyOperationParameters {
-        algorithm: Some(EncryptionAlgorithm::RsaOaep256),
-        value: Some(value.to_vec()),
-        ..Default::default()
-    }
-}
-
-fn conversion(what: &str, error: azure_core::Error) -> ProviderError {
-    ProviderError::InvalidRequest(format!(
-        "could not build the Key Vault request ({what}): {error}"
-    ))
 }
 
 /// The usable `wanted` version (the primary when `None`): enabled and not
@@ -199,7 +184,7 @@ impl AzureKeyVaultProvider {
     }
 
     /// The soft-deleted key `name`, if it is one.
-    async fn deleted(
+    pub(crate) async fn deleted(
         &self,
         name: &str,
     ) -> Result<Option<azure_security_keyvault_keys::models::DeletedKey>> {
@@ -242,7 +227,7 @@ impl AzureKeyVaultProvider {
 
     /// A key that is soft-deleted reports its operations as pending
     /// deletion; `error` otherwise.
-    async fn explain_missing(
+    pub(crate) async fn explain_missing(
         &self,
         name: &str,
         version: u32,
@@ -263,7 +248,7 @@ impl AzureKeyVaultProvider {
     }
 
     /// The Key Vault version id of Keyward version `number`.
-    async fn version_id(&self, name: &str, number: u32) -> Result<String> {
+    pub(crate) async fn version_id(&self, name: &str, number: u32) -> Result<String> {
         let cached = self
             .ids
             .lock()
@@ -431,68 +416,6 @@ impl AzureKeyVaultProvider {
         }
         Ok(existing)
     }
-
-    async fn delete_whole_key(&self, name: &str, window: Duration) -> Result<SystemTime> {
-        let versions = match self.versions(name).await {
-            Ok(versions) => versions,
-            Err(ProviderError::UnknownKey(_)) => {
-                // Already soft-deleted: the same answer again.
-                let info = self.info(name).await?;
-                return info
-                    .deletion_at
-                    .ok_or_else(|| ProviderError::UnknownKey(name.to_owned()));
-            }
-            Err(other) => return Err(other),
-        };
-        let retention_days = versions.primary().recoverable_days.unwrap_or(90).max(0) as u64;
-        let retention = Duration::from_secs(retention_days * 86_400);
-        // The vault fixes the window; destroying sooner than asked would be
-        // wrong, later is only more cautious.
-        if window > retention + Duration::from_secs(60) {
-            return Err(ProviderError::InvalidRequest(format!(
-                "the vault keeps deleted keys {retention_days} days (its soft-delete retention); a {}-day window for `{name}` cannot be honoured",
-                window.as_secs() / 86_400
-            )));
-        }
-        let deleted = self
-            .client
-            .delete_key(name, None)
-            .await
-            .map_err(|e| from_azure(&e, At::key(name)))?
-            .into_model()
-            .map_err(|e| from_azure(&e, At::key(name)))?;
-        tracing::info!(key = %name, "deleted Key Vault key (soft delete; recoverable until purged)");
-        Ok(deleted
-            .scheduled_purge_date
-            .map(SystemTime::from)
-            .unwrap_or_else(|| SystemTime::now() + retention))
-    }
-
-    async fn recover(&self, name: &str) -> Result<()> {
-        if self.deleted(name).await?.is_none() {
-            // Nothing to recover: a live key (or a retried cancel).
-            self.versions(name).await?;
-            return Ok(());
-        }
-        self.client
-            .recover_deleted_key(name, None)
-            .await
-            .map_err(|e| from_azure(&e, At::key(name)))?;
-        // Key Vault recovers asynchronously: wait until the key reads again.
-        for _ in 0..RECOVER_POLLS {
-            match self.versions(name).await {
-                Ok(_) => {
-                    tracing::info!(key = %name, "recovered soft-deleted Key Vault key");
-                    return Ok(());
-                }
-                Err(ProviderError::UnknownKey(_)) => tokio::time::sleep(RECOVER_POLL_EVERY).await,
-                Err(other) => return Err(other),
-            }
-        }
-        Err(ProviderError::Unavailable(format!(
-            "key `{name}` was recovered but is not readable yet; retry"
-        )))
-    }
 }
 
 #[async_trait]
@@ -590,150 +513,19 @@ impl KeyProvider for AzureKeyVaultProvider {
         target: DeletionTarget,
         window: Duration,
     ) -> Result<SystemTime> {
-        let name = self.key_name(key_id)?;
-        let number = match target {
-            DeletionTarget::WholeKey => return self.delete_whole_key(&name, window).await,
-            DeletionTarget::Version(number) => number,
-        };
-        // Key Vault has no per-version deletion: Keyward disables the
-        // version and records when it counts as destroyed.
-        let versions = self.versions(&name).await?;
-        let version = versions.get(number).ok_or(ProviderError::UnknownVersion {
-            key: name.clone(),
-            version: number,
-        })?;
-        if let Some(at) = version.destroy_at() {
-            return Ok(at);
-        }
-        if number == versions.primary().number {
-            return Err(ProviderError::InvalidRequest(format!(
-                "version {number} is the primary version of `{name}`; rotate the key first, or delete the whole key"
-            )));
-        }
-        let at = SystemTime::now() + window;
-        let mut tags = version.tags.clone();
-        tags.insert(DESTROY_AT_TAG.into(), unix_seconds(at).to_string());
-        self.update_version(
-            &name,
-            version,
-            Some(false),
-            Some(tags),
-            At::version(&name, number),
-        )
-        .await?;
-        tracing::info!(key = %name, version = number, "scheduled destruction (Keyward-enforced: disabled and tagged)");
-        Ok(keyward_core::provider::key_record::system_time(
-            unix_seconds(at),
-        ))
+        self.schedule(key_id, target, window).await
     }
 
     async fn cancel_deletion(&self, key_id: &str, target: DeletionTarget) -> Result<()> {
-        let name = self.key_name(key_id)?;
-        let number = match target {
-            DeletionTarget::WholeKey => return self.recover(&name).await,
-            DeletionTarget::Version(number) => number,
-        };
-        let versions = self.versions(&name).await?;
-        let version = versions.get(number).ok_or(ProviderError::UnknownVersion {
-            key: name.clone(),
-            version: number,
-        })?;
-        match version.state(SystemTime::now()) {
-            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                key: name,
-                version: number,
-            }),
-            VersionState::PendingDeletion => {
-                let mut tags = version.tags.clone();
-                tags.remove(DESTROY_AT_TAG);
-                // The version stays disabled until enabled (as AWS KMS and
-                // the key records do).
-                self.update_version(&name, version, None, Some(tags), At::version(&name, number))
-                    .await?;
-                tracing::info!(key = %name, version = number, "cancelled destruction; the version stays disabled until enabled");
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+        self.cancel(key_id, target).await
     }
 
-    async fn wrap_dek(
-        &self,
-        key_id: &str,
-        dek: &Dek,
-        _context: &WrapContext,
-    ) -> Result<WrappedDek> {
-        let name = self.key_name(key_id)?;
-        let versions = match self.versions(&name).await {
-            Ok(versions) => versions,
-            Err(error) => return Err(self.explain_missing(&name, 0, error).await),
-        };
-        versions.algorithm()?.wrapping(&name)?;
-        let version = usable(&versions, None)?;
-        let at = At::version(&name, version.number);
-        let options = KeyClientWrapKeyOptions {
-            key_version: Some(version.id.clone()),
-            ..Default::default()
-        };
-        // RSA-OAEP has no context (AAD); the envelope binds it.
-        let content = oaep(dek.expose())
-            .try_into()
-            .map_err(|e| conversion("wrapKey", e))?;
-        let result = self
-            .client
-            .wrap_key(&name, content, Some(options))
-            .await
-            .map_err(|e| from_azure(&e, at))?
-            .into_model()
-            .map_err(|e| from_azure(&e, at))?;
-        let blob = result.result.ok_or_else(|| {
-            ProviderError::Unavailable(format!(
-                "Key Vault wrapKey returned no value for version {} of `{name}`",
-                version.number
-            ))
-        })?;
-        Ok(WrappedDek {
-            key_id: name,
-            version: version.number,
-            algorithm: WrapAlgorithm::RsaOaepSha256,
-            blob,
-        })
+    async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
+        self.wrap(key_id, dek, context).await
     }
 
-    async fn unwrap_dek(&self, wrapped: &WrappedDek, _context: &WrapContext) -> Result<Dek> {
-        let name = self.key_name(&wrapped.key_id)?;
-        if wrapped.algorithm != WrapAlgorithm::RsaOaepSha256 {
-            return Err(ProviderError::UnwrapFailed);
-        }
-        let number = wrapped.version;
-        let at = At::version(&name, number).unwrapping();
-        let id = match self.version_id(&name, number).await {
-            Ok(id) => id,
-            Err(error) => return Err(self.explain_missing(&name, number, error).await),
-        };
-        let content = oaep(&wrapped.blob)
-            .try_into()
-            .map_err(|e| conversion("unwrapKey", e))?;
-        let answer = self.client.unwrap_key(&name, &id, content, None).await;
-        let result = match answer {
-            Ok(response) => response.into_model().map_err(|e| from_azure(&e, at))?,
-            Err(e) => {
-                let error = from_azure(&e, at);
-                return Err(match error {
-                    // Disabled by Keyward for a scheduled destruction?
-                    ProviderError::VersionDisabled { .. } => match self.versions(&name).await {
-                        Ok(versions) => match usable(&versions, Some(number)) {
-                            Err(precise) => precise,
-                            Ok(_) => error,
-                        },
-                        Err(_) => error,
-                    },
-                    other => self.explain_missing(&name, number, other).await,
-                });
-            }
-        };
-        let plaintext = zeroize::Zeroizing::new(result.result.unwrap_or_default());
-        Dek::from_slice(&plaintext).ok_or(ProviderError::UnwrapFailed)
+    async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
+        self.unwrap(wrapped, context).await
     }
 
     async fn public_key(&self, key_id: &str, version: Option<u32>) -> Result<PublicKeyInfo> {
