@@ -394,22 +394,29 @@ impl<V: RecordedVersion> KeyRecord<V> {
     fn usable(&self, number: u32) -> Result<&V> {
         let version = self.version(number)?;
         self.refuse_if_pending_deletion()?;
-        let (key, number) = (self.id.clone(), version.number());
-        match version.state() {
-            VersionState::Enabled => Ok(version),
-            VersionState::Disabled => Err(ProviderError::VersionDisabled {
-                key,
-                version: number,
-            }),
-            VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
-                key,
-                version: number,
-            }),
-            VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-                key,
-                version: number,
-            }),
-        }
+        refuse_unusable(&self.id, version.number(), version.state())?;
+        Ok(version)
+    }
+}
+
+/// Why version `number` of `key` in `state` may not wrap, unwrap or sign:
+/// disabled, pending deletion, or destroyed (as unknown); `Ok` when enabled.
+pub fn refuse_unusable(key: &str, number: u32, state: VersionState) -> Result<()> {
+    let key = key.to_owned();
+    match state {
+        VersionState::Enabled => Ok(()),
+        VersionState::Disabled => Err(ProviderError::VersionDisabled {
+            key,
+            version: number,
+        }),
+        VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
+            key,
+            version: number,
+        }),
+        VersionState::Destroyed => Err(ProviderError::UnknownVersion {
+            key,
+            version: number,
+        }),
     }
 }
 

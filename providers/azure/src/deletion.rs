@@ -112,7 +112,7 @@ impl AzureKeyVaultProvider {
             )));
         }
         let deleted = self
-            .client
+            .client()
             .delete_key(name, None)
             .await
             .map_err(|e| from_azure(&e, At::key(name)))?
@@ -131,7 +131,7 @@ impl AzureKeyVaultProvider {
             self.versions(name).await?;
             return Ok(());
         }
-        self.client
+        self.client()
             .recover_deleted_key(name, None)
             .await
             .map_err(|e| from_azure(&e, At::key(name)))?;

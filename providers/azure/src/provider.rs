@@ -16,6 +16,7 @@ use azure_security_keyvault_keys::models::{
 use futures::TryStreamExt;
 use keyward_core::crypto::RsaPublicKey;
 use keyward_core::crypto::signing::ToSign;
+use keyward_core::provider::key_record::refuse_unusable;
 use keyward_core::provider::{
     Claim, DeletionTarget, KeyAlgorithm, KeyInfo, KeyProvider, KeySpec, ProviderError,
     PublicKeyInfo, Result, Signature, Tags, VerifyingKey, VersionState, WrapContext, WrappedDek,
@@ -26,7 +27,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 pub struct AzureKeyVaultProvider {
-    pub(crate) client: KeyClient,
+    client: KeyClient,
     config: AzureKeyVaultConfig,
     /// (key name, Keyward version) -> Key Vault version id (never changes).
     ids: Mutex<HashMap<(String, u32), String>>,
@@ -120,21 +121,8 @@ pub(crate) fn usable(versions: &Versions, wanted: Option<u32>) -> Result<&Versio
         key: key.clone(),
         version: number,
     })?;
-    match version.state(SystemTime::now()) {
-        VersionState::Enabled => Ok(version),
-        VersionState::Disabled => Err(ProviderError::VersionDisabled {
-            key,
-            version: number,
-        }),
-        VersionState::PendingDeletion => Err(ProviderError::PendingDeletion {
-            key,
-            version: number,
-        }),
-        VersionState::Destroyed => Err(ProviderError::UnknownVersion {
-            key,
-            version: number,
-        }),
-    }
+    refuse_unusable(&key, number, version.state(SystemTime::now()))?;
+    Ok(version)
 }
 
 impl AzureKeyVaultProvider {

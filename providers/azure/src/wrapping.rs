@@ -34,7 +34,7 @@ impl AzureKeyVaultProvider {
             .try_into()
             .map_err(|e| conversion("wrapKey", e))?;
         let result = self
-            .client
+            .client()
             .wrap_key(&name, content, Some(options))
             .await
             .map_err(|e| from_azure(&e, at))?
@@ -68,7 +68,7 @@ impl AzureKeyVaultProvider {
         let content = oaep(&wrapped.blob)
             .try_into()
             .map_err(|e| conversion("unwrapKey", e))?;
-        let answer = self.client.unwrap_key(&name, &id, content, None).await;
+        let answer = self.client().unwrap_key(&name, &id, content, None).await;
         let result = match answer {
             Ok(response) => response.into_model().map_err(|e| from_azure(&e, at))?,
             Err(e) => {
