@@ -46,8 +46,8 @@ pub use managed_key_status::{
     KeyVersionStatus, ManagedKeyStatus, NativeRotationEffect, NativeRotationStatus,
 };
 pub use provider::{
-    AwsProvider, GcpProtectionLevel, GcpProvider, LocalProvider, Pkcs11Provider, ProviderKind,
-    ProviderSpec,
+    AwsProvider, AzureProvider, GcpProtectionLevel, GcpProvider, LocalProvider, Pkcs11Provider,
+    ProviderKind, ProviderSpec,
 };
 pub use rotation_policy::{
     EffectivePolicy, KeyRotationPolicy, KeyRotationPolicySpec, RewrapMode, RotationStrategy,

@@ -87,8 +87,8 @@ const DELETION_WINDOW_PATTERN: &str = "^([7-9]|[12][0-9]|30)d$";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedKeySpec {
-    /// Where the key lives. Set exactly one of `local`, `aws`, `gcp` or
-    /// `pkcs11`.
+    /// Where the key lives. Set exactly one of `local`, `aws`, `gcp`,
+    /// `azure` or `pkcs11`.
     pub provider: ProviderSpec,
 
     /// Key algorithm: `AES256` (default; usage Wrap), `RSA3072` or `RSA4096`
@@ -100,8 +100,8 @@ pub struct ManagedKeySpec {
     /// wraps SealedSecret data keys), `Seal` (RSA-OAEP, so anyone can seal
     /// offline from the published public key; only the provider unwraps),
     /// `Sign` (RSA-PSS-SHA256, ECDSA P-256 SHA-256 or Ed25519 signatures
-    /// with `keyward sign`; each version's public key is in status; local
-    /// provider only in this release).
+    /// with `keyward sign`; each version's public key is in status; AWS
+    /// makes ECP256 only, Azure no ED25519).
     #[serde(default)]
     pub usage: KeyUsage,
 
@@ -218,7 +218,7 @@ pub struct PolicyReference {
 
 /// The signing algorithms each provider makes (usage `Sign`). AWS: ECP256
 /// only, as moto, its test peer, has no Ed25519 keys and signs RSA-PSS
-/// with another salt length than KMS.
+/// with another salt length than KMS. Azure Key Vault has no Ed25519.
 pub fn signing_algorithms(provider: &ProviderKind<'_>) -> &'static [Algorithm] {
     const ALL: &[Algorithm] = &[
         Algorithm::Rsa3072,
@@ -229,6 +229,7 @@ pub fn signing_algorithms(provider: &ProviderKind<'_>) -> &'static [Algorithm] {
     match provider {
         ProviderKind::Local(_) | ProviderKind::Pkcs11(_) | ProviderKind::Gcp(_) => ALL,
         ProviderKind::Aws(_) => &[Algorithm::EcP256],
+        ProviderKind::Azure(_) => &[Algorithm::Rsa3072, Algorithm::Rsa4096, Algorithm::EcP256],
     }
 }
 
@@ -286,15 +287,24 @@ impl ManagedKeySpec {
         self.provider.kind()
     }
 
-    /// Why this key cannot be made, when it asks for a signing key
-    /// (usage `Sign`) with an algorithm its provider does not make (see
-    /// [`signing_algorithms`]). Admission and the operator both refuse
-    /// with this.
-    pub fn signing_unsupported(&self) -> Option<String> {
+    /// Why this key cannot be made by its provider: a signing key (usage
+    /// `Sign`) with an algorithm the provider does not make (see
+    /// [`signing_algorithms`]), or a symmetric key where the provider has
+    /// none (Azure Key Vault). Admission and the operator both refuse with
+    /// this.
+    pub fn unsupported_by_provider(&self) -> Option<String> {
+        let provider = self.provider.kind()?;
+        if matches!(provider, ProviderKind::Azure(_)) && self.usage == KeyUsage::Wrap {
+            return Some(format!(
+                "Azure Key Vault has no symmetric keys, so it cannot hold {} usage Wrap keys; \
+                 use algorithm RSA3072 with usage Seal (SealedSecret data keys are wrapped \
+                 with RSA-OAEP-256 there)",
+                self.algorithm
+            ));
+        }
         if self.usage != KeyUsage::Sign {
             return None;
         }
-        let provider = self.provider.kind()?;
         let made = signing_algorithms(&provider);
         if made.contains(&self.algorithm) {
             return None;
@@ -339,7 +349,7 @@ impl ManagedKeySpec {
                     self.algorithm
                 ),
             );
-        } else if let Some(message) = self.signing_unsupported() {
+        } else if let Some(message) = self.unsupported_by_provider() {
             errors.push("spec.usage", message);
         }
         self.check_deletion_window(&mut errors);
@@ -448,6 +458,17 @@ impl ManagedKeySpec {
                     .is_some_and(|id| !id.is_empty() && !id.contains('/'));
                 (!fits).then(|| format!(
                     "`{reference}` is not a CryptoKey of the key ring in spec.provider.gcp; give `{ring}<name>`"
+                ))
+            }
+            Some(ProviderKind::Azure(azure)) => {
+                let keys = format!("{}/keys/", azure.vault());
+                let fits = reference.strip_prefix(&keys).is_some_and(|name| {
+                    !name.is_empty()
+                        && name.len() <= 127
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+                (!fits).then(|| format!(
+                    "`{reference}` is not a key of the vault in spec.provider.azure; give `{keys}<name>` without a version"
                 ))
             }
             Some(ProviderKind::Pkcs11(_)) => {

@@ -1,4 +1,5 @@
-//! Where a ManagedKey lives: exactly one of `local`, `aws`, `gcp`, `pkcs11`.
+//! Where a ManagedKey lives: exactly one of `local`, `aws`, `gcp`, `azure`,
+//! `pkcs11`.
 //!
 //! Modelled as a struct of optional fields rather than a Rust enum so the
 //! CRD schema stays structural on Kubernetes 1.20 (no CEL): the API server
@@ -12,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::validation::Collector;
 
 /// Names of the providers, in the order they are documented.
-pub const PROVIDER_NAMES: [&str; 4] = ["local", "aws", "gcp", "pkcs11"];
+pub const PROVIDER_NAMES: [&str; 5] = ["local", "aws", "gcp", "azure", "pkcs11"];
 
-/// Where the key lives. Set exactly one of `local`, `aws`, `gcp` or
-/// `pkcs11`; the provider cannot be changed after creation.
+/// Where the key lives. Set exactly one of `local`, `aws`, `gcp`, `azure`
+/// or `pkcs11`; the provider cannot be changed after creation.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
@@ -34,6 +35,12 @@ pub struct ProviderSpec {
     /// (Workload Identity or application default credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gcp: Option<GcpProvider>,
+
+    /// Azure Key Vault (vault keys: RSA for usage Seal, RSA or ECP256 for
+    /// usage Sign; Key Vault has no symmetric keys). Credentials come from
+    /// the operator's environment (Azure Workload Identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureProvider>,
 
     /// A PKCS#11 HSM (SoftHSM2, Thales Luna, AWS CloudHSM, ...). The module
     /// path and user PIN are operator settings, not part of this object.
@@ -103,6 +110,23 @@ pub enum GcpProtectionLevel {
     Hsm,
 }
 
+/// Settings for a key in Azure Key Vault.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureProvider {
+    /// The vault that holds the key, e.g. `https://acme-prod.vault.azure.net`
+    /// (the operator must be started with the same `--azure-vault-url`).
+    #[schemars(length(max = 2048), regex(pattern = r"^https://[^\s/]+/?$"))]
+    pub vault_url: String,
+}
+
+impl AzureProvider {
+    /// The vault URL without a trailing `/`, as the operator compares it.
+    pub fn vault(&self) -> &str {
+        self.vault_url.trim_end_matches('/')
+    }
+}
+
 /// Settings for a key in a PKCS#11 token.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -126,6 +150,8 @@ pub enum ProviderKind<'a> {
     Aws(&'a AwsProvider),
     /// Google Cloud KMS.
     Gcp(&'a GcpProvider),
+    /// Azure Key Vault.
+    Azure(&'a AzureProvider),
     /// A PKCS#11 HSM.
     Pkcs11(&'a Pkcs11Provider),
 }
@@ -137,6 +163,7 @@ impl ProviderKind<'_> {
             ProviderKind::Local(_) => "local",
             ProviderKind::Aws(_) => "aws",
             ProviderKind::Gcp(_) => "gcp",
+            ProviderKind::Azure(_) => "azure",
             ProviderKind::Pkcs11(_) => "pkcs11",
         }
     }
@@ -149,6 +176,7 @@ impl ProviderSpec {
             self.local.is_some(),
             self.aws.is_some(),
             self.gcp.is_some(),
+            self.azure.is_some(),
             self.pkcs11.is_some(),
         ];
         PROVIDER_NAMES
@@ -160,13 +188,14 @@ impl ProviderSpec {
 
     /// The provider, when exactly one is set.
     pub fn kind(&self) -> Option<ProviderKind<'_>> {
-        match (&self.local, &self.aws, &self.gcp, &self.pkcs11) {
-            (Some(p), None, None, None) => Some(ProviderKind::Local(p)),
-            (None, Some(p), None, None) => Some(ProviderKind::Aws(p)),
-            (None, None, Some(p), None) => Some(ProviderKind::Gcp(p)),
-            (None, None, None, Some(p)) => Some(ProviderKind::Pkcs11(p)),
-            _ => None,
+        if self.configured().len() != 1 {
+            return None;
         }
+        (self.local.as_ref().map(ProviderKind::Local))
+            .or_else(|| self.aws.as_ref().map(ProviderKind::Aws))
+            .or_else(|| self.gcp.as_ref().map(ProviderKind::Gcp))
+            .or_else(|| self.azure.as_ref().map(ProviderKind::Azure))
+            .or_else(|| self.pkcs11.as_ref().map(ProviderKind::Pkcs11))
     }
 
     pub(crate) fn check(&self, field: &str, errors: &mut Collector) {
@@ -221,6 +250,17 @@ impl ProviderSpec {
                 }
             }
         }
+        if let Some(azure) = &self.azure
+            && !is_vault_url(&azure.vault_url)
+        {
+            errors.push(
+                format!("{field}.azure.vaultUrl"),
+                format!(
+                    "`{}` is not a vault URL; give the vault's https:// URL without a path, e.g. `https://acme-prod.vault.azure.net`",
+                    azure.vault_url
+                ),
+            );
+        }
         if let Some(p) = &self.pkcs11
             && (p.token_label.is_empty() || p.token_label.len() > 32)
         {
@@ -230,4 +270,16 @@ impl ProviderSpec {
             );
         }
     }
+}
+
+/// `https://HOST[:PORT]` with an optional trailing `/` and nothing else.
+fn is_vault_url(url: &str) -> bool {
+    url.strip_prefix("https://")
+        .map(|rest| rest.strip_suffix('/').unwrap_or(rest))
+        .is_some_and(|host| {
+            !host.is_empty()
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        })
 }

@@ -1,5 +1,5 @@
 //! `spec.tags` as each provider will take them: AWS KMS tags, Cloud KMS
-//! labels. The local keyring and PKCS#11 keep none, so tags there are
+//! labels, Key Vault tags. The local keyring and PKCS#11 keep none, so tags there are
 //! refused rather than accepted and dropped.
 
 use crate::provider::ProviderKind;
@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 /// Tags a user may set: the providers' limits (50 tags per AWS KMS key,
 /// 64 labels per CryptoKey) less what Keyward keeps there itself.
 pub const MAX_TAGS: usize = 40;
+
+/// Key Vault takes 15 tags per key version; Keyward keeps up to 6 there
+/// (`keyward-version`, `-algorithm`, `-owner`, `-cluster`, `-claimed-at`,
+/// `-destroy-at`).
+pub const MAX_AZURE_TAGS: usize = 9;
 
 pub(crate) fn check(
     provider: Option<ProviderKind<'_>>,
@@ -27,16 +32,26 @@ pub(crate) fn check(
             ),
         );
     }
+    if matches!(provider, Some(ProviderKind::Azure(_))) && tags.len() > MAX_AZURE_TAGS {
+        errors.push(
+            "spec.tags",
+            format!(
+                "{} tags; Key Vault takes 15 per key version and Keyward keeps 6 of its own, so at most {MAX_AZURE_TAGS}",
+                tags.len()
+            ),
+        );
+    }
     for (name, value) in tags {
         let field = format!("spec.tags[{name}]");
         let problem = match provider {
             Some(ProviderKind::Aws(_)) => aws_tag(name, value),
             Some(ProviderKind::Gcp(_)) => gcp_label(name, value),
+            Some(ProviderKind::Azure(_)) => azure_tag(name, value),
             Some(ProviderKind::Local(_) | ProviderKind::Pkcs11(_)) => {
                 let kind = provider.map(|p| p.name()).unwrap_or_default();
                 errors.push(
                     "spec.tags",
-                    format!("the {kind} provider keeps no tags; remove spec.tags (they reach AWS KMS as tags and Cloud KMS as labels)"),
+                    format!("the {kind} provider keeps no tags; remove spec.tags (they reach AWS KMS and Key Vault as tags, Cloud KMS as labels)"),
                 );
                 return;
             }
@@ -82,6 +97,21 @@ fn gcp_label(name: &str, value: &str) -> Option<String> {
         return Some(
             "a Cloud KMS label value has at most 63 lowercase letters, digits, _ or -".into(),
         );
+    }
+    None
+}
+
+/// Key Vault tags: names of 1-512 and values of at most 256 characters;
+/// `keyward-` is Keyward's.
+fn azure_tag(name: &str, value: &str) -> Option<String> {
+    if name.is_empty() || name.chars().count() > 512 {
+        return Some("a Key Vault tag name has 1 to 512 characters".into());
+    }
+    if name.starts_with("keyward-") {
+        return Some("tag names starting keyward- are reserved".into());
+    }
+    if value.chars().count() > 256 {
+        return Some("a Key Vault tag value has at most 256 characters".into());
     }
     None
 }

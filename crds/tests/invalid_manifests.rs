@@ -74,8 +74,8 @@ fn unknown_provider() {
         "less than 1 property",
         &[
             "spec.provider.vault: unknown field `vault`",
-            "fields allowed at `spec.provider`: aws, gcp, local, pkcs11",
-            "spec.provider: no provider is set; set exactly one of local, aws, gcp, pkcs11",
+            "fields allowed at `spec.provider`: aws, azure, gcp, local, pkcs11",
+            "spec.provider: no provider is set; set exactly one of local, aws, gcp, azure, pkcs11",
         ],
     );
 }
@@ -376,4 +376,56 @@ fn tags_the_provider_cannot_keep_are_refused() {
             "spec.tags[ok]: an AWS tag value has at most 256",
         ],
     );
+}
+
+#[test]
+fn azure_keys_key_vault_cannot_make_are_refused_with_what_it_can() {
+    const VAULT: &str = "{azure: {vaultUrl: https://acme.vault.azure.net}}";
+    refused_by_webhook(
+        &format!("{KEY_HEAD}spec:\n  provider: {VAULT}\n"),
+        &[
+            "spec.usage: Azure Key Vault has no symmetric keys",
+            "use algorithm RSA3072 with usage Seal",
+        ],
+    );
+    refused_by_webhook(
+        &format!("{KEY_HEAD}spec:\n  provider: {VAULT}\n  algorithm: ED25519\n  usage: Sign\n"),
+        &[
+            "the azure provider does not make ED25519 signing keys",
+            "RSA3072 or RSA4096 or ECP256",
+        ],
+    );
+    refused_by_webhook(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {VAULT}\n  algorithm: RSA3072\n  usage: Seal\n  tags: {{a: '1', b: '2', c: '3', d: '4', e: '5', f: '6', g: '7', h: '8', i: '9', keyward-x: '10'}}\n"
+        ),
+        &[
+            "spec.tags: 10 tags; Key Vault takes 15 per key version and Keyward keeps 6 of its own, so at most 9",
+            "spec.tags[keyward-x]: tag names starting keyward- are reserved",
+        ],
+    );
+    refused_by_webhook(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {VAULT}\n  algorithm: RSA3072\n  usage: Seal\n  existingKey: https://other.vault.azure.net/keys/db\n"
+        ),
+        &["give `https://acme.vault.azure.net/keys/<name>` without a version"],
+    );
+    refused(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {{azure: {{vaultUrl: http://acme.vault.azure.net}}}}\n  algorithm: RSA3072\n  usage: Seal\n"
+        ),
+        "/spec/provider/azure/vaultUrl",
+        "does not match",
+        &["spec.provider.azure.vaultUrl: `http://acme.vault.azure.net` is not a vault URL"],
+    );
+    for fine in [
+        "RSA3072\n  usage: Seal\n  tags: {team: payments, Cost Centre: '42'}",
+        "RSA4096\n  usage: Seal\n  existingKey: https://acme.vault.azure.net/keys/db-kek",
+        "RSA3072\n  usage: Sign",
+        "ECP256\n  usage: Sign",
+    ] {
+        let yaml = format!("{KEY_HEAD}spec:\n  provider: {VAULT}\n  algorithm: {fine}\n");
+        check(object(&yaml)).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        api_server_verdict(&object(&yaml)).unwrap_or_else(|e| panic!("{yaml}: {e:?}"));
+    }
 }

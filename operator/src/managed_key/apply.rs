@@ -254,7 +254,7 @@ fn supported(key: &ManagedKey, ctx: &Context) -> Result<KeyAlgorithm, (&'static 
         return Err((not_served.reason, not_served.message));
     }
     // Admitted before admission refused it (or with the webhook down).
-    if let Some(message) = key.spec.signing_unsupported() {
+    if let Some(message) = key.spec.unsupported_by_provider() {
         return Err(("AlgorithmUnsupported", message));
     }
     Ok(provider_algorithm(key.spec.algorithm, key.spec.usage))

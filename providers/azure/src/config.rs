@@ -60,30 +60,9 @@ impl AzureKeyVaultConfig {
     }
 
     pub(crate) fn client(&self) -> Result<KeyClient> {
-        let transport = match &self.ca_pem {
-            None => None,
-            Some(pem) => {
-                let ca = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
-                    ProviderError::InvalidRequest(format!(
-                        "the extra CA is not a PEM certificate: {e}"
-                    ))
-                })?;
-                let http = reqwest::Client::builder()
-                    .tls_certs_merge([ca])
-                    // As the SDK's own client: Key Vault never redirects.
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| {
-                        ProviderError::InvalidRequest(format!(
-                            "could not build the HTTPS client: {e}"
-                        ))
-                    })?;
-                Some(Transport::new(Arc::new(http)))
-            }
-        };
         let options = KeyClientOptions {
             client_options: ClientOptions {
-                transport,
+                transport: transport(self.ca_pem.as_deref())?,
                 retry: self.retry.clone(),
                 ..Default::default()
             },
@@ -97,4 +76,25 @@ impl AzureKeyVaultConfig {
             ))
         })
     }
+}
+
+/// An HTTPS transport that also trusts `ca_pem`, or the SDK's default
+/// (platform roots) without one. The credential and the vault client both
+/// use it, as both may sit behind the same private endpoint or proxy.
+pub(crate) fn transport(ca_pem: Option<&str>) -> Result<Option<Transport>> {
+    let Some(pem) = ca_pem else {
+        return Ok(None);
+    };
+    let ca = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
+        ProviderError::InvalidRequest(format!("the extra CA is not a PEM certificate: {e}"))
+    })?;
+    let http = reqwest::Client::builder()
+        .tls_certs_merge([ca])
+        // As the SDK's own client: neither Key Vault nor Entra ID redirects.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            ProviderError::InvalidRequest(format!("could not build the HTTPS client: {e}"))
+        })?;
+    Ok(Some(Transport::new(Arc::new(http))))
 }

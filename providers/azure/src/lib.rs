@@ -20,6 +20,7 @@ mod claims;
 mod config;
 mod deletion;
 mod errors;
+mod identity;
 pub mod naming;
 mod provider;
 mod signing;
@@ -30,4 +31,5 @@ mod wrapping;
 
 pub use config::AzureKeyVaultConfig;
 pub use errors::{At, classify};
+pub use identity::{WORKLOAD_IDENTITY_ENV, workload_identity};
 pub use provider::AzureKeyVaultProvider;

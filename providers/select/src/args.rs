@@ -67,9 +67,28 @@ pub struct ProviderArgs {
     #[arg(long, env = "KEYWARD_GCP_ANONYMOUS")]
     pub gcp_anonymous: bool,
 
+    /// Serve `spec.provider.azure` keys from this Key Vault, e.g.
+    /// https://acme-prod.vault.azure.net. Credentials come from Azure
+    /// Workload Identity (AZURE_CLIENT_ID, AZURE_TENANT_ID,
+    /// AZURE_FEDERATED_TOKEN_FILE, set by the AKS webhook or the chart).
+    #[arg(long, env = "KEYWARD_AZURE_VAULT_URL")]
+    pub azure_vault_url: Option<String>,
+
+    /// PEM file of an extra CA trusted for Key Vault and Entra ID calls: a
+    /// private endpoint behind an inspecting proxy, or a test double.
+    #[arg(long, env = "KEYWARD_AZURE_CA_FILE")]
+    pub azure_ca_file: Option<PathBuf>,
+
+    /// Accept any resource in Key Vault's authentication challenge. Only
+    /// for a Key Vault test double; refused for Azure's own vault domains,
+    /// where the check keeps tokens from going to another host.
+    #[arg(long, env = "KEYWARD_AZURE_SKIP_CHALLENGE_RESOURCE_CHECK")]
+    pub azure_skip_challenge_resource_check: bool,
+
     /// Wrap the local keyring's root key with this key of a provider above
-    /// (an AWS KMS key ARN or `alias/...`, a Cloud KMS key name, a PKCS#11
-    /// `p11k-...` id), so copies of the keyring Secrets open nothing alone.
+    /// (an AWS KMS key ARN or `alias/...`, a Cloud KMS key name, a Key
+    /// Vault RSA key URL, a PKCS#11 `p11k-...` id), so copies of the
+    /// keyring Secrets open nothing alone.
     /// The operator and the webhook both need it and may decrypt with it.
     #[arg(long, env = "KEYWARD_ROOT_KEY_WRAPPING_KEY")]
     pub root_key_wrapping_key: Option<String>,
@@ -91,6 +110,9 @@ impl Default for ProviderArgs {
             gcp_key_ring: None,
             gcp_endpoint: None,
             gcp_anonymous: false,
+            azure_vault_url: None,
+            azure_ca_file: None,
+            azure_skip_challenge_resource_check: false,
             root_key_wrapping_key: None,
         }
     }
@@ -102,6 +124,18 @@ pub struct Plan {
     pub aws: Option<AwsKmsConfig>,
     pub pkcs11: Option<Pkcs11Config>,
     pub gcp: Option<GcpKmsConfig>,
+    pub azure: Option<AzureSettings>,
+}
+
+/// Azure Key Vault, as far as the flags say: the credential is made from
+/// the pod's environment when connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureSettings {
+    /// The vault URL without a trailing `/`.
+    pub vault_url: String,
+    /// The extra CA's PEM (a public certificate).
+    pub ca_pem: Option<String>,
+    pub verify_challenge_resource: bool,
 }
 
 impl ProviderArgs {
@@ -111,6 +145,7 @@ impl ProviderArgs {
             aws: self.aws()?,
             pkcs11: self.pkcs11()?,
             gcp: self.gcp()?,
+            azure: self.azure()?,
         };
         self.check_root_key_wrapping(&plan)?;
         Ok(plan)
@@ -126,7 +161,7 @@ impl ProviderArgs {
             Some(Kind::Local) => {
                 return Err(FlagError::new(
                     flag,
-                    "names a local key; the root key must be wrapped outside the cluster, by AWS KMS, Cloud KMS or PKCS#11",
+                    "names a local key; the root key must be wrapped outside the cluster, by AWS KMS, Cloud KMS, Azure Key Vault or PKCS#11",
                 ));
             }
             Some(kind) => kind,
@@ -134,7 +169,7 @@ impl ProviderArgs {
                 return Err(FlagError::new(
                     flag,
                     format!(
-                        "`{key_id}` is not a key id: use an AWS KMS `arn:aws:kms:...` or `alias/...`, a Cloud KMS `projects/...` key name, or a PKCS#11 `p11k-...` id"
+                        "`{key_id}` is not a key id: use an AWS KMS `arn:aws:kms:...` or `alias/...`, a Cloud KMS `projects/...` key name, a Key Vault `https://VAULT/keys/NAME` URL, or a PKCS#11 `p11k-...` id"
                     ),
                 ));
             }
@@ -143,6 +178,7 @@ impl ProviderArgs {
             Kind::Aws => plan.aws.is_some(),
             Kind::Pkcs11 => plan.pkcs11.is_some(),
             Kind::Gcp => plan.gcp.is_some(),
+            Kind::Azure => plan.azure.is_some(),
             Kind::Local => false,
         };
         if on {
@@ -284,6 +320,85 @@ impl ProviderArgs {
             ..GcpKmsConfig::default()
         }))
     }
+}
+
+impl ProviderArgs {
+    fn azure(&self) -> Result<Option<AzureSettings>, FlagError> {
+        let Some(url) = non_empty(&self.azure_vault_url) else {
+            let stray = if self.azure_ca_file.is_some() {
+                Some("azure-ca-file")
+            } else if self.azure_skip_challenge_resource_check {
+                Some("azure-skip-challenge-resource-check")
+            } else {
+                None
+            };
+            if let Some(flag) = stray {
+                return Err(FlagError::new(
+                    flag,
+                    "is set but Azure Key Vault is off; also set --azure-vault-url (KEYWARD_AZURE_VAULT_URL)",
+                ));
+            }
+            return Ok(None);
+        };
+        let url = url.trim_end_matches('/');
+        let host = url.strip_prefix("https://").unwrap_or_default();
+        if host.is_empty() || host.contains(['/', '?', '#']) || host.contains(char::is_whitespace) {
+            return Err(FlagError::new(
+                "azure-vault-url",
+                format!(
+                    "`{url}` is not a vault URL; give the vault's https:// URL without a path, e.g. https://acme-prod.vault.azure.net"
+                ),
+            ));
+        }
+        if self.azure_skip_challenge_resource_check && is_azure_vault_host(host) {
+            return Err(FlagError::new(
+                "azure-skip-challenge-resource-check",
+                format!(
+                    "is only for a Key Vault test double, and {url} is Azure's own; drop the flag"
+                ),
+            ));
+        }
+        let ca_pem = match &self.azure_ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                FlagError::new(
+                    "azure-ca-file",
+                    format!(
+                        "{} cannot be read ({e}); mount the CA certificate (PEM) there",
+                        path.display()
+                    ),
+                )
+            })?),
+        };
+        if let Some(pem) = &ca_pem
+            && !pem.contains("-----BEGIN CERTIFICATE-----")
+        {
+            return Err(FlagError::new(
+                "azure-ca-file",
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            ));
+        }
+        Ok(Some(AzureSettings {
+            vault_url: url.to_owned(),
+            ca_pem,
+            verify_challenge_resource: !self.azure_skip_challenge_resource_check,
+        }))
+    }
+}
+
+/// Key Vault's own domains (public and sovereign clouds), where the
+/// challenge's resource must be checked.
+fn is_azure_vault_host(host: &str) -> bool {
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    [
+        ".vault.azure.net",
+        ".vault.azure.cn",
+        ".vault.usgovcloudapi.net",
+        ".vault.microsoftazure.de",
+        ".managedhsm.azure.net",
+    ]
+    .iter()
+    .any(|domain| host.ends_with(domain))
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {

@@ -1,7 +1,8 @@
 //! Which key providers a Keyward binary talks to.
 //!
 //! The operator and the webhook flatten [`ProviderArgs`] into their flags
-//! (`--aws-region`, `--pkcs11-module`, `--gcp-key-ring`, ...), turn them
+//! (`--aws-region`, `--pkcs11-module`, `--gcp-key-ring`,
+//! `--azure-vault-url`, ...), turn them
 //! into the providers' own config types ([`ProviderArgs::plan`]), connect
 //! ([`Providers::connect`]) and add the local provider they open from the
 //! cluster. [`Providers`] is then both a lookup by ManagedKey spec (for
@@ -14,7 +15,7 @@ mod error;
 mod providers;
 mod route;
 
-pub use args::{Plan, ProviderArgs};
+pub use args::{AzureSettings, Plan, ProviderArgs};
 pub use error::{FlagError, NotServed, SetupError};
 pub use providers::Providers;
 pub use route::{Kind, kind_of_key_id};

@@ -2,7 +2,7 @@
 //! `spec.provider` (to create its key) or by key id (every other call, as a
 //! `KeyProvider`).
 
-use crate::args::{Plan, ProviderArgs};
+use crate::args::{AzureSettings, Plan, ProviderArgs};
 use crate::error::{NotServed, SetupError};
 use crate::route::{Kind, kind_of_key_id};
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use keyward_core::provider::{
 use keyward_core::{Dek, KeyProvider, ProviderError};
 use keyward_crds::{GcpProtectionLevel, ProviderKind, ProviderSpec};
 use keyward_provider_aws::{AwsKmsConfig, AwsKmsProvider};
+use keyward_provider_azure::{AzureKeyVaultConfig, AzureKeyVaultProvider};
 use keyward_provider_gcp::{GcpKmsConfig, GcpKmsProvider, ProtectionLevel};
 use keyward_provider_pkcs11::{Pkcs11Config, Pkcs11Provider};
 use std::sync::Arc;
@@ -31,6 +32,11 @@ struct Gcp {
     hsm: Arc<GcpKmsProvider>,
 }
 
+struct Azure {
+    vault_url: String,
+    provider: Arc<AzureKeyVaultProvider>,
+}
+
 struct Pkcs11 {
     token_label: String,
     slot: Option<u64>,
@@ -44,6 +50,7 @@ pub struct Providers {
     local: Option<Arc<dyn KeyProvider>>,
     aws: Option<Aws>,
     gcp: Option<Gcp>,
+    azure: Option<Azure>,
     pkcs11: Option<Pkcs11>,
 }
 
@@ -79,6 +86,9 @@ impl Providers {
         if let Some(config) = plan.gcp {
             providers.gcp = Some(connect_gcp(config).await?);
         }
+        if let Some(settings) = plan.azure {
+            providers.azure = Some(connect_azure(settings)?);
+        }
         if let Some(config) = plan.pkcs11 {
             providers.pkcs11 = Some(connect_pkcs11(config).await?);
         }
@@ -97,6 +107,7 @@ impl Providers {
             (Kind::Local, self.local.is_some()),
             (Kind::Aws, self.aws.is_some()),
             (Kind::Gcp, self.gcp.is_some()),
+            (Kind::Azure, self.azure.is_some()),
             (Kind::Pkcs11, self.pkcs11.is_some()),
         ]
         .into_iter()
@@ -119,7 +130,7 @@ impl Providers {
         let Some(kind) = spec.kind() else {
             return Err(NotServed::new(
                 "ProviderMissing",
-                "set exactly one of spec.provider.local, aws, gcp or pkcs11",
+                "set exactly one of spec.provider.local, aws, gcp, azure or pkcs11",
             ));
         };
         match kind {
@@ -181,6 +192,21 @@ impl Providers {
                     GcpProtectionLevel::Hsm => gcp.hsm.clone(),
                 })
             }
+            ProviderKind::Azure(wanted) => {
+                let azure = (self.azure.as_ref()).ok_or_else(|| not_configured(Kind::Azure))?;
+                if wanted.vault() != azure.vault_url {
+                    return Err(NotServed::new(
+                        "ProviderMismatch",
+                        format!(
+                            "the key asks for vault {} but this operator serves {} (--azure-vault-url); use that vault or run an installation for {}",
+                            wanted.vault(),
+                            azure.vault_url,
+                            wanted.vault()
+                        ),
+                    ));
+                }
+                Ok(azure.provider.clone())
+            }
             ProviderKind::Pkcs11(wanted) => {
                 let p11 = self
                     .pkcs11
@@ -212,6 +238,7 @@ impl Providers {
             Kind::Local => self.local.clone(),
             Kind::Aws => self.aws.as_ref().map(|a| a.provider.clone() as _),
             Kind::Gcp => self.gcp.as_ref().map(|g| g.software.clone() as _),
+            Kind::Azure => self.azure.as_ref().map(|a| a.provider.clone() as _),
             Kind::Pkcs11 => self.pkcs11.as_ref().map(|p| p.provider.clone() as _),
         };
         found.ok_or_else(|| {
@@ -255,6 +282,20 @@ async fn connect_gcp(config: GcpKmsConfig) -> std::result::Result<Gcp, SetupErro
         key_ring: config.key_ring.clone(),
         software: connect(config).await?,
         hsm: connect(hsm_config).await?,
+    })
+}
+
+fn connect_azure(settings: AzureSettings) -> std::result::Result<Azure, SetupError> {
+    let connect_error = |e| SetupError::connect(Kind::Azure, e);
+    let credential = keyward_provider_azure::workload_identity(settings.ca_pem.as_deref())
+        .map_err(connect_error)?;
+    let mut config = AzureKeyVaultConfig::new(settings.vault_url.clone(), credential);
+    config.ca_pem = settings.ca_pem;
+    config.verify_challenge_resource = settings.verify_challenge_resource;
+    let provider = AzureKeyVaultProvider::new(config).map_err(connect_error)?;
+    Ok(Azure {
+        vault_url: settings.vault_url,
+        provider: Arc::new(provider),
     })
 }
 

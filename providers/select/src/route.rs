@@ -2,12 +2,13 @@
 //! shape, and envelopes carry only the id, so the id is what routes an
 //! unwrap in the webhook and every call on an existing key in the operator.
 
-/// The four providers, by the name `spec.provider` uses.
+/// The five providers, by the name `spec.provider` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Local,
     Aws,
     Gcp,
+    Azure,
     Pkcs11,
 }
 
@@ -17,6 +18,7 @@ impl Kind {
             Kind::Local => "local",
             Kind::Aws => "aws",
             Kind::Gcp => "gcp",
+            Kind::Azure => "azure",
             Kind::Pkcs11 => "pkcs11",
         }
     }
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Local => "the local keyring Secrets (--keyring-secret, --root-key-secret)",
             Kind::Aws => "--aws-region (KEYWARD_AWS_REGION; chart: providers.aws)",
             Kind::Gcp => "--gcp-key-ring (KEYWARD_GCP_KEY_RING; chart: providers.gcp)",
+            Kind::Azure => "--azure-vault-url (KEYWARD_AZURE_VAULT_URL; chart: providers.azure)",
             Kind::Pkcs11 => {
                 "--pkcs11-module, --pkcs11-token-label and --pkcs11-pin-file (KEYWARD_PKCS11_*; chart: providers.pkcs11)"
             }
@@ -38,13 +41,15 @@ impl Kind {
             Kind::Local => "the local provider",
             Kind::Aws => "AWS KMS",
             Kind::Gcp => "Cloud KMS",
+            Kind::Azure => "Azure Key Vault",
             Kind::Pkcs11 => "PKCS#11",
         }
     }
 }
 
 /// The provider that minted `key_id`: `local-…` (local keyring), `p11k-…`
-/// (PKCS#11), `projects/…` (Cloud KMS), `alias/…` or `arn:aws:kms:…` (AWS).
+/// (PKCS#11), `projects/…` (Cloud KMS), `alias/…` or `arn:aws:kms:…` (AWS),
+/// `https://VAULT/keys/NAME` (Azure Key Vault).
 pub fn kind_of_key_id(key_id: &str) -> Option<Kind> {
     if key_id.starts_with("local-") {
         Some(Kind::Local)
@@ -54,6 +59,8 @@ pub fn kind_of_key_id(key_id: &str) -> Option<Kind> {
         Some(Kind::Gcp)
     } else if key_id.starts_with("alias/") || key_id.starts_with("arn:aws:kms:") {
         Some(Kind::Aws)
+    } else if key_id.starts_with("https://") && key_id.contains("/keys/") {
+        Some(Kind::Azure)
     } else {
         None
     }
@@ -70,6 +77,7 @@ mod tests {
             ("p11k-00112233aabbccdd", Kind::Pkcs11),
             ("projects/p/locations/l/keyRings/r/cryptoKeys/k", Kind::Gcp),
             ("alias/keyward/db", Kind::Aws),
+            ("https://acme.vault.azure.net/keys/db", Kind::Azure),
             (
                 "arn:aws:kms:eu-west-1:111122223333:alias/keyward/db",
                 Kind::Aws,
@@ -78,6 +86,10 @@ mod tests {
             assert_eq!(kind_of_key_id(id), Some(kind), "{id}");
         }
         assert_eq!(kind_of_key_id("db"), None);
+        assert_eq!(
+            kind_of_key_id("https://acme.vault.azure.net/secrets/db"),
+            None
+        );
         assert_eq!(kind_of_key_id(""), None);
     }
 }

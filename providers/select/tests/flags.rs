@@ -228,3 +228,59 @@ fn the_root_key_wrapping_key_must_be_outside_the_cluster_and_its_provider_on() {
         "{e}"
     );
 }
+
+#[test]
+fn azure_flags_name_the_vault_and_refuse_what_would_leak_a_token() {
+    let azure = parse(&["--azure-vault-url=https://acme-prod.vault.azure.net/"])
+        .plan()
+        .unwrap()
+        .azure
+        .unwrap();
+    assert_eq!(azure.vault_url, "https://acme-prod.vault.azure.net");
+    assert!(azure.verify_challenge_resource && azure.ca_pem.is_none());
+
+    // Key Vault sends no token over plain HTTP, and a path is not a vault.
+    for bad in [
+        "--azure-vault-url=http://acme-prod.vault.azure.net",
+        "--azure-vault-url=https://acme-prod.vault.azure.net/keys/db",
+    ] {
+        let e = refused(&[bad]);
+        assert_eq!(e.flag, "azure-vault-url", "{bad}");
+        assert!(e.to_string().contains("without a path"), "{e}");
+    }
+    // Skipping the challenge check is for doubles, never Azure's domains.
+    let e = refused(&[
+        "--azure-vault-url=https://acme-prod.vault.azure.net",
+        "--azure-skip-challenge-resource-check",
+    ]);
+    assert_eq!(e.flag, "azure-skip-challenge-resource-check");
+    assert!(e.to_string().contains("test double"), "{e}");
+    let double = parse(&[
+        "--azure-vault-url=https://127.0.0.1:8443",
+        "--azure-skip-challenge-resource-check",
+    ])
+    .plan()
+    .unwrap()
+    .azure
+    .unwrap();
+    assert!(!double.verify_challenge_resource);
+
+    // Stray settings without the vault, and a CA file that is not one.
+    let e = refused(&["--azure-ca-file=/etc/hostname"]);
+    assert!(e.to_string().contains("--azure-vault-url"), "{e}");
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate").unwrap();
+    let ca_flag = format!("--azure-ca-file={}", not_pem.path().display());
+    let e = refused(&["--azure-vault-url=https://127.0.0.1:8443", &ca_flag]);
+    assert_eq!(e.flag, "azure-ca-file");
+    assert!(e.to_string().contains("no PEM certificate"), "{e}");
+    let e = refused(&[
+        "--azure-vault-url=https://127.0.0.1:8443",
+        "--azure-ca-file=/nonexistent/ca.pem",
+    ]);
+    assert!(e.to_string().contains("cannot be read"), "{e}");
+
+    // A root-key wrapping key in a vault needs the vault on.
+    let e = refused(&["--root-key-wrapping-key=https://acme.vault.azure.net/keys/root"]);
+    assert!(e.to_string().contains("Azure Key Vault, which is off"), "{e}");
+}
