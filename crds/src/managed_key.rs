@@ -460,17 +460,10 @@ impl ManagedKeySpec {
                     "`{reference}` is not a CryptoKey of the key ring in spec.provider.gcp; give `{ring}<name>`"
                 ))
             }
-            Some(ProviderKind::Azure(azure)) => {
-                let keys = format!("{}/keys/", azure.vault());
-                let fits = reference.strip_prefix(&keys).is_some_and(|name| {
-                    !name.is_empty()
-                        && name.len() <= 127
-                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                });
-                (!fits).then(|| format!(
-                    "`{reference}` is not a key of the vault in spec.provider.azure; give `{keys}<name>` without a version"
-                ))
-            }
+            Some(ProviderKind::Azure(_)) => Some(
+                "Keyward does not adopt Key Vault keys yet (their versions carry none of its records); remove existingKey and let Keyward create the key, or keep the key in another provider"
+                    .to_owned(),
+            ),
             Some(ProviderKind::Pkcs11(_)) => {
                 let fits = !reference.is_empty() && reference.len() <= 32;
                 (!fits).then(|| format!(

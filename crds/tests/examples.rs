@@ -60,7 +60,10 @@ fn examples_cover_every_provider_and_kind() {
             });
         }
     }
-    assert_eq!(providers, BTreeSet::from(["aws", "gcp", "local", "pkcs11"]));
+    assert_eq!(
+        providers,
+        BTreeSet::from(["aws", "azure", "gcp", "local", "pkcs11"])
+    );
     assert_eq!(
         kinds,
         BTreeSet::from(["KeyRotationPolicy", "ManagedKey", "SealedSecret"])

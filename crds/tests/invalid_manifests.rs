@@ -408,7 +408,7 @@ fn azure_keys_key_vault_cannot_make_are_refused_with_what_it_can() {
         &format!(
             "{KEY_HEAD}spec:\n  provider: {VAULT}\n  algorithm: RSA3072\n  usage: Seal\n  existingKey: https://other.vault.azure.net/keys/db\n"
         ),
-        &["give `https://acme.vault.azure.net/keys/<name>` without a version"],
+        &["Keyward does not adopt Key Vault keys yet"],
     );
     refused(
         &format!(
@@ -420,7 +420,7 @@ fn azure_keys_key_vault_cannot_make_are_refused_with_what_it_can() {
     );
     for fine in [
         "RSA3072\n  usage: Seal\n  tags: {team: payments, Cost Centre: '42'}",
-        "RSA4096\n  usage: Seal\n  existingKey: https://acme.vault.azure.net/keys/db-kek",
+        "RSA4096\n  usage: Seal",
         "RSA3072\n  usage: Sign",
         "ECP256\n  usage: Sign",
     ] {

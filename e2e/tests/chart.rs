@@ -97,7 +97,7 @@ async fn values_schema_rejects_bad_values_with_a_clear_message() {
         let helm = Helm::from_env()?;
         let cases = [
             (json!({ "webhook": { "replicas": "two" } }), "replicas"),
-            (json!({ "providers": { "azure": { "enabled": true } } }), "azure"),
+            (json!({ "providers": { "vault": { "enabled": true } } }), "vault"),
             (json!({ "operator": { "replicas": 1.5 } }), "replicas"),
             (
                 json!({ "webhook": { "admission": { "mutating": { "failurePolicy": "Sometimes" } } } }),
@@ -134,6 +134,20 @@ async fn values_schema_rejects_bad_values_with_a_clear_message() {
             "a release exists after only rejected installs"
         );
         Ok(())
+    })
+    .await;
+}
+
+/// providers.azure in both identity modes and providers.gcp.keyRing, as
+/// the API server stores them, and the refusals of incomplete values.
+#[tokio::test]
+async fn azure_and_gcp_provider_values() {
+    with_temp_ns(|client, ns| async move {
+        ignore_namespace(&client, &ns).await?;
+        let names = Names::new(&ns);
+        let result = provider_values::check(&client, &ns, &names).await;
+        remove_cluster_scoped(&client, &names).await;
+        result
     })
     .await;
 }
@@ -213,6 +227,7 @@ async fn lifecycle(client: &Client, ns: &str, names: &Names) -> Result<()> {
                 },
                 "gcp": {
                     "enabled": true,
+                    "keyRing": "projects/demo/locations/europe-west1/keyRings/keyward",
                     "operatorServiceAccount": "keyward-admin@demo.iam.gserviceaccount.com",
                     "webhookServiceAccount": "keyward-unseal@demo.iam.gserviceaccount.com",
                 },

@@ -22,6 +22,11 @@
 //! operator with `--root-key-wrapping-key` at moto; copies of the keyring
 //! Secrets, an older keyring written back, erasure of destroyed material.
 //!
+//! Azure Key Vault (`providers_support::azure`): the same binaries against
+//! the Key Vault double, signed in through Workload Identity with a token
+//! the API server issued: Ready, tags, another vault refused, offline seal,
+//! unseal, rotation, Destroyed soft-deletes and moving back recovers.
+//!
 //! A hung KMS: the webhook binary with `--aws-endpoint-url` at a server that
 //! never answers (`providers_support::hung`).
 
@@ -455,7 +460,7 @@ impl CloudKms {
 
         // The webhook binary opens it for a pod: Decrypt at the double.
         let webhook_args = [&self.gcp_flags[..], &["--gcp-anonymous".to_owned()]].concat();
-        let webhook = binaries::webhook(&self.webhook_bin, ns, dir, &webhook_args).await?;
+        let webhook = binaries::webhook(&self.webhook_bin, ns, dir, &webhook_args, &[]).await?;
         let (url, ca_pem) = (webhook.url, webhook.ca_pem);
         self.webhook = Some(webhook.process);
         let pod = reader_pod(client, ns, "gcp").await?;
@@ -533,6 +538,17 @@ impl CloudKms {
     }
 }
 
+/// Azure Key Vault through the binaries, with Workload Identity against
+/// the double's Entra endpoint (`providers_support::azure`).
+#[test]
+fn azure_key_vault_keys_go_through_the_operator_and_webhook_binaries() {
+    let _alone = one_at_a_time();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(with_temp_ns(
+        providers_support::azure::key_vault_through_the_binaries,
+    ));
+}
+
 #[allow(unsafe_code)]
 fn set_peer_environment(softhsm_conf: &Path) {
     // SAFETY: as for `set_aws_credentials`.
@@ -566,10 +582,21 @@ fn first_tags() -> Tags {
 }
 
 /// Where a key's tags are read back: moto (ListResourceTags, through the
-/// AWS provider crate) or the Cloud KMS double's stored CryptoKey labels.
+/// AWS provider crate), the Cloud KMS double's stored CryptoKey labels, or
+/// the Key Vault double's tags on the key's newest version.
 enum TagPeer<'a> {
-    Moto { endpoint: &'a str, key_id: &'a str },
-    Double { kms: &'a Double, id: &'a str },
+    Moto {
+        endpoint: &'a str,
+        key_id: &'a str,
+    },
+    Double {
+        kms: &'a Double,
+        id: &'a str,
+    },
+    Azure {
+        vault: &'a keyward_azure_double::Double,
+        name: &'a str,
+    },
 }
 
 impl TagPeer<'_> {
@@ -577,6 +604,7 @@ impl TagPeer<'_> {
         match self {
             TagPeer::Moto { .. } => "moto",
             TagPeer::Double { .. } => "the Cloud KMS double",
+            TagPeer::Azure { .. } => "the Key Vault double",
         }
     }
 
@@ -598,6 +626,14 @@ impl TagPeer<'_> {
                     .labels
                     .into_iter()
                     .filter(|(name, _)| !name.starts_with("keyward-"))
+                    .collect())
+            }
+            TagPeer::Azure { vault, name } => {
+                let stored = vault.key(name).context("no key in the Key Vault double")?;
+                let newest = stored.versions.last().context("a key without versions")?;
+                Ok((newest.tags.iter())
+                    .filter(|(name, _)| !name.starts_with("keyward-"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect())
             }
         }

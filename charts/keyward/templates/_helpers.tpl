@@ -110,9 +110,116 @@ app.kubernetes.io/component: {{ .component }}
 - name: KEYWARD_PKCS11_TOKEN_GENERATES_IV
   value: {{ $p.pkcs11.tokenGeneratesIv | quote }}
 {{- end }}
+{{- if $p.gcp.enabled }}
+{{- include "keyward.validateGcp" . }}
+{{- with $p.gcp.keyRing }}
+- name: KEYWARD_GCP_KEY_RING
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if $p.azure.enabled }}
+{{- include "keyward.validateAzure" . }}
+- name: KEYWARD_AZURE_VAULT_URL
+  value: {{ $p.azure.vaultUrl | quote }}
+{{- if $p.azure.caSecret.name }}
+- name: KEYWARD_AZURE_CA_FILE
+  value: /etc/keyward/azure-ca/ca.crt
+{{- end }}
+{{- if $p.azure.skipChallengeResourceCheck }}
+- name: KEYWARD_AZURE_SKIP_CHALLENGE_RESOURCE_CHECK
+  value: "true"
+{{- end }}
+{{- end }}
 {{- if and $p.local.enabled $p.local.rootKeyWrappingKey }}
 - name: KEYWARD_ROOT_KEY_WRAPPING_KEY
   value: {{ $p.local.rootKeyWrappingKey | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Cloud KMS needs its key ring. Before providers.gcp.keyRing existed it was
+     set through extraEnv; that still works when both components have it. */}}
+{{- define "keyward.validateGcp" -}}
+{{- $p := .Values.providers }}
+{{- if not $p.gcp.keyRing }}
+{{- $inExtraEnv := true }}
+{{- range (list .Values.operator.extraEnv .Values.webhook.extraEnv) }}
+{{- $has := false }}
+{{- range . }}{{ if eq (toString .name) "KEYWARD_GCP_KEY_RING" }}{{ $has = true }}{{ end }}{{ end }}
+{{- if not $has }}{{ $inExtraEnv = false }}{{ end }}
+{{- end }}
+{{- if not $inExtraEnv }}
+{{- fail "providers.gcp.enabled needs providers.gcp.keyRing: the key ring that holds Keyward's keys, projects/PROJECT/locations/LOCATION/keyRings/RING (it must exist)" }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* providers.azure: the vault URL, and the identity settings its mode needs. */}}
+{{- define "keyward.validateAzure" -}}
+{{- $a := .Values.providers.azure }}
+{{- if not $a.vaultUrl }}
+{{- fail "providers.azure.enabled needs providers.azure.vaultUrl: the vault's URL, e.g. https://NAME.vault.azure.net" }}
+{{- end }}
+{{- if not (regexMatch "^https://[^\\s/]+/?$" $a.vaultUrl) }}
+{{- fail (printf "providers.azure.vaultUrl must be the vault's https:// URL without a path, e.g. https://NAME.vault.azure.net (Key Vault tokens are never sent over plain HTTP); got %q" $a.vaultUrl) }}
+{{- end }}
+{{- if and $a.skipChallengeResourceCheck (regexMatch "(?i)^https://[^/]*\\.(vault\\.azure\\.net|vault\\.azure\\.cn|vault\\.usgovcloudapi\\.net|vault\\.microsoftazure\\.de|managedhsm\\.azure\\.net)(:[0-9]+)?/?$" $a.vaultUrl) }}
+{{- fail (printf "providers.azure.skipChallengeResourceCheck is only for a Key Vault test double, and %s is Azure's own vault; set it to false" $a.vaultUrl) }}
+{{- end }}
+{{- if $a.aksWorkloadIdentityWebhook }}
+{{- $sa := dict "operator" .Values.operator.serviceAccount.annotations "webhook" .Values.webhook.serviceAccount.annotations }}
+{{- range $component, $id := dict "operator" $a.operatorClientId "webhook" $a.webhookClientId }}
+{{- if not (or $id (get (get $sa $component) "azure.workload.identity/client-id")) }}
+{{- fail (printf "providers.azure needs providers.azure.%sClientId: the client id of the %s's managed identity, which AKS's workload identity webhook reads from the ServiceAccount annotation azure.workload.identity/client-id" $component $component) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- $missing := list }}
+{{- range $name := list "tenantId" "operatorClientId" "webhookClientId" }}
+{{- if not (get $a $name) }}{{ $missing = append $missing (printf "providers.azure.%s" $name) }}{{ end }}
+{{- end }}
+{{- if $missing }}
+{{- fail (printf "providers.azure.aksWorkloadIdentityWebhook is false, so the chart sets AZURE_TENANT_ID and AZURE_CLIENT_ID itself: set %s" (join ", " $missing)) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod labels for providers.azure (dict root, podLabels): AKS's workload
+     identity webhook mutates only pods labelled azure.workload.identity/use. */}}
+{{- define "keyward.azurePodLabels" -}}
+{{- $a := .root.Values.providers.azure }}
+{{- if and $a.enabled $a.aksWorkloadIdentityWebhook (not (hasKey (.podLabels | default dict) "azure.workload.identity/use")) }}
+azure.workload.identity/use: "true"
+{{- end }}
+{{- end -}}
+
+{{/* ServiceAccount annotations for providers.azure, into the dict .ann. */}}
+{{- define "keyward.azureServiceAccountAnnotations" -}}
+{{- $a := .root.Values.providers.azure }}
+{{- if and $a.enabled $a.aksWorkloadIdentityWebhook }}
+{{- with get $a (printf "%sClientId" .component) }}{{ $_ := set $.ann "azure.workload.identity/client-id" . }}{{ end }}
+{{- with $a.tenantId }}{{ $_ := set $.ann "azure.workload.identity/tenant-id" . }}{{ end }}
+{{- end }}
+{{- end -}}
+
+{{/* The Entra ID workload identity env of one component (dict root, component).
+     With AKS's webhook it injects AZURE_CLIENT_ID, AZURE_TENANT_ID,
+     AZURE_FEDERATED_TOKEN_FILE and AZURE_AUTHORITY_HOST itself (it keeps
+     variables the container already has). */}}
+{{- define "keyward.azureIdentityEnv" -}}
+{{- $a := .root.Values.providers.azure }}
+{{- if $a.enabled }}
+{{- if not $a.aksWorkloadIdentityWebhook }}
+- name: AZURE_CLIENT_ID
+  value: {{ get $a (printf "%sClientId" .component) | quote }}
+- name: AZURE_TENANT_ID
+  value: {{ $a.tenantId | quote }}
+- name: AZURE_FEDERATED_TOKEN_FILE
+  value: /var/run/secrets/azure/tokens/azure-identity-token
+{{- end }}
+{{- with $a.authorityHost }}
+- name: AZURE_AUTHORITY_HOST
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -140,6 +247,18 @@ app.kubernetes.io/component: {{ .component }}
   mountPath: /etc/keyward/pkcs11-pin
   readOnly: true
 {{- end }}
+{{- if $p.azure.enabled }}
+{{- if not $p.azure.aksWorkloadIdentityWebhook }}
+- name: azure-identity-token
+  mountPath: /var/run/secrets/azure/tokens
+  readOnly: true
+{{- end }}
+{{- if $p.azure.caSecret.name }}
+- name: azure-ca
+  mountPath: /etc/keyward/azure-ca
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "keyward.providerVolumes" -}}
@@ -161,6 +280,28 @@ app.kubernetes.io/component: {{ .component }}
     items:
       - key: {{ $p.pkcs11.pinSecret.key }}
         path: pin
+{{- end }}
+{{- if $p.azure.enabled }}
+{{- if not $p.azure.aksWorkloadIdentityWebhook }}
+# The ServiceAccount token Entra ID exchanges for an access token (the
+# audience and conventional path of Azure Workload Identity).
+- name: azure-identity-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: azure-identity-token
+          audience: api://AzureADTokenExchange
+          expirationSeconds: 3600
+{{- end }}
+{{- if $p.azure.caSecret.name }}
+- name: azure-ca
+  secret:
+    secretName: {{ $p.azure.caSecret.name }}
+    defaultMode: 0444
+    items:
+      - key: {{ $p.azure.caSecret.key }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 {{- end -}}
 

@@ -8,6 +8,7 @@ pub mod csi_pod;
 pub mod on_node;
 pub mod online_seal;
 pub mod prometheus;
+pub mod provider_values;
 pub mod signing;
 pub mod webhook_tls;
 

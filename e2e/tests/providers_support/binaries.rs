@@ -89,8 +89,14 @@ pub struct Webhook {
 }
 
 /// Starts the webhook with the local keyring of namespace `ns` and the
-/// given provider arguments, and waits until it listens.
-pub async fn webhook(bin: &Path, ns: &str, dir: &Path, args: &[String]) -> Result<Webhook> {
+/// given provider arguments and variables, and waits until it listens.
+pub async fn webhook(
+    bin: &Path,
+    ns: &str,
+    dir: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> Result<Webhook> {
     let port = free_port()?;
     let url = format!("https://127.0.0.1:{port}");
     // Admission is not registered here, but it listens: any free port.
@@ -110,6 +116,7 @@ pub async fn webhook(bin: &Path, ns: &str, dir: &Path, args: &[String]) -> Resul
         .arg("--audit-log")
         .arg(dir.join("unseal.log"))
         .args(args)
+        .envs(env.iter().copied())
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "keyward_webhook=info".into()),

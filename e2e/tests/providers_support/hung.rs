@@ -75,7 +75,7 @@ pub async fn run(client: Client, ns: String, moto: String) -> Result<()> {
         format!("--aws-endpoint-url={}", hung.endpoint),
         format!("--provider-timeout-seconds={}", DEADLINE.as_secs()),
     ];
-    let webhook = binaries::webhook(&webhook_bin, &ns, dir.path(), &args).await?;
+    let webhook = binaries::webhook(&webhook_bin, &ns, dir.path(), &args, &[]).await?;
     let flow = Flow {
         client,
         ns,

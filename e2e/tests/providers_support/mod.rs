@@ -2,6 +2,7 @@
 //! the operator and webhook binaries as processes.
 
 pub mod adopted;
+pub mod azure;
 pub mod binaries;
 pub mod claims;
 pub mod hung;

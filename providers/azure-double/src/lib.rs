@@ -15,14 +15,21 @@
 //! [`Double::ca_pem`], present [`Double::token`] (see `tests/sdk/client.rs` for
 //! the `KeyClientOptions` this takes).
 //!
+//! A Microsoft Entra ID token endpoint on the same port
+//! (`/{tenant}/oauth2/v2.0/token`, see [`Federation`]) gives a
+//! `WorkloadIdentityCredential` the accepted token for a Kubernetes
+//! service-account JWT, when the double is its authority host.
+//!
 //! Test hooks: answer `429 Throttled` N times ([`Double::throttle`]),
-//! answer `503` to everything ([`Double::set_down`]), count calls
+//! answer `503` to every Key Vault call ([`Double::set_down`]), count calls
 //! ([`Double::calls`]), look at a key ([`Double::key`]), purge a deleted
 //! key as its schedule would ([`Double::fire_scheduled_purge`]) and run a
 //! rotation policy's rotation now ([`Double::fire_policy_rotation`]).
 #![forbid(unsafe_code)]
 
+mod entra;
 mod jwk;
+mod jwt;
 mod material;
 mod ops;
 mod policy;
@@ -45,6 +52,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
+pub use entra::Federation;
 pub use jwk::ecdsa_raw_to_der;
 pub use snapshot::{DeletedSnapshot, KeySnapshot, VersionSnapshot};
 pub use wire::API_VERSIONS;
@@ -64,6 +72,9 @@ pub struct Options {
     /// Versions per page of `GET /keys/NAME/versions` when the client
     /// does not say (`maxresults`); small, so paging is exercised.
     pub page_size: usize,
+    /// The federated identity credential the Entra token endpoint checks
+    /// a workload's assertion against; `None` refuses every request.
+    pub federation: Option<Federation>,
 }
 
 impl Default for Options {
@@ -74,6 +85,7 @@ impl Default for Options {
             retention_days: 90,
             purge_protection: false,
             page_size: 2,
+            federation: None,
         }
     }
 }
@@ -93,6 +105,7 @@ struct Shared {
     down: AtomicBool,
     tenant: String,
     token: Mutex<String>,
+    entra: entra::State,
 }
 
 /// A running double on a loopback port; stops on drop.
@@ -134,6 +147,10 @@ impl Double {
             down: AtomicBool::new(false),
             tenant: options.tenant,
             token: Mutex::new(options.token),
+            entra: entra::State {
+                federation: Mutex::new(options.federation),
+                ..Default::default()
+            },
         });
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
@@ -182,6 +199,33 @@ impl Double {
         &self.ca_pem
     }
 
+    /// The Entra tenant of the challenge and of the token endpoint.
+    pub fn tenant(&self) -> &str {
+        &self.shared.tenant
+    }
+
+    /// The authority host to give an Entra credential
+    /// (`AZURE_AUTHORITY_HOST`): the same `https://127.0.0.1:PORT`.
+    pub fn authority_host(&self) -> String {
+        self.vault_url()
+    }
+
+    /// Replaces the federated identity credential the token endpoint
+    /// checks assertions against (e.g. a rotated issuer JWKS).
+    pub fn set_federation(&self, federation: Option<Federation>) {
+        *self.shared.entra.federation.lock().unwrap() = federation;
+    }
+
+    /// How many tokens the Entra endpoint has issued.
+    pub fn tokens_issued(&self) -> u32 {
+        self.shared.entra.issued.load(Ordering::SeqCst)
+    }
+
+    /// The `error_description` of the Entra endpoint's last refusal.
+    pub fn last_refusal(&self) -> Option<String> {
+        self.shared.entra.last_refusal.lock().unwrap().clone()
+    }
+
     /// The bearer token the double accepts.
     pub fn token(&self) -> String {
         self.shared.token.lock().unwrap().clone()
@@ -201,7 +245,8 @@ impl Double {
         faults.throttle_only = only;
     }
 
-    /// Answers every request with `503 ServiceUnavailable` while `down`.
+    /// Answers every Key Vault request with `503 ServiceUnavailable` while
+    /// `down` (the Entra token endpoint, another service, still answers).
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
     }
@@ -290,6 +335,11 @@ async fn handle(
     shared: Arc<Shared>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    if entra::token_path(request.uri().path()).is_some() {
+        // Entra's, not Key Vault's: no bearer token, no faults.
+        let token = shared.token.lock().unwrap().clone();
+        return entra::serve(&shared.entra, &shared.tenant, &token, request).await;
+    }
     if shared.down.load(Ordering::SeqCst) {
         return Ok(wire::error(&wire::fault(
             503,

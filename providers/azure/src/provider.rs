@@ -57,7 +57,7 @@ fn refuse_unsupported(algorithm: KeyAlgorithm) -> Result<()> {
             "Azure Key Vault has no symmetric keys; Managed HSM is not supported yet: use RSA3072 with usage Seal".into(),
         )),
         KeyAlgorithm::Ed25519 => Err(ProviderError::InvalidRequest(
-            "Azure Key Vault makes no ED25519 signing keys: use ECP256 or RSA3072_PSS".into(),
+            "Azure Key Vault makes no ED25519 signing keys: use algorithm ECP256, RSA3072 or RSA4096 with usage Sign".into(),
         )),
         _ => Ok(()),
     }
@@ -152,6 +152,13 @@ impl AzureKeyVaultProvider {
         naming::resolve(&self.config.vault_url, key)
     }
 
+    /// The key id Keyward records for key `name`: its URL without a
+    /// version, which routes every later call (and every envelope's
+    /// unwrap) back to this vault.
+    pub fn key_id_of(&self, name: &str) -> String {
+        naming::key_id(&self.config.vault_url, name)
+    }
+
     /// Every Keyward version of key `name` (all pages).
     pub(crate) async fn versions(&self, name: &str) -> Result<Versions> {
         let pager = self
@@ -193,7 +200,7 @@ impl AzureKeyVaultProvider {
     /// versions pending deletion until the vault purges it).
     pub(crate) async fn info(&self, name: &str) -> Result<KeyInfo> {
         match self.versions(name).await {
-            Ok(versions) => versions.info(name.to_owned(), None),
+            Ok(versions) => versions.info(self.key_id_of(name), None),
             Err(ProviderError::UnknownKey(_)) => {
                 let Some(deleted) = self.deleted(name).await? else {
                     return Err(ProviderError::UnknownKey(name.to_owned()));
@@ -207,7 +214,8 @@ impl AzureKeyVaultProvider {
                     .scheduled_purge_date
                     .map(SystemTime::from)
                     .unwrap_or_else(SystemTime::now);
-                Versions::new(name, version.into_iter().collect())?.info(name.to_owned(), Some(at))
+                Versions::new(name, version.into_iter().collect())?
+                    .info(self.key_id_of(name), Some(at))
             }
             Err(other) => Err(other),
         }
@@ -549,7 +557,7 @@ impl KeyProvider for AzureKeyVaultProvider {
             )));
         }
         Ok(PublicKeyInfo {
-            key_id: name,
+            key_id: self.key_id_of(&name),
             version: number,
             public_key,
         })

@@ -88,7 +88,7 @@ impl AzureKeyVaultProvider {
             _ => raw,
         };
         Ok(Signature {
-            key_id: name,
+            key_id: self.key_id_of(&name),
             version: version.number,
             algorithm: scheme,
             bytes,
@@ -119,7 +119,7 @@ impl AzureKeyVaultProvider {
             )));
         }
         Ok(VerifyingKey {
-            key_id: name,
+            key_id: self.key_id_of(&name),
             version: number,
             algorithm: scheme,
             spki_der,

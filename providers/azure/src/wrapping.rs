@@ -47,7 +47,7 @@ impl AzureKeyVaultProvider {
             ))
         })?;
         Ok(WrappedDek {
-            key_id: name,
+            key_id: self.key_id_of(&name),
             version: version.number,
             algorithm: WrapAlgorithm::RsaOaepSha256,
             blob,

@@ -282,5 +282,8 @@ fn azure_flags_name_the_vault_and_refuse_what_would_leak_a_token() {
 
     // A root-key wrapping key in a vault needs the vault on.
     let e = refused(&["--root-key-wrapping-key=https://acme.vault.azure.net/keys/root"]);
-    assert!(e.to_string().contains("Azure Key Vault, which is off"), "{e}");
+    assert!(
+        e.to_string().contains("Azure Key Vault, which is off"),
+        "{e}"
+    );
 }

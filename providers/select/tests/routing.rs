@@ -63,7 +63,10 @@ async fn the_spec_picks_the_provider_or_says_what_to_start_with() {
         "gcp: {project: acme-prod, location: global, keyRing: r}",
     );
     assert!(gcp.message.contains("--gcp-key-ring"), "{gcp}");
-    let azure = not_served(&providers, "azure: {vaultUrl: https://acme.vault.azure.net}");
+    let azure = not_served(
+        &providers,
+        "azure: {vaultUrl: https://acme.vault.azure.net}",
+    );
     assert_eq!(azure.reason, "ProviderNotConfigured");
     assert!(azure.message.contains("--azure-vault-url"), "{azure}");
 

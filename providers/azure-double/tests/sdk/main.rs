@@ -2,12 +2,15 @@
 //! (`azure_security_keyvault_keys`), so its wire format is the one the
 //! SDK reads and writes. One test binary (the SDK is large to link).
 
+mod assertion;
 mod client;
 mod crypto;
+mod entra_wire;
 mod faults;
 mod keys;
 mod lifecycle;
 mod tls_auth;
+mod workload;
 
 use azure_security_keyvault_keys::KeyClient;
 use azure_security_keyvault_keys::models::{

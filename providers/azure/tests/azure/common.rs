@@ -57,3 +57,9 @@ pub fn spec(name: &str, algorithm: KeyAlgorithm) -> KeySpec {
         description: None,
     }
 }
+
+/// The Key Vault key name in a key id (`https://VAULT/keys/NAME`), as the
+/// double files its keys.
+pub fn name_in(key_id: &str) -> &str {
+    key_id.rsplit('/').next().unwrap_or(key_id)
+}
