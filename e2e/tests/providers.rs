@@ -461,28 +461,10 @@ impl CloudKms {
         // The webhook binary opens it for a pod: Decrypt at the double.
         let webhook_args = [&self.gcp_flags[..], &["--gcp-anonymous".to_owned()]].concat();
         let webhook = binaries::webhook(&self.webhook_bin, ns, dir, &webhook_args, &[]).await?;
-        let (url, ca_pem) = (webhook.url, webhook.ca_pem);
-        self.webhook = Some(webhook.process);
-        let pod = reader_pod(client, ns, "gcp").await?;
-        let request = UnsealRequest {
-            token: token_for(client, ns, &pod).await?,
-            namespace: ns.to_owned(),
-            pod: pod.name_any(),
-            secrets: vec!["gcp".to_owned()],
-        };
         kms.reset_calls();
-        let opened = inject::unseal_once(&format!("{url}/v1/unseal"), &ca_pem, &request)
-            .await
-            .with_context(|| {
-                let audit = std::fs::read_to_string(dir.join("unseal.log"));
-                format!("unseal audit: {}", audit.unwrap_or_default())
-            })?;
-        let got = opened
-            .secrets
-            .get("gcp")
-            .and_then(|items| items.get("password"))
-            .context("no gcp/password in the unseal response")?;
-        let plain = base64::engine::general_purpose::STANDARD.decode(got.as_bytes())?;
+        let plain = password_opened_for_a_pod(client, ns, dir, &webhook, "gcp").await;
+        self.webhook = Some(webhook.process);
+        let plain = plain?;
         ensure!(plain == value.as_bytes(), "gcp opened to other bytes");
         ensure!(
             kms.calls("Decrypt") >= 1,
@@ -769,6 +751,37 @@ async fn webhook_providers(
     Ok(Arc::new(
         Providers::connect(args).await?.with_local(Arc::new(local)),
     ))
+}
+
+/// The `password` of SealedSecret `name` as the webhook binary opens it for
+/// a starting pod (POST /v1/unseal with the pod's bound token).
+async fn password_opened_for_a_pod(
+    client: &Client,
+    ns: &str,
+    dir: &Path,
+    webhook: &binaries::Webhook,
+    name: &str,
+) -> Result<Vec<u8>> {
+    let pod = reader_pod(client, ns, name).await?;
+    let request = UnsealRequest {
+        token: token_for(client, ns, &pod).await?,
+        namespace: ns.to_owned(),
+        pod: pod.name_any(),
+        secrets: vec![name.to_owned()],
+    };
+    let url = format!("{}/v1/unseal", webhook.url);
+    let opened = inject::unseal_once(&url, &webhook.ca_pem, &request)
+        .await
+        .with_context(|| {
+            let audit = std::fs::read_to_string(dir.join("unseal.log"));
+            format!("unseal audit: {}", audit.unwrap_or_default())
+        })?;
+    let got = opened
+        .secrets
+        .get(name)
+        .and_then(|items| items.get("password"))
+        .with_context(|| format!("no {name}/password in the unseal response"))?;
+    Ok(base64::engine::general_purpose::STANDARD.decode(got.as_bytes())?)
 }
 
 /// Each SealedSecret's `password` came back as the value sealed.

@@ -16,7 +16,7 @@
 
 use crate::providers_support::binaries::{self, Process};
 use crate::{
-    TagPeer, first_tags, key_id, managed_key, reader_pod, tags_follow_the_spec, token_for,
+    TagPeer, first_tags, key_id, managed_key, password_opened_for_a_pod, tags_follow_the_spec,
     wait_sealed_ready,
 };
 use anyhow::{Context as _, Result, ensure};
@@ -336,28 +336,10 @@ impl Run {
             &self.env.borrowed(),
         )
         .await?;
-        let (url, ca_pem) = (webhook.url, webhook.ca_pem);
-        self.webhook = Some(webhook.process);
-        let pod = reader_pod(client, ns, "azure").await?;
-        let request = UnsealRequest {
-            token: token_for(client, ns, &pod).await?,
-            namespace: ns.to_owned(),
-            pod: pod.name_any(),
-            secrets: vec!["azure".to_owned()],
-        };
         self.vault.reset_calls();
-        let opened = inject::unseal_once(&format!("{url}/v1/unseal"), &ca_pem, &request)
-            .await
-            .with_context(|| {
-                let audit = std::fs::read_to_string(dir.join("unseal.log"));
-                format!("unseal audit: {}", audit.unwrap_or_default())
-            })?;
-        let got = opened
-            .secrets
-            .get("azure")
-            .and_then(|items| items.get("password"))
-            .context("no azure/password in the unseal response")?;
-        let plain = base64::engine::general_purpose::STANDARD.decode(got.as_bytes())?;
+        let plain = password_opened_for_a_pod(client, ns, dir, &webhook, "azure").await;
+        self.webhook = Some(webhook.process);
+        let plain = plain?;
         ensure!(plain == value.as_bytes(), "azure opened to other bytes");
         ensure!(
             self.vault.calls("UnwrapKey") >= 1,
@@ -401,17 +383,4 @@ impl Run {
         }
         Ok(())
     }
-}
-
-/// Waits up to a minute for `check` (a sanity bound for the slow cases).
-#[allow(dead_code)]
-async fn within_a_minute(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
