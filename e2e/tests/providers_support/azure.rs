@@ -28,14 +28,12 @@ use keyward_core::crypto;
 use keyward_core::envelope::{PublicSealingKey, Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_crds::{KeyState, ManagedKey, SealedSecret};
 use keyward_e2e::keys::{degraded_reason, ready, wait_key};
-use keyward_webhook::inject;
-use keyward_webhook::unseal::UnsealRequest;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use keyward_azure_double::{Double, Federation, Options};
 
