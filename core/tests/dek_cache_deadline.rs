@@ -1,7 +1,9 @@
 //! A provider that hangs, behind `Deadline` and the DEK cache: callers
 //! fail at the deadline with an error naming the provider, the waiters of
 //! one hung DEK share its single call, other DEKs are not held up, and a
-//! caller that gives up (waiter or leader) leaves the cache working.
+//! caller that gives up (waiter or leader) leaves the cache working. A wrap
+//! under a named version goes through both layers and is refused, as
+//! retryable, when the provider's primary is another version.
 
 use async_trait::async_trait;
 use keyward_core::Dek;
@@ -74,13 +76,14 @@ impl KeyProvider for Scripted {
     async fn cancel_deletion(&self, _: &str, _: DeletionTarget) -> Result<(), ProviderError> {
         Err(refused())
     }
+    /// Wraps under version 1, as a provider whose primary is version 1.
     async fn wrap_dek(
         &self,
-        _: &str,
+        key_id: &str,
         _: &Dek,
         _: &WrapContext,
     ) -> Result<WrappedDek, ProviderError> {
-        Err(refused())
+        Ok(wrapped(key_id))
     }
     async fn unwrap_dek(
         &self,
@@ -312,4 +315,24 @@ async fn a_failure_is_not_cached_for_later_callers() {
     let (second, _) = unwrap_timed(Arc::clone(&cache), "flaky-db").await;
     assert!(second.is_ok());
     assert_eq!(cache.inner().inner().unwraps(), 2);
+}
+
+#[tokio::test]
+async fn a_wrap_under_another_version_than_the_primary_is_refused_as_retryable() {
+    let stack = stack();
+    let dek = Dek::from_slice(&[7; 32]).expect("32 bytes");
+    let wrapped = stack
+        .wrap_dek_with_version("k", 1, &dek, &context())
+        .await
+        .unwrap();
+    assert_eq!(wrapped.version, 1);
+    let lagging = stack
+        .wrap_dek_with_version("k", 2, &dek, &context())
+        .await
+        .unwrap_err();
+    assert!(lagging.is_retryable(), "{lagging}");
+    assert!(
+        lagging.to_string().contains("version 2 is primary"),
+        "{lagging}"
+    );
 }

@@ -196,19 +196,28 @@ impl Asking<'_> {
             crate::validate::target_of(&sealed, self.namespace, &self.asked.spec.secret_name);
         let dek = Dek::generate();
         let provider = self.unsealer.provider.wrapping_provider();
-        let wrapped = provider
-            .wrap_dek(&key_id, &dek, &target.wrap_context())
-            .await
-            .map_err(|e| {
-                if e.is_retryable() {
-                    format!("the key provider is unavailable ({e}); retry")
-                } else {
-                    format!(
-                        "cannot wrap a data key with ManagedKey {}: {e}",
-                        key.reference
-                    )
-                }
-            })?;
+        // The version the cluster reports primary: a provider whose cached
+        // view lags a rotation would otherwise wrap under the old one.
+        let primary = (key.key.as_deref())
+            .and_then(|k| k.status.as_ref())
+            .and_then(|s| s.primary_version);
+        let context = target.wrap_context();
+        let wrapping = match primary {
+            Some(version) => {
+                (provider.wrap_dek_with_version(&key_id, version, &dek, &context)).await
+            }
+            None => provider.wrap_dek(&key_id, &dek, &context).await,
+        };
+        let wrapped = wrapping.map_err(|e| {
+            if e.is_retryable() {
+                format!("the key provider is unavailable ({e}); retry")
+            } else {
+                format!(
+                    "cannot wrap a data key with ManagedKey {}: {e}",
+                    key.reference
+                )
+            }
+        })?;
         // Checked on the version the provider used, which a rotation in
         // flight may have moved past the one the status reports.
         wrapping::usable_for_wrapping(

@@ -154,6 +154,26 @@ impl KeyProvider for LocalProvider {
         .await
     }
 
+    async fn wrap_dek_with_version(
+        &self,
+        key_id: &str,
+        version: u32,
+        dek: &Dek,
+        context: &WrapContext,
+    ) -> Result<WrappedDek> {
+        let (key_id, dek, context) = (key_id.to_owned(), dek.clone(), context.clone());
+        self.blocking(move |store| {
+            // A version the cached keyring lacks (a rotation elsewhere)
+            // misses, and the store reloads.
+            store.read(|ring| {
+                let key = ring.find(&key_id)?;
+                let wrapping = key.version_for_unwrap(version)?;
+                wrap::wrap(key, wrapping, &dek, &context)
+            })
+        })
+        .await
+    }
+
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
         let (wrapped, context) = (wrapped.clone(), context.clone());
         self.blocking(move |store| {

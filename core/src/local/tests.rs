@@ -221,3 +221,45 @@ fn root_key_is_never_overwritten_and_must_not_be_world_readable() {
             .contains("chmod 600")
     );
 }
+
+/// The webhook reads the keyring through a cache while the operator
+/// rotates: wrapping under the version the cluster names sees past it.
+#[tokio::test]
+async fn wrapping_under_a_named_version_sees_past_a_stale_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = provider(dir.path());
+    let root = RootKey::load(&dir.path().join(ROOT_KEY_FILE)).unwrap();
+    let webhook = LocalProvider::new(KeyringStore::new(dir.path(), root));
+    webhook
+        .store()
+        .set_cache_ttl(std::time::Duration::from_secs(60));
+    let key = operator
+        .create_key(&spec("app", KeyAlgorithm::Aes256))
+        .await
+        .unwrap()
+        .key_id;
+    let dek = Dek::generate();
+    let ctx = context("shop");
+    assert_eq!(webhook.wrap_dek(&key, &dek, &ctx).await.unwrap().version, 1);
+
+    operator.rotate_key(&key).await.unwrap();
+    // The cached keyring still calls version 1 primary: the window closed here.
+    assert_eq!(webhook.wrap_dek(&key, &dek, &ctx).await.unwrap().version, 1);
+    let wrapped = webhook
+        .wrap_dek_with_version(&key, 2, &dek, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(wrapped.version, 2);
+    let opened = operator.unwrap_dek(&wrapped, &ctx).await.unwrap();
+    assert_eq!(opened.expose(), dek.expose());
+
+    // A version nobody made is refused, not replaced by the primary.
+    let missing = webhook.wrap_dek_with_version(&key, 9, &dek, &ctx).await;
+    assert!(
+        matches!(
+            missing,
+            Err(ProviderError::UnknownVersion { version: 9, .. })
+        ),
+        "{missing:?}"
+    );
+}

@@ -121,6 +121,19 @@ impl<P: KeyProvider> KeyProvider for Deadline<P> {
         self.within(key_id, call).await
     }
 
+    async fn wrap_dek_with_version(
+        &self,
+        key_id: &str,
+        version: u32,
+        dek: &Dek,
+        context: &WrapContext,
+    ) -> Result<WrappedDek> {
+        let call = self
+            .inner
+            .wrap_dek_with_version(key_id, version, dek, context);
+        self.within(key_id, call).await
+    }
+
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
         let call = self.inner.unwrap_dek(wrapped, context);
         self.within(&wrapped.key_id, call).await

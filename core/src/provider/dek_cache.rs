@@ -218,6 +218,18 @@ impl<P: KeyProvider> KeyProvider for DekCache<P> {
         self.inner.wrap_dek(key_id, dek, context).await
     }
 
+    async fn wrap_dek_with_version(
+        &self,
+        key_id: &str,
+        version: u32,
+        dek: &Dek,
+        context: &WrapContext,
+    ) -> Result<WrappedDek> {
+        (self.inner)
+            .wrap_dek_with_version(key_id, version, dek, context)
+            .await
+    }
+
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
         let arrived = Instant::now();
         let slot = self.slot(Self::cache_key(wrapped, context), &wrapped.key_id);

@@ -102,6 +102,28 @@ pub trait KeyProvider: Send + Sync {
     /// where the algorithm allows (symmetric keys; RSA-OAEP has no context).
     async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek>;
 
+    /// Wraps `dek` under `version`, which the caller knows to be the
+    /// primary (the cluster's status names it), so that a provider whose
+    /// view lags a rotation (the local keyring's read cache) does not wrap
+    /// under the previous primary. By default [`wrap_dek`](Self::wrap_dek),
+    /// refused as retryable when the provider's primary is another version.
+    async fn wrap_dek_with_version(
+        &self,
+        key_id: &str,
+        version: u32,
+        dek: &Dek,
+        context: &WrapContext,
+    ) -> Result<WrappedDek> {
+        let wrapped = self.wrap_dek(key_id, dek, context).await?;
+        if wrapped.version != version {
+            return Err(ProviderError::Unavailable(format!(
+                "key `{key_id}` wrapped under version {} while version {version} is primary; a rotation is in flight, retry",
+                wrapped.version
+            )));
+        }
+        Ok(wrapped)
+    }
+
     /// Unwraps a DEK with the version named in `wrapped`.
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek>;
 

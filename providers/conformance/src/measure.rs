@@ -78,6 +78,17 @@ impl KeyProvider for CountingProvider<'_> {
     async fn wrap_dek(&self, key_id: &str, dek: &Dek, context: &WrapContext) -> Result<WrappedDek> {
         self.inner.wrap_dek(key_id, dek, context).await
     }
+    async fn wrap_dek_with_version(
+        &self,
+        key_id: &str,
+        version: u32,
+        dek: &Dek,
+        context: &WrapContext,
+    ) -> Result<WrappedDek> {
+        (self.inner)
+            .wrap_dek_with_version(key_id, version, dek, context)
+            .await
+    }
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
         self.unwraps.fetch_add(1, Ordering::SeqCst);
         self.inner.unwrap_dek(wrapped, context).await

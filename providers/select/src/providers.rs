@@ -385,6 +385,18 @@ impl KeyProvider for Providers {
             .await
     }
 
+    async fn wrap_dek_with_version(
+        &self,
+        key_id: &str,
+        version: u32,
+        dek: &Dek,
+        context: &WrapContext,
+    ) -> Result<WrappedDek> {
+        self.for_key_id(key_id)?
+            .wrap_dek_with_version(key_id, version, dek, context)
+            .await
+    }
+
     async fn unwrap_dek(&self, wrapped: &WrappedDek, context: &WrapContext) -> Result<Dek> {
         self.for_key_id(&wrapped.key_id)?
             .unwrap_dek(wrapped, context)

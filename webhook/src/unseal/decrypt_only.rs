@@ -119,6 +119,17 @@ impl<P: KeyProvider> KeyProvider for CountUnwraps<P> {
     ) -> Result<WrappedDek, ProviderError> {
         self.0.wrap_dek(key, dek, context).await
     }
+    async fn wrap_dek_with_version(
+        &self,
+        key: &str,
+        version: u32,
+        dek: &Dek,
+        context: &WrapContext,
+    ) -> Result<WrappedDek, ProviderError> {
+        self.0
+            .wrap_dek_with_version(key, version, dek, context)
+            .await
+    }
     async fn unwrap_dek(
         &self,
         wrapped: &WrappedDek,
