@@ -143,20 +143,19 @@ impl Rewrapper<'_> {
                 Failed::input(format!("cannot read provider key `{key_id}`: {e}"))
             }
         })?;
-        self.key_usable(&sealed, &key_id, info.primary_version)
-            .await?;
+        let primary = (self.usable_primary(&sealed, &key_id, info.primary_version)).await?;
         // Each distinct wrapped DEK off the primary is one DEK request
         // (hit or miss), as for unseal, so the cache-hit figure stays right.
         let stale: BTreeSet<Vec<u8>> = before
             .values()
-            .filter(|e| e.key_version != info.primary_version)
+            .filter(|e| e.key_version != primary)
             .map(|e| e.wrapped().blob)
             .collect();
         for _ in &stale {
             metrics().dek_requested();
         }
         let target = crate::validate::target_of(&sealed, self.namespace, self.name);
-        let done = rewrap(&target, encrypted, &key_id, info.primary_version, provider)
+        let done = rewrap(&target, encrypted, &key_id, primary, provider)
             .await
             .map_err(|e| match &e.error {
                 keyward_core::EnvelopeError::Provider(p) if p.is_retryable() => {
@@ -183,12 +182,15 @@ impl Rewrapper<'_> {
 
     /// The ManagedKey named by `spec.keyRef` is shared with this
     /// namespace, Active, and is `key_id`.
-    async fn key_usable(
+    /// The version to re-wrap under: the one the cluster reports primary
+    /// (the provider's own view may lag a rotation), else `provider_primary`;
+    /// refused unless the key may wrap with it.
+    async fn usable_primary(
         &self,
         sealed: &SealedSecret,
         key_id: &str,
-        target_version: u32,
-    ) -> Result<(), Failed> {
+        provider_primary: u32,
+    ) -> Result<u32, Failed> {
         let key = Keys::new(self.unsealer.client.clone())
             .of(sealed, self.namespace)
             .await
@@ -202,8 +204,13 @@ impl Rewrapper<'_> {
         if let Some(why) = sharing::sharing(&key).refusal() {
             return Err(Failed::unusable(why));
         }
-        wrapping::usable_for_wrapping(key.key.as_deref(), &key.reference, key_id, target_version)
-            .map_err(Failed::unusable)
+        let primary = (key.key.as_deref())
+            .and_then(|k| k.status.as_ref())
+            .and_then(|s| s.primary_version)
+            .unwrap_or(provider_primary);
+        wrapping::usable_for_wrapping(key.key.as_deref(), &key.reference, key_id, primary)
+            .map_err(Failed::unusable)?;
+        Ok(primary)
     }
 
     /// Appends to the audit log; false (and logged) when it cannot.
