@@ -14,8 +14,9 @@
 
 use crate::jwt::Jwt;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, Response};
+use http_body_util::Full;
+use hyper::{Method, Response};
+use keyward_double_kit::RequestParts;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
@@ -99,35 +100,24 @@ pub(crate) fn token_path(path: &str) -> Option<&str> {
     }
 }
 
-/// Reads a request whose path is a token path and [`answer`]s it.
-pub(crate) async fn serve(
+/// [`answer`]s a request whose path is a token path.
+pub(crate) fn serve(
     state: &State,
     tenant: &str,
     token: &str,
-    request: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    let path_tenant = token_path(request.uri().path())
-        .unwrap_or_default()
-        .to_owned();
-    let method = request.method().clone();
+    request: &RequestParts,
+) -> Response<Full<Bytes>> {
     let content_type = request
-        .headers()
+        .headers
         .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
+        .and_then(|v| v.to_str().ok());
     let request = TokenRequest {
-        method: &method,
-        tenant: &path_tenant,
-        content_type: content_type.as_deref(),
-        body: &body,
+        method: &request.method,
+        tenant: token_path(&request.path).unwrap_or_default(),
+        content_type,
+        body: &request.body,
     };
-    Ok(answer(state, tenant, token, &request))
+    answer(state, tenant, token, &request)
 }
 
 /// What the endpoint reads of a request to it.
@@ -212,7 +202,7 @@ fn grant(
         .content_type
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let form = if is_form {
-        crate::wire::parse_query(&String::from_utf8_lossy(request.body))
+        keyward_double_kit::parse_query(&String::from_utf8_lossy(request.body))
     } else {
         Default::default()
     };

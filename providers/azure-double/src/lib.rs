@@ -39,18 +39,11 @@ mod tls;
 mod vault;
 mod wire;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use keyward_double_kit::{Faults, Reply, Server};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
-use tokio::task::AbortHandle;
 
 pub use entra::Federation;
 pub use jwk::ecdsa_raw_to_der;
@@ -90,19 +83,10 @@ impl Default for Options {
     }
 }
 
-#[derive(Default)]
-struct Faults {
-    /// Answer this many requests with 429.
-    throttle: u32,
-    /// Only requests to this operation (e.g. `UnwrapKey`) are throttled.
-    throttle_only: Option<&'static str>,
-    calls: HashMap<&'static str, u32>,
-}
-
 struct Shared {
     vault: vault::Shared,
-    faults: Mutex<Faults>,
-    down: AtomicBool,
+    /// Throttled calls answer 429; down answers 503 (see [`handle`]).
+    faults: Faults,
     tenant: String,
     token: Mutex<String>,
     entra: entra::State,
@@ -113,7 +97,7 @@ pub struct Double {
     pub addr: SocketAddr,
     ca_pem: String,
     shared: Arc<Shared>,
-    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    server: Server,
 }
 
 impl Double {
@@ -127,10 +111,7 @@ impl Double {
             "Key Vault retains deleted keys 7 to 90 days"
         );
         assert!(options.page_size > 0, "a page holds at least one version");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port for the Key Vault double");
-        let addr = listener.local_addr().expect("local address");
+        let (listener, addr) = keyward_double_kit::bind_loopback("Key Vault double").await;
         let tls = tls::generate();
         let settings = vault::Settings {
             url: format!("https://{addr}"),
@@ -143,8 +124,7 @@ impl Double {
                 settings,
                 keys: HashMap::new(),
             })),
-            faults: Mutex::new(Faults::default()),
-            down: AtomicBool::new(false),
+            faults: Faults::default(),
             tenant: options.tenant,
             token: Mutex::new(options.token),
             entra: entra::State {
@@ -152,39 +132,28 @@ impl Double {
                 ..Default::default()
             },
         });
-        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
-        let accept = {
-            let shared = shared.clone();
-            let tasks = tasks.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let shared = shared.clone();
-                    let acceptor = acceptor.clone();
-                    let connection = tokio::spawn(async move {
-                        // A failed handshake (a client that does not trust
-                        // the CA) just ends the connection.
-                        let Ok(stream) = acceptor.accept(stream).await else {
-                            return;
-                        };
-                        let service = service_fn(move |request| handle(shared.clone(), request));
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                    tasks.lock().unwrap().push(connection.abort_handle());
-                }
-            })
-        };
-        tasks.lock().unwrap().push(accept.abort_handle());
+        // Down is a 503 from the handler, not a dropped connection: the
+        // Entra endpoint on this port stays up.
+        let server = Server::start(
+            listener,
+            None,
+            move |stream| {
+                // A failed handshake (a client that does not trust the
+                // CA) just ends the connection.
+                let handshake = acceptor.accept(stream);
+                async move { handshake.await.ok() }
+            },
+            {
+                let shared = shared.clone();
+                move |request| handle(shared.clone(), request)
+            },
+        );
         Double {
             addr,
             ca_pem: tls.ca_pem,
             shared,
-            tasks,
+            server,
         }
     }
 
@@ -240,15 +209,13 @@ impl Double {
     /// Answers the next `times` authenticated requests (to `only`, if
     /// given, e.g. `"UnwrapKey"`) with `429 Throttled` and `Retry-After: 1`.
     pub fn throttle(&self, times: u32, only: Option<&'static str>) {
-        let mut faults = self.shared.faults.lock().unwrap();
-        faults.throttle = times;
-        faults.throttle_only = only;
+        self.shared.faults.throttle(times, only);
     }
 
     /// Answers every Key Vault request with `503 ServiceUnavailable` while
     /// `down` (the Entra token endpoint, another service, still answers).
     pub fn set_down(&self, down: bool) {
-        self.shared.down.store(down, Ordering::SeqCst);
+        self.shared.faults.set_down(down);
     }
 
     /// How many authenticated requests reached an operation (`CreateKey`,
@@ -256,12 +223,11 @@ impl Double {
     /// included; `"Challenge"` counts the 401s sent to requests without
     /// a valid token.
     pub fn calls(&self, rpc: &str) -> u32 {
-        let faults = self.shared.faults.lock().unwrap();
-        faults.calls.get(rpc).copied().unwrap_or(0)
+        self.shared.faults.calls(rpc)
     }
 
     pub fn reset_calls(&self) {
-        self.shared.faults.lock().unwrap().calls.clear();
+        self.shared.faults.reset_calls();
     }
 
     /// What the double holds for key `name` (deleted keys included).
@@ -304,23 +270,14 @@ impl Double {
 
     /// Stops listening and closes every connection.
     pub fn stop(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Double {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.stop();
     }
 }
 
 /// The token of an `Authorization: Bearer ...` header, if it is the one
 /// the double accepts (compared in constant time; never logged).
-fn authorized(shared: &Shared, request: &Request<hyper::body::Incoming>) -> bool {
-    let Some(presented) = request
-        .headers()
+fn authorized(shared: &Shared, headers: &hyper::HeaderMap) -> bool {
+    let Some(presented) = headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -331,62 +288,48 @@ fn authorized(shared: &Shared, request: &Request<hyper::body::Incoming>) -> bool
     keyward_core::crypto::constant_time_eq(presented.as_bytes(), expected.as_bytes())
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    request: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    if entra::token_path(request.uri().path()).is_some() {
+async fn handle(shared: Arc<Shared>, request: hyper::Request<hyper::body::Incoming>) -> Reply {
+    let request = keyward_double_kit::read_request(request).await?;
+    if entra::token_path(&request.path).is_some() {
         // Entra's, not Key Vault's: no bearer token, no faults.
         let token = shared.token.lock().unwrap().clone();
-        return entra::serve(&shared.entra, &shared.tenant, &token, request).await;
+        return Ok(entra::serve(
+            &shared.entra,
+            &shared.tenant,
+            &token,
+            &request,
+        ));
     }
-    if shared.down.load(Ordering::SeqCst) {
+    if shared.faults.is_down() {
         return Ok(wire::error(&wire::fault(
             503,
             "ServiceUnavailable",
             "The service is unavailable (test double is down).",
         )));
     }
-    if !authorized(&shared, &request) {
-        *shared
-            .faults
-            .lock()
-            .unwrap()
-            .calls
-            .entry("Challenge")
-            .or_default() += 1;
-        let message = if request.headers().contains_key(hyper::header::AUTHORIZATION) {
+    if !authorized(&shared, &request.headers) {
+        shared.faults.count("Challenge");
+        let message = if request.headers.contains_key(hyper::header::AUTHORIZATION) {
             "AKV10032: Invalid issuer or token (test double)."
         } else {
             "AKV10000: Request is missing a Bearer or PoP token."
         };
         return Ok(wire::challenge(&shared.tenant, message));
     }
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let query = wire::parse_query(request.uri().query().unwrap_or(""));
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
-    let route = wire::route(&method, &path);
+    let route = wire::route(&request.method, &request.path);
     let rpc = route.as_ref().map(|r| r.rpc).unwrap_or("Unknown");
-    {
-        let mut faults = shared.faults.lock().unwrap();
-        *faults.calls.entry(rpc).or_default() += 1;
-        let applies = faults.throttle_only.is_none_or(|only| only == rpc);
-        if faults.throttle > 0 && applies {
-            faults.throttle -= 1;
-            return Ok(wire::error(&wire::fault(
-                429,
-                "Throttled",
-                "Request was not processed because too many requests were received (test double).",
-            )));
-        }
+    if shared.faults.count_and_throttle(rpc) {
+        return Ok(wire::error(&wire::fault(
+            429,
+            "Throttled",
+            "Request was not processed because too many requests were received (test double).",
+        )));
     }
-    let api_version = query.get("api-version").map(String::as_str).unwrap_or("");
+    let api_version = request
+        .query
+        .get("api-version")
+        .map(String::as_str)
+        .unwrap_or("");
     if !wire::API_VERSIONS.contains(&api_version) {
         return Ok(wire::error(&wire::bad_parameter(format!(
             "The specified version ({api_version}) is not recognized. Consider using the latest supported version ({}).",
@@ -397,23 +340,22 @@ async fn handle(
         return Ok(wire::error(&wire::fault(
             404,
             "NotFound",
-            format!("The Key Vault double does not serve {method} {path}"),
+            format!(
+                "The Key Vault double does not serve {} {}",
+                request.method, request.path
+            ),
         )));
     };
-    let json: serde_json::Value = if body.is_empty() {
-        serde_json::Value::Null
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(value) => value,
-            Err(e) => {
-                return Ok(wire::error(&wire::bad_parameter(format!(
-                    "The request body is not valid JSON: {e}"
-                ))));
-            }
+    let json = match request.json() {
+        Ok(value) => value,
+        Err(e) => {
+            return Ok(wire::error(&wire::bad_parameter(format!(
+                "The request body is not valid JSON: {e}"
+            ))));
         }
     };
     Ok(
-        match vault::dispatch(&shared.vault, &route, &query, &json).await {
+        match vault::dispatch(&shared.vault, &route, &request.query, &json).await {
             Ok(serde_json::Value::Null) => wire::ok(204, None),
             Ok(value) => wire::ok(200, Some(&value)),
             Err(fault) => wire::error(&fault),

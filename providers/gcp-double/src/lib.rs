@@ -25,43 +25,26 @@ mod rotation;
 mod signing;
 mod wire;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
+use keyward_double_kit::{Faults, Reply, Server};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-use tokio::net::TcpListener;
-use tokio::task::AbortHandle;
 
 pub use kms::KeySnapshot;
 pub use rotation::RotationHookError;
 
-#[derive(Default)]
-struct Faults {
-    /// Answer this many requests with RESOURCE_EXHAUSTED (429).
-    throttle: u32,
-    /// Only requests to this RPC (e.g. `Decrypt`) are throttled.
-    throttle_only: Option<&'static str>,
-    calls: HashMap<&'static str, u32>,
-}
-
 struct Shared {
     kms: Arc<Mutex<kms::Kms>>,
-    faults: Mutex<Faults>,
-    down: AtomicBool,
+    /// Throttled calls answer RESOURCE_EXHAUSTED (429); down drops
+    /// every connection.
+    faults: Arc<Faults>,
 }
 
 /// A running double on a loopback port; stops on drop.
 pub struct Double {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    server: Server,
 }
 
 /// The one key ring the double serves (Keyward never creates key rings).
@@ -70,44 +53,24 @@ pub const KEY_RING: &str = "projects/keyward-test/locations/europe-west1/keyRing
 impl Double {
     /// Starts with one key ring, [`KEY_RING`].
     pub async fn start() -> Double {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port for the Cloud KMS double");
-        let addr = listener.local_addr().expect("local address");
+        let (listener, addr) = keyward_double_kit::bind_loopback("Cloud KMS double").await;
         let shared = Arc::new(Shared {
             kms: Arc::new(Mutex::new(kms::Kms::new(KEY_RING))),
-            faults: Mutex::new(Faults::default()),
-            down: AtomicBool::new(false),
+            faults: Arc::default(),
         });
-        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let accept = {
-            let shared = shared.clone();
-            let tasks = tasks.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    if shared.down.load(Ordering::SeqCst) {
-                        drop(stream);
-                        continue;
-                    }
-                    let shared = shared.clone();
-                    let connection = tokio::spawn(async move {
-                        let service = service_fn(move |request| handle(shared.clone(), request));
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                    tasks.lock().unwrap().push(connection.abort_handle());
-                }
-            })
-        };
-        tasks.lock().unwrap().push(accept.abort_handle());
+        let server = Server::start(
+            listener,
+            Some(shared.faults.clone()),
+            keyward_double_kit::plain,
+            {
+                let shared = shared.clone();
+                move |request| handle(shared.clone(), request)
+            },
+        );
         Double {
             addr,
             shared,
-            tasks,
+            server,
         }
     }
 
@@ -118,24 +81,21 @@ impl Double {
     /// Answers the next `times` requests (to `only`, if given) with
     /// `RESOURCE_EXHAUSTED`.
     pub fn throttle(&self, times: u32, only: Option<&'static str>) {
-        let mut faults = self.shared.faults.lock().unwrap();
-        faults.throttle = times;
-        faults.throttle_only = only;
+        self.shared.faults.throttle(times, only);
     }
 
     /// Drops every connection (new and kept-alive) while `down`.
     pub fn set_down(&self, down: bool) {
-        self.shared.down.store(down, Ordering::SeqCst);
+        self.shared.faults.set_down(down);
     }
 
     /// How many requests reached an RPC (`Decrypt`, `Encrypt`...).
     pub fn calls(&self, rpc: &str) -> u32 {
-        let faults = self.shared.faults.lock().unwrap();
-        faults.calls.get(rpc).copied().unwrap_or(0)
+        self.shared.faults.calls(rpc)
     }
 
     pub fn reset_calls(&self) {
-        self.shared.faults.lock().unwrap().calls.clear();
+        self.shared.faults.reset_calls();
     }
 
     /// What the double holds for a crypto key (its full resource name),
@@ -176,69 +136,40 @@ impl Double {
 
     /// Stops listening and closes every connection.
     pub fn stop(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
+        self.server.stop();
     }
 }
 
-impl Drop for Double {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn handle(
-    shared: Arc<Shared>,
-    request: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    if shared.down.load(Ordering::SeqCst) {
-        // An error from the service makes hyper drop the connection.
-        return Err(std::io::Error::other("the double is down"));
-    }
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let query = wire::parse_query(request.uri().query().unwrap_or(""));
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
-    let route = wire::route(&method, &path);
+async fn handle(shared: Arc<Shared>, request: hyper::Request<hyper::body::Incoming>) -> Reply {
+    // Down is the server's: it drops the connection before this runs.
+    let request = keyward_double_kit::read_request(request).await?;
+    let route = wire::route(&request.method, &request.path);
     let rpc = route.as_ref().map(|r| r.rpc).unwrap_or("Unknown");
-    {
-        let mut faults = shared.faults.lock().unwrap();
-        *faults.calls.entry(rpc).or_default() += 1;
-        let applies = faults.throttle_only.is_none_or(|only| only == rpc);
-        if faults.throttle > 0 && applies {
-            faults.throttle -= 1;
-            return Ok(wire::error(
-                wire::Status::ResourceExhausted,
-                "Quota exceeded for quota metric 'Cryptographic requests' (test double).",
-            ));
-        }
+    if shared.faults.count_and_throttle(rpc) {
+        return Ok(wire::error(
+            wire::Status::ResourceExhausted,
+            "Quota exceeded for quota metric 'Cryptographic requests' (test double).",
+        ));
     }
     let Some(route) = route else {
         return Ok(wire::error(
             wire::Status::NotFound,
-            &format!("the Cloud KMS double does not serve {method} {path}"),
+            &format!(
+                "the Cloud KMS double does not serve {} {}",
+                request.method, request.path
+            ),
         ));
     };
-    let json: serde_json::Value = if body.is_empty() {
-        serde_json::Value::Null
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(value) => value,
-            Err(e) => {
-                return Ok(wire::error(
-                    wire::Status::InvalidArgument,
-                    &format!("Invalid JSON payload received. {e}"),
-                ));
-            }
+    let json = match request.json() {
+        Ok(value) => value,
+        Err(e) => {
+            return Ok(wire::error(
+                wire::Status::InvalidArgument,
+                &format!("Invalid JSON payload received. {e}"),
+            ));
         }
     };
-    let answer = kms::dispatch(&shared.kms, &route, &query, &json);
+    let answer = kms::dispatch(&shared.kms, &route, &request.query, &json);
     Ok(match answer {
         Ok(value) => wire::ok(&value),
         Err((status, message)) => wire::error(status, &message),

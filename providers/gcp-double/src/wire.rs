@@ -1,11 +1,10 @@
 //! HTTP and JSON details of the Cloud KMS REST API for the double: routes,
-//! query strings, error bodies, enum and time encodings.
+//! error bodies, enum and time encodings.
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Response};
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The google.rpc.Code values the double answers with.
@@ -122,42 +121,6 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
         key,
         version,
     })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn parse_query(query: &str) -> HashMap<String, String> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
 }
 
 /// The client sends enums as numbers (`$alt=json;enum-encoding=int`); the
