@@ -318,7 +318,7 @@ async fn a_failure_is_not_cached_for_later_callers() {
 }
 
 #[tokio::test]
-async fn a_wrap_under_another_version_than_the_primary_is_refused_as_retryable() {
+async fn a_wrap_under_a_newer_version_than_the_providers_primary_is_refused_as_retryable() {
     let stack = stack();
     let dek = Dek::from_slice(&[7; 32]).expect("32 bytes");
     let wrapped = stack

@@ -76,7 +76,7 @@ pub async fn rewrap(
                     .await
                     .map_err(|e| item_error(item, e.into()))?;
                 let fresh = Dek::generate();
-                // Under `primary` exactly: a provider whose view lags a
+                // Under `primary` or newer: a provider whose view lags a
                 // rotation must not wrap under the previous version.
                 let new = provider
                     .wrap_dek_with_version(key_id, primary, &fresh, &context)

@@ -106,7 +106,9 @@ pub trait KeyProvider: Send + Sync {
     /// primary (the cluster's status names it), so that a provider whose
     /// view lags a rotation (the local keyring's read cache) does not wrap
     /// under the previous primary. By default [`wrap_dek`](Self::wrap_dek),
-    /// refused as retryable when the provider's primary is another version.
+    /// refused as retryable when the provider's primary is older than
+    /// `version`; a newer one (a native rotation the cluster has not seen
+    /// yet) is used.
     async fn wrap_dek_with_version(
         &self,
         key_id: &str,
@@ -115,7 +117,7 @@ pub trait KeyProvider: Send + Sync {
         context: &WrapContext,
     ) -> Result<WrappedDek> {
         let wrapped = self.wrap_dek(key_id, dek, context).await?;
-        if wrapped.version != version {
+        if wrapped.version < version {
             return Err(ProviderError::Unavailable(format!(
                 "key `{key_id}` wrapped under version {} while version {version} is primary; a rotation is in flight, retry",
                 wrapped.version
