@@ -10,6 +10,7 @@ pub mod binaries;
 pub mod cluster;
 pub mod crds;
 pub mod csi;
+pub mod federation;
 pub mod helm;
 pub mod keys;
 pub mod kstatus;

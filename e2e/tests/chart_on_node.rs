@@ -86,6 +86,23 @@ async fn csi_daemonset_delivers_by_default_on_the_node() {
     .await;
 }
 
+/// Azure Key Vault through the chart's own pods: the chart projects each
+/// ServiceAccount's token for Entra's token exchange (its non-AKS mode),
+/// the Key Vault double on 127.0.0.1 accepts them as federated credentials
+/// (signature checked against the cluster's JWKS), a sealing key becomes
+/// Ready in the vault, `keyward seal` goes through the cluster and an
+/// opted-in pod reads the value Key Vault unwrapped
+/// (`chart_support/azure_on_node.rs`).
+#[tokio::test]
+async fn azure_key_vault_through_the_chart_on_the_node() {
+    let vault = std::sync::Arc::new(keyward_azure_double::Double::start().await);
+    with_release_serving(false, Some(vault), |client, flow| async move {
+        let cli = on_node::build_binaries().await?;
+        chart_support::azure_on_node::seal_and_read(&client, &flow, &cli).await
+    })
+    .await;
+}
+
 /// Installs the chart (as `install_seal_and_read`), runs `more`, then
 /// deletes the key and uninstalls.
 async fn with_release<F, Fut>(more: F)
@@ -99,6 +116,18 @@ where
 /// The same with the chart's CSI DaemonSet on the node (`csi` true).
 async fn with_release_delivering<F, Fut>(csi: bool, more: F)
 where
+    F: FnOnce(Client, Flow) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    with_release_serving(csi, None, more).await;
+}
+
+/// The same with Azure Key Vault served from `azure` as well.
+async fn with_release_serving<F, Fut>(
+    csi: bool,
+    azure: Option<std::sync::Arc<keyward_azure_double::Double>>,
+    more: F,
+) where
     F: FnOnce(Client, Flow) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
 {
@@ -119,6 +148,7 @@ where
             only_label: Some(ns.clone()),
             out_dir: out.path().to_owned(),
             csi,
+            azure: azure.clone(),
         };
         let result = run_and_clean_up(&client, &flow, more).await;
         if result.is_err() {
@@ -194,6 +224,7 @@ async fn readme_demo() -> Result<()> {
         only_label: None,
         out_dir,
         csi: false,
+        azure: None,
     };
     let read = on_node::install_seal_and_read(&client, &flow, &mut steps).await?;
     ensure!(read == SECRET_VALUE, "the app container read {read:?}");

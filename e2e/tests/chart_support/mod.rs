@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a subset
 
 pub mod alerts;
+pub mod azure_on_node;
 pub mod csi_pod;
 pub mod on_node;
 pub mod online_seal;

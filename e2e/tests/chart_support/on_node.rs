@@ -63,6 +63,9 @@ pub struct Flow {
     /// Run the chart's CSI DaemonSet on the node and make the CSI volume
     /// the webhook's default delivery (`webhook.defaultDelivery: csi`).
     pub csi: bool,
+    /// Serve `spec.provider.azure` from this Key Vault double too
+    /// (`chart_support/azure_on_node.rs`).
+    pub azure: Option<std::sync::Arc<keyward_azure_double::Double>>,
 }
 
 impl Flow {
@@ -93,7 +96,8 @@ pub async fn install_seal_and_read(
     ));
 
     let helm = Helm::from_env()?;
-    let overlay = loopback_overlay(&image, flow)?;
+    let mut overlay = loopback_overlay(&image, flow)?;
+    super::azure_on_node::overlay(client, flow, &mut overlay).await?;
     helm.install(&flow.release, &chart(), &flow.release_ns, &values(overlay))
         .await?;
     wait_running(client, &flow.release_ns, "operator").await?;
@@ -399,12 +403,18 @@ async fn wait_ca_bundle(client: &Client, mutating: &str) -> Result<Vec<u8>> {
 /// the CLI. Retried while the webhook is not reachable yet (see
 /// [`through_webhook`]).
 async fn seal(flow: &Flow, cli: &Path) -> Result<DynamicObject> {
+    seal_as(flow, cli, "db", "app").await
+}
+
+/// `keyward seal` of SealedSecret `secret` in the app namespace under
+/// ManagedKey `key` of the release namespace (see [`seal`]).
+pub async fn seal_as(flow: &Flow, cli: &Path, secret: &str, key: &str) -> Result<DynamicObject> {
     let kubeconfig = keyward_e2e::kubeconfig::exec_plugin(&flow.out_dir)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let out = loop {
         let out = tokio::process::Command::new(cli)
-            .args(["seal", "-n", &flow.app_ns, "--name", "db", "--key"])
-            .arg(format!("{}/app", flow.release_ns))
+            .args(["seal", "-n", &flow.app_ns, "--name", secret, "--key"])
+            .arg(format!("{}/{key}", flow.release_ns))
             .args(["--service-account", "default"])
             .args(["--from-literal", &format!("password={SECRET_VALUE}")])
             .args(["-o", "json"])
@@ -433,7 +443,7 @@ async fn seal(flow: &Flow, cli: &Path) -> Result<DynamicObject> {
     // With only_label, the label sends it through the validating webhook.
     sealed["metadata"]["labels"] = flow.labels();
     std::fs::write(
-        flow.out_dir.join("db.sealed.json"),
+        flow.out_dir.join(format!("{secret}.sealed.json")),
         serde_json::to_vec_pretty(&sealed)?,
     )?;
     Ok(serde_json::from_value(sealed)?)
@@ -495,9 +505,15 @@ pub fn app_pod(flow: &Flow, name: &str, script: &str) -> Result<Value> {
 /// webhook selects, the annotation naming the secret) that prints the
 /// injected file.
 pub fn reader_pod(flow: &Flow, name: &str) -> Result<Pod> {
-    let mut pod = app_pod(flow, name, &format!("cat {SECRET_PATH}"))?;
+    reader_pod_of(flow, name, "db")
+}
+
+/// The same for SealedSecret `secret`: prints its `password` item.
+pub fn reader_pod_of(flow: &Flow, name: &str, secret: &str) -> Result<Pod> {
+    let script = format!("cat /run/keyward/{secret}/password");
+    let mut pod = app_pod(flow, name, &script)?;
     pod["metadata"]["labels"][INJECTION_LABEL] = json!(INJECTION_ENABLED);
-    pod["metadata"]["annotations"] = json!({ INJECT: "db" });
+    pod["metadata"]["annotations"] = json!({ INJECT: secret });
     Ok(serde_json::from_value(pod)?)
 }
 

@@ -20,17 +20,16 @@ use crate::{
     wait_sealed_ready,
 };
 use anyhow::{Context as _, Result, ensure};
-use base64::Engine;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use keyward_core::SecretBytes;
 use keyward_core::crypto;
 use keyward_core::envelope::{PublicSealingKey, Scope, SecretTarget, Wrapping, seal_secret};
 use keyward_crds::{KeyState, ManagedKey, SealedSecret};
+use keyward_e2e::federation;
 use keyward_e2e::keys::{degraded_reason, ready, wait_key};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -55,10 +54,10 @@ pub async fn key_vault_through_the_binaries(client: Client, ns: String) -> Resul
     let token = federated_token(&client, &ns).await?;
     std::fs::write(&token_file, &token)?;
     let federation = Federation {
-        jwks: Some(cluster_jwks(&client).await?),
+        jwks: Some(federation::cluster_jwks(&client).await?),
         ..Federation::new(
             CLIENT_ID,
-            &claim(&token, "iss")?,
+            &federation::claim(&token, "iss")?,
             &format!("system:serviceaccount:{ns}:{ACCOUNT}"),
         )
     };
@@ -124,43 +123,7 @@ async fn federated_token(client: &Client, ns: &str) -> Result<String> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": ACCOUNT}}))?;
     accounts.create(&PostParams::default(), &account).await?;
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![Federation::DEFAULT_AUDIENCE.to_owned()],
-            expiration_seconds: Some(3600),
-            bound_object_ref: None,
-        },
-        ..TokenRequest::default()
-    };
-    let made = accounts
-        .create_token_request(ACCOUNT, &PostParams::default(), &request)
-        .await?;
-    made.status
-        .map(|s| s.token)
-        .context("TokenRequest returned no token")
-}
-
-/// The cluster's service-account signing keys, which Entra would fetch
-/// from the issuer's discovery document.
-async fn cluster_jwks(client: &Client) -> Result<Value> {
-    let request = http::Request::get("/openid/v1/jwks").body(Vec::new())?;
-    let text = client
-        .request_text(request)
-        .await
-        .context("GET /openid/v1/jwks (ServiceAccountIssuerDiscovery)")?;
-    Ok(serde_json::from_str(&text)?)
-}
-
-/// A string claim of a JWT's payload (read, not verified: the double
-/// verifies it).
-fn claim(jwt: &str, name: &str) -> Result<String> {
-    let payload = jwt.split('.').nth(1).context("not a JWT")?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?;
-    let claims: Value = serde_json::from_slice(&bytes)?;
-    claims[name]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("the token has no {name}"))
+    federation::service_account_token(client, ns, ACCOUNT, Federation::DEFAULT_AUDIENCE).await
 }
 
 struct Run {

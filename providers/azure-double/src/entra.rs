@@ -63,7 +63,9 @@ impl Federation {
 /// The endpoint's state in the double.
 #[derive(Default)]
 pub(crate) struct State {
-    pub(crate) federation: Mutex<Option<Federation>>,
+    /// The application registrations' federated credentials, one per
+    /// client id (an operator and a webhook identity, say).
+    pub(crate) federations: Mutex<Vec<Federation>>,
     pub(crate) issued: AtomicU32,
     pub(crate) last_refusal: Mutex<Option<String>>,
 }
@@ -138,8 +140,8 @@ fn answer(
     token: &str,
     request: &TokenRequest<'_>,
 ) -> Response<Full<Bytes>> {
-    let federation = state.federation.lock().unwrap().clone();
-    match grant(federation.as_ref(), tenant, request) {
+    let federations = state.federations.lock().unwrap().clone();
+    match grant(&federations, tenant, request) {
         Ok(()) => {
             state.issued.fetch_add(1, Ordering::SeqCst);
             json(
@@ -177,7 +179,7 @@ fn json(status: u16, value: &serde_json::Value) -> Response<Full<Bytes>> {
 }
 
 fn grant(
-    federation: Option<&Federation>,
+    federations: &[Federation],
     tenant: &str,
     request: &TokenRequest<'_>,
 ) -> Result<(), Refusal> {
@@ -241,15 +243,15 @@ fn grant(
             ),
         ));
     }
-    let Some(federation) = federation else {
+    if federations.is_empty() {
         return Err(refuse(
             400,
             "invalid_request",
             70021,
             "No federated identity credential is configured on the double (Options::federation).",
         ));
-    };
-    if client_id != federation.client_id {
+    }
+    let Some(federation) = federations.iter().find(|f| f.client_id == client_id) else {
         return Err(refuse(
             400,
             "unauthorized_client",
@@ -258,7 +260,7 @@ fn grant(
                 "Application with identifier '{client_id}' was not found in the directory '{tenant}'."
             ),
         ));
-    }
+    };
     if scope.split(' ').any(|s| !s.ends_with("/.default")) {
         return Err(refuse(
             400,
@@ -366,7 +368,7 @@ mod tests {
             content_type: Some("application/x-www-form-urlencoded"),
             body: body.as_bytes(),
         };
-        let refusal = grant(None, "t", &request).unwrap_err();
+        let refusal = grant(&[], "t", &request).unwrap_err();
         assert_eq!(
             (refusal.status, refusal.error, refusal.code),
             (400, "invalid_request", 70021)

@@ -128,7 +128,7 @@ impl Double {
             tenant: options.tenant,
             token: Mutex::new(options.token),
             entra: entra::State {
-                federation: Mutex::new(options.federation),
+                federations: Mutex::new(options.federation.into_iter().collect()),
                 ..Default::default()
             },
         });
@@ -182,7 +182,15 @@ impl Double {
     /// Replaces the federated identity credential the token endpoint
     /// checks assertions against (e.g. a rotated issuer JWKS).
     pub fn set_federation(&self, federation: Option<Federation>) {
-        *self.shared.entra.federation.lock().unwrap() = federation;
+        *self.shared.entra.federations.lock().unwrap() = federation.into_iter().collect();
+    }
+
+    /// Registers one more application's federated credential (another
+    /// client id, e.g. the webhook's next to the operator's).
+    pub fn add_federation(&self, federation: Federation) {
+        let mut federations = self.shared.entra.federations.lock().unwrap();
+        federations.retain(|f| f.client_id != federation.client_id);
+        federations.push(federation);
     }
 
     /// How many tokens the Entra endpoint has issued.
