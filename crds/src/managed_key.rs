@@ -148,7 +148,9 @@ pub struct ManagedKeySpec {
     /// one (a key made by Terraform or by hand): an AWS KMS key ARN, key id
     /// or `alias/...`; a Cloud KMS CryptoKey name
     /// (`projects/P/locations/L/keyRings/R/cryptoKeys/K`, in the operator's
-    /// key ring); or the label of a PKCS#11 secret key (AES256 only). Its
+    /// key ring); a Key Vault key URL (`https://VAULT/keys/NAME`, in
+    /// `spec.provider.azure.vaultUrl`; its current version is adopted); or
+    /// the label of a PKCS#11 secret key (AES256 only). Its
     /// algorithm must match `algorithm`. Keyward records itself as owner
     /// (tags, labels or token metadata) and manages the key from then on;
     /// the adopted version is never destroyed by retention while the
@@ -460,10 +462,16 @@ impl ManagedKeySpec {
                     "`{reference}` is not a CryptoKey of the key ring in spec.provider.gcp; give `{ring}<name>`"
                 ))
             }
-            Some(ProviderKind::Azure(_)) => Some(
-                "Keyward does not adopt Key Vault keys yet (their versions carry none of its records); remove existingKey and let Keyward create the key, or keep the key in another provider"
-                    .to_owned(),
-            ),
+            Some(ProviderKind::Azure(azure)) => {
+                let keys = format!("{}/keys/", azure.vault());
+                let fits = reference.strip_prefix(&keys).is_some_and(|name| {
+                    (1..=127).contains(&name.len())
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+                (!fits).then(|| format!(
+                    "`{reference}` is not a key of the vault in spec.provider.azure; give `{keys}<name>` without a version (Keyward adopts the key's current version)"
+                ))
+            }
             Some(ProviderKind::Pkcs11(_)) => {
                 let fits = !reference.is_empty() && reference.len() <= 32;
                 (!fits).then(|| format!(

@@ -345,6 +345,7 @@ fn existing_key_references_that_cannot_name_a_key_of_the_provider() {
         "{aws: {region: eu-west-1}}\n  existingKey: 1234abcd-12ab-34cd-56ef-1234567890ab",
         "{aws: {region: eu-west-1}}\n  existingKey: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "{pkcs11: {tokenLabel: t}}\n  existingKey: hr-key",
+        "{azure: {vaultUrl: 'https://acme.vault.azure.net/'}}\n  algorithm: RSA3072\n  usage: Seal\n  existingKey: https://acme.vault.azure.net/keys/terraform-db",
     ] {
         let yaml = format!("{KEY_HEAD}spec:\n  provider: {fine}\n");
         check(object(&yaml)).unwrap_or_else(|e| panic!("{yaml}: {e}"));
@@ -408,7 +409,15 @@ fn azure_keys_key_vault_cannot_make_are_refused_with_what_it_can() {
         &format!(
             "{KEY_HEAD}spec:\n  provider: {VAULT}\n  algorithm: RSA3072\n  usage: Seal\n  existingKey: https://other.vault.azure.net/keys/db\n"
         ),
-        &["Keyward does not adopt Key Vault keys yet"],
+        &[
+            "`https://other.vault.azure.net/keys/db` is not a key of the vault in spec.provider.azure; give `https://acme.vault.azure.net/keys/<name>` without a version",
+        ],
+    );
+    refused_by_webhook(
+        &format!(
+            "{KEY_HEAD}spec:\n  provider: {VAULT}\n  algorithm: RSA3072\n  usage: Seal\n  existingKey: https://acme.vault.azure.net/keys/db/0123456789abcdef0123456789abcdef\n"
+        ),
+        &["without a version"],
     );
     refused(
         &format!(

@@ -208,6 +208,7 @@ impl Run {
 
         self.destroyed_is_soft_deleted_and_recovered(&keys, &name)
             .await?;
+        self.adopted_key_is_kept(&keys).await?;
 
         // Deleting the resource soft-deletes the key again.
         keyward_e2e::keys::delete_and_wait_gone(&keys, "azure").await?;
@@ -315,6 +316,83 @@ impl Run {
 
     /// Destroyed soft-deletes the key in the vault; moving back to
     /// Deactivated within the deletion window recovers it.
+    /// A Key Vault key made outside Keyward (as Terraform makes one, HSM
+    /// protected) adopted by `spec.existingKey`: Ready on that very key,
+    /// rotated in place (still HSM), and left in the vault when the
+    /// ManagedKey goes (`Retain` for adopted keys). A reference to no key
+    /// is Degraded with what to check.
+    async fn adopted_key_is_kept(&mut self, keys: &Api<ManagedKey>) -> Result<()> {
+        let made = json!({
+            "kty": "RSA-HSM", "key_size": 3072, "key_ops": ["wrapKey", "unwrapKey"],
+            "tags": {"managed-by": "terraform"},
+        });
+        let terraform_version = self
+            .vault
+            .create_key("tf-orders", made)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let vault = self.vault.vault_url();
+        for (name, target) in [("orders", "tf-orders"), ("nothing", "tf-nothing")] {
+            let provider = json!({"azure": {"vaultUrl": vault}});
+            let mut key = managed_key(name, provider)?;
+            key.spec.algorithm = keyward_crds::Algorithm::Rsa3072;
+            key.spec.usage = keyward_crds::KeyUsage::Seal;
+            key.spec.existing_key = Some(format!("{vault}/keys/{target}"));
+            keys.create(&PostParams::default(), &key).await?;
+        }
+        let orders = wait_key(keys, "orders", "Ready", ready).await?;
+        ensure!(
+            key_id(&orders)? == format!("{vault}/keys/tf-orders"),
+            "{orders:?}"
+        );
+        let stored = self.vault.key("tf-orders").context("no tf-orders")?;
+        let adopted = &stored.versions[0];
+        let owner = format!("{}/orders", self.ns);
+        ensure!(
+            adopted.id == terraform_version
+                && adopted.tags.get("keyward-version").map(String::as_str) == Some("1")
+                && adopted.tags.get("keyward-adopted").map(String::as_str) == Some("true")
+                && adopted.tags.get("keyward-owner") == Some(&owner)
+                && adopted.tags.get("managed-by").map(String::as_str) == Some("terraform"),
+            "the adopted version: {adopted:?}"
+        );
+        let nothing = wait_key(keys, "nothing", "Degraded", |k| {
+            degraded_reason(k).is_some()
+        })
+        .await?;
+        let reason = degraded_reason(&nothing).unwrap_or_default();
+        ensure!(
+            reason.starts_with("ProviderRefused") && reason.contains("no key `tf-nothing`"),
+            "{reason}"
+        );
+
+        let annotate = json!({"metadata": {"annotations": {"keyward.io/rotate": "e2e-1"}}});
+        keys.patch("orders", &PatchParams::default(), &Patch::Merge(&annotate))
+            .await?;
+        wait_key(keys, "orders", "rotated to version 2", |k| {
+            k.status.as_ref().and_then(|s| s.primary_version) == Some(2)
+        })
+        .await?;
+        let stored = self.vault.key("tf-orders").context("no tf-orders")?;
+        let newest = stored.versions.last().context("no version")?;
+        ensure!(
+            stored.versions.len() == 2 && newest.kty == "RSA-HSM",
+            "after rotating the adopted key: {stored:?}"
+        );
+
+        keyward_e2e::keys::delete_and_wait_gone(keys, "orders").await?;
+        keyward_e2e::keys::delete_and_wait_gone(keys, "nothing").await?;
+        let stored = self.vault.key("tf-orders").context("tf-orders purged")?;
+        ensure!(
+            stored.deleted.is_none() && stored.versions.iter().all(|v| v.enabled),
+            "deleting the ManagedKey touched the Terraform key: {stored:?}"
+        );
+        println!(
+            "the Key Vault double: tf-orders adopted as version 1, rotated to an RSA-HSM version 2, kept after the ManagedKey went"
+        );
+        Ok(())
+    }
+
     async fn destroyed_is_soft_deleted_and_recovered(
         &mut self,
         keys: &Api<ManagedKey>,

@@ -276,6 +276,18 @@ impl Double {
         Ok(kid.rsplit('/').next().unwrap_or_default().to_owned())
     }
 
+    /// Makes a version of key `name` from a create request's JSON `body`
+    /// (`kty`, `key_size`, `key_ops`, `attributes`, `tags`) without a
+    /// request, as Terraform or `az keyvault key create` would make it.
+    /// Returns the new version id.
+    pub async fn create_key(&self, name: &str, body: serde_json::Value) -> Result<String, String> {
+        let bundle = vault::create(&self.shared.vault, name, &body)
+            .await
+            .map_err(|f| f.message)?;
+        let kid = bundle["key"]["kid"].as_str().unwrap_or_default();
+        Ok(kid.rsplit('/').next().unwrap_or_default().to_owned())
+    }
+
     /// Stops listening and closes every connection.
     pub fn stop(&self) {
         self.server.stop();

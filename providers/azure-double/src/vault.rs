@@ -193,6 +193,12 @@ fn template(body: &Value) -> Result<Template, Fault> {
     })
 }
 
+/// A version of key `name` made from a create request's `body`, as a tool
+/// other than Keyward (Terraform, `az`) makes one.
+pub(crate) async fn create(shared: &Shared, name: &str, body: &Value) -> Answer {
+    add_version(shared, name, template(body)?).await
+}
+
 /// Adds a version made from `template` to key `name` (creating the key),
 /// generating the material off the runtime first. The lock is not held
 /// while RSA keys are generated; the deleted state is checked again after.

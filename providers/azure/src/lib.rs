@@ -16,6 +16,7 @@
 //! against the loopback Key Vault double (`providers/azure-double`).
 #![forbid(unsafe_code)]
 
+mod adopt;
 mod claims;
 mod config;
 mod deletion;
@@ -29,6 +30,7 @@ mod user_tags;
 mod versions;
 mod wrapping;
 
+pub use adopt::ADOPTED_TAG;
 pub use config::AzureKeyVaultConfig;
 pub use errors::{At, classify};
 pub use identity::{WORKLOAD_IDENTITY_ENV, workload_identity};

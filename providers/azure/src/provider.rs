@@ -64,7 +64,13 @@ fn refuse_unsupported(algorithm: KeyAlgorithm) -> Result<()> {
 }
 
 /// The create parameters of a new version of an `algorithm` key.
-fn parameters(algorithm: KeyAlgorithm, tags: HashMap<String, String>) -> CreateKeyParameters {
+/// `hsm`: HSM-protected (`RSA-HSM`, `EC-HSM`; a Premium vault), as an
+/// adopted key may be; a rotation keeps the protection of the primary.
+fn parameters(
+    algorithm: KeyAlgorithm,
+    hsm: bool,
+    tags: HashMap<String, String>,
+) -> CreateKeyParameters {
     let (kty, size, curve, ops) = match algorithm {
         KeyAlgorithm::Rsa3072 => (
             KeyType::Rsa,
@@ -97,6 +103,11 @@ fn parameters(algorithm: KeyAlgorithm, tags: HashMap<String, String>) -> CreateK
             Some(CurveName::P256),
             [KeyOperation::Sign, KeyOperation::Verify],
         ),
+    };
+    let kty = match (kty, hsm) {
+        (KeyType::Rsa, true) => KeyType::RsaHsm,
+        (KeyType::Ec, true) => KeyType::EcHsm,
+        (kty, _) => kty,
     };
     CreateKeyParameters {
         kty: Some(kty),
@@ -161,6 +172,12 @@ impl AzureKeyVaultProvider {
 
     /// Every Keyward version of key `name` (all pages).
     pub(crate) async fn versions(&self, name: &str) -> Result<Versions> {
+        Versions::new(name, self.keyward_versions(name).await?)
+    }
+
+    /// The versions of key `name` that carry a Keyward number, in any
+    /// order; empty for a key made outside Keyward.
+    pub(crate) async fn keyward_versions(&self, name: &str) -> Result<Vec<Version>> {
         let pager = self
             .client
             .list_key_properties_versions(name, None)
@@ -175,7 +192,7 @@ impl AzureKeyVaultProvider {
                 ids.insert((name.to_owned(), v.number), v.id.clone());
             }
         }
-        Versions::new(name, list)
+        Ok(list)
     }
 
     /// The soft-deleted key `name`, if it is one.
@@ -299,12 +316,13 @@ impl AzureKeyVaultProvider {
         &self,
         name: &str,
         algorithm: KeyAlgorithm,
+        hsm: bool,
         number: u32,
         mut tags: HashMap<String, String>,
     ) -> Result<()> {
         tags.insert(VERSION_TAG.into(), number.to_string());
         tags.insert(ALGORITHM_TAG.into(), algorithm.as_str().into());
-        let content = parameters(algorithm, tags)
+        let content = parameters(algorithm, hsm, tags)
             .try_into()
             .map_err(|e| conversion("create", e))?;
         let made = self
@@ -388,7 +406,7 @@ impl AzureKeyVaultProvider {
 
     /// Returns an existing key for `spec` if it has the same owner and
     /// algorithm; refuses one that belongs to someone else.
-    fn adopt(existing: KeyInfo, spec: &KeySpec) -> Result<KeyInfo> {
+    pub(crate) fn matching_existing(existing: KeyInfo, spec: &KeySpec) -> Result<KeyInfo> {
         if existing.deletion_at.is_some() {
             return Err(ProviderError::InvalidRequest(format!(
                 "key `{}` is deleted but recoverable (soft delete); cancel the deletion to recover it, or pick another name",
@@ -424,7 +442,7 @@ impl KeyProvider for AzureKeyVaultProvider {
         refuse_unsupported(spec.algorithm)?;
         let name = naming::key_name(&spec.name)?;
         match self.info(&name).await {
-            Ok(existing) => return Self::adopt(existing, spec),
+            Ok(existing) => return Self::matching_existing(existing, spec),
             Err(ProviderError::UnknownKey(_)) => {}
             Err(other) => return Err(other),
         }
@@ -432,8 +450,14 @@ impl KeyProvider for AzureKeyVaultProvider {
         if let Some(owner) = &spec.owner {
             tags.insert(OWNER_TAG.to_owned(), owner.clone());
         }
-        self.create_version(&name, spec.algorithm, 1, tags).await?;
+        self.create_version(&name, spec.algorithm, false, 1, tags)
+            .await?;
         self.info(&name).await
+    }
+
+    async fn adopt_key(&self, reference: &str, spec: &KeySpec) -> Result<KeyInfo> {
+        refuse_unsupported(spec.algorithm)?;
+        self.adopt_existing(reference, spec).await
     }
 
     fn keeps_claims(&self, _key_id: &str) -> bool {
@@ -467,7 +491,10 @@ impl KeyProvider for AzureKeyVaultProvider {
             .chain(user_tags::of(&primary.tags))
             .collect();
         let next = versions.next_number();
-        self.create_version(&name, versions.algorithm()?, next, tags)
+        // An adopted key may be HSM-protected; its new versions stay so.
+        let (_, jwk) = self.jwk(&name, primary.number).await?;
+        let hsm = matches!(jwk.kty, Some(KeyType::RsaHsm | KeyType::EcHsm));
+        self.create_version(&name, versions.algorithm()?, hsm, next, tags)
             .await?;
         tracing::info!(key = %name, version = next, "rotated: new primary version");
         self.info(&name).await

@@ -2,6 +2,7 @@
 //! (`providers/azure-double`), through the official SDK. One test binary
 //! (the SDK is large to link).
 
+mod adoption;
 mod common;
 mod conformance;
 mod failures;
