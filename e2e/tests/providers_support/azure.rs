@@ -90,7 +90,7 @@ pub async fn key_vault_through_the_binaries(client: Client, ns: String) -> Resul
     let outcome = run.flow().await;
     outcome.with_context(|| run.logs())?;
     println!(
-        "Azure Key Vault through the binaries: created, tagged, sealed, unsealed, rotated, soft-deleted, recovered, deleted in {:?}",
+        "Azure Key Vault through the binaries: created, tagged, sealed, unsealed, rotated, soft-deleted, recovered, deleted; a Terraform key adopted and kept; in {:?}",
         started.elapsed()
     );
     Ok(())
@@ -219,6 +219,10 @@ impl Run {
         );
         let audit = std::fs::read_to_string(self.dir.path().join("audit.log"))?;
         ensure!(audit.contains(&id), "the operator's audit log lacks {id}");
+        ensure!(
+            audit.contains("key.adopt-existing") && audit.contains("key.retain"),
+            "the audit log lacks the adoption or the retained key: {audit}"
+        );
         Ok(())
     }
 
