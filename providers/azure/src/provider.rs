@@ -5,7 +5,7 @@
 use crate::config::AzureKeyVaultConfig;
 use crate::errors::{At, from_azure};
 use crate::naming::{self, ALGORITHM_TAG, OWNER_TAG, VERSION_TAG};
-use crate::versions::{Version, Versions};
+use crate::versions::{Version, Versions, distinct};
 use crate::{claims, spki, user_tags};
 use async_trait::async_trait;
 use azure_security_keyvault_keys::KeyClient;
@@ -186,7 +186,7 @@ impl AzureKeyVaultProvider {
             .try_collect()
             .await
             .map_err(|e| from_azure(&e, At::key(name)))?;
-        let list: Vec<Version> = listed.iter().filter_map(Version::from_properties).collect();
+        let list = distinct(listed.iter().filter_map(Version::from_properties).collect());
         if let Ok(mut ids) = self.ids.lock() {
             for v in &list {
                 ids.insert((name.to_owned(), v.number), v.id.clone());

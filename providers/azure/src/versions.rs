@@ -79,6 +79,18 @@ impl Version {
     }
 }
 
+/// One version per number: the first made. A Key Vault rotation policy
+/// (which Keyward's keys must not have, but a user may set) copies the
+/// current version's tags, `keyward-version` included, onto the version it
+/// makes; that copy is not Keyward's version and is left out, so a number
+/// always names the version its envelopes were wrapped with. Ties (the
+/// same second) go to the lower version id, the same in every process.
+pub(crate) fn distinct(mut list: Vec<Version>) -> Vec<Version> {
+    list.sort_by(|a, b| (a.number, a.created, &a.id).cmp(&(b.number, b.created, &b.id)));
+    list.dedup_by_key(|v| v.number);
+    list
+}
+
 /// All Keyward versions of one Key Vault key, by number.
 #[derive(Debug, Clone)]
 pub(crate) struct Versions {
@@ -208,5 +220,17 @@ mod tests {
         assert_eq!(versions.get(1).unwrap().state(now), VersionState::Enabled);
         assert_eq!(versions.algorithm().unwrap(), KeyAlgorithm::Rsa3072);
         assert!(Versions::new("kek", vec![]).is_err());
+    }
+
+    #[test]
+    fn a_copy_of_a_numbered_version_does_not_take_its_number() {
+        let first = version(1, true, None);
+        let mut copy = version(1, true, None);
+        copy.id = format!("{:032x}", 9);
+        copy.created = first.created + std::time::Duration::from_secs(60);
+        let second = version(2, true, None);
+        let kept = distinct(vec![copy, second.clone(), first.clone()]);
+        let ids: Vec<(u32, &str)> = kept.iter().map(|v| (v.number, v.id.as_str())).collect();
+        assert_eq!(ids, [(1, first.id.as_str()), (2, second.id.as_str())]);
     }
 }

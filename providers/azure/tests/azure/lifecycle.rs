@@ -259,3 +259,40 @@ async fn a_name_taken_by_another_owner_is_refused() {
         "{error}"
     );
 }
+
+/// `az keyvault key rotate` (or a rotation policy) on a Keyward key makes
+/// a version that copies the current one's tags, `keyward-version`
+/// included. That copy must not take the number: envelopes wrapped under
+/// it name the version Keyward made, and still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_outside_keyward_does_not_take_a_version_number() {
+    let double = Double::start().await;
+    let provider = provider(&double);
+    let key = provider
+        .create_key(&spec("rotated-outside", KeyAlgorithm::Rsa3072))
+        .await
+        .unwrap()
+        .key_id;
+    let name = name_in(&key).to_owned();
+    let dek = Dek::generate();
+    let context = WrapContext::new();
+    let before = provider.wrap_dek(&key, &dek, &context).await.unwrap();
+
+    // A fresh provider (no cached version ids), as the webhook after a restart.
+    provider.client().rotate_key(&name, None).await.unwrap();
+    let stored = double.key(&name).unwrap();
+    assert_eq!(stored.versions.len(), 2);
+    assert_eq!(stored.versions[1].tags["keyward-version"], "1", "the copy");
+    let fresh = crate::common::provider(&double);
+    let info = fresh.describe_key(&key).await.unwrap();
+    assert_eq!((info.primary_version, info.versions.len()), (1, 1));
+    let after = fresh.wrap_dek(&key, &dek, &context).await.unwrap();
+    assert_eq!(after.version, 1);
+    for wrapped in [&before, &after] {
+        let opened = fresh.unwrap_dek(wrapped, &context).await.unwrap();
+        assert_eq!(opened.expose(), dek.expose());
+    }
+    // Keyward's own rotation goes on numbering after it.
+    let rotated = fresh.rotate_key(&key).await.unwrap();
+    assert_eq!(rotated.primary_version, 2);
+}
