@@ -119,7 +119,7 @@ pub trait KeyProvider: Send + Sync {
         let wrapped = self.wrap_dek(key_id, dek, context).await?;
         if wrapped.version < version {
             return Err(ProviderError::Unavailable(format!(
-                "key `{key_id}` wrapped under version {} while version {version} is primary; a rotation is in flight, retry",
+                "the provider's primary of key `{key_id}` is version {}, the cluster's is version {version}: a rotation is in flight (retry shortly), or the primary was moved back at the provider by hand (make version {version} primary there again)",
                 wrapped.version
             )));
         }

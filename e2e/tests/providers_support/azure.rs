@@ -355,7 +355,6 @@ impl Run {
         ensure!(
             adopted.id == terraform_version
                 && adopted.tags.get("keyward-version").map(String::as_str) == Some("1")
-                && adopted.tags.get("keyward-adopted").map(String::as_str) == Some("true")
                 && adopted.tags.get("keyward-owner") == Some(&owner)
                 && adopted.tags.get("managed-by").map(String::as_str) == Some("terraform"),
             "the adopted version: {adopted:?}"

@@ -1,7 +1,7 @@
 //! Adopting a Key Vault key made outside Keyward (Terraform, `az keyvault
 //! key create`, the portal) as version 1 of a Keyward key: its current
 //! version is tagged as Keyward's (`keyward-version=1`, the algorithm, the
-//! owner, `keyward-adopted=true`), after which the key is read like one
+//! owner), after which the key is read like one
 //! Keyward made and rotations add versions to it. Its older versions stay
 //! as they are; Keyward neither uses nor deletes them.
 //!
@@ -16,12 +16,11 @@ use azure_security_keyvault_keys::models::{CurveName, JsonWebKey, KeyOperation, 
 use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result};
 use std::time::SystemTime;
 
-/// Tag on the version Keyward adopted.
-pub const ADOPTED_TAG: &str = "keyward-adopted";
 /// Key Vault's most tags on one version.
 const MAX_TAGS: usize = 15;
-/// Tags Keyward keeps on a version: version, algorithm, owner, cluster,
-/// claimed-at, and the adoption mark.
+/// Tags Keyward may keep on a version: version, algorithm, owner, cluster,
+/// claimed-at and destroy-at. (No adoption mark: it would be a seventh, and
+/// the audit log records the adoption.)
 const KEYWARDS_TAGS: usize = 6;
 
 impl AzureKeyVaultProvider {
@@ -105,7 +104,6 @@ impl AzureKeyVaultProvider {
         }
         tags.insert(VERSION_TAG.into(), "1".into());
         tags.insert(ALGORITHM_TAG.into(), spec.algorithm.as_str().into());
-        tags.insert(ADOPTED_TAG.into(), "true".into());
         if let Some(owner) = &spec.owner {
             tags.insert(OWNER_TAG.into(), owner.clone());
         }

@@ -30,7 +30,6 @@ mod user_tags;
 mod versions;
 mod wrapping;
 
-pub use adopt::ADOPTED_TAG;
 pub use config::AzureKeyVaultConfig;
 pub use errors::{At, classify};
 pub use identity::{WORKLOAD_IDENTITY_ENV, workload_identity};

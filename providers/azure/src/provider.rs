@@ -492,7 +492,16 @@ impl KeyProvider for AzureKeyVaultProvider {
             .collect();
         let next = versions.next_number();
         // An adopted key may be HSM-protected; its new versions stay so.
-        let (_, jwk) = self.jwk(&name, primary.number).await?;
+        // Read from the newest enabled version: Key Vault refuses `get` on
+        // a disabled one.
+        let now = SystemTime::now();
+        let probe = versions
+            .list
+            .iter()
+            .rev()
+            .find(|v| v.state(now) == VersionState::Enabled)
+            .unwrap_or(primary);
+        let (_, jwk) = self.jwk(&name, probe.number).await?;
         let hsm = matches!(jwk.kty, Some(KeyType::RsaHsm | KeyType::EcHsm));
         self.create_version(&name, versions.algorithm()?, hsm, next, tags)
             .await?;

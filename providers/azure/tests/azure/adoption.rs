@@ -70,7 +70,9 @@ async fn a_key_made_outside_becomes_version_one_and_rotates_in_place() {
     assert!(!older.tags.contains_key("keyward-version"), "{older:?}");
     assert_eq!(current.tags["keyward-version"], "1");
     assert_eq!(current.tags["keyward-algorithm"], "RSA3072");
-    assert_eq!(current.tags["keyward-adopted"], "true");
+    assert_eq!(current.tags["keyward-owner"], "uid-keyward/shop/payments");
+    // Room for Keyward's 6 tags next to the 9 user tags admission allows.
+    assert_eq!(current.tags.len(), 4, "{current:?}");
     assert_eq!(current.tags["managed-by"], "terraform");
 
     let dek = Dek::generate();
