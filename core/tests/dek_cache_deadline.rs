@@ -332,7 +332,7 @@ async fn a_wrap_under_a_newer_version_than_the_providers_primary_is_refused_as_r
         .unwrap_err();
     assert!(lagging.is_retryable(), "{lagging}");
     assert!(
-        lagging.to_string().contains("version 2 is primary"),
+        lagging.to_string().contains("the cluster's is version 2"),
         "{lagging}"
     );
 }
