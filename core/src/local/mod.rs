@@ -163,13 +163,25 @@ impl KeyProvider for LocalProvider {
     ) -> Result<WrappedDek> {
         let (key_id, dek, context) = (key_id.to_owned(), dek.clone(), context.clone());
         self.blocking(move |store| {
-            // A version the cached keyring lacks (a rotation elsewhere)
-            // misses, and the store reloads.
-            store.read(|ring| {
-                let key = ring.find(&key_id)?;
-                let wrapping = key.version_for_unwrap(version)?;
-                wrap::wrap(key, wrapping, &dek, &context)
-            })
+            // The cluster names `version` primary. A cached keyring that
+            // lacks it (a rotation elsewhere) or holds it disabled (the key
+            // was resumed since) is stale: the store reloads once.
+            let stale = |e: &ProviderError| {
+                matches!(
+                    e,
+                    ProviderError::UnknownKey(_)
+                        | ProviderError::UnknownVersion { .. }
+                        | ProviderError::VersionDisabled { .. }
+                )
+            };
+            store.read_reloading_on(
+                |ring| {
+                    let key = ring.find(&key_id)?;
+                    let wrapping = key.version_for_unwrap(version)?;
+                    wrap::wrap(key, wrapping, &dek, &context)
+                },
+                stale,
+            )
         })
         .await
     }

@@ -335,7 +335,18 @@ impl KeyringStore {
     /// are already treated as destroyed. Served from the cached copy while
     /// it is younger than the cache TTL; a lookup that misses there (unknown
     /// key or version) reloads once and runs `view` again.
-    pub fn read<T>(&self, mut view: impl FnMut(&Keyring) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&self, view: impl FnMut(&Keyring) -> Result<T>) -> Result<T> {
+        self.read_reloading_on(view, is_miss)
+    }
+
+    /// [`read`](Self::read), reloading also when `view`'s error is one
+    /// `stale` says a fresher keyring may not give (a caller that knows the
+    /// cluster's state, e.g. that a version is enabled again).
+    pub fn read_reloading_on<T>(
+        &self,
+        mut view: impl FnMut(&Keyring) -> Result<T>,
+        stale: impl Fn(&ProviderError) -> bool,
+    ) -> Result<T> {
         let ttl = self.cache_ttl();
         if ttl.is_zero() {
             let _lock = self.backend.lock(false)?;
@@ -347,7 +358,7 @@ impl KeyringStore {
             let slot = self.cache.read().unwrap_or_else(PoisonError::into_inner);
             match slot.as_ref().filter(|c| c.fresh(ttl, super::now())) {
                 Some(cached) => match view(&cached.ring) {
-                    Err(e) if is_miss(&e) => Some(cached.generation),
+                    Err(e) if stale(&e) => Some(cached.generation),
                     done => return done,
                 },
                 None => None,

@@ -262,4 +262,20 @@ async fn wrapping_under_a_named_version_sees_past_a_stale_cache() {
         ),
         "{missing:?}"
     );
+
+    // Disabled, and seen so by the webhook (a rotation to version 3 makes
+    // it reload), then enabled again: the cached "disabled" does not
+    // outlive the cluster's word that version 2 is the one to use.
+    operator.set_version_enabled(&key, 2, false).await.unwrap();
+    operator.rotate_key(&key).await.unwrap();
+    let third = webhook.wrap_dek_with_version(&key, 3, &dek, &ctx).await;
+    assert_eq!(third.unwrap().version, 3);
+    let disabled = webhook.wrap_dek_with_version(&key, 2, &dek, &ctx).await;
+    assert!(
+        matches!(disabled, Err(ProviderError::VersionDisabled { .. })),
+        "{disabled:?}"
+    );
+    operator.set_version_enabled(&key, 2, true).await.unwrap();
+    let resumed = webhook.wrap_dek_with_version(&key, 2, &dek, &ctx).await;
+    assert_eq!(resumed.unwrap().version, 2);
 }
