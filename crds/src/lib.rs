@@ -47,7 +47,7 @@ pub use managed_key_status::{
 };
 pub use provider::{
     AwsProvider, AzureProvider, GcpProtectionLevel, GcpProvider, LocalProvider, Pkcs11Provider,
-    ProviderKind, ProviderSpec,
+    ProviderKind, ProviderSpec, is_vault_url,
 };
 pub use rotation_policy::{
     EffectivePolicy, KeyRotationPolicy, KeyRotationPolicySpec, RewrapMode, RotationStrategy,

@@ -272,8 +272,10 @@ impl ProviderSpec {
     }
 }
 
-/// `https://HOST[:PORT]` with an optional trailing `/` and nothing else.
-fn is_vault_url(url: &str) -> bool {
+/// `https://HOST[:PORT]` with an optional trailing `/` and nothing else:
+/// a Key Vault URL as `spec.provider.azure.vaultUrl` and the binaries'
+/// `--azure-vault-url` take it.
+pub fn is_vault_url(url: &str) -> bool {
     url.strip_prefix("https://")
         .map(|rest| rest.strip_suffix('/').unwrap_or(rest))
         .is_some_and(|host| {

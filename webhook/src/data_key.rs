@@ -196,13 +196,8 @@ impl Asking<'_> {
             crate::validate::target_of(&sealed, self.namespace, &self.asked.spec.secret_name);
         let dek = Dek::generate();
         let provider = self.unsealer.provider.wrapping_provider();
-        // The version the cluster reports primary: a provider whose cached
-        // view lags a rotation would otherwise wrap under the old one.
-        let primary = (key.key.as_deref())
-            .and_then(|k| k.status.as_ref())
-            .and_then(|s| s.primary_version);
         let context = target.wrap_context();
-        let wrapping = match primary {
+        let wrapping = match key.primary_version() {
             Some(version) => {
                 (provider.wrap_dek_with_version(&key_id, version, &dek, &context)).await
             }

@@ -15,6 +15,7 @@ pub use backend::{KeyringBackend, LockGuard, Revision, Stored, WriteError};
 pub use erasure::erase_when_due;
 pub use file_backend::{FileBackend, GENERATION_FILE};
 pub use root_key::RootKey;
+use store::is_miss;
 pub use store::{DEFAULT_CACHE_TTL, KEYRING_FILE, KeyringStore, ROOT_KEY_FILE};
 
 use crate::crypto::signing::ToSign;
@@ -167,12 +168,7 @@ impl KeyProvider for LocalProvider {
             // lacks it (a rotation elsewhere) or holds it disabled (the key
             // was resumed since) is stale: the store reloads once.
             let stale = |e: &ProviderError| {
-                matches!(
-                    e,
-                    ProviderError::UnknownKey(_)
-                        | ProviderError::UnknownVersion { .. }
-                        | ProviderError::VersionDisabled { .. }
-                )
+                is_miss(e) || matches!(e, ProviderError::VersionDisabled { .. })
             };
             store.read_reloading_on(
                 |ring| {

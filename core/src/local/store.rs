@@ -76,7 +76,7 @@ impl Cached {
 }
 
 /// A lookup that a newer keyring might answer.
-fn is_miss(error: &ProviderError) -> bool {
+pub(crate) fn is_miss(error: &ProviderError) -> bool {
     matches!(
         error,
         ProviderError::UnknownKey(_) | ProviderError::UnknownVersion { .. }

@@ -11,7 +11,7 @@
 use crate::errors::{At, from_azure};
 use crate::naming::{self, ALGORITHM_TAG, OWNER_TAG, VERSION_TAG, is_keywards};
 use crate::provider::AzureKeyVaultProvider;
-use crate::versions::Version;
+use crate::versions::{Version, Versions};
 use azure_security_keyvault_keys::models::{CurveName, JsonWebKey, KeyOperation, KeyType};
 use keyward_core::provider::{KeyAlgorithm, KeyInfo, KeySpec, ProviderError, Result};
 use std::time::SystemTime;
@@ -31,7 +31,7 @@ impl AzureKeyVaultProvider {
             // Adopted before (a retry, or the same manifest in a cluster
             // rebuilt from Git): the key as it is now, rotations and all.
             Ok(list) if !list.is_empty() => {
-                let existing = self.info(&name).await?;
+                let existing = Versions::new(&name, list)?.info(self.key_id_of(&name), None)?;
                 if spec.owner.is_none() || existing.owner != spec.owner {
                     return Err(ProviderError::InvalidRequest(format!(
                         "Key Vault key `{reference}` is already a Keyward key ({}); adopt a key only once, or use the ManagedKey that has it",

@@ -83,8 +83,10 @@ impl Version {
 /// (which Keyward's keys must not have, but a user may set) copies the
 /// current version's tags, `keyward-version` included, onto the version it
 /// makes; that copy is not Keyward's version and is left out, so a number
-/// always names the version its envelopes were wrapped with. Ties (the
-/// same second) go to the lower version id, the same in every process.
+/// always names the version its envelopes were wrapped with. Key Vault's
+/// times have whole seconds: a copy made within the same second as the
+/// original is told apart by nothing, so ties go to the lower version id,
+/// the same in every process but possibly the copy.
 pub(crate) fn distinct(mut list: Vec<Version>) -> Vec<Version> {
     list.sort_by(|a, b| (a.number, a.created, &a.id).cmp(&(b.number, b.created, &b.id)));
     list.dedup_by_key(|v| v.number);

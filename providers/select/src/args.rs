@@ -341,8 +341,7 @@ impl ProviderArgs {
             return Ok(None);
         };
         let url = url.trim_end_matches('/');
-        let host = url.strip_prefix("https://").unwrap_or_default();
-        if host.is_empty() || host.contains(['/', '?', '#']) || host.contains(char::is_whitespace) {
+        if !keyward_crds::is_vault_url(url) {
             return Err(FlagError::new(
                 "azure-vault-url",
                 format!(
@@ -350,6 +349,7 @@ impl ProviderArgs {
                 ),
             ));
         }
+        let host = url.strip_prefix("https://").unwrap_or_default();
         if self.azure_skip_challenge_resource_check && is_azure_vault_host(host) {
             return Err(FlagError::new(
                 "azure-skip-challenge-resource-check",

@@ -35,6 +35,17 @@ pub struct KeyOf {
     pub key: Option<Arc<ManagedKey>>,
 }
 
+impl KeyOf {
+    /// The version the cluster reports primary. Wrap under it, not the
+    /// provider's own view, which may lag a rotation (the local keyring's
+    /// read cache).
+    pub fn primary_version(&self) -> Option<u32> {
+        (self.key.as_deref())
+            .and_then(|k| k.status.as_ref())
+            .and_then(|s| s.primary_version)
+    }
+}
+
 impl Keys {
     pub fn new(client: Client) -> Self {
         Keys {

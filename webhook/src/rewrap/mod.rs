@@ -180,11 +180,10 @@ impl Rewrapper<'_> {
         })
     }
 
-    /// The ManagedKey named by `spec.keyRef` is shared with this
-    /// namespace, Active, and is `key_id`.
     /// The version to re-wrap under: the one the cluster reports primary
-    /// (the provider's own view may lag a rotation), else `provider_primary`;
-    /// refused unless the key may wrap with it.
+    /// (the provider's own view may lag a rotation), else `provider_primary`.
+    /// Refused unless the ManagedKey named by `spec.keyRef` is shared with
+    /// this namespace, Active, is `key_id` and may wrap with that version.
     async fn usable_primary(
         &self,
         sealed: &SealedSecret,
@@ -204,10 +203,7 @@ impl Rewrapper<'_> {
         if let Some(why) = sharing::sharing(&key).refusal() {
             return Err(Failed::unusable(why));
         }
-        let primary = (key.key.as_deref())
-            .and_then(|k| k.status.as_ref())
-            .and_then(|s| s.primary_version)
-            .unwrap_or(provider_primary);
+        let primary = key.primary_version().unwrap_or(provider_primary);
         wrapping::usable_for_wrapping(key.key.as_deref(), &key.reference, key_id, primary)
             .map_err(Failed::unusable)?;
         Ok(primary)
